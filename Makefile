@@ -1,0 +1,50 @@
+# Thin wrapper: installs missing Debian packages, configures, builds, then runs the demo or tests.
+# The real build is CMake; see README.md.
+
+PACKAGES := build-essential cmake pkg-config libxen-dev libdpdk-dev dpdk catch2 \
+            clang-14 libclang-rt-14-dev xenstore-utils libtomlplusplus-dev libcli11-dev \
+            libfmt-dev libspdlog-dev nlohmann-json3-dev iproute2 procps
+JOBS       ?= $(shell nproc)
+BUILD      ?= build
+SAN_BUILD  ?= build-sanitize
+FUZZ_SECONDS ?= 60
+
+.PHONY: deps build check check-fast check-sanitize demo clean
+
+deps:
+	@missing=""; \
+	for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "netbackd: installing$$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else \
+	    echo "netbackd: missing Debian packages. Run:"; \
+	    echo "  sudo apt-get install -y$$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD) -j $(JOBS)
+
+# The whole suite: Release build with gcc, then ASan+UBSan build with clang plus the fuzz runs.
+check: check-fast check-sanitize
+
+check-fast: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+check-sanitize: deps
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
+	  -DNETBACKD_SANITIZE=address,undefined -DNETBACKD_FUZZ=ON -DNETBACKD_FUZZ_SECONDS=$(FUZZ_SECONDS)
+	cmake --build $(SAN_BUILD) -j $(JOBS)
+	ctest --test-dir $(SAN_BUILD) --output-on-failure -j $(JOBS)
+
+demo: build
+	$(BUILD)/ring/netbackd-ring-selfcheck
+
+clean:
+	rm -rf $(BUILD) $(SAN_BUILD)
