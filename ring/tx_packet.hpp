@@ -1,0 +1,110 @@
+// The backend's view of one guest-transmitted packet, as assembled from TX ring slots, and the
+// reasons an assembly can fail. Fixed-size value types: nothing here allocates.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "ring/sring.hpp"
+
+namespace netbackd::ring {
+
+// Backends must accept this many data slots per packet (XEN_NETIF_NR_SLOTS_MIN).
+inline constexpr std::size_t kMaxTxSegments = XEN_NETIF_NR_SLOTS_MIN;
+// Linux netback's fatal_skb_slots default: a frontend using this many slots is hostile.
+inline constexpr std::uint32_t kDefaultFatalSlots = 20;
+inline constexpr std::uint16_t kEthHeaderLen = 14;
+
+struct TxSegment {
+    grant_ref_t gref;
+    std::uint16_t offset;
+    std::uint16_t size;
+    bool operator==(const TxSegment&) const = default;
+};
+
+struct TxGso {
+    std::uint16_t size;      // MSS
+    std::uint8_t type;       // XEN_NETIF_GSO_TYPE_TCPV4 / _TCPV6
+    std::uint16_t features;  // XEN_NETIF_GSO_FEAT_*
+    bool operator==(const TxGso&) const = default;
+};
+
+struct TxHash {
+    std::uint8_t type;       // _XEN_NETIF_CTRL_HASH_TYPE_*
+    std::uint8_t algorithm;  // XEN_NETIF_CTRL_HASH_ALGORITHM_*
+    std::uint32_t value;
+    bool operator==(const TxHash&) const = default;
+};
+
+using MacAddr = std::array<std::uint8_t, 6>;
+
+struct TxPacket {
+    // Segment i came from the data slot whose request id is ids[i]. Segment 0's size is the first
+    // slot's own share (the first slot's size field minus the other segments).
+    std::array<TxSegment, kMaxTxSegments> seg_storage;
+    std::array<std::uint16_t, kMaxTxSegments> ids;
+    std::uint8_t nr_segments = 0;
+    // Extra-info slots sitting between the first and second data slot; each is answered with
+    // NETIF_RSP_NULL right after the first slot's response.
+    std::uint8_t nr_extra_slots = 0;
+    std::uint16_t length = 0;  // whole packet, the first slot's size field
+    bool csum_blank = false;
+    bool data_validated = false;
+    std::optional<TxGso> gso;
+    std::optional<TxHash> hash;
+    // A packet carrying a multicast extra is a control message: the caller applies it and answers
+    // OKAY or ERROR; its data, if any, is not a frame (length checks are skipped, as in Linux).
+    std::optional<MacAddr> mcast_add;
+    std::optional<MacAddr> mcast_del;
+
+    std::span<const TxSegment> segments() const noexcept { return {seg_storage.data(), nr_segments}; }
+    bool is_mcast_control() const noexcept { return mcast_add.has_value() || mcast_del.has_value(); }
+    // Ring slots this packet used, each owed exactly one response.
+    std::uint32_t slots() const noexcept { return std::uint32_t{nr_segments} + nr_extra_slots; }
+};
+
+enum class TxError : std::uint8_t {
+    none,
+    // Dropped: every slot answered NETIF_RSP_ERROR, the ring keeps going.
+    zero_length,     // first slot size 0
+    runt,            // shorter than an Ethernet header
+    too_large,       // first slot size above the configured maximum
+    size_mismatch,   // first slot size smaller than the sum of the other slots
+    page_cross,      // a segment with offset + size > 4096
+    too_many_slots,  // more than XEN_NETIF_NR_SLOTS_MIN data slots
+    // Fatal: the ring stops; the vif must be disabled.
+    req_prod_overflow,     // req_prod more than a ring ahead of our responses
+    req_prod_regressed,    // req_prod moved behind req_cons
+    unknown_extra,         // extra type NONE or >= XEN_NETIF_EXTRA_TYPE_MAX
+    bad_gso,               // GSO extra with unknown type or zero size (fatal in Linux too)
+    fatal_slot_count,      // data slots >= the fatal threshold
+    packet_exceeds_ring,   // the ring is full and the packet still is not complete
+};
+
+inline constexpr std::size_t kTxErrorCount = static_cast<std::size_t>(TxError::packet_exceeds_ring) + 1;
+
+constexpr bool is_fatal(TxError e) noexcept { return e >= TxError::req_prod_overflow; }
+
+constexpr std::string_view to_string(TxError e) noexcept {
+    switch (e) {
+    case TxError::none: return "none";
+    case TxError::zero_length: return "zero_length";
+    case TxError::runt: return "runt";
+    case TxError::too_large: return "too_large";
+    case TxError::size_mismatch: return "size_mismatch";
+    case TxError::page_cross: return "page_cross";
+    case TxError::too_many_slots: return "too_many_slots";
+    case TxError::req_prod_overflow: return "req_prod_overflow";
+    case TxError::req_prod_regressed: return "req_prod_regressed";
+    case TxError::unknown_extra: return "unknown_extra";
+    case TxError::bad_gso: return "bad_gso";
+    case TxError::fatal_slot_count: return "fatal_slot_count";
+    case TxError::packet_exceeds_ring: return "packet_exceeds_ring";
+    }
+    return "?";
+}
+
+}  // namespace netbackd::ring
