@@ -1,0 +1,55 @@
+// Packet buffers: ownership, byte views of segments, and the checksum work a port may not do
+// in hardware.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include <rte_mbuf.h>
+
+#include "pmd/checksum.hpp"
+#include "pmd/offloads.hpp"
+
+namespace netbackd::pmd {
+
+struct MbufFree {
+    void operator()(rte_mbuf* m) const noexcept { rte_pktmbuf_free(m); }
+};
+// One owned packet (a whole segment chain). The fast path passes raw pointers in bursts; this
+// is for slow paths and tests.
+using MbufPtr = std::unique_ptr<rte_mbuf, MbufFree>;
+
+inline std::span<std::byte> segment_bytes(rte_mbuf* seg) noexcept {
+    return {rte_pktmbuf_mtod(seg, std::byte*), seg->data_len};
+}
+inline std::span<const std::byte> segment_bytes(const rte_mbuf* seg) noexcept {
+    return {rte_pktmbuf_mtod(seg, const std::byte*), seg->data_len};
+}
+
+// A packet holding a copy of `bytes`, chained over as many buffers as the pool's data room
+// needs; nullptr when the pool runs dry.
+MbufPtr mbuf_from_bytes(rte_mempool* pool, std::span<const std::byte> bytes);
+
+// The packet's bytes in one vector (slow path only).
+std::vector<std::byte> mbuf_to_bytes(const rte_mbuf* m);
+
+// Fills IPv4/TCP/UDP checksums in software over the whole segment chain (headers must sit in
+// the first segment). False when the frame is not checksummable (see fill_checksums).
+bool fill_mbuf_checksums(rte_mbuf* m) noexcept;
+
+// Software verdict over a segment chain.
+ChecksumVerdict verify_mbuf_checksums(const rte_mbuf* m) noexcept;
+
+// For a frame whose checksums are blank (netif csum_blank) and which leaves through a port with
+// `hw` offloads: asks the hardware to fill them (ol_flags, header lengths, pseudo-header seed)
+// when it can, otherwise fills them in software. False when the frame is not TCP/UDP over IP
+// and so has nothing to fill.
+bool prepare_tx_checksums(rte_mbuf* m, const Offloads& hw) noexcept;
+
+// For a received frame: may the guest be told "data_validated"? Uses the PMD's RX flags when
+// the port checks in hardware and has an opinion, software otherwise.
+bool rx_checksums_good(const rte_mbuf* m, const Offloads& hw) noexcept;
+
+} // namespace netbackd::pmd

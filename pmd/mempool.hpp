@@ -1,0 +1,77 @@
+// Packet buffer pools and how many buffers a configuration needs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+struct rte_mempool;
+
+namespace netbackd::pmd {
+
+struct MempoolSizing {
+    std::uint32_t vifs = 1;
+    std::uint32_t queues_per_vif = 1;
+    std::uint32_t vif_ring_slots = 256; // one netif ring page holds 256 slots
+    std::uint32_t nic_queues = 1;       // rx queues (tx queues are assumed to be as many)
+    std::uint32_t rx_desc = 1024;
+    std::uint32_t tx_desc = 1024;
+    std::uint32_t burst = 32;
+    std::uint32_t cache = 256;   // per-lcore mempool cache
+    std::uint32_t lcores = 1;    // lcores that allocate or free from the pool
+    std::uint32_t segs_per_packet = 1; // >1 when frames are chained (jumbo without a big data room)
+};
+
+// How many mbufs a pool must hold so that no queue can starve for buffers:
+//
+//   nic  = nic_queues * (rx_desc + tx_desc)             every RX descriptor holds a buffer,
+//                                                       and every TX descriptor may until reaped
+//   vifs = vifs * queues_per_vif * vif_ring_slots * 2   a full ring of guest TX packets in flight
+//                                                       to the NIC, plus a full ring's worth
+//                                                       waiting for guest RX slots
+//   work = lcores * (cache + 2 * burst)                 buffers parked in per-lcore caches, and
+//                                                       an rx burst plus a tx burst in hand
+//   total = (nic + vifs) * segs_per_packet + work, rounded up to 2^k - 1
+//
+// The 2^k - 1 rounding is what the ring under a mempool holds best (a ring of 2^k slots keeps
+// one free).
+std::uint32_t mbufs_needed(const MempoolSizing& s);
+
+// Data room for a frame of `mtu` bytes of L3 payload in one buffer: Ethernet header, two VLAN
+// tags, and the mbuf headroom.
+std::uint16_t data_room_for_mtu(std::uint32_t mtu);
+
+inline constexpr std::uint16_t kDefaultDataRoom = 2048 + 128; // RTE_MBUF_DEFAULT_BUF_SIZE
+
+struct MempoolConfig {
+    std::string name;            // unique per process, shorter than RTE_MEMPOOL_NAMESIZE (26)
+    std::uint32_t mbufs = 8191;
+    std::uint32_t cache = 256;
+    // Bytes per buffer including headroom. kDefaultDataRoom fits a 1500-byte MTU; a 9000-byte
+    // frame then spans 5 segments (the port needs MULTI_SEGS/SCATTER), or use
+    // data_room_for_mtu(9000) for one buffer per frame at four times the memory.
+    std::uint16_t data_room = kDefaultDataRoom;
+    int socket = -1; // -1: any NUMA node
+};
+
+class Mempool {
+public:
+    explicit Mempool(const MempoolConfig& config);
+    ~Mempool();
+    Mempool(const Mempool&) = delete;
+    Mempool& operator=(const Mempool&) = delete;
+    Mempool(Mempool&& other) noexcept;
+    Mempool& operator=(Mempool&& other) noexcept;
+
+    rte_mempool* get() const noexcept { return pool_; }
+    std::uint16_t data_room() const noexcept { return data_room_; }
+    std::uint32_t capacity() const noexcept { return capacity_; }
+    // Buffers currently free (in the pool ring or in lcore caches).
+    std::uint32_t available() const noexcept;
+
+private:
+    rte_mempool* pool_ = nullptr;
+    std::uint16_t data_room_ = 0;
+    std::uint32_t capacity_ = 0;
+};
+
+} // namespace netbackd::pmd

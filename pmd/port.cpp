@@ -1,0 +1,216 @@
+#include "pmd/port.hpp"
+
+#include <cerrno>
+#include <cstring>
+
+#include <sys/eventfd.h>
+
+#include <rte_errno.h>
+
+#include <fmt/format.h>
+
+#include "pmd/dpdk_macros.hpp"
+#include "pmd/error.hpp"
+#include "pmd/mempool.hpp"
+
+namespace netbackd::pmd {
+
+namespace {
+
+// Ethernet header, two VLAN tags and the CRC: what rte_eth_dev_configure adds to the MTU to get
+// the frame size the receive buffers must hold.
+constexpr std::uint32_t kFrameOverhead = 14 + 2 * 4 + 4;
+
+void check(int rc, std::string_view what, std::string_view port) {
+    if (rc < 0) {
+        throw DpdkError(fmt::format("port {}: {}: {}", port, what, rte_strerror(-rc)), -rc);
+    }
+}
+
+std::uint16_t find_port(std::string_view name) {
+    std::uint16_t id = 0;
+    const std::string n(name);
+    if (rte_eth_dev_get_port_by_name(n.c_str(), &id) == 0) {
+        return id;
+    }
+    std::string known;
+    for (const auto p : ethdev_ports()) {
+        known += known.empty() ? "" : ", ";
+        known += ethdev_name(p).value_or("?");
+    }
+    throw DpdkError(fmt::format("no DPDK port named '{}' (ports: {}); a vdev needs --vdev or "
+                                "VirtualDevice, a NIC needs binding to vfio-pci and an -a entry",
+                                name, known.empty() ? "none" : known),
+                    ENODEV);
+}
+
+} // namespace
+
+Port::Port(std::string_view name, const PortConfig& config, const Mempool& pool)
+    : id_(find_port(name)), name_(name) {
+    try {
+        rte_eth_dev_info info{};
+        check(rte_eth_dev_info_get(id_, &info), "dev_info", name_);
+        driver_ = info.driver_name != nullptr ? info.driver_name : "";
+        offered_ = Offloads::from_capabilities(info.rx_offload_capa, info.tx_offload_capa);
+        hardware_ = offered_ & config.wanted;
+
+        if (config.rx_queues == 0 || config.rx_queues > info.max_rx_queues ||
+            config.tx_queues == 0 || config.tx_queues > info.max_tx_queues) {
+            throw DpdkError(fmt::format("port {}: {} rx / {} tx queues asked, device allows 1..{} "
+                                        "/ 1..{}",
+                                        name_, config.rx_queues, config.tx_queues,
+                                        info.max_rx_queues, info.max_tx_queues),
+                            EINVAL);
+        }
+
+        rte_eth_conf conf{};
+        // Scatter is worth having only when a frame cannot fit one buffer.
+        hardware_.rx_scatter = false;
+        if (config.mtu) {
+            if (*config.mtu < info.min_mtu || *config.mtu > info.max_mtu) {
+                throw DpdkError(fmt::format("port {}: MTU {} outside the device's {}..{}", name_,
+                                            *config.mtu, info.min_mtu, info.max_mtu),
+                                EINVAL);
+            }
+            conf.rxmode.mtu = *config.mtu;
+            const std::uint32_t frame = std::uint32_t{*config.mtu} + kFrameOverhead;
+            const std::uint32_t room = std::uint32_t{pool.data_room()} - RTE_PKTMBUF_HEADROOM;
+            if (frame > room) {
+                if (offered_.rx_scatter && config.wanted.rx_scatter) {
+                    hardware_.rx_scatter = true;
+                } else {
+                    warnings_.push_back(fmt::format(
+                        "MTU {} needs {}-byte buffers but the pool has {} and the device offers "
+                        "no RX scatter: large frames may be dropped",
+                        *config.mtu, frame, room));
+                }
+            }
+        }
+        conf.rxmode.offloads = hardware_.rx_mask();
+        conf.txmode.offloads = hardware_.tx_mask();
+        const bool lsc = config.link_interrupts && info.dev_flags != nullptr &&
+                         (*info.dev_flags & RTE_ETH_DEV_INTR_LSC) != 0;
+        conf.intr_conf.lsc = lsc ? 1 : 0;
+
+        check(rte_eth_dev_configure(id_, config.rx_queues, config.tx_queues, &conf), "configure",
+              name_);
+        configured_ = true;
+        rx_queues_ = config.rx_queues;
+        tx_queues_ = config.tx_queues;
+        rx_desc_ = config.rx_desc;
+        tx_desc_ = config.tx_desc;
+        check(rte_eth_dev_adjust_nb_rx_tx_desc(id_, &rx_desc_, &tx_desc_), "adjust descriptors",
+              name_);
+
+        int socket = rte_eth_dev_socket_id(id_);
+        if (socket < 0) {
+            socket = SOCKET_ID_ANY;
+        }
+        rte_eth_rxconf rxconf = info.default_rxconf;
+        rxconf.offloads = conf.rxmode.offloads;
+        for (std::uint16_t q = 0; q < rx_queues_; ++q) {
+            check(rte_eth_rx_queue_setup(id_, q, rx_desc_, static_cast<unsigned>(socket), &rxconf,
+                                         pool.get()),
+                  fmt::format("rx queue {} setup", q), name_);
+        }
+        rte_eth_txconf txconf = info.default_txconf;
+        txconf.offloads = conf.txmode.offloads;
+        for (std::uint16_t q = 0; q < tx_queues_; ++q) {
+            check(rte_eth_tx_queue_setup(id_, q, tx_desc_, static_cast<unsigned>(socket), &txconf),
+                  fmt::format("tx queue {} setup", q), name_);
+        }
+
+        if (lsc) {
+            // Registered before start, so the first "link up" is not missed.
+            link_event_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+            if (!link_event_) {
+                throw DpdkError(fmt::format("port {}: eventfd: {}", name_, std::strerror(errno)),
+                                errno);
+            }
+            check(rte_eth_dev_callback_register(id_, RTE_ETH_EVENT_INTR_LSC, &Port::on_link_change,
+                                                this),
+                  "register link callback", name_);
+            callback_registered_ = true;
+        }
+
+        check(rte_eth_dev_start(id_), "start", name_);
+        started_ = true;
+
+        if (config.promiscuous) {
+            const int rc = rte_eth_promiscuous_enable(id_);
+            if (rc < 0 && rc != -ENOTSUP) {
+                check(rc, "promiscuous mode", name_);
+            }
+        }
+        check(rte_eth_dev_get_mtu(id_, &mtu_), "get MTU", name_);
+    } catch (...) {
+        release();
+        throw;
+    }
+}
+
+Port::~Port() { release(); }
+
+void Port::release() noexcept {
+    if (started_) {
+        rte_eth_dev_stop(id_);
+        started_ = false;
+    }
+    if (callback_registered_) {
+        // -EAGAIN: the callback is running on the interrupt thread right now.
+        while (rte_eth_dev_callback_unregister(id_, RTE_ETH_EVENT_INTR_LSC, &Port::on_link_change,
+                                               this) == -EAGAIN) {
+        }
+        callback_registered_ = false;
+    }
+    if (configured_) {
+        rte_eth_dev_close(id_);
+        configured_ = false;
+    }
+}
+
+// Runs on DPDK's interrupt thread: only an eventfd write, which is thread-safe and cannot block
+// for long.
+int Port::on_link_change(std::uint16_t, rte_eth_event_type, void* self, void*) {
+    const std::uint64_t one = 1;
+    const auto* port = static_cast<const Port*>(self);
+    [[maybe_unused]] const auto n = ::write(port->link_event_.get(), &one, sizeof one);
+    return 0;
+}
+
+bool Port::consume_link_event() const noexcept {
+    std::uint64_t count = 0;
+    return link_event_ && ::read(link_event_.get(), &count, sizeof count) == sizeof count &&
+           count > 0;
+}
+
+LinkStatus Port::link() const {
+    rte_eth_link l{};
+    check(rte_eth_link_get_nowait(id_, &l), "link status", name_);
+    LinkStatus s;
+    s.up = l.link_status == RTE_ETH_LINK_UP;
+    s.speed_mbps = l.link_speed == RTE_ETH_SPEED_NUM_UNKNOWN ? 0 : l.link_speed;
+    s.full_duplex = l.link_duplex == RTE_ETH_LINK_FULL_DUPLEX;
+    s.autoneg = l.link_autoneg == RTE_ETH_LINK_AUTONEG;
+    return s;
+}
+
+PortStats Port::stats() const {
+    rte_eth_stats st{};
+    check(rte_eth_stats_get(id_, &st), "stats", name_);
+    PortStats s;
+    s.rx_packets = st.ipackets;
+    s.tx_packets = st.opackets;
+    s.rx_bytes = st.ibytes;
+    s.tx_bytes = st.obytes;
+    s.rx_missed = st.imissed;
+    s.rx_errors = st.ierrors;
+    s.tx_errors = st.oerrors;
+    s.rx_no_mbuf = st.rx_nombuf;
+    return s;
+}
+
+void Port::reset_stats() { check(rte_eth_stats_reset(id_), "stats reset", name_); }
+
+} // namespace netbackd::pmd

@@ -1,0 +1,115 @@
+// One ethdev port, configured with the offloads its device really offers, started, and stopped
+// and closed on destruction.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <rte_ethdev.h>
+
+#include "pmd/offloads.hpp"
+#include "pmd/unique_fd.hpp"
+
+namespace netbackd::pmd {
+
+class Mempool;
+
+struct PortConfig {
+    std::uint16_t rx_queues = 1;
+    std::uint16_t tx_queues = 1;
+    std::uint16_t rx_desc = 1024; // adjusted to the device's limits
+    std::uint16_t tx_desc = 1024;
+    std::optional<std::uint16_t> mtu; // nullopt: the device default
+    bool promiscuous = true;          // vifs have MACs of their own behind this port
+    // Offloads we would use; the port enables the intersection with what the device offers.
+    Offloads wanted = Offloads::all();
+    // Ask for link-state-change interrupts when the PMD supports them; otherwise poll link().
+    bool link_interrupts = true;
+};
+
+struct PortStats {
+    std::uint64_t rx_packets = 0;
+    std::uint64_t tx_packets = 0;
+    std::uint64_t rx_bytes = 0;
+    std::uint64_t tx_bytes = 0;
+    std::uint64_t rx_missed = 0;  // dropped by the device for lack of descriptors
+    std::uint64_t rx_errors = 0;
+    std::uint64_t tx_errors = 0;
+    std::uint64_t rx_no_mbuf = 0; // dropped for lack of buffers in the pool
+};
+
+class Port {
+public:
+    // name: ethdev name, i.e. a vdev name ("net_null0") or a PCI address ("0000:01:00.0").
+    // The pool must outlive the port: closing the port returns its RX buffers to the pool.
+    Port(std::string_view name, const PortConfig& config, const Mempool& pool);
+    ~Port();
+    // Not movable: the link-state callback holds this object's address.
+    Port(const Port&) = delete;
+    Port& operator=(const Port&) = delete;
+    Port(Port&&) = delete;
+    Port& operator=(Port&&) = delete;
+
+    std::uint16_t id() const noexcept { return id_; }
+    const std::string& name() const noexcept { return name_; }
+    const std::string& driver() const noexcept { return driver_; }
+    // What the device offers and what this port enabled (offered & wanted).
+    const Offloads& offered() const noexcept { return offered_; }
+    const Offloads& hardware() const noexcept { return hardware_; }
+    std::uint16_t mtu() const noexcept { return mtu_; }
+    std::uint16_t rx_queues() const noexcept { return rx_queues_; }
+    std::uint16_t tx_queues() const noexcept { return tx_queues_; }
+    std::uint16_t rx_desc() const noexcept { return rx_desc_; }
+    std::uint16_t tx_desc() const noexcept { return tx_desc_; }
+    // Things that work but not as asked (e.g. an MTU the pool's data room cannot hold whole).
+    const std::vector<std::string>& warnings() const noexcept { return warnings_; }
+
+    LinkStatus link() const;
+    // Readable (eventfd) when the PMD reported a link change; -1 when the PMD has no LSC
+    // interrupt, and the caller must poll link() (once a second is what netback does).
+    int link_event_fd() const noexcept { return link_event_.get(); }
+    bool has_link_interrupt() const noexcept { return static_cast<bool>(link_event_); }
+    // Clears the eventfd; true when some change had been signalled.
+    bool consume_link_event() const noexcept;
+
+    PortStats stats() const;
+    void reset_stats();
+
+    // Fast path: no checks beyond DPDK's own. Returns how many buffers were received / taken.
+    std::uint16_t rx_burst(std::uint16_t queue, std::span<rte_mbuf*> out) noexcept {
+        return rte_eth_rx_burst(id_, queue, out.data(), clamp(out.size()));
+    }
+    std::uint16_t tx_burst(std::uint16_t queue, std::span<rte_mbuf*> pkts) noexcept {
+        return rte_eth_tx_burst(id_, queue, pkts.data(), clamp(pkts.size()));
+    }
+
+private:
+    static std::uint16_t clamp(std::size_t n) noexcept {
+        return n > UINT16_MAX ? UINT16_MAX : static_cast<std::uint16_t>(n);
+    }
+    static int on_link_change(std::uint16_t port_id, rte_eth_event_type type, void* self,
+                              void* unused);
+    void release() noexcept;
+
+    std::uint16_t id_ = 0;
+    std::string name_;
+    std::string driver_;
+    Offloads offered_;
+    Offloads hardware_;
+    std::uint16_t mtu_ = 0;
+    std::uint16_t rx_queues_ = 0;
+    std::uint16_t tx_queues_ = 0;
+    std::uint16_t rx_desc_ = 0;
+    std::uint16_t tx_desc_ = 0;
+    std::vector<std::string> warnings_;
+    UniqueFd link_event_;
+    bool callback_registered_ = false;
+    bool configured_ = false;
+    bool started_ = false;
+};
+
+} // namespace netbackd::pmd
