@@ -1,0 +1,78 @@
+// netbackd's configuration: the global TOML file and the per-client directory.
+// Validation is strict (unknown keys are errors: a typo must not silently lose a VLAN) and
+// every message names file:line so an operator can fix it without reading code.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "keys.hpp"
+
+namespace netbackd::control {
+
+class ConfigError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+struct DpdkPort {
+    std::string name;
+    std::string pci;  // exactly one of pci / vdev
+    std::string vdev;
+};
+
+enum class Polling { busy, adaptive };
+
+struct GlobalConfig {
+    std::string platform = "xen"; // xen | sim
+    std::string log_level = "info";
+    std::filesystem::path clients_dir = "/etc/netbackd/clients";
+    unsigned wait_report_seconds = 5;
+    std::string sim_dir;
+    std::uint16_t sim_domid = 0;
+    unsigned max_queues = 4;            // multi-queue-max-queues; 1 disables multi-queue
+    bool split_event_channels = true;
+    std::vector<std::string> eal_args;
+    std::vector<DpdkPort> ports;
+    std::vector<unsigned> worker_cores;
+    Polling polling = Polling::busy;
+};
+
+struct ClientConfig {
+    std::string source; // "file:line" of the [match] table, for log lines
+    // Match keys: domain (+ optional devid), or mac.
+    std::optional<std::string> match_domain;
+    std::optional<std::uint32_t> match_devid;
+    std::optional<Mac> match_mac;
+    // Policy.
+    std::optional<Mac> mac;
+    std::optional<std::string> uplink;
+    std::optional<std::uint16_t> vlan;
+    std::optional<Rate> rate;
+    std::optional<unsigned> queues;
+    std::optional<std::filesystem::path> script;
+};
+
+struct Config {
+    std::filesystem::path path;
+    GlobalConfig global;
+    std::vector<ClientConfig> clients; // in file-name order
+};
+
+GlobalConfig parse_global(std::string_view text, const std::string& source_name);
+// One client file: its policy and how it is matched.
+ClientConfig parse_client(std::string_view text, const std::string& source_name);
+// The global file plus every *.toml in its clients_dir; throws ConfigError listing every
+// problem found (one per line), so one reload attempt shows them all.
+Config load_config(const std::filesystem::path& path);
+
+// The client entry for a vif: the most specific match wins (domain+devid, then MAC, then
+// domain alone); ties go to the first file by name.
+const ClientConfig* match_client(const Config& config, std::string_view domain_name,
+                                 std::uint32_t devid, const std::optional<Mac>& toolstack_mac);
+
+} // namespace netbackd::control

@@ -1,0 +1,128 @@
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <unistd.h>
+
+#include "config.hpp"
+
+using namespace netbackd::control;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string error_of(auto&& fn)
+{
+    try {
+        fn();
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    return {};
+}
+
+struct TempDir {
+    fs::path path;
+    TempDir()
+    {
+        std::string tmpl = (fs::temp_directory_path() / "netbackd-config-XXXXXX").string();
+        REQUIRE(mkdtemp(tmpl.data()) != nullptr);
+        path = tmpl;
+    }
+    ~TempDir() { fs::remove_all(path); }
+    void write(const fs::path& rel, std::string_view text) const
+    {
+        fs::create_directories((path / rel).parent_path());
+        std::ofstream(path / rel) << text;
+    }
+};
+
+} // namespace
+
+TEST_CASE("the shipped example configs load", "[control][config]")
+{
+    const Config cfg = load_config(fs::path(NETBACKD_SOURCE_DIR) / "configs/netbackd.toml");
+    CHECK(cfg.global.platform == "xen");
+    CHECK(cfg.global.max_queues == 4);
+    REQUIRE(cfg.global.ports.size() == 1);
+    CHECK(cfg.global.ports[0].pci == "0000:03:00.0");
+    CHECK(cfg.global.worker_cores == std::vector<unsigned>{2, 3});
+    REQUIRE(cfg.clients.size() == 1);
+    const auto& c = cfg.clients[0];
+    CHECK(c.match_domain == "web1");
+    CHECK(c.vlan == 100);
+    REQUIRE(c.rate);
+    CHECK(c.rate->usec == 50000);
+    CHECK(c.rate->bytes == 100'000'000 / 8 / 20);
+    CHECK(c.queues == 2);
+}
+
+TEST_CASE("global config errors name file and line", "[control][config]")
+{
+    CHECK(error_of([] { parse_global("[service]\nplatfrom = \"xen\"\n", "g.toml"); }) ==
+          "g.toml:2: unknown key 'platfrom' in [service]");
+    CHECK(error_of([] { parse_global("[service]\nplatform = \"kvm\"\n", "g.toml"); }) ==
+          "g.toml:2: 'platform' = \"kvm\" is not one of: xen, sim");
+    CHECK(error_of([] { parse_global("[vif]\n\nmax_queues = 0\n", "g.toml"); }) ==
+          "g.toml:3: 'max_queues' = 0 outside 1..64");
+    CHECK(error_of([] { parse_global("[vif\n", "g.toml"); }).rfind("g.toml:1: ", 0) == 0);
+    CHECK(error_of([] { parse_global("[[dpdk.ports]]\nname = \"a\"\n", "g.toml"); }) ==
+          "g.toml:1: [[dpdk.ports]] needs exactly one of 'pci' or 'vdev'");
+    const auto two = error_of([] { parse_global("[workers]\ncores = [1, -1]\npolling = 3\n", "g.toml"); });
+    CHECK(two == "g.toml:2: 'cores' must hold core numbers 0..1023\ng.toml:3: 'polling' must be a string");
+    CHECK(error_of([] { parse_global("[service]\nplatform = \"sim\"\n", "g.toml"); }).empty());
+}
+
+TEST_CASE("client config validation", "[control][config]")
+{
+    CHECK(error_of([] { parse_client("[vif]\nmac = \"00:16:3e:00:00:01\"\n", "c.toml"); }) ==
+          "c.toml: needs a [match] table (domain = \"name\" [+ devid = N], or mac = \"..\")");
+    CHECK(error_of([] { parse_client("[match]\ndevid = 1\n", "c.toml"); }) ==
+          "c.toml:1: [match] needs 'domain' or 'mac'\nc.toml:1: [match] 'devid' only makes sense with 'domain'");
+    CHECK(error_of([] { parse_client("[match]\ndomain = \"a\"\n[vif]\nvlan = 4095\n", "c.toml"); }) ==
+          "c.toml:4: 'vlan' = 4095 outside 1..4094");
+    CHECK(error_of([] { parse_client("[match]\ndomain = \"a\"\n[vif]\nmac = \"01:00:00:00:00:01\"\n", "c.toml"); })
+              .find("c.toml:4: 'mac' = \"01:00:00:00:00:01\": multicast") == 0);
+    CHECK(error_of([] { parse_client("[match]\ndomain = \"a\"\n[vif]\nrate = \"1,0\"\n", "c.toml"); }) ==
+          "c.toml:4: 'rate' = \"1,0\": rate interval of 0 usec");
+    CHECK(error_of([] { parse_client("[match]\ndomain = \"a\"\n[vif]\nscript = \"hook\"\n", "c.toml"); }) ==
+          "c.toml:4: 'script' must be an absolute path");
+    const auto ok = parse_client("[vif]\nrate = \"1000,20000\"\n[match]\nmac = \"00:16:3e:00:00:01\"\n", "c.toml");
+    CHECK(ok.rate == Rate{1000, 20000});
+    CHECK(ok.source == "c.toml:3");
+}
+
+TEST_CASE("load_config reads clients_dir and reports every bad file", "[control][config]")
+{
+    TempDir d;
+    d.write("netbackd.toml", "[service]\nplatform = \"sim\"\nclients_dir = \"cl\"\n");
+    d.write("cl/a.toml", "[match]\ndomain = \"a\"\n");
+    d.write("cl/ignored.txt", "junk");
+    CHECK(load_config(d.path / "netbackd.toml").clients.size() == 1);
+
+    d.write("cl/b.toml", "[vif]\nvlan = 0\n[match]\ndomain = \"b\"\n");
+    d.write("cl/c.toml", "[match\n");
+    const auto e = error_of([&] { load_config(d.path / "netbackd.toml"); });
+    CHECK(e.find((d.path / "cl/b.toml").string() + ":2: 'vlan' = 0 outside 1..4094") != std::string::npos);
+    CHECK(e.find((d.path / "cl/c.toml").string() + ":1: ") != std::string::npos);
+    CHECK(error_of([&] { load_config(d.path / "missing.toml"); }).find("cannot read") != std::string::npos);
+}
+
+TEST_CASE("match_client prefers the most specific entry", "[control][config]")
+{
+    Config cfg;
+    cfg.clients.push_back(parse_client("[vif]\nvlan = 1\n[match]\ndomain = \"web\"\n", "1.toml"));
+    cfg.clients.push_back(parse_client("[vif]\nvlan = 2\n[match]\nmac = \"00:16:3e:00:00:02\"\n", "2.toml"));
+    cfg.clients.push_back(parse_client("[vif]\nvlan = 3\n[match]\ndomain = \"web\"\ndevid = 1\n", "3.toml"));
+    const Mac m2{0x00, 0x16, 0x3e, 0, 0, 2};
+    const Mac other{0x00, 0x16, 0x3e, 0, 0, 9};
+
+    CHECK(match_client(cfg, "web", 1, other)->vlan == 3);
+    CHECK(match_client(cfg, "web", 0, other)->vlan == 1);
+    CHECK(match_client(cfg, "web", 0, m2)->vlan == 2);
+    CHECK(match_client(cfg, "db", 1, m2)->vlan == 2);
+    CHECK(match_client(cfg, "db", 1, other) == nullptr);
+    CHECK(match_client(cfg, "db", 1, std::nullopt) == nullptr);
+}
