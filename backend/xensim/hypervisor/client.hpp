@@ -1,0 +1,88 @@
+// A process's connection to the simulated hypervisor, and its cache of other domains' memory
+// and state. Each domain's memfds are fetched and mapped once; after that, grant and event
+// operations on that domain are plain memory accesses.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/platform/fd.hpp"
+#include "backend/platform/platform.hpp"
+#include "protocol.hpp"
+#include "shared_state.hpp"
+
+namespace netbackd::xensim {
+
+using platform::DomId;
+
+// Another domain (or our own) as this process sees it.
+struct DomainView {
+    DomId domid;
+    std::uint64_t bytes;
+    platform::Fd memory_fd;
+    platform::Mmap memory;
+    platform::Mmap state_map;
+    DomainState* state;
+
+    bool alive() const noexcept { return state->alive.load(std::memory_order_acquire) != 0; }
+    std::byte* page(std::uint32_t frame) const noexcept { return memory.data() + std::size_t{frame} * 4096; }
+};
+
+struct DomainInfo {
+    DomId domid;
+    std::string name;
+    std::uint64_t bytes;
+};
+
+class HvClient {
+public:
+    // A process running in `domid`: gets an owner token for event channels.
+    static std::shared_ptr<HvClient> connect(const std::string& dir, DomId domid);
+    // A toolstack connection (domain management only).
+    static std::shared_ptr<HvClient> connect_admin(const std::string& dir);
+
+    DomId domid() const noexcept { return domid_; }
+    std::uint32_t token() const noexcept { return token_; }
+    int eventfd() const noexcept { return eventfd_.get(); }
+
+    // nullptr when the domain does not exist; a cached view of a destroyed domain is refreshed.
+    std::shared_ptr<DomainView> domain(DomId domid);
+    // The eventfd of the process holding `token`, or -1 if it is gone.
+    int eventfd_of(std::uint32_t token);
+
+    void create_domain(DomId domid, const std::string& name, std::uint64_t bytes);
+    void destroy_domain(DomId domid);
+    std::vector<DomainInfo> list_domains();
+
+    platform::EvtchnPort alloc_unbound(DomId remote);
+    platform::EvtchnPort bind_interdomain(DomId remote, platform::EvtchnPort remote_port);
+    void unbind(platform::EvtchnPort port);
+
+private:
+    struct Answer {
+        wire::Reply reply;
+        std::string text;
+        std::vector<platform::Fd> fds;
+    };
+    HvClient(platform::Fd sock, std::string dir) : sock_(std::move(sock)), dir_(std::move(dir)) {}
+    Answer call(const wire::Request& req, std::span<const int> fds = {});
+    // Throws PlatformError with the server's message when it refused.
+    Answer call_checked(const wire::Request& req, std::string_view what, std::span<const int> fds = {});
+
+    std::mutex call_mutex_;
+    platform::Fd sock_;
+    std::string dir_;
+    DomId domid_ = 0;
+    std::uint32_t token_ = 0;
+    platform::Fd eventfd_;
+
+    std::mutex cache_mutex_;
+    std::unordered_map<DomId, std::shared_ptr<DomainView>> domains_;
+    std::unordered_map<std::uint32_t, platform::Fd> eventfds_;
+};
+
+} // namespace netbackd::xensim

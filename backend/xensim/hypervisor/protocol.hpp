@@ -1,0 +1,45 @@
+// Wire format of DIR/hypervisor.sock (SOCK_SEQPACKET, one request → one reply, fds by
+// SCM_RIGHTS). Only the slow path talks here: setting up domains, fetching a domain's memfds
+// once, binding channels. Grant copies and notifies never do.
+#pragma once
+
+#include <cstdint>
+
+namespace netbackd::xensim::wire {
+
+inline constexpr const char* kSocketName = "hypervisor.sock";
+
+enum class Op : std::uint32_t {
+    hello = 1,            // domid; carries the caller's eventfd → val0 = owner token
+    create_domain = 2,    // domid, arg64 = memory bytes, name
+    destroy_domain = 3,   // domid
+    list_domains = 4,     // → text: "<domid> <name> <bytes>\n" per domain
+    get_domain = 5,       // domid → fds [memory, state], arg64 = memory bytes
+    get_eventfd = 6,      // arg0 = owner token → fd
+    alloc_unbound = 7,    // arg0 = remote domid → val0 = port
+    bind_interdomain = 8, // arg0 = remote domid, arg1 = remote port → val0 = port
+    unbind = 9,           // arg0 = port
+};
+
+inline constexpr std::size_t kNameMax = 64;
+
+struct Request {
+    Op op;
+    std::uint32_t domid;
+    std::uint32_t arg0;
+    std::uint32_t arg1;
+    std::uint64_t arg64;
+    char name[kNameMax];
+};
+
+struct Reply {
+    std::int32_t error;  // 0 or an errno value
+    std::uint32_t val0;
+    std::uint64_t arg64;
+    // Followed by text for list_domains / an error message.
+};
+
+inline constexpr std::size_t kMaxReply = 64 * 1024;
+inline constexpr int kMaxFds = 2;
+
+} // namespace netbackd::xensim::wire
