@@ -60,9 +60,9 @@ TEST_CASE("rm: subtree goes, missing node is fine when its parent exists", "[xen
     REQUIRE(ch.size() == 2);
     CHECK((ch[0].path == "/a/b" && !ch[0].exact));
     CHECK((ch[1].path == "/a/b/c" && ch[1].exact));
-    CHECK(error_of([&] { rm(t, kDom0, "/a/b"); }) == 0);
-    CHECK(error_of([&] { rm(t, kDom0, "/nope/b"); }) == ENOENT);
-    CHECK(error_of([&] { rm(t, kDom0, "/"); }) == EINVAL);
+    CHECK(error_of([&] { rm(t, kDom0, "/a/b", ch); }) == 0);
+    CHECK(error_of([&] { rm(t, kDom0, "/nope/b", ch); }) == ENOENT);
+    CHECK(error_of([&] { rm(t, kDom0, "/", ch); }) == EINVAL);
 }
 
 TEST_CASE("set_perms needs ownership", "[xenstored][ops]") {

@@ -1,0 +1,302 @@
+#include "backend/xensim/xenstored/core.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+
+#include "backend/xensim/xenstored/errors.hpp"
+#include "backend/xensim/xenstored/paths.hpp"
+#include "backend/xensim/xenstored/wire.hpp"
+
+namespace netbackd::xensim::xs {
+
+namespace {
+
+const std::string kOk("OK", 3); // with its NUL, as xenstored sends it
+
+std::vector<std::string_view> strings_of(std::string_view payload) {
+    auto a = split_strings(payload);
+    if (!a) fail(EINVAL);
+    return std::move(*a);
+}
+
+std::string_view one_arg(std::string_view payload) {
+    auto a = strings_of(payload);
+    if (a.size() != 1) fail(EINVAL);
+    return a.front();
+}
+
+template <typename T>
+T number(std::string_view text, T max) {
+    unsigned long long v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc{} || end != text.data() + text.size() || v > max) fail(EINVAL);
+    return static_cast<T>(v);
+}
+
+platform::DomId domid_arg(std::string_view text) { return number<platform::DomId>(text, 0x7fef); }
+
+void need_privilege(const Session& s) {
+    if (!s.caller.privileged()) fail(EACCES);
+}
+
+std::string with_nul(std::string s) {
+    s += '\0';
+    return s;
+}
+
+} // namespace
+
+Core::Core(Hooks hooks, CoreLimits limits) : hooks_(std::move(hooks)), limits_(limits) {}
+
+View& Core::view_for(Session& s, platform::TxId tx) {
+    if (tx == 0) return tree_;
+    auto it = s.transactions.find(tx);
+    if (it == s.transactions.end()) fail(ENOENT);
+    return *it->second;
+}
+
+std::vector<Change>& Core::changes_for(Session& s, platform::TxId tx) {
+    if (tx == 0) return changes_;
+    auto it = s.transactions.find(tx);
+    if (it == s.transactions.end()) fail(ENOENT);
+    return it->second->pending();
+}
+
+void Core::handle(Session& s, const xsd_sockmsg& header, std::string_view payload) {
+    changes_.clear();
+    initial_events_.clear();
+    try {
+        std::string reply = dispatch(s, header, payload);
+        append_message(s.out, header.type, header.req_id, header.tx_id, reply);
+    } catch (const XsError& e) {
+        append_message(s.out, XS_ERROR, header.req_id, header.tx_id, with_nul(std::string(errno_name(e.code()))));
+    }
+    fire(changes_);
+    for (auto& [session, watch] : initial_events_) queue_event(*session, watch, watch.path);
+    changes_.clear();
+    initial_events_.clear();
+}
+
+std::string Core::dispatch(Session& s, const xsd_sockmsg& h, std::string_view payload) {
+    const auto path_of = [&](std::string_view p) {
+        auto r = resolve(p, s.caller.domid);
+        if (!r) fail(EINVAL);
+        return std::move(*r);
+    };
+
+    switch (h.type) {
+    case XS_READ: {
+        auto path = path_of(one_arg(payload));
+        return read(view_for(s, h.tx_id), s.caller, path);
+    }
+    case XS_DIRECTORY: {
+        auto path = path_of(one_arg(payload));
+        return join_strings(directory(view_for(s, h.tx_id), s.caller, path));
+    }
+    case XS_DIRECTORY_PART: {
+        auto a = strings_of(payload);
+        if (a.size() != 2) fail(EINVAL);
+        auto path = path_of(a[0]);
+        auto offset = number<std::size_t>(a[1], XENSTORE_PAYLOAD_MAX * 1024ULL);
+        View& view = view_for(s, h.tx_id);
+        auto names = directory(view, s.caller, path);
+        std::string reply = with_nul(std::to_string(view.get(path)->generation));
+        std::string all = join_strings(names);
+        if (offset > all.size()) fail(EINVAL);
+        // Whole names only, and an extra NUL once the listing is complete.
+        std::size_t end = offset;
+        while (end < all.size()) {
+            std::size_t next = all.find('\0', end) + 1;
+            if (reply.size() + (next - offset) + 1 > XENSTORE_PAYLOAD_MAX) break;
+            end = next;
+        }
+        reply.append(all, offset, end - offset);
+        if (end == all.size()) reply += '\0';
+        return reply;
+    }
+    case XS_GET_PERMS: {
+        auto path = path_of(one_arg(payload));
+        std::vector<std::string> out;
+        for (const auto& p : get_perms(view_for(s, h.tx_id), s.caller, path)) out.push_back(format_perm(p));
+        return join_strings(out);
+    }
+    case XS_WRITE: {
+        auto nul = payload.find('\0');
+        if (nul == std::string_view::npos) fail(EINVAL);
+        auto path = path_of(payload.substr(0, nul));
+        write(view_for(s, h.tx_id), s.caller, path, payload.substr(nul + 1), limits_.store,
+              changes_for(s, h.tx_id));
+        return kOk;
+    }
+    case XS_MKDIR: {
+        auto path = path_of(one_arg(payload));
+        mkdir(view_for(s, h.tx_id), s.caller, path, limits_.store, changes_for(s, h.tx_id));
+        return kOk;
+    }
+    case XS_RM: {
+        auto path = path_of(one_arg(payload));
+        rm(view_for(s, h.tx_id), s.caller, path, changes_for(s, h.tx_id));
+        return kOk;
+    }
+    case XS_SET_PERMS: {
+        auto a = strings_of(payload);
+        if (a.size() < 2) fail(EINVAL);
+        auto path = path_of(a[0]);
+        Perms perms;
+        for (auto text : std::span(a).subspan(1)) {
+            auto p = parse_perm(text);
+            if (!p) fail(EINVAL);
+            perms.push_back(*p);
+        }
+        set_perms(view_for(s, h.tx_id), s.caller, path, std::move(perms), changes_for(s, h.tx_id));
+        return kOk;
+    }
+    case XS_WATCH:
+    case XS_UNWATCH: {
+        auto a = strings_of(payload);
+        if (a.size() < 2) fail(EINVAL);
+        Watch w{path_of(a[0]), std::string(a[1]), !is_special(a[0]) && a[0].front() != '/'};
+        auto it = std::find_if(s.watches.begin(), s.watches.end(),
+                               [&](const Watch& x) { return x.path == w.path && x.token == w.token; });
+        if (h.type == XS_UNWATCH) {
+            if (it == s.watches.end()) fail(ENOENT);
+            s.watches.erase(it);
+            return kOk;
+        }
+        if (it != s.watches.end()) fail(EEXIST);
+        if (s.watches.size() >= limits_.max_watches) fail(E2BIG);
+        s.watches.push_back(w);
+        // Every watch fires once when set, so clients need not read the initial state apart.
+        initial_events_.emplace_back(&s, std::move(w));
+        return kOk;
+    }
+    case XS_TRANSACTION_START: {
+        one_arg(payload);
+        if (s.transactions.size() >= limits_.max_transactions) fail(ENOSPC);
+        platform::TxId id = next_tx_++;
+        if (id == 0) id = next_tx_++;
+        s.transactions.emplace(id, std::make_unique<Transaction>(tree_));
+        return with_nul(std::to_string(id));
+    }
+    case XS_TRANSACTION_END: {
+        auto verdict = one_arg(payload);
+        if (verdict != "T" && verdict != "F") fail(EINVAL);
+        auto it = s.transactions.find(h.tx_id);
+        if (it == s.transactions.end()) fail(ENOENT);
+        auto tx = std::move(it->second);
+        s.transactions.erase(it);
+        if (verdict == "T" && !tx->commit(changes_)) fail(EAGAIN);
+        return kOk;
+    }
+    case XS_INTRODUCE: {
+        need_privilege(s);
+        auto a = strings_of(payload);
+        if (a.size() < 3) fail(EINVAL);
+        auto id = domid_arg(a[0]);
+        if (id == 0) fail(EINVAL);
+        introduce(id); // the ring mfn and event channel mean nothing here: clients use sockets
+        return kOk;
+    }
+    case XS_RELEASE: {
+        need_privilege(s);
+        auto id = domid_arg(one_arg(payload));
+        if (id == 0) fail(EINVAL);
+        if (!release(id)) fail(ENOENT);
+        return kOk;
+    }
+    case XS_RESUME: {
+        need_privilege(s);
+        if (!is_introduced(domid_arg(one_arg(payload)))) fail(ENOENT);
+        return kOk;
+    }
+    case XS_IS_DOMAIN_INTRODUCED: {
+        need_privilege(s);
+        auto id = domid_arg(one_arg(payload));
+        return with_nul(id == 0 || is_introduced(id) ? "T" : "F");
+    }
+    case XS_SET_TARGET: {
+        need_privilege(s);
+        auto a = strings_of(payload);
+        if (a.size() != 2) fail(EINVAL);
+        auto id = domid_arg(a[0]);
+        auto target = domid_arg(a[1]);
+        targets_[id] = target;
+        for (Session* other : sessions_)
+            if (other->caller.domid == id) other->caller.target = target;
+        return kOk;
+    }
+    case XS_GET_DOMAIN_PATH:
+        return with_nul(domain_home(domid_arg(one_arg(payload))));
+    case XS_RESET_WATCHES:
+        s.watches.clear();
+        s.transactions.clear();
+        return kOk;
+    case XS_CONTROL:
+        fail(ENOSYS);
+    default:
+        fail(EINVAL);
+    }
+}
+
+void Core::queue_event(Session& s, const Watch& w, const std::string& path) {
+    std::string shown = path;
+    if (w.relative) shown = path.substr(domain_home(s.caller.domid).size() + 1);
+    std::string payload = with_nul(std::move(shown));
+    payload += w.token;
+    payload += '\0';
+    append_message(s.out, XS_WATCH_EVENT, 0, 0, payload);
+}
+
+void Core::fire(const std::vector<Change>& changes) {
+    for (const auto& c : changes) {
+        for (Session* s : sessions_) {
+            if (!(access_for(s->caller, c.perms) & kRead)) continue;
+            for (const auto& w : s->watches) {
+                bool hit = (c.exact || is_special(c.path)) ? w.path == c.path : is_under(c.path, w.path);
+                if (hit) queue_event(*s, w, c.path);
+            }
+        }
+    }
+}
+
+void Core::fire_special(const std::string& path) {
+    const Node* n = tree_.find(path);
+    fire({Change{path, n ? n->perms : Perms{{0, platform::PermKind::none}}, true}});
+}
+
+bool Core::introduce(platform::DomId id) {
+    if (!domains_.insert(id).second) return false;
+    if (auto t = targets_.find(id); t != targets_.end())
+        for (Session* s : sessions_)
+            if (s->caller.domid == id) s->caller.target = t->second;
+    if (hooks_.introduced) hooks_.introduced(id);
+    fire_special("@introduceDomain");
+    return true;
+}
+
+bool Core::release(platform::DomId id) {
+    if (domains_.erase(id) == 0) return false;
+    targets_.erase(id);
+    if (hooks_.released) hooks_.released(id);
+    fire_special("@releaseDomain");
+    return true;
+}
+
+void Core::make_home(platform::DomId id, std::string_view name) {
+    const Caller dom0{};
+    const std::string home = domain_home(id);
+    std::vector<Change> changes;
+    mkdir(tree_, dom0, home, limits_.store, changes);
+    set_perms(tree_, dom0, home, {{0, platform::PermKind::none}, {id, platform::PermKind::read}}, changes);
+    write(tree_, dom0, home + "/domid", std::to_string(id), limits_.store, changes);
+    write(tree_, dom0, home + "/name", name, limits_.store, changes);
+    for (const char* sub : {"device", "control", "data", "drivers", "feature", "attr", "error"}) {
+        const std::string p = home + "/" + sub;
+        mkdir(tree_, dom0, p, limits_.store, changes);
+        set_perms(tree_, dom0, p, {{id, platform::PermKind::none}}, changes);
+    }
+    fire(changes);
+}
+
+} // namespace netbackd::xensim::xs

@@ -1,0 +1,40 @@
+#include "backend/xensim/xenstored/tree.hpp"
+
+namespace netbackd::xensim::xs {
+
+Tree::Tree() {
+    const Perms dom0_only{{0, platform::PermKind::none}};
+    put("/", Node{.value = {}, .perms = dom0_only, .children = {"local"}});
+    put("/local", Node{.value = {}, .perms = dom0_only, .children = {"domain"}});
+    put("/local/domain", Node{.value = {}, .perms = dom0_only});
+    put("@introduceDomain", Node{.value = {}, .perms = dom0_only});
+    put("@releaseDomain", Node{.value = {}, .perms = dom0_only});
+}
+
+const Node* Tree::get(const std::string& path) { return find(path); }
+
+const Node* Tree::find(const std::string& path) const {
+    auto it = nodes_.find(path);
+    return it == nodes_.end() ? nullptr : &it->second;
+}
+
+void Tree::put(const std::string& path, Node node) {
+    node.generation = ++generation_;
+    nodes_.insert_or_assign(path, std::move(node));
+}
+
+void Tree::erase(const std::string& path) { nodes_.erase(path); }
+
+std::uint64_t Tree::generation_of(const std::string& path) const {
+    const Node* n = find(path);
+    return n ? n->generation : 0;
+}
+
+std::size_t Tree::owned_by(platform::DomId domid) const {
+    std::size_t count = 0;
+    for (const auto& [path, node] : nodes_)
+        if (!node.perms.empty() && node.perms.front().domid == domid) ++count;
+    return count;
+}
+
+} // namespace netbackd::xensim::xs
