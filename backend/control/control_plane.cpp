@@ -1,0 +1,194 @@
+#include "control_plane.hpp"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+namespace netbackd::control {
+namespace {
+
+constexpr std::string_view kBackendToken = "nb:backend";
+constexpr std::string_view kReleaseToken = "nb:release";
+
+// "<fe>/<devid>[/...]" relative to the backend base -> VifId; nullopt for anything else.
+std::optional<VifId> parse_rel(std::string_view rel, std::string_view* rest)
+{
+    const auto slash = rel.find('/');
+    if (slash == std::string_view::npos)
+        return std::nullopt;
+    const auto fe = parse_domid(rel.substr(0, slash));
+    rel.remove_prefix(slash + 1);
+    const auto slash2 = rel.find('/');
+    const auto devid = parse_unsigned(rel.substr(0, slash2), UINT32_MAX);
+    if (!fe || !devid)
+        return std::nullopt;
+    if (rest)
+        *rest = slash2 == std::string_view::npos ? std::string_view{} : rel.substr(slash2 + 1);
+    return VifId{*fe, static_cast<std::uint32_t>(*devid)};
+}
+
+} // namespace
+
+ControlPlane::ControlPlane(platform::Store& store, platform::Grants& grants, platform::Events& events,
+                           DataPlaneSink& sink, std::shared_ptr<const Config> config)
+    : ctx_{store, grants, events, sink, 0, std::move(config)}
+{
+}
+
+ControlPlane::~ControlPlane()
+{
+    release_all();
+}
+
+void ControlPlane::start()
+{
+    ctx_.self = ctx_.store.self_domid();
+    const auto base = backend_base(ctx_.self);
+    spdlog::info("control: running in domain {}, watching {}", ctx_.self, base);
+    ctx_.store.watch(base, kBackendToken);
+    ctx_.store.watch("@releaseDomain", kReleaseToken);
+    started_ = true;
+    scan(true);
+}
+
+const VifControl* ControlPlane::find(VifId id) const
+{
+    auto it = vifs_.find(id);
+    return it == vifs_.end() ? nullptr : it->second.get();
+}
+
+VifControl& ControlPlane::add(VifId id)
+{
+    auto& slot = vifs_[id];
+    slot = std::make_unique<VifControl>(ctx_, id);
+    return *slot;
+}
+
+void ControlPlane::scan(bool at_start)
+{
+    const auto base = backend_base(ctx_.self);
+    const auto fes = ctx_.store.directory(0, base);
+    if (!fes)
+        return;
+    for (const auto& fe_name : *fes) {
+        const auto devids = ctx_.store.directory(0, base + "/" + fe_name);
+        if (!devids)
+            continue;
+        for (const auto& dev_name : *devids) {
+            const auto id = parse_rel(fe_name + "/" + dev_name, nullptr);
+            if (!id) {
+                spdlog::warn("control: ignoring {}/{}/{}: not <domid>/<devid>", base, fe_name, dev_name);
+                continue;
+            }
+            if (vifs_.count(*id))
+                continue;
+            const auto state = ctx_.store.read(0, backend_path(ctx_.self, *id) + "/state");
+            if (!state)
+                continue;
+            const bool fresh = !at_start && *state == "1";
+            add(*id).appeared(fresh);
+        }
+    }
+    reap();
+}
+
+void ControlPlane::process_watches()
+{
+    const auto base = backend_base(ctx_.self);
+    for (const auto& ev : ctx_.store.read_watches()) {
+        try {
+            if (ev.token == kBackendToken) {
+                on_backend_event(ev.path);
+            } else if (ev.token == kReleaseToken) {
+                on_release_domain();
+            } else if (ev.token.rfind("nb:fe:", 0) == 0) {
+                std::string rel = ev.token.substr(6);
+                std::replace(rel.begin(), rel.end(), ':', '/');
+                if (const auto id = parse_rel(rel, nullptr); id && vifs_.count(*id))
+                    vifs_[*id]->frontend_changed();
+            }
+        } catch (const platform::PlatformError& e) {
+            // A store failure outside any one vif's actions; the next event retries.
+            spdlog::error("control: handling watch {} ({}): {}", ev.path, ev.token, e.what());
+        }
+    }
+    reap();
+}
+
+void ControlPlane::on_backend_event(std::string_view path)
+{
+    const auto base = backend_base(ctx_.self);
+    if (path.size() <= base.size() + 1 || path.substr(0, base.size() + 1) != base + "/") {
+        scan(false); // the base itself: initial watch event or a wholesale change
+        return;
+    }
+    std::string_view rest;
+    const auto rel = path.substr(base.size() + 1);
+    const auto id = parse_rel(rel, &rest);
+    if (!id) {
+        // A per-domain dir (<fe>) appeared or vanished: re-check that domain's vifs.
+        for (auto& [vid, vif] : vifs_)
+            vif->backend_changed();
+        scan(false);
+        return;
+    }
+    auto it = vifs_.find(*id);
+    if (it == vifs_.end()) {
+        const auto state = ctx_.store.read(0, backend_path(ctx_.self, *id) + "/state");
+        if (state)
+            add(*id).appeared(*state == "1");
+        return;
+    }
+    if (rest.empty() || rest == "online" || rest == "state")
+        it->second->backend_changed();
+}
+
+void ControlPlane::on_release_domain()
+{
+    for (auto& [id, vif] : vifs_) {
+        if (!ctx_.store.directory(0, domain_path(id.frontend)))
+            vif->domain_released();
+    }
+}
+
+void ControlPlane::reap()
+{
+    for (auto it = vifs_.begin(); it != vifs_.end();) {
+        if (it->second->finished())
+            it = vifs_.erase(it);
+        else
+            ++it;
+    }
+}
+
+void ControlPlane::tick(std::chrono::steady_clock::time_point now)
+{
+    const auto after = std::chrono::seconds(ctx_.config->global.wait_report_seconds);
+    for (auto& [id, vif] : vifs_)
+        vif->report_wait(now, after);
+}
+
+void ControlPlane::reload(std::shared_ptr<const Config> config)
+{
+    ctx_.config = std::move(config);
+    spdlog::info("control: configuration reloaded ({} client file(s)); connected vifs keep their policy",
+                 ctx_.config->clients.size());
+}
+
+void ControlPlane::release_all()
+{
+    for (auto& [id, vif] : vifs_)
+        vif->release();
+    vifs_.clear();
+    if (started_) {
+        started_ = false;
+        try {
+            ctx_.store.unwatch(backend_base(ctx_.self), kBackendToken);
+            ctx_.store.unwatch("@releaseDomain", kReleaseToken);
+        } catch (const platform::PlatformError& e) {
+            spdlog::debug("control: unwatch: {}", e.what());
+        }
+    }
+}
+
+} // namespace netbackd::control

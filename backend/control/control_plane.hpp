@@ -1,0 +1,51 @@
+// The backend watcher: finds vifs under /local/domain/<self>/backend/vif, owns one VifControl
+// per (frontend domid, devid), and routes xenstore watch events to them.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string_view>
+
+#include "vif_control.hpp"
+
+namespace netbackd::control {
+
+class ControlPlane {
+public:
+    ControlPlane(platform::Store& store, platform::Grants& grants, platform::Events& events, DataPlaneSink& sink,
+                 std::shared_ptr<const Config> config);
+    ~ControlPlane();
+    ControlPlane(const ControlPlane&) = delete;
+    ControlPlane& operator=(const ControlPlane&) = delete;
+
+    // Learns the own domid, registers the watches and adopts the backend dirs already there.
+    void start();
+    // Drains and dispatches pending watch events; call when watch_fd() is readable.
+    void process_watches();
+    // Periodic work: reports vifs that wait too long on the other end.
+    void tick(std::chrono::steady_clock::time_point now);
+    // New config for vifs that probe or connect from now on; connected vifs keep theirs.
+    void reload(std::shared_ptr<const Config> config);
+    // Shutdown without touching xenstore state: every vif is taken back from the data plane
+    // and unmapped, frontends stay connected and are reconnected by the next start().
+    void release_all();
+
+    int watch_fd() const { return ctx_.store.watch_fd(); }
+    DomId self() const noexcept { return ctx_.self; }
+    std::size_t vif_count() const noexcept { return vifs_.size(); }
+    const VifControl* find(VifId id) const;
+
+private:
+    void scan(bool at_start);
+    void on_backend_event(std::string_view path);
+    void on_release_domain();
+    VifControl& add(VifId id);
+    void reap();
+
+    ControlContext ctx_;
+    std::map<VifId, std::unique_ptr<VifControl>> vifs_;
+    bool started_ = false;
+};
+
+} // namespace netbackd::control

@@ -1,0 +1,111 @@
+// The handover between the control plane and the data plane. The control plane maps the
+// rings, binds the channels and settles policy, then gives the whole vif away; detach() gives
+// it back so unmapping and unbinding happen on the control thread once the data plane no
+// longer touches the rings.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backend/platform/platform.hpp"
+#include "keys.hpp"
+#include "vif_id.hpp"
+
+namespace netbackd::control {
+
+// An interdomain event channel bound by this process; unbound on destruction.
+class BoundPort {
+public:
+    BoundPort() = default;
+    BoundPort(platform::Events& events, platform::EvtchnPort port) : events_(&events), port_(port) {}
+    BoundPort(BoundPort&& o) noexcept : events_(std::exchange(o.events_, nullptr)), port_(o.port_) {}
+    BoundPort& operator=(BoundPort&& o) noexcept
+    {
+        if (this != &o) {
+            reset();
+            events_ = std::exchange(o.events_, nullptr);
+            port_ = o.port_;
+        }
+        return *this;
+    }
+    BoundPort(const BoundPort&) = delete;
+    BoundPort& operator=(const BoundPort&) = delete;
+    ~BoundPort() { reset(); }
+
+    platform::EvtchnPort port() const noexcept { return port_; }
+    explicit operator bool() const noexcept { return events_ != nullptr; }
+    void reset() noexcept
+    {
+        if (events_) {
+            try {
+                events_->unbind(port_);
+            } catch (...) {
+                // Unbinding fails only when the port is already gone (domain died).
+            }
+            events_ = nullptr;
+        }
+    }
+
+private:
+    platform::Events* events_ = nullptr;
+    platform::EvtchnPort port_ = 0;
+};
+
+struct QueueRings {
+    std::unique_ptr<platform::GrantMapping> tx_ring; // netif_tx_sring, one page
+    std::unique_ptr<platform::GrantMapping> rx_ring; // netif_rx_sring, one page
+    BoundPort tx_port;
+    BoundPort rx_port; // not bound (false) without split event channels: tx_port serves both
+    platform::GrantRef tx_ref = 0;
+    platform::GrantRef rx_ref = 0;
+};
+
+// What the frontend asked for, within what this backend advertised.
+struct NegotiatedFeatures {
+    bool rx_notify = false;     // absent: the guest must be polled for RX slots
+    bool sg = false;
+    bool gso_tcpv4 = false;
+    bool gso_tcpv6 = false;
+    bool ip_csum = true;        // feature-no-csum-offload=0
+    bool ipv6_csum = false;
+    bool split_event_channels = false;
+};
+
+struct VifPolicy {
+    Mac guest_mac{};               // the only source MAC the guest may use
+    std::optional<std::string> uplink;
+    std::optional<std::uint16_t> vlan;
+    std::optional<Rate> rate;
+    unsigned mtu = 1500;
+    std::string client_source;     // config file:line that matched, empty for defaults
+};
+
+struct VifHandle {
+    VifId id;
+    std::vector<QueueRings> queues;
+    NegotiatedFeatures features;
+    VifPolicy policy;
+};
+
+// What the data plane implements, so the control plane advertises nothing more.
+struct DataPlaneFeatures {
+    bool sg = false;
+    bool gso_tcpv4 = false;
+    bool gso_tcpv6 = false;
+    bool ipv6_csum_offload = false;
+    bool split_event_channels = false;
+    unsigned max_queues = 1;
+};
+
+class DataPlaneSink {
+public:
+    virtual ~DataPlaneSink() = default;
+    virtual DataPlaneFeatures features() const = 0;
+    virtual void attach(std::unique_ptr<VifHandle> vif) = 0;
+    // The vif back, once the data plane has let go of its rings; nullptr if it never had it.
+    virtual std::unique_ptr<VifHandle> detach(VifId id) = 0;
+};
+
+} // namespace netbackd::control

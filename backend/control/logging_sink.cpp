@@ -1,0 +1,34 @@
+#include "logging_sink.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace netbackd::control {
+
+void LoggingSink::attach(std::unique_ptr<VifHandle> vif)
+{
+    const VifId id = vif->id;
+    spdlog::info("{}: handed to the data plane (stub: no packets move): {} queue(s), mac {}{}{}", id.name(),
+                 vif->queues.size(), format_mac(vif->policy.guest_mac),
+                 vif->policy.vlan ? fmt::format(", vlan {}", *vif->policy.vlan) : "",
+                 vif->policy.uplink ? ", uplink " + *vif->policy.uplink : "");
+    vifs_[id] = std::move(vif);
+}
+
+std::unique_ptr<VifHandle> LoggingSink::detach(VifId id)
+{
+    auto it = vifs_.find(id);
+    if (it == vifs_.end())
+        return nullptr;
+    auto vif = std::move(it->second);
+    vifs_.erase(it);
+    spdlog::info("{}: taken back from the data plane", id.name());
+    return vif;
+}
+
+const VifHandle* LoggingSink::find(VifId id) const
+{
+    auto it = vifs_.find(id);
+    return it == vifs_.end() ? nullptr : it->second.get();
+}
+
+} // namespace netbackd::control

@@ -1,0 +1,580 @@
+#include "vif_control.hpp"
+
+#include <algorithm>
+#include <cerrno>
+
+#include <spdlog/spdlog.h>
+
+#include "hook_script.hpp"
+
+namespace netbackd::control {
+namespace {
+
+// A reason to give up on this vif, in xenbus_dev_fatal() terms.
+struct VifFatal {
+    Fatal fatal;
+};
+
+// The backend dir vanished while we were about to write into it.
+struct BackendGone {};
+
+[[noreturn]] void fatal(int err, std::string message) { throw VifFatal{Fatal{err, std::move(message)}}; }
+
+int errno_of(const platform::PlatformError& e)
+{
+    // Grant failures carry negative GNTST_* codes; xenbus_dev_fatal prints them negated too.
+    const int c = e.code();
+    return c < 0 ? -c : (c == 0 ? EIO : c);
+}
+
+std::string flag_list(const DataPlaneFeatures& f, bool split, unsigned queues)
+{
+    std::string s = "feature-rx-copy";
+    if (f.sg)
+        s += " feature-sg";
+    if (f.gso_tcpv4)
+        s += " feature-gso-tcpv4";
+    if (f.gso_tcpv6)
+        s += " feature-gso-tcpv6";
+    if (f.ipv6_csum_offload)
+        s += " feature-ipv6-csum-offload";
+    if (split)
+        s += " feature-split-event-channels";
+    return s + fmt::format(" multi-queue-max-queues={}", queues);
+}
+
+} // namespace
+
+VifControl::VifControl(ControlContext& ctx, VifId id)
+    : ctx_(ctx), id_(id), be_(backend_path(ctx.self, id)), fe_(frontend_path(id))
+{
+}
+
+VifControl::~VifControl()
+{
+    release();
+}
+
+std::string VifControl::frontend_token() const
+{
+    return fmt::format("nb:fe:{}:{}", id_.frontend, id_.devid);
+}
+
+void VifControl::release()
+{
+    if (facts_.connected) {
+        ctx_.sink.detach(id_);
+        facts_.connected = false;
+    }
+    unwatch_frontend();
+}
+
+void VifControl::watch_frontend()
+{
+    if (fe_watched_)
+        return;
+    ctx_.store.watch(fe_ + "/state", frontend_token());
+    fe_watched_ = true;
+}
+
+void VifControl::unwatch_frontend()
+{
+    if (!fe_watched_)
+        return;
+    fe_watched_ = false;
+    try {
+        ctx_.store.unwatch(fe_ + "/state", frontend_token());
+    } catch (const platform::PlatformError& e) {
+        spdlog::debug("{}: unwatch {}/state: {}", id_.name(), fe_, e.what());
+    }
+}
+
+void VifControl::refresh()
+{
+    const auto online = ctx_.store.read(0, be_ + "/online");
+    facts_.online = true;
+    if (online) {
+        const auto v = parse_flag(*online);
+        if (v)
+            facts_.online = *v;
+        else // keeping the dir is the safe reading of a mangled flag
+            spdlog::warn("{}: {}/online = \"{}\": {}; treating as 1", id_.name(), be_, *online, v.error());
+    }
+    const auto fs = ctx_.store.read(0, fe_ + "/state");
+    facts_.frontend.reset();
+    if (fs) {
+        const auto v = parse_state(*fs);
+        if (v)
+            facts_.frontend = *v;
+        else
+            spdlog::warn("{}: {}/state = \"{}\": {}; treating as Unknown", id_.name(), fe_, *fs, v.error());
+    }
+}
+
+void VifControl::appeared(bool fresh)
+{
+    if (!fresh) {
+        const auto bs = ctx_.store.read(0, be_ + "/state");
+        const auto v = bs ? parse_state(*bs) : Parsed<XenbusState>::fail("missing");
+        facts_.backend = v ? *v : XenbusState::unknown;
+    }
+    refresh();
+    spdlog::info("{}: {} backend dir {} (state {}, online {}, frontend state {})", id_.name(),
+                 fresh ? "new" : "found existing", be_, to_int(facts_.backend), facts_.online ? 1 : 0,
+                 facts_.frontend ? to_int(*facts_.frontend) : -1);
+    try {
+        watch_frontend();
+    } catch (const platform::PlatformError& e) {
+        run(VifEvent{EventKind::failed, Fatal{errno_of(e), "watching " + fe_ + "/state: " + e.what()}});
+        return;
+    }
+    if (!fresh && facts_.backend != XenbusState::unknown && facts_.backend != XenbusState::initialising &&
+        facts_.online) {
+        try {
+            probe();
+            adopt_advertised();
+        } catch (const VifFatal& f) {
+            run(VifEvent{EventKind::failed, f.fatal});
+            return;
+        } catch (const platform::PlatformError& e) {
+            run(VifEvent{EventKind::failed, Fatal{errno_of(e), fmt::format("probing {}: {}", be_, e.what())}});
+            return;
+        }
+    }
+    run(VifEvent{fresh ? EventKind::backend_appeared : EventKind::adopted});
+}
+
+void VifControl::backend_changed()
+{
+    if (forgotten_)
+        return;
+    // The toolstack writes state in the same transaction that creates the dir, so a missing
+    // state node means the dir is gone (or going).
+    if (!ctx_.store.read(0, be_ + "/state")) {
+        spdlog::info("{}: backend dir {} removed", id_.name(), be_);
+        run(VifEvent{EventKind::backend_removed});
+        return;
+    }
+    const bool was_online = facts_.online;
+    refresh();
+    if (was_online && !facts_.online) {
+        spdlog::info("{}: toolstack detach ({}/online = 0)", id_.name(), be_);
+        run(VifEvent{EventKind::toolstack_changed});
+    }
+}
+
+void VifControl::frontend_changed()
+{
+    if (forgotten_)
+        return;
+    const auto before = facts_.frontend;
+    refresh();
+    if (facts_.frontend == before)
+        return;
+    spdlog::info("{}: frontend state {} ({})", id_.name(), facts_.frontend ? to_int(*facts_.frontend) : 0,
+                 facts_.frontend ? to_string(*facts_.frontend) : "missing");
+    note_progress();
+    run(VifEvent{EventKind::frontend_changed});
+}
+
+void VifControl::domain_released()
+{
+    if (forgotten_)
+        return;
+    spdlog::info("{}: domain {} is gone", id_.name(), id_.frontend);
+    run(VifEvent{EventKind::domain_released});
+}
+
+void VifControl::note_progress()
+{
+    waiting_since_ = std::chrono::steady_clock::now();
+    wait_reported_ = false;
+}
+
+void VifControl::report_wait(std::chrono::steady_clock::time_point now, std::chrono::seconds after)
+{
+    if (forgotten_ || wait_reported_ || now - waiting_since_ < after)
+        return;
+    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now - waiting_since_).count();
+    const std::string fe_state =
+        facts_.frontend ? fmt::format("{} ({})", to_int(*facts_.frontend), to_string(*facts_.frontend)) : "missing";
+    switch (facts_.backend) {
+    case XenbusState::init_wait:
+        spdlog::warn("{}: waiting {} s for the frontend to connect: {}/state is {}, want 4 (Connected) "
+                     "after it writes its ring refs and event channels",
+                     id_.name(), secs, fe_, fe_state);
+        break;
+    case XenbusState::closing:
+        spdlog::warn("{}: waiting {} s for the frontend to close: {}/state is {}, want 6 (Closed) or 1",
+                     id_.name(), secs, fe_, fe_state);
+        break;
+    case XenbusState::closed:
+        if (!facts_.online)
+            break;
+        spdlog::info("{}: closed for {} s; waiting for the frontend to re-initialise ({}/state is {}, want 1) "
+                     "or the toolstack to detach ({}/online = 0)",
+                     id_.name(), secs, fe_, fe_state, be_);
+        break;
+    default:
+        break;
+    }
+    wait_reported_ = true;
+}
+
+void VifControl::run(const VifEvent& ev)
+{
+    const auto actions = next(facts_, ev);
+    for (const auto& a : actions) {
+        try {
+            apply(a);
+            const Action one[] = {a};
+            facts_ = after(facts_, one);
+        } catch (const BackendGone&) {
+            if (ev.kind == EventKind::backend_removed)
+                return;
+            spdlog::info("{}: backend dir {} removed under us", id_.name(), be_);
+            run(VifEvent{EventKind::backend_removed});
+            return;
+        } catch (const VifFatal& f) {
+            if (ev.kind == EventKind::failed) {
+                spdlog::error("{}: while reporting a failure: {} {}", id_.name(), f.fatal.err, f.fatal.message);
+                return;
+            }
+            run(VifEvent{EventKind::failed, f.fatal});
+            return;
+        } catch (const platform::PlatformError& e) {
+            if (ev.kind == EventKind::failed) {
+                spdlog::error("{}: while reporting a failure: {}", id_.name(), e.what());
+                return;
+            }
+            run(VifEvent{EventKind::failed, Fatal{errno_of(e), fmt::format("{}: {}", to_string(a), e.what())}});
+            return;
+        }
+    }
+}
+
+void VifControl::apply(const Action& a)
+{
+    switch (a.kind) {
+    case ActionKind::advertise:
+        probe_and_advertise();
+        return;
+    case ActionKind::connect:
+        connect();
+        return;
+    case ActionKind::disconnect:
+        disconnect();
+        return;
+    case ActionKind::write_state:
+    case ActionKind::write_raw_state:
+        if (!write_backend_key("state", std::to_string(to_int(a.state))))
+            throw BackendGone{};
+        spdlog::info("{}: backend state {} ({})", id_.name(), to_int(a.state), to_string(a.state));
+        note_progress();
+        return;
+    case ActionKind::write_error: {
+        const std::string text = fmt::format("{} {}", a.error.err, a.error.message);
+        spdlog::error("{}: {}", id_.name(), text);
+        try {
+            ctx_.store.write(0, error_path(ctx_.self, id_) + "/error", text);
+        } catch (const platform::PlatformError& e) {
+            spdlog::error("{}: cannot write {}/error: {}", id_.name(), error_path(ctx_.self, id_), e.what());
+        }
+        return;
+    }
+    case ActionKind::clear_error:
+        ctx_.store.rm(0, error_path(ctx_.self, id_));
+        return;
+    case ActionKind::remove_backend_dir:
+        remove_backend_dir();
+        return;
+    case ActionKind::forget:
+        unwatch_frontend();
+        forgotten_ = true;
+        spdlog::info("{}: released", id_.name());
+        return;
+    }
+}
+
+// Writes B/<key> only while B/state exists, as xenbus_switch_state() does, so a late write
+// never resurrects a backend dir the toolstack removed.
+bool VifControl::write_backend_key(std::string_view key, std::string_view value)
+{
+    bool present = false;
+    ctx_.store.transaction([&](platform::TxId tx) {
+        present = ctx_.store.read(tx, be_ + "/state").has_value();
+        if (present)
+            ctx_.store.write(tx, be_ + "/" + std::string(key), value);
+    });
+    return present;
+}
+
+void VifControl::probe()
+{
+    auto read_required = [&](const std::string& key) {
+        auto v = ctx_.store.read(0, be_ + "/" + key);
+        if (!v)
+            fatal(ENOENT, fmt::format("reading {}/{}", be_, key));
+        return *v;
+    };
+    auto bad = [&](const std::string& key, const std::string& value, const std::string& why) {
+        fatal(EINVAL, fmt::format("{}/{} = \"{}\": {}", be_, key, value, why));
+    };
+
+    const auto fe_id = read_required("frontend-id");
+    const auto fe_dom = parse_domid(fe_id);
+    if (!fe_dom)
+        bad("frontend-id", fe_id, fe_dom.error());
+    if (*fe_dom != id_.frontend)
+        bad("frontend-id", fe_id, fmt::format("does not match the backend dir's domain {}", id_.frontend));
+    const auto frontend = read_required("frontend");
+    if (frontend != frontend_path(id_))
+        bad("frontend", frontend, "expected " + frontend_path(id_));
+    if (const auto h = ctx_.store.read(0, be_ + "/handle")) {
+        const auto v = parse_unsigned(*h, UINT32_MAX);
+        if (!v || *v != id_.devid)
+            bad("handle", *h, v ? fmt::format("does not match devid {}", id_.devid) : v.error());
+    }
+    const auto mac = read_required("mac");
+    const auto m = parse_mac(mac);
+    if (!m)
+        bad("mac", mac, m.error());
+    toolstack_mac_ = *m;
+    toolstack_rate_.reset();
+    if (const auto r = ctx_.store.read(0, be_ + "/rate")) {
+        const auto v = parse_rate(*r);
+        if (!v)
+            bad("rate", *r, v.error());
+        toolstack_rate_ = *v;
+    }
+    mtu_ = 1500;
+    if (const auto mtu = ctx_.store.read(0, be_ + "/mtu")) {
+        const auto v = parse_mtu(*mtu);
+        if (!v)
+            bad("mtu", *mtu, v.error());
+        mtu_ = *v;
+    }
+    domain_name_ = ctx_.store.read(0, domain_path(id_.frontend) + "/name").value_or("");
+
+    const Config& cfg = *ctx_.config;
+    const ClientConfig* client = match_client(cfg, domain_name_, id_.devid, toolstack_mac_);
+    client_ = client ? std::optional<ClientConfig>(*client) : std::nullopt;
+
+    advertised_ = ctx_.sink.features();
+    max_queues_ = std::max(1u, std::min({advertised_.max_queues, cfg.global.max_queues,
+                                         client_ && client_->queues ? *client_->queues : 64u}));
+    split_ = advertised_.split_event_channels && cfg.global.split_event_channels;
+
+    spdlog::info("{}: probed: frontend {} (domain \"{}\"), mac {}{}; policy from {}", id_.name(), frontend,
+                 domain_name_, format_mac(*toolstack_mac_),
+                 toolstack_rate_ ? fmt::format(", rate {},{}", toolstack_rate_->bytes, toolstack_rate_->usec) : "",
+                 client_ ? client_->source : "defaults (no client file matched)");
+}
+
+void VifControl::adopt_advertised()
+{
+    // The frontend negotiated against what the previous netbackd advertised, not against
+    // today's config: honour the keys as they are in the store.
+    if (const auto v = ctx_.store.read(0, be_ + "/multi-queue-max-queues"))
+        if (const auto q = parse_queue_count(*v, 64))
+            max_queues_ = *q;
+    if (const auto v = ctx_.store.read(0, be_ + "/feature-split-event-channels"))
+        if (const auto f = parse_flag(*v))
+            split_ = *f && advertised_.split_event_channels;
+}
+
+void VifControl::probe_and_advertise()
+{
+    probe();
+    bool present = false;
+    ctx_.store.transaction([&](platform::TxId tx) {
+        present = ctx_.store.read(tx, be_ + "/state").has_value();
+        if (!present)
+            return;
+        auto put = [&](std::string_view key, bool on) {
+            ctx_.store.write(tx, be_ + "/" + std::string(key), on ? "1" : "0");
+        };
+        put("feature-sg", advertised_.sg);
+        put("feature-gso-tcpv4", advertised_.gso_tcpv4);
+        put("feature-gso-tcpv6", advertised_.gso_tcpv6);
+        put("feature-ipv6-csum-offload", advertised_.ipv6_csum_offload);
+        put("feature-rx-copy", true);
+        put("feature-rx-flip", false);
+        put("feature-split-event-channels", split_);
+        ctx_.store.write(tx, be_ + "/multi-queue-max-queues", std::to_string(max_queues_));
+    });
+    if (!present)
+        throw BackendGone{};
+    spdlog::info("{}: advertised {}", id_.name(), flag_list(advertised_, split_, max_queues_));
+}
+
+void VifControl::connect()
+{
+    auto fe_key = [&](const std::string& dir, const std::string& key) { return dir + "/" + key; };
+    auto read_fe = [&](const std::string& path) { return ctx_.store.read(0, path); };
+    auto required = [&](const std::string& path) {
+        auto v = read_fe(path);
+        if (!v)
+            fatal(ENOENT, "reading " + path);
+        return *v;
+    };
+    auto bad = [&](const std::string& path, const std::string& value, const std::string& why) {
+        fatal(EINVAL, fmt::format("{} = \"{}\": {}", path, value, why));
+    };
+    auto flag = [&](const std::string& key, bool dflt) {
+        const auto path = fe_key(fe_, key);
+        const auto v = read_fe(path);
+        if (!v)
+            return dflt;
+        const auto f = parse_flag(*v);
+        if (!f)
+            bad(path, *v, f.error());
+        return *f;
+    };
+
+    unsigned queues = 1;
+    if (const auto q = read_fe(fe_key(fe_, "multi-queue-num-queues"))) {
+        const auto v = parse_unsigned(*q, UINT32_MAX);
+        if (!v)
+            bad(fe_key(fe_, "multi-queue-num-queues"), *q, v.error());
+        if (*v == 0 || *v > max_queues_)
+            fatal(EINVAL, fmt::format("guest requested {} queues, exceeding the maximum of {} ({}/multi-queue-num-queues)",
+                                      *v, max_queues_, fe_));
+        queues = static_cast<unsigned>(*v);
+    }
+    if (!flag("request-rx-copy", false))
+        fatal(EOPNOTSUPP, fmt::format("{}/request-rx-copy is absent or 0: this backend only does rx-copy", fe_));
+
+    auto handle = std::make_unique<VifHandle>();
+    handle->id = id_;
+    NegotiatedFeatures& nf = handle->features;
+    nf.rx_notify = flag("feature-rx-notify", false);
+    nf.sg = flag("feature-sg", false) && advertised_.sg;
+    nf.gso_tcpv4 = flag("feature-gso-tcpv4", false) && advertised_.gso_tcpv4;
+    nf.gso_tcpv6 = flag("feature-gso-tcpv6", false) && advertised_.gso_tcpv6;
+    nf.ip_csum = !flag("feature-no-csum-offload", false);
+    nf.ipv6_csum = flag("feature-ipv6-csum-offload", false) && advertised_.ipv6_csum_offload;
+
+    std::string summary;
+    for (unsigned q = 0; q < queues; ++q) {
+        const std::string dir = queues == 1 ? fe_ : fmt::format("{}/queue-{}", fe_, q);
+        QueueRings rings;
+        auto ref = [&](const std::string& key) {
+            const auto path = fe_key(dir, key);
+            const auto text = required(path);
+            const auto r = parse_grant_ref(text);
+            if (!r)
+                bad(path, text, r.error());
+            return *r;
+        };
+        auto port = [&](const std::string& path, const std::string& text) {
+            const auto p = parse_port(text);
+            if (!p)
+                bad(path, text, p.error());
+            return *p;
+        };
+        rings.tx_ref = ref("tx-ring-ref");
+        rings.rx_ref = ref("rx-ring-ref");
+
+        std::optional<platform::EvtchnPort> tx_port, rx_port;
+        const auto tx_text = read_fe(fe_key(dir, "event-channel-tx"));
+        if (tx_text && split_) {
+            tx_port = port(fe_key(dir, "event-channel-tx"), *tx_text);
+            rx_port = port(fe_key(dir, "event-channel-rx"), required(fe_key(dir, "event-channel-rx")));
+            nf.split_event_channels = true;
+        } else {
+            const auto path = fe_key(dir, "event-channel");
+            tx_port = port(path, required(path));
+        }
+
+        auto map = [&](const char* key, platform::GrantRef r) {
+            try {
+                return ctx_.grants.map(id_.frontend, r, true);
+            } catch (const platform::PlatformError& e) {
+                fatal(errno_of(e), fmt::format("mapping in shared page {} from domain {} ({}/{}): {}", r, id_.frontend,
+                                               dir, key, e.what()));
+            }
+        };
+        auto bind = [&](const char* key, platform::EvtchnPort p) {
+            try {
+                return BoundPort(ctx_.events, ctx_.events.bind_interdomain(id_.frontend, p));
+            } catch (const platform::PlatformError& e) {
+                fatal(errno_of(e), fmt::format("binding event channel {} of domain {} ({}/{}): {}", p, id_.frontend, dir,
+                                               key, e.what()));
+            }
+        };
+        rings.tx_ring = map("tx-ring-ref", rings.tx_ref);
+        rings.rx_ring = map("rx-ring-ref", rings.rx_ref);
+        if (rx_port) {
+            rings.tx_port = bind("event-channel-tx", *tx_port);
+            rings.rx_port = bind("event-channel-rx", *rx_port);
+        } else {
+            rings.tx_port = bind("event-channel", *tx_port);
+        }
+        summary += fmt::format(" [queue {}: tx-ring-ref {} rx-ring-ref {} {}]", q, rings.tx_ref, rings.rx_ref,
+                               rx_port ? fmt::format("event-channel-tx {} -rx {}", *tx_port, *rx_port)
+                                       : fmt::format("event-channel {}", *tx_port));
+        handle->queues.push_back(std::move(rings));
+    }
+
+    VifPolicy& pol = handle->policy;
+    pol.guest_mac = client_ && client_->mac ? *client_->mac : toolstack_mac_.value_or(Mac{});
+    if (client_ && client_->mac && toolstack_mac_ && *client_->mac != *toolstack_mac_)
+        spdlog::warn("{}: client file {} allows mac {} but the toolstack assigned {}: the guest's frames "
+                     "from {} will be dropped",
+                     id_.name(), client_->source, format_mac(*client_->mac), format_mac(*toolstack_mac_),
+                     format_mac(*toolstack_mac_));
+    pol.uplink = client_ ? client_->uplink : std::nullopt;
+    pol.vlan = client_ ? client_->vlan : std::nullopt;
+    pol.rate = client_ && client_->rate ? client_->rate : toolstack_rate_;
+    pol.mtu = mtu_;
+    pol.client_source = client_ ? client_->source : "";
+
+    if (client_ && client_->script) {
+        const auto r = run_hook(*client_->script,
+                                {"online", std::to_string(id_.frontend), std::to_string(id_.devid)},
+                                std::chrono::seconds(10));
+        if (!r.output.empty())
+            spdlog::info("{}: {}: {}", id_.name(), client_->script->string(), r.output);
+        if (!r.error.empty())
+            fatal(EIO, fmt::format("hotplug script {}: {}", client_->script->string(), r.error));
+        if (r.exit_code != 0)
+            fatal(EIO, fmt::format("hotplug script {} exited {}", client_->script->string(), r.exit_code));
+    }
+
+    spdlog::info("{}: connected {} queue(s){}; rx-notify {} sg {} gso-v4 {} gso-v6 {} csum {} ipv6-csum {}",
+                 id_.name(), queues, summary, nf.rx_notify, nf.sg, nf.gso_tcpv4, nf.gso_tcpv6, nf.ip_csum,
+                 nf.ipv6_csum);
+    ctx_.sink.attach(std::move(handle));
+    try {
+        if (!write_backend_key("hotplug-status", "connected"))
+            throw BackendGone{};
+        ctx_.store.rm(0, error_path(ctx_.self, id_));
+    } catch (...) {
+        ctx_.sink.detach(id_);
+        throw;
+    }
+    spdlog::info("{}: hotplug-status connected", id_.name());
+}
+
+void VifControl::disconnect()
+{
+    ctx_.sink.detach(id_); // destroying the handle unmaps the rings and unbinds the channels
+    spdlog::info("{}: disconnected: rings unmapped, event channels unbound", id_.name());
+}
+
+void VifControl::remove_backend_dir()
+{
+    const std::string parent = fmt::format("{}/{}", backend_base(ctx_.self), id_.frontend);
+    ctx_.store.transaction([&](platform::TxId tx) {
+        ctx_.store.rm(tx, be_);
+        // Leave no empty per-domain dir behind, as libxl's path cleanup does.
+        const auto left = ctx_.store.directory(tx, parent);
+        if (left && left->empty())
+            ctx_.store.rm(tx, parent);
+    });
+    ctx_.store.rm(0, error_path(ctx_.self, id_));
+    spdlog::info("{}: backend dir {} removed", id_.name(), be_);
+}
+
+} // namespace netbackd::control

@@ -1,0 +1,94 @@
+// One vif's driver: reads what the state machine needs from xenstore, runs next(), and applies
+// the resulting actions through the platform seam. All of it runs on the control thread.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "backend/platform/platform.hpp"
+#include "config.hpp"
+#include "data_plane_sink.hpp"
+#include "vif_fsm.hpp"
+#include "vif_id.hpp"
+
+namespace netbackd::control {
+
+// What every VifControl shares: the platform, the data plane and the current config.
+struct ControlContext {
+    platform::Store& store;
+    platform::Grants& grants;
+    platform::Events& events;
+    DataPlaneSink& sink;
+    DomId self = 0;
+    // Replaced on reload; a vif reads it when it probes and when it connects.
+    std::shared_ptr<const Config> config;
+};
+
+class VifControl {
+public:
+    VifControl(ControlContext& ctx, VifId id);
+    ~VifControl();
+    VifControl(const VifControl&) = delete;
+    VifControl& operator=(const VifControl&) = delete;
+
+    VifId id() const noexcept { return id_; }
+    // The token of the watch on the frontend's state node, as passed to Store::watch.
+    std::string frontend_token() const;
+    // Whether this vif is done with: its backend dir is gone or removed by us.
+    bool finished() const noexcept { return forgotten_; }
+    const VifFacts& facts() const noexcept { return facts_; }
+
+    // `fresh`: the toolstack just created the dir (state 1); otherwise it predates this process.
+    void appeared(bool fresh);
+    // Something under the backend dir changed (online, state, or the dir itself).
+    void backend_changed();
+    // The frontend's state node fired.
+    void frontend_changed();
+    // The frontend domain no longer exists.
+    void domain_released();
+    // Logs, once per wait, what the vif has waited for longer than `after` and on which key.
+    void report_wait(std::chrono::steady_clock::time_point now, std::chrono::seconds after);
+    // Shutdown: give the rings back and stop watching, leaving xenstore as it is, so that a
+    // restarted netbackd reconnects to the still-connected frontend.
+    void release();
+
+private:
+    void run(const VifEvent& ev);
+    void apply(const Action& a);
+    void refresh();
+    void probe();
+    void adopt_advertised();
+    void probe_and_advertise();
+    void connect();
+    void disconnect();
+    bool write_backend_key(std::string_view key, std::string_view value);
+    void remove_backend_dir();
+    void watch_frontend();
+    void unwatch_frontend();
+    void note_progress();
+
+    ControlContext& ctx_;
+    VifId id_;
+    std::string be_;
+    std::string fe_;
+    VifFacts facts_;
+    bool forgotten_ = false;
+    bool fe_watched_ = false;
+
+    // Learned when probing.
+    std::optional<Mac> toolstack_mac_;
+    std::optional<Rate> toolstack_rate_;
+    unsigned mtu_ = 1500;
+    std::string domain_name_;
+    std::optional<ClientConfig> client_;
+    unsigned max_queues_ = 1;
+    bool split_ = false;
+    DataPlaneFeatures advertised_{};
+
+    std::chrono::steady_clock::time_point waiting_since_ = std::chrono::steady_clock::now();
+    bool wait_reported_ = false;
+};
+
+} // namespace netbackd::control
