@@ -288,7 +288,9 @@ void Core::make_home(platform::DomId id, std::string_view name) {
     const std::string home = domain_home(id);
     std::vector<Change> changes;
     mkdir(tree_, dom0, home, limits_.store, changes);
-    set_perms(tree_, dom0, home, {{0, platform::PermKind::none}, {id, platform::PermKind::read}}, changes);
+    Perms home_perms{{0, platform::PermKind::none}};
+    if (id != 0) home_perms.push_back({id, platform::PermKind::read});
+    set_perms(tree_, dom0, home, std::move(home_perms), changes);
     write(tree_, dom0, home + "/domid", std::to_string(id), limits_.store, changes);
     write(tree_, dom0, home + "/name", name, limits_.store, changes);
     for (const char* sub : {"device", "control", "data", "drivers", "feature", "attr", "error"}) {

@@ -44,7 +44,15 @@ UniqueFd listen_on(const std::filesystem::path& path) {
 
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) throw_errno("socket");
-    ::unlink(p.c_str()); // a stale socket from a crashed run
+    {
+        // A socket file may be left over from a crashed run (remove it) or belong to a live
+        // daemon (leave it: stealing its path would strand that daemon's clients).
+        UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (probe && ::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0)
+            throw std::system_error(EADDRINUSE, std::generic_category(),
+                                    "another xenstored already serves " + p);
+    }
+    ::unlink(p.c_str());
     if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0)
         throw_errno("bind " + p);
     if (::listen(fd.get(), 128) != 0) throw_errno("listen " + p);

@@ -315,3 +315,10 @@ TEST_CASE("stop() ends run() and the destructor removes the sockets", "[xenstore
     CHECK_FALSE(std::filesystem::exists(dir.path() / "xenstored.sock"));
     CHECK_FALSE(std::filesystem::exists(dir.path() / "domain/3/xenstored.sock"));
 }
+
+TEST_CASE("a second daemon on the same directory is refused", "[xenstored][daemon]") {
+    Host h;
+    CHECK_THROWS_AS(Xenstored(h.dir.path()), std::system_error);
+    RawClient still(h.sock(0));
+    CHECK(still.read("domid").text() == "0");
+}

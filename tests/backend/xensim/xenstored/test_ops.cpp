@@ -88,7 +88,7 @@ TEST_CASE("quotas: value size and nodes per domain", "[xenstored][ops]") {
     CHECK(error_of([&] { write(t, kDom0, "/q/c", "", lim, ch); }) == 0); // dom0 has no quota
 }
 
-TEST_CASE("transactions: isolation, commit, conflict", "[xenstored][ops][tx]") {
+TEST_CASE("tree transactions: isolation, commit, conflict", "[xenstored][ops][tx]") {
     Tree t;
     std::vector<Change> ch;
     write(t, kDom0, "/x", "1", Limits{}, ch);
