@@ -123,15 +123,17 @@ int SoftwareGso::segment(rte_mbuf* pkt, std::span<rte_mbuf*> out, std::uint16_t 
         return finish(out.first(1), hw);
     }
 
+    const std::size_t needed = (pkt->pkt_len - headers + mss - 1) / mss;
+    if (needed > out.size()) {
+        rte_pktmbuf_free(pkt);
+        return -ENOSPC;
+    }
     int n = 0;
     if ((pkt->ol_flags & RTE_MBUF_F_TX_IPV4) != 0) {
         rte_gso_ctx ctx = ctx_;
         ctx.gso_size = static_cast<std::uint16_t>(std::min<std::uint32_t>(headers + mss, UINT16_MAX));
         n = rte_gso_segment(pkt, &ctx, out.data(),
                             static_cast<std::uint16_t>(std::min<std::size_t>(out.size(), UINT16_MAX)));
-        if (n == -ENOMEM && out.size() < (pkt->pkt_len - headers + mss - 1) / mss) {
-            n = -ENOSPC; // rte_gso reports a short output array as ENOMEM too
-        }
         // The segments hold references to the payload; this drops ours.
         rte_pktmbuf_free(pkt);
     } else {

@@ -196,6 +196,16 @@ LinkStatus Port::link() const {
     return s;
 }
 
+std::optional<LinkStatus> Port::link_change() {
+    consume_link_event();
+    const LinkStatus now = link();
+    if (reported_link_ == now) {
+        return std::nullopt;
+    }
+    reported_link_ = now;
+    return now;
+}
+
 PortStats Port::stats() const {
     rte_eth_stats st{};
     check(rte_eth_stats_get(id_, &st), "stats", name_);

@@ -46,6 +46,8 @@ class Port {
 public:
     // name: ethdev name, i.e. a vdev name ("net_null0") or a PCI address ("0000:01:00.0").
     // The pool must outlive the port: closing the port returns its RX buffers to the pool.
+    // Destruction stops and closes the port, and closing releases the ethdev: a vdev's port is
+    // gone afterwards (create the VirtualDevice anew), a NIC's until it is probed again.
     Port(std::string_view name, const PortConfig& config, const Mempool& pool);
     ~Port();
     // Not movable: the link-state callback holds this object's address.
@@ -69,8 +71,14 @@ public:
     const std::vector<std::string>& warnings() const noexcept { return warnings_; }
 
     LinkStatus link() const;
+    // For publishing a vif's "carrier": the link state if it differs from what the previous
+    // call returned (the first call always returns it), else std::nullopt. Call it whenever
+    // link_event_fd() is readable and also on a timer (once a second is plenty): some PMDs that
+    // declare LSC interrupts never raise the event (net_tap in 22.11 updates its state from
+    // netlink silently), and the others have no interrupt at all.
+    std::optional<LinkStatus> link_change();
     // Readable (eventfd) when the PMD reported a link change; -1 when the PMD has no LSC
-    // interrupt, and the caller must poll link() (once a second is what netback does).
+    // interrupt.
     int link_event_fd() const noexcept { return link_event_.get(); }
     bool has_link_interrupt() const noexcept { return static_cast<bool>(link_event_); }
     // Clears the eventfd; true when some change had been signalled.
@@ -107,6 +115,7 @@ private:
     std::uint16_t tx_desc_ = 0;
     std::vector<std::string> warnings_;
     UniqueFd link_event_;
+    std::optional<LinkStatus> reported_link_;
     bool callback_registered_ = false;
     bool configured_ = false;
     bool started_ = false;

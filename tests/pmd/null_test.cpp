@@ -1,0 +1,142 @@
+// net_null: a port that swallows everything it is given and receives as fast as it is polled.
+#include <algorithm>
+#include <array>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "dataplane_env.hpp"
+#include "pmd/dpdk_macros.hpp"
+#include "pmd/mbuf.hpp"
+#include "pmd/port.hpp"
+#include "pmd/vdev.hpp"
+
+using namespace netbackd::pmd;
+using namespace netbackd::pmd::test;
+
+namespace {
+// The vdev given on the EAL command line, to check that path as well as run-time creation.
+Eal& eal() { return dataplane_eal({"net_null0"}); }
+
+void free_burst(std::span<rte_mbuf*> pkts) {
+    for (auto* m : pkts) {
+        rte_pktmbuf_free(m);
+    }
+}
+} // namespace
+
+TEST_CASE("a vdev from the EAL command line is a port found by name", "[dataplane][null]") {
+    eal();
+    const auto ports = ethdev_ports();
+    const bool found = std::any_of(ports.begin(), ports.end(),
+                                   [](auto id) { return ethdev_name(id) == "net_null0"; });
+    CHECK(found);
+    auto pool = small_pool();
+    Port port("net_null0", {}, pool);
+    CHECK(port.driver() == "net_null");
+    CHECK(ethdev_name(port.id()) == "net_null0");
+}
+
+TEST_CASE("net_null offers no checksum or TSO offload and its link is up", "[dataplane][null]") {
+    eal();
+    VirtualDevice dev(unique_name("net_null_t"), "");
+    auto pool = small_pool();
+    Port port(dev.name(), {}, pool);
+    CHECK(port.driver() == "net_null");
+    CHECK_FALSE(port.hardware().tx_l4_cksum());
+    CHECK_FALSE(port.hardware().tx_tcp_tso);
+    CHECK_FALSE(port.hardware().rx_l4_cksum());
+    // Nothing enabled that the device did not offer.
+    CHECK((port.hardware() & port.offered()) == port.hardware());
+    const auto link = port.link();
+    CHECK(link.up);
+    CHECK(std::string(carrier_value(link)) == "1");
+    // Polled: the first call reports the state, later ones only changes.
+    CHECK_FALSE(port.has_link_interrupt());
+    const auto first = port.link_change();
+    REQUIRE(first);
+    CHECK(*first == link);
+    CHECK_FALSE(port.link_change());
+    CHECK(port.mtu() == 1500);
+    CHECK(port.warnings().empty());
+}
+
+TEST_CASE("net_null: tx takes whole bursts and counts them", "[dataplane][null]") {
+    eal();
+    VirtualDevice dev(unique_name("net_null_t"), "");
+    auto pool = small_pool();
+    Port port(dev.name(), {}, pool);
+    const auto free_before = pool.available();
+
+    constexpr std::size_t kBurst = 32;
+    std::size_t sent = 0;
+    for (int round = 0; round < 10; ++round) {
+        std::array<rte_mbuf*, kBurst> pkts{};
+        REQUIRE(rte_pktmbuf_alloc_bulk(pool.get(), pkts.data(), kBurst) == 0);
+        for (auto* m : pkts) {
+            REQUIRE(rte_pktmbuf_append(m, 60) != nullptr);
+        }
+        const auto n = port.tx_burst(0, pkts);
+        free_burst(std::span(pkts).subspan(n));
+        sent += n;
+    }
+    CHECK(sent == 10 * kBurst);
+    const auto st = port.stats();
+    CHECK(st.tx_packets == sent);
+    // (net_null 22.11 counts packets only, not bytes.)
+    // net_null frees what it sends: every buffer is back.
+    CHECK(pool.available() == free_before);
+}
+
+TEST_CASE("net_null: rx fills bursts with frames of the configured size", "[dataplane][null]") {
+    eal();
+    VirtualDevice dev(unique_name("net_null_t"), "size=128");
+    auto pool = small_pool();
+    Port port(dev.name(), {}, pool);
+    port.reset_stats();
+
+    std::size_t received = 0;
+    for (int round = 0; round < 8; ++round) {
+        std::array<rte_mbuf*, 32> pkts{};
+        const auto n = port.rx_burst(0, pkts);
+        const auto got = std::span(pkts).first(n);
+        CHECK(std::all_of(got.begin(), got.end(), [](auto* m) { return m->pkt_len == 128; }));
+        received += n;
+        free_burst(got);
+    }
+    CHECK(received == 8 * 32);
+    CHECK(port.stats().rx_packets == received);
+}
+
+TEST_CASE("a port that does not exist is reported with the ports that do", "[dataplane][null]") {
+    eal();
+    auto pool = small_pool();
+    CHECK_THROWS_WITH(Port("net_nosuch0", {}, pool),
+                      Catch::Contains("net_nosuch0") && Catch::Contains("net_null0"));
+}
+
+TEST_CASE("port settings beyond the device are refused", "[dataplane][null]") {
+    eal();
+    VirtualDevice dev(unique_name("net_null_t"), "");
+    auto pool = small_pool();
+    PortConfig many;
+    many.rx_queues = RTE_MAX_QUEUES_PER_PORT + 1;
+    CHECK_THROWS_AS(Port(dev.name(), many, pool), DpdkError);
+    // The failed attempt left the port usable.
+    Port port(dev.name(), {}, pool);
+    CHECK(port.link().up);
+}
+
+TEST_CASE("a pool sized by mbufs_needed can be created and is whole", "[dataplane][null]") {
+    eal();
+    MempoolSizing s;
+    s.vifs = 4;
+    s.queues_per_vif = 2;
+    const auto n = mbufs_needed(s);
+    Mempool pool({.name = unique_name("sized"), .mbufs = n, .cache = s.cache});
+    CHECK(pool.capacity() == n);
+    CHECK(pool.available() == n);
+    Mempool moved = std::move(pool);
+    CHECK(moved.available() == n);
+    CHECK(pool.get() == nullptr);
+}
