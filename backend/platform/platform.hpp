@@ -15,7 +15,10 @@
 #include <string_view>
 #include <vector>
 
+// libxen's headers declare C functions without extern "C"; wrap them so calls link.
+extern "C" {
 #include <xengnttab.h>
+}
 
 namespace netbackd::platform {
 

@@ -1,7 +1,9 @@
 // platform::Events over libxenevtchn (/dev/xen/evtchn).
 #pragma once
 
+extern "C" {
 #include <xenevtchn.h>
+}
 
 #include "backend/platform/platform.hpp"
 

@@ -4,7 +4,9 @@
 #include <memory>
 #include <vector>
 
+extern "C" {
 #include <xengnttab.h>
+}
 
 #include "backend/platform/platform.hpp"
 

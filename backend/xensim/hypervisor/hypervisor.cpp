@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <new>
 
 #include <poll.h>
@@ -194,13 +195,29 @@ Hypervisor::Outcome Hypervisor::handle(Conn& c, const wire::Request& req, std::v
         for (const auto& [id, d] : domains_)
             if (!name.empty() && d.name == name)
                 return fail(EEXIST, fmt::format("a domain named {} exists ({})", name, id));
-        create_domain(static_cast<std::uint16_t>(req.domid), std::move(name), bytes);
+        auto domid = static_cast<std::uint16_t>(req.domid);
+        create_domain(domid, name, bytes);
+        if (hooks_.created) {
+            try {
+                hooks_.created(domid, name);
+            } catch (const std::exception& e) {
+                destroy_domain(domid);
+                return fail(EIO, fmt::format("domain {}: {}", domid, e.what()));
+            }
+        }
         return {};
     }
     case Op::destroy_domain: {
         if (req.domid == 0) return fail(EPERM, "Domain-0 cannot be destroyed");
         if (find(req.domid) == nullptr) return fail(ESRCH, fmt::format("no domain {}", req.domid));
         destroy_domain(static_cast<std::uint16_t>(req.domid));
+        if (hooks_.destroyed) {
+            try {
+                hooks_.destroyed(static_cast<std::uint16_t>(req.domid));
+            } catch (const std::exception& e) {
+                return fail(EIO, fmt::format("domain {} destroyed, but: {}", req.domid, e.what()));
+            }
+        }
         return {};
     }
     case Op::list_domains: {

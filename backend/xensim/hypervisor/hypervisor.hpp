@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -21,6 +22,14 @@ public:
     ~Hypervisor();
     Hypervisor(const Hypervisor&) = delete;
     Hypervisor& operator=(const Hypervisor&) = delete;
+
+    // What else must happen when a domain comes or goes (xensim up: its xenstore home and
+    // INTRODUCE / RELEASE). Called on the serving thread; a throwing `created` undoes the create.
+    struct Hooks {
+        std::function<void(std::uint16_t domid, const std::string& name)> created;
+        std::function<void(std::uint16_t domid)> destroyed;
+    };
+    void set_hooks(Hooks hooks) { hooks_ = std::move(hooks); }
 
     // Serves until stop(); blocking.
     void run();
@@ -76,6 +85,7 @@ private:
     std::map<std::uint16_t, Domain> domains_;
     std::map<std::uint32_t, Conn> conns_;  // by owner token
     std::uint32_t next_token_ = 1;
+    Hooks hooks_;
 };
 
 } // namespace netbackd::xensim

@@ -2,6 +2,7 @@
 #include <poll.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <thread>
@@ -87,6 +88,19 @@ TEST_CASE("Store basics through libxenstore", "[store]") {
     CHECK_NOTHROW(s->rm(0, "/tool/a")); // removing what is gone is not an error
     s->write(0, "/tool/bin", std::string("a\0b", 3));
     CHECK(s->read(0, "/tool/bin") == std::string("a\0b", 3));
+}
+
+TEST_CASE("Store: a listing too long for one message arrives whole", "[store]") {
+    Host h;
+    auto s = h.store(0);
+    constexpr int kChildren = 400; // ~12 KiB of names: DIRECTORY says E2BIG, DIRECTORY_PART pages
+    s->transaction([&](TxId tx) {
+        for (int i = 0; i < kChildren; ++i) s->write(tx, "/tool/big/child-with-a-long-name-" + std::to_string(i), "");
+    });
+    auto names = s->directory(0, "/tool/big");
+    REQUIRE(names);
+    CHECK(names->size() == kChildren);
+    CHECK(std::count(names->begin(), names->end(), "child-with-a-long-name-399") == 1);
 }
 
 TEST_CASE("Store: each domain's connection is that domain", "[store][perms]") {

@@ -1,0 +1,24 @@
+#include "verbs.hpp"
+
+namespace netbackd::xensim::cli {
+
+namespace {
+
+constexpr Verb kVerbs[] = {
+    {install_up},
+    {install_down},
+    {install_domain},
+    {install_env},
+};
+
+} // namespace
+
+std::span<const Verb> verbs() { return kVerbs; }
+
+CLI::Option* add_dir_option(CLI::App& sub, std::string& dir) {
+    return sub.add_option("--dir", dir, "simulated host directory (sockets, pid file, log)")
+        ->envname("NETBACKD_SIM_DIR")
+        ->required();
+}
+
+} // namespace netbackd::xensim::cli
