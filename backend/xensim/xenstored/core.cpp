@@ -92,7 +92,10 @@ std::string Core::dispatch(Session& s, const xsd_sockmsg& h, std::string_view pa
     }
     case XS_DIRECTORY: {
         auto path = path_of(one_arg(payload));
-        return join_strings(directory(view_for(s, h.tx_id), s.caller, path));
+        auto listing = join_strings(directory(view_for(s, h.tx_id), s.caller, path));
+        // Too long for one message: libxenstore then pages through DIRECTORY_PART.
+        if (listing.size() > XENSTORE_PAYLOAD_MAX) fail(E2BIG);
+        return listing;
     }
     case XS_DIRECTORY_PART: {
         auto a = strings_of(payload);

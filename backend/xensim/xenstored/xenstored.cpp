@@ -74,7 +74,7 @@ struct Xenstored::Impl {
         std::filesystem::path path;
     };
 
-    explicit Impl(std::filesystem::path d);
+    Impl(std::filesystem::path d, const XenstoredLimits& limits);
     ~Impl();
 
     void run();
@@ -102,10 +102,14 @@ struct Xenstored::Impl {
     std::thread thread;
 };
 
-Xenstored::Impl::Impl(std::filesystem::path d)
+Xenstored::Impl::Impl(std::filesystem::path d, const XenstoredLimits& limits)
     : dir(std::move(d)),
       core(xs::Core::Hooks{[this](platform::DomId id) { open_domain(id); },
-                           [this](platform::DomId id) { close_domain(id); }}) {
+                           [this](platform::DomId id) { close_domain(id); }},
+           xs::CoreLimits{.store = {.max_value = limits.max_value_bytes,
+                                    .max_nodes_per_domain = limits.max_nodes_per_domain},
+                          .max_watches = limits.max_watches_per_connection,
+                          .max_transactions = limits.max_transactions_per_connection}) {
     std::filesystem::create_directories(dir);
     epoll_fd = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
     if (!epoll_fd) throw_errno("epoll_create1");
@@ -267,7 +271,8 @@ void Xenstored::Impl::run() {
     }
 }
 
-Xenstored::Xenstored(std::filesystem::path dir) : impl_(std::make_unique<Impl>(std::move(dir))) {}
+Xenstored::Xenstored(std::filesystem::path dir, XenstoredLimits limits)
+    : impl_(std::make_unique<Impl>(std::move(dir), limits)) {}
 
 Xenstored::~Xenstored() = default;
 

@@ -3,6 +3,7 @@
 // the xenstore-* tools talk to it through XENSTORED_PATH.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
 #include <memory>
 #include <string_view>
@@ -11,11 +12,19 @@
 
 namespace netbackd::xensim {
 
+// xenstored's quotas, with its defaults.
+struct XenstoredLimits {
+    std::size_t max_value_bytes = 4096;      // E2BIG beyond
+    std::size_t max_nodes_per_domain = 1000; // ENOSPC beyond; dom0 is exempt
+    std::size_t max_watches_per_connection = 128;
+    std::size_t max_transactions_per_connection = 10;
+};
+
 class Xenstored {
 public:
     // Creates dir/xenstored.sock for dom0 (privileged) and the initial tree, including
     // /local/domain/0 with its "domid" key, as a Xen host's dom0 has.
-    explicit Xenstored(std::filesystem::path dir);
+    explicit Xenstored(std::filesystem::path dir, XenstoredLimits limits = {});
     // Stops and joins the loop, closes every connection and removes the sockets.
     ~Xenstored();
     Xenstored(const Xenstored&) = delete;

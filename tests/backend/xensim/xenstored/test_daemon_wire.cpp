@@ -322,3 +322,26 @@ TEST_CASE("a second daemon on the same directory is refused", "[xenstored][daemo
     RawClient still(h.sock(0));
     CHECK(still.read("domid").text() == "0");
 }
+
+TEST_CASE("quotas reach the wire as xenstored's errors", "[xenstored][daemon][quota]") {
+    TempDir dir;
+    Xenstored xsd(dir.path(), {.max_value_bytes = 64,
+                               .max_nodes_per_domain = 12,
+                               .max_watches_per_connection = 2,
+                               .max_transactions_per_connection = 1});
+    xsd.create_domain_home(4, "q"); // 7 nodes owned by domain 4 (its writable subdirs)
+    xsd.introduce(4);
+    xsd.start();
+    RawClient c(Xenstored::socket_path(dir.path(), 4));
+    CHECK(c.write("data/v", std::string(65, 'x')).error() == "E2BIG");
+    CHECK(c.write("data/v", std::string(64, 'x')).ok());
+    for (int i = 0; i < 4; ++i) CHECK(c.write("data/n" + std::to_string(i), "").ok());
+    CHECK(c.write("data/one-too-many", "").error() == "ENOSPC");
+    CHECK(c.rm("data/n0").ok());
+    CHECK(c.write("data/fits-again", "").ok());
+    CHECK(c.watch("data", "a").ok());
+    CHECK(c.watch("data", "b").ok());
+    CHECK(c.watch("data", "c").error() == "E2BIG");
+    c.start();
+    CHECK(c.request(XS_TRANSACTION_START, RawClient::z("")).error() == "ENOSPC");
+}
