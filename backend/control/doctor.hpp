@@ -1,0 +1,40 @@
+// `netbackd doctor`: the checks an operator needs before netbackd can serve vifs, each with
+// the fix to apply when it fails. Host paths are read under `root` so tests can fake a host.
+#pragma once
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "backend/platform/platform.hpp"
+#include "config.hpp"
+
+namespace netbackd::control {
+
+enum class CheckStatus { ok, fail, skip };
+
+struct Check {
+    std::string name;
+    CheckStatus status = CheckStatus::ok;
+    std::string detail;
+    std::string fix; // only for fail
+};
+
+struct DoctorOptions {
+    std::string config_path;      // empty: /etc/netbackd/netbackd.toml if it exists
+    platform::PlatformOptions platform;
+    bool platform_given = false;  // otherwise the config's platform
+    std::filesystem::path root = "/";
+};
+
+// Host checks that need no xenstore: the xen-netback module, the NICs' drivers, hugepages,
+// IOMMU. `sim`: the platform is simulated, so kernel Xen modules do not matter.
+std::vector<Check> host_checks(const std::filesystem::path& root, const GlobalConfig& global, bool sim);
+
+std::vector<Check> run_doctor(const DoctorOptions& options);
+
+// Prints one line per check ("OK   ...", "FAIL ...", "     fix: ..."); returns whether none failed.
+bool print_doctor(const std::vector<Check>& checks, bool failures_only, std::FILE* out);
+
+} // namespace netbackd::control

@@ -1,0 +1,43 @@
+// netbackd: the userspace Xen network backend. Verbs: run (the service), doctor (checks).
+#include <cstdlib>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "backend/control/doctor.hpp"
+#include "backend/platform/options.hpp"
+#include "run.hpp"
+
+int main(int argc, char** argv)
+{
+    CLI::App app{"netbackd: userspace Xen network backend for driver domains"};
+    app.require_subcommand(1);
+
+    netbackd::service::RunOptions run_opt;
+    auto* run = app.add_subcommand("run", "serve vifs: watch the backend dir and drive each vif's handshake");
+    run->add_option("--config,-c", run_opt.config_path, "global config file (TOML)")
+        ->required()
+        ->check(CLI::ExistingFile);
+    netbackd::platform::add_platform_options(*run, run_opt.platform);
+    run->add_option("--log-level", run_opt.log_level, "trace|debug|info|warn|error (overrides the config)")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+
+    netbackd::control::DoctorOptions doc_opt;
+    bool quiet = false;
+    auto* doctor = app.add_subcommand("doctor", "check this driver domain for what stops netbackd; prints fixes");
+    doctor->add_option("--config,-c", doc_opt.config_path, "global config file (TOML)");
+    netbackd::platform::add_platform_options(*doctor, doc_opt.platform);
+    doctor->add_flag("--quiet,-q", quiet, "print failures only");
+
+    CLI11_PARSE(app, argc, argv);
+
+    if (*run) {
+        run_opt.platform_given = run->get_option("--platform")->count() > 0;
+        if (std::getenv("JOURNAL_STREAM")) // journald stamps lines itself
+            spdlog::set_pattern("%^%l%$ %v");
+        return netbackd::service::run(run_opt);
+    }
+    doc_opt.platform_given = doctor->get_option("--platform")->count() > 0;
+    const auto checks = netbackd::control::run_doctor(doc_opt);
+    return netbackd::control::print_doctor(checks, quiet, stdout) ? 0 : 1;
+}

@@ -1,0 +1,145 @@
+#include "run.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include <poll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+
+#include "backend/control/config.hpp"
+#include "backend/control/control_plane.hpp"
+#include "backend/control/logging_sink.hpp"
+#include "backend/platform/fd.hpp"
+
+namespace netbackd::service {
+namespace {
+
+using control::Config;
+using control::ConfigError;
+
+void apply_log_level(const std::string& level)
+{
+    spdlog::set_level(spdlog::level::from_str(level));
+}
+
+// SIGHUP/SIGTERM/SIGINT arrive as readable data on a descriptor, so the loop handles them
+// between watch events instead of inside a handler.
+platform::Fd block_signals_to_fd()
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0)
+        throw std::runtime_error(std::string("sigprocmask: ") + std::strerror(errno));
+    const int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (fd < 0)
+        throw std::runtime_error(std::string("signalfd: ") + std::strerror(errno));
+    return platform::Fd(fd);
+}
+
+} // namespace
+
+int run(const RunOptions& opt)
+{
+    std::shared_ptr<const Config> config;
+    try {
+        config = std::make_shared<const Config>(control::load_config(opt.config_path));
+    } catch (const ConfigError& e) {
+        spdlog::error("configuration rejected:\n{}", e.what());
+        return 2;
+    }
+    apply_log_level(opt.log_level.empty() ? config->global.log_level : opt.log_level);
+
+    platform::PlatformOptions popt = opt.platform;
+    if (!opt.platform_given)
+        popt.kind = config->global.platform == "sim" ? platform::PlatformKind::sim : platform::PlatformKind::xen;
+    if (popt.sim_dir.empty())
+        popt.sim_dir = config->global.sim_dir;
+    if (popt.sim_domid == 0)
+        popt.sim_domid = config->global.sim_domid;
+
+    platform::Fd sigfd;
+    try {
+        sigfd = block_signals_to_fd();
+    } catch (const std::exception& e) {
+        spdlog::error("{}", e.what());
+        return 1;
+    }
+
+    platform::Platform plat;
+    try {
+        plat = platform::open_platform(popt);
+    } catch (const platform::PlatformError& e) {
+        spdlog::error("cannot open the {} platform: {}", popt.kind == platform::PlatformKind::sim ? "sim" : "xen",
+                      e.what());
+        return 1;
+    }
+
+    // Until the data plane lands, vifs are handed to a stub that holds their rings and moves
+    // no packets. It claims split channels and multi-queue so those handshakes are exercised.
+    control::LoggingSink sink(control::DataPlaneFeatures{false, false, false, false, true, 8});
+    spdlog::warn("data plane: stub sink in use: vifs connect but no packets are forwarded");
+
+    control::ControlPlane cp(*plat.store, *plat.grants, *plat.events, sink, config);
+    try {
+        cp.start();
+    } catch (const platform::PlatformError& e) {
+        spdlog::error("cannot start the control plane: {}", e.what());
+        return 1;
+    }
+    sd_notifyf(0, "READY=1\nSTATUS=serving %zu vif(s) in domain %u", cp.vif_count(), unsigned{cp.self()});
+    spdlog::info("netbackd ready: domain {}, {} vif(s) found", cp.self(), cp.vif_count());
+
+    for (;;) {
+        pollfd fds[2] = {{cp.watch_fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
+        const int n = poll(fds, 2, 1000);
+        if (n < 0 && errno != EINTR) {
+            spdlog::error("poll: {}", std::strerror(errno));
+            return 1;
+        }
+        if (fds[1].revents & POLLIN) {
+            signalfd_siginfo si{};
+            while (read(sigfd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+                if (si.ssi_signo == SIGHUP) {
+                    sd_notify(0, "RELOADING=1");
+                    try {
+                        auto fresh = std::make_shared<const Config>(control::load_config(opt.config_path));
+                        apply_log_level(opt.log_level.empty() ? fresh->global.log_level : opt.log_level);
+                        cp.reload(std::move(fresh));
+                    } catch (const ConfigError& e) {
+                        spdlog::error("reload rejected, keeping the running configuration:\n{}", e.what());
+                    }
+                    sd_notify(0, "READY=1");
+                } else {
+                    spdlog::info("signal {}: releasing {} vif(s); frontends stay connected for the next start",
+                                 strsignal(static_cast<int>(si.ssi_signo)), cp.vif_count());
+                    sd_notify(0, "STOPPING=1");
+                    cp.release_all();
+                    return 0;
+                }
+            }
+        }
+        try {
+            if (fds[0].revents & POLLIN)
+                cp.process_watches();
+            cp.tick(std::chrono::steady_clock::now());
+        } catch (const platform::PlatformError& e) {
+            // Losing xenstore leaves nothing to serve; systemd restarts us and we re-adopt.
+            spdlog::error("xenstore connection failed: {}", e.what());
+            return 1;
+        }
+        if (fds[0].revents & (POLLHUP | POLLERR)) {
+            spdlog::error("xenstore connection closed");
+            return 1;
+        }
+    }
+}
+
+} // namespace netbackd::service
