@@ -185,7 +185,9 @@ void Xenstored::Impl::accept_from(int listen_fd, platform::DomId id) {
 void Xenstored::Impl::read_from(Conn& c) {
     const int fd = c.fd.get();
     std::array<char, 65536> buf;
-    for (;;) {
+    // Bounded per wake-up so one flooding client cannot starve the rest; level-triggered
+    // epoll brings us back for whatever is left.
+    for (int round = 0; round < 16; ++round) {
         ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
         if (n > 0) {
             c.in.append(buf.data(), static_cast<std::size_t>(n));
