@@ -164,8 +164,20 @@ void ControlPlane::reap()
 void ControlPlane::tick(std::chrono::steady_clock::time_point now)
 {
     const auto after = std::chrono::seconds(ctx_.config->global.wait_report_seconds);
-    for (auto& [id, vif] : vifs_)
+    for (auto& [id, vif] : vifs_) {
         vif->report_wait(now, after);
+        vif->tick(now);
+    }
+    reap();
+}
+
+std::optional<std::chrono::steady_clock::time_point> ControlPlane::next_deadline() const
+{
+    std::optional<std::chrono::steady_clock::time_point> best;
+    for (const auto& [id, vif] : vifs_)
+        if (auto d = vif->deadline(); d && (!best || *d < *best))
+            best = d;
+    return best;
 }
 
 void ControlPlane::reload(std::shared_ptr<const Config> config)

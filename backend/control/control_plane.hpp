@@ -25,6 +25,8 @@ public:
     void process_watches();
     // Periodic work: reports vifs that wait too long on the other end.
     void tick(std::chrono::steady_clock::time_point now);
+    // The earliest deferred work, so the caller's poll wakes up for it.
+    std::optional<std::chrono::steady_clock::time_point> next_deadline() const;
     // New config for vifs that probe or connect from now on; connected vifs keep theirs.
     void reload(std::shared_ptr<const Config> config);
     // Shutdown without touching xenstore state: every vif is taken back from the data plane

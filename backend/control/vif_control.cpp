@@ -148,6 +148,13 @@ void VifControl::backend_changed()
 {
     if (forgotten_)
         return;
+    if (removal_due_) {
+        if (!ctx_.store.read(0, be_ + "/state")) { // someone else removed it first
+            removal_due_.reset();
+            forgotten_ = true;
+        }
+        return;
+    }
     // The toolstack writes state in the same transaction that creates the dir, so a missing
     // state node means the dir is gone (or going).
     if (!ctx_.store.read(0, be_ + "/state")) {
@@ -163,12 +170,37 @@ void VifControl::backend_changed()
     }
 }
 
+std::optional<std::chrono::steady_clock::time_point> VifControl::deadline() const
+{
+    return removal_due_;
+}
+
+void VifControl::tick(std::chrono::steady_clock::time_point now)
+{
+    if (!removal_due_ || now < *removal_due_)
+        return;
+    removal_due_.reset();
+    try {
+        remove_backend_dir();
+    } catch (const platform::PlatformError& e) {
+        spdlog::error("{}: removing {}: {}", id_.name(), be_, e.what());
+    }
+    unwatch_frontend();
+    forgotten_ = true;
+    spdlog::info("{}: released", id_.name());
+}
+
 void VifControl::frontend_changed()
 {
-    if (forgotten_)
+    if (forgotten_ || removal_due_)
         return;
     const auto before = facts_.frontend;
     refresh();
+    if (!facts_.frontend && !ctx_.store.directory(0, domain_path(id_.frontend))) {
+        // The toolstack removes a dead domain's home; @releaseDomain may have come first.
+        domain_released();
+        return;
+    }
     if (facts_.frontend == before)
         return;
     spdlog::info("{}: frontend state {} ({})", id_.name(), facts_.frontend ? to_int(*facts_.frontend) : 0,
@@ -179,7 +211,7 @@ void VifControl::frontend_changed()
 
 void VifControl::domain_released()
 {
-    if (forgotten_)
+    if (forgotten_ || removal_due_)
         return;
     spdlog::info("{}: domain {} is gone", id_.name(), id_.frontend);
     run(VifEvent{EventKind::domain_released});
@@ -286,12 +318,20 @@ void VifControl::apply(const Action& a)
         ctx_.store.rm(0, error_path(ctx_.self, id_));
         return;
     case ActionKind::remove_backend_dir:
-        remove_backend_dir();
+        // libxl reads state 6 from its own watch event before it starts waiting for the
+        // removal; removing at once would make it read "removed" instead of 6 and fail the
+        // detach. xl devd leaves the same gap while its hotplug script runs.
+        if (!removal_due_) {
+            removal_due_ = std::chrono::steady_clock::now() + kRemovalGrace;
+            spdlog::info("{}: removing backend dir {} in {} ms", id_.name(), be_, kRemovalGrace.count());
+        }
         return;
     case ActionKind::forget:
         unwatch_frontend();
-        forgotten_ = true;
-        spdlog::info("{}: released", id_.name());
+        if (!removal_due_) {
+            forgotten_ = true;
+            spdlog::info("{}: released", id_.name());
+        }
         return;
     }
 }

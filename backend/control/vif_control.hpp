@@ -50,6 +50,9 @@ public:
     void domain_released();
     // Logs, once per wait, what the vif has waited for longer than `after` and on which key.
     void report_wait(std::chrono::steady_clock::time_point now, std::chrono::seconds after);
+    // Deferred work (the backend dir removal) due at this time, if any.
+    std::optional<std::chrono::steady_clock::time_point> deadline() const;
+    void tick(std::chrono::steady_clock::time_point now);
     // Shutdown: give the rings back and stop watching, leaving xenstore as it is, so that a
     // restarted netbackd reconnects to the still-connected frontend.
     void release();
@@ -86,6 +89,9 @@ private:
     unsigned max_queues_ = 1;
     bool split_ = false;
     DataPlaneFeatures advertised_{};
+
+    static constexpr std::chrono::milliseconds kRemovalGrace{500};
+    std::optional<std::chrono::steady_clock::time_point> removal_due_;
 
     std::chrono::steady_clock::time_point waiting_since_ = std::chrono::steady_clock::now();
     bool wait_reported_ = false;

@@ -1,5 +1,6 @@
 #include "run.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -99,7 +100,12 @@ int run(const RunOptions& opt)
 
     for (;;) {
         pollfd fds[2] = {{cp.watch_fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
-        const int n = poll(fds, 2, 1000);
+        int timeout_ms = 1000;
+        if (const auto due = cp.next_deadline()) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*due - std::chrono::steady_clock::now());
+            timeout_ms = static_cast<int>(std::clamp<long long>(left.count() + 1, 0, 1000));
+        }
+        const int n = poll(fds, 2, timeout_ms);
         if (n < 0 && errno != EINTR) {
             spdlog::error("poll: {}", std::strerror(errno));
             return 1;

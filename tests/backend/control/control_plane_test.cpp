@@ -44,6 +44,8 @@ struct World {
     {
         for (int i = 0; i < 16; ++i) {
             cp->process_watches();
+            // Deferred removals are due half a second later; jump there.
+            cp->tick(std::chrono::steady_clock::now() + std::chrono::seconds(1));
         }
     }
     static std::string be(DomId fe, unsigned dev) { return fmt::format("/local/domain/1/backend/vif/{}/{}", fe, dev); }
@@ -419,4 +421,36 @@ TEST_CASE("a vif waiting on the frontend says which key it waits on", "[control]
         found |= line.find("vif 7.0: waiting 6 s for the frontend to connect: /local/domain/7/device/vif/0/state is 1") !=
                  std::string::npos;
     CHECK(found);
+}
+
+TEST_CASE("detach: state 6 stays readable for a moment before the dir goes", "[control][driver]")
+{
+    World w;
+    w.attach(7, 0);
+    w.frontend_connect(7, 0);
+    w.xs->write(World::be(7, 0) + "/online", "0");
+    w.xs->write(World::be(7, 0) + "/state", "5");
+    w.cp->process_watches();
+    CHECK(w.get(World::be(7, 0) + "/state") == "6");
+    CHECK(w.grants.live == 0);
+    REQUIRE(w.cp->next_deadline());
+    w.cp->tick(*w.cp->next_deadline() - std::chrono::milliseconds(1));
+    CHECK(w.xs->exists(World::be(7, 0)));
+    w.cp->tick(*w.cp->next_deadline());
+    CHECK_FALSE(w.xs->exists(World::be(7, 0)));
+    CHECK(w.cp->vif_count() == 0);
+}
+
+TEST_CASE("a destroyed domain's vif is released even when @releaseDomain came first", "[control][driver]")
+{
+    World w;
+    w.attach(7, 0);
+    w.frontend_connect(7, 0);
+    w.xs->release_domain(); // domain still has its home: nothing happens
+    w.pump();
+    CHECK(w.get(World::be(7, 0) + "/state") == "4");
+    w.xs->rm("/local/domain/7"); // the toolstack removes the home afterwards
+    w.pump();
+    CHECK_FALSE(w.xs->exists(World::be(7, 0)));
+    CHECK(w.grants.live == 0);
 }
