@@ -11,7 +11,9 @@
 //     or a packet that cannot complete because the ring is full: fatal, the ring stops for good;
 //   - zero length, runt, too large, size mismatch, page-crossing segment, > 18 data slots: the
 //     packet's slots are consumed and each answered NETIF_RSP_ERROR (NETIF_RSP_NULL for extras);
-//   - a packet whose slots are not all published yet is left alone (pending) until they are.
+//   - a packet whose slots are not all published yet is left alone (pending) until they are;
+//     the next attempt copies its slots afresh and decides on that copy alone, so nothing
+//     validated earlier is ever trusted again.
 //
 // Responses: a dropped packet is answered at once; an accepted one is answered by respond()
 // once the caller has copied its data. TX responses are matched by id, so answering accepted
