@@ -70,6 +70,8 @@ public:
     const std::vector<std::string>& arguments() const noexcept { return args_; }
 
 private:
+    void remove_runtime_dir() noexcept;
+
     std::vector<std::string> args_;
     // EAL leaves its runtime directory (/var/run/dpdk/<prefix>) behind; we remove it.
     std::string runtime_dir_;
