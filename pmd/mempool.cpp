@@ -29,8 +29,7 @@ std::uint32_t mbufs_needed(const MempoolSizing& s) {
 }
 
 std::uint16_t data_room_for_mtu(std::uint32_t mtu) {
-    constexpr std::uint32_t kEthernetAndTwoTags = 14 + 2 * 4;
-    const std::uint32_t room = mtu + kEthernetAndTwoTags + RTE_PKTMBUF_HEADROOM;
+    const std::uint32_t room = mtu + kFrameOverhead + RTE_PKTMBUF_HEADROOM;
     if (room > std::numeric_limits<std::uint16_t>::max()) {
         throw std::length_error("data_room_for_mtu: MTU too large for one mbuf");
     }

@@ -36,8 +36,11 @@ struct MempoolSizing {
 // one free).
 std::uint32_t mbufs_needed(const MempoolSizing& s);
 
-// Data room for a frame of `mtu` bytes of L3 payload in one buffer: Ethernet header, two VLAN
-// tags, and the mbuf headroom.
+// What a frame adds to its MTU: Ethernet header, two VLAN tags and the CRC (which some NICs
+// leave in the buffer), as rte_eth_dev_configure counts it.
+inline constexpr std::uint32_t kFrameOverhead = 14 + 2 * 4 + 4;
+
+// Data room for a frame of `mtu` bytes of L3 payload in one buffer, mbuf headroom included.
 std::uint16_t data_room_for_mtu(std::uint32_t mtu);
 
 inline constexpr std::uint16_t kDefaultDataRoom = 2048 + 128; // RTE_MBUF_DEFAULT_BUF_SIZE

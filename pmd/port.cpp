@@ -17,10 +17,6 @@ namespace netbackd::pmd {
 
 namespace {
 
-// Ethernet header, two VLAN tags and the CRC: what rte_eth_dev_configure adds to the MTU to get
-// the frame size the receive buffers must hold.
-constexpr std::uint32_t kFrameOverhead = 14 + 2 * 4 + 4;
-
 void check(int rc, std::string_view what, std::string_view port) {
     if (rc < 0) {
         throw DpdkError(fmt::format("port {}: {}: {}", port, what, rte_strerror(-rc)), -rc);

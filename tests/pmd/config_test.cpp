@@ -133,7 +133,8 @@ TEST_CASE("pool sizing follows the documented formula", "[mempool]") {
 }
 
 TEST_CASE("data room for a jumbo MTU in one buffer", "[mempool]") {
-    CHECK(data_room_for_mtu(1500) == 1500 + 22 + RTE_PKTMBUF_HEADROOM);
+    CHECK(data_room_for_mtu(1500) == 1500 + kFrameOverhead + RTE_PKTMBUF_HEADROOM);
+    CHECK(kFrameOverhead == 26);
     CHECK(data_room_for_mtu(9000) >= 9000 + 14 + RTE_PKTMBUF_HEADROOM);
     CHECK(data_room_for_mtu(1500) <= kDefaultDataRoom);
     CHECK_THROWS(data_room_for_mtu(70000));
@@ -168,4 +169,21 @@ TEST_CASE("link status as a carrier value", "[offloads]") {
     CHECK(describe(up) == "up 10000 Mbps full-duplex");
     CHECK(std::string(carrier_value(LinkStatus{})) == "0");
     CHECK(describe(LinkStatus{}) == "down");
+}
+
+TEST_CASE("asking for hugepages where none are free fails before EAL starts", "[eal]") {
+    if (probe_host().hugepages_free != 0) {
+        WARN("this host has free hugepages: nothing to check");
+        return;
+    }
+    EalConfig c;
+    c.hugepages = true;
+    c.file_prefix = "nbtest-nohuge";
+    try {
+        Eal eal(c);
+        FAIL("EAL started without hugepages");
+    } catch (const EalError& e) {
+        CHECK(e.code() == ENOMEM);
+        CHECK_THAT(e.what(), Catch::Contains("--no-huge"));
+    }
 }

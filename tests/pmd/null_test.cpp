@@ -140,3 +140,53 @@ TEST_CASE("a pool sized by mbufs_needed can be created and is whole", "[dataplan
     CHECK(moved.available() == n);
     CHECK(pool.get() == nullptr);
 }
+
+TEST_CASE("a second EAL in the process is refused with a reason", "[dataplane][null]") {
+    eal();
+    EalConfig again;
+    again.file_prefix = "nbtest-second";
+    CHECK_THROWS_WITH(Eal(again), Catch::Contains("already started"));
+}
+
+TEST_CASE("net_null with several queues: each queue receives and sends", "[dataplane][null]") {
+    eal();
+    VirtualDevice dev(unique_name("net_null_t"), "");
+    auto pool = small_pool(8191);
+    PortConfig cfg;
+    cfg.rx_queues = 4;
+    cfg.tx_queues = 4;
+    cfg.rx_desc = 256;
+    cfg.tx_desc = 256;
+    Port port(dev.name(), cfg, pool);
+    CHECK(port.rx_queues() == 4);
+    CHECK(port.tx_queues() == 4);
+    for (std::uint16_t q = 0; q < 4; ++q) {
+        std::array<rte_mbuf*, 16> pkts{};
+        const auto n = port.rx_burst(q, pkts);
+        CHECK(n == pkts.size());
+        const auto sent = port.tx_burst(q, std::span(pkts).first(n));
+        CHECK(sent == n);
+        free_burst(std::span(pkts).subspan(sent, n - sent));
+    }
+    CHECK(port.stats().tx_packets == 4 * 16);
+}
+
+TEST_CASE("a jumbo MTU without RX scatter or big buffers is accepted with a warning",
+          "[dataplane][null]") {
+    eal();
+    VirtualDevice dev(unique_name("net_null_t"), "");
+    auto pool = small_pool();
+    PortConfig cfg;
+    cfg.mtu = 9000;
+    Port port(dev.name(), cfg, pool);
+    CHECK(port.mtu() == 9000);
+    CHECK_FALSE(port.hardware().rx_scatter);
+    REQUIRE(port.warnings().size() == 1);
+    CHECK_THAT(port.warnings()[0], Catch::Contains("9000"));
+
+    // With buffers that hold a whole jumbo frame there is nothing to warn about.
+    VirtualDevice dev2(unique_name("net_null_t"), "");
+    auto big = small_pool(1023, data_room_for_mtu(9000));
+    Port port2(dev2.name(), cfg, big);
+    CHECK(port2.warnings().empty());
+}

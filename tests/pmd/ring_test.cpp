@@ -152,3 +152,31 @@ TEST_CASE("with checksum offload the hardware is asked, with a pseudo-header see
     ip_ok[18 + 11] = static_cast<std::byte>(ip_sum & 0xff);
     CHECK(verify_checksums(ip_ok) == ChecksumVerdict::valid);
 }
+
+TEST_CASE("9000-byte frames loop back, chained or in one big buffer", "[dataplane][ring]") {
+    dataplane_eal();
+    const auto frame = build_frame({.payload = 9000 - 40});
+    REQUIRE(frame.size() == 9014);
+    for (const bool big_buffers : {false, true}) {
+        INFO("big buffers: " << big_buffers);
+        VirtualDevice dev(unique_name("net_ring_t"), "");
+        auto pool = small_pool(1023, big_buffers ? data_room_for_mtu(9000) : kDefaultDataRoom);
+        PortConfig cfg;
+        cfg.mtu = 9000;
+        Port port(dev.name(), cfg, pool);
+        CHECK(port.mtu() == 9000);
+        CHECK(port.warnings().empty());
+        // Small buffers need the device's RX scatter, which net_ring offers.
+        CHECK(port.hardware().rx_scatter == !big_buffers);
+
+        auto m = mbuf_from_bytes(pool.get(), frame);
+        REQUIRE(m);
+        CHECK(m->nb_segs == (big_buffers ? 1 : 5));
+        std::array<rte_mbuf*, 1> out{m.release()};
+        REQUIRE(port.tx_burst(0, out) == 1);
+        std::array<rte_mbuf*, 1> in{};
+        REQUIRE(port.rx_burst(0, in) == 1);
+        MbufPtr back(in[0]);
+        CHECK(mbuf_to_bytes(back.get()) == frame);
+    }
+}
