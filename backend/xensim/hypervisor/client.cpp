@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/platform/gntst.hpp"
 #include "seqpacket.hpp"
 
 namespace netbackd::xensim {
@@ -134,6 +135,26 @@ platform::EvtchnPort HvClient::bind_interdomain(DomId remote, platform::EvtchnPo
 
 void HvClient::unbind(platform::EvtchnPort port) {
     call_checked(request(wire::Op::unbind, 0, port), fmt::format("evtchn unbind {}", port));
+}
+
+std::uint32_t HvClient::map_grant(DomId granter, platform::GrantRef ref, bool writable) {
+    Answer a = call(request(wire::Op::map_grant, granter, ref, writable ? 1 : 0));
+    if (a.reply.error == EACCES) {
+        auto status = static_cast<std::int32_t>(a.reply.val0);
+        throw PlatformError(fmt::format("grant map of d{} ref {} ({}): {}", granter, ref, writable ? "rw" : "ro",
+                                        platform::gntst_name(status)),
+                            status);
+    }
+    if (a.reply.error != 0)
+        throw PlatformError(fmt::format("grant map of d{} ref {}: {}", granter, ref, a.text), a.reply.error);
+    return a.reply.val0;
+}
+
+void HvClient::unmap_grant(DomId granter, platform::GrantRef ref, bool writable) noexcept {
+    try {
+        call(request(wire::Op::unmap_grant, granter, ref, writable ? 1 : 0));
+    } catch (const PlatformError&) {
+    }
 }
 
 } // namespace netbackd::xensim

@@ -62,6 +62,12 @@ public:
     platform::EvtchnPort bind_interdomain(DomId remote, platform::EvtchnPort remote_port);
     void unbind(platform::EvtchnPort port);
 
+    // Pins a grant for mapping on the hypervisor's books (released if this process dies):
+    // returns the granted frame, or throws PlatformError whose code is the GNTST_* status.
+    std::uint32_t map_grant(DomId granter, platform::GrantRef ref, bool writable);
+    // Best effort: a vanished hypervisor has already let go of everything.
+    void unmap_grant(DomId granter, platform::GrantRef ref, bool writable) noexcept;
+
 private:
     struct Answer {
         wire::Reply reply;

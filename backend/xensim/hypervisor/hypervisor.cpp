@@ -1,5 +1,6 @@
 #include "hypervisor.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -14,6 +15,7 @@
 #include <xen/xen.h>
 
 #include "backend/platform/platform.hpp"
+#include "grant_checks.hpp"
 #include "seqpacket.hpp"
 
 namespace netbackd::xensim {
@@ -69,6 +71,7 @@ Hypervisor::Domain& Hypervisor::create_domain(std::uint16_t domid, std::string n
     d.state->domid = domid;
     d.state->nr_pages = static_cast<std::uint32_t>(d.bytes / 4096);
     d.state->alive.store(1, std::memory_order_release);
+    d.generation = next_generation_++;
     auto [it, inserted] = domains_.emplace(domid, std::move(d));
     return it->second;
 }
@@ -160,7 +163,42 @@ void Hypervisor::accept_conn() {
     conns_.emplace(token, std::move(c));
 }
 
+Hypervisor::Outcome Hypervisor::map_grant(Conn& c, const wire::Request& req) {
+    if (!c.in_domain) return fail(EPERM, "grant maps need a process in a domain");
+    bool readonly = req.arg1 == 0;
+    Domain* d = find(req.domid);
+    if (d == nullptr) {
+        Outcome out = fail(EACCES, fmt::format("no domain {}", req.domid));
+        out.val0 = static_cast<std::uint32_t>(GNTST_bad_domain);
+        return out;
+    }
+    Pin pin = pin_grant(*d->state, req.arg0, c.domid, readonly, true);
+    if (pin.status != GNTST_okay) {
+        Outcome out = fail(EACCES, "grant map refused");
+        out.val0 = static_cast<std::uint32_t>(pin.status);
+        return out;
+    }
+    c.maps.push_back({d->domid, d->generation, req.arg0, readonly});
+    return value(pin.frame);
+}
+
+Hypervisor::Outcome Hypervisor::unmap_grant(Conn& c, const wire::Request& req) {
+    bool readonly = req.arg1 == 0;
+    Domain* d = find(req.domid);
+    auto it = std::find_if(c.maps.begin(), c.maps.end(), [&](const Conn::Map& m) {
+        return m.domid == req.domid && m.ref == req.arg0 && m.readonly == readonly;
+    });
+    if (it == c.maps.end()) return fail(EINVAL, fmt::format("d{} ref {} is not mapped here", req.domid, req.arg0));
+    // A destroyed (or recreated) granter has nothing left to unpin.
+    if (d != nullptr && d->generation == it->generation) unpin_grant(*d->state, it->ref, it->readonly);
+    c.maps.erase(it);
+    return {};
+}
+
 void Hypervisor::drop(Conn& c) {
+    for (const auto& m : c.maps)
+        if (Domain* d = find(m.domid); d != nullptr && d->generation == m.generation)
+            unpin_grant(*d->state, m.ref, m.readonly);
     // A process going away closes its channels, as closing /dev/xen/evtchn does.
     if (Domain* d = find(c.domid); d != nullptr && c.in_domain) {
         for (std::uint32_t port : c.ports)
@@ -245,6 +283,10 @@ Hypervisor::Outcome Hypervisor::handle(Conn& c, const wire::Request& req, std::v
         return allocate_port(c, static_cast<std::uint16_t>(req.arg0), 0, false);
     case Op::bind_interdomain:
         return allocate_port(c, static_cast<std::uint16_t>(req.arg0), req.arg1, true);
+    case Op::map_grant:
+        return map_grant(c, req);
+    case Op::unmap_grant:
+        return unmap_grant(c, req);
     case Op::unbind: {
         Domain* d = find(c.domid);
         if (!c.in_domain || d == nullptr) return fail(ESRCH, "caller's domain does not exist");

@@ -56,6 +56,8 @@ private:
         platform::Fd state_fd;
         platform::Mmap state_map;
         DomainState* state;
+        // Tells a recreated domain from its predecessor with the same domid.
+        std::uint64_t generation;
     };
     struct Conn {
         platform::Fd sock;
@@ -64,6 +66,13 @@ private:
         std::uint32_t token = 0;
         platform::Fd eventfd;
         std::vector<std::uint32_t> ports;
+        struct Map {
+            std::uint16_t domid;
+            std::uint64_t generation;
+            std::uint32_t ref;
+            bool readonly;
+        };
+        std::vector<Map> maps;
     };
 
     void accept_conn();
@@ -71,6 +80,8 @@ private:
     bool serve(Conn& c);
     Outcome handle(Conn& c, const wire::Request& req, std::vector<platform::Fd>& fds);
     void drop(Conn& c);
+    Outcome map_grant(Conn& c, const wire::Request& req);
+    Outcome unmap_grant(Conn& c, const wire::Request& req);
 
     Domain& create_domain(std::uint16_t domid, std::string name, std::uint64_t bytes);
     void destroy_domain(std::uint16_t domid);
@@ -85,6 +96,7 @@ private:
     std::map<std::uint16_t, Domain> domains_;
     std::map<std::uint32_t, Conn> conns_;  // by owner token
     std::uint32_t next_token_ = 1;
+    std::uint64_t next_generation_ = 1;
     Hooks hooks_;
 };
 

@@ -19,6 +19,11 @@ enum class Op : std::uint32_t {
     alloc_unbound = 7,    // arg0 = remote domid → val0 = port
     bind_interdomain = 8, // arg0 = remote domid, arg1 = remote port → val0 = port
     unbind = 9,           // arg0 = port
+    // Grant maps go through the hypervisor (copies do not) so that a process that dies with
+    // pages mapped releases them, as closing /dev/xen/gntdev does.
+    map_grant = 10,       // domid = granter, arg0 = ref, arg1 = writable → val0 = frame, or
+                          // error = EACCES with val0 = the negative GNTST_* status
+    unmap_grant = 11,     // domid = granter, arg0 = ref, arg1 = writable
 };
 
 inline constexpr std::size_t kNameMax = 64;

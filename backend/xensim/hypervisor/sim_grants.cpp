@@ -17,18 +17,19 @@ namespace {
 
 class SimMapping final : public platform::GrantMapping {
 public:
-    SimMapping(std::shared_ptr<DomainView> granter, std::uint32_t ref, bool readonly, platform::Mmap page)
-        : granter_(std::move(granter)), ref_(ref), readonly_(readonly), page_(std::move(page)) {}
+    SimMapping(std::shared_ptr<HvClient> client, DomId granter, std::uint32_t ref, bool writable, platform::Mmap page)
+        : client_(std::move(client)), granter_(granter), ref_(ref), writable_(writable), page_(std::move(page)) {}
     ~SimMapping() override {
         page_.reset();
-        unpin_grant(*granter_->state, ref_, readonly_);
+        client_->unmap_grant(granter_, ref_, writable_);
     }
     std::span<std::byte> page() override { return page_.bytes(); }
 
 private:
-    std::shared_ptr<DomainView> granter_;
+    std::shared_ptr<HvClient> client_;
+    DomId granter_;
     std::uint32_t ref_;
-    bool readonly_;
+    bool writable_;
     platform::Mmap page_;
 };
 
@@ -100,22 +101,17 @@ std::int16_t copy_one(HvClient& client, std::shared_ptr<DomainView>& src_cache, 
 } // namespace
 
 std::unique_ptr<platform::GrantMapping> SimGrants::map(DomId domid, platform::GrantRef ref, bool writable) {
-    auto granter = client_->domain(domid);
-    auto refuse = [&](int status) {
-        return PlatformError(fmt::format("grant map of d{} ref {} ({}): {}", domid, ref,
-                                         writable ? "rw" : "ro", platform::gntst_name(status)),
-                             status);
-    };
-    if (granter == nullptr || !granter->alive()) throw refuse(GNTST_bad_domain);
-    Pin pin = pin_grant(*granter->state, ref, client_->domid(), !writable, true);
-    if (pin.status != GNTST_okay) throw refuse(pin.status);
+    // Slow path by design: the hypervisor records the pin so a dying process releases it.
+    std::uint32_t frame = client_->map_grant(domid, ref, writable);
     try {
+        auto granter = client_->domain(domid);
+        if (granter == nullptr) throw PlatformError(fmt::format("domain {} vanished while mapping", domid), ESRCH);
         // A page of its own, with the protection the grant allows: a read-only grant really is.
         auto page = platform::Mmap::shared(granter->memory_fd, platform::kPageSize,
-                                           std::size_t{pin.frame} * platform::kPageSize, writable);
-        return std::make_unique<SimMapping>(std::move(granter), ref, !writable, std::move(page));
+                                           std::size_t{frame} * platform::kPageSize, writable);
+        return std::make_unique<SimMapping>(client_, domid, ref, writable, std::move(page));
     } catch (...) {
-        unpin_grant(*granter->state, ref, !writable);
+        client_->unmap_grant(domid, ref, writable);
         throw;
     }
 }

@@ -233,3 +233,30 @@ TEST_CASE("destroying a domain revokes its grants", "[simxen][grants]") {
     w.admin->create_domain(kFront, "front2", 4u << 20);
     CHECK(copy_status(back, from_grant(kFront, ref, 0, buf, 4)) == GNTST_general_error);
 }
+
+TEST_CASE("a process that dies with a grant mapped releases it", "[simxen][grants]") {
+    World w;
+    GuestMemory front(HvClient::connect(w.host.dir(), kFront));
+    Gfn gfn = front.alloc_page();
+    auto ref = front.grant_access(gfn, kBack, false);
+    testing::Channel mapped;
+    testing::Channel may_exit;
+    pid_t child = testing::spawn([&] {
+        SimGrants back(HvClient::connect(w.host.dir(), kBack));
+        auto mapping = back.map(kFront, ref, true);
+        mapped.send(1);
+        may_exit.receive();
+        (void)mapping.release();  // dies without unmapping
+        return 0;
+    });
+    REQUIRE(mapped.receive() == 1);
+    CHECK(front.in_use(ref));
+    CHECK_FALSE(front.end_access(ref));
+    may_exit.send(1);
+    REQUIRE(testing::join(child) == 0);
+    // One round-trip after the hang-up: the hypervisor has processed it by then.
+    w.admin->list_domains();
+    w.admin->list_domains();
+    CHECK_FALSE(front.in_use(ref));
+    CHECK(front.end_access(ref));
+}
