@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <sys/stat.h>
 
+#include "backend/platform/options.hpp"
 #include "backend/platform/platform.hpp"
 #include "backend/platform/xen/xen_events.hpp"
 #include "backend/platform/xen/xen_grants.hpp"
@@ -66,4 +67,30 @@ TEST_CASE("the simulated platform names what is missing", "[simxen][platform]") 
     CHECK(why.find("/nonexistent/netbackd-sim-host/hypervisor.sock") != std::string::npos);
     CHECK(why.find("xensim up") != std::string::npos);
     CHECK(why.find('\n') == std::string::npos);
+}
+
+TEST_CASE("--platform and the sim options parse, with environment defaults", "[simxen][platform]") {
+    {
+        CLI::App app;
+        PlatformOptions o;
+        add_platform_options(app, o);
+        // CLI11 consumes a vector of arguments from its back.
+        app.parse(std::vector<std::string>{"7", "--sim-domid", "/tmp/host", "--sim-dir", "--platform=sim"});
+        CHECK(o.kind == PlatformKind::sim);
+        CHECK(o.sim_dir == "/tmp/host");
+        CHECK(o.sim_domid == 7);
+    }
+    {
+        CLI::App app;
+        PlatformOptions o;
+        add_platform_options(app, o);
+        app.parse(std::vector<std::string>{"--platform=xen"});
+        CHECK(o.kind == PlatformKind::xen);
+    }
+    {
+        CLI::App app;
+        PlatformOptions o;
+        add_platform_options(app, o);
+        CHECK_THROWS_AS(app.parse(std::vector<std::string>{"--platform=kvm"}), CLI::ValidationError);
+    }
 }
