@@ -79,9 +79,44 @@ ChecksumVerdict verify_mbuf_checksums(const rte_mbuf* m) noexcept {
     return verify_checksums(std::span<const std::span<const std::byte>>(pieces.data(), n));
 }
 
-bool prepare_tx_checksums(rte_mbuf* m, const Offloads& hw) noexcept {
+namespace {
+
+// Sets what checksum or segmentation hardware needs: header lengths, ol_flags, a zero IPv4
+// header checksum, and the pseudo-header sum (uncomplemented) in the L4 checksum field; for TSO
+// that sum leaves out the length, which differs per segment.
+void request_hardware(rte_mbuf* m, const FrameLayout& layout, bool tso) noexcept {
     const auto head = segment_bytes(m);
-    const auto layout = parse_frame(head);
+    m->l2_len = layout.l2_len & 0x7f;
+    m->l3_len = layout.l3_len & 0x1ff;
+    m->l4_len = layout.l4_len & 0xff;
+    std::uint64_t flags = layout.is_tcp() ? RTE_MBUF_F_TX_TCP_CKSUM : RTE_MBUF_F_TX_UDP_CKSUM;
+    if (tso) {
+        flags |= RTE_MBUF_F_TX_TCP_SEG;
+    }
+    const auto ip = head.subspan(layout.l2_len, layout.l3_len);
+    const auto length = tso ? 0u : static_cast<std::uint32_t>(layout.l4_total);
+    ChecksumAccumulator seed;
+    if (layout.ip_version == 4) {
+        flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
+        store_be16(ip, 10, 0);
+        add_ipv4_pseudo_header(seed, ip.subspan(12).first<4>(), ip.subspan(16).first<4>(),
+                               layout.l4_proto, length);
+    } else {
+        flags |= RTE_MBUF_F_TX_IPV6;
+        add_ipv6_pseudo_header(seed, ip.subspan(8).first<16>(), ip.subspan(24).first<16>(),
+                               layout.l4_proto, length);
+    }
+    store_be16(head, layout.l4_offset() + (layout.is_tcp() ? 16 : 6), seed.fold());
+    m->ol_flags = (m->ol_flags & ~(RTE_MBUF_F_TX_L4_MASK | RTE_MBUF_F_TX_IP_CKSUM |
+                                   RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IPV6 |
+                                   RTE_MBUF_F_TX_TCP_SEG)) |
+                  flags;
+}
+
+} // namespace
+
+bool prepare_tx_checksums(rte_mbuf* m, const Offloads& hw) noexcept {
+    const auto layout = parse_frame(segment_bytes(m));
     if (!layout || layout->fragment || !(layout->is_tcp() || layout->is_udp())) {
         return false;
     }
@@ -90,25 +125,23 @@ bool prepare_tx_checksums(rte_mbuf* m, const Offloads& hw) noexcept {
     if (!(l4_hw && l3_hw)) {
         return fill_mbuf_checksums(m);
     }
-    m->l2_len = layout->l2_len & 0x7f;
-    m->l3_len = layout->l3_len & 0x1ff;
-    m->l4_len = layout->l4_len & 0xff;
-    std::uint64_t flags = layout->is_tcp() ? RTE_MBUF_F_TX_TCP_CKSUM : RTE_MBUF_F_TX_UDP_CKSUM;
-    const auto ip = head.subspan(layout->l2_len, layout->l3_len);
-    ChecksumAccumulator seed;
-    if (layout->ip_version == 4) {
-        flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
-        store_be16(ip, 10, 0);
-        add_ipv4_pseudo_header(seed, ip.subspan(12).first<4>(), ip.subspan(16).first<4>(),
-                               layout->l4_proto, static_cast<std::uint32_t>(layout->l4_total));
-    } else {
-        flags |= RTE_MBUF_F_TX_IPV6;
-        add_ipv6_pseudo_header(seed, ip.subspan(8).first<16>(), ip.subspan(24).first<16>(),
-                               layout->l4_proto, static_cast<std::uint32_t>(layout->l4_total));
+    request_hardware(m, *layout, false);
+    return true;
+}
+
+bool prepare_tx_tso(rte_mbuf* m, std::uint16_t mss, std::uint16_t mtu) noexcept {
+    const auto layout = parse_frame(segment_bytes(m));
+    if (!layout || layout->fragment || !layout->is_tcp() ||
+        mtu <= layout->l3_len + layout->l4_len) {
+        return false;
     }
-    // Checksum-offloading NICs expect the pseudo-header sum, uncomplemented, in the L4 field.
-    store_be16(head, layout->l4_offset() + (layout->is_tcp() ? 16 : 6), seed.fold());
-    m->ol_flags = (m->ol_flags & ~(RTE_MBUF_F_TX_L4_MASK | RTE_MBUF_F_TX_IP_CKSUM)) | flags;
+    const auto fit = static_cast<std::uint16_t>(
+        std::min<std::size_t>(mss, mtu - layout->l3_len - layout->l4_len));
+    if (fit == 0) {
+        return false;
+    }
+    request_hardware(m, *layout, true);
+    m->tso_segsz = fit;
     return true;
 }
 

@@ -48,6 +48,14 @@ ChecksumVerdict verify_mbuf_checksums(const rte_mbuf* m) noexcept;
 // and so has nothing to fill.
 bool prepare_tx_checksums(rte_mbuf* m, const Offloads& hw) noexcept;
 
+// For a guest's GSO frame leaving through a port with TSO (check hw.tx_tcp_tso first): marks it
+// for segmentation by the hardware (ol_flags, header lengths, tso_segsz, and the length-less
+// pseudo-header seed TSO hardware expects) into payloads of `mss` bytes, or fewer if segments
+// would otherwise exceed `mtu`. False when the frame is not unfragmented TCP over IP.
+// net_tap 22.11 refuses (tx_burst takes nothing) an MSS whose segments, counting the Ethernet
+// header, exceed the MTU: give it mtu - 14 there.
+bool prepare_tx_tso(rte_mbuf* m, std::uint16_t mss, std::uint16_t mtu) noexcept;
+
 // For a received frame: may the guest be told "data_validated"? Uses the PMD's RX flags when
 // the port checks in hardware and has an opinion, software otherwise.
 bool rx_checksums_good(const rte_mbuf* m, const Offloads& hw) noexcept;

@@ -180,3 +180,41 @@ TEST_CASE("9000-byte frames loop back, chained or in one big buffer", "[dataplan
         CHECK(mbuf_to_bytes(back.get()) == frame);
     }
 }
+
+TEST_CASE("a frame for hardware TSO carries flags, lengths and a length-less seed",
+          "[dataplane][ring]") {
+    dataplane_eal();
+    auto pool = small_pool();
+    for (int version : {4, 6}) {
+        INFO("IPv" << version);
+        FrameSpec spec;
+        spec.ip_version = version;
+        spec.payload = 30000;
+        const auto frame = build_frame(spec);
+        const std::size_t l3 = version == 4 ? 20 : 40;
+        auto m = mbuf_from_bytes(pool.get(), frame);
+        REQUIRE(prepare_tx_tso(m.get(), 8960, 1500));
+        CHECK(m->tso_segsz == 1500 - l3 - 20); // clamped to the MTU
+        CHECK((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) != 0);
+        CHECK((m->ol_flags & RTE_MBUF_F_TX_L4_MASK) == RTE_MBUF_F_TX_TCP_CKSUM);
+        CHECK(((m->ol_flags & RTE_MBUF_F_TX_IPV4) != 0) == (version == 4));
+        CHECK(((m->ol_flags & RTE_MBUF_F_TX_IPV6) != 0) == (version == 6));
+        CHECK(m->l2_len == 14);
+        CHECK(m->l3_len == l3);
+        CHECK(m->l4_len == 20);
+        // The seed: addresses and protocol, no length.
+        ChecksumAccumulator seed;
+        const auto ip = std::span(frame).subspan(14);
+        if (version == 4) {
+            add_ipv4_pseudo_header(seed, ip.subspan(12).first<4>(), ip.subspan(16).first<4>(), 6, 0);
+        } else {
+            add_ipv6_pseudo_header(seed, ip.subspan(8).first<16>(), ip.subspan(24).first<16>(), 6, 0);
+        }
+        const auto out = mbuf_to_bytes(m.get());
+        CHECK(((std::to_integer<unsigned>(out[14 + l3 + 16]) << 8) |
+               std::to_integer<unsigned>(out[14 + l3 + 17])) == seed.fold());
+    }
+    // Only TCP can be segmented.
+    auto udp = mbuf_from_bytes(pool.get(), build_frame({.proto = 17, .payload = 3000}));
+    CHECK_FALSE(prepare_tx_tso(udp.get(), 1400, 1500));
+}

@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
+#include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <poll.h>
@@ -21,6 +22,8 @@
 #include <unistd.h>
 
 #include "dataplane_env.hpp"
+#include "frames.hpp"
+#include "pmd/bytes.hpp"
 #include "pmd/mbuf.hpp"
 #include "pmd/port.hpp"
 #include "pmd/unique_fd.hpp"
@@ -28,6 +31,7 @@
 
 using namespace netbackd::pmd;
 using namespace netbackd::pmd::test;
+using netbackd::pmd::test::FrameSpec;
 
 namespace {
 
@@ -87,6 +91,39 @@ std::optional<LinkStatus> wait_link_change(Port& port) {
         }
     }
     return std::nullopt;
+}
+
+// A packet socket on the tap's kernel side that sees every frame arriving there.
+UniqueFd kernel_side_socket(const std::string& ifname, std::uint16_t protocol) {
+    const int ifindex = static_cast<int>(::if_nametoindex(ifname.c_str()));
+    REQUIRE(ifindex > 0);
+    UniqueFd sock(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(protocol)));
+    REQUIRE(sock);
+    sockaddr_ll addr{};
+    addr.sll_family = AF_PACKET;
+    addr.sll_protocol = htons(protocol);
+    addr.sll_ifindex = ifindex;
+    REQUIRE(::bind(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+    return sock;
+}
+
+// Next frame on the socket from the MAC build_frame() uses as source, or empty on timeout.
+std::vector<std::byte> receive_test_frame(int sock) {
+    const auto ours = netbackd::pmd::test::build_frame({});
+    for (;;) {
+        if (!wait_readable(sock)) {
+            return {};
+        }
+        std::vector<std::byte> f(70000);
+        const auto n = ::recv(sock, f.data(), f.size(), 0);
+        if (n < 14) {
+            continue;
+        }
+        f.resize(static_cast<std::size_t>(n));
+        if (std::equal(f.begin() + 6, f.begin() + 12, ours.begin() + 6)) {
+            return f;
+        }
+    }
 }
 
 struct Tap {
@@ -153,15 +190,7 @@ TEST_CASE("net_tap link state follows its kernel interface", "[dataplane][tap]")
 TEST_CASE("frames cross between net_tap and its kernel interface intact", "[dataplane][tap]") {
     require_private_netns();
     Tap tap;
-    const int ifindex = static_cast<int>(::if_nametoindex(tap.ifname.c_str()));
-    REQUIRE(ifindex > 0);
-    UniqueFd sock(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(kEtherType)));
-    REQUIRE(sock);
-    sockaddr_ll addr{};
-    addr.sll_family = AF_PACKET;
-    addr.sll_protocol = htons(kEtherType);
-    addr.sll_ifindex = ifindex;
-    REQUIRE(::bind(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+    const auto sock = kernel_side_socket(tap.ifname, kEtherType);
 
     // DPDK -> kernel
     const auto out = test_frame(700, 5);
@@ -193,4 +222,63 @@ TEST_CASE("frames cross between net_tap and its kernel interface intact", "[data
         }
     }
     CHECK(found);
+}
+
+TEST_CASE("checksums left to net_tap's offload arrive valid at the kernel", "[dataplane][tap]") {
+    require_private_netns();
+    Tap tap;
+    REQUIRE(tap.port.hardware().tx_l4_cksum());
+    const auto sock = kernel_side_socket(tap.ifname, ETH_P_ALL);
+    for (int version : {4, 6}) {
+        for (std::uint8_t proto : {std::uint8_t{6}, std::uint8_t{17}}) {
+            INFO("IPv" << version << " protocol " << int{proto});
+            FrameSpec spec;
+            spec.ip_version = version;
+            spec.proto = proto;
+            spec.payload = 999;
+            auto m = mbuf_from_bytes(tap.pool.get(), build_frame(spec));
+            REQUIRE(m);
+            REQUIRE(prepare_tx_checksums(m.get(), tap.port.hardware()));
+            CHECK((m->ol_flags & RTE_MBUF_F_TX_L4_MASK) != 0); // the hardware path was taken
+            std::array<rte_mbuf*, 1> out{m.release()};
+            REQUIRE(tap.port.tx_burst(0, out) == 1);
+            const auto got = receive_test_frame(sock.get());
+            REQUIRE(!got.empty());
+            CHECK(verify_checksums(got) == ChecksumVerdict::valid);
+        }
+    }
+}
+
+TEST_CASE("TSO left to net_tap arrives at the kernel as valid MTU-sized segments",
+          "[dataplane][tap]") {
+    require_private_netns();
+    Tap tap;
+    REQUIRE(tap.port.hardware().tx_tcp_tso);
+    const auto sock = kernel_side_socket(tap.ifname, ETH_P_ALL);
+    FrameSpec spec;
+    spec.payload = 20000;
+    auto m = mbuf_from_bytes(tap.pool.get(), build_frame(spec));
+    REQUIRE(m);
+    // 1500 - 14: see prepare_tx_tso about net_tap's view of the MTU.
+    REQUIRE(prepare_tx_tso(m.get(), 1460, 1500 - 14));
+    CHECK(m->tso_segsz == 1446);
+    std::array<rte_mbuf*, 1> out{m.release()};
+    REQUIRE(tap.port.tx_burst(0, out) == 1);
+
+    std::vector<std::byte> payload;
+    std::uint32_t next_seq = spec.seq;
+    while (payload.size() < spec.payload) {
+        const auto seg = receive_test_frame(sock.get());
+        REQUIRE(!seg.empty());
+        CHECK(seg.size() <= 1500);
+        CHECK(verify_checksums(seg) == ChecksumVerdict::valid);
+        CHECK(load_be32(seg, 14 + 20 + 4) == next_seq);
+        payload.insert(payload.end(), seg.begin() + 54, seg.end());
+        next_seq = spec.seq + static_cast<std::uint32_t>(payload.size());
+    }
+    std::vector<std::byte> expected(spec.payload);
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        expected[i] = netbackd::pmd::test::payload_byte(i, spec.payload_seed);
+    }
+    CHECK(payload == expected);
 }
