@@ -282,3 +282,41 @@ TEST_CASE("TSO left to net_tap arrives at the kernel as valid MTU-sized segments
     }
     CHECK(payload == expected);
 }
+
+TEST_CASE("net_tap's RX checksum flags decide data_validated", "[dataplane][tap]") {
+    require_private_netns();
+    Tap tap;
+    REQUIRE(tap.port.hardware().rx_l4_cksum());
+    const auto sock = kernel_side_socket(tap.ifname, ETH_P_ALL);
+    for (const bool corrupt : {false, true}) {
+        INFO("corrupt: " << corrupt);
+        FrameSpec spec;
+        spec.payload = 500;
+        spec.payload_seed = corrupt ? 1 : 2;
+        auto frame = build_frame(spec);
+        REQUIRE(fill_checksums(frame));
+        if (corrupt) {
+            frame.back() ^= std::byte{0x10};
+        }
+        REQUIRE(::send(sock.get(), frame.data(), frame.size(), 0) ==
+                static_cast<ssize_t>(frame.size()));
+        MbufPtr got;
+        for (int polls = 0; !got && polls < kWaitMs; ++polls) {
+            std::array<rte_mbuf*, 32> rx{};
+            const auto count = tap.port.rx_burst(0, rx);
+            for (std::size_t i = 0; i < count; ++i) {
+                MbufPtr owned(rx[i]);
+                if (!got && mbuf_to_bytes(owned.get()) == frame) {
+                    got = std::move(owned);
+                }
+            }
+            if (count == 0) {
+                ::usleep(1000);
+            }
+        }
+        REQUIRE(got);
+        // The PMD looked (flags are not UNKNOWN), and its verdict is the one used.
+        CHECK((got->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) != RTE_MBUF_F_RX_L4_CKSUM_UNKNOWN);
+        CHECK(rx_checksums_good(got.get(), tap.port.hardware()) == !corrupt);
+    }
+}
