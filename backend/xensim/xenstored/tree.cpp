@@ -1,5 +1,7 @@
 #include "backend/xensim/xenstored/tree.hpp"
 
+#include "backend/xensim/xenstored/paths.hpp"
+
 namespace netbackd::xensim::xs {
 
 Tree::Tree() {
@@ -35,6 +37,17 @@ std::size_t Tree::owned_by(platform::DomId domid) const {
     for (const auto& [path, node] : nodes_)
         if (!node.perms.empty() && node.perms.front().domid == domid) ++count;
     return count;
+}
+
+bool Tree::consistent() const {
+    for (const auto& [path, node] : nodes_) {
+        for (const auto& child : node.children)
+            if (!nodes_.contains(child_of(path, child))) return false;
+        if (path == "/" || is_special(path)) continue;
+        const Node* parent = find(parent_of(path));
+        if (!parent || !parent->children.contains(std::string(leaf_of(path)))) return false;
+    }
+    return find("/") != nullptr;
 }
 
 } // namespace netbackd::xensim::xs

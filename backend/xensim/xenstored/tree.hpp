@@ -54,6 +54,9 @@ public:
     std::uint64_t generation_of(const std::string& path) const;
     std::size_t owned_by(platform::DomId domid) const override;
     std::size_t size() const noexcept { return nodes_.size(); }
+    // Every node but the root and the special ones is listed by an existing parent, and every
+    // listed child exists: what no sequence of requests may break.
+    bool consistent() const;
 
 private:
     std::map<std::string, Node> nodes_;

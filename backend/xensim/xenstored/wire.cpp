@@ -29,6 +29,24 @@ std::optional<std::vector<std::string_view>> split_strings(std::string_view payl
     return out;
 }
 
+bool consume_messages(std::string& in, const std::function<bool(const xsd_sockmsg&, std::string_view)>& handle) {
+    std::size_t used = 0;
+    bool ok = true;
+    while (in.size() - used >= kHeaderSize) {
+        const auto header = decode_header(std::span(in).subspan(used));
+        if (header.len > XENSTORE_PAYLOAD_MAX) {
+            ok = false;
+            break;
+        }
+        if (in.size() - used < kHeaderSize + header.len) break;
+        const std::string_view payload(in.data() + used + kHeaderSize, header.len);
+        used += kHeaderSize + header.len;
+        if (!handle(header, payload)) break;
+    }
+    in.erase(0, used);
+    return ok;
+}
+
 std::string join_strings(std::span<const std::string> items) {
     std::string out;
     for (const auto& s : items) {

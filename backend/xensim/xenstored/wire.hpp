@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -25,6 +26,12 @@ void append_message(std::string& out, std::uint32_t type, std::uint32_t req_id, 
 
 // The NUL-terminated strings of a payload; std::nullopt when it does not end with a NUL.
 std::optional<std::vector<std::string_view>> split_strings(std::string_view payload);
+
+// Hands each complete message at the front of `in` to `handle` and removes it, leaving a partial
+// message in place. Returns false on a length beyond XENSTORE_PAYLOAD_MAX: the stream cannot be
+// resynchronised, so the connection must go (as xenstored does). Stops early when `handle`
+// returns false.
+bool consume_messages(std::string& in, const std::function<bool(const xsd_sockmsg&, std::string_view)>& handle);
 
 // Strings joined with a NUL after each, as DIRECTORY and GET_PERMS replies are.
 std::string join_strings(std::span<const std::string> items);

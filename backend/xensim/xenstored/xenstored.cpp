@@ -199,23 +199,13 @@ void Xenstored::Impl::read_from(Conn& c) {
         return;
     }
 
-    std::size_t used = 0;
-    while (c.in.size() - used >= xs::kHeaderSize) {
-        const auto header = xs::decode_header(std::span(c.in).subspan(used));
-        // A length the protocol forbids leaves no way to find the next message: hang up,
-        // as xenstored does.
-        if (header.len > XENSTORE_PAYLOAD_MAX) {
-            drop(fd);
-            return;
-        }
-        if (c.in.size() - used < xs::kHeaderSize + header.len) break;
-        std::string_view payload(c.in.data() + used + xs::kHeaderSize, header.len);
+    // RELEASE of this very connection's domain is impossible (only dom0 may release, and never
+    // itself), so `c` outlives every request it carries.
+    const bool framed = xs::consume_messages(c.in, [&](const xsd_sockmsg& header, std::string_view payload) {
         core.handle(c.session, header, payload);
-        used += xs::kHeaderSize + header.len;
-        // RELEASE of this very connection's domain is impossible (only dom0 may release, and
-        // never itself), so `c` is still alive here.
-    }
-    c.in.erase(0, used);
+        return true;
+    });
+    if (!framed) drop(fd);
 }
 
 void Xenstored::Impl::flush_all() {

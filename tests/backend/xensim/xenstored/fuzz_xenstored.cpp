@@ -14,6 +14,7 @@ using namespace netbackd::xensim::xs;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     Core core(Core::Hooks{});
+    core.make_home(0, "Domain-0");
     core.make_home(5, "five");
     core.make_home(7, "seven");
     core.introduce(5);
