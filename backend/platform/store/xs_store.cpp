@@ -62,6 +62,10 @@ XsHandle open_socket(const std::string& socket_path) {
         throw PlatformError("xenstored socket " + socket_path +
                                 " is missing: is the simulated host up (xensim up)?",
                             ENOENT);
+    // libxenstore would treat anything else as a xenbus device file and speak to it regardless.
+    std::error_code ec;
+    if (!std::filesystem::is_socket(socket_path, ec))
+        throw PlatformError(socket_path + " is not a unix socket, so no xenstored listens there", ENOTSOCK);
     std::lock_guard lock(g_env_mutex);
     const char* old = std::getenv("XENSTORED_PATH");
     const std::string saved = old ? old : "";

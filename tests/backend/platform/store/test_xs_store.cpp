@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -287,6 +288,19 @@ TEST_CASE("open_xs_store names what is missing", "[store][open]") {
     } catch (const PlatformError& e) {
         CHECK(std::string(e.what()).find(missing) != std::string::npos);
         CHECK(e.code() == ENOENT);
+    }
+}
+
+TEST_CASE("open_xs_store refuses a path that is not a socket", "[store][open]") {
+    TempDir dir;
+    const auto file = dir.path() / "plain-file";
+    std::ofstream(file) << "not a daemon";
+    try {
+        open_xs_store(file.string());
+        FAIL("opened a plain file as xenstore");
+    } catch (const PlatformError& e) {
+        CHECK(std::string(e.what()).find(file.string()) != std::string::npos);
+        CHECK(e.code() == ENOTSOCK);
     }
 }
 
