@@ -42,6 +42,28 @@ using EalError = DpdkError;
 std::vector<std::string> eal_arguments(const EalConfig& config,
                                        const std::string& program = "netbackd");
 
+// The other direction: an EalConfig from EAL arguments as an operator writes them (netbackd's
+// [dpdk] eal_args). Recognised options become fields (--no-huge, --in-memory, -m,
+// --file-prefix, -l/--lcores, --vdev, -a/--allow, --log-level, --no-telemetry/--telemetry,
+// both "--opt value" and "--opt=value"); anything else is kept verbatim in `extra`.
+// Without --no-huge the result uses hugepages, since that is what a production host has.
+// Throws EalError(EINVAL) for an option that lacks its value, or for -c (use -l/--lcores).
+EalConfig parse_eal_args(const std::vector<std::string>& args);
+
+// An uplink as netbackd's config names it: a PCI address or a vdev specification.
+struct UplinkSpec {
+    std::string name;
+    std::string pci;  // "0000:03:00.0" or "03:00.0"
+    std::string vdev; // "net_tap0,iface=nbtap0"
+};
+
+// Adds the uplinks to the EAL configuration (-a for PCI, --vdev for vdevs).
+void add_uplinks(EalConfig& config, const std::vector<UplinkSpec>& uplinks);
+
+// The ethdev name the uplink's port will have: the full PCI address ("0000:" is added to a
+// short one, as EAL names it) or the vdev's device name (up to the first comma).
+std::string ethdev_name_of(const UplinkSpec& uplink);
+
 // What the host offers, read from /proc and /dev, for explaining a failed start.
 struct HostFacts {
     std::uint64_t hugepages_total = 0;

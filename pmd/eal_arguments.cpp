@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <cerrno>
+#include <optional>
 #include <fstream>
 #include <sstream>
 #include <string_view>
@@ -100,6 +102,97 @@ std::vector<std::string> eal_arguments(const EalConfig& c, const std::string& pr
     }
     a.insert(a.end(), c.extra.begin(), c.extra.end());
     return a;
+}
+
+EalConfig parse_eal_args(const std::vector<std::string>& args) {
+    EalConfig c;
+    c.hugepages = true;
+    c.memory_mb = 0;
+    c.log_level.clear();
+    // Telemetry stays as EAL defaults it (on) unless the operator says otherwise.
+    c.telemetry = true;
+    bool memory_given = false;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        // "--opt=value" or "--opt value"; "-m512" style too for the short ones.
+        const auto value_of = [&](std::string_view opt) -> std::optional<std::string> {
+            if (a == opt) {
+                if (i + 1 >= args.size()) {
+                    throw EalError(fmt::format("EAL option {} needs a value", opt), EINVAL);
+                }
+                return args[++i];
+            }
+            if (a.size() > opt.size() && a.starts_with(opt)) {
+                if (opt.starts_with("--") && a[opt.size()] == '=') {
+                    return a.substr(opt.size() + 1);
+                }
+                if (!opt.starts_with("--")) {
+                    return a.substr(opt.size());
+                }
+            }
+            return std::nullopt;
+        };
+        if (a == "--no-huge") {
+            c.hugepages = false;
+        } else if (a == "--in-memory") {
+            c.in_memory = true;
+        } else if (a == "--no-telemetry") {
+            c.telemetry = false;
+        } else if (a == "--telemetry") {
+            c.telemetry = true;
+        } else if (a == "--no-pci") {
+            // Implied by an empty allow list.
+        } else if (a == "-c" || (a.starts_with("-c") && a.size() > 2 && !a.starts_with("--"))) {
+            throw EalError("EAL option -c (core mask): use -l or --lcores", EINVAL);
+        } else if (auto v = value_of("--file-prefix")) {
+            c.file_prefix = *v;
+        } else if (auto v = value_of("--lcores")) {
+            c.lcores = *v;
+        } else if (auto v = value_of("-l")) {
+            c.lcores = *v;
+        } else if (auto v = value_of("--vdev")) {
+            c.vdevs.push_back(*v);
+        } else if (auto v = value_of("--allow")) {
+            c.pci_allow.push_back(*v);
+        } else if (auto v = value_of("-a")) {
+            c.pci_allow.push_back(*v);
+        } else if (auto v = value_of("--log-level")) {
+            c.log_level = *v;
+        } else if (auto v = value_of("-m")) {
+            try {
+                c.memory_mb = static_cast<std::uint32_t>(std::stoul(*v));
+            } catch (const std::exception&) {
+                throw EalError(fmt::format("EAL option -m: '{}' is not a number of MB", *v),
+                               EINVAL);
+            }
+            memory_given = true;
+        } else {
+            c.extra.push_back(a);
+        }
+    }
+    if (!c.hugepages && !memory_given) {
+        c.memory_mb = 256;
+    }
+    return c;
+}
+
+void add_uplinks(EalConfig& config, const std::vector<UplinkSpec>& uplinks) {
+    for (const auto& u : uplinks) {
+        if (!u.pci.empty()) {
+            config.pci_allow.push_back(u.pci);
+        }
+        if (!u.vdev.empty()) {
+            config.vdevs.push_back(u.vdev);
+        }
+    }
+}
+
+std::string ethdev_name_of(const UplinkSpec& u) {
+    if (!u.pci.empty()) {
+        // "BB:DD.F" has one colon; EAL names the port with the PCI domain as well.
+        return std::count(u.pci.begin(), u.pci.end(), ':') == 1 ? "0000:" + u.pci : u.pci;
+    }
+    return u.vdev.substr(0, u.vdev.find(','));
 }
 
 HostFacts probe_host() {

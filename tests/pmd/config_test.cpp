@@ -187,3 +187,57 @@ TEST_CASE("asking for hugepages where none are free fails before EAL starts", "[
         CHECK_THAT(e.what(), Catch::Contains("--no-huge"));
     }
 }
+
+TEST_CASE("EAL arguments as an operator writes them become a configuration", "[eal]") {
+    const auto c = parse_eal_args({"--file-prefix", "netbackd", "--in-memory", "-l", "0-3",
+                                   "--vdev=net_null0", "-a", "0000:03:00.0", "-n", "4",
+                                   "--log-level=*:info", "-m512", "--no-telemetry"});
+    CHECK(c.hugepages);
+    CHECK(c.in_memory);
+    CHECK(c.file_prefix == "netbackd");
+    CHECK(c.lcores == "0-3");
+    CHECK(c.vdevs == std::vector<std::string>{"net_null0"});
+    CHECK(c.pci_allow == std::vector<std::string>{"0000:03:00.0"});
+    CHECK(c.log_level == "*:info");
+    CHECK(c.memory_mb == 512);
+    CHECK_FALSE(c.telemetry);
+    CHECK(c.extra == std::vector<std::string>{"-n", "4"});
+
+    // And back: what comes out says the same.
+    const auto a = eal_arguments(c);
+    CHECK(has(a, "--in-memory"));
+    CHECK(has(a, "--file-prefix=netbackd"));
+    CHECK(has(a, "--lcores=0-3"));
+    CHECK(has(a, "--vdev=net_null0"));
+    CHECK(has(a, "512"));
+    CHECK_FALSE(has(a, "--no-huge"));
+    CHECK_FALSE(has(a, "--no-pci"));
+}
+
+TEST_CASE("EAL arguments without hugepages get a default memory size", "[eal]") {
+    const auto c = parse_eal_args({"--no-huge", "--file-prefix=x"});
+    CHECK_FALSE(c.hugepages);
+    CHECK(c.memory_mb == 256);
+    CHECK(c.telemetry);
+    CHECK(c.file_prefix == "x");
+    CHECK_NOTHROW(eal_arguments(c));
+
+    CHECK_THROWS_WITH(parse_eal_args({"--file-prefix"}), Catch::Contains("needs a value"));
+    CHECK_THROWS_WITH(parse_eal_args({"-c", "0x3"}), Catch::Contains("-l"));
+    CHECK_THROWS_AS(parse_eal_args({"-m", "lots"}), EalError);
+    // --in-memory without hugepages is caught when the arguments are built.
+    CHECK_THROWS_AS(eal_arguments(parse_eal_args({"--no-huge", "--in-memory"})), EalError);
+}
+
+TEST_CASE("uplinks become EAL devices and port names", "[eal]") {
+    EalConfig c;
+    const std::vector<UplinkSpec> uplinks{{"uplink0", "03:00.0", ""},
+                                          {"uplink1", "0000:04:00.1", ""},
+                                          {"test", "", "net_tap0,iface=nbtap0"}};
+    add_uplinks(c, uplinks);
+    CHECK(c.pci_allow == std::vector<std::string>{"03:00.0", "0000:04:00.1"});
+    CHECK(c.vdevs == std::vector<std::string>{"net_tap0,iface=nbtap0"});
+    CHECK(ethdev_name_of(uplinks[0]) == "0000:03:00.0");
+    CHECK(ethdev_name_of(uplinks[1]) == "0000:04:00.1");
+    CHECK(ethdev_name_of(uplinks[2]) == "net_tap0");
+}
