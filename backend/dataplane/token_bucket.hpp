@@ -34,6 +34,17 @@ public:
         return true;
     }
 
+    // For a packet whose size is known before it is taken off a ring: true when it could go
+    // now; the caller then charge()s it once it really went.
+    bool available(std::uint64_t size, std::uint64_t now) {
+        if (unlimited()) return true;
+        if (now >= next_refill_) refill(now);
+        return size <= credit_;
+    }
+    void charge(std::uint64_t size) {
+        if (!unlimited()) credit_ -= std::min(credit_, size);
+    }
+
     // When the next credit arrives: a rate-limited vif may sleep until then.
     std::uint64_t next_refill() const { return next_refill_; }
     std::uint64_t credit() const { return credit_; }

@@ -1,0 +1,85 @@
+// The data plane as the control plane sees it: a DataPlaneSink that runs the vifs it is given
+// on a worker thread, plus what the control thread polls (faults to write into xenstore, rate
+// changes, counters).
+//
+// Threads: every public member is called from the one control thread. The worker runs on a
+// thread of its own; the two talk only through lock-free mailboxes and atomics.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backend/control/data_plane_sink.hpp"
+#include "backend/dataplane/counters.hpp"
+#include "backend/dataplane/uplink.hpp"
+#include "backend/dataplane/vif_runtime.hpp"
+#include "backend/dataplane/worker.hpp"
+#include "backend/platform/platform.hpp"
+#include "pmd/mempool.hpp"
+
+namespace netbackd::dataplane {
+
+struct UplinkBinding {
+    std::string name; // what a vif's policy.uplink names
+    Uplink* uplink;   // must outlive the data plane
+};
+
+struct DataPlaneConfig {
+    WorkerConfig worker;
+    unsigned max_queues = 4;
+    // The first is the default for vifs whose policy names none. Empty: guest-to-guest only.
+    std::vector<UplinkBinding> uplinks;
+    // Both must outlive the data plane. pool: buffers for guest frames; indirect_pool: software
+    // GSO payload references (data room 0 is enough).
+    const pmd::Mempool* pool = nullptr;
+    const pmd::Mempool* indirect_pool = nullptr;
+};
+
+struct VifFaultReport {
+    control::VifId id;
+    std::string message;
+};
+
+class DataPlane final : public control::DataPlaneSink {
+public:
+    DataPlane(const DataPlaneConfig& config, platform::Grants& grants, platform::Events& events);
+    ~DataPlane() override;
+    DataPlane(const DataPlane&) = delete;
+    DataPlane& operator=(const DataPlane&) = delete;
+
+    control::DataPlaneFeatures features() const override;
+    void attach(std::unique_ptr<control::VifHandle> vif) override;
+    std::unique_ptr<control::VifHandle> detach(control::VifId id) override;
+
+    // The toolstack's `rate` key changed (nullopt: unlimited).
+    void set_rate(control::VifId id, std::optional<control::Rate> rate);
+    // Vifs the worker disabled since the last call (each reported once), with the text for the
+    // backend's `error` node. Lock-free: reads the per-vif state atomics.
+    std::vector<VifFaultReport> take_faults();
+    std::optional<VifStats> stats(control::VifId id) const;
+    std::vector<std::pair<control::VifId, VifStats>> all_stats() const;
+    const WorkerCounters& worker_counters() const noexcept { return worker_->counters(); }
+
+private:
+    struct Entry {
+        std::unique_ptr<VifRuntime> runtime;
+        bool fault_reported = false;
+    };
+    void post(const WorkerMsg& msg);
+
+    DataPlaneConfig config_;
+    std::unique_ptr<Worker> worker_;
+    std::map<control::VifId, Entry> vifs_;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+// What `netbackd run` builds once the EAL, pools and ports exist.
+std::unique_ptr<DataPlane> make_dataplane(const DataPlaneConfig& config, platform::Platform& platform);
+
+} // namespace netbackd::dataplane

@@ -1,0 +1,44 @@
+// The wire side of a worker: a port's RX/TX queue pair. An interface (one virtual call per
+// burst) so that the worker runs over a DPDK port in production and over plain rte_rings in
+// tests, where the test must see exactly what went out.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "pmd/offloads.hpp"
+#include "pmd/port.hpp"
+
+struct rte_mbuf;
+
+namespace netbackd::dataplane {
+
+class Uplink {
+public:
+    virtual ~Uplink() = default;
+    virtual std::uint16_t rx_burst(std::uint16_t queue, std::span<rte_mbuf*> out) noexcept = 0;
+    // Takes what it returns; the caller still owns the rest.
+    virtual std::uint16_t tx_burst(std::uint16_t queue, std::span<rte_mbuf*> pkts) noexcept = 0;
+    // Offloads enabled on the device: what the worker may ask of it, and do itself otherwise.
+    virtual const pmd::Offloads& hardware() const noexcept = 0;
+    // L3 MTU of the wire: software segmentation cuts to this.
+    virtual std::uint16_t mtu() const noexcept = 0;
+};
+
+class PortUplink final : public Uplink {
+public:
+    explicit PortUplink(pmd::Port& port) noexcept : port_(port) {}
+    std::uint16_t rx_burst(std::uint16_t queue, std::span<rte_mbuf*> out) noexcept override {
+        return port_.rx_burst(queue, out);
+    }
+    std::uint16_t tx_burst(std::uint16_t queue, std::span<rte_mbuf*> pkts) noexcept override {
+        return port_.tx_burst(queue, pkts);
+    }
+    const pmd::Offloads& hardware() const noexcept override { return port_.hardware(); }
+    std::uint16_t mtu() const noexcept override { return port_.mtu(); }
+
+private:
+    pmd::Port& port_;
+};
+
+} // namespace netbackd::dataplane

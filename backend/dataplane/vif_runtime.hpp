@@ -1,0 +1,133 @@
+// A vif as a worker runs it: per queue, the back ends of its TX and RX rings over the pages the
+// control plane mapped, the bound event channels, and a bounded backlog of frames waiting for RX
+// buffers; per vif, the policy in fast-path form, the token buckets, the counters, and the state
+// the control thread watches.
+//
+// Built on the control thread (it allocates), then handed to a worker, which alone touches the
+// rings, backlog, buckets and counters (counters and state stay readable by the control thread).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backend/control/data_plane_sink.hpp"
+#include "backend/dataplane/counters.hpp"
+#include "backend/dataplane/l2_switch.hpp"
+#include "backend/dataplane/token_bucket.hpp"
+#include "ring/back_ring.hpp"
+#include "ring/rx_responder.hpp"
+#include "ring/tx_assembler.hpp"
+
+struct rte_mbuf;
+
+namespace netbackd::dataplane {
+
+// Frames switched to a vif queue and not yet copied to the guest. A power of two.
+inline constexpr std::size_t kRxBacklog = 256;
+
+class FrameBacklog {
+public:
+    bool empty() const noexcept { return head_ == tail_; }
+    bool full() const noexcept { return tail_ - head_ == kRxBacklog; }
+    std::size_t size() const noexcept { return tail_ - head_; }
+    void push(rte_mbuf* m) noexcept { slots_[tail_++ & (kRxBacklog - 1)] = m; }
+    rte_mbuf* front() const noexcept { return slots_[head_ & (kRxBacklog - 1)]; }
+    void pop() noexcept { ++head_; }
+
+private:
+    std::array<rte_mbuf*, kRxBacklog> slots_{};
+    std::size_t head_ = 0;
+    std::size_t tail_ = 0;
+};
+
+struct QueueRuntime {
+    explicit QueueRuntime(control::QueueRings& rings);
+    QueueRuntime(const QueueRuntime&) = delete;
+    QueueRuntime& operator=(const QueueRuntime&) = delete;
+
+    ring::BackRing<ring::TxRing> tx_ring;
+    ring::TxAssembler tx; // refers to tx_ring: the struct never moves (held by unique_ptr)
+    ring::BackRing<ring::RxRing> rx_ring;
+    ring::RxResponder rx;
+    platform::EvtchnPort tx_port;
+    platform::EvtchnPort rx_port; // tx_port again without split event channels
+    FrameBacklog backlog;
+};
+
+enum class VifState : std::uint8_t {
+    attaching, // handed over, the worker has not taken it yet
+    running,
+    disabled,  // a fault stopped it; see fault()
+};
+
+enum class VifFault : std::uint8_t {
+    none,
+    tx_ring,        // see tx_error()
+    rx_ring,        // RX req_prod out of range
+    duplicate_mac,  // another vif on the same uplink/VLAN owns the MAC
+    unknown_uplink, // policy names an uplink this data plane does not have
+    switch_full,
+};
+
+std::string_view to_string(VifFault f) noexcept;
+
+class VifRuntime {
+public:
+    // uplink: index into the data plane's uplinks, or nullopt when the policy names one that
+    // does not exist (the vif is then disabled as soon as the worker takes it).
+    VifRuntime(std::unique_ptr<control::VifHandle> handle, std::optional<std::uint16_t> uplink,
+               std::uint64_t tsc_hz);
+    VifRuntime(const VifRuntime&) = delete;
+    VifRuntime& operator=(const VifRuntime&) = delete;
+
+    const control::VifId& id() const noexcept { return handle_->id; }
+    control::VifHandle& handle() noexcept { return *handle_; }
+    std::unique_ptr<control::VifHandle> release_handle() noexcept { return std::move(handle_); }
+
+    // ---- control thread (any time)
+    VifState state() const noexcept { return state_.load(std::memory_order_acquire); }
+    VifFault fault() const noexcept { return fault_.load(std::memory_order_relaxed); }
+    ring::TxError tx_error() const noexcept { return tx_error_.load(std::memory_order_relaxed); }
+    // "tx ring: req_prod_overflow" and the like: what goes into the xenstore error node.
+    std::string fault_message() const;
+    const VifCounters& counters() const noexcept { return counters_; }
+
+    // ---- worker only
+    void set_running() noexcept { state_.store(VifState::running, std::memory_order_release); }
+    void disable(VifFault f, ring::TxError e = ring::TxError::none) noexcept {
+        fault_.store(f, std::memory_order_relaxed);
+        tx_error_.store(e, std::memory_order_relaxed);
+        // release: fault and error are visible to whoever sees the state change.
+        state_.store(VifState::disabled, std::memory_order_release);
+    }
+    bool running() const noexcept { return state_.load(std::memory_order_relaxed) == VifState::running; }
+    void set_rate(std::optional<control::Rate> rate, std::uint64_t now) noexcept;
+
+    std::vector<std::unique_ptr<QueueRuntime>> queues;
+    VifCounters counters_;
+    MacAddr mac;
+    std::optional<std::uint16_t> uplink;
+    std::uint16_t vlan = 0;
+    std::uint16_t mtu = 1500;
+    SwitchPortId switch_port = kNoPort;
+    bool sg = false;
+    bool gso_v4 = false;
+    bool gso_v6 = false;
+    bool rx_notify = true;
+    TokenBucket tx_bucket;
+    TokenBucket rx_bucket;
+    std::uint64_t tsc_hz;
+
+private:
+    std::unique_ptr<control::VifHandle> handle_;
+    std::atomic<VifState> state_{VifState::attaching};
+    std::atomic<VifFault> fault_{VifFault::none};
+    std::atomic<ring::TxError> tx_error_{ring::TxError::none};
+};
+
+} // namespace netbackd::dataplane

@@ -1,0 +1,257 @@
+// Worker set-up, control messages and the adaptive poll loop. The per-packet paths live in
+// tx_path.cpp (guest -> switch -> wire) and rx_path.cpp (switch -> guest).
+#include "backend/dataplane/worker.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <ctime>
+
+#include <poll.h>
+#include <rte_cycles.h>
+#include <rte_mbuf.h>
+
+namespace netbackd::dataplane {
+
+namespace {
+
+// Worst case of one guest packet: 64 KiB over buffers of `room` bytes.
+std::size_t max_buffers_per_packet(std::uint32_t room) { return (0xffffu + room - 1) / room; }
+
+std::uint32_t data_room_of(const pmd::Mempool& pool) {
+    return rte_pktmbuf_data_room_size(pool.get()) - RTE_PKTMBUF_HEADROOM;
+}
+
+} // namespace
+
+Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
+    : cfg_(config),
+      grants_(ctx.grants),
+      events_(ctx.events),
+      pool_(ctx.pool),
+      uplinks_(std::move(ctx.uplinks)),
+      gso_(ctx.pool, ctx.indirect_pool),
+      room_(data_room_of(ctx.pool)),
+      tsc_hz_(rte_get_tsc_hz()),
+      sw_(config.max_vifs + uplinks_.size() + 1, config.mac_table),
+      by_port_(config.max_vifs + uplinks_.size() + 1, nullptr),
+      uplink_port_(uplinks_.size(), kNoPort),
+      port_uplink_(config.max_vifs + uplinks_.size() + 1, -1),
+      inbox_(256),
+      detached_(256),
+      wake_(platform::make_eventfd()),
+      txpkts_(config.tx_burst),
+      tx_nmbufs_(config.tx_burst),
+      tx_mbufs_(std::size_t{config.tx_burst} * max_buffers_per_packet(room_)),
+      // Each packet needs at most one segment per guest slot plus one per buffer boundary.
+      copy_(std::max<std::size_t>(std::size_t{config.tx_burst} *
+                                      (ring::kMaxTxSegments + max_buffers_per_packet(room_)),
+                                  std::size_t{config.rx_burst} * (ring::kMaxRxSegments + 64))),
+      seg_first_(std::max(config.tx_burst, config.rx_burst) + 1),
+      tx_out_(config.tx_burst),
+      rx_frames_(config.rx_burst),
+      uplink_rx_buf_(config.uplink_burst),
+      uplink_tx_buf_(uplinks_.size(), std::vector<rte_mbuf*>(512)),
+      uplink_tx_count_(uplinks_.size(), 0),
+      gso_out_(256),
+      flood_(config.max_vifs + uplinks_.size() + 1) {
+    if (room_ < 64) throw std::invalid_argument("dataplane: mempool buffers are too small");
+    vifs_.reserve(config.max_vifs);
+    for (std::size_t u = 0; u < uplinks_.size(); ++u) {
+        SwitchPort p;
+        p.kind = PortKind::uplink;
+        p.uplink = static_cast<std::uint16_t>(u);
+        const SwitchPortId id = sw_.add_port(p);
+        uplink_port_[u] = id;
+        port_uplink_[id] = static_cast<std::int32_t>(u);
+    }
+    now_ = rte_get_tsc_cycles();
+    last_age_ = now_;
+}
+
+Worker::~Worker() {
+    for (VifRuntime* v : vifs_) {
+        for (auto& q : v->queues) {
+            while (!q->backlog.empty()) {
+                rte_pktmbuf_free(q->backlog.front());
+                q->backlog.pop();
+            }
+        }
+    }
+    for (std::size_t u = 0; u < uplinks_.size(); ++u) {
+        for (std::size_t i = 0; i < uplink_tx_count_[u]; ++i) rte_pktmbuf_free(uplink_tx_buf_[u][i]);
+    }
+}
+
+bool Worker::post(const WorkerMsg& msg) noexcept {
+    if (!inbox_.push(msg)) return false;
+    platform::signal_eventfd(wake_.get());
+    return true;
+}
+
+void Worker::handle_messages() noexcept {
+    while (auto msg = inbox_.pop()) {
+        VifRuntime& vif = *msg->vif;
+        switch (msg->kind) {
+        case WorkerMsgKind::attach: attach(vif); break;
+        case WorkerMsgKind::detach: detach(vif); break;
+        case WorkerMsgKind::set_rate: vif.set_rate(msg->rate, now_); break;
+        }
+    }
+}
+
+void Worker::attach(VifRuntime& vif) noexcept {
+    vifs_.push_back(&vif);
+    vif.set_rate(vif.handle().policy.rate, now_);
+    if (!vif.uplink || (!uplinks_.empty() && *vif.uplink >= uplinks_.size())) {
+        vif.disable(VifFault::unknown_uplink);
+        return;
+    }
+    SwitchPort p;
+    p.kind = PortKind::vif;
+    p.uplink = *vif.uplink;
+    p.vlan = vif.vlan;
+    p.allowed_src = vif.mac;
+    const SwitchPortId id = sw_.add_port(p);
+    if (id == kNoPort) {
+        vif.disable(sw_.lookup(vif.vlan, vif.mac) != kNoPort ? VifFault::duplicate_mac
+                                                             : VifFault::switch_full);
+        return;
+    }
+    vif.switch_port = id;
+    by_port_[id] = &vif;
+    vif.set_running();
+}
+
+void Worker::detach(VifRuntime& vif) noexcept {
+    std::erase(vifs_, &vif);
+    if (vif.switch_port != kNoPort) {
+        sw_.remove_port(vif.switch_port);
+        by_port_[vif.switch_port] = nullptr;
+        vif.switch_port = kNoPort;
+    }
+    for (auto& q : vif.queues) {
+        while (!q->backlog.empty()) {
+            rte_pktmbuf_free(q->backlog.front());
+            q->backlog.pop();
+        }
+    }
+    // The mailbox back is as large as the one in: it cannot be full while detaches are paired.
+    (void)detached_.push(&vif);
+}
+
+void Worker::notify(VifRuntime& vif, platform::EvtchnPort port) noexcept {
+    events_.notify(port);
+    vif.counters_.notifications.add();
+}
+
+std::size_t Worker::poll_once() noexcept {
+    counters_.iterations.add();
+    handle_messages();
+    now_ = rte_get_tsc_cycles();
+    wake_at_ = 0;
+    std::size_t work = 0;
+    for (std::uint16_t u = 0; u < uplinks_.size(); ++u) work += uplink_rx(u);
+    for (VifRuntime* v : vifs_) {
+        if (!v->running()) continue;
+        for (auto& q : v->queues) {
+            work += tx_queue(*v, *q);
+            if (!v->running()) break;
+        }
+    }
+    flush_uplinks();
+    for (VifRuntime* v : vifs_) {
+        if (!v->running()) continue;
+        for (auto& q : v->queues) {
+            work += rx_queue(*v, *q);
+            if (!v->running()) break;
+        }
+    }
+    if (now_ - last_age_ > tsc_hz_) {
+        last_age_ = now_;
+        sw_.age(now_, static_cast<std::uint64_t>(cfg_.mac_age.count()) * tsc_hz_);
+    }
+    return work;
+}
+
+bool Worker::prepare_sleep() noexcept {
+    // A delivered port stays masked until unmasked: re-open them all before the final checks, so
+    // a request published after the check still wakes us.
+    while (auto port = events_.pending()) events_.unmask(*port);
+    handle_messages();
+    now_ = rte_get_tsc_cycles();
+    for (VifRuntime* v : vifs_) {
+        if (!v->running()) continue;
+        for (auto& q : v->queues) {
+            const bool tx_throttled = !v->tx_bucket.unlimited() && v->tx_bucket.credit() == 0 &&
+                                      now_ < v->tx_bucket.next_refill();
+            if (!tx_throttled) {
+                const ring::Avail a = q->tx_ring.final_check();
+                if (a.count != 0 || a.error != ring::ProdError::none) return false;
+            }
+            if (!q->backlog.empty()) {
+                const rte_mbuf* m = q->backlog.front();
+                const auto slots = static_cast<ring::RingIdx>((m->pkt_len + 4095) / 4096 +
+                                                              ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) ? 1 : 0));
+                const ring::Avail a = q->rx_ring.final_check(slots);
+                const bool throttled = !v->rx_bucket.available(m->pkt_len, now_);
+                if (!throttled && (a.count >= slots || a.error != ring::ProdError::none)) return false;
+            }
+        }
+    }
+    return true;
+}
+
+void Worker::sleep() noexcept {
+    counters_.sleeps.add();
+    bool polled = !uplinks_.empty();
+    std::uint64_t until = 0;
+    for (VifRuntime* v : vifs_) {
+        if (!v->running()) continue;
+        for (auto& q : v->queues) {
+            if (!q->backlog.empty() && !v->rx_notify) polled = true;
+            if (!q->backlog.empty() && !v->rx_bucket.unlimited())
+                until = until == 0 ? v->rx_bucket.next_refill() : std::min(until, v->rx_bucket.next_refill());
+        }
+        if (!v->tx_bucket.unlimited() && v->tx_bucket.credit() == 0)
+            until = until == 0 ? v->tx_bucket.next_refill() : std::min(until, v->tx_bucket.next_refill());
+    }
+    std::uint64_t timeout_us = polled ? static_cast<std::uint64_t>(cfg_.poll_interval.count()) : UINT64_MAX;
+    if (until != 0) {
+        const std::uint64_t ticks = until > now_ ? until - now_ : 0;
+        timeout_us = std::min(timeout_us, ticks * 1'000'000 / tsc_hz_ + 1);
+    }
+    pollfd fds[2] = {{events_.fd(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    timespec ts{};
+    timespec* tsp = nullptr;
+    if (timeout_us != UINT64_MAX) {
+        ts.tv_sec = static_cast<time_t>(timeout_us / 1'000'000);
+        ts.tv_nsec = static_cast<long>((timeout_us % 1'000'000) * 1000);
+        tsp = &ts;
+    }
+    (void)::ppoll(fds, 2, tsp, nullptr);
+    if (fds[1].revents != 0) platform::drain_eventfd(wake_.get());
+}
+
+void Worker::run(const std::atomic<bool>& stop) noexcept {
+    const std::uint64_t idle_ticks =
+        static_cast<std::uint64_t>(cfg_.idle_before_sleep.count()) * tsc_hz_ / 1'000'000;
+    std::uint64_t last_work = rte_get_tsc_cycles();
+    bool slept = false;
+    while (!stop.load(std::memory_order_relaxed)) {
+        if (poll_once() != 0) {
+            last_work = now_;
+            slept = false;
+            continue;
+        }
+        // After a wake-up that brought nothing, go straight back to sleep: spinning for the idle
+        // period after every timer tick would keep an idle host busy.
+        if (!slept && now_ - last_work < idle_ticks) continue;
+        if (stop.load(std::memory_order_relaxed)) break;
+        if (prepare_sleep()) {
+            sleep();
+            slept = true;
+        }
+    }
+}
+
+} // namespace netbackd::dataplane

@@ -1,0 +1,170 @@
+// One run-to-completion poll loop: a worker owns the vifs the control thread handed it, its own
+// L2 switch, and one RX/TX queue of each uplink. Each iteration: take control messages, switch an
+// uplink RX burst to the vifs, take a bounded TX burst from every vif queue (one batched grant
+// copy each) and switch it, flush the uplink TX buffers, then copy each vif queue's backlog into
+// its posted RX buffers (one batched grant copy each). After a configurable idle time it re-arms
+// the rings' event indices and sleeps on the event-channel fd (and its own wake-up eventfd).
+//
+// Fast path rules: no allocation, lock, exception, log line or syscall per packet; virtual calls
+// (platform, uplink) happen once per burst.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "backend/control/data_plane_sink.hpp"
+#include "backend/dataplane/l2_switch.hpp"
+#include "backend/dataplane/spsc_queue.hpp"
+#include "backend/dataplane/uplink.hpp"
+#include "backend/dataplane/vif_runtime.hpp"
+#include "backend/platform/fd.hpp"
+#include "backend/platform/platform.hpp"
+#include "pmd/gso.hpp"
+#include "pmd/mempool.hpp"
+#include "ring/rx_responder.hpp"
+#include "ring/tx_packet.hpp"
+
+struct rte_mbuf;
+
+namespace netbackd::dataplane {
+
+struct WorkerConfig {
+    std::uint32_t tx_burst = 32;     // packets per vif queue per iteration (guest -> backend)
+    std::uint32_t rx_burst = 64;     // frames per vif queue per iteration (backend -> guest)
+    std::uint32_t uplink_burst = 32; // frames per uplink per iteration
+    std::size_t max_vifs = 64;
+    std::size_t mac_table = 4096;
+    // Busy-poll this long after the last work before re-arming notifications and sleeping.
+    std::chrono::microseconds idle_before_sleep{200};
+    // Longest sleep while something can only be polled: an uplink (our ports give no RX
+    // interrupt), or a frontend without feature-rx-notify holding a backlog.
+    std::chrono::microseconds poll_interval{1000};
+    std::chrono::seconds mac_age{300};
+    std::uint16_t uplink_queue = 0;
+};
+
+struct WorkerContext {
+    platform::Grants& grants;
+    platform::Events& events;
+    const pmd::Mempool& pool;          // guest TX frames are copied into these buffers
+    const pmd::Mempool& indirect_pool; // software GSO payload references
+    std::vector<Uplink*> uplinks;      // index = uplink number used by VifRuntime::uplink
+};
+
+enum class WorkerMsgKind : std::uint8_t { attach, detach, set_rate };
+
+struct WorkerMsg {
+    WorkerMsgKind kind = WorkerMsgKind::attach;
+    VifRuntime* vif = nullptr;
+    std::optional<control::Rate> rate;
+};
+
+struct WorkerCounters {
+    Counter iterations;
+    Counter sleeps;
+    Counter uplink_rx;
+    Counter uplink_tx;
+    Counter uplink_tx_dropped; // the port refused them
+    Counter uplink_unrouted;   // wire frames for nobody here
+};
+
+class Worker {
+public:
+    Worker(const WorkerConfig& config, WorkerContext context);
+    ~Worker();
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    // ---- control thread
+    // Queues a message and wakes the worker; false when the mailbox is full (retry later).
+    bool post(const WorkerMsg& msg) noexcept;
+    // A vif whose detach the worker has completed: its rings are no longer touched.
+    std::optional<VifRuntime*> take_detached() noexcept { return detached_.pop(); }
+    // Interrupts a sleep (e.g. to make run() see its stop flag).
+    void wake() noexcept { platform::signal_eventfd(wake_.get()); }
+    const WorkerCounters& counters() const noexcept { return counters_; }
+
+    // ---- worker thread
+    // One iteration; returns how much it did (0: idle).
+    std::size_t poll_once() noexcept;
+    // Polls until stop is set, sleeping when idle.
+    void run(const std::atomic<bool>& stop) noexcept;
+    // Re-arms every ring's event index; false when work showed up meanwhile (don't sleep).
+    bool prepare_sleep() noexcept;
+
+private:
+    struct TxOut {
+        rte_mbuf* m;
+        bool csum_blank;
+        bool data_validated;
+        std::optional<ring::TxGso> gso;
+    };
+    struct RxFrame {
+        rte_mbuf* m;
+        ring::RxReservation res;
+        std::array<ring::RxChunk, ring::kMaxRxSegments> chunks;
+        std::size_t first_seg;
+        std::size_t nsegs;
+        ring::RxMeta meta;
+    };
+
+    void handle_messages() noexcept;
+    void attach(VifRuntime& vif) noexcept;
+    void detach(VifRuntime& vif) noexcept;
+
+    std::size_t uplink_rx(std::uint16_t u) noexcept;
+    std::size_t tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept;
+    void forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept;
+    void uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint16_t vlan) noexcept;
+    void uplink_push(std::uint16_t u, rte_mbuf* m) noexcept;
+    void flush_uplinks() noexcept;
+    void vif_enqueue(VifRuntime& vif, rte_mbuf* m) noexcept;
+    void backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept;
+    std::size_t rx_queue(VifRuntime& vif, QueueRuntime& q) noexcept;
+    void notify(VifRuntime& vif, platform::EvtchnPort port) noexcept;
+    void sleep() noexcept;
+
+    WorkerConfig cfg_;
+    platform::Grants& grants_;
+    platform::Events& events_;
+    const pmd::Mempool& pool_;
+    std::vector<Uplink*> uplinks_;
+    pmd::SoftwareGso gso_;
+    std::uint32_t room_; // data bytes per buffer of pool_
+    std::uint64_t tsc_hz_;
+
+    L2Switch sw_;
+    std::vector<VifRuntime*> vifs_;
+    std::vector<VifRuntime*> by_port_;          // switch port -> vif
+    std::vector<SwitchPortId> uplink_port_;      // uplink -> switch port
+    std::vector<std::int32_t> port_uplink_;      // switch port -> uplink, or -1
+
+    SpscQueue<WorkerMsg> inbox_;
+    SpscQueue<VifRuntime*> detached_;
+    platform::Fd wake_;
+
+    // Scratch for one burst, sized once.
+    std::vector<ring::TxPacket> txpkts_;
+    std::vector<std::uint16_t> tx_nmbufs_;
+    std::vector<rte_mbuf*> tx_mbufs_;
+    std::vector<platform::CopySegment> copy_;
+    std::vector<std::size_t> seg_first_;
+    std::vector<TxOut> tx_out_;
+    std::vector<RxFrame> rx_frames_;
+    std::vector<rte_mbuf*> uplink_rx_buf_;
+    std::vector<std::vector<rte_mbuf*>> uplink_tx_buf_;
+    std::vector<std::size_t> uplink_tx_count_;
+    std::vector<rte_mbuf*> gso_out_;
+    std::vector<SwitchPortId> flood_;
+
+    std::uint64_t now_ = 0;
+    std::uint64_t last_age_ = 0;
+    std::uint64_t wake_at_ = 0; // earliest tick a throttled vif regains credit; 0: none
+    WorkerCounters counters_;
+};
+
+} // namespace netbackd::dataplane
