@@ -3,6 +3,7 @@
 // operations on that domain are plain memory accesses.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -48,6 +49,8 @@ public:
     DomId domid() const noexcept { return domid_; }
     std::uint32_t token() const noexcept { return token_; }
     int eventfd() const noexcept { return eventfd_.get(); }
+    // The eventfd has one reader: the first SimEvents on this connection claims it.
+    bool claim_events() noexcept { return !events_claimed_.exchange(true); }
 
     // nullptr when the domain does not exist; a cached view of a destroyed domain is refreshed.
     std::shared_ptr<DomainView> domain(DomId domid);
@@ -85,6 +88,7 @@ private:
     DomId domid_ = 0;
     std::uint32_t token_ = 0;
     platform::Fd eventfd_;
+    std::atomic<bool> events_claimed_{false};
 
     std::mutex cache_mutex_;
     std::unordered_map<DomId, std::shared_ptr<DomainView>> domains_;

@@ -214,6 +214,7 @@ Hypervisor::Outcome Hypervisor::handle(Conn& c, const wire::Request& req, std::v
     case Op::hello: {
         if (find(req.domid) == nullptr) return fail(ESRCH, fmt::format("no domain {}", req.domid));
         if (fds.size() != 1) return fail(EINVAL, "hello needs the caller's eventfd");
+        if (c.in_domain) return fail(EALREADY, "this connection already runs in a domain");
         c.in_domain = true;
         c.domid = static_cast<std::uint16_t>(req.domid);
         c.eventfd = std::move(fds[0]);

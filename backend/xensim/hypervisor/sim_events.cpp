@@ -17,6 +17,8 @@ constexpr auto kInterdomain = static_cast<std::uint32_t>(PortState::interdomain)
 } // namespace
 
 SimEvents::SimEvents(std::shared_ptr<HvClient> client) : client_(std::move(client)) {
+    if (!client_->claim_events())
+        throw PlatformError("this hypervisor connection already has an Events; connect again for another", EBUSY);
     self_ = client_->domain(client_->domid());
     if (self_ == nullptr)
         throw PlatformError(fmt::format("domain {} does not exist", client_->domid()), ESRCH);

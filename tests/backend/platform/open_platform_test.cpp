@@ -69,7 +69,7 @@ TEST_CASE("the simulated platform names what is missing", "[simxen][platform]") 
     CHECK(why.find('\n') == std::string::npos);
 }
 
-TEST_CASE("--platform and the sim options parse, with environment defaults", "[simxen][platform]") {
+TEST_CASE("the platform options (--platform, --sim-dir, --sim-domid) parse", "[simxen][platform]") {
     {
         CLI::App app;
         PlatformOptions o;
