@@ -1,0 +1,141 @@
+// Test world for the fast path: a simulated hypervisor, a driver domain whose grants and events
+// the worker uses (grant copies counted), netfronts acting as guests in the same process, and an
+// uplink over two rte_rings so the test sees exactly what went to the wire and injects what
+// comes from it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include <rte_ring.h>
+
+#include "../xensim/hv_host.hpp"
+#include "backend/control/data_plane_sink.hpp"
+#include "backend/dataplane/mac.hpp"
+#include "backend/dataplane/uplink.hpp"
+#include "backend/xensim/hypervisor/client.hpp"
+#include "backend/xensim/hypervisor/guest_memory.hpp"
+#include "backend/xensim/hypervisor/sim_events.hpp"
+#include "backend/xensim/hypervisor/sim_grants.hpp"
+#include "pmd/mempool.hpp"
+#include "ring/front_packets.hpp"
+#include "ring/front_ring.hpp"
+
+namespace netbackd::dataplane::test {
+
+using Bytes = std::vector<std::byte>;
+inline constexpr platform::DomId kBackDom = 1;
+
+// Counts copy calls and segments, and can make chosen grant refs fail (as a revoked grant would).
+class CountingGrants final : public platform::Grants {
+public:
+    explicit CountingGrants(platform::Grants& inner) : inner_(inner) {}
+    std::unique_ptr<platform::GrantMapping> map(platform::DomId d, platform::GrantRef r, bool w) override {
+        return inner_.map(d, r, w);
+    }
+    void copy(std::span<platform::CopySegment> segs) override;
+
+    std::uint64_t calls = 0;
+    std::uint64_t segments = 0;
+    std::vector<platform::GrantRef> poisoned; // source refs whose segments fail
+
+private:
+    platform::Grants& inner_;
+};
+
+class RingUplink final : public Uplink {
+public:
+    RingUplink(const pmd::Mempool& pool, pmd::Offloads hw = pmd::Offloads::none(), std::uint16_t mtu = 1500);
+    ~RingUplink() override;
+    std::uint16_t rx_burst(std::uint16_t queue, std::span<rte_mbuf*> out) noexcept override;
+    std::uint16_t tx_burst(std::uint16_t queue, std::span<rte_mbuf*> pkts) noexcept override;
+    const pmd::Offloads& hardware() const noexcept override { return hw_; }
+    std::uint16_t mtu() const noexcept override { return mtu_; }
+
+    void inject(std::span<const std::byte> frame);
+    // Everything sent so far, taken.
+    std::vector<Bytes> sent();
+
+private:
+    const pmd::Mempool& pool_;
+    pmd::Offloads hw_;
+    std::uint16_t mtu_;
+    rte_ring* to_backend_;
+    rte_ring* from_backend_;
+};
+
+struct World {
+    explicit World(std::vector<platform::DomId> guests, std::uint64_t guest_bytes = 32u << 20);
+    xensim::testing::HvHost host;
+    std::shared_ptr<xensim::HvClient> admin;
+    std::shared_ptr<xensim::HvClient> back;
+    xensim::SimGrants sim_grants;
+    CountingGrants grants;
+    xensim::SimEvents events;
+};
+
+// One guest's netfront with one queue.
+class Netfront {
+public:
+    Netfront(World& world, platform::DomId domid, std::uint32_t devid = 0);
+
+    // The handle the control plane would hand over (rings mapped, port bound by the backend).
+    std::unique_ptr<control::VifHandle> handle(MacAddr mac, control::NegotiatedFeatures features = default_features(),
+                                               std::optional<control::Rate> rate = std::nullopt);
+    static control::NegotiatedFeatures default_features();
+
+    // Queues one frame (not pushed): slots of at most one page each, the first starting at
+    // first_offset. Returns the first slot's id.
+    std::uint16_t send(std::span<const std::byte> frame, ring::TxFrontFlags flags = {},
+                       ring::TxExtras extras = {}, std::uint16_t first_offset = 0,
+                       std::optional<platform::GrantRef> bad_ref = std::nullopt);
+    // Publishes requests; notifies when the backend asked. Returns whether it notified.
+    bool push_tx();
+    // All TX responses so far.
+    std::vector<netif_tx_response_t> tx_responses();
+
+    void post_rx_buffers(std::size_t n);
+    struct Received {
+        Bytes frame;
+        std::uint16_t flags;
+        std::optional<netif_extra_info_t> gso;
+        bool error;
+    };
+    std::vector<Received> receive();
+
+    // Backend -> this guest notifications seen (and acknowledged).
+    std::size_t drain_notifications();
+
+    platform::DomId domid() const { return domid_; }
+    ring::FrontRing<ring::TxRing>& tx() { return *tx_; }
+    ring::FrontRing<ring::RxRing>& rx() { return *rx_; }
+    std::span<std::byte> tx_page() { return mem_.page(tx_gfn_); }
+
+private:
+    World& world_;
+    platform::DomId domid_;
+    std::uint32_t devid_;
+    std::shared_ptr<xensim::HvClient> client_;
+    xensim::GuestMemory mem_;
+    xensim::SimEvents events_;
+    xensim::Gfn tx_gfn_, rx_gfn_;
+    platform::GrantRef tx_ref_, rx_ref_;
+    platform::EvtchnPort port_;
+    std::unique_ptr<ring::FrontRing<ring::TxRing>> tx_;
+    std::unique_ptr<ring::FrontRing<ring::RxRing>> rx_;
+    std::uint16_t next_tx_id_ = 0;
+    std::uint16_t next_rx_id_ = 0;
+    std::map<std::uint16_t, xensim::Gfn> rx_pages_;
+};
+
+MacAddr mac(std::uint8_t last);
+// A TCP/IPv4 (or other per spec) frame with the given MACs, checksums left zero.
+Bytes frame(MacAddr dst, MacAddr src, std::size_t payload, int ip_version = 4, std::uint8_t seed = 1);
+// The same frame with valid checksums.
+Bytes with_checksums(Bytes f);
+
+} // namespace netbackd::dataplane::test

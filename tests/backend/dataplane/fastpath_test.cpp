@@ -1,0 +1,399 @@
+// The worker's fast path end to end on the simulated hypervisor: netfronts in guest domains,
+// the worker stepped by hand, the wire seen through a pair of rte_rings.
+#include <algorithm>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "pmd/checksum.hpp"
+#include "rig.hpp"
+
+using namespace netbackd;
+using namespace netbackd::dataplane;
+using namespace netbackd::dataplane::test;
+
+namespace {
+
+constexpr platform::DomId kA = 11;
+constexpr platform::DomId kB = 12;
+const MacAddr kMacA = mac(0xa);
+const MacAddr kMacB = mac(0xb);
+const MacAddr kOutside = mac(0x99);
+
+std::size_t count_status(const std::vector<netif_tx_response_t>& rs, std::int16_t status) {
+    return static_cast<std::size_t>(std::count_if(rs.begin(), rs.end(), [&](auto r) { return r.status == status; }));
+}
+
+} // namespace
+
+TEST_CASE("a burst of guest frames reaches the uplink byte-exact with one grant copy", "[dataplane][fastpath]") {
+    Rig rig({kA});
+    Netfront a(rig.world, kA);
+    VifRuntime& va = rig.attach(a, kMacA);
+    REQUIRE(va.state() == VifState::running);
+
+    std::vector<Bytes> frames;
+    for (std::size_t i = 0; i < 32; ++i) {
+        frames.push_back(frame(kOutside, kMacA, 20 + i * 43, i % 2 ? 6 : 4, static_cast<std::uint8_t>(i)));
+        a.send(frames.back());
+    }
+    a.push_tx();
+    const auto calls = rig.world.grants.calls;
+    rig.poll();
+    CHECK(rig.world.grants.calls - calls == 1);
+
+    const auto out = rig.up.sent();
+    REQUIRE(out.size() == frames.size());
+    for (std::size_t i = 0; i < frames.size(); ++i) CHECK(out[i] == frames[i]);
+    const auto rs = a.tx_responses();
+    CHECK(rs.size() == 32);
+    CHECK(count_status(rs, NETIF_RSP_OKAY) == 32);
+    const VifStats s = snapshot(va.counters());
+    CHECK(s.tx_packets == 32);
+    CHECK(s.copy_batches == 1);
+    CHECK(s.copy_segments == 32);
+}
+
+TEST_CASE("frames from the uplink land in the guest's buffers with the right responses", "[dataplane][fastpath]") {
+    Rig rig({kA});
+    Netfront a(rig.world, kA);
+    VifRuntime& va = rig.attach(a, kMacA);
+    a.post_rx_buffers(16);
+
+    std::vector<Bytes> frames;
+    for (std::size_t i = 0; i < 8; ++i) {
+        frames.push_back(with_checksums(frame(kMacA, kOutside, 100 + 150 * i, i % 2 ? 6 : 4, static_cast<std::uint8_t>(i))));
+        rig.up.inject(frames.back());
+    }
+    Bytes bad = frame(kMacA, kOutside, 300); // checksums left zero: wrong
+    rig.up.inject(bad);
+    // A frame for nobody here is not delivered.
+    rig.up.inject(frame(mac(0x55), kOutside, 64));
+    const auto calls = rig.world.grants.calls;
+    rig.poll();
+    CHECK(rig.world.grants.calls - calls == 1);
+
+    const auto got = a.receive();
+    REQUIRE(got.size() == 9);
+    for (std::size_t i = 0; i < 8; ++i) {
+        CHECK(got[i].frame == frames[i]);
+        CHECK_FALSE(got[i].error);
+        CHECK((got[i].flags & NETRXF_data_validated) != 0);
+        CHECK((got[i].flags & NETRXF_more_data) == 0);
+    }
+    CHECK(got[8].frame == bad);
+    CHECK((got[8].flags & NETRXF_data_validated) == 0);
+    CHECK(snapshot(va.counters()).rx_packets == 9);
+    CHECK(rig.worker->counters().uplink_unrouted.get() == 1);
+}
+
+TEST_CASE("guest-to-guest traffic stays off the wire", "[dataplane][fastpath]") {
+    Rig rig({kA, kB});
+    Netfront a(rig.world, kA);
+    Netfront b(rig.world, kB);
+    rig.attach(a, kMacA);
+    VifRuntime& vb = rig.attach(b, kMacB);
+    b.post_rx_buffers(8);
+
+    const Bytes f = frame(kMacB, kMacA, 700);
+    a.send(f, ring::TxFrontFlags{.csum_blank = true});
+    a.push_tx();
+    rig.poll();
+    CHECK(rig.up.sent().empty());
+    const auto got = b.receive();
+    REQUIRE(got.size() == 1);
+    // The blank checksums were filled for the receiving guest, which is told so.
+    CHECK(got[0].frame == with_checksums(f));
+    CHECK((got[0].flags & NETRXF_data_validated) != 0);
+    CHECK(snapshot(vb.counters()).rx_packets == 1);
+}
+
+TEST_CASE("a frame from a MAC the guest does not own is dropped and counted", "[dataplane][fastpath]") {
+    Rig rig({kA});
+    Netfront a(rig.world, kA);
+    VifRuntime& va = rig.attach(a, kMacA);
+    a.send(frame(kOutside, mac(0x77), 100));
+    a.send(frame(kOutside, kMacA, 100));
+    a.push_tx();
+    rig.poll();
+    CHECK(rig.up.sent().size() == 1);
+    CHECK(snapshot(va.counters()).dropped(Drop::tx_spoofed) == 1);
+}
+
+TEST_CASE("multi-slot 9000-byte frames both ways with SG", "[dataplane][fastpath]") {
+    Rig rig({kA});
+    Netfront a(rig.world, kA);
+    rig.attach(a, kMacA);
+
+    const Bytes out = frame(kOutside, kMacA, 9000 - 54);
+    REQUIRE(out.size() == 9000);
+    a.send(out, {}, {}, 100); // slots: 3996 + 4096 + 908
+    a.push_tx();
+    rig.poll();
+    const auto sent = rig.up.sent();
+    REQUIRE(sent.size() == 1);
+    CHECK(sent[0] == out);
+    const auto rs = a.tx_responses();
+    CHECK(rs.size() == 3);
+    CHECK(count_status(rs, NETIF_RSP_OKAY) == 3);
+
+    a.post_rx_buffers(8);
+    const Bytes in = with_checksums(frame(kMacA, kOutside, 9000 - 54, 4, 9));
+    rig.up.inject(in);
+    rig.poll();
+    const auto got = a.receive();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].frame == in);
+    CHECK((got[0].flags & NETRXF_more_data) != 0);
+}
+
+TEST_CASE("without SG a frame larger than a page is dropped, smaller ones still pass", "[dataplane][fastpath]") {
+    Rig rig({kA});
+    Netfront a(rig.world, kA);
+    auto f = Netfront::default_features();
+    f.sg = false;
+    VifRuntime& va = rig.attach(a, kMacA, f);
+    a.post_rx_buffers(8);
+    rig.up.inject(frame(kMacA, kOutside, 9000 - 54));
+    rig.up.inject(frame(kMacA, kOutside, 1000));
+    rig.poll();
+    const auto got = a.receive();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].frame.size() == 1054);
+    CHECK(snapshot(va.counters()).dropped(Drop::rx_too_big) == 1);
+}
+
+TEST_CASE("csum_blank frames leave with valid checksums on a port without offload", "[dataplane][fastpath]") {
+    Rig rig({kA});
+    Netfront a(rig.world, kA);
+    rig.attach(a, kMacA);
+    const Bytes v4 = frame(kOutside, kMacA, 333, 4);
+    const Bytes v6 = frame(kOutside, kMacA, 444, 6);
+    REQUIRE(pmd::verify_checksums(v4) == pmd::ChecksumVerdict::invalid);
+    a.send(v4, ring::TxFrontFlags{.csum_blank = true});
+    a.send(v6, ring::TxFrontFlags{.csum_blank = true});
+    a.push_tx();
+    rig.poll();
+    const auto sent = rig.up.sent();
+    REQUIRE(sent.size() == 2);
+    CHECK(pmd::verify_checksums(sent[0]) == pmd::ChecksumVerdict::valid);
+    CHECK(pmd::verify_checksums(sent[1]) == pmd::ChecksumVerdict::valid);
+    CHECK(sent[0] == with_checksums(v4));
+    CHECK(sent[1] == with_checksums(v6));
+}
+
+TEST_CASE("a bad grant in a batch fails only its own packet", "[dataplane][fastpath]") {
+    Rig rig({kA});
+    Netfront a(rig.world, kA);
+    VifRuntime& va = rig.attach(a, kMacA);
+    std::vector<std::uint16_t> ids;
+    for (int i = 0; i < 5; ++i)
+        ids.push_back(a.send(frame(kOutside, kMacA, 100 + static_cast<std::size_t>(i)), {}, {}, 0,
+                             i == 2 ? std::optional<platform::GrantRef>(123456) : std::nullopt));
+    a.push_tx();
+    const auto calls = rig.world.grants.calls;
+    rig.poll();
+    CHECK(rig.world.grants.calls - calls == 1);
+    const auto rs = a.tx_responses();
+    REQUIRE(rs.size() == 5);
+    for (const auto& r : rs) CHECK(r.status == (r.id == ids[2] ? NETIF_RSP_ERROR : NETIF_RSP_OKAY));
+    const auto sent = rig.up.sent();
+    REQUIRE(sent.size() == 4);
+    CHECK(sent[2].size() == 100 + 54 + 3);
+    CHECK(snapshot(va.counters()).dropped(Drop::tx_copy_failed) == 1);
+    CHECK(va.state() == VifState::running);
+}
+
+TEST_CASE("a guest with no RX buffers loses its own frames only", "[dataplane][fastpath]") {
+    Rig rig({kA, kB});
+    Netfront a(rig.world, kA);
+    Netfront b(rig.world, kB);
+    VifRuntime& va = rig.attach(a, kMacA);
+    VifRuntime& vb = rig.attach(b, kMacB);
+    b.post_rx_buffers(64);
+    std::size_t for_b = 0;
+    for (int round = 0; round < 10; ++round) {
+        for (int i = 0; i < 30; ++i) rig.up.inject(frame(kMacA, kOutside, 60));
+        rig.up.inject(frame(kMacB, kOutside, 60));
+        ++for_b;
+        rig.poll(2);
+    }
+    CHECK(b.receive().size() == for_b);
+    CHECK(snapshot(vb.counters()).rx_packets == for_b);
+    const VifStats sa = snapshot(va.counters());
+    CHECK(sa.rx_packets == 0);
+    CHECK(sa.dropped(Drop::rx_no_buffer) == 300 - kRxBacklog);
+    // Buffers posted later drain the backlog.
+    a.post_rx_buffers(200);
+    rig.poll(4);
+    CHECK(a.receive().size() == 200);
+}
+
+TEST_CASE("a fatal TX ring error disables that vif only and says why", "[dataplane][fastpath]") {
+    Rig rig({kA, kB});
+    Netfront a(rig.world, kA);
+    Netfront b(rig.world, kB);
+    VifRuntime& va = rig.attach(a, kMacA);
+    VifRuntime& vb = rig.attach(b, kMacB);
+    ring::SharedRing<ring::TxRing> shared(ring::Page(a.tx_page().data(), ring::kPageSize));
+    shared.req_prod().store(1000, std::memory_order_release);
+    b.send(frame(kOutside, kMacB, 100));
+    b.push_tx();
+    rig.poll();
+    CHECK(va.state() == VifState::disabled);
+    CHECK(va.fault() == VifFault::tx_ring);
+    CHECK(va.fault_message() == "tx ring: req_prod_overflow");
+    CHECK(vb.state() == VifState::running);
+    CHECK(rig.up.sent().size() == 1);
+    // Traffic for the disabled vif is dropped, the other keeps receiving.
+    b.post_rx_buffers(4);
+    rig.up.inject(frame(kMacA, kOutside, 60));
+    rig.up.inject(frame(kMacB, kOutside, 60));
+    rig.poll();
+    CHECK(b.receive().size() == 1);
+}
+
+TEST_CASE("the frontend is notified only when its rsp_event asks", "[dataplane][fastpath]") {
+    Rig rig({kA});
+    Netfront a(rig.world, kA);
+    VifRuntime& va = rig.attach(a, kMacA);
+    auto round = [&] {
+        a.send(frame(kOutside, kMacA, 80));
+        a.push_tx();
+        rig.poll();
+        return a.tx_responses().size();
+    };
+    // A fresh ring's rsp_event asks for the first response.
+    REQUIRE(round() == 1);
+    CHECK(snapshot(va.counters()).notifications == 1);
+    // Consumed without re-arming (no final check): rsp_event stays behind, no notify.
+    REQUIRE(round() == 1);
+    REQUIRE(round() == 1);
+    CHECK(snapshot(va.counters()).notifications == 1);
+    // Re-armed: the next response is announced.
+    REQUIRE(a.tx().final_check().count == 0);
+    REQUIRE(round() == 1);
+    CHECK(snapshot(va.counters()).notifications == 2);
+    CHECK(a.drain_notifications() >= 1);
+}
+
+TEST_CASE("a GSO frame leaves a port without TSO as valid MTU-sized segments", "[dataplane][fastpath]") {
+    Rig rig({kA});
+    Netfront a(rig.world, kA);
+    rig.attach(a, kMacA);
+    const std::size_t payload = 20000;
+    const Bytes big = frame(kOutside, kMacA, payload);
+    ring::TxExtras x;
+    x.gso = ring::TxGso{1448, XEN_NETIF_GSO_TYPE_TCPV4, 0};
+    a.send(big, ring::TxFrontFlags{.csum_blank = true}, x);
+    a.push_tx();
+    rig.poll();
+    const auto sent = rig.up.sent();
+    REQUIRE(sent.size() == (payload + 1447) / 1448);
+    std::size_t total = 0;
+    for (const auto& s : sent) {
+        CHECK(s.size() <= 1514);
+        CHECK(pmd::verify_checksums(s) == pmd::ChecksumVerdict::valid);
+        total += s.size() - 54;
+    }
+    CHECK(total == payload);
+}
+
+TEST_CASE("GSO between guests: whole to a GSO guest, cut for one without", "[dataplane][fastpath]") {
+    Rig rig({kA, kB});
+    Netfront a(rig.world, kA);
+    Netfront b(rig.world, kB);
+    rig.attach(a, kMacA);
+    auto nogso = Netfront::default_features();
+    nogso.gso_tcpv4 = false;
+    rig.attach(b, kMacB, nogso);
+    a.post_rx_buffers(64);
+    b.post_rx_buffers(64);
+    ring::TxExtras x;
+    x.gso = ring::TxGso{1000, XEN_NETIF_GSO_TYPE_TCPV4, 0};
+    // b -> a arrives whole with a GSO extra; a -> b arrives in 1000-byte segments.
+    b.send(frame(kMacA, kMacB, 5000), ring::TxFrontFlags{.csum_blank = true}, x);
+    a.send(frame(kMacB, kMacA, 5000), ring::TxFrontFlags{.csum_blank = true}, x);
+    b.push_tx();
+    a.push_tx();
+    rig.poll(2);
+    const auto at_a = a.receive();
+    REQUIRE(at_a.size() == 1);
+    CHECK(at_a[0].frame.size() == 5054);
+    REQUIRE(at_a[0].gso.has_value());
+    CHECK(at_a[0].gso->u.gso.size == 1000);
+    CHECK(pmd::verify_checksums(at_a[0].frame) == pmd::ChecksumVerdict::valid);
+    const auto at_b = b.receive();
+    REQUIRE(at_b.size() == 5);
+    for (const auto& r : at_b) {
+        CHECK(r.frame.size() == 1054);
+        CHECK_FALSE(r.gso.has_value());
+        CHECK(pmd::verify_checksums(r.frame) == pmd::ChecksumVerdict::valid);
+    }
+    CHECK(rig.up.sent().empty());
+}
+
+TEST_CASE("the rate limit holds TX back and can be lifted at run time", "[dataplane][fastpath]") {
+    Rig rig({kA});
+    Netfront a(rig.world, kA);
+    // 3000 bytes per second: three 1000-byte frames now, the rest much later.
+    VifRuntime& va = rig.attach(a, kMacA, Netfront::default_features(), control::Rate{3000, 1'000'000});
+    for (int i = 0; i < 5; ++i) a.send(frame(kOutside, kMacA, 1000 - 54));
+    a.push_tx();
+    rig.poll(3);
+    CHECK(rig.up.sent().size() == 3);
+    CHECK(snapshot(va.counters()).tx_throttled > 0);
+    REQUIRE(rig.worker->post(WorkerMsg{WorkerMsgKind::set_rate, &va, std::nullopt}));
+    rig.poll();
+    CHECK(rig.up.sent().size() == 2);
+}
+
+TEST_CASE("broadcast from a guest floods the other guest and the wire", "[dataplane][fastpath]") {
+    Rig rig({kA, kB});
+    Netfront a(rig.world, kA);
+    Netfront b(rig.world, kB);
+    rig.attach(a, kMacA);
+    rig.attach(b, kMacB);
+    a.post_rx_buffers(4);
+    b.post_rx_buffers(4);
+    const Bytes f = frame(MacAddr{0xffff'ffff'ffffULL}, kMacA, 200);
+    a.send(f);
+    a.push_tx();
+    rig.poll();
+    const auto wire = rig.up.sent();
+    REQUIRE(wire.size() == 1);
+    CHECK(wire[0] == f);
+    const auto at_b = b.receive();
+    REQUIRE(at_b.size() == 1);
+    CHECK(at_b[0].frame == f);
+    CHECK(a.receive().empty());
+}
+
+TEST_CASE("an idle worker sleeps and wakes on the guest's notification", "[dataplane][fastpath]") {
+    WorkerConfig cfg;
+    cfg.idle_before_sleep = std::chrono::microseconds(0);
+    cfg.poll_interval = std::chrono::microseconds(5000);
+    Rig rig({kA}, pmd::Offloads::none(), cfg);
+    Netfront a(rig.world, kA);
+    rig.attach(a, kMacA);
+    std::atomic<bool> stop{false};
+    std::thread t([&] { rig.worker->run(stop); });
+    std::vector<Bytes> got;
+    for (int i = 0; i < 50 && rig.worker->counters().sleeps.get() < 2; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    CHECK(rig.worker->counters().sleeps.get() >= 2);
+    const Bytes f = frame(kOutside, kMacA, 100);
+    a.send(f);
+    // The worker re-armed req_event before sleeping, so this push must notify.
+    CHECK(a.push_tx());
+    for (int i = 0; i < 500 && got.empty(); ++i) {
+        auto s = rig.up.sent();
+        got.insert(got.end(), s.begin(), s.end());
+        if (got.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    stop = true;
+    rig.worker->wake();
+    t.join();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0] == f);
+}

@@ -1,0 +1,47 @@
+// A worker driven step by step from the test thread, over a World and a RingUplink.
+#pragma once
+
+#include <memory>
+
+#include <catch2/catch.hpp>
+#include <rte_cycles.h>
+#include <vector>
+
+#include "../../pmd/dataplane_env.hpp"
+#include "backend/dataplane/worker.hpp"
+#include "dp_world.hpp"
+
+namespace netbackd::dataplane::test {
+
+struct Rig {
+    explicit Rig(std::vector<platform::DomId> guests, pmd::Offloads hw = pmd::Offloads::none(),
+                 WorkerConfig cfg = {})
+        : world(std::move(guests)),
+          pool(pmd::test::small_pool(16383)),
+          indirect(pmd::test::small_pool(8191, 0)),
+          up(pool, hw),
+          worker(std::make_unique<Worker>(cfg, WorkerContext{world.grants, world.events, pool, indirect, {&up}})) {}
+
+    ~Rig() { worker.reset(); } // before the vifs it points to
+
+    VifRuntime& attach(Netfront& nf, MacAddr m, control::NegotiatedFeatures f = Netfront::default_features(),
+                       std::optional<control::Rate> rate = std::nullopt) {
+        vifs.push_back(std::make_unique<VifRuntime>(nf.handle(m, f, rate), 0, rte_get_tsc_hz()));
+        REQUIRE(worker->post(WorkerMsg{WorkerMsgKind::attach, vifs.back().get(), std::nullopt}));
+        worker->poll_once();
+        return *vifs.back();
+    }
+
+    void poll(int n = 1) {
+        for (int i = 0; i < n; ++i) worker->poll_once();
+    }
+
+    World world;
+    pmd::Mempool pool;
+    pmd::Mempool indirect;
+    RingUplink up;
+    std::vector<std::unique_ptr<VifRuntime>> vifs;
+    std::unique_ptr<Worker> worker;
+};
+
+} // namespace netbackd::dataplane::test
