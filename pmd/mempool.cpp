@@ -19,7 +19,7 @@ std::uint32_t mbufs_needed(const MempoolSizing& s) {
     const std::uint64_t nic = std::uint64_t{s.nic_queues} * (std::uint64_t{s.rx_desc} + s.tx_desc);
     const std::uint64_t vifs =
         std::uint64_t{s.vifs} * s.queues_per_vif * s.vif_ring_slots * 2;
-    const std::uint64_t work = std::uint64_t{s.lcores} * (s.cache + 2ull * s.burst);
+    const std::uint64_t work = std::uint64_t{s.lcores} * (s.cache * 3ull / 2 + 2ull * s.burst);
     const std::uint64_t total = (nic + vifs) * std::max<std::uint32_t>(1, s.segs_per_packet) + work;
     const std::uint64_t rounded = std::bit_ceil(total + 1) - 1;
     if (rounded > std::numeric_limits<std::uint32_t>::max()) {

@@ -28,8 +28,10 @@ struct MempoolSizing {
 //   vifs = vifs * queues_per_vif * vif_ring_slots * 2   a full ring of guest TX packets in flight
 //                                                       to the NIC, plus a full ring's worth
 //                                                       waiting for guest RX slots
-//   work = lcores * (cache + 2 * burst)                 buffers parked in per-lcore caches, and
-//                                                       an rx burst plus a tx burst in hand
+//   work = lcores * (cache * 3 / 2 + 2 * burst)         buffers parked in per-lcore caches (a
+//                                                       cache fills to 1.5x its size before it
+//                                                       flushes), and an rx plus a tx burst in
+//                                                       hand
 //   total = (nic + vifs) * segs_per_packet + work, rounded up to 2^k - 1
 //
 // The 2^k - 1 rounding is what the ring under a mempool holds best (a ring of 2^k slots keeps

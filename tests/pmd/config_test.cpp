@@ -108,13 +108,13 @@ TEST_CASE("pool sizing follows the documented formula", "[mempool]") {
     s.lcores = 1;
     s.cache = 256;
     s.burst = 32;
-    // 2048 + 256 + 64 = 2368 -> 4095
+    // 2048 + 384 + 64 = 2496 -> 4095
     CHECK(mbufs_needed(s) == 4095);
 
     s.vifs = 8;
     s.queues_per_vif = 2;
     s.vif_ring_slots = 256;
-    // 2048 + 8*2*256*2 = 10240, + 320 = 10560 -> 16383
+    // 2048 + 8*2*256*2 = 10240, + 448 = 10688 -> 16383
     CHECK(mbufs_needed(s) == 16383);
 
     // Exactly 2^k - 1 needed stays as it is.
@@ -122,13 +122,14 @@ TEST_CASE("pool sizing follows the documented formula", "[mempool]") {
     exact.vifs = 0;
     exact.nic_queues = 0;
     exact.lcores = 1;
-    exact.cache = 1023 - 64;
+    exact.cache = 602; // 903 + 2 * 60
+    exact.burst = 60;
     CHECK(mbufs_needed(exact) == 1023);
 
     // Chained jumbo frames multiply the queue part only.
     MempoolSizing jumbo = s;
     jumbo.segs_per_packet = 5;
-    CHECK(mbufs_needed(jumbo) == 65535); // 10240*5 + 320 = 51520
+    CHECK(mbufs_needed(jumbo) == 65535); // 10240*5 + 448 = 51648
     CHECK(mbufs_needed(jumbo) > mbufs_needed(s));
 }
 
