@@ -146,7 +146,7 @@ void ControlPlane::on_backend_event(std::string_view path)
 void ControlPlane::on_release_domain()
 {
     for (auto& [id, vif] : vifs_) {
-        if (!ctx_.store.directory(0, domain_path(id.frontend)))
+        if (!vif->frontend_exists())
             vif->domain_released();
     }
 }

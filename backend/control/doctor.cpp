@@ -137,6 +137,43 @@ Check iommu_check(const fs::path& root, const GlobalConfig& g)
                 "iommu=pt intel_iommu=on");
 }
 
+Check backend_write_check(platform::Store& store, DomId self)
+{
+    const std::string name = "backend dirs writable";
+    const std::string fix = "set driver_domain=1 in this domain's xl config and recreate it; libxl then creates "
+                            "each backend dir owned by this domain";
+    const auto base = backend_base(self);
+    std::optional<std::string> vif_dir;
+    try {
+        if (const auto fes = store.directory(0, base))
+            for (const auto& fe : *fes) {
+                if (const auto devs = store.directory(0, base + "/" + fe); devs && !devs->empty()) {
+                    vif_dir = fmt::format("{}/{}/{}", base, fe, devs->front());
+                    break;
+                }
+            }
+    } catch (const std::exception& e) {
+        return fail(name, fmt::format("cannot list {}: {}", base, e.what()), fix);
+    }
+    if (!vif_dir)
+        return ok(name, fmt::format("no vif under {} yet; nothing to check", base));
+    try {
+        // Written in a transaction that is then abandoned: the permission is checked,
+        // nothing stays behind and no watch fires.
+        const auto tx = store.transaction_start();
+        try {
+            store.write(tx, *vif_dir + "/netbackd-doctor", "1");
+        } catch (...) {
+            store.transaction_end(tx, false);
+            throw;
+        }
+        store.transaction_end(tx, false);
+        return ok(name, *vif_dir);
+    } catch (const std::exception& e) {
+        return fail(name, fmt::format("{}: {}", *vif_dir, e.what()), fix);
+    }
+}
+
 } // namespace
 
 std::vector<Check> host_checks(const fs::path& root, const GlobalConfig& g, bool sim)
@@ -231,30 +268,11 @@ std::vector<Check> run_doctor(const DoctorOptions& opt)
                                "the toolstack writes /local/domain/<id>/domid when it creates the domain; "
                                "check the domain was created by xl (xenstore-read domid)"));
         }
-        if (self) {
-            const std::string name = "backend dir writable";
-            const std::string probe = backend_base(*self) + "/.netbackd-doctor";
-            try {
-                // Written in a transaction that is then abandoned: permission is checked, nothing
-                // stays behind and no watch fires.
-                const auto tx = store->transaction_start();
-                try {
-                    store->write(tx, probe, "1");
-                } catch (...) {
-                    store->transaction_end(tx, false);
-                    throw;
-                }
-                store->transaction_end(tx, false);
-                out.push_back(ok(name, backend_base(*self)));
-            } catch (const std::exception& e) {
-                out.push_back(fail(name, fmt::format("{}: {}", backend_base(*self), e.what()),
-                                   "set driver_domain=1 in this domain's xl config and recreate it, so the "
-                                   "toolstack lets it own its backend directories"));
-            }
-        }
+        if (self)
+            out.push_back(backend_write_check(*store, *self));
     } else {
         out.push_back(skip("own domain id known", "no xenstore"));
-        out.push_back(skip("backend dir writable", "no xenstore"));
+        out.push_back(skip("backend dirs writable", "no xenstore"));
     }
 
     auto host = host_checks(opt.root, global, sim);

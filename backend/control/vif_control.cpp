@@ -119,9 +119,12 @@ void VifControl::appeared(bool fresh)
         facts_.backend = v ? *v : XenbusState::unknown;
     }
     refresh();
-    spdlog::info("{}: {} backend dir {} (state {}, online {}, frontend state {})", id_.name(),
-                 fresh ? "new" : "found existing", be_, to_int(facts_.backend), facts_.online ? 1 : 0,
-                 facts_.frontend ? to_int(*facts_.frontend) : -1);
+    if (fresh)
+        spdlog::info("{}: new backend dir {} (online {}, frontend state {})", id_.name(), be_, facts_.online ? 1 : 0,
+                     facts_.frontend ? to_int(*facts_.frontend) : 0);
+    else
+        spdlog::info("{}: found existing backend dir {} (state {}, online {}, frontend state {})", id_.name(), be_,
+                     to_int(facts_.backend), facts_.online ? 1 : 0, facts_.frontend ? to_int(*facts_.frontend) : 0);
     try {
         watch_frontend();
     } catch (const platform::PlatformError& e) {
@@ -170,6 +173,16 @@ void VifControl::backend_changed()
     }
 }
 
+bool VifControl::frontend_exists()
+{
+    // The frontend dir, not the domain's home: a driver domain may read only the former.
+    try {
+        return ctx_.store.directory(0, fe_).has_value();
+    } catch (const platform::PlatformError&) {
+        return true; // unreadable is not gone
+    }
+}
+
 std::optional<std::chrono::steady_clock::time_point> VifControl::deadline() const
 {
     return removal_due_;
@@ -196,7 +209,7 @@ void VifControl::frontend_changed()
         return;
     const auto before = facts_.frontend;
     refresh();
-    if (!facts_.frontend && !ctx_.store.directory(0, domain_path(id_.frontend))) {
+    if (!facts_.frontend && !frontend_exists()) {
         // The toolstack removes a dead domain's home; @releaseDomain may have come first.
         domain_released();
         return;
@@ -394,7 +407,15 @@ void VifControl::probe()
             bad("mtu", *mtu, v.error());
         mtu_ = *v;
     }
-    domain_name_ = ctx_.store.read(0, domain_path(id_.frontend) + "/name").value_or("");
+    // Xen's toolstack makes a guest's home readable by dom0 and the guest only, so a driver
+    // domain usually cannot learn the name; clients are then matched by MAC.
+    try {
+        domain_name_ = ctx_.store.read(0, domain_path(id_.frontend) + "/name").value_or("");
+    } catch (const platform::PlatformError& e) {
+        domain_name_.clear();
+        spdlog::debug("{}: cannot read {}/name ({}): matching client files by MAC only", id_.name(),
+                      domain_path(id_.frontend), e.what());
+    }
 
     const Config& cfg = *ctx_.config;
     const ClientConfig* client = match_client(cfg, domain_name_, id_.devid, toolstack_mac_);
@@ -605,15 +626,24 @@ void VifControl::disconnect()
 
 void VifControl::remove_backend_dir()
 {
+    ctx_.store.rm(0, be_);
+    // Leave no empty per-domain dir behind, as libxl's path cleanup does. The toolstack may
+    // own that dir, in which case it stays: not worth failing the detach for.
     const std::string parent = fmt::format("{}/{}", backend_base(ctx_.self), id_.frontend);
-    ctx_.store.transaction([&](platform::TxId tx) {
-        ctx_.store.rm(tx, be_);
-        // Leave no empty per-domain dir behind, as libxl's path cleanup does.
-        const auto left = ctx_.store.directory(tx, parent);
-        if (left && left->empty())
-            ctx_.store.rm(tx, parent);
-    });
-    ctx_.store.rm(0, error_path(ctx_.self, id_));
+    try {
+        ctx_.store.transaction([&](platform::TxId tx) {
+            const auto left = ctx_.store.directory(tx, parent);
+            if (left && left->empty())
+                ctx_.store.rm(tx, parent);
+        });
+    } catch (const platform::PlatformError& e) {
+        spdlog::debug("{}: leaving {}: {}", id_.name(), parent, e.what());
+    }
+    try {
+        ctx_.store.rm(0, error_path(ctx_.self, id_));
+    } catch (const platform::PlatformError& e) {
+        spdlog::debug("{}: leaving {}: {}", id_.name(), error_path(ctx_.self, id_), e.what());
+    }
     spdlog::info("{}: backend dir {} removed", id_.name(), be_);
 }
 

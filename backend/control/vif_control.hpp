@@ -48,6 +48,8 @@ public:
     void frontend_changed();
     // The frontend domain no longer exists.
     void domain_released();
+    // Whether the frontend dir is still there (false once the toolstack removed the domain).
+    bool frontend_exists();
     // Logs, once per wait, what the vif has waited for longer than `after` and on which key.
     void report_wait(std::chrono::steady_clock::time_point now, std::chrono::seconds after);
     // Deferred work (the backend dir removal) due at this time, if any.

@@ -9,6 +9,8 @@ constexpr Verb kVerbs[] = {
     {install_down},
     {install_domain},
     {install_env},
+    {install_attach},   // toolstack/verb_attach.cpp: attach, detach
+    {install_netfront}, // netfront/verb_netfront.cpp
 };
 
 } // namespace

@@ -25,4 +25,8 @@ void install_down(CLI::App& app);
 void install_domain(CLI::App& app);
 void install_env(CLI::App& app);
 
+// Verbs of the toolstack/ and netfront/ directories.
+void install_attach(CLI::App& app);
+void install_netfront(CLI::App& app);
+
 } // namespace netbackd::xensim::cli

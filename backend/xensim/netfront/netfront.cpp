@@ -1,0 +1,261 @@
+#include "netfront.hpp"
+
+#include <cerrno>
+#include <poll.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "ring/sring.hpp"
+
+namespace netbackd::xensim {
+
+Netfront::Netfront(platform::Store& store, platform::Events& events, GuestMemory& memory, NetfrontOptions options)
+    : store_(store), events_(events), memory_(memory), opt_(options),
+      fe_(fmt::format("/local/domain/{}/device/vif/{}", options.self, options.devid)),
+      token_(fmt::format("netfront:{}", options.devid))
+{
+}
+
+Netfront::~Netfront()
+{
+    if (watching_) {
+        try {
+            store_.unwatch(be_ + "/state", token_);
+        } catch (...) {
+            // Connection already gone.
+        }
+    }
+    release_rings();
+}
+
+void Netfront::start()
+{
+    const auto be = store_.read(0, fe_ + "/backend");
+    const auto be_id = store_.read(0, fe_ + "/backend-id");
+    if (!be || !be_id)
+        throw platform::PlatformError(fmt::format("{}: no backend/backend-id: was the vif attached?", fe_), ENOENT);
+    be_ = *be;
+    backend_ = static_cast<platform::DomId>(std::stoul(*be_id));
+    state_ = std::stoi(store_.read(0, fe_ + "/state").value_or("1"));
+    store_.watch(be_ + "/state", token_);
+    watching_ = true;
+    process_watches();
+}
+
+std::optional<std::string> Netfront::read_backend(const std::string& key)
+{
+    // Once the backend dir is gone, its toolstack-owned parent may be unreadable for a guest:
+    // EACCES then means the same as ENOENT.
+    try {
+        return store_.read(0, be_ + "/" + key);
+    } catch (const platform::PlatformError& e) {
+        if (e.code() == EACCES)
+            return std::nullopt;
+        throw;
+    }
+}
+
+void Netfront::process_watches()
+{
+    store_.read_watches();
+    const auto v = read_backend("state");
+    std::optional<int> bs;
+    if (v) {
+        try {
+            bs = std::stoi(*v);
+        } catch (...) {
+            bs = 0;
+        }
+    }
+    on_backend_state(bs);
+}
+
+bool Netfront::wait_for_state(int want, std::chrono::milliseconds timeout)
+{
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (state_ != want) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0)
+            return false;
+        pollfd pfd{store_.watch_fd(), POLLIN, 0};
+        poll(&pfd, 1, static_cast<int>(std::min<long long>(left.count(), 100)));
+        process_watches();
+    }
+    return true;
+}
+
+void Netfront::set_state(int s)
+{
+    // xenbus_switch_state: only while the node exists, so a removed device stays removed.
+    bool present = false;
+    store_.transaction([&](platform::TxId tx) {
+        present = store_.read(tx, fe_ + "/state").has_value();
+        if (present)
+            store_.write(tx, fe_ + "/state", std::to_string(s));
+    });
+    if (present)
+        state_ = s;
+}
+
+void Netfront::fatal(int err, const std::string& message)
+{
+    spdlog::error("netfront {}: {} {}", fe_, err, message);
+    store_.write(0, fmt::format("/local/domain/{}/error/device/vif/{}/error", opt_.self, opt_.devid),
+                 fmt::format("{} {}", err, message));
+    set_state(5);
+}
+
+void Netfront::on_backend_state(std::optional<int> bs)
+{
+    if (!bs) { // backend dir gone: nothing left to talk to
+        release_rings();
+        return;
+    }
+    switch (*bs) {
+    case 2: // InitWait
+        if (state_ == 6 || state_ == 5) {
+            // The backend renegotiates (it restarted or recovered): start over.
+            release_rings();
+            set_state(1);
+        }
+        if (state_ == 1)
+            talk_to_netback();
+        break;
+    case 5: // Closing
+    case 6: // Closed
+        // While Initialising (a reboot), the backend passes through Closing and Closed on its
+        // way back to InitWait; only a frontend with a live connection follows it down.
+        if (state_ != 6 && state_ != 1) {
+            // The backend unmapped and unbound before it left Connected; our pages are free.
+            release_rings();
+            set_state(6);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+void Netfront::talk_to_netback()
+{
+    const auto rx_copy = read_backend("feature-rx-copy");
+    if (rx_copy != "1") {
+        fatal(ENODEV, "backend does not support copying receive path");
+        return;
+    }
+    const auto max_text = read_backend("multi-queue-max-queues");
+    unsigned max_queues = 1;
+    if (max_text) {
+        try {
+            max_queues = static_cast<unsigned>(std::stoul(*max_text));
+        } catch (...) {
+            max_queues = 1;
+        }
+    }
+    const unsigned n = std::max(1u, std::min(opt_.queues, max_queues));
+    const bool split = opt_.split_event_channels && read_backend("feature-split-event-channels") == "1";
+
+    release_rings();
+    try {
+        for (unsigned q = 0; q < n; ++q) {
+            FrontQueue fq;
+            fq.tx_gfn = memory_.alloc_page();
+            fq.rx_gfn = memory_.alloc_page();
+            ring::init_shared_ring<ring::TxRing>(ring::Page(memory_.page(fq.tx_gfn).first<ring::kPageSize>()));
+            ring::init_shared_ring<ring::RxRing>(ring::Page(memory_.page(fq.rx_gfn).first<ring::kPageSize>()));
+            fq.tx_ref = memory_.grant_access(fq.tx_gfn, backend_, false);
+            fq.rx_ref = memory_.grant_access(fq.rx_gfn, backend_, false);
+            fq.tx_port = events_.alloc_unbound(backend_);
+            fq.rx_port = split ? events_.alloc_unbound(backend_) : fq.tx_port;
+            queues_.push_back(fq);
+        }
+    } catch (const platform::PlatformError& e) {
+        release_rings();
+        fatal(ENOMEM, fmt::format("allocating rings: {}", e.what()));
+        return;
+    }
+
+    store_.transaction([&](platform::TxId tx) {
+        auto put = [&](const std::string& key, const std::string& value) { store_.write(tx, fe_ + "/" + key, value); };
+        if (max_text || opt_.flavour == NetfrontFlavour::unikraft)
+            put("multi-queue-num-queues", std::to_string(n));
+        for (unsigned q = 0; q < n; ++q) {
+            const FrontQueue& fq = queues_[q];
+            const std::string dir = n == 1 ? "" : fmt::format("queue-{}/", q);
+            put(dir + "tx-ring-ref", std::to_string(fq.tx_ref));
+            put(dir + "rx-ring-ref", std::to_string(fq.rx_ref));
+            if (split) {
+                put(dir + "event-channel-tx", std::to_string(fq.tx_port));
+                put(dir + "event-channel-rx", std::to_string(fq.rx_port));
+            } else {
+                put(dir + "event-channel", std::to_string(fq.tx_port));
+            }
+        }
+        put("request-rx-copy", "1");
+        if (opt_.flavour == NetfrontFlavour::linux_guest) {
+            put("feature-rx-notify", "1");
+            put("feature-sg", "1");
+        }
+        put("feature-gso-tcpv4", "1");
+        put("feature-gso-tcpv6", "1");
+        put("feature-ipv6-csum-offload", "1");
+    });
+    spdlog::info("netfront {}: {} queue(s){}, connecting", fe_, n, split ? ", split event channels" : "");
+    set_state(4);
+}
+
+void Netfront::release_rings()
+{
+    for (const auto& q : queues_) {
+        for (auto [ref, gfn] : {std::pair{q.tx_ref, q.tx_gfn}, std::pair{q.rx_ref, q.rx_gfn}}) {
+            if (memory_.end_access(ref))
+                memory_.free_page(gfn);
+            else
+                stuck_refs_.emplace_back(ref, gfn); // still mapped: the page must not be reused
+        }
+        for (auto port : {q.tx_port, q.rx_port}) {
+            try {
+                events_.unbind(port);
+            } catch (const platform::PlatformError&) {
+                // rx_port == tx_port without split channels: already closed.
+            }
+            if (q.rx_port == q.tx_port)
+                break;
+        }
+    }
+    queues_.clear();
+    // Retry grants the backend held last time; they may be free by now.
+    std::erase_if(stuck_refs_, [&](const std::pair<platform::GrantRef, Gfn>& s) {
+        if (!memory_.end_access(s.first))
+            return false;
+        memory_.free_page(s.second);
+        return true;
+    });
+}
+
+void Netfront::close()
+{
+    set_state(5);
+    // Linux's xennet_remove waits for the backend to follow before tearing down.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (state_ != 6 && std::chrono::steady_clock::now() < deadline) {
+        pollfd pfd{store_.watch_fd(), POLLIN, 0};
+        poll(&pfd, 1, 100);
+        store_.read_watches();
+        const auto v = read_backend("state");
+        if (!v || *v == "5" || *v == "6") {
+            release_rings();
+            set_state(6);
+        }
+    }
+}
+
+void Netfront::reinitialise()
+{
+    set_state(1);
+    // The new handshake starts when the backend is back in InitWait.
+    process_watches();
+}
+
+} // namespace netbackd::xensim

@@ -1,0 +1,94 @@
+// A simulated Linux xen-netfront: the control half (talk_to_netback and the xenbus state
+// dance), run by a process acting as a guest domain on xensim. It allocates and grants its
+// ring pages from the domain's own memory and allocates its event channels unbound for the
+// backend, exactly as the guest kernel would; the data plane issue adds packet I/O on top of
+// queues().
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "backend/platform/platform.hpp"
+#include "backend/xensim/hypervisor/guest_memory.hpp"
+
+namespace netbackd::xensim {
+
+enum class NetfrontFlavour {
+    linux_guest, // Linux xen-netfront: flat keys for one queue, every feature flag
+    unikraft,    // writes multi-queue-num-queues unconditionally, omits rx-notify and sg
+};
+
+struct NetfrontOptions {
+    platform::DomId self = 0;
+    std::uint32_t devid = 0;
+    unsigned queues = 1;        // wanted; the backend's multi-queue-max-queues caps it
+    bool split_event_channels = true; // used when the backend offers them
+    NetfrontFlavour flavour = NetfrontFlavour::linux_guest;
+};
+
+struct FrontQueue {
+    Gfn tx_gfn = 0;
+    Gfn rx_gfn = 0;
+    platform::GrantRef tx_ref = 0;
+    platform::GrantRef rx_ref = 0;
+    platform::EvtchnPort tx_port = 0;
+    platform::EvtchnPort rx_port = 0; // == tx_port without split channels
+};
+
+class Netfront {
+public:
+    // `store` must be the guest's own connection (its domain socket); `events` and `memory`
+    // run in the same domain.
+    Netfront(platform::Store& store, platform::Events& events, GuestMemory& memory, NetfrontOptions options);
+    ~Netfront();
+    Netfront(const Netfront&) = delete;
+    Netfront& operator=(const Netfront&) = delete;
+
+    // Reads the frontend dir the toolstack wrote and starts watching the backend's state.
+    void start();
+    // Reacts to the backend; call when the store's watch fd is readable (or just often).
+    void process_watches();
+    // process_watches() until `state() == want` or the timeout passes.
+    bool wait_for_state(int want, std::chrono::milliseconds timeout);
+
+    // Guest shutdown of the device: Closing, then Closed once the backend follows.
+    void close();
+    // Guest reboot or migration: back to Initialising, a fresh handshake follows.
+    void reinitialise();
+
+    // The frontend's own state as last written (xenbus numbering).
+    int state() const noexcept { return state_; }
+    const std::vector<FrontQueue>& queues() const noexcept { return queues_; }
+    const std::string& frontend_path() const noexcept { return fe_; }
+    const std::string& backend_path() const noexcept { return be_; }
+    platform::DomId backend_id() const noexcept { return backend_; }
+    // Grants still mapped by the backend after release (should stay 0).
+    std::size_t leaked_grants() const noexcept { return stuck_refs_.size(); }
+
+private:
+    std::optional<std::string> read_backend(const std::string& key);
+    void on_backend_state(std::optional<int> bs);
+    void talk_to_netback();
+    void set_state(int s);
+    void release_rings();
+    void fatal(int err, const std::string& message);
+
+    platform::Store& store_;
+    platform::Events& events_;
+    GuestMemory& memory_;
+    NetfrontOptions opt_;
+    std::string fe_;
+    std::string be_;
+    platform::DomId backend_ = 0;
+    std::string token_;
+    int state_ = 1;
+    std::vector<FrontQueue> queues_;
+    std::vector<std::pair<platform::GrantRef, Gfn>> stuck_refs_;
+    bool watching_ = false;
+};
+
+} // namespace netbackd::xensim
