@@ -129,7 +129,7 @@ std::size_t Worker::rx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
         ++nf;
     }
     if (nf != 0) {
-        grants_.copy(std::span(copy_.data(), si));
+        copy(std::span(copy_.data(), si));
         c.copy_batches.add();
         c.copy_segments.add(si);
         for (std::size_t i = 0; i < nf; ++i) {

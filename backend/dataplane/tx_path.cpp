@@ -109,7 +109,7 @@ std::size_t Worker::tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
             mi += k;
         }
         seg_first_[n] = si;
-        grants_.copy(std::span(copy_.data(), si));
+        copy(std::span(copy_.data(), si));
         c.copy_batches.add();
         c.copy_segments.add(si);
 

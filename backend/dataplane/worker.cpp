@@ -140,8 +140,23 @@ void Worker::detach(VifRuntime& vif) noexcept {
 }
 
 void Worker::notify(VifRuntime& vif, platform::EvtchnPort port) noexcept {
-    events_.notify(port);
-    vif.counters_.notifications.add();
+    try {
+        events_.notify(port);
+        vif.counters_.notifications.add();
+    } catch (...) {
+        // Only a port that is already gone fails; its vif is being torn down by the control
+        // plane, and an exception must not unwind through the poll loop.
+    }
+}
+
+void Worker::copy(std::span<platform::CopySegment> segs) noexcept {
+    try {
+        grants_.copy(segs);
+    } catch (...) {
+        // The seam promises per-segment statuses; should a platform throw anyway, every segment
+        // of the batch counts as failed and the packets are answered with errors.
+        for (auto& s : segs) s.status = GNTST_general_error;
+    }
 }
 
 std::size_t Worker::poll_once() noexcept {
@@ -176,7 +191,11 @@ std::size_t Worker::poll_once() noexcept {
 bool Worker::prepare_sleep() noexcept {
     // A delivered port stays masked until unmasked: re-open them all before the final checks, so
     // a request published after the check still wakes us.
-    while (auto port = events_.pending()) events_.unmask(*port);
+    try {
+        while (auto port = events_.pending()) events_.unmask(*port);
+    } catch (...) {
+        return false; // keep polling rather than sleep on a channel we could not re-arm
+    }
     handle_messages();
     now_ = rte_get_tsc_cycles();
     for (VifRuntime* v : vifs_) {

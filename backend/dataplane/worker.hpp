@@ -126,6 +126,7 @@ private:
     void backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept;
     std::size_t rx_queue(VifRuntime& vif, QueueRuntime& q) noexcept;
     void notify(VifRuntime& vif, platform::EvtchnPort port) noexcept;
+    void copy(std::span<platform::CopySegment> segs) noexcept;
     void sleep() noexcept;
 
     WorkerConfig cfg_;

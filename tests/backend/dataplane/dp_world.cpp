@@ -112,17 +112,21 @@ control::NegotiatedFeatures Netfront::default_features() {
     return f;
 }
 
-std::unique_ptr<control::VifHandle> Netfront::handle(MacAddr m, control::NegotiatedFeatures features,
-                                                     std::optional<control::Rate> rate) {
-    auto h = std::make_unique<control::VifHandle>();
-    h->id = control::VifId{domid_, devid_};
+control::QueueRings Netfront::queue_rings() {
     control::QueueRings q;
     q.tx_ring = world_.grants.map(domid_, tx_ref_, true);
     q.rx_ring = world_.grants.map(domid_, rx_ref_, true);
     q.tx_port = control::BoundPort(world_.events, world_.events.bind_interdomain(domid_, port_));
     q.tx_ref = tx_ref_;
     q.rx_ref = rx_ref_;
-    h->queues.push_back(std::move(q));
+    return q;
+}
+
+std::unique_ptr<control::VifHandle> Netfront::handle(MacAddr m, control::NegotiatedFeatures features,
+                                                     std::optional<control::Rate> rate) {
+    auto h = std::make_unique<control::VifHandle>();
+    h->id = control::VifId{domid_, devid_};
+    h->queues.push_back(queue_rings());
     h->features = features;
     h->policy.guest_mac = m.bytes();
     h->policy.rate = rate;

@@ -87,6 +87,9 @@ public:
     std::unique_ptr<control::VifHandle> handle(MacAddr mac, control::NegotiatedFeatures features = default_features(),
                                                std::optional<control::Rate> rate = std::nullopt);
     static control::NegotiatedFeatures default_features();
+    // This netfront's rings as one queue of a handle (several netfronts of one domain make a
+    // multi-queue vif).
+    control::QueueRings queue_rings();
 
     // Queues one frame (not pushed): slots of at most one page each, the first starting at
     // first_offset. Returns the first slot's id.
