@@ -202,6 +202,15 @@ std::optional<LinkStatus> Port::link_change() {
     return now;
 }
 
+bool Port::set_link(bool up) {
+    const int rc = up ? rte_eth_dev_set_link_up(id_) : rte_eth_dev_set_link_down(id_);
+    if (rc == -ENOTSUP) {
+        return false;
+    }
+    check(rc, up ? "set link up" : "set link down", name_);
+    return true;
+}
+
 PortStats Port::stats() const {
     rte_eth_stats st{};
     check(rte_eth_stats_get(id_, &st), "stats", name_);

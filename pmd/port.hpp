@@ -59,7 +59,8 @@ public:
     std::uint16_t id() const noexcept { return id_; }
     const std::string& name() const noexcept { return name_; }
     const std::string& driver() const noexcept { return driver_; }
-    // What the device offers and what this port enabled (offered & wanted).
+    // What the device offers, and what this port enabled: offered & wanted, except that RX
+    // scatter is enabled only when the MTU needs it.
     const Offloads& offered() const noexcept { return offered_; }
     const Offloads& hardware() const noexcept { return hardware_; }
     std::uint16_t mtu() const noexcept { return mtu_; }
@@ -83,6 +84,9 @@ public:
     bool has_link_interrupt() const noexcept { return static_cast<bool>(link_event_); }
     // Clears the eventfd; true when some change had been signalled.
     bool consume_link_event() const noexcept;
+
+    // Administrative link up/down (rte_eth_dev_set_link_up/down); false when the PMD cannot.
+    bool set_link(bool up);
 
     PortStats stats() const;
     void reset_stats();

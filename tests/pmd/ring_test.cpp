@@ -218,3 +218,18 @@ TEST_CASE("a frame for hardware TSO carries flags, lengths and a length-less see
     auto udp = mbuf_from_bytes(pool.get(), build_frame({.proto = 17, .payload = 3000}));
     CHECK_FALSE(prepare_tx_tso(udp.get(), 1400, 1500));
 }
+
+TEST_CASE("an administrative link down is seen by link_change", "[dataplane][ring]") {
+    dataplane_eal();
+    Loopback lo;
+    REQUIRE(lo.port.link_change());
+    REQUIRE(lo.port.set_link(false));
+    const auto down = lo.port.link_change();
+    REQUIRE(down);
+    CHECK_FALSE(down->up);
+    CHECK(std::string(carrier_value(*down)) == "0");
+    REQUIRE(lo.port.set_link(true));
+    const auto up = lo.port.link_change();
+    REQUIRE(up);
+    CHECK(up->up);
+}
