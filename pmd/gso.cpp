@@ -88,6 +88,7 @@ SoftwareGso::SoftwareGso(const Mempool& direct, const Mempool& indirect, bool fi
 }
 
 bool SoftwareGso::mark_tso(rte_mbuf* pkt, std::uint16_t mss) noexcept {
+    pull_up_headers(pkt);
     const auto layout = parse_frame(segment_bytes(pkt));
     if (!layout || layout->fragment || !layout->is_tcp() || mss == 0) {
         return false;

@@ -25,9 +25,9 @@ public:
     // references (a pool with data room 0 is enough). Both must outlive every segment.
     SoftwareGso(const Mempool& direct, const Mempool& indirect, bool fixed_ip_id = false);
 
-    // Parses the frame and marks it for segmentation into `mss`-byte payloads (sets l2/l3/l4
-    // lengths, tso_segsz and TX_TCP_SEG with TX_IPV4 or TX_IPV6). False if it is not
-    // unfragmented TCP over IP.
+    // Pulls the headers up into the first segment, parses them and marks the frame for
+    // segmentation into `mss`-byte payloads (sets l2/l3/l4 lengths, tso_segsz and TX_TCP_SEG
+    // with TX_IPV4 or TX_IPV6). False if it is not unfragmented TCP over IP.
     static bool mark_tso(rte_mbuf* pkt, std::uint16_t mss) noexcept;
 
     // Cuts a packet marked by mark_tso into segments whose L3 length is at most `mtu`, writes

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 
 #include "pmd/bytes.hpp"
 
@@ -63,6 +64,30 @@ std::vector<std::byte> mbuf_to_bytes(const rte_mbuf* m) {
     return out;
 }
 
+bool pull_up_headers(rte_mbuf* m) noexcept {
+    const std::size_t want = std::min<std::size_t>(m->pkt_len, kHeaderPullBytes);
+    while (m->data_len < want) {
+        rte_mbuf* next = m->next;
+        if (next == nullptr || rte_mbuf_refcnt_read(next) != 1 || rte_pktmbuf_tailroom(m) == 0) {
+            return false;
+        }
+        const std::size_t take = std::min<std::size_t>(
+            {want - m->data_len, next->data_len, rte_pktmbuf_tailroom(m)});
+        std::memcpy(rte_pktmbuf_mtod_offset(m, std::byte*, m->data_len),
+                    rte_pktmbuf_mtod(next, const std::byte*), take);
+        m->data_len = static_cast<std::uint16_t>(m->data_len + take);
+        next->data_off = static_cast<std::uint16_t>(next->data_off + take);
+        next->data_len = static_cast<std::uint16_t>(next->data_len - take);
+        if (next->data_len == 0) {
+            m->next = next->next;
+            next->next = nullptr;
+            --m->nb_segs;
+            rte_pktmbuf_free_seg(next);
+        }
+    }
+    return true;
+}
+
 bool fill_mbuf_checksums(rte_mbuf* m) noexcept {
     std::array<std::span<std::byte>, kMaxPieces> pieces;
     std::size_t n = 0;
@@ -116,6 +141,7 @@ void request_hardware(rte_mbuf* m, const FrameLayout& layout, bool tso) noexcept
 } // namespace
 
 bool prepare_tx_checksums(rte_mbuf* m, const Offloads& hw) noexcept {
+    pull_up_headers(m);
     const auto layout = parse_frame(segment_bytes(m));
     if (!layout || layout->fragment || !(layout->is_tcp() || layout->is_udp())) {
         return false;
@@ -130,6 +156,7 @@ bool prepare_tx_checksums(rte_mbuf* m, const Offloads& hw) noexcept {
 }
 
 bool prepare_tx_tso(rte_mbuf* m, std::uint16_t mss, std::uint16_t mtu) noexcept {
+    pull_up_headers(m);
     const auto layout = parse_frame(segment_bytes(m));
     if (!layout || layout->fragment || !layout->is_tcp() ||
         mtu <= layout->l3_len + layout->l4_len) {

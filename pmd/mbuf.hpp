@@ -35,6 +35,16 @@ MbufPtr mbuf_from_bytes(rte_mempool* pool, std::span<const std::byte> bytes);
 // The packet's bytes in one vector (slow path only).
 std::vector<std::byte> mbuf_to_bytes(const rte_mbuf* m);
 
+// Moves bytes from the following segments into the first, so that the first holds
+// min(pkt_len, kHeaderPullBytes) bytes: every header the offload code parses must sit in one
+// segment, and a guest may spread its headers over several slots. False (packet unchanged or
+// still valid, only less pulled up) when the first segment lacks tailroom or a following
+// segment is shared with another packet.
+// Enough for two VLAN tags with a maximal IPv4 and TCP header (142 bytes), or with IPv6 and 70
+// bytes of extension headers before a maximal TCP header.
+inline constexpr std::size_t kHeaderPullBytes = 192;
+bool pull_up_headers(rte_mbuf* m) noexcept;
+
 // Fills IPv4/TCP/UDP checksums in software over the whole segment chain (headers must sit in
 // the first segment). False when the frame is not checksummable (see fill_checksums).
 bool fill_mbuf_checksums(rte_mbuf* m) noexcept;
@@ -44,8 +54,8 @@ ChecksumVerdict verify_mbuf_checksums(const rte_mbuf* m) noexcept;
 
 // For a frame whose checksums are blank (netif csum_blank) and which leaves through a port with
 // `hw` offloads: asks the hardware to fill them (ol_flags, header lengths, pseudo-header seed)
-// when it can, otherwise fills them in software. False when the frame is not TCP/UDP over IP
-// and so has nothing to fill.
+// when it can, otherwise fills them in software. Headers are pulled up first. False when the
+// frame is not TCP/UDP over IP and so has nothing to fill.
 bool prepare_tx_checksums(rte_mbuf* m, const Offloads& hw) noexcept;
 
 // For a guest's GSO frame leaving through a port with TSO (check hw.tx_tcp_tso first): marks it

@@ -6,7 +6,11 @@
 #include <string>
 #include <string_view>
 
+#include <initializer_list>
+#include <span>
+
 #include "pmd/eal.hpp"
+#include "pmd/mbuf.hpp"
 #include "pmd/mempool.hpp"
 
 namespace netbackd::pmd::test {
@@ -20,5 +24,10 @@ std::string unique_name(std::string_view prefix);
 
 // A small pool of standard buffers (data room for a 1500-byte MTU).
 Mempool small_pool(std::uint32_t mbufs = 4095, std::uint16_t data_room = kDefaultDataRoom);
+
+// A packet of `bytes` whose first segments hold exactly `first_sizes` bytes each (as a guest's
+// slots might), the rest in full buffers.
+MbufPtr mbuf_chain(rte_mempool* pool, std::span<const std::byte> bytes,
+                   std::initializer_list<std::size_t> first_sizes);
 
 } // namespace netbackd::pmd::test

@@ -205,3 +205,21 @@ TEST_CASE("GSO segments cross a port and arrive intact", "[dataplane][gso]") {
     }
     CHECK(check_segments(back.span(), spec, 1500, 1460) == expected_payload(spec));
 }
+
+TEST_CASE("software GSO copes with headers spread over segments", "[dataplane][gso]") {
+    Pools pools;
+    SoftwareGso gso(pools.direct, pools.indirect);
+    for (int version : {4, 6}) {
+        INFO("IPv" << version);
+        FrameSpec spec;
+        spec.ip_version = version;
+        spec.payload = 9000;
+        auto pkt = mbuf_chain(pools.direct.get(), build_frame(spec), {6, 20, 30});
+        REQUIRE(pkt);
+        REQUIRE(SoftwareGso::mark_tso(pkt.get(), 1000));
+        Segments out;
+        out.count = gso.segment(pkt.release(), out.raw, 1500, Offloads{});
+        REQUIRE(out.count == 9);
+        CHECK(check_segments(out.span(), spec, 1500, 1000) == expected_payload(spec));
+    }
+}

@@ -233,3 +233,33 @@ TEST_CASE("an administrative link down is seen by link_change", "[dataplane][rin
     REQUIRE(up);
     CHECK(up->up);
 }
+
+TEST_CASE("headers spread over several segments are pulled up before offload work",
+          "[dataplane][ring]") {
+    dataplane_eal();
+    auto pool = small_pool();
+    FrameSpec spec;
+    spec.ip_version = 6;
+    spec.payload = 3000;
+    spec.ipv6_hop_by_hop = true;
+    const auto blank = build_frame(spec);
+    auto full = blank;
+    REQUIRE(fill_checksums(full));
+
+    // Ethernet header split, IPv6 header split, TCP header split, as odd guest slots might be.
+    auto m = mbuf_chain(pool.get(), blank, {10, 30, 25, 5});
+    REQUIRE(m);
+    REQUIRE(m->nb_segs >= 5);
+    REQUIRE(mbuf_to_bytes(m.get()) == blank);
+    REQUIRE(prepare_tx_checksums(m.get(), Offloads{}));
+    CHECK(m->data_len >= 14 + 48 + 20);
+    CHECK(m->pkt_len == blank.size());
+    CHECK(mbuf_to_bytes(m.get()) == full);
+
+    // A short packet ends up in one segment.
+    auto small = build_frame({.proto = 17, .payload = 20});
+    auto s = mbuf_chain(pool.get(), small, {7, 7, 7});
+    REQUIRE(pull_up_headers(s.get()));
+    CHECK(s->nb_segs == 1);
+    CHECK(mbuf_to_bytes(s.get()) == small);
+}
