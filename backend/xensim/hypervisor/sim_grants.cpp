@@ -33,68 +33,89 @@ private:
     platform::Mmap page_;
 };
 
-// One side of a copy segment once its grant is pinned; releases the pin when it goes.
-class Claim {
+// One side's pinned grant, kept across consecutive segments naming the same grant, as Xen's
+// gnttab_copy keeps its source and destination buffers: a packet copied in several pieces into
+// one page pins that page once.
+class Held {
 public:
-    Claim() = default;
-    Claim(const Claim&) = delete;
-    Claim& operator=(const Claim&) = delete;
-    ~Claim() {
+    Held() = default;
+    Held(const Held&) = delete;
+    Held& operator=(const Held&) = delete;
+    ~Held() { release(); }
+
+    void release() noexcept {
         if (granter_ != nullptr) unpin_grant(*granter_->state, ref_, readonly_);
+        granter_.reset();
     }
 
-    // GNTST_okay, or why the grant side is refused.
-    std::int16_t acquire(HvClient& client, std::shared_ptr<DomainView>& cache, const decltype(platform::CopySegment::source)& ptr,
-                         bool is_gref, bool readonly) {
-        if (!is_gref) {
-            base_ = static_cast<std::byte*>(ptr.virt);
-            return GNTST_okay;
+    // The granted page for (domain, ref), pinning it unless already held; nullptr with *status
+    // set when refused.
+    std::byte* page(HvClient& client, const std::shared_ptr<DomainView>& domain, std::uint32_t ref, bool readonly,
+                    std::int16_t* status) {
+        if (granter_ == domain && ref_ == ref && readonly_ == readonly) return page_;
+        release();
+        Pin pin = pin_grant(*domain->state, ref, client.domid(), readonly, false);
+        if (pin.status != GNTST_okay) {
+            *status = pin.status;
+            return nullptr;
         }
-        if (cache == nullptr || cache->domid != ptr.foreign.domid || !cache->alive()) {
-            cache = client.domain(ptr.foreign.domid);
-            if (cache == nullptr || !cache->alive()) return GNTST_bad_domain;
-        }
-        Pin pin = pin_grant(*cache->state, ptr.foreign.ref, client.domid(), readonly, false);
-        if (pin.status != GNTST_okay) return pin.status;
-        granter_ = cache.get();
-        ref_ = ptr.foreign.ref;
+        granter_ = domain;
+        ref_ = ref;
         readonly_ = readonly;
-        base_ = granter_->page(pin.frame) + ptr.foreign.offset;
-        return GNTST_okay;
+        page_ = domain->page(pin.frame);
+        return page_;
     }
-    std::byte* address() const noexcept { return base_; }
 
 private:
-    DomainView* granter_ = nullptr;
+    std::shared_ptr<DomainView> granter_;
     std::uint32_t ref_ = 0;
     bool readonly_ = true;
-    std::byte* base_ = nullptr;
+    std::byte* page_ = nullptr;
 };
 
-std::int16_t copy_one(HvClient& client, std::shared_ptr<DomainView>& src_cache, std::shared_ptr<DomainView>& dst_cache,
-                      CopySegment& seg) {
+struct CopyState {
+    std::shared_ptr<DomainView> src_domain;
+    std::shared_ptr<DomainView> dst_domain;
+    Held src;
+    Held dst;
+};
+
+// GNTST_okay, or why the domain is unusable; refreshes a cached view that died.
+std::int16_t lookup(HvClient& client, std::shared_ptr<DomainView>& cache, DomId domid) {
+    if (cache == nullptr || cache->domid != domid || !cache->alive()) {
+        cache = client.domain(domid);
+        if (cache == nullptr || !cache->alive()) return GNTST_bad_domain;
+    }
+    return GNTST_okay;
+}
+
+std::int16_t copy_one(HvClient& client, CopyState& st, CopySegment& seg) {
     bool src_gref = (seg.flags & GNTCOPY_source_gref) != 0;
     bool dst_gref = (seg.flags & GNTCOPY_dest_gref) != 0;
     // gntdev refuses segments naming no grant at all; there is nothing foreign to check.
     if (!src_gref && !dst_gref) return GNTST_bad_copy_arg;
 
     // Xen's order: both domains, then source grant, then destination grant, then bounds.
-    if (src_gref && (src_cache == nullptr || src_cache->domid != seg.source.foreign.domid)) {
-        src_cache = client.domain(seg.source.foreign.domid);
-        if (src_cache == nullptr) return GNTST_bad_domain;
+    std::int16_t rc = GNTST_okay;
+    if (src_gref && (rc = lookup(client, st.src_domain, seg.source.foreign.domid)) != GNTST_okay) return rc;
+    if (dst_gref && (rc = lookup(client, st.dst_domain, seg.dest.foreign.domid)) != GNTST_okay) return rc;
+
+    const std::byte* from = static_cast<const std::byte*>(seg.source.virt);
+    if (src_gref) {
+        const std::byte* page = st.src.page(client, st.src_domain, seg.source.foreign.ref, true, &rc);
+        if (page == nullptr) return rc;
+        from = page + seg.source.foreign.offset;
     }
-    if (dst_gref && (dst_cache == nullptr || dst_cache->domid != seg.dest.foreign.domid)) {
-        dst_cache = client.domain(seg.dest.foreign.domid);
-        if (dst_cache == nullptr) return GNTST_bad_domain;
+    std::byte* to = static_cast<std::byte*>(seg.dest.virt);
+    if (dst_gref) {
+        std::byte* page = st.dst.page(client, st.dst_domain, seg.dest.foreign.ref, false, &rc);
+        if (page == nullptr) return rc;
+        to = page + seg.dest.foreign.offset;
     }
-    Claim src;
-    if (std::int16_t rc = src.acquire(client, src_cache, seg.source, src_gref, true); rc != GNTST_okay) return rc;
-    Claim dst;
-    if (std::int16_t rc = dst.acquire(client, dst_cache, seg.dest, dst_gref, false); rc != GNTST_okay) return rc;
     if ((src_gref && seg.source.foreign.offset + std::size_t{seg.len} > platform::kPageSize) ||
         (dst_gref && seg.dest.foreign.offset + std::size_t{seg.len} > platform::kPageSize))
         return GNTST_bad_copy_arg;
-    std::memcpy(dst.address(), src.address(), seg.len);
+    std::memcpy(to, from, seg.len);
     return GNTST_okay;
 }
 
@@ -117,14 +138,18 @@ std::unique_ptr<platform::GrantMapping> SimGrants::map(DomId domid, platform::Gr
 }
 
 void SimGrants::copy(std::span<CopySegment> segments) {
-    std::shared_ptr<DomainView> src_cache;
-    std::shared_ptr<DomainView> dst_cache;
+    CopyState st;
     for (CopySegment& seg : segments) {
         try {
-            seg.status = copy_one(*client_, src_cache, dst_cache, seg);
+            seg.status = copy_one(*client_, st, seg);
         } catch (const PlatformError&) {
             // Only a dead hypervisor connection gets here; report it per segment as promised.
             seg.status = GNTST_general_error;
+        }
+        if (seg.status != GNTST_okay) {
+            // As Xen: a failed segment drops what it held, so a bad grant never stays pinned.
+            st.src.release();
+            st.dst.release();
         }
     }
 }
