@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -79,6 +80,15 @@ std::string explain_eal_failure(int rte_errno_value, const EalConfig& config, co
 
 // The CPUs this process may run on, as an EAL cpuset ("0-1" or "0,2,5").
 std::string allowed_cpu_list();
+std::vector<unsigned> allowed_cpus();
+
+// An EAL --lcores value for netbackd's threads: lcore 0 (the control thread, and anything it
+// starts) floating over the allowed CPUs that no worker uses, and lcore i+1 pinned to
+// worker_cpus[i], so that a busy-polling worker has its CPU to itself. When the workers take
+// every allowed CPU, lcore 0 floats over all of them. Throws EalError(EINVAL) for a worker CPU
+// outside `allowed`.
+std::string lcores_for_workers(std::span<const unsigned> worker_cpus,
+                               std::span<const unsigned> allowed);
 
 class Eal {
 public:

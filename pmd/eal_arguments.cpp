@@ -34,30 +34,66 @@ bool exists(const char* path) { return ::access(path, F_OK) == 0; }
 
 } // namespace
 
-std::string allowed_cpu_list() {
+std::vector<unsigned> allowed_cpus() {
     cpu_set_t set;
     CPU_ZERO(&set);
+    std::vector<unsigned> cpus;
     if (::sched_getaffinity(0, sizeof set, &set) != 0) {
-        return "0";
+        return {0};
     }
-    std::string out;
-    int cpu = 0;
-    while (cpu < CPU_SETSIZE) {
-        if (!CPU_ISSET(cpu, &set)) {
-            ++cpu;
-            continue;
+    for (unsigned cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+        if (CPU_ISSET(cpu, &set)) {
+            cpus.push_back(cpu);
         }
-        int last = cpu;
-        while (last + 1 < CPU_SETSIZE && CPU_ISSET(last + 1, &set)) {
-            ++last;
+    }
+    return cpus.empty() ? std::vector<unsigned>{0} : cpus;
+}
+
+namespace {
+
+// "0-1,4" for {0,1,4}; the input is sorted.
+std::string cpuset(std::span<const unsigned> cpus) {
+    std::string out;
+    for (std::size_t i = 0; i < cpus.size();) {
+        std::size_t j = i;
+        while (j + 1 < cpus.size() && cpus[j + 1] == cpus[j] + 1) {
+            ++j;
         }
         if (!out.empty()) {
             out += ',';
         }
-        out += last == cpu ? fmt::format("{}", cpu) : fmt::format("{}-{}", cpu, last);
-        cpu = last + 1;
+        out += j == i ? fmt::format("{}", cpus[i]) : fmt::format("{}-{}", cpus[i], cpus[j]);
+        i = j + 1;
     }
-    return out.empty() ? "0" : out;
+    return out;
+}
+
+} // namespace
+
+std::string allowed_cpu_list() { return cpuset(allowed_cpus()); }
+
+std::string lcores_for_workers(std::span<const unsigned> worker_cpus,
+                               std::span<const unsigned> allowed) {
+    std::vector<unsigned> sorted(allowed.begin(), allowed.end());
+    std::ranges::sort(sorted);
+    std::vector<unsigned> control;
+    for (const unsigned cpu : sorted) {
+        if (std::ranges::find(worker_cpus, cpu) == worker_cpus.end()) {
+            control.push_back(cpu);
+        }
+    }
+    for (const unsigned cpu : worker_cpus) {
+        if (!std::ranges::binary_search(sorted, cpu)) {
+            throw EalError(fmt::format("worker CPU {} is not among this process's CPUs ({})", cpu,
+                                       cpuset(sorted)),
+                           EINVAL);
+        }
+    }
+    std::string out = "0@(" + cpuset(control.empty() ? sorted : control) + ")";
+    for (std::size_t i = 0; i < worker_cpus.size(); ++i) {
+        out += fmt::format(",{}@{}", i + 1, worker_cpus[i]);
+    }
+    return out;
 }
 
 std::vector<std::string> eal_arguments(const EalConfig& c, const std::string& program) {

@@ -83,6 +83,20 @@ Port::Port(std::string_view name, const PortConfig& config, const Mempool& pool)
                 }
             }
         }
+        // With several RX queues, spread flows over them by the device's hash; without RSS a
+        // NIC delivers everything to queue 0 and the other workers idle.
+        const std::uint64_t rss_hf =
+            info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
+        if (config.rx_queues > 1 && rss_hf != 0) {
+            conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_key = nullptr; // the device's default key
+            conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+            rss_ = true;
+        } else if (config.rx_queues > 1) {
+            warnings_.push_back(fmt::format(
+                "{} RX queues but the device offers no RSS: traffic stays on queue 0",
+                config.rx_queues));
+        }
         conf.rxmode.offloads = hardware_.rx_mask();
         conf.txmode.offloads = hardware_.tx_mask();
         const bool lsc = config.link_interrupts && info.dev_flags != nullptr &&

@@ -68,6 +68,8 @@ public:
     std::uint16_t tx_queues() const noexcept { return tx_queues_; }
     std::uint16_t rx_desc() const noexcept { return rx_desc_; }
     std::uint16_t tx_desc() const noexcept { return tx_desc_; }
+    // Whether RX traffic is spread over the RX queues by the device's hash (RSS).
+    bool rss() const noexcept { return rss_; }
     // Things that work but not as asked (e.g. an MTU the pool's data room cannot hold whole).
     const std::vector<std::string>& warnings() const noexcept { return warnings_; }
 
@@ -120,6 +122,7 @@ private:
     std::vector<std::string> warnings_;
     UniqueFd link_event_;
     std::optional<LinkStatus> reported_link_;
+    bool rss_ = false;
     bool callback_registered_ = false;
     bool configured_ = false;
     bool started_ = false;

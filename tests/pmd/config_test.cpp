@@ -242,3 +242,16 @@ TEST_CASE("uplinks become EAL devices and port names", "[eal]") {
     CHECK(ethdev_name_of(uplinks[1]) == "0000:04:00.1");
     CHECK(ethdev_name_of(uplinks[2]) == "net_tap0");
 }
+
+TEST_CASE("lcores for workers keep the control thread off the workers' CPUs", "[eal]") {
+    const std::vector<unsigned> allowed{0, 1, 2, 3, 4, 6};
+    CHECK(lcores_for_workers(std::vector<unsigned>{2, 3}, allowed) == "0@(0-1,4,6),1@2,2@3");
+    CHECK(lcores_for_workers(std::vector<unsigned>{}, allowed) == "0@(0-4,6)");
+    // Every CPU a worker: the control thread shares them all.
+    const std::vector<unsigned> two{0, 1};
+    CHECK(lcores_for_workers(two, two) == "0@(0-1),1@0,2@1");
+    CHECK_THROWS_AS(lcores_for_workers(std::vector<unsigned>{5}, allowed), EalError);
+    // This process's own CPUs in the same notation as the default --lcores uses.
+    CHECK(lcores_for_workers(std::vector<unsigned>{}, allowed_cpus()) ==
+          "0@(" + allowed_cpu_list() + ")");
+}

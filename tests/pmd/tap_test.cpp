@@ -320,3 +320,19 @@ TEST_CASE("net_tap's RX checksum flags decide data_validated", "[dataplane][tap]
         CHECK(rx_checksums_good(got.get(), tap.port.hardware()) == !corrupt);
     }
 }
+
+TEST_CASE("net_tap with several queues spreads RX by hash", "[dataplane][tap]") {
+    require_private_netns();
+    const std::string ifname = unique_name("nbtap");
+    VirtualDevice dev(unique_name("net_tap_t"), "iface=" + ifname);
+    auto pool = small_pool(8191);
+    PortConfig cfg;
+    cfg.rx_queues = 2;
+    cfg.tx_queues = 2;
+    cfg.rx_desc = 512;
+    cfg.tx_desc = 512;
+    Port port(dev.name(), cfg, pool);
+    CHECK(port.rx_queues() == 2);
+    CHECK(port.rss());
+    CHECK(port.warnings().empty());
+}
