@@ -91,6 +91,12 @@ void VifControl::unwatch_frontend()
 
 void VifControl::refresh()
 {
+    refresh_online();
+    refresh_frontend();
+}
+
+void VifControl::refresh_online()
+{
     const auto online = ctx_.store.read(0, be_ + "/online");
     facts_.online = true;
     if (online) {
@@ -100,7 +106,19 @@ void VifControl::refresh()
         else // keeping the dir is the safe reading of a mangled flag
             spdlog::warn("{}: {}/online = \"{}\": {}; treating as 1", id_.name(), be_, *online, v.error());
     }
-    const auto fs = ctx_.store.read(0, fe_ + "/state");
+}
+
+// Only frontend_changed() and the first look may call this: it is how a change of F/state is
+// told apart from a repeated watch event.
+void VifControl::refresh_frontend()
+{
+    std::optional<std::string> fs;
+    try {
+        fs = ctx_.store.read(0, fe_ + "/state");
+    } catch (const platform::PlatformError& e) {
+        // A vanished frontend dir can leave only unreadable parents behind.
+        spdlog::debug("{}: reading {}/state: {}", id_.name(), fe_, e.what());
+    }
     facts_.frontend.reset();
     if (fs) {
         const auto v = parse_state(*fs);
@@ -166,7 +184,7 @@ void VifControl::backend_changed()
         return;
     }
     const bool was_online = facts_.online;
-    refresh();
+    refresh_online();
     if (was_online && !facts_.online) {
         spdlog::info("{}: toolstack detach ({}/online = 0)", id_.name(), be_);
         run(VifEvent{EventKind::toolstack_changed});

@@ -63,6 +63,8 @@ private:
     void run(const VifEvent& ev);
     void apply(const Action& a);
     void refresh();
+    void refresh_online();
+    void refresh_frontend();
     void probe();
     void adopt_advertised();
     void probe_and_advertise();

@@ -1,0 +1,91 @@
+// A simulated Xen host with real processes: `xensim up`, a driver domain running the netbackd
+// binary, and guests whose netfronts run in the test process. What the end-to-end tests share.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "backend/platform/platform.hpp"
+#include "backend/xensim/hypervisor/client.hpp"
+#include "backend/xensim/hypervisor/guest_memory.hpp"
+#include "backend/xensim/hypervisor/sim_events.hpp"
+#include "backend/xensim/netfront/netfront.hpp"
+
+namespace netbackd::testing {
+
+inline constexpr platform::DomId kDriverDomain = 1;
+
+// Runs `argv` with output appended to `log`; returns the pid.
+pid_t spawn(const std::vector<std::string>& argv, const std::string& log, const std::vector<std::string>& env = {});
+// Waits for a child; its exit code, or 128+signal.
+int reap(pid_t pid);
+// Runs to completion; exit code.
+int run(const std::vector<std::string>& argv, const std::string& log);
+
+// A guest domain as seen from inside: its own store connection, memory and channels.
+struct Guest {
+    platform::DomId domid;
+    std::shared_ptr<xensim::HvClient> hv;
+    std::unique_ptr<platform::Store> store;
+    std::unique_ptr<xensim::SimEvents> events;
+    std::unique_ptr<xensim::GuestMemory> memory;
+    std::unique_ptr<xensim::Netfront> netfront;
+
+    // Starts (or restarts) the netfront of vif `devid`; returns once it has read its dir.
+    xensim::Netfront& start_netfront(std::uint32_t devid, unsigned queues = 1, bool split = true);
+};
+
+class SimWorld {
+public:
+    SimWorld();
+    ~SimWorld();
+
+    const std::string& dir() const { return dir_; }
+    std::string host_dir() const { return dir_ + "/host"; }
+
+    // xensim domain create.
+    void create_domain(const std::string& name, platform::DomId domid, unsigned memory_mib = 8);
+    Guest& guest(platform::DomId domid);
+
+    // The netbackd binary in the driver domain; returns once it notified READY=1.
+    void start_netbackd(const std::string& extra_config = "");
+    // Sends `sig` and waits; returns the exit status (0 for a clean SIGTERM).
+    int stop_netbackd(int sig);
+    pid_t netbackd_pid() const { return netbackd_; }
+    std::string netbackd_log() const;
+    void write_client_file(const std::string& name, const std::string& text);
+
+    // A dom0 connection (the toolstack's).
+    platform::Store& dom0();
+    // Polls `path` on dom0's connection until `pred(value)`; false after `timeout`.
+    bool wait_node(const std::string& path, const std::function<bool(const std::optional<std::string>&)>& pred,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    bool wait_state(const std::string& path, const std::string& want,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+    // Event channels of the driver domain in use (interdomain or unbound).
+    int driver_ports_in_use();
+    // Counts in the netbackd process: open fds and mapped regions.
+    int netbackd_fds() const;
+    int netbackd_maps() const;
+
+    static std::string be(platform::DomId fe, std::uint32_t devid);
+    static std::string fe(platform::DomId fe, std::uint32_t devid);
+    static std::string error_node(platform::DomId fe, std::uint32_t devid);
+
+private:
+    std::string dir_;
+    bool host_up_ = false;
+    pid_t netbackd_ = -1;
+    int notify_fd_ = -1;
+    std::unique_ptr<platform::Store> dom0_;
+    std::shared_ptr<xensim::HvClient> admin_;
+    std::vector<std::unique_ptr<Guest>> guests_;
+};
+
+} // namespace netbackd::testing
