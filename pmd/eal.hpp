@@ -90,6 +90,7 @@ std::vector<unsigned> allowed_cpus();
 std::string lcores_for_workers(std::span<const unsigned> worker_cpus,
                                std::span<const unsigned> allowed);
 
+// Ports, pools and virtual devices live in EAL memory: destroy them all before the Eal.
 class Eal {
 public:
     explicit Eal(const EalConfig& config);
