@@ -336,3 +336,21 @@ TEST_CASE("e2e: 40 clients attached and detached 20 times leak nothing", "[contr
     // A clean exit; under ASan, LeakSanitizer turns any leak into a non-zero status.
     CHECK(w.stop_netbackd(SIGTERM) == 0);
 }
+
+TEST_CASE("e2e: netbackd doctor passes on a healthy simulated host", "[control][e2e]")
+{
+    SimWorld w;
+    w.create_domain("web1", 7);
+    w.start_netbackd("[dpdk]\neal_args = [\"--no-huge\"]\n");
+    connect(w, 7, 0);
+    const std::string log = w.dir() + "/doctor.log";
+    CHECK(run({NETBACKD_BINARY, "doctor", "--config", w.dir() + "/netbackd.toml"}, log) == 0);
+    std::ifstream in(log);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    INFO(text);
+    CHECK(text.find("OK   backend dirs writable: /local/domain/1/backend/vif/7/0") != std::string::npos);
+    CHECK(text.find("FAIL") == std::string::npos);
+    // And without a host, it says what to do.
+    w.stop_netbackd(SIGTERM);
+    CHECK(run({NETBACKD_BINARY, "doctor", "--platform", "sim", "--sim-dir", w.dir() + "/nohost"}, log) == 1);
+}
