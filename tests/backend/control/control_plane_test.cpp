@@ -174,7 +174,7 @@ TEST_CASE("detach: toolstack online=0 state=5 leads to 6 and the dir removed", "
     CHECK(w.sink.size() == 0);
 }
 
-TEST_CASE("guest-initiated close while online keeps the dir; reboot reconnects", "[control][driver]")
+TEST_CASE("guest-initiated close while online keeps the dir and a reboot reconnects", "[control][driver]")
 {
     World w;
     w.attach(7, 0);

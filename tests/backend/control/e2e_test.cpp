@@ -167,7 +167,7 @@ TEST_CASE("e2e: netbackd restarted reconnects connected vifs without the guest n
     }
 }
 
-TEST_CASE("e2e: each malformed frontend key writes the error node; other vifs unaffected", "[control][e2e]")
+TEST_CASE("e2e: each malformed frontend key writes the error node and other vifs are unaffected", "[control][e2e]")
 {
     SimWorld w;
     w.create_domain("good", 7);
