@@ -141,6 +141,8 @@ void ControlPlane::on_backend_event(std::string_view path)
     }
     if (rest.empty() || rest == "online" || rest == "state")
         it->second->backend_changed();
+    else if (rest == "rate")
+        it->second->rate_changed();
 }
 
 void ControlPlane::on_release_domain()

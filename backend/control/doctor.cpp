@@ -126,6 +126,16 @@ Check iommu_check(const fs::path& root, const GlobalConfig& g)
     if (!any_pci)
         return skip(name, "no PCI ports configured");
     std::error_code ec;
+    // uio drivers do no DMA remapping at all: an IOMMU matters only for vfio-pci.
+    const bool all_uio = std::all_of(g.ports.begin(), g.ports.end(), [&](const DpdkPort& p) {
+        if (p.pci.empty())
+            return true;
+        std::error_code e;
+        const auto d = fs::read_symlink(under(root, "/sys/bus/pci/devices/" + p.pci) / "driver", e).filename();
+        return !e && (d == "uio_pci_generic" || d == "igb_uio");
+    });
+    if (all_uio)
+        return skip(name, "PCI ports use a uio driver, which needs no IOMMU");
     const auto groups = under(root, "/sys/kernel/iommu_groups");
     if (fs::exists(groups, ec) && !fs::is_empty(groups, ec))
         return ok(name, "IOMMU groups present");

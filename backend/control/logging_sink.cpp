@@ -25,6 +25,16 @@ std::unique_ptr<VifHandle> LoggingSink::detach(VifId id)
     return vif;
 }
 
+void LoggingSink::update_policy(VifId id, const VifPolicy& policy)
+{
+    auto it = vifs_.find(id);
+    if (it == vifs_.end())
+        return;
+    it->second->policy = policy;
+    spdlog::info("{}: policy updated: rate {}", id.name(),
+                 policy.rate ? fmt::format("{} bytes per {} us", policy.rate->bytes, policy.rate->usec) : "unlimited");
+}
+
 const VifHandle* LoggingSink::find(VifId id) const
 {
     auto it = vifs_.find(id);

@@ -15,6 +15,7 @@ public:
     DataPlaneFeatures features() const override { return features_; }
     void attach(std::unique_ptr<VifHandle> vif) override;
     std::unique_ptr<VifHandle> detach(VifId id) override;
+    void update_policy(VifId id, const VifPolicy& policy) override;
 
     std::size_t size() const noexcept { return vifs_.size(); }
     const VifHandle* find(VifId id) const;

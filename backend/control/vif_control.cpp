@@ -240,6 +240,35 @@ void VifControl::frontend_changed()
     run(VifEvent{EventKind::frontend_changed});
 }
 
+void VifControl::rate_changed()
+{
+    if (forgotten_ || removal_due_)
+        return;
+    const auto text = ctx_.store.read(0, be_ + "/rate");
+    std::optional<Rate> rate;
+    if (text) {
+        const auto v = parse_rate(*text);
+        if (!v) {
+            // A running vif keeps its last good limit rather than dying over a toolstack typo.
+            spdlog::error("{}: {}/rate = \"{}\": {}; keeping the previous limit", id_.name(), be_, *text, v.error());
+            return;
+        }
+        rate = *v;
+    }
+    if (rate == toolstack_rate_)
+        return;
+    toolstack_rate_ = rate;
+    if (client_ && client_->rate) {
+        spdlog::info("{}: {}/rate changed; the client file {} sets the limit", id_.name(), be_, client_->source);
+        return;
+    }
+    spdlog::info("{}: {}/rate changed to {}", id_.name(), be_, text.value_or("unlimited"));
+    if (facts_.connected) {
+        policy_.rate = rate;
+        ctx_.sink.update_policy(id_, policy_);
+    }
+}
+
 void VifControl::domain_released()
 {
     if (forgotten_ || removal_due_)
@@ -621,6 +650,7 @@ void VifControl::connect()
             fatal(EIO, fmt::format("hotplug script {} exited {}", client_->script->string(), r.exit_code));
     }
 
+    policy_ = pol;
     spdlog::info("{}: connected {} queue(s){}; rx-notify {} sg {} gso-v4 {} gso-v6 {} csum {} ipv6-csum {}",
                  id_.name(), queues, summary, nf.rx_notify, nf.sg, nf.gso_tcpv4, nf.gso_tcpv6, nf.ip_csum,
                  nf.ipv6_csum);

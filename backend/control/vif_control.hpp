@@ -46,6 +46,8 @@ public:
     void backend_changed();
     // The frontend's state node fired.
     void frontend_changed();
+    // B/rate changed: Linux re-reads it on the fly; so do we, without a renegotiation.
+    void rate_changed();
     // The frontend domain no longer exists.
     void domain_released();
     // Whether the frontend dir is still there (false once the toolstack removed the domain).
@@ -90,6 +92,7 @@ private:
     unsigned mtu_ = 1500;
     std::string domain_name_;
     std::optional<ClientConfig> client_;
+    VifPolicy policy_; // as handed to the data plane
     unsigned max_queues_ = 1;
     bool split_ = false;
     DataPlaneFeatures advertised_{};

@@ -2,6 +2,11 @@
 // every malformed key, and resource counts after each.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -453,4 +458,50 @@ TEST_CASE("a destroyed domain's vif is released even when @releaseDomain came fi
     w.pump();
     CHECK_FALSE(w.xs->exists(World::be(7, 0)));
     CHECK(w.grants.live == 0);
+}
+
+TEST_CASE("a rate change reaches the data plane of a connected vif", "[control][driver]")
+{
+    World w;
+    w.attach(7, 0);
+    w.frontend_connect(7, 0);
+    w.xs->write(World::be(7, 0) + "/rate", "5000,10000");
+    w.pump();
+    const VifHandle* h = w.sink.find({7, 0});
+    REQUIRE(h);
+    CHECK(h->policy.rate == Rate{5000, 10000});
+    w.xs->write(World::be(7, 0) + "/rate", "junk"); // kept, not fatal
+    w.pump();
+    CHECK(w.sink.find({7, 0})->policy.rate == Rate{5000, 10000});
+    CHECK(w.get(World::be(7, 0) + "/state") == "4");
+    w.xs->rm(World::be(7, 0) + "/rate");
+    w.pump();
+    CHECK_FALSE(w.sink.find({7, 0})->policy.rate);
+}
+
+TEST_CASE("a client hook runs before hotplug-status and its failure is fatal", "[control][driver]")
+{
+    std::string dir = (std::filesystem::temp_directory_path() / "netbackd-hook-XXXXXX").string();
+    REQUIRE(mkdtemp(dir.data()));
+    const std::string ok = dir + "/ok.sh", bad = dir + "/bad.sh";
+    std::ofstream(ok) << "#!/bin/sh\necho \"vif up $2.$3\"\n";
+    std::ofstream(bad) << "#!/bin/sh\necho no bridge >&2\nexit 3\n";
+    std::filesystem::permissions(ok, std::filesystem::perms::owner_all);
+    std::filesystem::permissions(bad, std::filesystem::perms::owner_all);
+
+    World w;
+    w.config->clients.push_back(parse_client(
+        "[match]\nmac = \"00:16:3e:00:00:01\"\n[vif]\nscript = \"" + ok + "\"\n", "ok.toml"));
+    w.config->clients.push_back(parse_client(
+        "[match]\nmac = \"00:16:3e:00:00:02\"\n[vif]\nscript = \"" + bad + "\"\n", "bad.toml"));
+    w.attach(7, 0, "00:16:3e:00:00:01");
+    w.frontend_connect(7, 0);
+    CHECK(w.get(World::be(7, 0) + "/state") == "4");
+    w.attach(8, 0, "00:16:3e:00:00:02");
+    w.frontend_connect(8, 0);
+    CHECK(w.get(World::be(8, 0) + "/state") == "5");
+    CHECK(w.error(8, 0) == "5 hotplug script " + bad + " exited 3");
+    CHECK(w.get(World::be(8, 0) + "/hotplug-status") == "");
+    CHECK(w.grants.live == 2); // only vif 7.0's rings
+    std::filesystem::remove_all(dir);
 }

@@ -101,6 +101,12 @@ TEST_CASE("doctor: NIC driver, hugepages and IOMMU failures say how to fix them"
 
     c = find(host_checks(r.root, with_port("0000:03:00.0"), false), "IOMMU");
     CHECK(c.status == CheckStatus::fail);
+    fs::remove(r.root / "sys/bus/pci/devices/0000:03:00.0/driver");
+    fs::create_directory_symlink("../../../drivers/uio_pci_generic", r.root / "sys/bus/pci/devices/0000:03:00.0/driver");
+    CHECK(find(host_checks(r.root, with_port("0000:03:00.0"), false), "IOMMU").status == CheckStatus::skip);
+    CHECK(find(host_checks(r.root, with_port("0000:03:00.0"), false), "port uplink0").status == CheckStatus::ok);
+    fs::remove(r.root / "sys/bus/pci/devices/0000:03:00.0/driver");
+    fs::create_directory_symlink("../../../drivers/ixgbe", r.root / "sys/bus/pci/devices/0000:03:00.0/driver");
     r.write("sys/module/vfio/parameters/enable_unsafe_noiommu_mode", "Y\n");
     c = find(host_checks(r.root, with_port("0000:03:00.0"), false), "IOMMU");
     CHECK(c.status == CheckStatus::ok);
