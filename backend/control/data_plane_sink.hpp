@@ -106,8 +106,9 @@ public:
     virtual void attach(std::unique_ptr<VifHandle> vif) = 0;
     // The vif back, once the data plane has let go of its rings; nullptr if it never had it.
     virtual std::unique_ptr<VifHandle> detach(VifId id) = 0;
-    // New policy for an attached vif (the toolstack changed `rate`).
-    virtual void update_policy(VifId id, const VifPolicy& policy) = 0;
+    // New policy for an attached vif (the toolstack changed `rate`). The default ignores it:
+    // the vif keeps the policy it was attached with.
+    virtual void update_policy(VifId /*id*/, const VifPolicy& /*policy*/) {}
 };
 
 } // namespace netbackd::control
