@@ -145,6 +145,16 @@ void ControlPlane::on_backend_event(std::string_view path)
         it->second->rate_changed();
 }
 
+bool ControlPlane::fail_vif(VifId id, const Fatal& reason)
+{
+    auto it = vifs_.find(id);
+    if (it == vifs_.end())
+        return false;
+    it->second->fail(reason);
+    reap();
+    return true;
+}
+
 void ControlPlane::on_release_domain()
 {
     for (auto& [id, vif] : vifs_) {

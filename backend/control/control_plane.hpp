@@ -33,6 +33,10 @@ public:
     // and unmapped, frontends stay connected and are reconnected by the next start().
     void release_all();
 
+    // The data plane disabled a vif (e.g. a fatal ring error): error node, Closing, unmapped;
+    // the guest may reconnect by re-initialising. False when no such vif exists.
+    bool fail_vif(VifId id, const Fatal& reason);
+
     int watch_fd() const { return ctx_.store.watch_fd(); }
     DomId self() const noexcept { return ctx_.self; }
     std::size_t vif_count() const noexcept { return vifs_.size(); }

@@ -269,6 +269,13 @@ void VifControl::rate_changed()
     }
 }
 
+void VifControl::fail(const Fatal& reason)
+{
+    if (forgotten_ || removal_due_)
+        return;
+    run(VifEvent{EventKind::failed, reason});
+}
+
 void VifControl::domain_released()
 {
     if (forgotten_ || removal_due_)

@@ -48,6 +48,8 @@ public:
     void frontend_changed();
     // B/rate changed: Linux re-reads it on the fly; so do we, without a renegotiation.
     void rate_changed();
+    // Something outside the handshake (the data plane) found the vif unusable.
+    void fail(const Fatal& reason);
     // The frontend domain no longer exists.
     void domain_released();
     // Whether the frontend dir is still there (false once the toolstack removed the domain).

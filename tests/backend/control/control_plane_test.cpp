@@ -2,6 +2,7 @@
 // every malformed key, and resource counts after each.
 #include <catch2/catch.hpp>
 
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 
@@ -504,4 +505,20 @@ TEST_CASE("a client hook runs before hotplug-status and its failure is fatal", "
     CHECK(w.get(World::be(8, 0) + "/hotplug-status") == "");
     CHECK(w.grants.live == 2); // only vif 7.0's rings
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a data plane fault closes the vif with an error node", "[control][driver]")
+{
+    World w;
+    w.attach(7, 0);
+    w.frontend_connect(7, 0);
+    CHECK(w.cp->fail_vif({7, 0}, Fatal{EIO, "fatal error on tx ring: 20 slots in one packet"}));
+    CHECK_FALSE(w.cp->fail_vif({9, 0}, Fatal{EIO, "x"}));
+    CHECK(w.get(World::be(7, 0) + "/state") == "5");
+    CHECK(w.error(7, 0) == "5 fatal error on tx ring: 20 slots in one packet");
+    CHECK(w.grants.live == 0);
+    w.frontend_state(7, 0, 6);
+    w.frontend_state(7, 0, 1);
+    w.frontend_connect(7, 0);
+    CHECK(w.get(World::be(7, 0) + "/state") == "4");
 }
