@@ -139,8 +139,15 @@ void ControlPlane::on_backend_event(std::string_view path)
             add(*id).appeared(*state == "1");
         return;
     }
-    if (rest.empty() || rest == "online" || rest == "state")
+    if (rest.empty() || rest == "online" || rest == "state") {
         it->second->backend_changed();
+        if (it->second->finished()) {
+            vifs_.erase(it);
+            const auto state = ctx_.store.read(0, backend_path(ctx_.self, *id) + "/state");
+            if (state)
+                add(*id).appeared(*state == "1");
+        }
+    }
     else if (rest == "rate")
         it->second->rate_changed();
 }

@@ -178,8 +178,16 @@ void VifControl::backend_changed()
     }
     // The toolstack writes state in the same transaction that creates the dir, so a missing
     // state node means the dir is gone (or going).
-    if (!ctx_.store.read(0, be_ + "/state")) {
+    const auto state = ctx_.store.read(0, be_ + "/state");
+    if (!state) {
         spdlog::info("{}: backend dir {} removed", id_.name(), be_);
+        run(VifEvent{EventKind::backend_removed});
+        return;
+    }
+    if (*state == "1" && facts_.backend != XenbusState::unknown && facts_.backend != XenbusState::initialising) {
+        // We never write 1: the toolstack replaced the dir (libxl removes and re-creates it in
+        // one transaction). This vif is over; the watcher starts a fresh one.
+        spdlog::info("{}: backend dir {} re-created by the toolstack", id_.name(), be_);
         run(VifEvent{EventKind::backend_removed});
         return;
     }

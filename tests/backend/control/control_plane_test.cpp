@@ -522,3 +522,20 @@ TEST_CASE("a data plane fault closes the vif with an error node", "[control][dri
     w.frontend_connect(7, 0);
     CHECK(w.get(World::be(7, 0) + "/state") == "4");
 }
+
+TEST_CASE("a backend dir re-created by the toolstack starts a fresh handshake", "[control][driver]")
+{
+    World w;
+    w.attach(7, 0);
+    w.frontend_connect(7, 0);
+    // libxl's nic_add removes and re-creates both dirs in one transaction; here the removal
+    // is not observed separately either: state simply reads 1 again.
+    w.xs->write(World::be(7, 0) + "/state", "1");
+    w.xs->write(World::fe(7, 0) + "/state", "1");
+    w.pump();
+    CHECK(w.get(World::be(7, 0) + "/state") == "2");
+    CHECK(w.grants.live == 0);
+    w.frontend_connect(7, 0);
+    CHECK(w.get(World::be(7, 0) + "/state") == "4");
+    CHECK(w.cp->vif_count() == 1);
+}
