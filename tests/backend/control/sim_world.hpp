@@ -70,7 +70,7 @@ public:
 
     // Event channels of the driver domain in use (interdomain or unbound).
     int driver_ports_in_use();
-    // Counts in the netbackd process: open fds and mapped regions.
+    // Counts in the netbackd process: open fds, and mappings of simulated domain memory.
     int netbackd_fds() const;
     int netbackd_maps() const;
 
