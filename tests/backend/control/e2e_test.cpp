@@ -355,3 +355,14 @@ TEST_CASE("e2e: netbackd doctor passes on a healthy simulated host", "[control][
     w.stop_netbackd(SIGTERM);
     CHECK(run({NETBACKD_BINARY, "doctor", "--platform", "sim", "--sim-dir", w.dir() + "/nohost"}, log) == 1);
 }
+
+TEST_CASE("e2e: a vif left waiting says what it waits for and on which key", "[control][e2e]")
+{
+    SimWorld w;
+    w.create_domain("web1", 7);
+    w.start_netbackd("", "wait_report_seconds = 1\n");
+    xensim::nic_add(w.dom0(), nic(7, 0)); // no netfront ever answers
+    const std::string want =
+        "vif 7.0: waiting 1 s for the frontend to connect: /local/domain/7/device/vif/0/state is 1 (Initialising)";
+    CHECK(w.wait_node("/", [&](auto&&) { return w.netbackd_log().find(want) != std::string::npos; }));
+}

@@ -142,13 +142,13 @@ void SimWorld::write_client_file(const std::string& name, const std::string& tex
     std::ofstream(dir_ + "/clients/" + name) << text;
 }
 
-void SimWorld::start_netbackd(const std::string& extra_config)
+void SimWorld::start_netbackd(const std::string& extra_config, const std::string& service_keys)
 {
     {
         std::ofstream cfg(dir_ + "/netbackd.toml");
-        cfg << fmt::format("[service]\nplatform = \"sim\"\nlog_level = \"debug\"\nclients_dir = \"clients\"\n"
+        cfg << fmt::format("[service]\nplatform = \"sim\"\nlog_level = \"debug\"\nclients_dir = \"clients\"\n{}"
                            "[sim]\ndir = \"{}\"\ndomid = {}\n{}\n",
-                           host_dir(), kDriverDomain, extra_config);
+                           service_keys, host_dir(), kDriverDomain, extra_config);
     }
     const std::string sock = dir_ + "/notify.sock";
     if (notify_fd_ < 0) {

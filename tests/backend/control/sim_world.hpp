@@ -53,7 +53,8 @@ public:
     Guest& guest(platform::DomId domid);
 
     // The netbackd binary in the driver domain; returns once it notified READY=1.
-    void start_netbackd(const std::string& extra_config = "");
+    // extra_config: more tables; service_keys: more keys for [service].
+    void start_netbackd(const std::string& extra_config = "", const std::string& service_keys = "");
     // Sends `sig` and waits; returns the exit status (0 for a clean SIGTERM).
     int stop_netbackd(int sig);
     pid_t netbackd_pid() const { return netbackd_; }
