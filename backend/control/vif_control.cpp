@@ -531,116 +531,120 @@ void VifControl::probe_and_advertise()
     spdlog::info("{}: advertised {}", id_.name(), flag_list(advertised_, split_, max_queues_));
 }
 
-void VifControl::connect()
+std::optional<std::string> VifControl::read_frontend(const std::string& path)
 {
-    auto fe_key = [&](const std::string& dir, const std::string& key) { return dir + "/" + key; };
-    auto read_fe = [&](const std::string& path) { return ctx_.store.read(0, path); };
-    auto required = [&](const std::string& path) {
-        auto v = read_fe(path);
-        if (!v)
-            fatal(ENOENT, "reading " + path);
-        return *v;
-    };
-    auto bad = [&](const std::string& path, const std::string& value, const std::string& why) {
-        fatal(EINVAL, fmt::format("{} = \"{}\": {}", path, value, why));
-    };
+    return ctx_.store.read(0, path);
+}
+
+std::string VifControl::require_frontend(const std::string& path)
+{
+    auto v = read_frontend(path);
+    if (!v)
+        fatal(ENOENT, "reading " + path);
+    return *v;
+}
+
+unsigned VifControl::read_queue_count()
+{
+    const std::string path = fe_ + "/multi-queue-num-queues";
+    const auto q = read_frontend(path);
+    if (!q)
+        return 1;
+    const auto v = parse_unsigned(*q, UINT32_MAX);
+    if (!v)
+        fatal(EINVAL, fmt::format("{} = \"{}\": {}", path, *q, v.error()));
+    if (*v == 0 || *v > max_queues_)
+        fatal(EINVAL, fmt::format("guest requested {} queues, exceeding the maximum of {} ({})", *v, max_queues_, path));
+    return static_cast<unsigned>(*v);
+}
+
+NegotiatedFeatures VifControl::read_features()
+{
     auto flag = [&](const std::string& key, bool dflt) {
-        const auto path = fe_key(fe_, key);
-        const auto v = read_fe(path);
+        const auto path = fe_ + "/" + key;
+        const auto v = read_frontend(path);
         if (!v)
             return dflt;
         const auto f = parse_flag(*v);
         if (!f)
-            bad(path, *v, f.error());
+            fatal(EINVAL, fmt::format("{} = \"{}\": {}", path, *v, f.error()));
         return *f;
     };
-
-    unsigned queues = 1;
-    if (const auto q = read_fe(fe_key(fe_, "multi-queue-num-queues"))) {
-        const auto v = parse_unsigned(*q, UINT32_MAX);
-        if (!v)
-            bad(fe_key(fe_, "multi-queue-num-queues"), *q, v.error());
-        if (*v == 0 || *v > max_queues_)
-            fatal(EINVAL, fmt::format("guest requested {} queues, exceeding the maximum of {} ({}/multi-queue-num-queues)",
-                                      *v, max_queues_, fe_));
-        queues = static_cast<unsigned>(*v);
-    }
     if (!flag("request-rx-copy", false))
         fatal(EOPNOTSUPP, fmt::format("{}/request-rx-copy is absent or 0: this backend only does rx-copy", fe_));
-
-    auto handle = std::make_unique<VifHandle>();
-    handle->id = id_;
-    NegotiatedFeatures& nf = handle->features;
+    NegotiatedFeatures nf;
     nf.rx_notify = flag("feature-rx-notify", false);
     nf.sg = flag("feature-sg", false) && advertised_.sg;
     nf.gso_tcpv4 = flag("feature-gso-tcpv4", false) && advertised_.gso_tcpv4;
     nf.gso_tcpv6 = flag("feature-gso-tcpv6", false) && advertised_.gso_tcpv6;
     nf.ip_csum = !flag("feature-no-csum-offload", false);
     nf.ipv6_csum = flag("feature-ipv6-csum-offload", false) && advertised_.ipv6_csum_offload;
+    return nf;
+}
 
-    std::string summary;
-    for (unsigned q = 0; q < queues; ++q) {
-        const std::string dir = queues == 1 ? fe_ : fmt::format("{}/queue-{}", fe_, q);
-        QueueRings rings;
-        auto ref = [&](const std::string& key) {
-            const auto path = fe_key(dir, key);
-            const auto text = required(path);
-            const auto r = parse_grant_ref(text);
-            if (!r)
-                bad(path, text, r.error());
-            return *r;
-        };
-        auto port = [&](const std::string& path, const std::string& text) {
-            const auto p = parse_port(text);
-            if (!p)
-                bad(path, text, p.error());
-            return *p;
-        };
-        rings.tx_ref = ref("tx-ring-ref");
-        rings.rx_ref = ref("rx-ring-ref");
-
-        std::optional<platform::EvtchnPort> tx_port, rx_port;
-        const auto tx_text = read_fe(fe_key(dir, "event-channel-tx"));
-        if (tx_text && split_) {
-            tx_port = port(fe_key(dir, "event-channel-tx"), *tx_text);
-            rx_port = port(fe_key(dir, "event-channel-rx"), required(fe_key(dir, "event-channel-rx")));
-            nf.split_event_channels = true;
-        } else {
-            const auto path = fe_key(dir, "event-channel");
-            tx_port = port(path, required(path));
+QueueRings VifControl::connect_queue(unsigned q, const std::string& dir, bool& split_used, std::string& summary)
+{
+    auto parsed = [&](const std::string& path, const std::string& text, auto parse) {
+        const auto v = parse(text);
+        if (!v)
+            fatal(EINVAL, fmt::format("{} = \"{}\": {}", path, text, v.error()));
+        return *v;
+    };
+    auto ref = [&](const char* key) {
+        const auto path = dir + "/" + key;
+        return parsed(path, require_frontend(path), parse_grant_ref);
+    };
+    auto port = [&](const char* key) {
+        const auto path = dir + "/" + key;
+        return parsed(path, require_frontend(path), parse_port);
+    };
+    auto map = [&](const char* key, platform::GrantRef r) {
+        try {
+            return ctx_.grants.map(id_.frontend, r, true);
+        } catch (const platform::PlatformError& e) {
+            fatal(errno_of(e), fmt::format("mapping in shared page {} from domain {} ({}/{}): {}", r, id_.frontend, dir,
+                                           key, e.what()));
         }
-
-        auto map = [&](const char* key, platform::GrantRef r) {
-            try {
-                return ctx_.grants.map(id_.frontend, r, true);
-            } catch (const platform::PlatformError& e) {
-                fatal(errno_of(e), fmt::format("mapping in shared page {} from domain {} ({}/{}): {}", r, id_.frontend,
-                                               dir, key, e.what()));
-            }
-        };
-        auto bind = [&](const char* key, platform::EvtchnPort p) {
-            try {
-                return BoundPort(ctx_.events, ctx_.events.bind_interdomain(id_.frontend, p));
-            } catch (const platform::PlatformError& e) {
-                fatal(errno_of(e), fmt::format("binding event channel {} of domain {} ({}/{}): {}", p, id_.frontend, dir,
-                                               key, e.what()));
-            }
-        };
-        rings.tx_ring = map("tx-ring-ref", rings.tx_ref);
-        rings.rx_ring = map("rx-ring-ref", rings.rx_ref);
-        if (rx_port) {
-            rings.tx_port = bind("event-channel-tx", *tx_port);
-            rings.rx_port = bind("event-channel-rx", *rx_port);
-        } else {
-            rings.tx_port = bind("event-channel", *tx_port);
+    };
+    auto bind = [&](const char* key, platform::EvtchnPort p) {
+        try {
+            return BoundPort(ctx_.events, ctx_.events.bind_interdomain(id_.frontend, p));
+        } catch (const platform::PlatformError& e) {
+            fatal(errno_of(e),
+                  fmt::format("binding event channel {} of domain {} ({}/{}): {}", p, id_.frontend, dir, key, e.what()));
         }
-        summary += fmt::format(" [queue {}: tx-ring-ref {} rx-ring-ref {} {}]", q, rings.tx_ref, rings.rx_ref,
-                               rx_port ? fmt::format("event-channel-tx {} -rx {}", *tx_port, *rx_port)
-                                       : fmt::format("event-channel {}", *tx_port));
-        handle->queues.push_back(std::move(rings));
+    };
+
+    QueueRings rings;
+    rings.tx_ref = ref("tx-ring-ref");
+    rings.rx_ref = ref("rx-ring-ref");
+    // Split channels only when offered and taken, as Linux decides by event-channel-tx.
+    const bool split = split_ && read_frontend(dir + "/event-channel-tx").has_value();
+    platform::EvtchnPort tx_port = 0, rx_port = 0;
+    if (split) {
+        tx_port = port("event-channel-tx");
+        rx_port = port("event-channel-rx");
+    } else {
+        tx_port = port("event-channel");
     }
+    rings.tx_ring = map("tx-ring-ref", rings.tx_ref);
+    rings.rx_ring = map("rx-ring-ref", rings.rx_ref);
+    if (split) {
+        rings.tx_port = bind("event-channel-tx", tx_port);
+        rings.rx_port = bind("event-channel-rx", rx_port);
+    } else {
+        rings.tx_port = bind("event-channel", tx_port);
+    }
+    split_used |= split;
+    summary += fmt::format(" [queue {}: tx-ring-ref {} rx-ring-ref {} {}]", q, rings.tx_ref, rings.rx_ref,
+                           split ? fmt::format("event-channel-tx {} -rx {}", tx_port, rx_port)
+                                 : fmt::format("event-channel {}", tx_port));
+    return rings;
+}
 
-    VifPolicy& pol = handle->policy;
+VifPolicy VifControl::make_policy() const
+{
+    VifPolicy pol;
     pol.guest_mac = client_ && client_->mac ? *client_->mac : toolstack_mac_.value_or(Mac{});
     if (client_ && client_->mac && toolstack_mac_ && *client_->mac != *toolstack_mac_)
         spdlog::warn("{}: client file {} allows mac {} but the toolstack assigned {}: the guest's frames "
@@ -652,20 +656,40 @@ void VifControl::connect()
     pol.rate = client_ && client_->rate ? client_->rate : toolstack_rate_;
     pol.mtu = mtu_;
     pol.client_source = client_ ? client_->source : "";
+    return pol;
+}
 
-    if (client_ && client_->script) {
-        const auto r = run_hook(*client_->script,
-                                {"online", std::to_string(id_.frontend), std::to_string(id_.devid)},
-                                std::chrono::seconds(10));
-        if (!r.output.empty())
-            spdlog::info("{}: {}: {}", id_.name(), client_->script->string(), r.output);
-        if (!r.error.empty())
-            fatal(EIO, fmt::format("hotplug script {}: {}", client_->script->string(), r.error));
-        if (r.exit_code != 0)
-            fatal(EIO, fmt::format("hotplug script {} exited {}", client_->script->string(), r.exit_code));
+void VifControl::run_client_hook()
+{
+    if (!client_ || !client_->script)
+        return;
+    const auto& script = *client_->script;
+    const auto r = run_hook(script, {"online", std::to_string(id_.frontend), std::to_string(id_.devid)},
+                            std::chrono::seconds(10));
+    if (!r.output.empty())
+        spdlog::info("{}: {}: {}", id_.name(), script.string(), r.output);
+    if (!r.error.empty())
+        fatal(EIO, fmt::format("hotplug script {}: {}", script.string(), r.error));
+    if (r.exit_code != 0)
+        fatal(EIO, fmt::format("hotplug script {} exited {}", script.string(), r.exit_code));
+}
+
+void VifControl::connect()
+{
+    const unsigned queues = read_queue_count();
+    auto handle = std::make_unique<VifHandle>();
+    handle->id = id_;
+    handle->features = read_features();
+    std::string summary;
+    for (unsigned q = 0; q < queues; ++q) {
+        const std::string dir = queues == 1 ? fe_ : fmt::format("{}/queue-{}", fe_, q);
+        handle->queues.push_back(connect_queue(q, dir, handle->features.split_event_channels, summary));
     }
+    handle->policy = make_policy();
+    run_client_hook();
 
-    policy_ = pol;
+    const NegotiatedFeatures& nf = handle->features;
+    policy_ = handle->policy;
     spdlog::info("{}: connected {} queue(s){}; rx-notify {} sg {} gso-v4 {} gso-v6 {} csum {} ipv6-csum {}",
                  id_.name(), queues, summary, nf.rx_notify, nf.sg, nf.gso_tcpv4, nf.gso_tcpv6, nf.ip_csum,
                  nf.ipv6_csum);

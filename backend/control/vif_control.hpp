@@ -73,6 +73,13 @@ private:
     void adopt_advertised();
     void probe_and_advertise();
     void connect();
+    std::optional<std::string> read_frontend(const std::string& path);
+    std::string require_frontend(const std::string& path);
+    unsigned read_queue_count();
+    NegotiatedFeatures read_features();
+    QueueRings connect_queue(unsigned q, const std::string& dir, bool& split_used, std::string& summary);
+    VifPolicy make_policy() const;
+    void run_client_hook();
     void disconnect();
     bool write_backend_key(std::string_view key, std::string_view value);
     void remove_backend_dir();
