@@ -110,6 +110,9 @@ void ControlPlane::process_watches()
         } catch (const platform::PlatformError& e) {
             // A store failure outside any one vif's actions; the next event retries.
             spdlog::error("control: handling watch {} ({}): {}", ev.path, ev.token, e.what());
+        } catch (const std::exception& e) {
+            // Whatever one event does wrong, the other vifs keep being served.
+            spdlog::error("control: handling watch {} ({}): unexpected: {}", ev.path, ev.token, e.what());
         }
     }
     reap();
