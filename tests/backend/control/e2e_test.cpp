@@ -366,3 +366,28 @@ TEST_CASE("e2e: a vif left waiting says what it waits for and on which key", "[c
         "vif 7.0: waiting 1 s for the frontend to connect: /local/domain/7/device/vif/0/state is 1 (Initialising)";
     CHECK(w.wait_node("/", [&](auto&&) { return w.netbackd_log().find(want) != std::string::npos; }));
 }
+
+TEST_CASE("e2e: the xensim netfront verb as a guest process", "[control][e2e]")
+{
+    SimWorld w;
+    w.create_domain("web1", 7);
+    w.start_netbackd();
+    xensim::nic_add(w.dom0(), nic(7, 0));
+    const pid_t nf = spawn({XENSIM_BINARY, "netfront", "web1", "--devid", "0", "--queues", "2", "--dir", w.host_dir()},
+                           w.dir() + "/netfront.log");
+    CHECK(w.wait_state(W::be(7, 0) + "/state", "4"));
+    CHECK(w.dom0().read(0, W::fe(7, 0) + "/multi-queue-num-queues") == "2");
+    // SIGUSR1: the guest reboots its vif; netbackd sees Initialising and reconnects.
+    kill(nf, SIGUSR1);
+    CHECK(w.wait_node("/", [&](auto&&) {
+        return w.netbackd_log().find("vif 7.0: frontend state 1 (Initialising)") != std::string::npos;
+    }));
+    CHECK(w.wait_state(W::be(7, 0) + "/state", "4"));
+    CHECK(w.wait_state(W::fe(7, 0) + "/state", "4"));
+    // SIGTERM: the guest closes the device; the backend follows, the dir stays (online=1).
+    kill(nf, SIGTERM);
+    CHECK(reap(nf) == 0);
+    CHECK(w.dom0().read(0, W::fe(7, 0) + "/state") == "6");
+    CHECK(w.wait_state(W::be(7, 0) + "/state", "6"));
+    CHECK(w.driver_ports_in_use() == 0);
+}
