@@ -34,6 +34,8 @@ DataPlane::~DataPlane() {
     stop_.store(true, std::memory_order_relaxed);
     worker_->wake();
     thread_.join();
+    // The worker still points at the vifs it runs: it goes first.
+    worker_.reset();
 }
 
 control::DataPlaneFeatures DataPlane::features() const {
