@@ -112,6 +112,20 @@ void Netfront::on_backend_state(std::optional<int> bs)
         release_rings();
         return;
     }
+    if (opt_.flavour == NetfrontFlavour::windows && !close_cycle_done_) {
+        // The Windows drivers reset the device before using it: Closing, Closed, then
+        // Initialising again, each once the backend followed. A backend that only knows
+        // InitWait -> Connected wedges them here.
+        if (*bs == 2 && state_ == 1)
+            set_state(5);
+        else if (*bs == 5 && state_ == 5)
+            set_state(6);
+        else if (*bs == 6 && state_ == 6) {
+            set_state(1);
+            close_cycle_done_ = true;
+        }
+        return;
+    }
     switch (*bs) {
     case 2: // InitWait
         if (state_ == 6 || state_ == 5) {

@@ -20,6 +20,7 @@ namespace netbackd::xensim {
 enum class NetfrontFlavour {
     linux_guest, // Linux xen-netfront: flat keys for one queue, every feature flag
     unikraft,    // writes multi-queue-num-queues unconditionally, omits rx-notify and sg
+    windows,     // Windows PV drivers: a Closing/Closed cycle before the first connect
 };
 
 struct NetfrontOptions {
@@ -89,6 +90,7 @@ private:
     std::vector<FrontQueue> queues_;
     std::vector<std::pair<platform::GrantRef, Gfn>> stuck_refs_;
     bool watching_ = false;
+    bool close_cycle_done_ = false; // windows flavour
 };
 
 } // namespace netbackd::xensim

@@ -60,7 +60,9 @@ void run_netfront(const NetfrontCliOptions& o)
     nopt.devid = o.devid;
     nopt.queues = o.queues;
     nopt.split_event_channels = !o.no_split;
-    nopt.flavour = o.flavour == "unikraft" ? NetfrontFlavour::unikraft : NetfrontFlavour::linux_guest;
+    nopt.flavour = o.flavour == "unikraft" ? NetfrontFlavour::unikraft
+                   : o.flavour == "windows" ? NetfrontFlavour::windows
+                                            : NetfrontFlavour::linux_guest;
     Netfront nf(*store, events, memory, nopt);
     nf.start();
 
@@ -101,7 +103,8 @@ void install_netfront(CLI::App& app)
     nf->add_option("--devid", o->devid, "vif number");
     nf->add_option("--queues", o->queues, "queues wanted (capped by the backend)")->check(CLI::Range(1, 64));
     nf->add_flag("--no-split", o->no_split, "one event channel per queue even if split ones are offered");
-    nf->add_option("--flavour", o->flavour, "linux | unikraft")->check(CLI::IsMember({"linux", "unikraft"}));
+    nf->add_option("--flavour", o->flavour, "linux | unikraft | windows")
+        ->check(CLI::IsMember({"linux", "unikraft", "windows"}));
     nf->callback([o] { run_netfront(*o); });
 }
 

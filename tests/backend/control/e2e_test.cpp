@@ -391,3 +391,20 @@ TEST_CASE("e2e: the xensim netfront verb as a guest process", "[control][e2e]")
     CHECK(w.wait_state(W::be(7, 0) + "/state", "6"));
     CHECK(w.driver_ports_in_use() == 0);
 }
+
+TEST_CASE("e2e: a Windows-flavoured netfront's close cycle ends connected", "[control][e2e]")
+{
+    SimWorld w;
+    w.create_domain("win", 9);
+    w.start_netbackd();
+    xensim::nic_add(w.dom0(), nic(9, 0));
+    const pid_t nf = spawn({XENSIM_BINARY, "netfront", "win", "--flavour", "windows", "--dir", w.host_dir()},
+                           w.dir() + "/netfront.log");
+    CHECK(w.wait_state(W::fe(9, 0) + "/state", "4"));
+    CHECK(w.wait_state(W::be(9, 0) + "/state", "4"));
+    const auto log = w.netbackd_log();
+    CHECK(log.find("vif 9.0: frontend state 5 (Closing)") != std::string::npos);
+    CHECK(log.find("vif 9.0: frontend state 6 (Closed)") != std::string::npos);
+    kill(nf, SIGTERM);
+    CHECK(reap(nf) == 0);
+}
