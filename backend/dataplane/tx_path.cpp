@@ -252,9 +252,9 @@ void Worker::flush_uplinks() noexcept {
     }
 }
 
-std::size_t Worker::uplink_rx(std::uint16_t u) noexcept {
+std::size_t Worker::uplink_rx(std::uint16_t u, std::uint16_t queue) noexcept {
     Uplink& up = *uplinks_[u];
-    const std::uint16_t n = up.rx_burst(cfg_.uplink_queue, uplink_rx_buf_);
+    const std::uint16_t n = up.rx_burst(queue, uplink_rx_buf_);
     counters_.uplink_rx.add(n);
     const bool hw_checked = up.hardware().rx_l4_cksum();
     for (std::uint16_t i = 0; i < n; ++i) {

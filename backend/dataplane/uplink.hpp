@@ -23,6 +23,8 @@ public:
     virtual const pmd::Offloads& hardware() const noexcept = 0;
     // L3 MTU of the wire: software segmentation cuts to this.
     virtual std::uint16_t mtu() const noexcept = 0;
+    // RX queues to poll (RSS spreads the wire's flows over them).
+    virtual std::uint16_t rx_queues() const noexcept { return 1; }
 };
 
 class PortUplink final : public Uplink {
@@ -36,6 +38,7 @@ public:
     }
     const pmd::Offloads& hardware() const noexcept override { return port_.hardware(); }
     std::uint16_t mtu() const noexcept override { return port_.mtu(); }
+    std::uint16_t rx_queues() const noexcept override { return port_.rx_queues(); }
 
 private:
     pmd::Port& port_;

@@ -165,7 +165,8 @@ std::size_t Worker::poll_once() noexcept {
     now_ = rte_get_tsc_cycles();
     wake_at_ = 0;
     std::size_t work = 0;
-    for (std::uint16_t u = 0; u < uplinks_.size(); ++u) work += uplink_rx(u);
+    for (std::uint16_t u = 0; u < uplinks_.size(); ++u)
+        for (std::uint16_t rq = 0; rq < uplinks_[u]->rx_queues(); ++rq) work += uplink_rx(u, rq);
     for (VifRuntime* v : vifs_) {
         if (!v->running()) continue;
         for (auto& q : v->queues) {
@@ -264,7 +265,7 @@ void Worker::run(const std::atomic<bool>& stop) noexcept {
         }
         // After a wake-up that brought nothing, go straight back to sleep: spinning for the idle
         // period after every timer tick would keep an idle host busy.
-        if (!slept && now_ - last_work < idle_ticks) continue;
+        if (cfg_.busy_poll || (!slept && now_ - last_work < idle_ticks)) continue;
         if (stop.load(std::memory_order_relaxed)) break;
         if (prepare_sleep()) {
             sleep();

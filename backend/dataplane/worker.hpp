@@ -44,7 +44,11 @@ struct WorkerConfig {
     // interrupt), or a frontend without feature-rx-notify holding a backlog.
     std::chrono::microseconds poll_interval{1000};
     std::chrono::seconds mac_age{300};
+    // TX queue of every uplink this worker sends on. RX: every queue of the uplink (one worker
+    // owns the port's RX side).
     std::uint16_t uplink_queue = 0;
+    // Never sleep (the global config's polling = "busy"): lowest latency, one core at 100%.
+    bool busy_poll = false;
 };
 
 struct WorkerContext {
@@ -116,7 +120,7 @@ private:
     void attach(VifRuntime& vif) noexcept;
     void detach(VifRuntime& vif) noexcept;
 
-    std::size_t uplink_rx(std::uint16_t u) noexcept;
+    std::size_t uplink_rx(std::uint16_t u, std::uint16_t queue) noexcept;
     std::size_t tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept;
     void forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept;
     void uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint16_t vlan) noexcept;

@@ -69,7 +69,7 @@ TEST_CASE("the sink states what the data plane implements", "[dataplane][sink]")
     CHECK(f.max_queues == 4);
 }
 
-TEST_CASE("attached vifs carry traffic on the worker thread; detach hands the vif back", "[dataplane][sink]") {
+TEST_CASE("attached vifs carry traffic on the worker thread and detach hands the vif back", "[dataplane][sink]") {
     SinkRig rig({kA, kB});
     Netfront a(rig.world, kA);
     Netfront b(rig.world, kB);
