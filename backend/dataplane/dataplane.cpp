@@ -28,9 +28,11 @@ DataPlane::DataPlane(const DataPlaneConfig& config, platform::Grants& grants, pl
         worker_->run(stop_);
         rte_thread_unregister();
     });
+    publish_telemetry(this);
 }
 
 DataPlane::~DataPlane() {
+    withdraw_telemetry(this);
     stop_.store(true, std::memory_order_relaxed);
     worker_->wake();
     thread_.join();
@@ -69,7 +71,10 @@ void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
     const control::VifId id = vif->id;
     auto runtime = std::make_unique<VifRuntime>(std::move(vif), uplink, rte_get_tsc_hz());
     VifRuntime* raw = runtime.get();
-    vifs_.emplace(id, Entry{std::move(runtime), false});
+    {
+        std::lock_guard lock(mutex_);
+        vifs_.emplace(id, Entry{std::move(runtime), false});
+    }
     post(WorkerMsg{WorkerMsgKind::attach, raw, std::nullopt});
 }
 
@@ -87,6 +92,7 @@ std::unique_ptr<control::VifHandle> DataPlane::detach(control::VifId id) {
         std::this_thread::sleep_for(20us);
     }
     auto handle = raw->release_handle();
+    std::lock_guard lock(mutex_);
     vifs_.erase(it);
     return handle;
 }
@@ -116,6 +122,13 @@ std::optional<VifStats> DataPlane::stats(control::VifId id) const {
 std::vector<std::pair<control::VifId, VifStats>> DataPlane::all_stats() const {
     std::vector<std::pair<control::VifId, VifStats>> out;
     for (const auto& [id, e] : vifs_) out.emplace_back(id, snapshot(e.runtime->counters()));
+    return out;
+}
+
+std::vector<VifTelemetry> DataPlane::telemetry_view() const {
+    std::lock_guard lock(mutex_);
+    std::vector<VifTelemetry> out;
+    for (const auto& [id, e] : vifs_) out.push_back(VifTelemetry{id, e.runtime->state(), snapshot(e.runtime->counters())});
     return out;
 }
 

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,6 +41,12 @@ struct DataPlaneConfig {
     const pmd::Mempool* indirect_pool = nullptr;
 };
 
+struct VifTelemetry {
+    control::VifId id;
+    VifState state;
+    VifStats stats;
+};
+
 struct VifFaultReport {
     control::VifId id;
     std::string message;
@@ -64,6 +71,8 @@ public:
     std::optional<VifStats> stats(control::VifId id) const;
     std::vector<std::pair<control::VifId, VifStats>> all_stats() const;
     const WorkerCounters& worker_counters() const noexcept { return worker_->counters(); }
+    // Any thread (the telemetry thread): a consistent list of the vifs and their counters.
+    std::vector<VifTelemetry> telemetry_view() const;
 
 private:
     struct Entry {
@@ -75,9 +84,17 @@ private:
     DataPlaneConfig config_;
     std::unique_ptr<Worker> worker_;
     std::map<control::VifId, Entry> vifs_;
+    // Guards vifs_ against the telemetry thread: taken by the control thread when it changes
+    // the map and by readers from other threads; never by the worker.
+    mutable std::mutex mutex_;
     std::atomic<bool> stop_{false};
     std::thread thread_;
 };
+
+// The /netbackd/* telemetry commands read this data plane (one per process; nullptr: none).
+// The DataPlane publishes itself on construction and withdraws on destruction.
+void publish_telemetry(const DataPlane* dp);
+void withdraw_telemetry(const DataPlane* dp);
 
 // What `netbackd run` builds once the EAL, pools and ports exist.
 std::unique_ptr<DataPlane> make_dataplane(const DataPlaneConfig& config, platform::Platform& platform);

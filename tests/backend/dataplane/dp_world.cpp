@@ -67,7 +67,7 @@ std::vector<Bytes> RingUplink::sent() {
     return out;
 }
 
-World::World(std::vector<platform::DomId> guests, std::uint64_t guest_bytes)
+World::World(std::vector<platform::DomId> guests, std::uint64_t guest_bytes, bool start_eal)
     : admin(xensim::HvClient::connect_admin(host.dir())),
       back([&] {
           admin->create_domain(kBackDom, "driver", 4u << 20);
@@ -78,7 +78,7 @@ World::World(std::vector<platform::DomId> guests, std::uint64_t guest_bytes)
       grants(sim_grants),
       events(back) {
     // EAL after the hypervisor's fork: the child must not inherit DPDK's threads.
-    pmd::test::dataplane_eal();
+    if (start_eal) pmd::test::dataplane_eal();
 }
 
 Netfront::Netfront(World& world, platform::DomId domid, std::uint32_t devid)

@@ -69,7 +69,9 @@ private:
 };
 
 struct World {
-    explicit World(std::vector<platform::DomId> guests, std::uint64_t guest_bytes = 32u << 20);
+    // start_eal: start the shared test EAL (false when the test brings its own).
+    explicit World(std::vector<platform::DomId> guests, std::uint64_t guest_bytes = 32u << 20,
+                   bool start_eal = true);
     xensim::testing::HvHost host;
     std::shared_ptr<xensim::HvClient> admin;
     std::shared_ptr<xensim::HvClient> back;

@@ -1,0 +1,96 @@
+// The /netbackd/* commands over DPDK's real telemetry socket, as dpdk-telemetry.py reads them.
+// This binary starts its own EAL (telemetry on), so it is a test executable of its own.
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <rte_eal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../../pmd/dataplane_env.hpp"
+#include "backend/dataplane/dataplane.hpp"
+#include "dp_world.hpp"
+
+using namespace netbackd;
+using namespace netbackd::dataplane;
+using namespace netbackd::dataplane::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr platform::DomId kA = 31;
+
+class TelemetryClient {
+public:
+    TelemetryClient() {
+        fd_ = ::socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        const std::string path = std::string(rte_eal_get_runtime_dir()) + "/dpdk_telemetry.v2";
+        REQUIRE(path.size() < sizeof addr.sun_path);
+        std::copy(path.begin(), path.end(), addr.sun_path);
+        REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        (void)read(); // the greeting
+    }
+    ~TelemetryClient() { ::close(fd_); }
+    nlohmann::json query(const std::string& cmd) {
+        REQUIRE(::write(fd_, cmd.data(), cmd.size()) == static_cast<ssize_t>(cmd.size()));
+        return nlohmann::json::parse(read());
+    }
+
+private:
+    std::string read() {
+        std::string buf(64 * 1024, '\0');
+        const ssize_t n = ::read(fd_, buf.data(), buf.size());
+        REQUIRE(n > 0);
+        buf.resize(static_cast<std::size_t>(n));
+        return buf;
+    }
+    int fd_ = -1;
+};
+
+} // namespace
+
+TEST_CASE("vif and worker counters are readable over the telemetry socket", "[dataplane][telemetry]") {
+    World world({kA}, 32u << 20, false);
+    pmd::EalConfig ec;
+    ec.file_prefix = "nbdptel-" + std::to_string(::getpid());
+    ec.telemetry = true;
+    pmd::Eal eal(ec);
+    {
+        pmd::Mempool pool({.name = "tel_pool", .mbufs = 4095, .cache = 32});
+        pmd::Mempool indirect({.name = "tel_ind", .mbufs = 1023, .cache = 32, .data_room = 0});
+        RingUplink up(pool);
+        DataPlaneConfig c;
+        c.pool = &pool;
+        c.indirect_pool = &indirect;
+        c.uplinks.push_back(UplinkBinding{"up0", &up});
+        auto dp = std::make_unique<DataPlane>(c, world.grants, world.events);
+        Netfront a(world, kA);
+        dp->attach(a.handle(mac(0xa)));
+        for (int i = 0; i < 3; ++i) a.send(frame(mac(0x99), mac(0xa), 100));
+        a.push_tx();
+        for (int i = 0; i < 1000 && dp->stats({kA, 0})->tx_packets < 3; ++i) std::this_thread::sleep_for(5ms);
+
+        TelemetryClient client;
+        const auto vifs = client.query("/netbackd/vifs");
+        INFO(vifs.dump());
+        const auto& v = vifs.at("/netbackd/vifs").at("vif31_0");
+        CHECK(v.at("state") == "running");
+        CHECK(v.at("tx_packets") == 3);
+        CHECK(v.at("tx_bytes") == 3 * 154);
+        CHECK(v.at("copy_batches").get<int>() >= 1);
+        CHECK(v.at("drop_tx_spoofed") == 0);
+        const auto one = client.query("/netbackd/vif,31.0");
+        CHECK(one.at("/netbackd/vif").at("tx_packets") == 3);
+        const auto w = client.query("/netbackd/worker");
+        CHECK(w.at("/netbackd/worker").at("uplink_tx") == 3);
+        CHECK(dp->detach({kA, 0}) != nullptr);
+        const auto none = client.query("/netbackd/vifs");
+        CHECK(none.at("/netbackd/vifs").empty());
+    }
+}
