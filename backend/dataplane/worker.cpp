@@ -235,7 +235,12 @@ void Worker::sleep() noexcept {
         if (!v->tx_bucket.unlimited() && v->tx_bucket.credit() == 0)
             until = until == 0 ? v->tx_bucket.next_refill() : std::min(until, v->tx_bucket.next_refill());
     }
-    std::uint64_t timeout_us = polled ? static_cast<std::uint64_t>(cfg_.poll_interval.count()) : UINT64_MAX;
+    std::uint64_t timeout_us = UINT64_MAX;
+    if (polled) {
+        timeout_us = interval_us_;
+        interval_us_ = std::min<std::uint64_t>(interval_us_ * 2,
+                                               static_cast<std::uint64_t>(cfg_.max_poll_interval.count()));
+    }
     if (until != 0) {
         const std::uint64_t ticks = until > now_ ? until - now_ : 0;
         timeout_us = std::min(timeout_us, ticks * 1'000'000 / tsc_hz_ + 1);
@@ -257,10 +262,12 @@ void Worker::run(const std::atomic<bool>& stop) noexcept {
         static_cast<std::uint64_t>(cfg_.idle_before_sleep.count()) * tsc_hz_ / 1'000'000;
     std::uint64_t last_work = rte_get_tsc_cycles();
     bool slept = false;
+    interval_us_ = static_cast<std::uint64_t>(std::max<std::int64_t>(cfg_.poll_interval.count(), 1));
     while (!stop.load(std::memory_order_relaxed)) {
         if (poll_once() != 0) {
             last_work = now_;
             slept = false;
+            interval_us_ = static_cast<std::uint64_t>(std::max<std::int64_t>(cfg_.poll_interval.count(), 1));
             continue;
         }
         // After a wake-up that brought nothing, go straight back to sleep: spinning for the idle

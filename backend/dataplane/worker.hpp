@@ -40,9 +40,12 @@ struct WorkerConfig {
     std::size_t mac_table = 4096;
     // Busy-poll this long after the last work before re-arming notifications and sleeping.
     std::chrono::microseconds idle_before_sleep{200};
-    // Longest sleep while something can only be polled: an uplink (our ports give no RX
-    // interrupt), or a frontend without feature-rx-notify holding a backlog.
-    std::chrono::microseconds poll_interval{1000};
+    // Sleep while something can only be polled: an uplink (our ports give no RX interrupt), or
+    // a frontend without feature-rx-notify holding a backlog. The first sleep after work lasts
+    // poll_interval; each further idle one doubles it up to max_poll_interval, so a quiet host
+    // costs next to nothing while a wire frame after a short pause still waits little.
+    std::chrono::microseconds poll_interval{500};
+    std::chrono::microseconds max_poll_interval{8000};
     std::chrono::seconds mac_age{300};
     // TX queue of every uplink this worker sends on. RX: every queue of the uplink (one worker
     // owns the port's RX side).
@@ -169,6 +172,7 @@ private:
     std::uint64_t now_ = 0;
     std::uint64_t last_age_ = 0;
     std::uint64_t wake_at_ = 0; // earliest tick a throttled vif regains credit; 0: none
+    std::uint64_t interval_us_ = 0; // current polling sleep, see poll_interval
     WorkerCounters counters_;
 };
 

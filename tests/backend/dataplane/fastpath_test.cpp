@@ -449,3 +449,45 @@ TEST_CASE("multi-queue: each flow sticks to one RX queue, and every TX queue is 
     CHECK(q0.tx_responses().size() == 1);
     CHECK(q1.tx_responses().size() == 1);
 }
+
+TEST_CASE("a vif on a VLAN: tagged on the wire, untagged in the guest, isolated from other VLANs",
+          "[dataplane][fastpath]") {
+    Rig rig({kA, kB});
+    Netfront a(rig.world, kA);
+    Netfront b(rig.world, kB);
+    auto ha = a.handle(kMacA);
+    ha->policy.vlan = 100;
+    rig.attach(std::move(ha));
+    rig.attach(b, kMacB); // untagged
+    a.post_rx_buffers(8);
+    b.post_rx_buffers(8);
+
+    const Bytes f = frame(kOutside, kMacA, 200);
+    a.send(f);
+    // A broadcast from the VLAN vif reaches the wire but not the untagged guest.
+    a.send(frame(MacAddr{0xffff'ffff'ffffULL}, kMacA, 60));
+    a.push_tx();
+    rig.poll();
+    const auto wire = rig.up.sent();
+    REQUIRE(wire.size() == 2);
+    REQUIRE(wire[0].size() == f.size() + 4);
+    CHECK(std::to_integer<int>(wire[0][12]) == 0x81);
+    CHECK(std::to_integer<int>(wire[0][13]) == 0x00);
+    CHECK(((std::to_integer<int>(wire[0][14]) << 8 | std::to_integer<int>(wire[0][15])) & 0xfff) == 100);
+    Bytes untagged = wire[0];
+    untagged.erase(untagged.begin() + 12, untagged.begin() + 16);
+    CHECK(untagged == f);
+    CHECK(b.receive().empty());
+
+    // From the wire: tag 100 reaches a without the tag; untagged traffic for a does not.
+    Bytes tagged = frame(kMacA, kOutside, 300);
+    const Bytes plain = tagged;
+    const std::array<std::byte, 4> tag{std::byte{0x81}, std::byte{0x00}, std::byte{0x00}, std::byte{100}};
+    tagged.insert(tagged.begin() + 12, tag.begin(), tag.end());
+    rig.up.inject(tagged);
+    rig.up.inject(plain);
+    rig.poll();
+    const auto got = a.receive();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].frame == plain);
+}

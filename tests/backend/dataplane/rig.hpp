@@ -26,7 +26,11 @@ struct Rig {
 
     VifRuntime& attach(Netfront& nf, MacAddr m, control::NegotiatedFeatures f = Netfront::default_features(),
                        std::optional<control::Rate> rate = std::nullopt) {
-        vifs.push_back(std::make_unique<VifRuntime>(nf.handle(m, f, rate), 0, rte_get_tsc_hz()));
+        return attach(nf.handle(m, f, rate));
+    }
+
+    VifRuntime& attach(std::unique_ptr<control::VifHandle> h) {
+        vifs.push_back(std::make_unique<VifRuntime>(std::move(h), 0, rte_get_tsc_hz()));
         REQUIRE(worker->post(WorkerMsg{WorkerMsgKind::attach, vifs.back().get(), std::nullopt}));
         worker->poll_once();
         return *vifs.back();

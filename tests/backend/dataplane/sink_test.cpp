@@ -1,7 +1,10 @@
 // The DataPlane sink with its worker thread: handover, traffic, faults for the control plane,
 // detach handing the vif back, idle sleep; and a worker over a real DPDK port (net_ring).
 #include <chrono>
+#include <cstdlib>
 #include <thread>
+
+#include <sys/resource.h>
 
 #include <catch2/catch.hpp>
 #include <rte_cycles.h>
@@ -182,4 +185,36 @@ TEST_CASE("a guest broadcast goes out of a real net_ring port and comes back in"
     CHECK(st.tx_packets == 1);
     CHECK(st.rx_packets == 1);
     CHECK(w.counters().uplink_tx.get() == 1);
+}
+
+// Not run by ctest (hidden): prints the process CPU use of an idle data plane, for the record.
+//   dataplane_sink_test "[measure]"   (NETBACKD_IDLE_SECONDS, default 10)
+TEST_CASE("idle CPU of the data plane", "[.][measure]") {
+    const char* env = std::getenv("NETBACKD_IDLE_SECONDS");
+    const int seconds = env != nullptr ? std::atoi(env) : 10;
+    for (const bool with_uplink : {true, false}) {
+        SinkRig rig({kA, kB}, with_uplink);
+        Netfront a(rig.world, kA);
+        Netfront b(rig.world, kB);
+        rig.dp->attach(a.handle(kMacA));
+        rig.dp->attach(b.handle(kMacB));
+        a.post_rx_buffers(64);
+        std::this_thread::sleep_for(100ms);
+        auto cpu = [] {
+            rusage ru{};
+            getrusage(RUSAGE_SELF, &ru);
+            return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                   static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+        };
+        const double c0 = cpu();
+        const auto it0 = rig.dp->worker_counters().iterations.get();
+        std::this_thread::sleep_for(std::chrono::seconds(seconds));
+        const double used = cpu() - c0;
+        WARN((with_uplink ? "with an uplink (polled, 0.5-8 ms sleeps)" : "without uplinks") << ": "
+             << 100.0 * used / seconds << "% CPU over " << seconds << " s, "
+             << rig.dp->worker_counters().iterations.get() - it0 << " iterations, "
+             << rig.dp->worker_counters().sleeps.get() << " sleeps");
+        CHECK(rig.dp->detach({kA, 0}) != nullptr);
+        CHECK(rig.dp->detach({kB, 0}) != nullptr);
+    }
 }
