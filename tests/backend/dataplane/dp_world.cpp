@@ -57,6 +57,24 @@ void RingUplink::inject(std::span<const std::byte> frame) {
     (void)m.release();
 }
 
+void RingUplink::inject_mbuf(rte_mbuf* m) {
+    if (rte_ring_enqueue(to_backend_, m) != 0) {
+        rte_pktmbuf_free(m);
+        throw std::runtime_error("uplink ring full");
+    }
+}
+
+std::size_t RingUplink::discard() {
+    std::array<void*, 64> burst{};
+    std::size_t n = 0;
+    for (;;) {
+        const unsigned k = rte_ring_dequeue_burst(from_backend_, burst.data(), burst.size(), nullptr);
+        if (k == 0) return n;
+        rte_pktmbuf_free_bulk(reinterpret_cast<rte_mbuf**>(burst.data()), k);
+        n += k;
+    }
+}
+
 std::vector<Bytes> RingUplink::sent() {
     std::vector<Bytes> out;
     void* m = nullptr;
@@ -196,6 +214,12 @@ std::vector<Netfront::Received> Netfront::receive() {
         out.push_back(std::move(r));
     }
     return out;
+}
+
+platform::GrantRef Netfront::granted_page(std::span<const std::byte> content, bool readonly) {
+    const xensim::Gfn g = mem_.alloc_page();
+    std::memcpy(mem_.page(g).data(), content.data(), std::min<std::size_t>(content.size(), 4096));
+    return mem_.grant_access(g, kBackDom, readonly);
 }
 
 std::size_t Netfront::drain_notifications() {

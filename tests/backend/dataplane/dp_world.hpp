@@ -57,6 +57,9 @@ public:
     std::uint16_t mtu() const noexcept override { return mtu_; }
 
     void inject(std::span<const std::byte> frame);
+    void inject_mbuf(rte_mbuf* m); // takes it
+    // Frees what was sent; returns how many.
+    std::size_t discard();
     // Everything sent so far, taken.
     std::vector<Bytes> sent();
 
@@ -111,6 +114,10 @@ public:
         bool error;
     };
     std::vector<Received> receive();
+
+    // A fresh page holding `content` (at offset 0), granted to the backend; for benchmarks that
+    // reuse one buffer for every request.
+    platform::GrantRef granted_page(std::span<const std::byte> content, bool readonly);
 
     // Backend -> this guest notifications seen (and acknowledged).
     std::size_t drain_notifications();
