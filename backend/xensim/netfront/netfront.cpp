@@ -169,6 +169,10 @@ void Netfront::talk_to_netback()
     }
     const unsigned n = std::max(1u, std::min(opt_.queues, max_queues));
     const bool split = opt_.split_event_channels && read_backend("feature-split-event-channels") == "1";
+    features_.sg = read_backend("feature-sg") == "1";
+    features_.gso_tcpv4 = read_backend("feature-gso-tcpv4") == "1";
+    features_.gso_tcpv6 = read_backend("feature-gso-tcpv6") == "1";
+    features_.csum_offload = read_backend("feature-no-csum-offload") != "1";
 
     release_rings();
     try {
@@ -215,12 +219,18 @@ void Netfront::talk_to_netback()
         put("feature-gso-tcpv6", "1");
         put("feature-ipv6-csum-offload", "1");
     });
+    ++generation_;
     spdlog::info("netfront {}: {} queue(s){}, connecting", fe_, n, split ? ", split event channels" : "");
     set_state(4);
 }
 
 void Netfront::release_rings()
 {
+    if (!queues_.empty()) {
+        ++generation_;
+        if (release_hook_)
+            release_hook_();
+    }
     for (const auto& q : queues_) {
         for (auto [ref, gfn] : {std::pair{q.tx_ref, q.tx_gfn}, std::pair{q.rx_ref, q.rx_gfn}}) {
             if (memory_.end_access(ref))

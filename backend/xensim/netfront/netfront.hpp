@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -40,6 +41,15 @@ struct FrontQueue {
     platform::EvtchnPort rx_port = 0; // == tx_port without split channels
 };
 
+// What the backend offered, read at talk_to_netback time; the data half decides per frame
+// with it (netfront's xennet_fix_features).
+struct BackendFeatures {
+    bool sg = false;
+    bool gso_tcpv4 = false;
+    bool gso_tcpv6 = false;
+    bool csum_offload = true; // unless the backend wrote feature-no-csum-offload=1
+};
+
 class Netfront {
 public:
     // `store` must be the guest's own connection (its domain socket); `events` and `memory`
@@ -67,6 +77,11 @@ public:
     const std::string& frontend_path() const noexcept { return fe_; }
     const std::string& backend_path() const noexcept { return be_; }
     platform::DomId backend_id() const noexcept { return backend_; }
+    const BackendFeatures& backend_features() const noexcept { return features_; }
+    // Bumped whenever the rings change (made or released): the data half re-attaches on change.
+    std::uint64_t generation() const noexcept { return generation_; }
+    // Runs just before the ring pages are released, so the data half lets go of them first.
+    void set_release_hook(std::function<void()> hook) { release_hook_ = std::move(hook); }
     // Grants still mapped by the backend after release (should stay 0).
     std::size_t leaked_grants() const noexcept { return stuck_refs_.size(); }
 
@@ -91,6 +106,9 @@ private:
     std::vector<std::pair<platform::GrantRef, Gfn>> stuck_refs_;
     bool watching_ = false;
     bool close_cycle_done_ = false; // windows flavour
+    BackendFeatures features_;
+    std::uint64_t generation_ = 0;
+    std::function<void()> release_hook_;
 };
 
 } // namespace netbackd::xensim

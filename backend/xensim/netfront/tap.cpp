@@ -1,0 +1,215 @@
+#include "tap.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <net/if_arp.h>
+#include <sched.h>
+#include <spawn.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+extern char** environ;
+
+namespace netbackd::xensim {
+
+namespace {
+
+[[noreturn]] void throw_errno(const std::string& what)
+{
+    throw std::system_error(errno, std::generic_category(), what);
+}
+
+// Runs `ip args...`; returns its exit status (or -1 when it could not run).
+int run_ip(std::vector<std::string> args, bool quiet)
+{
+    args.insert(args.begin(), "ip");
+    std::vector<char*> argv;
+    for (auto& a : args)
+        argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    if (quiet) {
+        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    }
+    pid_t pid = -1;
+    const int rc = posix_spawnp(&pid, "ip", &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        return -1;
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+platform::Fd make_tap(const std::string& name, std::optional<ring::MacAddr> mac)
+{
+    platform::Fd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
+    if (!fd)
+        throw_errno("open /dev/net/tun");
+    ifreq ifr{};
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    if (name.size() >= IFNAMSIZ)
+        throw std::system_error(ENAMETOOLONG, std::generic_category(), "tap name " + name);
+    std::memcpy(ifr.ifr_name, name.c_str(), name.size());
+    if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0)
+        throw_errno("TUNSETIFF " + name);
+
+    platform::Fd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!sock)
+        throw_errno("socket");
+    if (mac) {
+        ifreq hw{};
+        std::memcpy(hw.ifr_name, name.c_str(), name.size());
+        hw.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+        std::memcpy(hw.ifr_hwaddr.sa_data, mac->data(), 6);
+        if (::ioctl(sock.get(), SIOCSIFHWADDR, &hw) < 0)
+            throw_errno("SIOCSIFHWADDR " + name);
+    }
+    ifreq up{};
+    std::memcpy(up.ifr_name, name.c_str(), name.size());
+    if (::ioctl(sock.get(), SIOCGIFFLAGS, &up) < 0)
+        throw_errno("SIOCGIFFLAGS " + name);
+    up.ifr_flags = static_cast<short>(up.ifr_flags | IFF_UP);
+    if (::ioctl(sock.get(), SIOCSIFFLAGS, &up) < 0)
+        throw_errno("SIOCSIFFLAGS " + name);
+    return fd;
+}
+
+} // namespace
+
+bool tap_supported(std::string* why)
+{
+    platform::Fd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+    if (!fd) {
+        if (why != nullptr)
+            *why = fmt::format("/dev/net/tun: {}", std::strerror(errno));
+        return false;
+    }
+    if (run_ip({"netns", "list"}, true) != 0) {
+        if (why != nullptr)
+            *why = "`ip netns list` failed";
+        return false;
+    }
+    return true;
+}
+
+void ensure_netns(const std::string& name)
+{
+    struct stat st{};
+    if (::stat(("/run/netns/" + name).c_str(), &st) == 0)
+        return;
+    if (run_ip({"netns", "add", name}, false) != 0 && ::stat(("/run/netns/" + name).c_str(), &st) != 0)
+        throw std::runtime_error(fmt::format("`ip netns add {}` failed", name));
+}
+
+void delete_netns(const std::string& name) noexcept
+{
+    try {
+        run_ip({"netns", "delete", name}, true);
+    } catch (...) {
+    }
+}
+
+TapDevice TapDevice::open(const std::string& name, const std::string& netns, std::optional<ring::MacAddr> mac)
+{
+    if (netns.empty())
+        return TapDevice(make_tap(name, mac), name);
+    platform::Fd ns(::open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!ns)
+        throw_errno("open /run/netns/" + netns);
+    // setns() moves only the calling thread; a throwaway thread keeps ours in place. The tap
+    // stays in the namespace it was created in, whoever holds its fd.
+    platform::Fd tap;
+    std::exception_ptr error;
+    std::thread helper([&] {
+        try {
+            if (::setns(ns.get(), CLONE_NEWNET) < 0)
+                throw_errno("setns " + netns);
+            tap = make_tap(name, mac);
+        } catch (...) {
+            error = std::current_exception();
+        }
+    });
+    helper.join();
+    if (error)
+        std::rethrow_exception(error);
+    return TapDevice(std::move(tap), name);
+}
+
+TapBridge::TapBridge(NetfrontIo& io, TapDevice& tap) : io_(io), tap_(tap), buf_(65536) {}
+
+std::size_t TapBridge::tap_to_ring()
+{
+    std::size_t queued = 0;
+    if (io_.queue_count() == 0)
+        return 0;
+    io_.reap_tx(0);
+    for (;;) {
+        if (held_ == 0) {
+            const ssize_t n = ::read(tap_.fd(), buf_.data(), buf_.size());
+            if (n <= 0)
+                break; // EAGAIN: drained
+            held_ = static_cast<std::size_t>(n);
+        }
+        const SendResult r = io_.send(0, std::span(buf_.data(), held_));
+        if (r == SendResult::busy)
+            break;
+        if (r == SendResult::refused)
+            ++counters_.dropped_tx;
+        else {
+            ++counters_.from_tap;
+            ++queued;
+        }
+        held_ = 0;
+    }
+    if (queued != 0)
+        io_.flush(0);
+    return queued;
+}
+
+std::size_t TapBridge::ring_to_tap()
+{
+    std::size_t written = 0;
+    RxFrame f;
+    for (unsigned q = 0; q < io_.queue_count(); ++q) {
+        bool got = false;
+        while (io_.next_rx(q, f)) {
+            got = true;
+            if (f.error || f.nr_frags == 0) {
+                ++counters_.dropped_rx;
+                continue;
+            }
+            std::array<iovec, ring::kMaxTxSegments> iov;
+            for (std::size_t i = 0; i < f.nr_frags; ++i)
+                iov[i] = iovec{const_cast<std::byte*>(f.frags()[i].data()), f.frags()[i].size()};
+            if (::writev(tap_.fd(), iov.data(), f.nr_frags) < 0) {
+                ++counters_.dropped_rx;
+            } else {
+                ++counters_.to_tap;
+                ++written;
+            }
+        }
+        if (got)
+            io_.refill(q);
+    }
+    return written;
+}
+
+} // namespace netbackd::xensim

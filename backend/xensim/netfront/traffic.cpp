@@ -1,0 +1,113 @@
+#include "traffic.hpp"
+
+#include <stdexcept>
+
+#include <poll.h>
+
+#include <fmt/format.h>
+
+namespace netbackd::xensim {
+
+Traffic::Traffic(NetfrontIo& io, TrafficOptions options) : io_(io), opt_(std::move(options))
+{
+    if (opt_.batch == 0)
+        opt_.batch = 1;
+    if (opt_.generate) {
+        frame_.resize(opt_.frame.size);
+        opt_.frame.partial_csum = opt_.csum_offload;
+        if (!build_udp_frame(opt_.frame, frame_))
+            throw std::invalid_argument(fmt::format("cannot build a {}-byte IPv4/UDP frame (at least {}, at most 65549)",
+                                                    opt_.frame.size, kUdpFrameHeaders));
+        if (opt_.csum_offload)
+            flags_ = ring::TxFrontFlags{true, true};
+    }
+    if (io_.attached())
+        on_attach();
+}
+
+void Traffic::on_attach()
+{
+    if (opt_.generate && frame_.size() <= platform::kPageSize)
+        io_.stamp_tx_buffers(frame_);
+}
+
+bool Traffic::step() noexcept
+{
+    bool progress = false;
+    const bool stamped = frame_.size() <= platform::kPageSize;
+    for (unsigned q = 0; q < io_.queue_count(); ++q) {
+        if (io_.reap_tx(q) != 0)
+            progress = true;
+        std::size_t n = 0;
+        while (n < opt_.batch && want_more()) {
+            const SendResult r = stamped ? io_.send_stamped(q, static_cast<std::uint16_t>(frame_.size()), flags_)
+                                         : io_.send(q, frame_, TxMeta{flags_, std::nullopt, 0});
+            if (r != SendResult::queued)
+                break;
+            ++n;
+            ++queued_;
+        }
+        if (n != 0) {
+            io_.flush(q);
+            progress = true;
+        }
+        RxFrame f;
+        bool got = false;
+        while (io_.next_rx(q, f))
+            got = true;
+        if (got) {
+            io_.refill(q);
+            progress = true;
+        }
+    }
+    return progress;
+}
+
+void Traffic::run_for(std::chrono::nanoseconds budget)
+{
+    const auto start = std::chrono::steady_clock::now();
+    const auto deadline = start + budget;
+    for (;;) {
+        const bool progress = step();
+        const auto now = std::chrono::steady_clock::now();
+        if (finished() || now >= deadline)
+            break;
+        if (progress)
+            continue;
+        io_.drain_events();
+        bool work = false;
+        for (unsigned q = 0; q < io_.queue_count(); ++q)
+            work = io_.prepare_to_sleep(q) || work;
+        if (work)
+            continue;
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
+        pollfd p{io_.event_fd(), POLLIN, 0};
+        // Bounded, so a caller that also watches the store gets its turn.
+        ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 100)));
+        io_.drain_events();
+    }
+    ran_ += std::chrono::steady_clock::now() - start;
+}
+
+bool Traffic::finished() const noexcept
+{
+    if (!opt_.generate || opt_.count == 0 || queued_ < opt_.count)
+        return false;
+    const auto& c = io_.counters();
+    return c.tx_pkts + c.tx_errors >= opt_.count;
+}
+
+TrafficStats Traffic::stats() const noexcept
+{
+    const auto& c = io_.counters();
+    return TrafficStats{c.tx_pkts, c.tx_bytes, c.rx_pkts, c.rx_bytes, c.tx_errors,
+                        std::chrono::duration<double>(ran_).count()};
+}
+
+std::string to_json(const TrafficStats& s)
+{
+    return fmt::format(R"({{"tx_pkts":{},"tx_bytes":{},"rx_pkts":{},"rx_bytes":{},"tx_errors":{},"seconds":{:.3f}}})",
+                       s.tx_pkts, s.tx_bytes, s.rx_pkts, s.rx_bytes, s.tx_errors, s.seconds);
+}
+
+} // namespace netbackd::xensim

@@ -1,0 +1,65 @@
+// Generator/sink mode of the simulated netfront, for benchmarks: fixed-size frames sent as fast
+// as the rings take them from pre-built, pre-granted buffers, and whatever comes back counted.
+// Per batch: one push, and one kick only when the backend asked; per packet: no syscall, no
+// allocation, no copy (frames up to a page; bigger ones are copied into the pages per send).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "netfront_io.hpp"
+#include "udp_frame.hpp"
+
+namespace netbackd::xensim {
+
+struct TrafficOptions {
+    bool generate = false;
+    UdpFrameSpec frame;    // src MAC: the vif's
+    std::uint64_t count = 0; // frames to send; 0: no limit
+    bool csum_offload = false; // CHECKSUM_PARTIAL frames (csum_blank|data_validated) if offered
+    std::size_t batch = 64;    // frames per push
+};
+
+struct TrafficStats {
+    std::uint64_t tx_pkts = 0;
+    std::uint64_t tx_bytes = 0;
+    std::uint64_t rx_pkts = 0;
+    std::uint64_t rx_bytes = 0;
+    std::uint64_t tx_errors = 0;
+    double seconds = 0;
+};
+
+class Traffic {
+public:
+    // Throws std::invalid_argument for a frame size the generator cannot build.
+    Traffic(NetfrontIo& io, TrafficOptions options);
+
+    // Call after every (re)attach of the NetfrontIo: stamps the frame into the new buffers.
+    void on_attach();
+    // Moves traffic until `budget` passed or the generator finished its count (all answered).
+    void run_for(std::chrono::nanoseconds budget);
+    // The generator sent its whole count and every frame was answered.
+    bool finished() const noexcept;
+
+    std::uint64_t queued() const noexcept { return queued_; }
+    TrafficStats stats() const noexcept;
+    std::span<const std::byte> frame() const noexcept { return frame_; }
+
+private:
+    bool want_more() const noexcept { return opt_.generate && (opt_.count == 0 || queued_ < opt_.count); }
+    bool step() noexcept;
+
+    NetfrontIo& io_;
+    TrafficOptions opt_;
+    std::vector<std::byte> frame_;
+    ring::TxFrontFlags flags_{};
+    std::uint64_t queued_ = 0;
+    std::chrono::steady_clock::duration ran_{};
+};
+
+// The line bench/ parses: {"tx_pkts":..,"tx_bytes":..,"rx_pkts":..,"rx_bytes":..,"tx_errors":..,"seconds":..}
+std::string to_json(const TrafficStats& s);
+
+} // namespace netbackd::xensim
