@@ -29,6 +29,7 @@ namespace {
 struct UpOptions {
     std::string dir;
     bool foreground = false;
+    XenstoredLimits limits;
 };
 
 std::atomic<Hypervisor*> g_hypervisor{nullptr};
@@ -40,8 +41,8 @@ extern "C" void on_stop_signal(int) {
 }
 
 // Runs the host until a stop signal; writes one byte to ready_fd (if any) once serving.
-void serve(const std::string& dir, int ready_fd) {
-    Xenstored xenstored(dir);
+void serve(const std::string& dir, const XenstoredLimits& limits, int ready_fd) {
+    Xenstored xenstored(dir, limits);
     Hypervisor hypervisor(dir);
     hypervisor.set_hooks({
         .created =
@@ -94,7 +95,7 @@ void run_up(const UpOptions& options) {
     if (auto pid = running_host(dir)) throw std::runtime_error(fmt::format("a host already runs in {} (pid {})", dir, *pid));
 
     if (options.foreground) {
-        serve(dir, -1);
+        serve(dir, options.limits, -1);
         return;
     }
     int ready[2];
@@ -107,7 +108,7 @@ void run_up(const UpOptions& options) {
         detach_stdio(dir);
         int rc = 0;
         try {
-            serve(dir, ready[1]);
+            serve(dir, options.limits, ready[1]);
         } catch (const std::exception& e) {
             spdlog::error("xensim host in {}: {}", dir, e.what());
             rc = 1;
@@ -129,6 +130,13 @@ void install_up(CLI::App& app) {
     auto* sub = app.add_subcommand("up", "start a simulated host (hypervisor + xenstored) in --dir");
     add_dir_option(*sub, options->dir);
     sub->add_flag("--foreground", options->foreground, "stay in the foreground, logging to stderr");
+    // A driver domain owns ~20 backend nodes per vif: like `xenstored -E`, large hosts raise these.
+    sub->add_option("--quota-nodes", options->limits.max_nodes_per_domain,
+                    "xenstore nodes a non-dom0 domain may own")
+        ->capture_default_str()->check(CLI::PositiveNumber);
+    sub->add_option("--quota-watches", options->limits.max_watches_per_connection,
+                    "watches per xenstore connection")
+        ->capture_default_str()->check(CLI::PositiveNumber);
     sub->callback([options] { run_up(*options); });
 }
 

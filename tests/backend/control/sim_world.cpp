@@ -94,7 +94,8 @@ SimWorld::SimWorld()
     dir_ = tmpl;
     fs::create_directories(host_dir());
     fs::create_directories(dir_ + "/clients");
-    REQUIRE(run({XENSIM_BINARY, "up", "--dir", host_dir()}, dir_ + "/xensim.log") == 0);
+    // A driver domain owns ~20 nodes per vif: room for the 64-client soak, as `xenstored -E` gives.
+    REQUIRE(run({XENSIM_BINARY, "up", "--dir", host_dir(), "--quota-nodes", "4000"}, dir_ + "/xensim.log") == 0);
     host_up_ = true;
     create_domain("nicdom", kDriverDomain, 16);
     admin_ = xensim::HvClient::connect_admin(host_dir());
