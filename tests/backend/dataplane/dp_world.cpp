@@ -75,6 +75,13 @@ std::size_t RingUplink::discard() {
     }
 }
 
+std::vector<pmd::MbufPtr> RingUplink::sent_mbufs() {
+    std::vector<pmd::MbufPtr> out;
+    void* m = nullptr;
+    while (rte_ring_dequeue(from_backend_, &m) == 0) out.emplace_back(static_cast<rte_mbuf*>(m));
+    return out;
+}
+
 std::vector<Bytes> RingUplink::sent() {
     std::vector<Bytes> out;
     void* m = nullptr;

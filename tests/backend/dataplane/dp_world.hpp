@@ -21,6 +21,7 @@
 #include "backend/xensim/hypervisor/guest_memory.hpp"
 #include "backend/xensim/hypervisor/sim_events.hpp"
 #include "backend/xensim/hypervisor/sim_grants.hpp"
+#include "pmd/mbuf.hpp"
 #include "pmd/mempool.hpp"
 #include "ring/front_packets.hpp"
 #include "ring/front_ring.hpp"
@@ -62,6 +63,7 @@ public:
     std::size_t discard();
     // Everything sent so far, taken.
     std::vector<Bytes> sent();
+    std::vector<pmd::MbufPtr> sent_mbufs();
 
 private:
     const pmd::Mempool& pool_;

@@ -491,3 +491,29 @@ TEST_CASE("a vif on a VLAN: tagged on the wire, untagged in the guest, isolated 
     REQUIRE(got.size() == 1);
     CHECK(got[0].frame == plain);
 }
+
+TEST_CASE("with checksum and TSO offload the port is asked instead of software", "[dataplane][fastpath]") {
+    Rig rig({kA}, pmd::Offloads::all());
+    Netfront a(rig.world, kA);
+    rig.attach(a, kMacA);
+    a.send(frame(kOutside, kMacA, 500), ring::TxFrontFlags{.csum_blank = true});
+    ring::TxExtras x;
+    x.gso = ring::TxGso{1448, XEN_NETIF_GSO_TYPE_TCPV4, 0};
+    a.send(frame(kOutside, kMacA, 20000), ring::TxFrontFlags{.csum_blank = true}, x);
+    a.push_tx();
+    rig.poll();
+    const auto out = rig.up.sent_mbufs();
+    REQUIRE(out.size() == 2);
+    const rte_mbuf* m = out[0].get();
+    CHECK((m->ol_flags & RTE_MBUF_F_TX_L4_MASK) == RTE_MBUF_F_TX_TCP_CKSUM);
+    CHECK((m->ol_flags & RTE_MBUF_F_TX_IP_CKSUM) != 0);
+    CHECK(m->l2_len == 14);
+    CHECK(m->l3_len == 20);
+    // Left for the hardware: the software verdict is still "wrong".
+    CHECK(pmd::verify_mbuf_checksums(m) == pmd::ChecksumVerdict::invalid);
+    const rte_mbuf* big = out[1].get();
+    CHECK(big->pkt_len == 20054);
+    CHECK((big->ol_flags & RTE_MBUF_F_TX_TCP_SEG) != 0);
+    CHECK(big->tso_segsz == 1448);
+    CHECK(big->l4_len == 20);
+}
