@@ -185,8 +185,7 @@ void Worker::forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept {
 }
 
 void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint16_t vlan) noexcept {
-    Uplink& up = *uplinks_[u];
-    const pmd::Offloads& hw = up.hardware();
+    const pmd::Offloads& hw = uplink_hw_[u];
     const bool gso = (m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) != 0;
     const bool hw_tso = gso && hw.tx_tcp_tso && hw.tx_l4_cksum();
     if ((vlan != 0 || hw_tso) && !exclusively_owned(m)) {
@@ -220,7 +219,7 @@ void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint
         return;
     }
     if (gso) {
-        const int k = gso_.segment(m, gso_out_, up.mtu(), hw);
+        const int k = gso_.segment(m, gso_out_, uplink_mtu_[u], hw);
         if (k < 0) {
             counters_.uplink_tx_dropped.add();
             return;
@@ -256,7 +255,7 @@ std::size_t Worker::uplink_rx(std::uint16_t u, std::uint16_t queue) noexcept {
     Uplink& up = *uplinks_[u];
     const std::uint16_t n = up.rx_burst(queue, uplink_rx_buf_);
     counters_.uplink_rx.add(n);
-    const bool hw_checked = up.hardware().rx_l4_cksum();
+    const bool hw_checked = uplink_hw_[u].rx_l4_cksum();
     for (std::uint16_t i = 0; i < n; ++i) {
         rte_mbuf* m = uplink_rx_buf_[i];
         if (m->data_len < RTE_ETHER_HDR_LEN) {

@@ -56,6 +56,10 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
       flood_(config.max_vifs + uplinks_.size() + 1) {
     if (room_ < 64) throw std::invalid_argument("dataplane: mempool buffers are too small");
     vifs_.reserve(config.max_vifs);
+    for (Uplink* u : uplinks_) {
+        uplink_hw_.push_back(u->hardware());
+        uplink_mtu_.push_back(u->mtu());
+    }
     for (std::size_t u = 0; u < uplinks_.size(); ++u) {
         SwitchPort p;
         p.kind = PortKind::uplink;

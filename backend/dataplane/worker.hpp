@@ -141,6 +141,9 @@ private:
     platform::Events& events_;
     const pmd::Mempool& pool_;
     std::vector<Uplink*> uplinks_;
+    // What each uplink offers, read once: per-packet decisions make no virtual call.
+    std::vector<pmd::Offloads> uplink_hw_;
+    std::vector<std::uint16_t> uplink_mtu_;
     pmd::SoftwareGso gso_;
     std::uint32_t room_; // data bytes per buffer of pool_
     std::uint64_t tsc_hz_;
