@@ -1,6 +1,10 @@
 // xensim netfront: a process acting as guest <domain>'s xen-netfront for one vif. It connects,
 // stays connected, re-initialises on SIGUSR1 (a guest reboot), and closes the device on
 // SIGTERM/SIGINT. Every state it reaches is printed on stdout, one line each.
+// Data modes on top (see netfront_io.hpp): --tap bridges a tap device in a network namespace
+// to the rings; --generate/--sink move fixed-size frames for benchmarks and print one summary
+// line per second and a final JSON line.
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <memory>
@@ -20,6 +24,9 @@
 #include "backend/xensim/hypervisor/sim_events.hpp"
 #include "backend/xensim/toolstack/toolstack.hpp"
 #include "netfront.hpp"
+#include "netfront_io.hpp"
+#include "tap.hpp"
+#include "traffic.hpp"
 
 namespace netbackd::xensim::cli {
 namespace {
@@ -31,7 +38,95 @@ struct NetfrontCliOptions {
     unsigned queues = 1;
     bool no_split = false;
     std::string flavour = "linux";
+    // TAP mode
+    std::string tap;
+    std::string netns;
+    std::string mac;
+    // generator/sink mode
+    std::size_t generate = 0;
+    std::uint64_t count = 0;
+    std::string dst_mac;
+    double seconds = 0;
+    bool sink = false;
+    bool csum_offload = false;
+    std::size_t batch = 64;
 };
+
+using Clock = std::chrono::steady_clock;
+
+struct DataMode {
+    NetfrontIo io;
+    std::optional<TapDevice> tap;
+    std::optional<TapBridge> bridge;
+    std::optional<Traffic> traffic;
+    Clock::time_point started = Clock::now();
+    Clock::time_point next_report = Clock::now() + std::chrono::seconds(1);
+    TrafficStats last{};
+
+    DataMode(GuestMemory& memory, platform::Events& events) : io(memory, events) {}
+};
+
+ring::MacAddr need_mac(const std::string& text, const char* what)
+{
+    const auto m = parse_mac(text);
+    if (!m)
+        throw std::runtime_error(fmt::format("{} '{}' is not a MAC address (aa:bb:cc:dd:ee:ff)", what, text));
+    return *m;
+}
+
+void report(DataMode& d, bool final)
+{
+    TrafficStats s = d.traffic->stats();
+    s.seconds = std::chrono::duration<double>(Clock::now() - d.started).count();
+    if (final) {
+        std::printf("%s\n", to_json(s).c_str());
+    } else {
+        std::printf("t=%.0fs tx_pps=%llu rx_pps=%llu tx_pkts=%llu rx_pkts=%llu tx_errors=%llu\n", s.seconds,
+                    static_cast<unsigned long long>(s.tx_pkts - d.last.tx_pkts),
+                    static_cast<unsigned long long>(s.rx_pkts - d.last.rx_pkts),
+                    static_cast<unsigned long long>(s.tx_pkts), static_cast<unsigned long long>(s.rx_pkts),
+                    static_cast<unsigned long long>(s.tx_errors));
+        d.last = s;
+    }
+    std::fflush(stdout);
+}
+
+// One round of the data mode; returns false when the generator is done (count or seconds).
+bool data_round(DataMode& d, Netfront& nf, const NetfrontCliOptions& o, platform::Store& store, int sigfd)
+{
+    if (d.io.follow(nf)) {
+        if (d.traffic)
+            d.traffic->on_attach();
+        if (d.bridge)
+            d.bridge->reset();
+    }
+    if (d.traffic) {
+        const auto now = Clock::now();
+        if (now >= d.next_report) {
+            report(d, false);
+            d.next_report += std::chrono::seconds(1);
+        }
+        if (d.traffic->finished() || (o.seconds > 0 && now - d.started >= std::chrono::duration<double>(o.seconds)))
+            return false;
+        d.traffic->run_for(std::min<Clock::duration>(d.next_report - now, std::chrono::milliseconds(100)));
+        return true;
+    }
+    // TAP mode: the ring side first, so RX buffers go back before the tap fills the TX ring.
+    d.io.drain_events();
+    d.bridge->ring_to_tap();
+    d.bridge->tap_to_ring();
+    for (unsigned q = 0; q < d.io.queue_count(); ++q)
+        d.io.reap_tx(q);
+    bool work = false;
+    for (unsigned q = 0; q < d.io.queue_count(); ++q)
+        work = d.io.prepare_to_sleep(q) || work;
+    if (work)
+        return true;
+    pollfd fds[4] = {{store.watch_fd(), POLLIN, 0}, {sigfd, POLLIN, 0}, {d.io.event_fd(), POLLIN, 0},
+                     {d.bridge->tx_blocked() ? -1 : d.tap->fd(), POLLIN, 0}};
+    poll(fds, 4, 1000);
+    return true;
+}
 
 void run_netfront(const NetfrontCliOptions& o)
 {
@@ -64,6 +159,34 @@ void run_netfront(const NetfrontCliOptions& o)
                    : o.flavour == "windows" ? NetfrontFlavour::windows
                                             : NetfrontFlavour::linux_guest;
     Netfront nf(*store, events, memory, nopt);
+
+    std::unique_ptr<DataMode> data;
+    if (!o.tap.empty() || o.generate != 0 || o.sink) {
+        data = std::make_unique<DataMode>(memory, events);
+        const std::string fe = fmt::format("/local/domain/{}/device/vif/{}", domid, o.devid);
+        std::optional<ring::MacAddr> vif_mac;
+        if (!o.mac.empty())
+            vif_mac = need_mac(o.mac, "--mac");
+        else if (const auto m = store->read(0, fe + "/mac"))
+            vif_mac = need_mac(*m, "the vif's mac");
+        if (!o.tap.empty()) {
+            if (!o.netns.empty())
+                ensure_netns(o.netns);
+            data->tap.emplace(TapDevice::open(o.tap, o.netns, vif_mac));
+            data->bridge.emplace(data->io, *data->tap);
+        } else {
+            TrafficOptions t;
+            t.generate = o.generate != 0;
+            t.frame.size = o.generate;
+            t.frame.src = vif_mac.value_or(ring::MacAddr{0x02, 0, 0, 0, 0, 0x02});
+            if (!o.dst_mac.empty())
+                t.frame.dst = need_mac(o.dst_mac, "--dst-mac");
+            t.count = o.count;
+            t.csum_offload = o.csum_offload;
+            t.batch = o.batch;
+            data->traffic.emplace(data->io, t);
+        }
+    }
     nf.start();
 
     int last = -1;
@@ -74,13 +197,22 @@ void run_netfront(const NetfrontCliOptions& o)
             std::fflush(stdout);
         }
         pollfd fds[2] = {{store->watch_fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
-        poll(fds, 2, 1000);
+        if (data && !data_round(*data, nf, o, *store, sigfd.get())) {
+            report(*data, true);
+            nf.close();
+            std::printf("state %d closed\n", nf.state());
+            std::fflush(stdout);
+            return;
+        }
+        poll(fds, 2, data ? 0 : 1000);
         if (fds[1].revents & POLLIN) {
             signalfd_siginfo si{};
             while (read(sigfd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
                 if (si.ssi_signo == SIGUSR1) {
                     nf.reinitialise();
                 } else {
+                    if (data && data->traffic)
+                        report(*data, true);
                     nf.close();
                     std::printf("state %d closed\n", nf.state());
                     std::fflush(stdout);
@@ -105,7 +237,22 @@ void install_netfront(CLI::App& app)
     nf->add_flag("--no-split", o->no_split, "one event channel per queue even if split ones are offered");
     nf->add_option("--flavour", o->flavour, "linux | unikraft | windows")
         ->check(CLI::IsMember({"linux", "unikraft", "windows"}));
-    nf->callback([o] { run_netfront(*o); });
+    nf->add_option("--tap", o->tap, "TAP mode: bridge a tap device of this name to the rings");
+    nf->add_option("--netns", o->netns, "network namespace for the tap (made if missing)");
+    nf->add_option("--mac", o->mac, "the tap's MAC (default: the vif's mac key)");
+    nf->add_option("--generate", o->generate, "generator mode: send IPv4/UDP frames of SIZE bytes")
+        ->check(CLI::Range(std::size_t{kUdpFrameHeaders}, std::size_t{65535}));
+    nf->add_option("--count", o->count, "frames to send (default: no limit)");
+    nf->add_option("--dst-mac", o->dst_mac, "destination MAC of generated frames");
+    nf->add_option("--seconds", o->seconds, "stop after this long (default: count or signal)");
+    nf->add_flag("--sink", o->sink, "post RX buffers and count what comes back");
+    nf->add_flag("--csum-offload", o->csum_offload, "generated frames leave the UDP checksum to the backend");
+    nf->add_option("--batch", o->batch, "frames per push")->check(CLI::Range(1, 256));
+    nf->callback([o] {
+        if (!o->tap.empty() && (o->generate != 0 || o->sink))
+            throw CLI::ValidationError("--tap", "TAP mode and generator/sink mode exclude each other");
+        run_netfront(*o);
+    });
 }
 
 } // namespace netbackd::xensim::cli

@@ -1,0 +1,411 @@
+// NetfrontIo against the loopback backend: frames go out on the TX ring and come back through
+// the RX ring byte-exact; ring bookkeeping, notifications and reconnects as netfront does them.
+#include <catch2/catch.hpp>
+
+#include <thread>
+
+#include "backend/xensim/netfront/traffic.hpp"
+#include "loopback.hpp"
+
+using namespace netbackd;
+using namespace netbackd::xensim;
+using namespace netbackd::xensim::test;
+
+namespace {
+
+BackendFeatures all_features()
+{
+    return BackendFeatures{true, true, true, true};
+}
+
+std::vector<std::byte> pattern(std::size_t n, unsigned seed)
+{
+    std::vector<std::byte> v(n);
+    for (std::size_t i = 0; i < n; ++i)
+        v[i] = static_cast<std::byte>((i * 31 + seed * 7 + (i >> 8)) & 0xff);
+    return v;
+}
+
+std::vector<std::byte> flatten(const RxFrame& f)
+{
+    std::vector<std::byte> out;
+    for (auto s : f.frags())
+        out.insert(out.end(), s.begin(), s.end());
+    return out;
+}
+
+struct Rig {
+    explicit Rig(BackendFeatures f = all_features(), unsigned nq = 1)
+    {
+        for (unsigned i = 0; i < nq; ++i)
+            queues.push_back(w.make_queue());
+        std::vector<IoQueueSpec> specs;
+        for (auto& q : queues)
+            specs.push_back(q.spec);
+        io.attach(kBack, specs, f);
+        for (auto& q : queues)
+            backs.push_back(std::make_unique<Loopback>(w, q));
+    }
+    // Sends, pushes, lets the backend echo, and collects what came back.
+    std::vector<std::vector<std::byte>> echo(unsigned q = 0)
+    {
+        io.flush(q);
+        backs[q]->step();
+        std::vector<std::vector<std::byte>> got;
+        RxFrame f;
+        while (io.next_rx(q, f)) {
+            CHECK_FALSE(f.error);
+            got.push_back(flatten(f));
+        }
+        io.refill(q);
+        io.reap_tx(q);
+        return got;
+    }
+    World w;
+    NetfrontIo io{w.memory, w.guest_events};
+    std::vector<GuestQueue> queues;
+    std::vector<std::unique_ptr<Loopback>> backs;
+};
+
+} // namespace
+
+TEST_CASE("netfront io: single-slot frames round-trip byte-exact", "[xensim][netfront][io]")
+{
+    Rig r;
+    std::vector<std::vector<std::byte>> sent;
+    for (std::size_t n : {14, 60, 1514, 4096}) {
+        sent.push_back(pattern(n, static_cast<unsigned>(n)));
+        REQUIRE(r.io.send(0, sent.back()) == SendResult::queued);
+    }
+    const auto got = r.echo();
+    CHECK(got == sent);
+    CHECK(r.io.counters().tx_pkts == 4);
+    CHECK(r.io.counters().tx_bytes == 14 + 60 + 1514 + 4096);
+    CHECK(r.io.counters().rx_pkts == 4);
+    CHECK(r.io.counters().tx_errors == 0);
+    CHECK(r.io.counters().protocol_errors == 0);
+    CHECK(r.io.tx_room(0) == NetfrontIo::kBuffers);
+}
+
+TEST_CASE("netfront io: multi-slot frames with sg, refused without", "[xensim][netfront][io]")
+{
+    SECTION("9000 bytes with sg: three slots, more_data, byte-exact")
+    {
+        Rig r;
+        const auto big = pattern(9000, 3);
+        REQUIRE(r.io.send(0, big) == SendResult::queued);
+        // A frame that fits a page but not from its offset also spans two slots.
+        const auto cross = pattern(1000, 4);
+        REQUIRE(r.io.send(0, cross, TxMeta{{}, std::nullopt, 3500}) == SendResult::queued);
+        CHECK(r.io.tx_room(0) == NetfrontIo::kBuffers - 5);
+        const auto got = r.echo();
+        REQUIRE(got.size() == 2);
+        CHECK(got[0] == big);
+        CHECK(got[1] == cross);
+        CHECK(r.io.counters().tx_pkts == 2);
+        CHECK(r.io.tx_room(0) == NetfrontIo::kBuffers);
+    }
+    SECTION("without sg a frame larger than its page is refused and nothing is queued")
+    {
+        BackendFeatures f = all_features();
+        f.sg = false;
+        Rig r(f);
+        CHECK(r.io.send(0, pattern(9000, 1)) == SendResult::refused);
+        CHECK(r.io.send(0, pattern(1000, 1), TxMeta{{}, std::nullopt, 3500}) == SendResult::refused);
+        CHECK(r.io.tx_room(0) == NetfrontIo::kBuffers);
+        CHECK(r.echo().empty());
+    }
+    SECTION("the largest frame from the worst offset: 17 slots")
+    {
+        Rig r;
+        const auto huge = pattern(65535, 5);
+        REQUIRE(r.io.send(0, huge, TxMeta{{}, std::nullopt, 4095}) == SendResult::queued);
+        CHECK(r.io.tx_room(0) == NetfrontIo::kBuffers - 17);
+        const auto got = r.echo();
+        REQUIRE(got.size() == 1);
+        CHECK(got[0] == huge);
+    }
+}
+
+TEST_CASE("netfront io: RX refill keeps the ring full", "[xensim][netfront][io]")
+{
+    Rig r;
+    CHECK(r.io.rx_posted(0) == 256);
+    for (int i = 0; i < 10; ++i)
+        REQUIRE(r.io.send(0, pattern(1500, static_cast<unsigned>(i))) == SendResult::queued);
+    r.io.flush(0);
+    r.backs[0]->step();
+    RxFrame f;
+    int n = 0;
+    while (r.io.next_rx(0, f))
+        ++n;
+    CHECK(n == 10);
+    CHECK(r.io.rx_posted(0) == 246);
+    r.io.refill(0);
+    CHECK(r.io.rx_posted(0) == 256);
+
+    // More frames than the ring holds at once, in rounds: the refilled buffers are reused.
+    std::size_t received = 0;
+    for (int round = 0; round < 6; ++round) {
+        for (int i = 0; i < 200; ++i)
+            REQUIRE(r.io.send(0, pattern(60 + i, static_cast<unsigned>(i))) == SendResult::queued);
+        received += r.echo().size();
+        CHECK(r.io.rx_posted(0) == 256);
+    }
+    CHECK(received == 1200);
+    CHECK(r.backs[0]->rx_drops == 0);
+}
+
+TEST_CASE("netfront io: notifications only when the other end asked", "[xensim][netfront][io]")
+{
+    Rig r;
+    Loopback& b = *r.backs[0];
+    // The initial refill crossed the fresh ring's req_event: one kick on the RX channel (it
+    // may show as pending on both ports, having come before the backend bound them).
+    CHECK(r.io.counters().rx_notifies == 1);
+    const std::size_t base = b.kicks();
+
+    REQUIRE(r.io.send(0, pattern(100, 1)) == SendResult::queued);
+    CHECK(r.io.flush(0)); // req_event is still the initial 1
+    REQUIRE(r.io.send(0, pattern(100, 2)) == SendResult::queued);
+    CHECK_FALSE(r.io.flush(0)); // the backend did not ask again yet
+    CHECK(b.kicks() == base + 1);
+    CHECK(r.io.counters().tx_notifies == 1);
+
+    b.step();
+    b.final_check(); // the backend is going to sleep: it wants the next request
+    REQUIRE(r.io.send(0, pattern(100, 3)) == SendResult::queued);
+    CHECK(r.io.flush(0));
+    CHECK(b.kicks() == base + 2);
+    // Flushing with nothing new never kicks.
+    CHECK_FALSE(r.io.flush(0));
+
+    // Backend to guest: the first responses cross the initial rsp_event; then only after the
+    // guest's final check before sleeping.
+    CHECK(b.tx_notifies == 1);
+    CHECK(b.rx_notifies == 1);
+    RxFrame f;
+    while (r.io.next_rx(0, f)) {
+    }
+    r.io.reap_tx(0);
+    CHECK(r.io.drain_events() >= 1);
+    b.step(); // echoes frame 3 with no rsp_event armed past it
+    CHECK(b.tx_notifies == 1);
+    CHECK(b.rx_notifies == 1);
+    CHECK(r.io.prepare_to_sleep(0)); // responses are waiting: do not sleep
+    while (r.io.next_rx(0, f)) {
+    }
+    r.io.reap_tx(0);
+    CHECK_FALSE(r.io.prepare_to_sleep(0)); // nothing left; rsp_event now armed
+    REQUIRE(r.io.send(0, pattern(100, 4)) == SendResult::queued);
+    r.io.flush(0);
+    b.step();
+    CHECK(b.tx_notifies == 2);
+    CHECK(b.rx_notifies == 2);
+}
+
+TEST_CASE("netfront io: csum and GSO metadata follow the negotiated features", "[xensim][netfront][io]")
+{
+    SECTION("offered")
+    {
+        Rig r;
+        REQUIRE(r.io.send(0, pattern(1514, 1), TxMeta{{true, true}, std::nullopt, 0}) == SendResult::queued);
+        REQUIRE(r.io.send(0, pattern(1514, 2), TxMeta{{false, true}, std::nullopt, 0}) == SendResult::queued);
+        const ring::TxGso gso{1448, XEN_NETIF_GSO_TYPE_TCPV4, 0};
+        const auto tso = pattern(20000, 9);
+        REQUIRE(r.io.send(0, tso, TxMeta{{true, true}, gso, 0}) == SendResult::queued);
+        r.io.flush(0);
+        r.backs[0]->step();
+        REQUIRE(r.backs[0]->seen_flags.size() == 3);
+        CHECK(r.backs[0]->seen_flags[0] == (NETTXF_csum_blank | NETTXF_data_validated));
+        CHECK(r.backs[0]->seen_flags[1] == NETTXF_data_validated);
+        RxFrame f;
+        REQUIRE(r.io.next_rx(0, f));
+        CHECK_FALSE(f.gso);
+        REQUIRE(r.io.next_rx(0, f));
+        REQUIRE(r.io.next_rx(0, f));
+        REQUIRE(f.gso);
+        CHECK(f.gso->u.gso.size == 1448);
+        CHECK(f.gso->u.gso.type == XEN_NETIF_GSO_TYPE_TCPV4);
+        CHECK(flatten(f) == tso);
+        r.io.reap_tx(0);
+        CHECK(r.io.counters().tx_pkts == 3);
+    }
+    SECTION("not offered")
+    {
+        BackendFeatures fe = all_features();
+        fe.csum_offload = false;
+        fe.gso_tcpv4 = false;
+        Rig r(fe);
+        CHECK(r.io.send(0, pattern(1514, 1), TxMeta{{true, true}, std::nullopt, 0}) == SendResult::refused);
+        CHECK(r.io.send(0, pattern(9000, 1), TxMeta{{}, ring::TxGso{1448, XEN_NETIF_GSO_TYPE_TCPV4, 0}, 0}) ==
+              SendResult::refused);
+        CHECK(r.io.send(0, pattern(9000, 1), TxMeta{{}, ring::TxGso{1448, XEN_NETIF_GSO_TYPE_TCPV6, 0}, 0}) ==
+              SendResult::queued);
+    }
+}
+
+TEST_CASE("netfront io: a full ring says busy, and reaping frees it", "[xensim][netfront][io]")
+{
+    Rig r;
+    std::size_t queued = 0;
+    while (r.io.send(0, pattern(64, 1)) == SendResult::queued)
+        ++queued;
+    CHECK(queued == 256);
+    CHECK(r.io.send(0, pattern(64, 1)) == SendResult::busy);
+    CHECK(r.echo().size() == 256);
+    CHECK(r.io.send(0, pattern(64, 1)) == SendResult::queued);
+}
+
+TEST_CASE("netfront io: reconnects drop the old rings and buffers cleanly", "[xensim][netfront][io]")
+{
+    World w;
+    NetfrontIo io(w.memory, w.guest_events);
+    // 16 MiB of guest memory holds fewer than 10 pools: leaked buffers would exhaust it.
+    for (int cycle = 0; cycle < 10; ++cycle) {
+        const GuestQueue q = w.make_queue(cycle % 2 == 0);
+        io.attach(kBack, std::span(&q.spec, 1), all_features());
+        {
+            Loopback b(w, q);
+            const auto fr = pattern(5000 + static_cast<std::size_t>(cycle), static_cast<unsigned>(cycle));
+            // Some frames left unanswered on purpose: the backend goes before answering them.
+            REQUIRE(io.send(0, fr) == SendResult::queued);
+            io.flush(0);
+            b.step();
+            REQUIRE(io.send(0, fr) == SendResult::queued);
+            io.flush(0);
+            RxFrame f;
+            REQUIRE(io.next_rx(0, f));
+            CHECK(flatten(f) == fr);
+        }
+        io.detach();
+        CHECK_FALSE(io.attached());
+        CHECK(io.leaked_grants() == 0);
+        w.free_queue(q);
+    }
+    CHECK(io.counters().tx_pkts == 0); // reaped never: each backend left before that
+    CHECK(io.counters().rx_pkts == 10);
+}
+
+TEST_CASE("udp frames: valid IPv4/UDP of the requested size", "[xensim][netfront][gen]")
+{
+    for (std::size_t size : {42, 60, 1514, 9000, 65549}) {
+        for (bool partial : {false, true}) {
+            UdpFrameSpec s;
+            s.size = size;
+            s.src = *parse_mac("00:16:3e:12:34:56");
+            s.partial_csum = partial;
+            std::vector<std::byte> f(size + 5, std::byte{0xee});
+            REQUIRE(build_udp_frame(s, f));
+            CHECK(f[size] == std::byte{0xee}); // nothing past the frame
+            const auto b = [&](std::size_t i) { return std::to_integer<unsigned>(f[i]); };
+            CHECK(b(12) == 0x08);
+            CHECK(b(13) == 0x00);
+            CHECK(b(6) == 0x00);
+            CHECK(b(11) == 0x56);
+            CHECK(b(14) == 0x45);
+            CHECK(b(23) == 17);
+            CHECK((b(16) << 8 | b(17)) == size - 14);
+            CHECK(ones_sum(std::span(f).subspan(14, 20)) == 0xffff);
+            CHECK((b(38) << 8 | b(39)) == size - 34);
+            const auto udp = std::span<const std::byte>(f).subspan(34, size - 34);
+            std::uint32_t pseudo = ones_sum(std::span(f).subspan(26, 8)) + 17u + static_cast<std::uint32_t>(size - 34);
+            if (partial) {
+                CHECK((b(40) << 8 | b(41)) == ones_sum({}, pseudo));
+            } else {
+                CHECK((b(40) << 8 | b(41)) != 0);
+                CHECK(ones_sum(udp, pseudo) == 0xffff);
+            }
+        }
+    }
+    UdpFrameSpec s;
+    s.size = 41;
+    std::vector<std::byte> f(100);
+    CHECK_FALSE(build_udp_frame(s, f));
+    s.size = 65550;
+    f.resize(70000);
+    CHECK_FALSE(build_udp_frame(s, f));
+    CHECK_FALSE(parse_mac("00:16:3e:12:34"));
+    CHECK_FALSE(parse_mac("00:16:3e:12:34:5g"));
+    CHECK(parse_mac("ff:FF:00:01:02:a0") == ring::MacAddr{0xff, 0xff, 0, 1, 2, 0xa0});
+}
+
+namespace {
+
+// The backends of all queues, looping in a thread until told to stop (sleeping on their
+// event channels as a real backend would).
+class BackendThread {
+public:
+    explicit BackendThread(std::vector<std::unique_ptr<Loopback>>& backs)
+        : thread_([this, &backs] {
+              while (!stop_.load()) {
+                  std::size_t n = 0;
+                  for (auto& b : backs)
+                      n += b->step();
+                  if (n == 0) {
+                      for (auto& b : backs) {
+                          b->kicks();
+                          b->final_check();
+                      }
+                      std::this_thread::sleep_for(std::chrono::microseconds(200));
+                  }
+              }
+          })
+    {
+    }
+    ~BackendThread()
+    {
+        stop_.store(true);
+        thread_.join();
+    }
+
+private:
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+void run_until_finished(Traffic& t)
+{
+    // A bound against hanging, not a speed expectation.
+    for (int i = 0; i < 600 && !t.finished(); ++i)
+        t.run_for(std::chrono::milliseconds(100));
+}
+
+} // namespace
+
+TEST_CASE("traffic: the generator's frames all come back through the sink", "[xensim][netfront][gen]")
+{
+    const std::size_t size = GENERATE(60, 1514, 9000);
+    const unsigned nq = GENERATE(1u, 2u);
+    Rig r(all_features(), nq);
+    TrafficOptions o;
+    o.generate = true;
+    o.frame.size = size;
+    o.count = 3000;
+    o.csum_offload = size == 1514;
+    Traffic t(r.io, o);
+    {
+        BackendThread bt(r.backs);
+        run_until_finished(t);
+    }
+    REQUIRE(t.finished());
+    const TrafficStats s = t.stats();
+    CHECK(s.tx_pkts == 3000);
+    CHECK(s.tx_bytes == 3000 * size);
+    CHECK(s.tx_errors == 0);
+    CHECK(s.rx_pkts + [&] {
+        std::size_t drops = 0;
+        for (auto& b : r.backs)
+            drops += b->rx_drops;
+        return drops;
+    }() == 3000);
+    CHECK(s.rx_bytes == s.rx_pkts * size);
+    CHECK(to_json(s).find(R"("tx_pkts":3000,)") != std::string::npos);
+    if (size <= 4096) {
+        // What went out is the generator's frame (stamped once, sent many times).
+        REQUIRE(r.io.send(0, t.frame()) == SendResult::queued);
+        const auto got = r.echo();
+        REQUIRE(got.size() == 1);
+        CHECK(std::equal(got[0].begin(), got[0].end(), t.frame().begin(), t.frame().end()));
+    }
+}
