@@ -9,6 +9,7 @@
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
 #include "backend/xensim/netfront/netfront.hpp"
+#include "backend/xensim/netfront/netfront_io.hpp"
 #include "backend/xensim/toolstack/toolstack.hpp"
 #include "tests/backend/control/sim_world.hpp"
 
@@ -143,4 +144,38 @@ TEST_CASE("netfront: follows the backend to Closed and reconnects when it renego
     r.dd->write(0, r.B + "/state", "2"); // a backend restarting with forced renegotiation
     REQUIRE(r.w.wait_node(r.F + "/state", [](auto& v) { return v == "4"; }));
     CHECK(nf.queues().size() == 1);
+}
+
+TEST_CASE("netfront: the data half follows connects and lets go before a renegotiation frees the rings",
+          "[xensim][netfront]")
+{
+    Rig r(Features{{"feature-rx-copy", "1"}, {"feature-sg", "1"}, {"feature-gso-tcpv4", "1"}});
+    auto& nf = r.start(1);
+    REQUIRE(nf.state() == 4);
+    auto& g = r.w.guest(7);
+    xensim::NetfrontIo io(*g.memory, *g.events);
+    CHECK(io.follow(nf));
+    REQUIRE(io.attached());
+    CHECK(io.features().sg);
+    CHECK(io.features().gso_tcpv4);
+    CHECK_FALSE(io.features().gso_tcpv6);
+    CHECK(io.features().csum_offload);
+    CHECK(io.rx_posted(0) == 256);
+    CHECK_FALSE(io.follow(nf)); // nothing new
+
+    r.dd->write(0, r.B + "/state", "5");
+    REQUIRE(r.w.wait_node(r.F + "/state", [](auto& v) { return v == "6"; }));
+    CHECK_FALSE(io.attached()); // dropped from inside the release, before the pages went
+    CHECK(io.leaked_grants() == 0);
+    CHECK(io.follow(nf));
+    CHECK_FALSE(io.attached());
+
+    r.dd->write(0, r.B + "/state", "6");
+    r.dd->write(0, r.B + "/feature-no-csum-offload", "1");
+    r.dd->write(0, r.B + "/state", "2");
+    REQUIRE(r.w.wait_node(r.F + "/state", [](auto& v) { return v == "4"; }));
+    CHECK(io.follow(nf));
+    REQUIRE(io.attached());
+    CHECK_FALSE(io.features().csum_offload);
+    CHECK(io.rx_posted(0) == 256);
 }
