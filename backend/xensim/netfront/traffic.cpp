@@ -70,7 +70,7 @@ void Traffic::run_for(std::chrono::nanoseconds budget)
     for (;;) {
         const bool progress = step();
         const auto now = std::chrono::steady_clock::now();
-        if (finished() || now >= deadline)
+        if ((finished() && !opt_.sink) || now >= deadline)
             break;
         if (progress)
             continue;

@@ -20,6 +20,7 @@ struct TrafficOptions {
     std::uint64_t count = 0; // frames to send; 0: no limit
     bool csum_offload = false; // CHECKSUM_PARTIAL frames (csum_blank|data_validated) if offered
     std::size_t batch = 64;    // frames per push
+    bool sink = false;         // keep receiving after the generator finished (run_for runs on)
 };
 
 struct TrafficStats {
@@ -38,7 +39,8 @@ public:
 
     // Call after every (re)attach of the NetfrontIo: stamps the frame into the new buffers.
     void on_attach();
-    // Moves traffic until `budget` passed or the generator finished its count (all answered).
+    // Moves traffic until `budget` passed, or the generator finished its count (all answered)
+    // unless this is also a sink.
     void run_for(std::chrono::nanoseconds budget);
     // The generator sent its whole count and every frame was answered.
     bool finished() const noexcept;

@@ -106,7 +106,7 @@ bool data_round(DataMode& d, Netfront& nf, const NetfrontCliOptions& o, platform
             report(d, false);
             d.next_report += std::chrono::seconds(1);
         }
-        if (d.traffic->finished() || (o.seconds > 0 && now - d.started >= std::chrono::duration<double>(o.seconds)))
+        if ((d.traffic->finished() && !o.sink) || (o.seconds > 0 && now - d.started >= std::chrono::duration<double>(o.seconds)))
             return false;
         d.traffic->run_for(std::min<Clock::duration>(d.next_report - now, std::chrono::milliseconds(100)));
         return true;
@@ -184,6 +184,7 @@ void run_netfront(const NetfrontCliOptions& o)
             t.count = o.count;
             t.csum_offload = o.csum_offload;
             t.batch = o.batch;
+            t.sink = o.sink;
             data->traffic.emplace(data->io, t);
         }
     }

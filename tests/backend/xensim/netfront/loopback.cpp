@@ -19,15 +19,20 @@ World::World()
 
 GuestQueue World::make_queue(bool split)
 {
+    return make_guest_queue(memory, guest_events, kBack, split);
+}
+
+GuestQueue make_guest_queue(GuestMemory& memory, platform::Events& events, platform::DomId back, bool split)
+{
     GuestQueue q;
     q.spec.tx_gfn = memory.alloc_page();
     q.spec.rx_gfn = memory.alloc_page();
     ring::init_shared_ring<ring::TxRing>(ring::Page(memory.page(q.spec.tx_gfn).first<4096>()));
     ring::init_shared_ring<ring::RxRing>(ring::Page(memory.page(q.spec.rx_gfn).first<4096>()));
-    q.tx_ref = memory.grant_access(q.spec.tx_gfn, kBack, false);
-    q.rx_ref = memory.grant_access(q.spec.rx_gfn, kBack, false);
-    q.spec.tx_port = guest_events.alloc_unbound(kBack);
-    q.spec.rx_port = split ? guest_events.alloc_unbound(kBack) : q.spec.tx_port;
+    q.tx_ref = memory.grant_access(q.spec.tx_gfn, back, false);
+    q.rx_ref = memory.grant_access(q.spec.rx_gfn, back, false);
+    q.spec.tx_port = events.alloc_unbound(back);
+    q.spec.rx_port = split ? events.alloc_unbound(back) : q.spec.tx_port;
     return q;
 }
 

@@ -31,6 +31,9 @@ struct GuestQueue {
     platform::GrantRef rx_ref = 0;
 };
 
+// Ring pages initialised and granted to `back`, ports allocated unbound for it.
+GuestQueue make_guest_queue(GuestMemory& memory, platform::Events& events, platform::DomId back, bool split = true);
+
 struct World {
     World();
     testing::HvHost host;
