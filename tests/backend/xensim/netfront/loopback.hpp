@@ -58,8 +58,9 @@ public:
     // Kicks received from the guest so far (acknowledged).
     std::size_t kicks();
 
-    std::size_t echoed = 0;
-    std::size_t rx_drops = 0; // no RX buffers for an echo (its TX still answered OKAY)
+    // Atomic: read by the test thread while a backend thread steps.
+    std::atomic<std::size_t> echoed{0};
+    std::atomic<std::size_t> rx_drops{0}; // no RX buffers for an echo (its TX still answered OKAY)
     std::size_t tx_notifies = 0;
     std::size_t rx_notifies = 0;
     std::vector<std::uint8_t> seen_flags; // NETTXF_csum_blank/data_validated of each frame
