@@ -221,7 +221,9 @@ void run_netfront(const NetfrontCliOptions& o)
                 }
             }
         }
-        nf.process_watches();
+        // In the data modes this loop spins per batch: ask the store only when it has news.
+        if (!data || (fds[0].revents & POLLIN))
+            nf.process_watches();
     }
 }
 
