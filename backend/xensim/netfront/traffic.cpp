@@ -14,21 +14,31 @@ Traffic::Traffic(NetfrontIo& io, TrafficOptions options) : io_(io), opt_(std::mo
         opt_.batch = 1;
     if (opt_.generate) {
         frame_.resize(opt_.frame.size);
-        opt_.frame.partial_csum = opt_.csum_offload;
         if (!build_udp_frame(opt_.frame, frame_))
             throw std::invalid_argument(fmt::format("cannot build a {}-byte IPv4/UDP frame (at least {}, at most 65549)",
                                                     opt_.frame.size, kUdpFrameHeaders));
-        if (opt_.csum_offload)
-            flags_ = ring::TxFrontFlags{true, true};
     }
     if (io_.attached())
         on_attach();
 }
 
-void Traffic::on_attach()
+std::optional<std::string> Traffic::on_attach()
 {
-    if (opt_.generate && frame_.size() <= platform::kPageSize)
+    blocked_ = false;
+    if (!opt_.generate)
+        return std::nullopt;
+    if (frame_.size() > platform::kPageSize && !io_.features().sg) {
+        blocked_ = true;
+        return fmt::format("a {}-byte frame needs several slots and the backend offers no feature-sg", frame_.size());
+    }
+    const bool offload = opt_.csum_offload && io_.features().csum_offload;
+    UdpFrameSpec spec = opt_.frame;
+    spec.partial_csum = offload;
+    build_udp_frame(spec, frame_);
+    flags_ = offload ? ring::TxFrontFlags{true, true} : ring::TxFrontFlags{};
+    if (frame_.size() <= platform::kPageSize)
         io_.stamp_tx_buffers(frame_);
+    return std::nullopt;
 }
 
 bool Traffic::step() noexcept
@@ -42,6 +52,8 @@ bool Traffic::step() noexcept
         while (n < opt_.batch && want_more()) {
             const SendResult r = stamped ? io_.send_stamped(q, static_cast<std::uint16_t>(frame_.size()), flags_)
                                          : io_.send(q, frame_, TxMeta{flags_, std::nullopt, 0});
+            if (r == SendResult::refused)
+                blocked_ = true; // on_attach() explained why
             if (r != SendResult::queued)
                 break;
             ++n;

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,7 +39,10 @@ public:
     Traffic(NetfrontIo& io, TrafficOptions options);
 
     // Call after every (re)attach of the NetfrontIo: stamps the frame into the new buffers.
-    void on_attach();
+    // Without the backend's csum offload the frame gets its full checksum (as Linux computes
+    // it in software then). Returns an explanation when the backend cannot take the frame at
+    // all (bigger than a page and no feature-sg); the generator then sends nothing.
+    std::optional<std::string> on_attach();
     // Moves traffic until `budget` passed, or the generator finished its count (all answered)
     // unless this is also a sink.
     void run_for(std::chrono::nanoseconds budget);
@@ -50,7 +54,10 @@ public:
     std::span<const std::byte> frame() const noexcept { return frame_; }
 
 private:
-    bool want_more() const noexcept { return opt_.generate && (opt_.count == 0 || queued_ < opt_.count); }
+    bool want_more() const noexcept
+    {
+        return opt_.generate && !blocked_ && (opt_.count == 0 || queued_ < opt_.count);
+    }
     bool step() noexcept;
 
     NetfrontIo& io_;
@@ -58,6 +65,7 @@ private:
     std::vector<std::byte> frame_;
     ring::TxFrontFlags flags_{};
     std::uint64_t queued_ = 0;
+    bool blocked_ = false;
     std::chrono::steady_clock::duration ran_{};
 };
 

@@ -95,8 +95,10 @@ void report(DataMode& d, bool final)
 bool data_round(DataMode& d, Netfront& nf, const NetfrontCliOptions& o, platform::Store& store, int sigfd)
 {
     if (d.io.follow(nf)) {
-        if (d.traffic)
-            d.traffic->on_attach();
+        if (d.traffic && d.io.attached()) {
+            if (const auto why = d.traffic->on_attach())
+                throw std::runtime_error(*why);
+        }
         if (d.bridge)
             d.bridge->reset();
     }

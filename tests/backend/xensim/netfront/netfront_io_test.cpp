@@ -415,3 +415,62 @@ TEST_CASE("traffic: the generator's frames all come back through the sink", "[xe
         CHECK(std::equal(got[0].begin(), got[0].end(), t.frame().begin(), t.frame().end()));
     }
 }
+
+TEST_CASE("traffic: the generator follows the backend's offloads", "[xensim][netfront][gen]")
+{
+    SECTION("csum offload offered: partial checksum, csum_blank|data_validated")
+    {
+        Rig r;
+        TrafficOptions o;
+        o.generate = true;
+        o.frame.size = 600;
+        o.count = 5;
+        o.csum_offload = true;
+        Traffic t(r.io, o);
+        t.run_for(std::chrono::milliseconds(1));
+        CHECK(t.queued() == 5);
+        r.io.flush(0);
+        r.backs[0]->step();
+        REQUIRE(r.backs[0]->seen_flags.size() == 5);
+        CHECK(r.backs[0]->seen_flags[0] == (NETTXF_csum_blank | NETTXF_data_validated));
+        const auto f = t.frame();
+        std::uint32_t pseudo = ones_sum(f.subspan(26, 8)) + 17u + 600 - 34;
+        CHECK((std::to_integer<unsigned>(f[40]) << 8 | std::to_integer<unsigned>(f[41])) == ones_sum({}, pseudo));
+    }
+    SECTION("no csum offload: the full checksum, no flags (Linux checksums in software)")
+    {
+        BackendFeatures fe = all_features();
+        fe.csum_offload = false;
+        Rig r(fe);
+        TrafficOptions o;
+        o.generate = true;
+        o.frame.size = 600;
+        o.count = 5;
+        o.csum_offload = true;
+        Traffic t(r.io, o);
+        t.run_for(std::chrono::milliseconds(1));
+        CHECK(t.queued() == 5);
+        r.io.flush(0);
+        r.backs[0]->step();
+        REQUIRE(r.backs[0]->seen_flags.size() == 5);
+        CHECK(r.backs[0]->seen_flags[0] == 0);
+        const auto f = t.frame();
+        std::uint32_t pseudo = ones_sum(f.subspan(26, 8)) + 17u + 600 - 34;
+        CHECK(ones_sum(f.subspan(34), pseudo) == 0xffff);
+    }
+    SECTION("a frame above a page without sg: explained, nothing sent")
+    {
+        BackendFeatures fe = all_features();
+        fe.sg = false;
+        Rig r(fe);
+        TrafficOptions o;
+        o.generate = true;
+        o.frame.size = 9000;
+        Traffic t(r.io, o);
+        const auto why = t.on_attach();
+        REQUIRE(why);
+        CHECK(why->find("feature-sg") != std::string::npos);
+        t.run_for(std::chrono::milliseconds(1));
+        CHECK(t.queued() == 0);
+    }
+}
