@@ -474,3 +474,24 @@ TEST_CASE("traffic: the generator follows the backend's offloads", "[xensim][net
         CHECK(t.queued() == 0);
     }
 }
+
+// Not run by ctest (hidden): generator -> loopback -> sink rate on this machine, for the record.
+//   xensim_netfront_io_test "[measure]"
+TEST_CASE("traffic: generator rate through the loopback backend", "[.][measure]")
+{
+    for (std::size_t size : {60, 1514, 9000}) {
+        Rig r;
+        TrafficOptions o;
+        o.generate = true;
+        o.frame.size = size;
+        o.sink = true;
+        Traffic t(r.io, o);
+        {
+            BackendThread bt(r.backs);
+            t.run_for(std::chrono::seconds(2));
+        }
+        const auto s = t.stats();
+        WARN(size << " B: " << static_cast<double>(s.tx_pkts) / s.seconds / 1e6 << " Mpps out, "
+                  << static_cast<double>(s.rx_pkts) / s.seconds / 1e6 << " Mpps back, " << to_json(s));
+    }
+}
