@@ -125,7 +125,8 @@ bool data_round(DataMode& d, Netfront& nf, const NetfrontCliOptions& o, platform
     if (work)
         return true;
     pollfd fds[4] = {{store.watch_fd(), POLLIN, 0}, {sigfd, POLLIN, 0}, {d.io.event_fd(), POLLIN, 0},
-                     {d.bridge->tx_blocked() ? -1 : d.tap->fd(), POLLIN, 0}};
+                     // Not connected or the ring is full: the tap's frames wait in its queue.
+                     {d.bridge->tx_blocked() || !d.io.attached() ? -1 : d.tap->fd(), POLLIN, 0}};
     poll(fds, 4, 1000);
     return true;
 }
