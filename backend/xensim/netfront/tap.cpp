@@ -22,6 +22,8 @@
 
 #include <fmt/format.h>
 
+#include "frame_csum.hpp"
+
 extern char** environ;
 
 namespace netbackd::xensim {
@@ -153,7 +155,7 @@ TapDevice TapDevice::open(const std::string& name, const std::string& netns, std
     return TapDevice(std::move(tap), name);
 }
 
-TapBridge::TapBridge(NetfrontIo& io, TapDevice& tap) : io_(io), tap_(tap), buf_(65536) {}
+TapBridge::TapBridge(NetfrontIo& io, TapDevice& tap) : io_(io), tap_(tap), buf_(65536), rx_buf_(65536) {}
 
 std::size_t TapBridge::tap_to_ring()
 {
@@ -196,10 +198,23 @@ std::size_t TapBridge::ring_to_tap()
                 ++counters_.dropped_rx;
                 continue;
             }
-            std::array<iovec, ring::kMaxTxSegments> iov;
-            for (std::size_t i = 0; i < f.nr_frags; ++i)
-                iov[i] = iovec{const_cast<std::byte*>(f.frags()[i].data()), f.frags()[i].size()};
-            if (::writev(tap_.fd(), iov.data(), f.nr_frags) < 0) {
+            ssize_t rc = -1;
+            if ((f.flags & NETRXF_csum_blank) != 0 && f.length <= rx_buf_.size()) {
+                std::size_t at = 0;
+                for (auto frag : f.frags()) {
+                    std::memcpy(rx_buf_.data() + at, frag.data(), frag.size());
+                    at += frag.size();
+                }
+                if (fill_l4_checksum(std::span(rx_buf_.data(), at)))
+                    ++counters_.csum_filled;
+                rc = ::write(tap_.fd(), rx_buf_.data(), at);
+            } else {
+                std::array<iovec, ring::kMaxTxSegments> iov;
+                for (std::size_t i = 0; i < f.nr_frags; ++i)
+                    iov[i] = iovec{const_cast<std::byte*>(f.frags()[i].data()), f.frags()[i].size()};
+                rc = ::writev(tap_.fd(), iov.data(), f.nr_frags);
+            }
+            if (rc < 0) {
                 ++counters_.dropped_rx;
             } else {
                 ++counters_.to_tap;

@@ -43,6 +43,7 @@ struct TapCounters {
     std::uint64_t to_tap = 0;      // RX frames written to the tap
     std::uint64_t dropped_tx = 0;  // tap frames the ring refused (too big, no sg)
     std::uint64_t dropped_rx = 0;  // RX frames with errors, or the tap refused them
+    std::uint64_t csum_filled = 0; // RX frames with csum_blank completed in software
 };
 
 // Moves frames between a tap and queue 0 of a NetfrontIo. One syscall per frame on the tap
@@ -55,6 +56,8 @@ public:
     // ring could not take now is kept and retried first next time.
     std::size_t tap_to_ring();
     // Writes every received frame to the tap and reposts the buffers; returns frames written.
+    // A frame whose checksum the sender left blank gets it filled first, as the guest kernel
+    // would (the tap has no vnet header to pass "checksum needed" on).
     std::size_t ring_to_tap();
     // Whether a frame waits for ring room (then poll the event channel, not the tap).
     bool tx_blocked() const noexcept { return held_ != 0; }
@@ -67,6 +70,7 @@ private:
     NetfrontIo& io_;
     TapDevice& tap_;
     std::vector<std::byte> buf_;
+    std::vector<std::byte> rx_buf_;
     std::size_t held_ = 0;
     TapCounters counters_;
 };

@@ -134,8 +134,10 @@ std::size_t Loopback::step()
             netif_rx_response_t rsp{};
             rsp.id = data[i].id;
             rsp.offset = 0;
+            // A blank checksum stays blank on the way back, flagged as netback flags it.
+            const unsigned csum = i == 0 && p.csum_blank ? NETRXF_csum_blank | NETRXF_data_validated : 0;
             rsp.flags = static_cast<std::uint16_t>((i + 1 < data.size() ? NETRXF_more_data : 0) |
-                                                   (i == 0 && p.gso ? NETRXF_extra_info : 0));
+                                                   (i == 0 && p.gso ? NETRXF_extra_info : 0) | csum);
             rsp.status = ok ? static_cast<std::int16_t>(fill[i]) : static_cast<std::int16_t>(NETIF_RSP_ERROR);
             rx_->put_response(rsp);
             if (i == 0 && p.gso) {

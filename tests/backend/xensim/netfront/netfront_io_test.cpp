@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "backend/xensim/netfront/frame_csum.hpp"
 #include "backend/xensim/netfront/traffic.hpp"
 #include "loopback.hpp"
 
@@ -494,4 +495,50 @@ TEST_CASE("traffic: generator rate through the loopback backend", "[.][measure]"
         WARN(size << " B: " << static_cast<double>(s.tx_pkts) / s.seconds / 1e6 << " Mpps out, "
                   << static_cast<double>(s.rx_pkts) / s.seconds / 1e6 << " Mpps back, " << to_json(s));
     }
+}
+
+TEST_CASE("frame checksums: a blank TCP/UDP checksum is completed, other frames are left alone",
+          "[xensim][netfront][tap]")
+{
+    for (std::size_t size : {42, 61, 1514}) {
+        UdpFrameSpec s;
+        s.size = size;
+        std::vector<std::byte> full(size), partial(size);
+        REQUIRE(build_udp_frame(s, full));
+        s.partial_csum = true;
+        REQUIRE(build_udp_frame(s, partial));
+        REQUIRE(partial != full);
+        CHECK(fill_l4_checksum(partial));
+        CHECK(partial == full);
+        // Whatever the field held.
+        full[40] = std::byte{0x12};
+        CHECK(fill_l4_checksum(full));
+        CHECK(partial == full);
+    }
+    // IPv6/TCP, built by hand: the sum over pseudo-header and segment comes out as 0xffff.
+    std::vector<std::byte> v6(14 + 40 + 20 + 7);
+    v6[12] = std::byte{0x86};
+    v6[13] = std::byte{0xdd};
+    v6[14] = std::byte{0x60};
+    v6[19] = std::byte{27}; // payload length
+    v6[20] = std::byte{6};  // TCP
+    for (std::size_t i = 22; i < 54; ++i)
+        v6[i] = static_cast<std::byte>(i * 3);
+    for (std::size_t i = 54; i < v6.size(); ++i)
+        v6[i] = static_cast<std::byte>(i * 5 + 1);
+    REQUIRE(fill_l4_checksum(v6));
+    CHECK(ones_sum(std::span(v6).subspan(54), ones_sum(std::span(v6).subspan(22, 32)) + 6u + 27u) == 0xffff);
+
+    std::vector<std::byte> other(60);
+    other[12] = std::byte{0x88};
+    other[13] = std::byte{0xb5};
+    const auto copy = other;
+    CHECK_FALSE(fill_l4_checksum(other));
+    CHECK(other == copy);
+    UdpFrameSpec s;
+    s.size = 100;
+    std::vector<std::byte> cut(100);
+    REQUIRE(build_udp_frame(s, cut));
+    cut.resize(90); // shorter than its IP length
+    CHECK_FALSE(fill_l4_checksum(cut));
 }
