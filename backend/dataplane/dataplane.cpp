@@ -103,6 +103,10 @@ void DataPlane::set_rate(control::VifId id, std::optional<control::Rate> rate) {
     post(WorkerMsg{WorkerMsgKind::set_rate, it->second.runtime.get(), rate});
 }
 
+void DataPlane::update_policy(control::VifId id, const control::VifPolicy& policy) {
+    set_rate(id, policy.rate);
+}
+
 std::vector<VifFaultReport> DataPlane::take_faults() {
     std::vector<VifFaultReport> out;
     for (auto& [id, e] : vifs_) {

@@ -62,6 +62,8 @@ public:
     control::DataPlaneFeatures features() const override;
     void attach(std::unique_ptr<control::VifHandle> vif) override;
     std::unique_ptr<control::VifHandle> detach(control::VifId id) override;
+    // Only the rate applies at run time; MAC, VLAN and uplink changes need a re-attach.
+    void update_policy(control::VifId id, const control::VifPolicy& policy) override;
 
     // The toolstack's `rate` key changed (nullopt: unlimited).
     void set_rate(control::VifId id, std::optional<control::Rate> rate);

@@ -218,3 +218,20 @@ TEST_CASE("idle CPU of the data plane", "[.][measure]") {
         CHECK(rig.dp->detach({kB, 0}) != nullptr);
     }
 }
+
+TEST_CASE("a policy update from the control plane changes the rate at run time", "[dataplane][sink]") {
+    SinkRig rig({kA});
+    Netfront a(rig.world, kA);
+    // 2000 bytes a second: two 1000-byte frames now, the rest much later.
+    rig.dp->attach(a.handle(kMacA, Netfront::default_features(), control::Rate{2000, 1'000'000}));
+    for (int i = 0; i < 6; ++i) a.send(frame(mac(0x99), kMacA, 1000 - 54));
+    a.push_tx();
+    REQUIRE(eventually([&] { return rig.dp->stats({kA, 0})->tx_packets == 2; }));
+    std::this_thread::sleep_for(50ms);
+    CHECK(rig.dp->stats({kA, 0})->tx_packets == 2);
+    control::VifPolicy p;
+    p.guest_mac = kMacA.bytes();
+    rig.dp->update_policy({kA, 0}, p); // no rate: unlimited
+    CHECK(eventually([&] { return rig.dp->stats({kA, 0})->tx_packets == 6; }));
+    CHECK(rig.dp->detach({kA, 0}) != nullptr);
+}
