@@ -1,6 +1,7 @@
 #include "tap.hpp"
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <stdexcept>
@@ -157,12 +158,30 @@ TapDevice TapDevice::open(const std::string& name, const std::string& netns, std
 
 TapBridge::TapBridge(NetfrontIo& io, TapDevice& tap) : io_(io), tap_(tap), buf_(65536), rx_buf_(65536) {}
 
+unsigned TapBridge::pick_queue(std::span<const std::byte> frame) const noexcept
+{
+    const unsigned n = io_.queue_count();
+    if (n <= 1)
+        return 0;
+    // One flow stays on one queue (no reordering), as netdev_pick_tx keeps it: hash what
+    // follows the Ethernet header up to the ports (IPv4 addresses and ports, or IPv6 addresses).
+    std::uint32_t h = 2166136261u;
+    const std::size_t from = std::min<std::size_t>(26, frame.size());
+    const std::size_t to = std::min<std::size_t>(frame.size(), 26 + 12);
+    for (std::size_t i = from; i < to; ++i)
+        h = (h ^ std::to_integer<std::uint32_t>(frame[i])) * 16777619u;
+    return h % n;
+}
+
 std::size_t TapBridge::tap_to_ring()
 {
     std::size_t queued = 0;
-    if (io_.queue_count() == 0)
+    const unsigned nq = io_.queue_count();
+    if (nq == 0)
         return 0;
-    io_.reap_tx(0);
+    for (unsigned q = 0; q < nq; ++q)
+        io_.reap_tx(q);
+    std::uint64_t touched = 0; // queues with new requests, to push once each
     for (;;) {
         if (held_ == 0) {
             const ssize_t n = ::read(tap_.fd(), buf_.data(), buf_.size());
@@ -170,19 +189,23 @@ std::size_t TapBridge::tap_to_ring()
                 break; // EAGAIN: drained
             held_ = static_cast<std::size_t>(n);
         }
-        const SendResult r = io_.send(0, std::span(buf_.data(), held_));
+        const auto frame = std::span(buf_.data(), held_);
+        const unsigned q = pick_queue(frame);
+        const SendResult r = io_.send(q, frame);
         if (r == SendResult::busy)
             break;
-        if (r == SendResult::refused)
+        if (r == SendResult::refused) {
             ++counters_.dropped_tx;
-        else {
+        } else {
             ++counters_.from_tap;
             ++queued;
+            touched |= std::uint64_t{1} << (q % 64);
         }
         held_ = 0;
     }
-    if (queued != 0)
-        io_.flush(0);
+    for (unsigned q = 0; q < nq; ++q)
+        if ((touched >> (q % 64)) & 1)
+            io_.flush(q);
     return queued;
 }
 

@@ -46,8 +46,8 @@ struct TapCounters {
     std::uint64_t csum_filled = 0; // RX frames with csum_blank completed in software
 };
 
-// Moves frames between a tap and queue 0 of a NetfrontIo. One syscall per frame on the tap
-// side is the price of a tap; the ring side still batches its kicks.
+// Moves frames between a tap and the queues of a NetfrontIo (TX: one queue per flow). One
+// syscall per frame on the tap side is the price of a tap; the ring side still batches its kicks.
 class TapBridge {
 public:
     TapBridge(NetfrontIo& io, TapDevice& tap);
@@ -67,6 +67,8 @@ public:
     const TapCounters& counters() const noexcept { return counters_; }
 
 private:
+    unsigned pick_queue(std::span<const std::byte> frame) const noexcept;
+
     NetfrontIo& io_;
     TapDevice& tap_;
     std::vector<std::byte> buf_;

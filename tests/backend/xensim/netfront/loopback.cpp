@@ -82,6 +82,7 @@ std::size_t Loopback::step()
             break;
         seen_flags.push_back(static_cast<std::uint8_t>((p.csum_blank ? NETTXF_csum_blank : 0) |
                                                        (p.data_validated ? NETTXF_data_validated : 0)));
+        seen_lengths.push_back(p.length);
         const std::size_t data_slots = (p.length + 4095) / 4096;
         const std::size_t slots = data_slots + (p.gso ? 1 : 0);
         const ring::Avail avail = rx_->poll();

@@ -64,6 +64,7 @@ public:
     std::size_t tx_notifies = 0;
     std::size_t rx_notifies = 0;
     std::vector<std::uint8_t> seen_flags; // NETTXF_csum_blank/data_validated of each frame
+    std::vector<std::uint16_t> seen_lengths;
 
 private:
     std::shared_ptr<HvClient> hv_;
