@@ -39,7 +39,7 @@ struct GlobalConfig {
     std::vector<std::string> eal_args;
     std::vector<DpdkPort> ports;
     std::vector<unsigned> worker_cores;
-    Polling polling = Polling::busy;
+    Polling polling = Polling::adaptive; // busy: a core at 100% for the lowest latency
 };
 
 struct ClientConfig {

@@ -14,8 +14,8 @@
 
 #include "backend/control/config.hpp"
 #include "backend/control/control_plane.hpp"
-#include "backend/control/logging_sink.hpp"
 #include "backend/platform/fd.hpp"
+#include "dataplane_host.hpp"
 
 namespace netbackd::service {
 namespace {
@@ -83,12 +83,15 @@ int run(const RunOptions& opt)
         return 1;
     }
 
-    // Until the data plane lands, vifs are handed to a stub that holds their rings and moves
-    // no packets. It claims split channels and multi-queue so those handshakes are exercised.
-    control::LoggingSink sink(control::DataPlaneFeatures{false, false, false, false, true, 8});
-    spdlog::warn("data plane: stub sink in use: vifs connect but no packets are forwarded");
+    std::unique_ptr<DataPlaneHost> dataplane;
+    try {
+        dataplane = std::make_unique<DataPlaneHost>(config->global, plat);
+    } catch (const std::exception& e) {
+        spdlog::error("cannot start the data plane: {}", e.what());
+        return 1;
+    }
 
-    control::ControlPlane cp(*plat.store, *plat.grants, *plat.events, sink, config);
+    control::ControlPlane cp(*plat.store, *plat.grants, *plat.events, dataplane->sink(), config);
     try {
         cp.start();
     } catch (const platform::PlatformError& e) {
@@ -100,10 +103,11 @@ int run(const RunOptions& opt)
 
     for (;;) {
         pollfd fds[2] = {{cp.watch_fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
-        int timeout_ms = 1000;
+        // Data-plane faults and link changes are picked up at least every 100 ms.
+        int timeout_ms = 100;
         if (const auto due = cp.next_deadline()) {
             const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*due - std::chrono::steady_clock::now());
-            timeout_ms = static_cast<int>(std::clamp<long long>(left.count() + 1, 0, 1000));
+            timeout_ms = static_cast<int>(std::clamp<long long>(left.count() + 1, 0, 100));
         }
         const int n = poll(fds, 2, timeout_ms);
         if (n < 0 && errno != EINTR) {
@@ -135,7 +139,9 @@ int run(const RunOptions& opt)
         try {
             if (fds[0].revents & POLLIN)
                 cp.process_watches();
-            cp.tick(std::chrono::steady_clock::now());
+            const auto now = std::chrono::steady_clock::now();
+            cp.tick(now);
+            dataplane->poll(cp, *plat.store, now);
         } catch (const platform::PlatformError& e) {
             // Losing xenstore leaves nothing to serve; systemd restarts us and we re-adopt.
             spdlog::error("xenstore connection failed: {}", e.what());

@@ -1,0 +1,119 @@
+#include "dataplane_host.hpp"
+
+#include <algorithm>
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "backend/control/vif_id.hpp"
+#include "pmd/carrier.hpp"
+
+namespace netbackd::service {
+namespace {
+
+pmd::EalConfig eal_config_from(const control::GlobalConfig& config) {
+    pmd::EalConfig eal;
+    if (config.eal_args.empty()) {
+        // Nothing configured (the simulated platform's usual case): no hugepages, no PCI scan.
+        eal.hugepages = false;
+        eal.memory_mb = 512;
+        eal.file_prefix = fmt::format("netbackd-{}", ::getpid());
+    } else {
+        eal = pmd::parse_eal_args(config.eal_args);
+    }
+    std::vector<pmd::UplinkSpec> specs;
+    for (const auto& p : config.ports) specs.push_back({p.name, p.pci, p.vdev});
+    pmd::add_uplinks(eal, specs);
+    if (eal.lcores.empty()) {
+        // Keep EAL from pinning the control thread (and the worker it starts) to one CPU.
+        eal.lcores = pmd::lcores_for_workers(config.worker_cores, pmd::allowed_cpus());
+    }
+    return eal;
+}
+
+} // namespace
+
+DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Platform& platform) {
+    const auto eal_config = eal_config_from(config);
+    eal_ = std::make_unique<pmd::Eal>(eal_config);
+
+    dataplane::DataPlaneConfig dc;
+    dc.max_queues = std::max(1u, config.max_queues);
+    dc.worker.busy_poll = config.polling == control::Polling::busy;
+
+    pmd::MempoolSizing sizing;
+    sizing.vifs = static_cast<std::uint32_t>(dc.worker.max_vifs);
+    // Queues of one vif share its traffic, so pool for one queue's worth per vif: the full
+    // formula for 64 vifs x 4 queues asks for 570 MB, most of it never in flight.
+    sizing.queues_per_vif = 1;
+    sizing.nic_queues = static_cast<std::uint32_t>(std::max<std::size_t>(1, config.ports.size()));
+    // A small EAL memory (-m) should cost buffers, not the service: halve the pool until it fits.
+    std::uint32_t mbufs = pmd::mbufs_needed(sizing);
+    constexpr std::uint32_t kMinMbufs = 4095;
+    for (;;) {
+        try {
+            pool_ = std::make_unique<pmd::Mempool>(pmd::MempoolConfig{.name = "nb-frames", .mbufs = mbufs});
+            // Software GSO only references payload in the frame pool: no data room needed.
+            indirect_pool_ = std::make_unique<pmd::Mempool>(
+                pmd::MempoolConfig{.name = "nb-indirect", .mbufs = mbufs, .data_room = 0});
+            break;
+        } catch (const std::exception& e) {
+            pool_.reset();
+            if (mbufs <= kMinMbufs) throw;
+            spdlog::warn("{}; retrying with {} buffers (raise the EAL -m for more)", e.what(), mbufs / 2);
+            mbufs /= 2;
+        }
+    }
+    dc.pool = pool_.get();
+    dc.indirect_pool = indirect_pool_.get();
+
+    for (const auto& p : config.ports) {
+        UplinkPort up;
+        up.name = p.name;
+        up.port = std::make_unique<pmd::Port>(pmd::ethdev_name_of({p.name, p.pci, p.vdev}), pmd::PortConfig{}, *pool_);
+        up.uplink = std::make_unique<dataplane::PortUplink>(*up.port);
+        spdlog::info("uplink {}: port {} up, MTU {}", p.name, pmd::ethdev_name_of({p.name, p.pci, p.vdev}),
+                     up.port->mtu());
+        uplinks_.push_back(std::move(up));
+    }
+    for (auto& up : uplinks_) dc.uplinks.push_back({up.name, up.uplink.get()});
+    if (uplinks_.empty()) spdlog::warn("no [[dpdk.ports]] configured: vifs switch only among themselves");
+
+    dataplane_ = dataplane::make_dataplane(dc, platform);
+    spdlog::info("data plane: {} MiB EAL memory, {} frame buffers, {} polling",
+                 eal_config.memory_mb, mbufs, dc.worker.busy_poll ? "busy" : "adaptive");
+}
+
+DataPlaneHost::~DataPlaneHost() = default;
+
+void DataPlaneHost::publish_link(control::ControlPlane& cp, platform::Store& store, UplinkPort& up, bool force) {
+    const auto change = up.port->link_change();
+    if (!change && !force) return;
+    const pmd::LinkStatus link = change ? *change : up.port->link();
+    if (change && (!up.last_link_up || *up.last_link_up != link.up)) {
+        spdlog::info("uplink {}: link {}", up.name, link.up ? "up" : "down");
+    }
+    up.last_link_up = link.up;
+    std::vector<std::string> dirs;
+    for (const auto& [id, stats] : dataplane_->all_stats()) dirs.push_back(control::backend_path(cp.self(), id));
+    pmd::publish_carrier(store, dirs, link);
+}
+
+void DataPlaneHost::poll(control::ControlPlane& cp, platform::Store& store, std::chrono::steady_clock::time_point now) {
+    for (const auto& fault : dataplane_->take_faults()) {
+        spdlog::error("{}: disabled by the data plane: {}", fault.id.name(), fault.message);
+        cp.fail_vif(fault.id, control::Fatal{EIO, fault.message});
+    }
+    // Link state is polled once a second (see pmd::Port::link_change): some PMDs never raise
+    // the event. Newly attached vifs get the current carrier on the same tick.
+    if (now < next_link_check_) return;
+    next_link_check_ = now + std::chrono::seconds(1);
+    const std::size_t vifs = dataplane_->all_stats().size();
+    const bool new_vifs = vifs != carrier_vifs_;
+    carrier_vifs_ = vifs;
+    for (auto& up : uplinks_) publish_link(cp, store, up, new_vifs);
+}
+
+} // namespace netbackd::service

@@ -1,0 +1,53 @@
+// Everything the data plane stands on, built from the global config in the order DPDK needs
+// (EAL, pools, ports, then the worker) and torn down in reverse: `netbackd run` owns one.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backend/control/config.hpp"
+#include "backend/control/control_plane.hpp"
+#include "backend/dataplane/dataplane.hpp"
+#include "backend/platform/platform.hpp"
+#include "pmd/eal.hpp"
+#include "pmd/mempool.hpp"
+#include "pmd/port.hpp"
+
+namespace netbackd::service {
+
+class DataPlaneHost {
+public:
+    DataPlaneHost(const control::GlobalConfig& config, platform::Platform& platform);
+    ~DataPlaneHost();
+    DataPlaneHost(const DataPlaneHost&) = delete;
+    DataPlaneHost& operator=(const DataPlaneHost&) = delete;
+
+    control::DataPlaneSink& sink() noexcept { return *dataplane_; }
+
+    // Control-thread housekeeping, called from the service loop: faults the worker reported
+    // become `error` nodes, link changes become every vif's `carrier`.
+    void poll(control::ControlPlane& cp, platform::Store& store, std::chrono::steady_clock::time_point now);
+
+private:
+    struct UplinkPort {
+        std::string name;
+        std::unique_ptr<pmd::Port> port;
+        std::unique_ptr<dataplane::PortUplink> uplink;
+        std::optional<bool> last_link_up;
+    };
+    void publish_link(control::ControlPlane& cp, platform::Store& store, UplinkPort& up, bool force);
+
+    // Declaration order is destruction order in reverse: the data plane goes first, EAL last.
+    std::unique_ptr<pmd::Eal> eal_;
+    std::unique_ptr<pmd::Mempool> pool_;
+    std::unique_ptr<pmd::Mempool> indirect_pool_;
+    std::vector<UplinkPort> uplinks_;
+    std::unique_ptr<dataplane::DataPlane> dataplane_;
+    std::chrono::steady_clock::time_point next_link_check_{};
+    std::size_t carrier_vifs_ = 0;
+};
+
+} // namespace netbackd::service
