@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The netbackd demo on a simulated Xen host (xensim): a driver domain running netbackd with a
+# DPDK uplink into an "outside" namespace, two client domains whose netfronts bridge a tap
+# device each in a namespace of their own. Pings client<->client and client<->outside, runs a
+# short iperf3, prints per-vif rates, and removes everything it made on exit or Ctrl-C.
+# Everything stays inside network namespaces this script creates.
+set -euo pipefail
+
+BUILD=${BUILD:-build}
+SECONDS_IPERF=${SECONDS_IPERF:-5}
+XENSIM=$(realpath "$BUILD/backend/xensim/xensim")
+NETBACKD=$(realpath "$BUILD/backend/service/netbackd")
+P=nbdemo                       # prefix of every namespace and link this demo makes
+NET=10.77.0                    # the demo subnet, inside the namespaces only
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+die() { echo "demo: $*" >&2; exit 1; }
+
+# 77: "skipped" to ctest, which runs this script as the e2e test.
+[ "$(id -u)" = 0 ] || { echo "demo: needs root (network namespaces); run: sudo make demo" >&2; exit 77; }
+[ -x "$XENSIM" ] && [ -x "$NETBACKD" ] || die "build first (make build)"
+for ns in "$P-nicdom" "$P-out" "$P-c1" "$P-c2"; do
+    ip netns list | grep -qw "$ns" && die "namespace $ns exists: a demo is running or was killed; 'ip netns del $ns'"
+done
+
+WORK=$(mktemp -d /tmp/netbackd-demo.XXXXXX)
+HOST=$WORK/host
+PIDS=()
+cleanup() {
+    set +e
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    "$XENSIM" down --dir "$HOST" >/dev/null 2>&1
+    for ns in "$P-nicdom" "$P-out" "$P-c1" "$P-c2"; do ip netns del "$ns" 2>/dev/null; done
+    if [ -n "${KEEP:-}" ]; then echo "logs kept in $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_for() { # <seconds> <description> <command...>
+    local t=$1 what=$2; shift 2
+    for _ in $(seq $((t * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    die "timed out waiting for $what (logs: KEEP=1 keeps $WORK)"
+}
+
+say "network namespaces: $P-nicdom (driver domain), $P-out (the wire), $P-c1, $P-c2 (guests)"
+for ns in "$P-nicdom" "$P-out" "$P-c1" "$P-c2"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+ip link add "$P-up" type veth peer name "$P-wire"
+ip link set "$P-up" netns "$P-nicdom"
+ip link set "$P-wire" netns "$P-out"
+ip -n "$P-nicdom" link set "$P-up" up
+ip -n "$P-out" addr add "$NET.1/24" dev "$P-wire"
+ip -n "$P-out" link set "$P-wire" up
+# A veth hands AF_PACKET readers TCP/UDP frames whose checksum it left to "hardware"; the
+# outside end computes them itself so the uplink sees real wire frames.
+ip netns exec "$P-out" ethtool -K "$P-wire" tx off >/dev/null
+
+say "simulated Xen host in $HOST"
+"$XENSIM" up --dir "$HOST"
+"$XENSIM" domain create nicdom --dir "$HOST" --domid 1
+"$XENSIM" domain create client1 --dir "$HOST" --domid 11
+"$XENSIM" domain create client2 --dir "$HOST" --domid 12
+"$XENSIM" domain list --dir "$HOST"
+
+say "netbackd in the driver domain, uplink = DPDK net_af_packet on $P-up"
+mkdir -p "$WORK/clients"
+sed -e "s|@HOST@|$HOST|" -e "s|@UPLINK@|$P-up|" -e "s|@PREFIX@|$P-$$|" \
+    "$(dirname "$0")/netbackd.toml.in" > "$WORK/netbackd.toml"
+cp "$(dirname "$0")"/clients/*.toml "$WORK/clients/"
+ip netns exec "$P-nicdom" "$NETBACKD" run --config "$WORK/netbackd.toml" > "$WORK/netbackd.log" 2>&1 &
+PIDS+=($!)
+wait_for 20 "netbackd to be ready" grep -q "netbackd ready" "$WORK/netbackd.log"
+grep -E "uplink|data plane|ready" "$WORK/netbackd.log" | sed 's/^/  netbackd: /'
+
+for i in 1 2; do
+    mac=00:16:3e:4e:00:0$i
+    say "client$i: xl network-attach (simulated), netfront in TAP mode in $P-c$i, MAC $mac"
+    "$XENSIM" attach "client$i" --dir "$HOST" --backend nicdom --mac "$mac" --devid 0 >/dev/null
+    "$XENSIM" netfront "client$i" --dir "$HOST" --devid 0 --tap eth0 --netns "$P-c$i" \
+        > "$WORK/netfront$i.log" 2>&1 &
+    PIDS+=($!)
+    wait_for 10 "client$i's eth0" ip -n "$P-c$i" link show eth0 up
+    ip -n "$P-c$i" addr add "$NET.1$i/24" dev eth0
+    wait_for 10 "vif 1$i.0 to connect" grep -q "vif 1$i.0.*[Cc]onnected" "$WORK/netbackd.log"
+done
+grep -E "vif 1[12]\.0" "$WORK/netbackd.log" | sed 's/^.*\] //; s/^/  netbackd: /' | head -20
+
+ping_from() { # <ns> <dst> <label>
+    if out=$(ip netns exec "$1" ping -c 3 -i 0.2 -W 2 "$2" 2>&1); then
+        echo "  $3: $(echo "$out" | grep -E 'packets transmitted|rtt')" | tr '\n' ' '; echo
+    else
+        echo "$out"; die "$3 failed"
+    fi
+}
+say "ping"
+ping_from "$P-c1" "$NET.12" "client1 -> client2 (stays inside netbackd)"
+ping_from "$P-c2" "$NET.11" "client2 -> client1"
+ping_from "$P-c1" "$NET.1" "client1 -> outside (through the DPDK uplink)"
+ping_from "$P-c2" "$NET.1" "client2 -> outside"
+
+counters() { # <ns>: "bytes packets" through the guest's eth0, both directions
+    ip -n "$1" -s -j link show eth0 | python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["stats64"]; print(s["tx"]["bytes"]+s["rx"]["bytes"], s["tx"]["packets"]+s["rx"]["packets"])'
+}
+rates() { # one line of per-vif rates over about a second, as each guest's eth0 counts them
+    local t1 t2 line="" b1_1 p1_1 b1_2 p1_2 b2 p2
+    t1=$(date +%s.%N); read -r b1_1 p1_1 < <(counters "$P-c1"); read -r b1_2 p1_2 < <(counters "$P-c2")
+    sleep 1
+    t2=$(date +%s.%N)
+    for i in 1 2; do
+        read -r b2 p2 < <(counters "$P-c$i")
+        local b1_var=b1_$i p1_var=p1_$i
+        line+=$(awk -v a="${!b1_var}" -v b="$b2" -v pa="${!p1_var}" -v pb="$p2" -v t1="$t1" -v t2="$t2" -v i="$i" \
+            'BEGIN { printf "  vif 1%d.0: %8.1f Mbit/s %8.0f pkt/s", i, (b - a) * 8 / 1e6 / (t2 - t1), (pb - pa) / (t2 - t1) }')
+    done
+    echo "$line"
+}
+
+say "iperf3 client1 -> outside for ${SECONDS_IPERF}s, live per-vif rates (TX+RX as each guest sees it)"
+ip netns exec "$P-out" iperf3 -s -1 > "$WORK/iperf3-server.log" 2>&1 &
+PIDS+=($!)
+wait_for 5 "the iperf3 server" ip netns exec "$P-out" sh -c "ss -ltn | grep -q 5201"
+ip netns exec "$P-c1" iperf3 -c "$NET.1" -t "$SECONDS_IPERF" --connect-timeout 3000 -J > "$WORK/iperf3.json" 2>&1 &
+IPERF=$!
+while kill -0 "$IPERF" 2>/dev/null; do rates; done
+wait "$IPERF" || { cat "$WORK/iperf3.json"; die "iperf3 failed"; }
+python3 - "$WORK/iperf3.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["end"]
+print(f"  iperf3: sent {r['sum_sent']['bytes']/1e6:.1f} MB at {r['sum_sent']['bits_per_second']/1e6:.1f} Mbit/s, "
+      f"received {r['sum_received']['bits_per_second']/1e6:.1f} Mbit/s, {r['sum_sent'].get('retransmits', 0)} retransmits")
+PY
+
+say "netbackd's view"
+grep -E "warn|error" "$WORK/netbackd.log" | sed 's/^/  /' | head -10 || true
+echo "  (full log: KEEP=1 make demo keeps $WORK)"
+say "demo passed; cleaning up"
