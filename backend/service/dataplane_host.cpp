@@ -20,6 +20,7 @@ pmd::EalConfig eal_config_from(const control::GlobalConfig& config) {
         eal.hugepages = false;
         eal.memory_mb = 512;
         eal.file_prefix = fmt::format("netbackd-{}", ::getpid());
+        eal.telemetry = true; // `netbackd stats` reads the counters through it
     } else {
         eal = pmd::parse_eal_args(config.eal_args);
     }

@@ -1,4 +1,5 @@
-// netbackd: the userspace Xen network backend. Verbs: run (the service), doctor (checks).
+// netbackd: the userspace Xen network backend. Verbs: run (the service), doctor (checks),
+// stats (counters of the running service).
 #include <cstdlib>
 
 #include <CLI/CLI.hpp>
@@ -7,6 +8,7 @@
 #include "backend/control/doctor.hpp"
 #include "backend/platform/options.hpp"
 #include "run.hpp"
+#include "stats.hpp"
 
 int main(int argc, char** argv)
 {
@@ -29,7 +31,15 @@ int main(int argc, char** argv)
     netbackd::platform::add_platform_options(*doctor, doc_opt.platform);
     doctor->add_flag("--quiet,-q", quiet, "print failures only");
 
+    netbackd::service::StatsOptions stats_opt;
+    auto* stats = app.add_subcommand("stats", "per-vif counters of the running netbackd (from its telemetry socket)");
+    stats->add_option("--file-prefix", stats_opt.file_prefix, "EAL --file-prefix of the instance (default: the only netbackd*)");
+    stats->add_option("--runtime-dir", stats_opt.runtime_dir, "DPDK runtime directory")->capture_default_str();
+    stats->add_flag("--json", stats_opt.json, "print JSON instead of a table");
+
     CLI11_PARSE(app, argc, argv);
+
+    if (*stats) return netbackd::service::print_stats(stats_opt, stdout);
 
     if (*run) {
         run_opt.platform_given = run->get_option("--platform")->count() > 0;

@@ -130,7 +130,11 @@ print(f"  iperf3: sent {r['sum_sent']['bytes']/1e6:.1f} MB at {r['sum_sent']['bi
       f"received {r['sum_received']['bits_per_second']/1e6:.1f} Mbit/s, {r['sum_sent'].get('retransmits', 0)} retransmits")
 PY
 
-say "netbackd's view"
-grep -E "warn|error" "$WORK/netbackd.log" | sed 's/^/  /' | head -10 || true
-echo "  (full log: KEEP=1 make demo keeps $WORK)"
+say "netbackd's view: netbackd stats"
+"$NETBACKD" stats --file-prefix "$P-$$" | tee "$WORK/stats.txt" | sed 's/^/  /'
+for vif in "vif 11.0" "vif 12.0"; do
+    grep -q "^$vif  *running" "$WORK/stats.txt" || die "netbackd stats does not show $vif running"
+done
+grep -E "\] \[(warning|error)\]" "$WORK/netbackd.log" | sed 's/^/  netbackd log: /' | head -10 || true
+echo "  (full logs: KEEP=1 make demo keeps $WORK)"
 say "demo passed; cleaning up"

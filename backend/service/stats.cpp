@@ -1,0 +1,129 @@
+#include "stats.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <algorithm>
+#include <filesystem>
+#include <string_view>
+#include <stdexcept>
+#include <vector>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "backend/platform/fd.hpp"
+
+namespace netbackd::service {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A socket file left by a killed instance refuses connections: only live ones count.
+bool accepts_connections(const fs::path& path) {
+    platform::Fd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const std::string p = path.string();
+    if (!fd || p.size() >= sizeof addr.sun_path) return false;
+    p.copy(addr.sun_path, p.size());
+    return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
+}
+
+fs::path find_socket(const StatsOptions& o) {
+    const fs::path root = o.runtime_dir;
+    if (!o.file_prefix.empty()) return root / o.file_prefix / "dpdk_telemetry.v2";
+    std::vector<fs::path> found;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(root, ec)) {
+        const auto name = entry.path().filename().string();
+        if (name.rfind("netbackd", 0) == 0 && accepts_connections(entry.path() / "dpdk_telemetry.v2"))
+            found.push_back(entry.path() / "dpdk_telemetry.v2");
+    }
+    if (found.size() == 1) return found.front();
+    if (found.empty())
+        throw std::runtime_error(fmt::format("no running netbackd found under {} (is telemetry off in "
+                                             "[dpdk] eal_args, or is the prefix not netbackd*? use --file-prefix)",
+                                             root.string()));
+    std::string names;
+    for (const auto& f : found) names += fmt::format(" {}", f.parent_path().filename().string());
+    throw std::runtime_error(fmt::format("several netbackd instances:{}; pick one with --file-prefix", names));
+}
+
+class TelemetrySocket {
+public:
+    explicit TelemetrySocket(const fs::path& path) : fd_(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)) {
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        const std::string p = path.string();
+        if (!fd_ || p.size() >= sizeof addr.sun_path) throw std::runtime_error("cannot create a telemetry socket");
+        p.copy(addr.sun_path, p.size());
+        if (::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
+            throw std::runtime_error(fmt::format("cannot connect to {}: {}", p, std::strerror(errno)));
+        receive(); // the greeting: version and limits
+    }
+    nlohmann::json query(const std::string& command) {
+        if (::write(fd_.get(), command.data(), command.size()) != static_cast<ssize_t>(command.size()))
+            throw std::runtime_error(fmt::format("telemetry write: {}", std::strerror(errno)));
+        return nlohmann::json::parse(receive());
+    }
+
+private:
+    std::string receive() {
+        std::string buf(1 << 20, '\0'); // 64 vifs x ~25 counters fit many times over
+        const ssize_t n = ::read(fd_.get(), buf.data(), buf.size());
+        if (n <= 0) throw std::runtime_error("netbackd closed the telemetry connection");
+        buf.resize(static_cast<std::size_t>(n));
+        return buf;
+    }
+    platform::Fd fd_;
+};
+
+std::uint64_t sum_drops(const nlohmann::json& v) {
+    std::uint64_t n = 0;
+    for (const auto& [key, value] : v.items())
+        if (key.rfind("drop_", 0) == 0 && value.is_number_unsigned()) n += value.get<std::uint64_t>();
+    return n;
+}
+
+std::string vif_name(std::string_view key) { // "vif7_0" -> "vif 7.0"
+    key.remove_prefix(std::min<std::size_t>(3, key.size()));
+    const auto u = key.find('_');
+    if (u == std::string_view::npos) return fmt::format("vif {}", key);
+    return fmt::format("vif {}.{}", key.substr(0, u), key.substr(u + 1));
+}
+
+} // namespace
+
+int print_stats(const StatsOptions& o, std::FILE* out) {
+    try {
+        TelemetrySocket sock(find_socket(o));
+        const auto reply = sock.query("/netbackd/vifs");
+        const auto& vifs = reply.at("/netbackd/vifs");
+        if (o.json) {
+            fmt::print(out, "{}\n", vifs.dump(2));
+            return 0;
+        }
+        fmt::print(out, "{:<12} {:<9} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>10}\n", "VIF", "STATE", "TX PKTS",
+                   "TX BYTES", "RX PKTS", "RX BYTES", "DROPS", "NOTIFY", "SEGS/COPY");
+        for (const auto& [key, v] : vifs.items()) {
+            const auto batches = v.value("copy_batches", std::uint64_t{0});
+            const auto segs = v.value("copy_segments", std::uint64_t{0});
+            fmt::print(out, "{:<12} {:<9} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>10}\n", vif_name(key),
+                       v.value("state", std::string("?")), v.value("tx_packets", std::uint64_t{0}),
+                       v.value("tx_bytes", std::uint64_t{0}), v.value("rx_packets", std::uint64_t{0}),
+                       v.value("rx_bytes", std::uint64_t{0}), sum_drops(v), v.value("notifications", std::uint64_t{0}),
+                       batches == 0 ? std::string("-") : fmt::format("{:.1f}", double(segs) / double(batches)));
+        }
+        if (vifs.empty()) fmt::print(out, "(no vifs connected)\n");
+        return 0;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "netbackd stats: {}\n", e.what());
+        return 1;
+    }
+}
+
+} // namespace netbackd::service

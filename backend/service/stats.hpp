@@ -1,0 +1,20 @@
+// `netbackd stats`: reads a running netbackd's per-vif counters over its DPDK telemetry socket
+// (the /netbackd/vifs command the data plane registers) and prints a table or JSON.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+namespace netbackd::service {
+
+struct StatsOptions {
+    // EAL --file-prefix of the netbackd to ask; empty: the only netbackd* under the runtime dir.
+    std::string file_prefix;
+    std::string runtime_dir = "/var/run/dpdk";
+    bool json = false;
+};
+
+// Returns the process exit code; errors are explained on stderr.
+int print_stats(const StatsOptions& options, std::FILE* out);
+
+} // namespace netbackd::service
