@@ -48,3 +48,10 @@ demo: build
 
 clean:
 	rm -rf $(BUILD) $(SAN_BUILD)
+
+# Benchmark, not a test: netbackd against DPDK's vhost-user backend (see bench/README.md).
+# BENCH_ARGS= (empty) runs the full mode; --csv FILE writes the runs.
+BENCH_ARGS ?= --quick
+.PHONY: bench
+bench: build
+	$(BUILD)/bench/netbackd-bench $(BENCH_ARGS)

@@ -47,6 +47,13 @@ class Hugepages:
 
     NR = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
 
+    @classmethod
+    def none(cls):
+        h = cls.__new__(cls)
+        h.dir = None
+        h.before = None
+        return h
+
     def __init__(self, pages, workdir):
         self.dir = None
         self.before = None
@@ -371,6 +378,7 @@ def main():
     ap.add_argument("--idle-vifs", type=int, default=None, help="idle vifs for the idle report (default 64)")
     ap.add_argument("--idle-seconds", type=float, default=None, help="idle CPU window (default 10; quick 3)")
     ap.add_argument("--no-peer", action="store_true", help="measure netbackd only")
+    ap.add_argument("--no-huge", action="store_true", help="do not reserve hugepages (implies --no-peer)")
     ap.add_argument("--workdir", default=None, help="where runs keep their files (default: a temp dir)")
     args = ap.parse_args()
     q = args.quick
@@ -385,7 +393,7 @@ def main():
         sys.exit("netbackd-bench needs two CPUs (one backend core, one frontend core)")
 
     args.work = tempfile.mkdtemp(prefix="netbackd-bench-", dir=args.workdir)
-    huge = Hugepages(HUGE_DIR_PAGES, args.work)
+    huge = Hugepages.none() if args.no_huge else Hugepages(HUGE_DIR_PAGES, args.work)
 
     def cleanup():
         huge.release()
