@@ -137,6 +137,20 @@ def rss_kib(pid):
     return 0
 
 
+def telemetry(prefix, cmd):
+    """One command on a DPDK process's telemetry socket (JSON over SOCK_SEQPACKET)."""
+    import socket
+    path = f"/var/run/dpdk/{prefix}/dpdk_telemetry.v2"
+    if os.geteuid() != 0:
+        path = os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/tmp"), "dpdk", prefix, "dpdk_telemetry.v2")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.settimeout(5)
+        s.connect(path)
+        s.recv(16384)  # the greeting
+        s.send(cmd.encode())
+        return json.loads(s.recv(1 << 20).decode())[cmd]
+
+
 def mac_of(domid, devid=0):
     return f"00:16:3e:00:{domid:02x}:{devid:02x}"
 
@@ -184,7 +198,8 @@ class NetbackdWorld:
             eal = ["--in-memory", "--huge-dir", huge.dir, "-m", "512"]
         else:
             eal = ["--no-huge", "-m", "512"]
-        eal += ["--no-pci", "--no-telemetry", "--file-prefix", prefix, "--log-level", "*:error",
+        self.prefix = prefix
+        eal += ["--no-pci", "--file-prefix", prefix, "--log-level", "*:error",
                 "--lcores", f"0@({BACKEND_CPU})"]
         ports = ""
         if uplink_vdev:
@@ -214,6 +229,19 @@ class NetbackdWorld:
         logpath = os.path.join(self.dir, f"nf-{guest}-{len(os.listdir(self.dir))}.log")
         return Proc([XENSIM, "netfront", guest, "--devid", "0", "--dir", self.host] + args, logpath, cpu=cpu)
 
+    def counters(self):
+        """Data-plane counters summed over vifs: packets, notifications, grant-copy batches/segments."""
+        keys = ("tx_packets", "rx_packets", "notifications", "copy_batches", "copy_segments")
+        total = dict.fromkeys(keys, 0)
+        try:
+            for v in telemetry(self.prefix, "/netbackd/vifs").values():
+                for k in keys:
+                    total[k] += int(v.get(k, 0))
+        except (OSError, ValueError, KeyError, AttributeError) as e:
+            log(f"telemetry: {e}")
+            return None
+        return total
+
     def close(self):
         if self.netbackd:
             self.netbackd.stop()
@@ -235,6 +263,17 @@ def netfront_result(proc, timeout):
     return json.loads(text[i:text.index("\n", i) if "\n" in text[i:] else None])
 
 
+COUNTERS = {}  # (scenario, size, vifs) -> summed data-plane counters of every run
+
+
+def keep_counters(world, scenario, size, vifs):
+    c = world.counters()
+    if c:
+        acc = COUNTERS.setdefault((scenario, size, vifs), dict.fromkeys(c, 0))
+        for k, v in c.items():
+            acc[k] += v
+
+
 def netbackd_run(args, huge, scenario, size, vifs):
     """One measured netbackd run; returns packets per second (aggregate over vifs)."""
     secs = args.seconds
@@ -242,6 +281,9 @@ def netbackd_run(args, huge, scenario, size, vifs):
         world = NetbackdWorld(args.work, "gw", huge, "net_null0,no-rx=1", vifs)
         try:
             nfs = [world.netfront(g, ["--generate", str(size), "--seconds", str(secs)]) for g in world.guests]
+            # Vifs leave the telemetry as their netfront closes: read the counters just before.
+            time.sleep(max(0.0, secs - 0.4))
+            keep_counters(world, scenario, size, vifs)
             res = [netfront_result(p, secs + 30) for p in nfs]
             return sum(r["tx_pkts"] / r["seconds"] for r in res)
         finally:
@@ -252,6 +294,9 @@ def netbackd_run(args, huge, scenario, size, vifs):
         world = NetbackdWorld(args.work, "wg", huge, f"net_pcap0,rx_pcap={pcap},infinite_rx=1", vifs)
         try:
             nfs = [world.netfront(g, ["--sink", "--seconds", str(secs)]) for g in world.guests]
+            # Vifs leave the telemetry as their netfront closes: read the counters just before.
+            time.sleep(max(0.0, secs - 0.4))
+            keep_counters(world, scenario, size, vifs)
             res = [netfront_result(p, secs + 30) for p in nfs]
             return sum(r["rx_pkts"] / r["seconds"] for r in res)
         finally:
@@ -264,6 +309,8 @@ def netbackd_run(args, huge, scenario, size, vifs):
             time.sleep(0.5)
             gen = world.netfront(world.guests[0], ["--generate", str(size), "--seconds", str(secs),
                                                    "--dst-mac", dst])
+            time.sleep(max(0.0, secs - 0.4))
+            keep_counters(world, scenario, size, vifs)
             g = netfront_result(gen, secs + 30)
             s = netfront_result(sink, secs + 30)
             # The sink's window is longer than the generator's: rate over the sender's time.
@@ -470,6 +517,13 @@ def main():
         gb = f"{wire_gbps(statistics.median(a), size):9.2f}" if a else f"{'-':>9}"
         r = (f"{statistics.median(ratios):6.2f} [{min(ratios):.2f}-{max(ratios):.2f}]" if ratios else "-")
         print(f"{sc:<12}{size:>6}{vifs:>5}  {cell(a)}  {cell(b)}  {gb}  {r:>20}")
+    if COUNTERS:
+        print("data-plane counters over all netbackd runs (telemetry /netbackd/vifs):")
+        for (sc, size, vifs), c in COUNTERS.items():
+            pkts = c["tx_packets"] + c["rx_packets"]
+            print(f"  {sc:<12}{size:>6}{vifs:>5}  notifications/packet "
+                  f"{c['notifications'] / pkts if pkts else float('nan'):.4f}  grant-copy segments/batch "
+                  f"{c['copy_segments'] / c['copy_batches'] if c['copy_batches'] else float('nan'):.1f}")
     if idle:
         print(f"idle: netbackd {idle['cpu_pct']:.2f}% of one core with {idle['vifs']} connected idle vifs "
               f"over {idle['window_s']:.1f}s; RSS growth {idle['rss_per_vif_kib']:.0f} KiB per vif")
