@@ -277,7 +277,7 @@ def keep_counters(world, scenario, size, vifs):
 def netbackd_run(args, huge, scenario, size, vifs):
     """One measured netbackd run; returns packets per second (aggregate over vifs)."""
     secs = args.seconds
-    if scenario == "guest-wire":
+    if scenario in ("guest-wire", "scaling"):
         world = NetbackdWorld(args.work, "gw", huge, "net_null0,no-rx=1", vifs)
         try:
             nfs = [world.netfront(g, ["--generate", str(size), "--seconds", str(secs)]) for g in world.guests]
