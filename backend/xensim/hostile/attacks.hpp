@@ -1,0 +1,54 @@
+// The hostile netfront's attack scripts, each selectable by name. An attack only writes what the
+// guest controls (its rings, grants, event channel); the expectation says how Linux netback
+// answers the same guest, so a test or the CLI can check the backend against it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string_view>
+
+#include "backend/xensim/hostile/hostile_front.hpp"
+#include "ring/tx_packet.hpp"
+
+namespace netbackd::xensim::hostile {
+
+enum class Verdict : std::uint8_t {
+    errors,   // the bad packets are answered NETIF_RSP_ERROR (RX: negative status), the vif runs on
+    disabled, // the vif is disabled with its `error` node written; a reconnect recovers it
+    survives, // only the guest itself can lose: the vif runs on, nothing else notices
+};
+
+enum class Direction : std::uint8_t { tx, rx };
+
+struct AttackEnv {
+    ring::MacAddr own_mac{};
+    ring::MacAddr peer_mac{};
+    // A domain other than the backend, for grants aimed elsewhere.
+    DomId stranger = 0;
+    // How long thread attacks (double_fetch, evtchn_storm) run.
+    std::chrono::milliseconds duration{2000};
+    // Called over and over while a thread attack runs: a stepped backend polls here, a live
+    // one just lets time pass. Empty: sleep.
+    std::function<void()> during;
+};
+
+struct Attack {
+    std::string_view name;
+    std::string_view what;
+    Direction direction;
+    Verdict expect;
+    // For Verdict::disabled: the text the fault (and so the `error` node) must contain; empty:
+    // any fault.
+    std::string_view fault;
+    void (*run)(HostileFront&, const AttackEnv&);
+};
+
+std::span<const Attack> attacks();
+const Attack* find_attack(std::string_view name);
+
+// Well-formed traffic from the guest: n frames of `payload` bytes, one slot each, pushed.
+void send_frames(HostileFront& front, const AttackEnv& env, std::size_t n, std::size_t payload = 100);
+
+} // namespace netbackd::xensim::hostile
