@@ -179,9 +179,9 @@ void no_rx_buffers(HostileFront& f, const AttackEnv&) { f.notify(); }
 
 template <class Body>
 void run_thread(const AttackEnv& env, Body body) {
-    std::atomic<bool> stop{false};
-    std::thread t([&] {
-        while (!stop.load(std::memory_order_relaxed)) body();
+    // jthread: a `during` that throws (a failed check) still stops and joins the attacker.
+    std::jthread t([&](std::stop_token st) {
+        while (!st.stop_requested()) body();
     });
     const auto end = std::chrono::steady_clock::now() + env.duration;
     while (std::chrono::steady_clock::now() < end) {
@@ -190,8 +190,6 @@ void run_thread(const AttackEnv& env, Body body) {
         else
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    stop = true;
-    t.join();
 }
 
 void double_fetch(HostileFront& f, const AttackEnv& env) {
