@@ -11,6 +11,7 @@ constexpr Verb kVerbs[] = {
     {install_env},
     {install_attach},   // toolstack/verb_attach.cpp: attach, detach
     {install_netfront}, // netfront/verb_netfront.cpp
+    {install_hostile},  // hostile/verb_hostile.cpp
 };
 
 } // namespace

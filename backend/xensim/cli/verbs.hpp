@@ -28,5 +28,6 @@ void install_env(CLI::App& app);
 // Verbs of the toolstack/ and netfront/ directories.
 void install_attach(CLI::App& app);
 void install_netfront(CLI::App& app);
+void install_hostile(CLI::App& app);
 
 } // namespace netbackd::xensim::cli

@@ -24,6 +24,22 @@ HostileFront::HostileFront(std::shared_ptr<HvClient> client, DomId backend)
     ring::init_shared_ring<ring::RxRing>(rx_page_);
 }
 
+HostileFront::HostileFront(std::shared_ptr<HvClient> client, DomId backend, const Rings& rings)
+    : backend_(backend),
+      client_(std::move(client)),
+      mem_(client_),
+      events_(client_),
+      tx_gfn_(rings.tx_gfn),
+      rx_gfn_(rings.rx_gfn),
+      tx_page_(mem_.page(tx_gfn_).data(), ring::kPageSize),
+      rx_page_(mem_.page(rx_gfn_).data(), ring::kPageSize),
+      tx_ref_(rings.tx_ref),
+      rx_ref_(rings.rx_ref),
+      port_(rings.port),
+      // Continue where the netfront left its indices, so only the attack is out of step.
+      tx_(tx_page_, tx_shared().req_prod().load()),
+      rx_(rx_page_, rx_shared().req_prod().load()) {}
+
 platform::GrantRef HostileFront::page(std::span<const std::byte> content, std::uint16_t offset, bool readonly) {
     const Gfn g = mem_.alloc_page();
     const auto dst = mem_.page(g);

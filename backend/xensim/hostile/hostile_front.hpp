@@ -18,6 +18,14 @@ namespace netbackd::xensim::hostile {
 class HostileFront {
 public:
     HostileFront(std::shared_ptr<HvClient> client, DomId backend);
+    // Takes over rings a regular netfront set up (and the backend already connected): the way a
+    // compromised guest kernel turns hostile after a clean handshake.
+    struct Rings {
+        Gfn tx_gfn, rx_gfn;
+        platform::GrantRef tx_ref, rx_ref;
+        platform::EvtchnPort port;
+    };
+    HostileFront(std::shared_ptr<HvClient> client, DomId backend, const Rings& rings);
 
     DomId domid() const noexcept { return mem_.domid(); }
     DomId backend() const noexcept { return backend_; }
