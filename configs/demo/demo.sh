@@ -119,6 +119,9 @@ say "iperf3 client1 -> outside for ${SECONDS_IPERF}s, live per-vif rates (TX+RX 
 ip netns exec "$P-out" iperf3 -s -1 > "$WORK/iperf3-server.log" 2>&1 &
 PIDS+=($!)
 wait_for 5 "the iperf3 server" ip netns exec "$P-out" sh -c "ss -ltn | grep -q 5201"
+ip netns exec "$P-out" python3 "$(dirname "$0")/wirecheck.py" "$P-wire" 00:16:3e:4e:00:01 20000 \
+    "$((SECONDS_IPERF + 3))" > "$WORK/wirecheck.txt" 2>&1 &
+WIRECHECK=$!
 ip netns exec "$P-c1" iperf3 -c "$NET.1" -t "$SECONDS_IPERF" --connect-timeout 3000 -J > "$WORK/iperf3.json" 2>&1 &
 IPERF=$!
 while kill -0 "$IPERF" 2>/dev/null; do rates; done
@@ -129,6 +132,9 @@ r = json.load(open(sys.argv[1]))["end"]
 print(f"  iperf3: sent {r['sum_sent']['bytes']/1e6:.1f} MB at {r['sum_sent']['bits_per_second']/1e6:.1f} Mbit/s, "
       f"received {r['sum_received']['bits_per_second']/1e6:.1f} Mbit/s, {r['sum_sent'].get('retransmits', 0)} retransmits")
 PY
+
+wait "$WIRECHECK" || { cat "$WORK/wirecheck.txt"; die "frames on the wire are not what client1 sent"; }
+sed 's/^/  /' "$WORK/wirecheck.txt"
 
 say "netbackd's view: netbackd stats"
 "$NETBACKD" stats --file-prefix "$P-$$" | tee "$WORK/stats.txt" | sed 's/^/  /'
