@@ -10,25 +10,27 @@ HostileFront::HostileFront(std::shared_ptr<HvClient> client, DomId backend)
     : backend_(backend),
       client_(std::move(client)),
       mem_(client_),
-      events_(client_),
+      own_events_(std::in_place, client_),
+      events_(&*own_events_),
       tx_gfn_(mem_.alloc_page()),
       rx_gfn_(mem_.alloc_page()),
       tx_page_(mem_.page(tx_gfn_).data(), ring::kPageSize),
       rx_page_(mem_.page(rx_gfn_).data(), ring::kPageSize),
       tx_ref_(mem_.grant_access(tx_gfn_, backend_, false)),
       rx_ref_(mem_.grant_access(rx_gfn_, backend_, false)),
-      port_(events_.alloc_unbound(backend_)),
+      port_(events_->alloc_unbound(backend_)),
       tx_(tx_page_),
       rx_(rx_page_) {
     ring::init_shared_ring<ring::TxRing>(tx_page_);
     ring::init_shared_ring<ring::RxRing>(rx_page_);
 }
 
-HostileFront::HostileFront(std::shared_ptr<HvClient> client, DomId backend, const Rings& rings)
+HostileFront::HostileFront(std::shared_ptr<HvClient> client, DomId backend, const Rings& rings,
+                           platform::Events& events)
     : backend_(backend),
       client_(std::move(client)),
       mem_(client_),
-      events_(client_),
+      events_(&events),
       tx_gfn_(rings.tx_gfn),
       rx_gfn_(rings.rx_gfn),
       tx_page_(mem_.page(tx_gfn_).data(), ring::kPageSize),

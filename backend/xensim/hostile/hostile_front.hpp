@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 
 #include "backend/xensim/hypervisor/client.hpp"
@@ -25,7 +26,8 @@ public:
         platform::GrantRef tx_ref, rx_ref;
         platform::EvtchnPort port;
     };
-    HostileFront(std::shared_ptr<HvClient> client, DomId backend, const Rings& rings);
+    // `events` is the netfront's: a port notifies only through the Events that bound it.
+    HostileFront(std::shared_ptr<HvClient> client, DomId backend, const Rings& rings, platform::Events& events);
 
     DomId domid() const noexcept { return mem_.domid(); }
     DomId backend() const noexcept { return backend_; }
@@ -49,7 +51,7 @@ public:
     // req_event; notifying too often must be harmless).
     void push_tx_and_notify();
     void push_rx_and_notify();
-    void notify() { events_.notify(port_); }
+    void notify() { events_->notify(port_); }
     // Writable RX buffers, each a fresh page (read-only grants when asked: the attack).
     void post_rx(std::size_t n, bool readonly = false);
 
@@ -57,7 +59,8 @@ private:
     DomId backend_;
     std::shared_ptr<HvClient> client_;
     GuestMemory mem_;
-    SimEvents events_;
+    std::optional<SimEvents> own_events_;
+    platform::Events* events_;
     Gfn tx_gfn_;
     Gfn rx_gfn_;
     ring::Page tx_page_;

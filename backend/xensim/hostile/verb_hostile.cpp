@@ -61,7 +61,8 @@ void run_hostile(const HostileCliOptions& o) {
 
     const FrontQueue& q = nf.queues().front();
     hostile::HostileFront front(client, nf.backend_id(),
-                                hostile::HostileFront::Rings{q.tx_gfn, q.rx_gfn, q.tx_ref, q.rx_ref, q.tx_port});
+                                hostile::HostileFront::Rings{q.tx_gfn, q.rx_gfn, q.tx_ref, q.rx_ref, q.tx_port},
+                                events);
     hostile::AttackEnv env;
     if (const auto m = store->read(0, nf.frontend_path() + "/mac"))
         if (auto mac = control::parse_mac(*m)) env.own_mac = *mac;
