@@ -188,6 +188,14 @@ class NetbackdWorld:
         self.xlog = os.path.join(self.dir, "xensim.log")
         self.netbackd = None
         self.up = False
+        try:
+            self._start(huge, tag, uplink_vdev, guests, polling)
+        except BaseException:
+            # The caller never gets the world to close: a failed start must not leave a host up.
+            self.close()
+            raise
+
+    def _start(self, huge, tag, uplink_vdev, guests, polling):
         os.makedirs(os.path.join(self.dir, "clients"))
         run_ok([XENSIM, "up", "--dir", self.host, "--quota-nodes", "8000"], self.xlog)
         self.up = True
