@@ -22,6 +22,8 @@ L2Switch::Entry* L2Switch::find(std::uint64_t key) {
 }
 
 const L2Switch::Entry* L2Switch::find(std::uint64_t key) const {
+    // Key 0 marks empty slots: a frame to 00:00:00:00:00:00 in VLAN 0 must not "find" one.
+    if (key == 0) return nullptr;
     for (std::size_t s = slot_of(key);; s = (s + 1) & mask_) {
         const Entry& e = table_[s];
         if (e.key == key) return &e;

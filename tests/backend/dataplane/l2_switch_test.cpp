@@ -159,3 +159,14 @@ TEST_CASE("the table survives heavy churn with deletions in probe chains", "[dat
     }
     REQUIRE(sw.learned_dropped() == 0);
 }
+
+TEST_CASE("an all-zero destination MAC is nobody's, not an empty table slot", "[dataplane]") {
+    World w;
+    // From the wire (e.g. a PMD delivering zeroed frames): dropped, not looked up in a free slot.
+    auto d = w.send(w.up, "00:00:00:00:00:00", "00:00:00:00:00:00");
+    REQUIRE(d.verdict == Verdict::drop_local);
+    d = w.send(w.a, "00:00:00:00:00:00", "00:16:3e:00:00:0a");
+    REQUIRE(d.verdict == Verdict::unicast);
+    REQUIRE(d.port == w.up);
+    REQUIRE(w.sw.lookup(0, MacAddr{}) == kNoPort);
+}
