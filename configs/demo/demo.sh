@@ -19,6 +19,10 @@ die() { echo "demo: $*" >&2; exit 1; }
 # 77: "skipped" to ctest, which runs this script as the e2e test.
 [ "$(id -u)" = 0 ] || { echo "demo: needs root (network namespaces); run: sudo make demo" >&2; exit 77; }
 [ -x "$XENSIM" ] && [ -x "$NETBACKD" ] || die "build first (make build)"
+if ! { ip netns add "$P-probe" && ip netns del "$P-probe"; } 2>/dev/null; then
+    echo "demo: cannot create network namespaces here (a container without CAP_SYS_ADMIN?)" >&2
+    exit 77
+fi
 for ns in "$P-nicdom" "$P-out" "$P-c1" "$P-c2"; do
     ip netns list | grep -qw "$ns" && die "namespace $ns exists: a demo is running or was killed; 'ip netns del $ns'"
 done
