@@ -14,24 +14,13 @@
 #include <optional>
 #include <span>
 
+#include "fuzz_input.hpp"
 #include "ring/netif_ring.hpp"
 
 namespace {
 
 using namespace netbackd::ring;
-
-struct alignas(kPageSize) PageBuf {
-    std::array<std::byte, kPageSize> bytes{};
-};
-
-void require(bool ok) {
-    if (!ok)
-        std::abort();
-}
-
-std::uint32_t le32(const std::uint8_t* p) {
-    return std::uint32_t{p[0]} | std::uint32_t{p[1]} << 8 | std::uint32_t{p[2]} << 16 | std::uint32_t{p[3]} << 24;
-}
+using namespace netbackd::ring::fuzz;
 
 }  // namespace
 

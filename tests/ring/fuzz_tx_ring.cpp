@@ -14,24 +14,13 @@
 #include <cstring>
 #include <memory>
 
+#include "fuzz_input.hpp"
 #include "ring/netif_ring.hpp"
 
 namespace {
 
 using namespace netbackd::ring;
-
-struct alignas(kPageSize) PageBuf {
-    std::array<std::byte, kPageSize> bytes{};
-};
-
-void require(bool ok) {
-    if (!ok)
-        std::abort();
-}
-
-std::uint32_t le32(const std::uint8_t* p) {
-    return std::uint32_t{p[0]} | std::uint32_t{p[1]} << 8 | std::uint32_t{p[2]} << 16 | std::uint32_t{p[3]} << 24;
-}
+using namespace netbackd::ring::fuzz;
 
 // Runs the assembler until it stops making progress; checks every outcome.
 void drain(TxAssembler& tx, BackRing<TxRing>& back) {
