@@ -236,7 +236,7 @@ GlobalConfig parse_global(std::string_view text, const std::string& source_name)
         }
     }
     if (const auto* t = c.table(root, "workers")) {
-        c.only(*t, "workers", {"cores", "polling"});
+        c.only(*t, "workers", {"cores", "polling", "burst"});
         if (const toml::node* n = t->get("cores")) {
             const toml::array* arr = n->as_array();
             if (!arr)
@@ -251,6 +251,9 @@ GlobalConfig parse_global(std::string_view text, const std::string& source_name)
         }
         if (auto v = c.choice(*t, "polling", {"busy", "adaptive"}))
             g.polling = *v == "busy" ? Polling::busy : Polling::adaptive;
+        // A ring holds 256 requests: a bigger burst could never fill.
+        if (auto v = c.integer(*t, "burst", 1, 256))
+            g.burst = static_cast<unsigned>(*v);
     }
     c.throw_if_failed();
     return g;

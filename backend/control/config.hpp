@@ -40,6 +40,9 @@ struct GlobalConfig {
     std::vector<DpdkPort> ports;
     std::vector<unsigned> worker_cores;
     Polling polling = Polling::adaptive; // busy: a core at 100% for the lowest latency
+    // Packets per vif queue / uplink per worker iteration, both directions; unset keeps the
+    // worker's own defaults. The bench varies it to show how a batch amortises a hypercall.
+    std::optional<unsigned> burst;
 };
 
 struct ClientConfig {

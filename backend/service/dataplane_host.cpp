@@ -43,6 +43,7 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
     dataplane::DataPlaneConfig dc;
     dc.max_queues = std::max(1u, config.max_queues);
     dc.worker.busy_poll = config.polling == control::Polling::busy;
+    if (config.burst) dc.worker.tx_burst = dc.worker.rx_burst = dc.worker.uplink_burst = *config.burst;
 
     pmd::MempoolSizing sizing;
     sizing.vifs = static_cast<std::uint32_t>(dc.worker.max_vifs);

@@ -75,6 +75,16 @@ TEST_CASE("global config errors name file and line", "[control][config]")
     CHECK(error_of([] { parse_global("[service]\nplatform = \"sim\"\n", "g.toml"); }).empty());
 }
 
+TEST_CASE("workers burst: unset keeps the worker's defaults, else 1..256", "[control][config]")
+{
+    CHECK_FALSE(parse_global("[workers]\npolling = \"busy\"\n", "g.toml").burst.has_value());
+    CHECK(parse_global("[workers]\nburst = 1\n", "g.toml").burst == 1u);
+    CHECK(parse_global("[workers]\nburst = 64\n", "g.toml").burst == 64u);
+    CHECK(error_of([] { parse_global("[workers]\nburst = 0\n", "g.toml"); }) == "g.toml:2: 'burst' = 0 outside 1..256");
+    CHECK(error_of([] { parse_global("[workers]\n\nburst = 257\n", "g.toml"); }) ==
+          "g.toml:3: 'burst' = 257 outside 1..256");
+}
+
 TEST_CASE("client config validation", "[control][config]")
 {
     CHECK(error_of([] { parse_client("[vif]\nmac = \"00:16:3e:00:00:01\"\n", "c.toml"); }) ==
