@@ -3,7 +3,7 @@
 
 PACKAGES := build-essential cmake pkg-config libxen-dev libdpdk-dev dpdk catch2 \
             clang-14 libclang-rt-14-dev xenstore-utils libtomlplusplus-dev libcli11-dev \
-            libfmt-dev libspdlog-dev nlohmann-json3-dev iproute2 procps iputils-ping iperf3 ethtool python3 libsystemd-dev
+            libfmt-dev libspdlog-dev nlohmann-json3-dev iproute2 procps iputils-ping iperf3 ethtool python3 libsystemd-dev gnuplot-nox
 JOBS       ?= $(shell nproc)
 BUILD      ?= build
 SAN_BUILD  ?= build-sanitize
