@@ -33,6 +33,7 @@ enum class Drop : std::uint8_t {
     rx_no_buffer,    // the guest posted no RX buffers and the backlog was full
     rx_too_big,      // needs more slots than the frontend negotiated (no SG) or accepts
     rx_copy_failed,  // a grant copy into a guest buffer failed
+    tx_over_mtu,     // longer than the uplink's MTU + Ethernet header, and not GSO
     count,
 };
 inline constexpr std::size_t kDropReasons = static_cast<std::size_t>(Drop::count);
@@ -49,6 +50,7 @@ constexpr std::string_view to_string(Drop d) noexcept {
     case Drop::rx_no_buffer: return "rx_no_buffer";
     case Drop::rx_too_big: return "rx_too_big";
     case Drop::rx_copy_failed: return "rx_copy_failed";
+    case Drop::tx_over_mtu: return "tx_over_mtu";
     case Drop::count: break;
     }
     return "?";

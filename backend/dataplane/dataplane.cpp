@@ -3,6 +3,9 @@
 #include <chrono>
 #include <stdexcept>
 
+#include <fmt/format.h>
+#include <pthread.h>
+#include <sched.h>
 #include <rte_cycles.h>
 #include <rte_lcore.h>
 
@@ -10,34 +13,64 @@ namespace netbackd::dataplane {
 
 namespace {
 
-WorkerContext context_of(const DataPlaneConfig& c, platform::Grants& grants, platform::Events& events) {
+WorkerContext context_of(const DataPlaneConfig& c, platform::Grants& grants, platform::Events& events,
+                         std::uint16_t index, WorkerMesh* mesh) {
     if (c.pool == nullptr || c.indirect_pool == nullptr)
         throw std::invalid_argument("dataplane: pool and indirect_pool are required");
     std::vector<Uplink*> ups;
-    for (const auto& u : c.uplinks) ups.push_back(u.uplink);
-    return WorkerContext{grants, events, *c.pool, *c.indirect_pool, std::move(ups)};
+    for (const auto& u : c.uplinks) {
+        // Two workers on one TX queue would race inside the PMD.
+        if (u.uplink->tx_queues() < c.workers)
+            throw std::invalid_argument(fmt::format("dataplane: uplink {} has {} TX queue(s) for {} workers",
+                                                    u.name, u.uplink->tx_queues(), c.workers));
+        ups.push_back(u.uplink);
+    }
+    return WorkerContext{grants, events, *c.pool, *c.indirect_pool, std::move(ups), index, mesh};
+}
+
+void pin_to(unsigned cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    // Best effort: a CPU outside our cgroup leaves the thread floating, which still works.
+    (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
 } // namespace
 
 DataPlane::DataPlane(const DataPlaneConfig& config, platform::Grants& grants, platform::Events& events)
-    : config_(config), worker_(std::make_unique<Worker>(config.worker, context_of(config, grants, events))) {
-    thread_ = std::thread([this] {
-        // An lcore id gives the worker a mempool cache; without one it still works, slower.
-        (void)rte_thread_register();
-        worker_->run(stop_);
-        rte_thread_unregister();
-    });
+    : config_(config) {
+    if (config_.workers == 0) config_.workers = 1;
+    if (config_.workers > 64) throw std::invalid_argument("dataplane: at most 64 workers");
+    if (config_.workers > 1) mesh_ = std::make_unique<WorkerMesh>(config_.workers);
+    for (unsigned i = 0; i < config_.workers; ++i) {
+        WorkerConfig wc = config_.worker;
+        wc.uplink_queue = static_cast<std::uint16_t>(i);
+        workers_.push_back(std::make_unique<Worker>(
+            wc, context_of(config_, grants, events, static_cast<std::uint16_t>(i), mesh_.get())));
+    }
+    for (unsigned i = 0; i < config_.workers; ++i) {
+        const std::optional<unsigned> cpu =
+            i < config_.worker_cpus.size() ? std::optional(config_.worker_cpus[i]) : std::nullopt;
+        threads_.emplace_back([this, i, cpu] {
+            if (cpu) pin_to(*cpu);
+            // An lcore id gives the worker a mempool cache; without one it still works, slower.
+            (void)rte_thread_register();
+            workers_[i]->run(stop_);
+            rte_thread_unregister();
+        });
+    }
     publish_telemetry(this);
 }
 
 DataPlane::~DataPlane() {
     withdraw_telemetry(this);
     stop_.store(true, std::memory_order_relaxed);
-    worker_->wake();
-    thread_.join();
-    // The worker still points at the vifs it runs: it goes first.
-    worker_.reset();
+    for (auto& w : workers_) w->wake();
+    for (auto& t : threads_) t.join();
+    // Workers still point at the vifs they run (and at the mesh): they go first.
+    workers_.clear();
+    mesh_.reset();
 }
 
 control::DataPlaneFeatures DataPlane::features() const {
@@ -51,12 +84,35 @@ control::DataPlaneFeatures DataPlane::features() const {
     return f;
 }
 
-void DataPlane::post(const WorkerMsg& msg) {
+void DataPlane::post(Worker& w, const WorkerMsg& msg) {
     using namespace std::chrono_literals;
-    for (int i = 0; !worker_->post(msg); ++i) {
+    for (int i = 0; !w.post(msg); ++i) {
         if (i > 100000) throw std::runtime_error("dataplane: worker mailbox stuck");
         std::this_thread::sleep_for(50us);
     }
+}
+
+void DataPlane::await_detached(Worker& w, const VifRuntime* vif) {
+    using namespace std::chrono_literals;
+    // Each worker answers within one iteration; only this thread takes its answers.
+    for (;;) {
+        if (auto done = w.take_detached()) {
+            if (*done == vif) return;
+        }
+        std::this_thread::sleep_for(20us);
+    }
+}
+
+std::size_t DataPlane::worker_load(std::size_t i) const {
+    std::size_t n = 0;
+    for (const auto& [id, e] : vifs_) n += e.worker == i ? 1 : 0;
+    return n;
+}
+
+std::optional<unsigned> DataPlane::worker_of(control::VifId id) const {
+    const auto it = vifs_.find(id);
+    if (it == vifs_.end()) return std::nullopt;
+    return it->second.worker;
 }
 
 void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
@@ -71,11 +127,20 @@ void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
     const control::VifId id = vif->id;
     auto runtime = std::make_unique<VifRuntime>(std::move(vif), uplink, rte_get_tsc_hz());
     VifRuntime* raw = runtime.get();
+    // Least loaded by vif count: traffic per vif is unknown at attach time.
+    unsigned owner = 0;
+    for (unsigned w = 1; w < workers_.size(); ++w)
+        if (worker_load(w) < worker_load(owner)) owner = w;
     {
         std::lock_guard lock(mutex_);
-        vifs_.emplace(id, Entry{std::move(runtime), false});
+        vifs_.emplace(id, Entry{std::move(runtime), false, owner});
     }
-    post(WorkerMsg{WorkerMsgKind::attach, raw, std::nullopt});
+    // The owner first: a frame another worker hands over before the owner took the vif is
+    // dropped (the vif is not running yet), never delivered to a vif nobody runs.
+    post(*workers_[owner], WorkerMsg{WorkerMsgKind::attach, raw, std::nullopt, 0});
+    for (unsigned w = 0; w < workers_.size(); ++w)
+        if (w != owner)
+            post(*workers_[w], WorkerMsg{WorkerMsgKind::attach_remote, raw, std::nullopt, static_cast<std::uint16_t>(owner)});
 }
 
 std::unique_ptr<control::VifHandle> DataPlane::detach(control::VifId id) {
@@ -83,14 +148,16 @@ std::unique_ptr<control::VifHandle> DataPlane::detach(control::VifId id) {
     const auto it = vifs_.find(id);
     if (it == vifs_.end()) return nullptr;
     VifRuntime* raw = it->second.runtime.get();
-    post(WorkerMsg{WorkerMsgKind::detach, raw, std::nullopt});
-    // The rings stay mapped until the worker says it let go; it answers within one iteration.
-    for (;;) {
-        if (auto done = worker_->take_detached()) {
-            if (*done == raw) break;
-        }
-        std::this_thread::sleep_for(20us);
-    }
+    const unsigned owner = it->second.worker;
+    // The others first, so that once the owner lets go, nothing can name the vif any more: what
+    // they handed over before is already in the owner's rings, which it drains as it detaches.
+    for (unsigned w = 0; w < workers_.size(); ++w)
+        if (w != owner) post(*workers_[w], WorkerMsg{WorkerMsgKind::detach_remote, raw, std::nullopt, 0});
+    for (unsigned w = 0; w < workers_.size(); ++w)
+        if (w != owner) await_detached(*workers_[w], raw);
+    // The rings stay mapped until the owner says it let go.
+    post(*workers_[owner], WorkerMsg{WorkerMsgKind::detach, raw, std::nullopt, 0});
+    await_detached(*workers_[owner], raw);
     auto handle = raw->release_handle();
     std::lock_guard lock(mutex_);
     vifs_.erase(it);
@@ -100,7 +167,7 @@ std::unique_ptr<control::VifHandle> DataPlane::detach(control::VifId id) {
 void DataPlane::set_rate(control::VifId id, std::optional<control::Rate> rate) {
     const auto it = vifs_.find(id);
     if (it == vifs_.end()) return;
-    post(WorkerMsg{WorkerMsgKind::set_rate, it->second.runtime.get(), rate});
+    post(*workers_[it->second.worker], WorkerMsg{WorkerMsgKind::set_rate, it->second.runtime.get(), rate, 0});
 }
 
 void DataPlane::update_policy(control::VifId id, const control::VifPolicy& policy) {
@@ -132,7 +199,8 @@ std::vector<std::pair<control::VifId, VifStats>> DataPlane::all_stats() const {
 std::vector<VifTelemetry> DataPlane::telemetry_view() const {
     std::lock_guard lock(mutex_);
     std::vector<VifTelemetry> out;
-    for (const auto& [id, e] : vifs_) out.push_back(VifTelemetry{id, e.runtime->state(), snapshot(e.runtime->counters())});
+    for (const auto& [id, e] : vifs_)
+        out.push_back(VifTelemetry{id, e.runtime->state(), snapshot(e.runtime->counters()), e.worker});
     return out;
 }
 

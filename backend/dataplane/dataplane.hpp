@@ -1,9 +1,10 @@
 // The data plane as the control plane sees it: a DataPlaneSink that runs the vifs it is given
-// on a worker thread, plus what the control thread polls (faults to write into xenstore, rate
-// changes, counters).
+// on one or more worker threads, plus what the control thread polls (faults to write into
+// xenstore, rate changes, counters).
 //
-// Threads: every public member is called from the one control thread. The worker runs on a
-// thread of its own; the two talk only through lock-free mailboxes and atomics.
+// Threads: every public member is called from the one control thread. Each worker runs on a
+// thread of its own; they talk only through lock-free mailboxes, rings and atomics. A vif goes
+// to the worker running the fewest; every other worker learns it as a remote switch port.
 #pragma once
 
 #include <atomic>
@@ -32,6 +33,10 @@ struct UplinkBinding {
 
 struct DataPlaneConfig {
     WorkerConfig worker;
+    // Worker threads (at least 1). Every uplink needs one TX queue per worker.
+    unsigned workers = 1;
+    // CPU each worker thread is pinned to, by worker index (missing or empty: not pinned).
+    std::vector<unsigned> worker_cpus;
     unsigned max_queues = 4;
     // The first is the default for vifs whose policy names none. Empty: guest-to-guest only.
     std::vector<UplinkBinding> uplinks;
@@ -45,6 +50,7 @@ struct VifTelemetry {
     control::VifId id;
     VifState state;
     VifStats stats;
+    unsigned worker = 0;
 };
 
 struct VifFaultReport {
@@ -72,7 +78,16 @@ public:
     std::vector<VifFaultReport> take_faults();
     std::optional<VifStats> stats(control::VifId id) const;
     std::vector<std::pair<control::VifId, VifStats>> all_stats() const;
-    const WorkerCounters& worker_counters() const noexcept { return worker_->counters(); }
+    // Worker 0's counters (the only worker's, by default).
+    const WorkerCounters& worker_counters() const noexcept { return workers_.front()->counters(); }
+    std::size_t worker_count() const noexcept { return workers_.size(); }
+    const WorkerCounters& worker_counters(std::size_t i) const noexcept { return workers_[i]->counters(); }
+    // Whether worker i sleeps on RX interrupts rather than a timer when idle.
+    bool worker_sleeps_on_rx_interrupts(std::size_t i) const noexcept { return workers_[i]->rx_interrupt_sleep(); }
+    // Vifs worker i runs (control thread).
+    std::size_t worker_load(std::size_t i) const;
+    // The worker running vif id (control thread); nullopt when not attached.
+    std::optional<unsigned> worker_of(control::VifId id) const;
     // Any thread (the telemetry thread): a consistent list of the vifs and their counters.
     std::vector<VifTelemetry> telemetry_view() const;
 
@@ -80,17 +95,21 @@ private:
     struct Entry {
         std::unique_ptr<VifRuntime> runtime;
         bool fault_reported = false;
+        unsigned worker = 0;
     };
-    void post(const WorkerMsg& msg);
+    void post(Worker& w, const WorkerMsg& msg);
+    // Waits until worker w says it let go of vif.
+    void await_detached(Worker& w, const VifRuntime* vif);
 
     DataPlaneConfig config_;
-    std::unique_ptr<Worker> worker_;
+    std::unique_ptr<WorkerMesh> mesh_;
+    std::vector<std::unique_ptr<Worker>> workers_;
     std::map<control::VifId, Entry> vifs_;
     // Guards vifs_ against the telemetry thread: taken by the control thread when it changes
     // the map and by readers from other threads; never by the worker.
     mutable std::mutex mutex_;
     std::atomic<bool> stop_{false};
-    std::thread thread_;
+    std::vector<std::thread> threads_;
 };
 
 // The /netbackd/* telemetry commands read this data plane (one per process; nullptr: none).

@@ -68,8 +68,11 @@ SwitchPortId L2Switch::add_port(const SwitchPort& port) {
         if (port.uplink >= uplink_port_.size()) return kNoPort;
         if (port.kind == PortKind::uplink && uplink_port_[port.uplink] != kNoPort) return kNoPort;
         if (port.kind == PortKind::vif && !port.allowed_src.is_zero()) {
-            // Two vifs claiming one MAC in one VLAN would steal each other's traffic.
-            if (find(make_key(port.vlan, port.allowed_src)) != nullptr) return kNoPort;
+            // Two vifs claiming one MAC in one VLAN would steal each other's traffic. A MAC only
+            // learned from the wire yields: the vif is configured, and every worker's table
+            // (each learns from its own share of the wire) must accept it alike.
+            if (const Entry* e = find(make_key(port.vlan, port.allowed_src)); e != nullptr && !e->learned)
+                return kNoPort;
             if (!insert(make_key(port.vlan, port.allowed_src), id, false, 0)) return kNoPort;
         }
         ports_[i] = port;

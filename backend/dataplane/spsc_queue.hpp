@@ -45,6 +45,10 @@ public:
     }
 
     std::size_t capacity() const noexcept { return mask_ + 1; }
+    // Either side: a snapshot (the consumer's "anything left?" before it sleeps).
+    bool empty() const noexcept {
+        return head_.load(std::memory_order_acquire) == tail_.load(std::memory_order_acquire);
+    }
 
 private:
     const std::size_t mask_;

@@ -3,13 +3,15 @@
 //   /netbackd/vifs    every vif ("vif<domid>_<devid>": telemetry names allow no dots): state,
 //                     counters, drops by reason
 //   /netbackd/vif     one vif, params "<domid>.<devid>" (or "<domid>_<devid>")
-//   /netbackd/worker  the worker's loop and uplink counters
+//   /netbackd/worker  loop, uplink, hand-over and wake-up counters summed over the workers
+//   /netbackd/workers the same per worker ("worker<i>"), with its vif count and sleep mode
 //
 // Telemetry runs on its own thread and its callbacks take no user data, hence one registered
 // DataPlane per process behind a mutex. Only the control side ever takes these locks.
 #include <cstdio>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <rte_telemetry.h>
@@ -32,9 +34,10 @@ std::string_view state_name(VifState s) {
     return "?";
 }
 
-void fill_vif(rte_tel_data* d, VifState state, const VifStats& s) {
+void fill_vif(rte_tel_data* d, VifState state, const VifStats& s, unsigned worker) {
     rte_tel_data_start_dict(d);
     rte_tel_data_add_dict_string(d, "state", std::string(state_name(state)).c_str());
+    rte_tel_data_add_dict_u64(d, "worker", worker);
     rte_tel_data_add_dict_u64(d, "tx_packets", s.tx_packets);
     rte_tel_data_add_dict_u64(d, "tx_bytes", s.tx_bytes);
     rte_tel_data_add_dict_u64(d, "rx_packets", s.rx_packets);
@@ -55,7 +58,7 @@ int cmd_vifs(const char*, const char*, rte_tel_data* d) {
     for (const auto& v : g_instance->telemetry_view()) {
         rte_tel_data* c = rte_tel_data_alloc();
         if (c == nullptr) return -ENOMEM;
-        fill_vif(c, v.state, v.stats);
+        fill_vif(c, v.state, v.stats, v.worker);
         rte_tel_data_add_dict_container(d, fmt::format("vif{}_{}", v.id.frontend, v.id.devid).c_str(), c, 0);
     }
     return 0;
@@ -69,24 +72,62 @@ int cmd_vif(const char*, const char* params, rte_tel_data* d) {
     if (g_instance == nullptr) return -ENODEV;
     for (const auto& v : g_instance->telemetry_view()) {
         if (v.id.frontend == dom && v.id.devid == dev) {
-            fill_vif(d, v.state, v.stats);
+            fill_vif(d, v.state, v.stats, v.worker);
             return 0;
         }
     }
     return -ENODEV;
 }
 
+struct WorkerSums {
+    std::uint64_t v[13] = {};
+};
+
+constexpr const char* kWorkerFields[13] = {"iterations", "sleeps", "uplink_rx", "uplink_tx", "uplink_tx_dropped",
+                                           "uplink_unrouted", "cross_out", "cross_in", "cross_dropped",
+                                           "wakeups_event", "wakeups_rx_intr", "wakeups_timer", "wakeups_peer"};
+
+WorkerSums read_worker(const WorkerCounters& w) {
+    return WorkerSums{{w.iterations.get(), w.sleeps.get(), w.uplink_rx.get(), w.uplink_tx.get(),
+                       w.uplink_tx_dropped.get(), w.uplink_unrouted.get(), w.cross_out.get(), w.cross_in.get(),
+                       w.cross_dropped.get(), w.wakeups_event.get(), w.wakeups_rx_intr.get(),
+                       w.wakeups_timer.get(), w.wakeups_peer.get()}};
+}
+
+void fill_worker(rte_tel_data* d, const WorkerSums& s) {
+    for (std::size_t i = 0; i < std::size(kWorkerFields); ++i) rte_tel_data_add_dict_u64(d, kWorkerFields[i], s.v[i]);
+}
+
 int cmd_worker(const char*, const char*, rte_tel_data* d) {
     std::lock_guard lock(g_mutex);
     rte_tel_data_start_dict(d);
     if (g_instance == nullptr) return 0;
-    const WorkerCounters& w = g_instance->worker_counters();
-    rte_tel_data_add_dict_u64(d, "iterations", w.iterations.get());
-    rte_tel_data_add_dict_u64(d, "sleeps", w.sleeps.get());
-    rte_tel_data_add_dict_u64(d, "uplink_rx", w.uplink_rx.get());
-    rte_tel_data_add_dict_u64(d, "uplink_tx", w.uplink_tx.get());
-    rte_tel_data_add_dict_u64(d, "uplink_tx_dropped", w.uplink_tx_dropped.get());
-    rte_tel_data_add_dict_u64(d, "uplink_unrouted", w.uplink_unrouted.get());
+    WorkerSums total;
+    for (std::size_t w = 0; w < g_instance->worker_count(); ++w) {
+        const WorkerSums one = read_worker(g_instance->worker_counters(w));
+        for (std::size_t i = 0; i < std::size(total.v); ++i) total.v[i] += one.v[i];
+    }
+    fill_worker(d, total);
+    rte_tel_data_add_dict_u64(d, "workers", g_instance->worker_count());
+    return 0;
+}
+
+int cmd_workers(const char*, const char*, rte_tel_data* d) {
+    std::lock_guard lock(g_mutex);
+    rte_tel_data_start_dict(d);
+    if (g_instance == nullptr) return 0;
+    std::vector<std::size_t> load(g_instance->worker_count(), 0);
+    for (const auto& v : g_instance->telemetry_view())
+        if (v.worker < load.size()) ++load[v.worker];
+    for (std::size_t w = 0; w < g_instance->worker_count(); ++w) {
+        rte_tel_data* c = rte_tel_data_alloc();
+        if (c == nullptr) return -ENOMEM;
+        rte_tel_data_start_dict(c);
+        fill_worker(c, read_worker(g_instance->worker_counters(w)));
+        rte_tel_data_add_dict_u64(c, "vifs", load[w]);
+        rte_tel_data_add_dict_u64(c, "rx_interrupt_sleep", g_instance->worker_sleeps_on_rx_interrupts(w) ? 1 : 0);
+        rte_tel_data_add_dict_container(d, fmt::format("worker{}", w).c_str(), c, 0);
+    }
     return 0;
 }
 
@@ -99,7 +140,8 @@ void publish_telemetry(const DataPlane* dp) {
         registered = true;
         rte_telemetry_register_cmd("/netbackd/vifs", cmd_vifs, "Every vif's state and counters. No parameters");
         rte_telemetry_register_cmd("/netbackd/vif", cmd_vif, "One vif's state and counters. Parameters: <domid>.<devid>");
-        rte_telemetry_register_cmd("/netbackd/worker", cmd_worker, "The data-plane worker's counters. No parameters");
+        rte_telemetry_register_cmd("/netbackd/worker", cmd_worker, "Data-plane worker counters, summed. No parameters");
+        rte_telemetry_register_cmd("/netbackd/workers", cmd_workers, "Each data-plane worker's counters. No parameters");
     }
     g_instance = dp;
 }

@@ -175,18 +175,24 @@ void Worker::forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept {
     if (dests.size() > 1) add_references(m, static_cast<std::int16_t>(dests.size() - 1));
     for (const SwitchPortId id : dests) {
         if (port_uplink_[id] >= 0) {
-            uplink_out(static_cast<std::uint16_t>(port_uplink_[id]), m, csum_blank, vif.vlan);
-        } else if (VifRuntime* to = by_port_[id]; to != nullptr) {
-            vif_enqueue(*to, m);
+            uplink_out(static_cast<std::uint16_t>(port_uplink_[id]), m, csum_blank, vif.vlan, c);
         } else {
-            rte_pktmbuf_free(m);
+            deliver(id, m);
         }
     }
 }
 
-void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint16_t vlan) noexcept {
+void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint16_t vlan,
+                        VifCounters& c) noexcept {
     const pmd::Offloads& hw = uplink_hw_[u];
     const bool gso = (m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) != 0;
+    // The wire takes MTU + Ethernet header (+ the tag we insert). A GSO frame is cut to fit
+    // below, by the port or in software, so only its segments count.
+    if (!gso && m->pkt_len > std::uint32_t{uplink_mtu_[u]} + RTE_ETHER_HDR_LEN) {
+        c.drop(Drop::tx_over_mtu).add();
+        rte_pktmbuf_free(m);
+        return;
+    }
     const bool hw_tso = gso && hw.tx_tcp_tso && hw.tx_l4_cksum();
     if ((vlan != 0 || hw_tso) && !exclusively_owned(m)) {
         // Both rewrite headers, which other destinations of a flooded frame must not see.
@@ -209,6 +215,15 @@ void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint
         if (gso) pmd::SoftwareGso::mark_tso(m, mss); // header lengths moved by the tag
     }
     if (hw_tso) {
+        // The guest's MSS follows its own MTU; segments must fit the port's.
+        const auto headers = static_cast<std::uint32_t>(m->l3_len + m->l4_len);
+        const std::uint32_t max_mss = uplink_mtu_[u] > headers ? uplink_mtu_[u] - headers : 0;
+        if (max_mss == 0) {
+            c.drop(Drop::tx_over_mtu).add();
+            rte_pktmbuf_free(m);
+            return;
+        }
+        if (m->tso_segsz > max_mss) m->tso_segsz = static_cast<std::uint16_t>(max_mss);
         if ((m->ol_flags & RTE_MBUF_F_TX_IPV4) != 0) m->ol_flags |= RTE_MBUF_F_TX_IP_CKSUM;
         if (rte_net_intel_cksum_prepare(m) != 0) {
             rte_pktmbuf_free(m);
@@ -271,13 +286,10 @@ std::size_t Worker::uplink_rx(std::uint16_t u, std::uint16_t queue) noexcept {
             vlan = m->vlan_tci & 0x0fff;
         const Decision d = sw_.forward(uplink_port_[u], mac_at(m, 0), mac_at(m, 6), vlan, now_, flood_);
         if (d.verdict == Verdict::unicast && by_port_[d.port] != nullptr) {
-            vif_enqueue(*by_port_[d.port], m);
+            deliver(d.port, m);
         } else if (d.verdict == Verdict::flood && d.flood_count != 0) {
             if (d.flood_count > 1) add_references(m, static_cast<std::int16_t>(d.flood_count - 1));
-            for (std::uint16_t f = 0; f < d.flood_count; ++f) {
-                if (VifRuntime* to = by_port_[flood_[f]]; to != nullptr) vif_enqueue(*to, m);
-                else rte_pktmbuf_free(m);
-            }
+            for (std::uint16_t f = 0; f < d.flood_count; ++f) deliver(flood_[f], m);
         } else {
             counters_.uplink_unrouted.add();
             rte_pktmbuf_free(m);

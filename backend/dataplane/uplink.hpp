@@ -25,6 +25,15 @@ public:
     virtual std::uint16_t mtu() const noexcept = 0;
     // RX queues to poll (RSS spreads the wire's flows over them).
     virtual std::uint16_t rx_queues() const noexcept { return 1; }
+    // TX queues: each worker sends on its own, so a data plane needs one per worker.
+    virtual std::uint16_t tx_queues() const noexcept { return 1; }
+    // RX interrupts (see pmd::Port): add queue q's to an epoll fd; false: the queue has none and
+    // must be polled on a timer. arm before sleeping, disarm after.
+    virtual bool add_rx_interrupt(std::uint16_t, int) noexcept { return false; }
+    virtual void arm_rx_interrupt(std::uint16_t) noexcept {}
+    virtual void disarm_rx_interrupt(std::uint16_t) noexcept {}
+    // Frames already waiting on queue q (0 when unknown).
+    virtual std::uint32_t rx_pending(std::uint16_t) const noexcept { return 0; }
 };
 
 class PortUplink final : public Uplink {
@@ -39,6 +48,11 @@ public:
     const pmd::Offloads& hardware() const noexcept override { return port_.hardware(); }
     std::uint16_t mtu() const noexcept override { return port_.mtu(); }
     std::uint16_t rx_queues() const noexcept override { return port_.rx_queues(); }
+    std::uint16_t tx_queues() const noexcept override { return port_.tx_queues(); }
+    bool add_rx_interrupt(std::uint16_t q, int epfd) noexcept override { return port_.add_rx_interrupt(q, epfd); }
+    void arm_rx_interrupt(std::uint16_t q) noexcept override { (void)port_.enable_rx_interrupt(q); }
+    void disarm_rx_interrupt(std::uint16_t q) noexcept override { port_.disable_rx_interrupt(q); }
+    std::uint32_t rx_pending(std::uint16_t q) const noexcept override { return port_.rx_pending(q); }
 
 private:
     pmd::Port& port_;

@@ -7,7 +7,9 @@
 #include <ctime>
 
 #include <poll.h>
+#include <sys/epoll.h>
 #include <rte_cycles.h>
+#include <rte_epoll.h>
 #include <rte_mbuf.h>
 
 namespace netbackd::dataplane {
@@ -36,6 +38,9 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
       by_port_(config.max_vifs + uplinks_.size() + 1, nullptr),
       uplink_port_(uplinks_.size(), kNoPort),
       port_uplink_(config.max_vifs + uplinks_.size() + 1, -1),
+      port_owner_(config.max_vifs + uplinks_.size() + 1, ctx.index),
+      index_(ctx.index),
+      mesh_(ctx.mesh),
       inbox_(256),
       detached_(256),
       wake_(platform::make_eventfd()),
@@ -68,8 +73,33 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
         uplink_port_[u] = id;
         port_uplink_[id] = static_cast<std::int32_t>(u);
     }
+    if (mesh_ != nullptr) {
+        if (index_ >= mesh_->size()) throw std::invalid_argument("dataplane: worker index outside the mesh");
+        mesh_->set_wake_fd(index_, wake_.get());
+    }
+    remote_.reserve(config.max_vifs);
+    // The wire's RX side: one RSS queue per worker when the port has exactly that, else every
+    // queue on worker 0 (which hands frames for other workers' vifs over).
+    const std::size_t nworkers = mesh_ != nullptr ? mesh_->size() : 1;
+    for (std::uint16_t u = 0; u < uplinks_.size(); ++u) {
+        const std::uint16_t nq = uplinks_[u]->rx_queues();
+        if (nworkers > 1 && nq == nworkers) rx_polled_.emplace_back(u, index_);
+        else if (index_ == 0)
+            for (std::uint16_t q = 0; q < nq; ++q) rx_polled_.emplace_back(u, q);
+    }
+    setup_rx_interrupts();
     now_ = rte_get_tsc_cycles();
     last_age_ = now_;
+}
+
+void Worker::setup_rx_interrupts() noexcept {
+    if (!cfg_.rx_interrupts || cfg_.busy_poll || rx_polled_.empty()) return;
+    platform::Fd ep(::epoll_create1(EPOLL_CLOEXEC));
+    if (!ep) return;
+    for (const auto& [u, q] : rx_polled_)
+        if (!uplinks_[u]->add_rx_interrupt(q, ep.get())) return; // one queue without: the timer
+    intr_epoll_ = std::move(ep);
+    intr_ok_ = true;
 }
 
 Worker::~Worker() {
@@ -83,6 +113,13 @@ Worker::~Worker() {
     }
     for (std::size_t u = 0; u < uplinks_.size(); ++u) {
         for (std::size_t i = 0; i < uplink_tx_count_[u]; ++i) rte_pktmbuf_free(uplink_tx_buf_[u][i]);
+    }
+    if (mesh_ != nullptr) {
+        for (std::size_t from = 0; from < mesh_->size(); ++from) {
+            if (from == index_) continue;
+            while (auto f = mesh_->ring(from, index_).pop()) rte_pktmbuf_free(f->m);
+        }
+        mesh_->set_wake_fd(index_, -1);
     }
 }
 
@@ -99,6 +136,8 @@ void Worker::handle_messages() noexcept {
         case WorkerMsgKind::attach: attach(vif); break;
         case WorkerMsgKind::detach: detach(vif); break;
         case WorkerMsgKind::set_rate: vif.set_rate(msg->rate, now_); break;
+        case WorkerMsgKind::attach_remote: attach_remote(vif, msg->owner); break;
+        case WorkerMsgKind::detach_remote: detach_remote(vif); break;
         }
     }
 }
@@ -126,7 +165,81 @@ void Worker::attach(VifRuntime& vif) noexcept {
     vif.set_running();
 }
 
+void Worker::attach_remote(VifRuntime& vif, std::uint16_t owner) noexcept {
+    // The owner refuses (and reports) a vif it cannot run; here it is simply left out.
+    if (!vif.uplink || (!uplinks_.empty() && *vif.uplink >= uplinks_.size()) || owner == index_) return;
+    SwitchPort p;
+    p.kind = PortKind::vif;
+    p.uplink = *vif.uplink;
+    p.vlan = vif.vlan;
+    p.allowed_src = vif.mac;
+    const SwitchPortId id = sw_.add_port(p);
+    if (id == kNoPort) return;
+    by_port_[id] = &vif;
+    port_owner_[id] = owner;
+    remote_.emplace_back(&vif, id);
+}
+
+void Worker::detach_remote(VifRuntime& vif) noexcept {
+    for (auto it = remote_.begin(); it != remote_.end(); ++it) {
+        if (it->first != &vif) continue;
+        sw_.remove_port(it->second);
+        by_port_[it->second] = nullptr;
+        port_owner_[it->second] = index_;
+        remote_.erase(it);
+        break;
+    }
+    // From here on nothing this worker sends can name the vif; what it sent before is in the
+    // owner's ring, ahead of the owner's own detach (see detach()).
+    (void)detached_.push(&vif);
+}
+
+std::size_t Worker::drain_cross() noexcept {
+    if (mesh_ == nullptr) return 0;
+    std::size_t n = 0;
+    for (std::size_t from = 0; from < mesh_->size(); ++from) {
+        if (from == index_) continue;
+        auto& r = mesh_->ring(from, index_);
+        while (auto f = r.pop()) {
+            vif_enqueue(*f->to, f->m);
+            ++n;
+        }
+    }
+    counters_.cross_in.add(n);
+    return n;
+}
+
+void Worker::deliver(SwitchPortId id, rte_mbuf* m) noexcept {
+    VifRuntime* to = by_port_[id];
+    if (to == nullptr) {
+        rte_pktmbuf_free(m);
+        return;
+    }
+    const std::uint16_t owner = port_owner_[id];
+    if (owner == index_) {
+        vif_enqueue(*to, m);
+        return;
+    }
+    if (!mesh_->ring(index_, owner).push(CrossFrame{m, to})) {
+        counters_.cross_dropped.add();
+        rte_pktmbuf_free(m);
+        return;
+    }
+    counters_.cross_out.add();
+    cross_touched_ |= std::uint64_t{1} << (owner & 63);
+}
+
+void Worker::wake_peers() noexcept {
+    if (cross_touched_ == 0) return;
+    for (std::size_t w = 0; w < mesh_->size(); ++w)
+        if ((cross_touched_ >> (w & 63)) & 1) mesh_->wake(w);
+    cross_touched_ = 0;
+}
+
 void Worker::detach(VifRuntime& vif) noexcept {
+    // Other workers detached their entries for this vif first; frames they sent before are in
+    // the rings now and must reach the vif (or be freed) before it goes.
+    drain_cross();
     std::erase(vifs_, &vif);
     if (vif.switch_port != kNoPort) {
         sw_.remove_port(vif.switch_port);
@@ -168,9 +281,8 @@ std::size_t Worker::poll_once() noexcept {
     handle_messages();
     now_ = rte_get_tsc_cycles();
     wake_at_ = 0;
-    std::size_t work = 0;
-    for (std::uint16_t u = 0; u < uplinks_.size(); ++u)
-        for (std::uint16_t rq = 0; rq < uplinks_[u]->rx_queues(); ++rq) work += uplink_rx(u, rq);
+    std::size_t work = drain_cross();
+    for (const auto& [u, rq] : rx_polled_) work += uplink_rx(u, rq);
     for (VifRuntime* v : vifs_) {
         if (!v->running()) continue;
         for (auto& q : v->queues) {
@@ -186,6 +298,7 @@ std::size_t Worker::poll_once() noexcept {
             if (!v->running()) break;
         }
     }
+    if (mesh_ != nullptr) wake_peers();
     if (now_ - last_age_ > tsc_hz_) {
         last_age_ = now_;
         sw_.age(now_, static_cast<std::uint64_t>(cfg_.mac_age.count()) * tsc_hz_);
@@ -196,13 +309,33 @@ std::size_t Worker::poll_once() noexcept {
 bool Worker::prepare_sleep() noexcept {
     // A delivered port stays masked until unmasked: re-open them all before the final checks, so
     // a request published after the check still wakes us.
+    // The event-channel fd is shared by every worker: a port another worker's vif owns is
+    // passed on by waking that worker (if it sleeps), or it would miss its guest's kick.
+    bool foreign = false;
     try {
-        while (auto port = events_.pending()) events_.unmask(*port);
+        while (auto port = events_.pending()) {
+            foreign = foreign || !owns_port(*port);
+            events_.unmask(*port);
+        }
     } catch (...) {
         return false; // keep polling rather than sleep on a channel we could not re-arm
     }
+    if (foreign && mesh_ != nullptr)
+        for (std::size_t w = 0; w < mesh_->size(); ++w)
+            if (w != index_) mesh_->wake(w);
     handle_messages();
+    if (mesh_ != nullptr && mesh_->inbound_pending(index_)) return false;
     now_ = rte_get_tsc_cycles();
+    if (intr_ok_) {
+        // Armed before the last look, so a frame arriving after it still interrupts.
+        for (const auto& [u, q] : rx_polled_) uplinks_[u]->arm_rx_interrupt(q);
+        for (const auto& [u, q] : rx_polled_) {
+            if (uplinks_[u]->rx_pending(q) != 0) {
+                for (const auto& [u2, q2] : rx_polled_) uplinks_[u2]->disarm_rx_interrupt(q2);
+                return false;
+            }
+        }
+    }
     for (VifRuntime* v : vifs_) {
         if (!v->running()) continue;
         for (auto& q : v->queues) {
@@ -225,9 +358,17 @@ bool Worker::prepare_sleep() noexcept {
     return true;
 }
 
+bool Worker::owns_port(platform::EvtchnPort port) const noexcept {
+    for (const VifRuntime* v : vifs_)
+        for (const auto& q : v->queues)
+            if (q->tx_port == port || q->rx_port == port) return true;
+    return false;
+}
+
 void Worker::sleep() noexcept {
     counters_.sleeps.add();
-    bool polled = !uplinks_.empty();
+    // Ports without RX interrupts can only be polled; with them the worker sleeps until a frame.
+    bool polled = !rx_polled_.empty() && !intr_ok_;
     std::uint64_t until = 0;
     for (VifRuntime* v : vifs_) {
         if (!v->running()) continue;
@@ -249,7 +390,7 @@ void Worker::sleep() noexcept {
         const std::uint64_t ticks = until > now_ ? until - now_ : 0;
         timeout_us = std::min(timeout_us, ticks * 1'000'000 / tsc_hz_ + 1);
     }
-    pollfd fds[2] = {{events_.fd(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    pollfd fds[3] = {{events_.fd(), POLLIN, 0}, {wake_.get(), POLLIN, 0}, {intr_epoll_.get(), POLLIN, 0}};
     timespec ts{};
     timespec* tsp = nullptr;
     if (timeout_us != UINT64_MAX) {
@@ -257,8 +398,21 @@ void Worker::sleep() noexcept {
         ts.tv_nsec = static_cast<long>((timeout_us % 1'000'000) * 1000);
         tsp = &ts;
     }
-    (void)::ppoll(fds, 2, tsp, nullptr);
+    const int ready = ::ppoll(fds, intr_ok_ ? 3 : 2, tsp, nullptr);
     if (fds[1].revents != 0) platform::drain_eventfd(wake_.get());
+    if (intr_ok_) {
+        if (fds[2].revents != 0) {
+            // DPDK clears what its interrupt type needs cleared (an eventfd read, or nothing for
+            // a tap fd, which stays readable until the burst takes the frames).
+            std::array<rte_epoll_event, 8> ev{};
+            (void)rte_epoll_wait(intr_epoll_.get(), ev.data(), static_cast<int>(ev.size()), 0);
+        }
+        for (const auto& [u, q] : rx_polled_) uplinks_[u]->disarm_rx_interrupt(q);
+    }
+    if (ready == 0) counters_.wakeups_timer.add();
+    else if (intr_ok_ && fds[2].revents != 0) counters_.wakeups_rx_intr.add();
+    else if (fds[0].revents != 0) counters_.wakeups_event.add();
+    else counters_.wakeups_peer.add();
 }
 
 void Worker::run(const std::atomic<bool>& stop) noexcept {
@@ -278,10 +432,12 @@ void Worker::run(const std::atomic<bool>& stop) noexcept {
         // period after every timer tick would keep an idle host busy.
         if (cfg_.busy_poll || (!slept && now_ - last_work < idle_ticks)) continue;
         if (stop.load(std::memory_order_relaxed)) break;
+        if (mesh_ != nullptr) mesh_->going_to_sleep(index_);
         if (prepare_sleep()) {
             sleep();
             slept = true;
         }
+        if (mesh_ != nullptr) mesh_->awake(index_);
     }
 }
 

@@ -3,7 +3,13 @@
 // uplink RX burst to the vifs, take a bounded TX burst from every vif queue (one batched grant
 // copy each) and switch it, flush the uplink TX buffers, then copy each vif queue's backlog into
 // its posted RX buffers (one batched grant copy each). After a configurable idle time it re-arms
-// the rings' event indices and sleeps on the event-channel fd (and its own wake-up eventfd).
+// the rings' event indices and sleeps on the event-channel fd, its own wake-up eventfd, and the
+// RX interrupts of the uplink queues it polls (a timer only where a port has none).
+//
+// With several workers (a WorkerMesh), every worker's switch knows every vif; frames for a vif
+// another worker owns cross through that pair's SPSC ring, and the owner copies them to the
+// guest. Each worker sends on its own TX queue of every uplink; the wire's RX side is polled
+// per worker when the port has one RSS queue per worker, else by worker 0 alone.
 //
 // Fast path rules: no allocation, lock, exception, log line or syscall per packet; virtual calls
 // (platform, uplink) happen once per burst.
@@ -18,6 +24,7 @@
 
 #include "backend/control/data_plane_sink.hpp"
 #include "backend/dataplane/l2_switch.hpp"
+#include "backend/dataplane/mesh.hpp"
 #include "backend/dataplane/spsc_queue.hpp"
 #include "backend/dataplane/uplink.hpp"
 #include "backend/dataplane/vif_runtime.hpp"
@@ -46,9 +53,11 @@ struct WorkerConfig {
     // costs next to nothing while a wire frame after a short pause still waits little.
     std::chrono::microseconds poll_interval{500};
     std::chrono::microseconds max_poll_interval{8000};
+    // Sleep on the ports' RX interrupts where they have them (false: always the timer above).
+    bool rx_interrupts = true;
     std::chrono::seconds mac_age{300};
-    // TX queue of every uplink this worker sends on. RX: every queue of the uplink (one worker
-    // owns the port's RX side).
+    // TX queue of every uplink this worker sends on (its worker index in a data plane). RX: see
+    // the file comment.
     std::uint16_t uplink_queue = 0;
     // Never sleep (the global config's polling = "busy"): lowest latency, one core at 100%.
     bool busy_poll = false;
@@ -60,14 +69,20 @@ struct WorkerContext {
     const pmd::Mempool& pool;          // guest TX frames are copied into these buffers
     const pmd::Mempool& indirect_pool; // software GSO payload references
     std::vector<Uplink*> uplinks;      // index = uplink number used by VifRuntime::uplink
+    // Several workers: this one's index and what they share (nullptr: the only worker).
+    std::uint16_t index = 0;
+    WorkerMesh* mesh = nullptr;
 };
 
-enum class WorkerMsgKind : std::uint8_t { attach, detach, set_rate };
+// attach/detach: a vif this worker runs. attach_remote/detach_remote: a vif another worker
+// (`owner`) runs, entered in this worker's switch so frames for it cross to the owner.
+enum class WorkerMsgKind : std::uint8_t { attach, detach, set_rate, attach_remote, detach_remote };
 
 struct WorkerMsg {
     WorkerMsgKind kind = WorkerMsgKind::attach;
     VifRuntime* vif = nullptr;
     std::optional<control::Rate> rate;
+    std::uint16_t owner = 0;
 };
 
 struct WorkerCounters {
@@ -77,6 +92,13 @@ struct WorkerCounters {
     Counter uplink_tx;
     Counter uplink_tx_dropped; // the port refused them
     Counter uplink_unrouted;   // wire frames for nobody here
+    Counter cross_out;         // frames handed to another worker's vif
+    Counter cross_in;          // frames taken from other workers
+    Counter cross_dropped;     // a ring to another worker was full
+    Counter wakeups_event;     // sleeps ended by an event channel (or another worker's event)
+    Counter wakeups_rx_intr;   // sleeps ended by a port RX interrupt
+    Counter wakeups_timer;     // sleeps ended by the poll timer (ports without RX interrupts)
+    Counter wakeups_peer;      // sleeps ended by another worker's frames or the control thread
 };
 
 class Worker {
@@ -94,6 +116,9 @@ public:
     // Interrupts a sleep (e.g. to make run() see its stop flag).
     void wake() noexcept { platform::signal_eventfd(wake_.get()); }
     const WorkerCounters& counters() const noexcept { return counters_; }
+    std::uint16_t index() const noexcept { return index_; }
+    // Whether an idle sleep waits on RX interrupts alone (no timer) for every port it polls.
+    bool rx_interrupt_sleep() const noexcept { return intr_ok_; }
 
     // ---- worker thread
     // One iteration; returns how much it did (0: idle).
@@ -122,11 +147,20 @@ private:
     void handle_messages() noexcept;
     void attach(VifRuntime& vif) noexcept;
     void detach(VifRuntime& vif) noexcept;
+    void attach_remote(VifRuntime& vif, std::uint16_t owner) noexcept;
+    void detach_remote(VifRuntime& vif) noexcept;
+    // Frames other workers switched to this worker's vifs.
+    std::size_t drain_cross() noexcept;
+    // To the vif behind switch port `id`, here or through the owner's ring.
+    void deliver(SwitchPortId id, rte_mbuf* m) noexcept;
+    void wake_peers() noexcept;
+    bool owns_port(platform::EvtchnPort port) const noexcept;
+    void setup_rx_interrupts() noexcept;
 
     std::size_t uplink_rx(std::uint16_t u, std::uint16_t queue) noexcept;
     std::size_t tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept;
     void forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept;
-    void uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint16_t vlan) noexcept;
+    void uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint16_t vlan, VifCounters& c) noexcept;
     void uplink_push(std::uint16_t u, rte_mbuf* m) noexcept;
     void flush_uplinks() noexcept;
     void vif_enqueue(VifRuntime& vif, rte_mbuf* m) noexcept;
@@ -153,6 +187,17 @@ private:
     std::vector<VifRuntime*> by_port_;          // switch port -> vif
     std::vector<SwitchPortId> uplink_port_;      // uplink -> switch port
     std::vector<std::int32_t> port_uplink_;      // switch port -> uplink, or -1
+    std::vector<std::uint16_t> port_owner_;      // switch port -> worker running the vif
+    std::vector<std::pair<VifRuntime*, SwitchPortId>> remote_; // other workers' vifs here
+
+    std::uint16_t index_ = 0;
+    WorkerMesh* mesh_ = nullptr;
+    std::uint64_t cross_touched_ = 0; // bit per worker whose ring got frames this iteration
+    // Uplink RX queues this worker polls: (uplink, queue).
+    std::vector<std::pair<std::uint16_t, std::uint16_t>> rx_polled_;
+    // An epoll instance holding the RX interrupts of rx_polled_ (when all of them have one).
+    platform::Fd intr_epoll_;
+    bool intr_ok_ = false;
 
     SpscQueue<WorkerMsg> inbox_;
     SpscQueue<VifRuntime*> detached_;

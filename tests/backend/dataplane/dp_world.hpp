@@ -56,6 +56,8 @@ public:
     std::uint16_t tx_burst(std::uint16_t queue, std::span<rte_mbuf*> pkts) noexcept override;
     const pmd::Offloads& hardware() const noexcept override { return hw_; }
     std::uint16_t mtu() const noexcept override { return mtu_; }
+    // Multi-producer rte_rings: any number of workers may each have "their" TX queue.
+    std::uint16_t tx_queues() const noexcept override { return 8; }
 
     void inject(std::span<const std::byte> frame);
     void inject_mbuf(rte_mbuf* m); // takes it

@@ -121,7 +121,7 @@ TEST_CASE("a frame from a MAC the guest does not own is dropped and counted", "[
 }
 
 TEST_CASE("multi-slot 9000-byte frames both ways with SG", "[dataplane][fastpath]") {
-    Rig rig({kA});
+    Rig rig({kA}, pmd::Offloads::none(), {}, 9000);
     Netfront a(rig.world, kA);
     rig.attach(a, kMacA);
 
@@ -145,6 +145,44 @@ TEST_CASE("multi-slot 9000-byte frames both ways with SG", "[dataplane][fastpath
     REQUIRE(got.size() == 1);
     CHECK(got[0].frame == in);
     CHECK((got[0].flags & NETRXF_more_data) != 0);
+}
+
+TEST_CASE("frames longer than the uplink's MTU are dropped and counted; GSO frames are cut to it",
+          "[dataplane][fastpath][mtu]") {
+    Rig rig({kA, kB}, pmd::Offloads::none(), {}, 1500);
+    Netfront a(rig.world, kA);
+    Netfront b(rig.world, kB);
+    VifRuntime& va = rig.attach(a, kMacA);
+    rig.attach(b, kMacB);
+    b.post_rx_buffers(8);
+    const Bytes fits = frame(kOutside, kMacA, 1500 - 40);     // 1514 bytes on the wire
+    const Bytes over = frame(kOutside, kMacA, 1500 - 40 + 1); // one byte more
+    const Bytes local = frame(kMacB, kMacA, 3000);            // guest to guest: no wire MTU
+    REQUIRE(fits.size() == 1514);
+    a.send(fits);
+    a.send(over);
+    a.send(local);
+    a.push_tx();
+    rig.poll(2);
+    const auto sent = rig.up.sent();
+    REQUIRE(sent.size() == 1);
+    CHECK(sent[0] == fits);
+    CHECK(snapshot(va.counters()).dropped(Drop::tx_over_mtu) == 1);
+    const auto at_b = b.receive();
+    REQUIRE(at_b.size() == 1);
+    CHECK(at_b[0].frame == local);
+
+    // A TSO'd 20000-byte TCP frame with an MSS bigger than the wire allows: cut to the wire's MTU.
+    Bytes big = frame(kOutside, kMacA, 20000);
+    ring::TxExtras ex;
+    ex.gso = ring::TxGso{8000, XEN_NETIF_GSO_TYPE_TCPV4, 0};
+    a.send(big, ring::TxFrontFlags{.csum_blank = true}, ex);
+    a.push_tx();
+    rig.poll(2);
+    const auto segs = rig.up.sent();
+    REQUIRE(segs.size() > 13);
+    for (const auto& s : segs) CHECK(s.size() <= 1514);
+    CHECK(snapshot(va.counters()).dropped(Drop::tx_over_mtu) == 1);
 }
 
 TEST_CASE("without SG a frame larger than a page is dropped, smaller ones still pass", "[dataplane][fastpath]") {

@@ -15,11 +15,11 @@ namespace netbackd::dataplane::test {
 
 struct Rig {
     explicit Rig(std::vector<platform::DomId> guests, pmd::Offloads hw = pmd::Offloads::none(),
-                 WorkerConfig cfg = {})
+                 WorkerConfig cfg = {}, std::uint16_t uplink_mtu = 1500)
         : world(std::move(guests)),
           pool(pmd::test::small_pool(16383)),
           indirect(pmd::test::small_pool(8191, 0)),
-          up(pool, hw),
+          up(pool, hw, uplink_mtu),
           worker(std::make_unique<Worker>(cfg, WorkerContext{world.grants, world.events, pool, indirect, {&up}})) {}
 
     ~Rig() { worker.reset(); } // before the vifs it points to
