@@ -103,34 +103,6 @@ Port::Port(std::string_view name, const PortConfig& config, const Mempool& pool)
                          (*info.dev_flags & RTE_ETH_DEV_INTR_LSC) != 0;
         conf.intr_conf.lsc = lsc ? 1 : 0;
 
-        check(rte_eth_dev_configure(id_, config.rx_queues, config.tx_queues, &conf), "configure",
-              name_);
-        configured_ = true;
-        rx_queues_ = config.rx_queues;
-        tx_queues_ = config.tx_queues;
-        rx_desc_ = config.rx_desc;
-        tx_desc_ = config.tx_desc;
-        check(rte_eth_dev_adjust_nb_rx_tx_desc(id_, &rx_desc_, &tx_desc_), "adjust descriptors",
-              name_);
-
-        int socket = rte_eth_dev_socket_id(id_);
-        if (socket < 0) {
-            socket = SOCKET_ID_ANY;
-        }
-        rte_eth_rxconf rxconf = info.default_rxconf;
-        rxconf.offloads = conf.rxmode.offloads;
-        for (std::uint16_t q = 0; q < rx_queues_; ++q) {
-            check(rte_eth_rx_queue_setup(id_, q, rx_desc_, static_cast<unsigned>(socket), &rxconf,
-                                         pool.get()),
-                  fmt::format("rx queue {} setup", q), name_);
-        }
-        rte_eth_txconf txconf = info.default_txconf;
-        txconf.offloads = conf.txmode.offloads;
-        for (std::uint16_t q = 0; q < tx_queues_; ++q) {
-            check(rte_eth_tx_queue_setup(id_, q, tx_desc_, static_cast<unsigned>(socket), &txconf),
-                  fmt::format("tx queue {} setup", q), name_);
-        }
-
         if (lsc) {
             // Registered before start, so the first "link up" is not missed.
             link_event_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
@@ -144,8 +116,25 @@ Port::Port(std::string_view name, const PortConfig& config, const Mempool& pool)
             callback_registered_ = true;
         }
 
-        check(rte_eth_dev_start(id_), "start", name_);
-        started_ = true;
+        // RX interrupts are probed by trying: ethdev has no capability bit for them, and a PMD
+        // without them fails configure or start. A stopped port may be configured again, so
+        // the fallback needs no close (which would release a vdev for good).
+        bool rxq = config.rx_interrupts;
+        for (;;) {
+            conf.intr_conf.rxq = rxq ? 1 : 0;
+            try {
+                configure_and_start(config, conf, info, pool);
+                break;
+            } catch (const DpdkError&) {
+                if (!rxq) throw;
+                rxq = false;
+            }
+        }
+        if (rxq) {
+            rx_interrupts_ = true;
+            for (std::uint16_t q = 0; q < rx_queues_; ++q)
+                rx_interrupts_ = rx_interrupts_ && rte_eth_dev_rx_intr_ctl_q_get_fd(id_, q) >= 0;
+        }
 
         if (config.promiscuous) {
             const int rc = rte_eth_promiscuous_enable(id_);
@@ -158,6 +147,41 @@ Port::Port(std::string_view name, const PortConfig& config, const Mempool& pool)
         release();
         throw;
     }
+}
+
+void Port::configure_and_start(const PortConfig& config, rte_eth_conf conf,
+                               const rte_eth_dev_info& info, const Mempool& pool) {
+    check(rte_eth_dev_configure(id_, config.rx_queues, config.tx_queues, &conf), "configure", name_);
+    configured_ = true;
+    rx_queues_ = config.rx_queues;
+    tx_queues_ = config.tx_queues;
+    rx_desc_ = config.rx_desc;
+    tx_desc_ = config.tx_desc;
+    check(rte_eth_dev_adjust_nb_rx_tx_desc(id_, &rx_desc_, &tx_desc_), "adjust descriptors", name_);
+
+    int socket = rte_eth_dev_socket_id(id_);
+    if (socket < 0) {
+        socket = SOCKET_ID_ANY;
+    }
+    rte_eth_rxconf rxconf = info.default_rxconf;
+    rxconf.offloads = conf.rxmode.offloads;
+    for (std::uint16_t q = 0; q < rx_queues_; ++q) {
+        check(rte_eth_rx_queue_setup(id_, q, rx_desc_, static_cast<unsigned>(socket), &rxconf,
+                                     pool.get()),
+              fmt::format("rx queue {} setup", q), name_);
+    }
+    rte_eth_txconf txconf = info.default_txconf;
+    txconf.offloads = conf.txmode.offloads;
+    for (std::uint16_t q = 0; q < tx_queues_; ++q) {
+        check(rte_eth_tx_queue_setup(id_, q, tx_desc_, static_cast<unsigned>(socket), &txconf),
+              fmt::format("tx queue {} setup", q), name_);
+    }
+    check(rte_eth_dev_start(id_), "start", name_);
+    started_ = true;
+}
+
+bool Port::add_rx_interrupt(std::uint16_t q, int epfd) noexcept {
+    return rx_interrupts_ && rte_eth_dev_rx_intr_ctl_q(id_, q, epfd, RTE_INTR_EVENT_ADD, nullptr) == 0;
 }
 
 Port::~Port() { release(); }

@@ -12,7 +12,7 @@
 #include <rte_ethdev.h>
 
 #include "pmd/offloads.hpp"
-#include "pmd/unique_fd.hpp"
+#include "backend/platform/fd.hpp"
 
 namespace netbackd::pmd {
 
@@ -29,6 +29,9 @@ struct PortConfig {
     Offloads wanted = Offloads::all();
     // Ask for link-state-change interrupts when the PMD supports them; otherwise poll link().
     bool link_interrupts = true;
+    // Ask for RX queue interrupts (intr_conf.rxq) so an idle worker can sleep until a frame
+    // arrives; a PMD that refuses them is configured without, and has_rx_interrupts() says so.
+    bool rx_interrupts = true;
 };
 
 struct PortStats {
@@ -87,6 +90,21 @@ public:
     // Clears the eventfd; true when some change had been signalled.
     bool consume_link_event() const noexcept;
 
+    // RX queue interrupts: true when every RX queue has one (see PortConfig::rx_interrupts).
+    bool has_rx_interrupts() const noexcept { return rx_interrupts_; }
+    // Adds queue q's interrupt to the epoll instance epfd (rte_epoll_wait on it, or poll it and
+    // then call rte_epoll_wait with timeout 0 so DPDK clears what needs clearing). False on
+    // failure.
+    bool add_rx_interrupt(std::uint16_t q, int epfd) noexcept;
+    // Arm before sleeping, disarm after: an armed queue interrupts on the next frame.
+    bool enable_rx_interrupt(std::uint16_t q) noexcept { return rte_eth_dev_rx_intr_enable(id_, q) == 0; }
+    void disable_rx_interrupt(std::uint16_t q) noexcept { (void)rte_eth_dev_rx_intr_disable(id_, q); }
+    // Frames waiting in queue q, when the PMD can tell (0 when it cannot).
+    std::uint32_t rx_pending(std::uint16_t q) const noexcept {
+        const int n = rte_eth_rx_queue_count(id_, q);
+        return n > 0 ? static_cast<std::uint32_t>(n) : 0;
+    }
+
     // Administrative link up/down (rte_eth_dev_set_link_up/down); false when the PMD cannot.
     bool set_link(bool up);
 
@@ -108,6 +126,9 @@ private:
     static int on_link_change(std::uint16_t port_id, rte_eth_event_type type, void* self,
                               void* unused);
     void release() noexcept;
+    // Configures queues and starts the port; throws on failure (the port is left stopped).
+    void configure_and_start(const PortConfig& config, rte_eth_conf conf, const rte_eth_dev_info& info,
+                             const Mempool& pool);
 
     std::uint16_t id_ = 0;
     std::string name_;
@@ -120,9 +141,10 @@ private:
     std::uint16_t rx_desc_ = 0;
     std::uint16_t tx_desc_ = 0;
     std::vector<std::string> warnings_;
-    UniqueFd link_event_;
+    platform::Fd link_event_;
     std::optional<LinkStatus> reported_link_;
     bool rss_ = false;
+    bool rx_interrupts_ = false;
     bool callback_registered_ = false;
     bool configured_ = false;
     bool started_ = false;

@@ -26,7 +26,7 @@
 #include "pmd/bytes.hpp"
 #include "pmd/mbuf.hpp"
 #include "pmd/port.hpp"
-#include "pmd/unique_fd.hpp"
+#include "backend/platform/fd.hpp"
 #include "pmd/vdev.hpp"
 
 using namespace netbackd::pmd;
@@ -59,7 +59,7 @@ void require_private_netns() {
 }
 
 void set_interface_up(const std::string& ifname, bool up) {
-    UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    netbackd::platform::Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     REQUIRE(s);
     ifreq ifr{};
     std::snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname.c_str());
@@ -94,10 +94,10 @@ std::optional<LinkStatus> wait_link_change(Port& port) {
 }
 
 // A packet socket on the tap's kernel side that sees every frame arriving there.
-UniqueFd kernel_side_socket(const std::string& ifname, std::uint16_t protocol) {
+netbackd::platform::Fd kernel_side_socket(const std::string& ifname, std::uint16_t protocol) {
     const int ifindex = static_cast<int>(::if_nametoindex(ifname.c_str()));
     REQUIRE(ifindex > 0);
-    UniqueFd sock(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(protocol)));
+    netbackd::platform::Fd sock(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(protocol)));
     REQUIRE(sock);
     sockaddr_ll addr{};
     addr.sll_family = AF_PACKET;
