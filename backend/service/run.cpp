@@ -16,6 +16,8 @@
 #include "backend/control/control_plane.hpp"
 #include "backend/platform/fd.hpp"
 #include "dataplane_host.hpp"
+#include "resource_counting.hpp"
+#include "resource_telemetry.hpp"
 
 namespace netbackd::service {
 namespace {
@@ -82,6 +84,9 @@ int run(const RunOptions& opt)
                       e.what());
         return 1;
     }
+    // `netbackd stats` reports what we hold; counting wraps the platform before anyone uses it.
+    const auto held = std::make_shared<ResourceCounts>();
+    count_platform(plat, held);
 
     std::unique_ptr<DataPlaneHost> dataplane;
     try {
@@ -91,7 +96,9 @@ int run(const RunOptions& opt)
         return 1;
     }
 
-    control::ControlPlane cp(*plat.store, *plat.grants, *plat.events, dataplane->sink(), config);
+    const ResourceTelemetry resource_telemetry(held);
+    CountingSink sink(dataplane->sink(), held);
+    control::ControlPlane cp(*plat.store, *plat.grants, *plat.events, sink, config);
     try {
         cp.start();
     } catch (const platform::PlatformError& e) {

@@ -96,6 +96,29 @@ std::string vif_name(std::string_view key) { // "vif7_0" -> "vif 7.0"
     return fmt::format("vif {}.{}", key.substr(0, u), key.substr(u + 1));
 }
 
+nlohmann::json resources_of(TelemetrySocket& sock) {
+    // An older netbackd without the command answers null: show the vifs anyway.
+    const auto reply = sock.query("/netbackd/resources");
+    const auto it = reply.find("/netbackd/resources");
+    return it != reply.end() && it->is_object() ? *it : nlohmann::json::object();
+}
+
+void print_resources(const nlohmann::json& r, std::FILE* out) {
+    if (r.empty()) {
+        fmt::print(out, "resources: (not reported by this netbackd)\n");
+        return;
+    }
+    auto n = [&](const char* key) { return r.value(key, std::uint64_t{0}); };
+    fmt::print(out, "resources: {} vif(s), {} mapped grant page(s), {} bound channel(s), {} open fd(s), RSS {:.1f} MiB\n",
+               n("vifs"), n("mapped_pages"), n("bound_ports"), n("open_fds"), double(n("rss_bytes")) / (1 << 20));
+    const auto in_use = r.value("mbufs_in_use", nlohmann::json::object());
+    const auto total = r.value("mbufs_total", nlohmann::json::object());
+    for (const auto& [pool, used] : in_use.items())
+        fmt::print(out, "mbufs {}: {} in use of {}\n", pool, used.get<std::uint64_t>(),
+                   total.value(pool, std::uint64_t{0}));
+    if (n("negative_counts") != 0) fmt::print(out, "WARNING: a resource was released twice (negative count)\n");
+}
+
 } // namespace
 
 int print_stats(const StatsOptions& o, std::FILE* out) {
@@ -103,8 +126,9 @@ int print_stats(const StatsOptions& o, std::FILE* out) {
         TelemetrySocket sock(find_socket(o));
         const auto reply = sock.query("/netbackd/vifs");
         const auto& vifs = reply.at("/netbackd/vifs");
+        const auto resources = resources_of(sock);
         if (o.json) {
-            fmt::print(out, "{}\n", vifs.dump(2));
+            fmt::print(out, "{}\n", nlohmann::json{{"vifs", vifs}, {"resources", resources}}.dump(2));
             return 0;
         }
         fmt::print(out, "{:<12} {:<9} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>10}\n", "VIF", "STATE", "TX PKTS",
@@ -119,6 +143,7 @@ int print_stats(const StatsOptions& o, std::FILE* out) {
                        batches == 0 ? std::string("-") : fmt::format("{:.1f}", double(segs) / double(batches)));
         }
         if (vifs.empty()) fmt::print(out, "(no vifs connected)\n");
+        print_resources(resources, out);
         return 0;
     } catch (const std::exception& e) {
         fmt::print(stderr, "netbackd stats: {}\n", e.what());

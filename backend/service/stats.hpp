@@ -1,5 +1,7 @@
 // `netbackd stats`: reads a running netbackd's per-vif counters over its DPDK telemetry socket
-// (the /netbackd/vifs command the data plane registers) and prints a table or JSON.
+// (the /netbackd/vifs command the data plane registers) and what the process holds
+// (/netbackd/resources: mapped pages, bound channels, vifs, fds, RSS, mbufs per pool), and
+// prints a table or JSON ({"vifs": {...}, "resources": {...}}).
 #pragma once
 
 #include <cstdio>

@@ -1,0 +1,68 @@
+// Guests of a SimWorld that pass real traffic through the netbackd process: each one a Linux-like
+// netfront (control half) plus its data half (NetfrontIo) running the generator/sink, all driven
+// round-robin from the test thread. Throughput is what the receiving guests actually got, so a
+// measured rate covers both directions through netbackd's switch.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../control/sim_world.hpp"
+#include "backend/xensim/netfront/netfront_io.hpp"
+#include "backend/xensim/netfront/traffic.hpp"
+
+namespace netbackd::testing {
+
+// The MAC the toolstack gives (domid, devid): 00:16:3e:00:<domid>:<devid>.
+ring::MacAddr guest_mac(platform::DomId domid, std::uint32_t devid = 0);
+std::string guest_mac_text(platform::DomId domid, std::uint32_t devid = 0);
+
+struct FleetGuest {
+    platform::DomId domid = 0;
+    std::uint32_t devid = 0;
+    Guest* guest = nullptr;
+    std::unique_ptr<xensim::NetfrontIo> io;
+    std::unique_ptr<xensim::Traffic> traffic;
+    xensim::TrafficOptions options;
+    // Counters of earlier connections (a reconnect starts a fresh NetfrontIo).
+    std::uint64_t rx_before = 0;
+    std::uint64_t tx_before = 0;
+
+    std::uint64_t rx_pkts() const { return rx_before + (io ? io->counters().rx_pkts : 0); }
+    std::uint64_t tx_pkts() const { return tx_before + (io ? io->counters().tx_pkts : 0); }
+    bool connected() const { return guest && guest->netfront && guest->netfront->state() == 4 && io && io->attached(); }
+};
+
+class GuestFleet {
+public:
+    explicit GuestFleet(SimWorld& world) : world_(world) {}
+
+    // Attaches a vif (as xl network-attach) and starts its netfront; `dst`: where its generator
+    // sends (nullopt: sink only). Returns once both ends are Connected.
+    FleetGuest& add(platform::DomId domid, std::uint32_t devid, std::optional<ring::MacAddr> dst,
+                    std::size_t frame_size = 256);
+    // Restarts a guest's netfront after its vif was re-attached or its domain re-created.
+    void restart(FleetGuest& g);
+    // Forgets a guest whose domain is gone (its Guest object must not be used any more).
+    void drop(FleetGuest& g);
+
+    // Moves everyone's traffic for `span`.
+    void pump(std::chrono::milliseconds span);
+    // Frames per second `receiver` got during `window` (everyone's traffic runs meanwhile).
+    double rate(const FleetGuest& receiver, std::chrono::milliseconds window);
+    // Best of `n` windows: noise on a shared machine only ever lowers a rate.
+    double best_rate(const FleetGuest& receiver, std::chrono::milliseconds window, int n);
+
+    std::vector<std::unique_ptr<FleetGuest>>& guests() { return guests_; }
+
+private:
+    void follow(FleetGuest& g);
+    SimWorld& world_;
+    std::vector<std::unique_ptr<FleetGuest>> guests_;
+    std::chrono::steady_clock::time_point next_watch_{};
+};
+
+} // namespace netbackd::testing

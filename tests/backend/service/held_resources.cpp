@@ -1,0 +1,39 @@
+#include "held_resources.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include "../control/sim_world.hpp"
+
+namespace netbackd::testing {
+
+Held netbackd_stats(pid_t pid, const std::string& log)
+{
+    const std::string out = fmt::format("{}.json", log);
+    // sh only for the redirection: the stats JSON goes to its own file, errors to the log.
+    const int rc = run({"/bin/sh", "-c",
+                        fmt::format("'{}' stats --json --file-prefix netbackd-{} > '{}'", NETBACKD_BINARY, pid, out)},
+                       log);
+    REQUIRE(rc == 0);
+    std::ifstream in(out);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const auto j = nlohmann::json::parse(ss.str());
+    const auto& r = j.at("resources");
+    Held h;
+    h.raw = ss.str();
+    h.vifs = r.at("vifs").get<std::int64_t>();
+    h.mapped_pages = r.at("mapped_pages").get<std::int64_t>();
+    h.bound_ports = r.at("bound_ports").get<std::int64_t>();
+    h.open_fds = r.at("open_fds").get<std::int64_t>();
+    h.rss_bytes = r.at("rss_bytes").get<std::int64_t>();
+    h.negative_counts = r.at("negative_counts").get<std::int64_t>();
+    for (const auto& [pool, n] : r.at("mbufs_in_use").items()) h.mbufs_in_use[pool] = n.get<std::int64_t>();
+    h.vifs_json = j.at("vifs");
+    return h;
+}
+
+} // namespace netbackd::testing
