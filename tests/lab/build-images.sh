@@ -1,0 +1,122 @@
+#!/bin/bash
+# Builds the lab's three busybox initramfs images from the fetch.sh cache and our netbackd:
+#   client.cpio.gz  Linux xen-netfront + busybox (ping, nc) + the console agent
+#   drv.cpio.gz     the driver domain: netbackd (Release) + its libraries + DPDK PMDs, tun,
+#                   the Xen device modules; xen-netback only for the baseline, blacklisted;
+#                   no xenstore-* tools, no xl devd, no vif scripts
+#   dom0.cpio.gz    xenstored, xl, xen-init-dom0, xenconsoled, the xl configs, the scenario
+#                   script, and the guest kernel + both images above
+# Usage: build-images.sh CACHE OUTDIR NETBACKD_BINARY
+set -euo pipefail
+CACHE=$(cd "$1" && pwd); OUT=$2; NETBACKD=$3
+here=$(cd "$(dirname "$0")" && pwd)
+KVER=$(cat "$CACHE/kver")
+MODSRC=$CACHE/kernel/lib/modules/$KVER
+TOOLS=$CACHE/tools
+BUSYBOX=${BUSYBOX:-/bin/busybox}
+mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
+# Debian's postinst would have run depmod; dpkg -x does not.
+[[ -f $MODSRC/modules.dep ]] || "$BUSYBOX" depmod -b "$CACHE/kernel" "$KVER"
+
+skeleton() {
+  local r=$1
+  rm -rf "$r"
+  mkdir -p "$r"/{bin,sbin,proc,sys,dev,etc,tmp,run,root,lib64,lib/x86_64-linux-gnu,usr/bin,usr/sbin,var/log}
+  ln -s /run "$r/var/run"
+  cp "$BUSYBOX" "$r/bin/busybox"
+  echo "root:x:0:0:root:/root:/bin/sh" >"$r/etc/passwd"
+  echo "root:x:0:" >"$r/etc/group"
+  cp "$here/init/agent.sh" "$r/bin/lab-agent"
+  chmod +x "$r/bin/lab-agent"
+}
+
+# Kernel modules by name, with their dependencies from the kernel's own modules.dep.
+add_modules() {
+  local r=$1; shift
+  local todo=("$@") seen=" " m path dep
+  while ((${#todo[@]})); do
+    m=${todo[0]}; todo=("${todo[@]:1}")
+    path=$(awk -F: -v m="/$m.ko" 'index($1, m) && substr($1, length($1) - length(m) + 1) == m {print $1; exit}' "$MODSRC/modules.dep")
+    [[ -n $path ]] || { echo "lab images: no module $m in $KVER" >&2; exit 1; }
+    [[ $seen == *" $path "* ]] && continue
+    seen+="$path "
+    mkdir -p "$r/lib/modules/$KVER/$(dirname "$path")"
+    cp "$MODSRC/$path" "$r/lib/modules/$KVER/$path"
+    for dep in $(awk -F: -v p="$path" '$1 == p {print $2}' "$MODSRC/modules.dep"); do
+      todo+=("$(basename "$dep" .ko)")
+    done
+  done
+  cp "$MODSRC"/modules.builtin* "$MODSRC"/modules.order "$r/lib/modules/$KVER/" 2>/dev/null || true
+  "$BUSYBOX" depmod -b "$r" "$KVER"
+}
+
+# Every shared library a binary needs, resolved against the cache's Xen libraries first.
+add_libs() {
+  local r=$1; shift
+  local f lib
+  for f in "$@"; do
+    LD_LIBRARY_PATH=$TOOLS/usr/lib/x86_64-linux-gnu:$TOOLS/usr/lib/xen-4.17/lib/x86_64-linux-gnu${LAB_LD_PATH:+:$LAB_LD_PATH} \
+      ldd "$f" 2>/dev/null | awk '/=> \//{print $3}' || true   # scripts have no libraries
+  done | sort -u | while read -r lib; do
+    cp -L "$lib" "$r/lib/x86_64-linux-gnu/"
+  done
+  cp -L /lib64/ld-linux-x86-64.so.2 "$r/lib64/"
+  # glibc dlopens it for pthread_cancel (xl create aborts without it).
+  cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$r/lib/x86_64-linux-gnu/"
+}
+
+pack() { (cd "$1" && find . | cpio -o -H newc --quiet | gzip -1 >"$2"); }
+
+######## client: Linux's own netfront
+R=$OUT/client-root
+skeleton "$R"
+add_modules "$R" xen-netfront
+cp "$here/init/client-init" "$R/init"; chmod +x "$R/init"
+pack "$R" "$OUT/client.cpio.gz"
+
+######## driver domain: netbackd on the real platform
+R=$OUT/drv-root
+skeleton "$R"
+add_modules "$R" tun xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback
+mkdir -p "$R/etc/modprobe.d" "$R/etc/netbackd/clients" "$R/usr/lib/x86_64-linux-gnu/dpdk"
+# netbackd serves the vifs; the kernel's backend must not claim them first.
+echo "blacklist xen_netback" >"$R/etc/modprobe.d/netbackd.conf"
+cp "$NETBACKD" "$R/usr/sbin/netbackd"
+# EAL dlopens every driver in its PMD directory: ship only the buses, mempool and NICs we use.
+pmddir=$(ls -d /usr/lib/x86_64-linux-gnu/dpdk/pmds-* | head -1)
+mkdir -p "$R$pmddir"
+pmds=()
+for p in bus_vdev mempool_ring net_tap net_af_packet; do
+  cp -L "$pmddir/librte_$p.so" "$R$pmddir/librte_$p.so"
+  pmds+=("$pmddir/librte_$p.so")
+done
+add_libs "$R" "$R/usr/sbin/netbackd" "${pmds[@]}"
+cp "$here/init/drv-init" "$R/init"; chmod +x "$R/init"
+cp "$here/netbackd.toml" "$R/etc/netbackd/netbackd.toml"
+pack "$R" "$OUT/drv.cpio.gz"
+
+######## dom0: xenstored and the toolstack
+R=$OUT/dom0-root
+skeleton "$R"
+add_modules "$R" xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs
+mkdir -p "$R"/{var/lib/xen,var/log/xen/console,var/lib/xenstored,usr/lib/xen-4.17,etc/xen,lab}
+cp -a "$TOOLS/usr/lib/xen-4.17/bin" "$R/usr/lib/xen-4.17/"
+cp -a "$TOOLS/usr/lib/xen-4.17/lib" "$R/usr/lib/xen-4.17/"
+rm -rf "$R/usr/lib/xen-4.17/lib/python"
+mkdir -p "$R/usr/lib/x86_64-linux-gnu"
+cp -a "$TOOLS"/usr/lib/x86_64-linux-gnu/* "$R/usr/lib/x86_64-linux-gnu/"
+cp -a "$TOOLS"/usr/bin/xenstore* "$R/usr/bin/"
+for b in xl xenstored xenconsoled xen-init-dom0 libxl-save-helper xenconsole; do
+  ln -sf "/usr/lib/xen-4.17/bin/$b" "$R/usr/sbin/$b"
+done
+add_libs "$R" "$R"/usr/lib/xen-4.17/bin/* "$R"/usr/bin/xenstore*
+printf 'autoballoon="off"\n' >"$R/etc/xen/xl.conf"
+cp "$here"/xl/*.cfg "$R/etc/xen/"
+cp "$here/scenarios.sh" "$R/lab/scenarios.sh"
+cp "$here/init/dom0-init" "$R/init"; chmod +x "$R/init"
+cp "$CACHE/kernel/boot/vmlinuz-$KVER" "$R/lab/vmlinuz"
+cp "$OUT/client.cpio.gz" "$OUT/drv.cpio.gz" "$R/lab/"
+pack "$R" "$OUT/dom0.cpio.gz"
+ln -sf "$CACHE/kernel/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
+ln -sf "$CACHE/xen-4.17" "$OUT/xen-4.17"
+ls -l "$OUT"/*.cpio.gz

@@ -1,0 +1,86 @@
+#!/bin/bash
+# The real-Xen lab: fetch inputs (cached), build the images, boot Xen 4.17 + dom0 under QEMU
+# (TCG), let dom0 run the scenarios, print one row per scenario.
+#   run.sh NETBACKD_BINARY OUTDIR
+# Environment:
+#   NETBACKD_LAB_CACHE     fetch cache (default <repo>/.lab-cache)
+#   NETBACKD_LAB_REQUIRE   scenarios that must PASS for exit 0 (default: all of 1-7)
+#   NETBACKD_LAB_SCENARIOS scenarios to run (default 1234567)
+#   NETBACKD_LAB_TIMEOUT   seconds QEMU may run (default 600)
+# Exit: 0 every required scenario passed; 1 otherwise; 77 QEMU or the cache cannot be had.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+NETBACKD=$1; OUT=$2
+REQUIRE=${NETBACKD_LAB_REQUIRE:-1234567}
+SCEN=${NETBACKD_LAB_SCENARIOS:-1234567}
+TIMEOUT=${NETBACKD_LAB_TIMEOUT:-600}
+export NETBACKD_LAB_CACHE=${NETBACKD_LAB_CACHE:-$here/../../.lab-cache}
+mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
+LOG=$OUT/serial.log
+phase() { echo "lab: $1 $(( $(date +%s) - t0 )) s"; }
+
+for tool in qemu-system-x86_64 busybox cpio; do
+  command -v $tool >/dev/null || { echo "lab: SKIP, $tool is not installed (make lab installs it)"; exit 77; }
+done
+[[ -x $NETBACKD ]] || { echo "lab: no netbackd binary at $NETBACKD"; exit 1; }
+
+t0=$(date +%s)
+bash "$here/fetch.sh"; rc=$?
+[[ $rc = 77 ]] && { echo "lab: SKIP, the Debian archive cannot be reached and the cache is incomplete"; exit 77; }
+[[ $rc = 0 ]] || exit 1
+phase fetch
+bash "$here/build-images.sh" "$NETBACKD_LAB_CACHE" "$OUT/images" "$NETBACKD" >"$OUT/images.log" 2>&1 ||
+  { echo "lab: image build failed:"; tail -20 "$OUT/images.log"; exit 1; }
+phase images
+t0=$(date +%s)
+
+# -cpu max: DPDK's x86 build needs SSE4.2; Xen then wants smap=0 smep=0 under TCG.
+# noreboot keeps a crash on screen for the watcher instead of looping.
+xen_args="console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all console_timestamps=boot"
+xen_args+=" dom0_mem=768M,max:768M dom0_max_vcpus=1 noreboot smap=0 smep=0"
+dom0_args="console=hvc0 earlyprintk=xen quiet lab_scenarios=$SCEN"
+timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi -machine q35 -cpu max -smp 2 -m 3072 \
+  -nographic -monitor none -serial stdio -no-reboot -net none \
+  -kernel "$OUT/images/xen-4.17" -append "$xen_args" \
+  -initrd "$OUT/images/vmlinuz $dom0_args,$OUT/images/dom0.cpio.gz" >"$LOG" 2>&1 &
+qpid=$!
+# A crash with noreboot would otherwise sit until the timeout.
+end=""
+while kill -0 $qpid 2>/dev/null; do
+  if end=$(grep -a -o -m1 -E 'LAB-DONE|Dom0 crashed|Panic on CPU|Kernel panic|not rebooting' "$LOG"); then
+    sleep 2; kill $qpid 2>/dev/null; break
+  fi
+  sleep 1
+done
+wait $qpid; qrc=$?
+phase "boot+scenarios (QEMU rc=$qrc, ended on: ${end:-timeout/exit})"
+
+# ---- the table
+declare -A status detail name
+while IFS= read -r line; do
+  line=${line%$'\r'}; line=${line#*LAB-RESULT }
+  read -r n nm st rest <<<"$line"
+  status[$n]=$st; name[$n]=$nm; detail[$n]=$rest
+done < <(grep -a 'LAB-RESULT ' "$LOG")
+names=([1]=attach-ping [2]=attach-detach-x5 [3]=client-to-client [4]=multiqueue-split [5]=tcp-sg-gso
+       [6]=restart [7]=baseline-netback)
+echo
+printf '%-2s %-18s %-6s %s\n' '#' scenario result detail
+failed=0
+for n in 1 2 3 4 5 6 7; do
+  st=${status[$n]:-}
+  if [[ -z $st ]]; then
+    if [[ $SCEN == *$n* ]]; then st=FAIL; detail[$n]="no result (${end:-timeout}); see $LOG"; else st=SKIP; detail[$n]="not selected"; fi
+  fi
+  printf '%-2s %-18s %-6s %s\n' "$n" "${names[$n]}" "$st" "${detail[$n]}"
+  if [[ $REQUIRE == *$n* && $SCEN == *$n* && $st != PASS ]]; then failed=1; fi
+done
+grep -a 'LAB-T ' "$LOG" | tr -d '\r' | sed 's/^/  /'
+echo
+echo "lab: serial log $LOG"
+if ((failed)); then
+  echo "lab: FAILED; last lines of the serial log:"
+  grep -a -v '^(XEN)' "$LOG" | tail -40
+  exit 1
+fi
+exit 0
