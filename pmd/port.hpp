@@ -96,6 +96,10 @@ public:
     // then call rte_epoll_wait with timeout 0 so DPDK clears what needs clearing). False on
     // failure.
     bool add_rx_interrupt(std::uint16_t q, int epfd) noexcept;
+    // Takes it out again (before epfd closes, or the port's stop complains about a stale fd).
+    void remove_rx_interrupt(std::uint16_t q, int epfd) noexcept {
+        (void)rte_eth_dev_rx_intr_ctl_q(id_, q, epfd, RTE_INTR_EVENT_DEL, nullptr);
+    }
     // Arm before sleeping, disarm after: an armed queue interrupts on the next frame.
     bool enable_rx_interrupt(std::uint16_t q) noexcept { return rte_eth_dev_rx_intr_enable(id_, q) == 0; }
     void disable_rx_interrupt(std::uint16_t q) noexcept { (void)rte_eth_dev_rx_intr_disable(id_, q); }

@@ -218,11 +218,13 @@ GlobalConfig parse_global(std::string_view text, const std::string& source_name)
             } else {
                 for (const auto& e : *arr) {
                     const auto& pt = *e.as_table();
-                    c.only(pt, "dpdk.ports", {"name", "pci", "vdev"});
+                    c.only(pt, "dpdk.ports", {"name", "pci", "vdev", "mtu"});
                     DpdkPort port;
                     port.name = c.string(pt, "name").value_or("");
                     port.pci = c.string(pt, "pci").value_or("");
                     port.vdev = c.string(pt, "vdev").value_or("");
+                    if (auto v = c.integer(pt, "mtu", 68, 65535))
+                        port.mtu = static_cast<std::uint16_t>(*v);
                     if (port.name.empty())
                         c.fail(e, "[[dpdk.ports]] needs a 'name'");
                     if (port.pci.empty() == port.vdev.empty())

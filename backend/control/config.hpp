@@ -23,6 +23,7 @@ struct DpdkPort {
     std::string name;
     std::string pci;  // exactly one of pci / vdev
     std::string vdev;
+    std::optional<std::uint16_t> mtu; // L3 MTU of the wire; unset: the device's default
 };
 
 enum class Polling { busy, adaptive };

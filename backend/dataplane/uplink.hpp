@@ -30,6 +30,7 @@ public:
     // RX interrupts (see pmd::Port): add queue q's to an epoll fd; false: the queue has none and
     // must be polled on a timer. arm before sleeping, disarm after.
     virtual bool add_rx_interrupt(std::uint16_t, int) noexcept { return false; }
+    virtual void remove_rx_interrupt(std::uint16_t, int) noexcept {}
     virtual void arm_rx_interrupt(std::uint16_t) noexcept {}
     virtual void disarm_rx_interrupt(std::uint16_t) noexcept {}
     // Frames already waiting on queue q (0 when unknown).
@@ -50,6 +51,7 @@ public:
     std::uint16_t rx_queues() const noexcept override { return port_.rx_queues(); }
     std::uint16_t tx_queues() const noexcept override { return port_.tx_queues(); }
     bool add_rx_interrupt(std::uint16_t q, int epfd) noexcept override { return port_.add_rx_interrupt(q, epfd); }
+    void remove_rx_interrupt(std::uint16_t q, int epfd) noexcept override { port_.remove_rx_interrupt(q, epfd); }
     void arm_rx_interrupt(std::uint16_t q) noexcept override { (void)port_.enable_rx_interrupt(q); }
     void disarm_rx_interrupt(std::uint16_t q) noexcept override { port_.disable_rx_interrupt(q); }
     std::uint32_t rx_pending(std::uint16_t q) const noexcept override { return port_.rx_pending(q); }

@@ -96,13 +96,22 @@ void Worker::setup_rx_interrupts() noexcept {
     if (!cfg_.rx_interrupts || cfg_.busy_poll || rx_polled_.empty()) return;
     platform::Fd ep(::epoll_create1(EPOLL_CLOEXEC));
     if (!ep) return;
-    for (const auto& [u, q] : rx_polled_)
-        if (!uplinks_[u]->add_rx_interrupt(q, ep.get())) return; // one queue without: the timer
+    std::size_t added = 0;
+    for (const auto& [u, q] : rx_polled_) {
+        if (!uplinks_[u]->add_rx_interrupt(q, ep.get())) {
+            // One queue without: the timer for all of them.
+            for (std::size_t i = 0; i < added; ++i) uplinks_[rx_polled_[i].first]->remove_rx_interrupt(rx_polled_[i].second, ep.get());
+            return;
+        }
+        ++added;
+    }
     intr_epoll_ = std::move(ep);
     intr_ok_ = true;
 }
 
 Worker::~Worker() {
+    if (intr_ok_)
+        for (const auto& [u, q] : rx_polled_) uplinks_[u]->remove_rx_interrupt(q, intr_epoll_.get());
     for (VifRuntime* v : vifs_) {
         for (auto& q : v->queues) {
             while (!q->backlog.empty()) {

@@ -9,6 +9,7 @@
 
 #include "backend/control/vif_id.hpp"
 #include "pmd/carrier.hpp"
+#include "pmd/error.hpp"
 
 namespace netbackd::service {
 namespace {
@@ -43,6 +44,9 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
     dataplane::DataPlaneConfig dc;
     dc.max_queues = std::max(1u, config.max_queues);
     dc.worker.busy_poll = config.polling == control::Polling::busy;
+    // One worker per configured core; none configured: one floating worker.
+    dc.workers = static_cast<unsigned>(std::max<std::size_t>(1, config.worker_cores.size()));
+    dc.worker_cpus = config.worker_cores;
     if (config.burst) dc.worker.tx_burst = dc.worker.rx_burst = dc.worker.uplink_burst = *config.burst;
 
     pmd::MempoolSizing sizing;
@@ -74,18 +78,40 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
     for (const auto& p : config.ports) {
         UplinkPort up;
         up.name = p.name;
-        up.port = std::make_unique<pmd::Port>(pmd::ethdev_name_of({p.name, p.pci, p.vdev}), pmd::PortConfig{}, *pool_);
+        const std::string ethdev = pmd::ethdev_name_of({p.name, p.pci, p.vdev});
+        // Each worker sends on a TX queue of its own. On RX, one queue per worker spread by the
+        // device's RSS; where the device has fewer queues, one RX queue that worker 0 polls.
+        pmd::PortConfig pc;
+        pc.tx_queues = static_cast<std::uint16_t>(dc.workers);
+        pc.rx_queues = static_cast<std::uint16_t>(dc.workers);
+        pc.mtu = p.mtu;
+        try {
+            up.port = std::make_unique<pmd::Port>(ethdev, pc, *pool_);
+        } catch (const pmd::DpdkError& e) {
+            if (dc.workers == 1) throw;
+            pc.rx_queues = 1;
+            try {
+                up.port = std::make_unique<pmd::Port>(ethdev, pc, *pool_);
+            } catch (const pmd::DpdkError&) {
+                throw pmd::DpdkError(fmt::format("{} ({} workers need {} TX queues on every port; a "
+                                                 "net_af_packet vdev needs qpairs={})",
+                                                 e.what(), dc.workers, dc.workers, dc.workers),
+                                     e.code());
+            }
+        }
+        for (const auto& w : up.port->warnings()) spdlog::warn("uplink {}: {}", p.name, w);
         up.uplink = std::make_unique<dataplane::PortUplink>(*up.port);
-        spdlog::info("uplink {}: port {} up, MTU {}", p.name, pmd::ethdev_name_of({p.name, p.pci, p.vdev}),
-                     up.port->mtu());
+        spdlog::info("uplink {}: port {} up, MTU {}, {} RX / {} TX queue(s){}, {}", p.name, ethdev, up.port->mtu(),
+                     up.port->rx_queues(), up.port->tx_queues(), up.port->rss() ? " (RSS)" : "",
+                     up.port->has_rx_interrupts() ? "RX interrupts" : "no RX interrupts (idle polling on a timer)");
         uplinks_.push_back(std::move(up));
     }
     for (auto& up : uplinks_) dc.uplinks.push_back({up.name, up.uplink.get()});
     if (uplinks_.empty()) spdlog::warn("no [[dpdk.ports]] configured: vifs switch only among themselves");
 
     dataplane_ = dataplane::make_dataplane(dc, platform);
-    spdlog::info("data plane: {} MiB EAL memory, {} frame buffers, {} polling",
-                 eal_config.memory_mb, mbufs, dc.worker.busy_poll ? "busy" : "adaptive");
+    spdlog::info("data plane: {} MiB EAL memory, {} frame buffers, {} worker(s), {} polling",
+                 eal_config.memory_mb, mbufs, dc.workers, dc.worker.busy_poll ? "busy" : "adaptive");
 }
 
 DataPlaneHost::~DataPlaneHost() = default;
