@@ -119,6 +119,10 @@ void print_resources(const nlohmann::json& r, std::FILE* out) {
     if (n("negative_counts") != 0) fmt::print(out, "WARNING: a resource was released twice (negative count)\n");
 }
 
+// Data-plane workers (defined at the end of this file).
+nlohmann::json workers_of(TelemetrySocket& sock);
+void print_workers(const nlohmann::json& w, std::FILE* out);
+
 } // namespace
 
 int print_stats(const StatsOptions& o, std::FILE* out) {
@@ -127,8 +131,9 @@ int print_stats(const StatsOptions& o, std::FILE* out) {
         const auto reply = sock.query("/netbackd/vifs");
         const auto& vifs = reply.at("/netbackd/vifs");
         const auto resources = resources_of(sock);
+        const auto workers = workers_of(sock);
         if (o.json) {
-            fmt::print(out, "{}\n", nlohmann::json{{"vifs", vifs}, {"resources", resources}}.dump(2));
+            fmt::print(out, "{}\n", nlohmann::json{{"vifs", vifs}, {"resources", resources}, {"workers", workers}}.dump(2));
             return 0;
         }
         fmt::print(out, "{:<12} {:<9} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>10}\n", "VIF", "STATE", "TX PKTS",
@@ -144,11 +149,37 @@ int print_stats(const StatsOptions& o, std::FILE* out) {
         }
         if (vifs.empty()) fmt::print(out, "(no vifs connected)\n");
         print_resources(resources, out);
+        print_workers(workers, out);
         return 0;
     } catch (const std::exception& e) {
         fmt::print(stderr, "netbackd stats: {}\n", e.what());
         return 1;
     }
 }
+
+namespace {
+
+nlohmann::json workers_of(TelemetrySocket& sock) {
+    const auto reply = sock.query("/netbackd/workers");
+    const auto it = reply.find("/netbackd/workers");
+    return it != reply.end() && it->is_object() ? *it : nlohmann::json::object();
+}
+
+// One line per worker: its vifs, how it sleeps when idle ("event": only an event channel, RX
+// interrupt or peer wakes it; "timer": it polls a port without RX interrupts), and what crossed
+// to and from other workers.
+void print_workers(const nlohmann::json& w, std::FILE* out) {
+    if (w.empty()) return;
+    fmt::print(out, "{:<9} {:>5} {:>8} {:>12} {:>12} {:>12} {:>10} {:>10} {:>10}\n", "WORKER", "VIFS", "SLEEP",
+               "UPLINK RX", "UPLINK TX", "SLEEPS", "CROSS OUT", "CROSS IN", "CROSS DROP");
+    for (const auto& [name, v] : w.items()) {
+        auto n = [&](const char* key) { return v.value(key, std::uint64_t{0}); };
+        fmt::print(out, "{:<9} {:>5} {:>8} {:>12} {:>12} {:>12} {:>10} {:>10} {:>10}\n", name, n("vifs"),
+                   n("idle_timer") != 0 ? "timer" : "event", n("uplink_rx"), n("uplink_tx"), n("sleeps"),
+                   n("cross_out"), n("cross_in"), n("cross_dropped"));
+    }
+}
+
+} // namespace
 
 } // namespace netbackd::service
