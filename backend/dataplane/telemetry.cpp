@@ -126,6 +126,7 @@ int cmd_workers(const char*, const char*, rte_tel_data* d) {
         fill_worker(c, read_worker(g_instance->worker_counters(w)));
         rte_tel_data_add_dict_u64(c, "vifs", load[w]);
         rte_tel_data_add_dict_u64(c, "rx_interrupt_sleep", g_instance->worker_sleeps_on_rx_interrupts(w) ? 1 : 0);
+        rte_tel_data_add_dict_u64(c, "idle_timer", g_instance->worker_idle_timer(w) ? 1 : 0);
         rte_tel_data_add_dict_container(d, fmt::format("worker{}", w).c_str(), c, 0);
     }
     return 0;

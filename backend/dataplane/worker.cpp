@@ -335,16 +335,6 @@ bool Worker::prepare_sleep() noexcept {
     handle_messages();
     if (mesh_ != nullptr && mesh_->inbound_pending(index_)) return false;
     now_ = rte_get_tsc_cycles();
-    if (intr_ok_) {
-        // Armed before the last look, so a frame arriving after it still interrupts.
-        for (const auto& [u, q] : rx_polled_) uplinks_[u]->arm_rx_interrupt(q);
-        for (const auto& [u, q] : rx_polled_) {
-            if (uplinks_[u]->rx_pending(q) != 0) {
-                for (const auto& [u2, q2] : rx_polled_) uplinks_[u2]->disarm_rx_interrupt(q2);
-                return false;
-            }
-        }
-    }
     for (VifRuntime* v : vifs_) {
         if (!v->running()) continue;
         for (auto& q : v->queues) {
@@ -361,6 +351,16 @@ bool Worker::prepare_sleep() noexcept {
                 const ring::Avail a = q->rx_ring.final_check(slots);
                 const bool throttled = !v->rx_bucket.available(m->pkt_len, now_);
                 if (!throttled && (a.count >= slots || a.error != ring::ProdError::none)) return false;
+            }
+        }
+    }
+    if (intr_ok_) {
+        // Armed before the last look, so a frame arriving after it still interrupts.
+        for (const auto& [u, q] : rx_polled_) uplinks_[u]->arm_rx_interrupt(q);
+        for (const auto& [u, q] : rx_polled_) {
+            if (uplinks_[u]->rx_pending(q) != 0) {
+                for (const auto& [u2, q2] : rx_polled_) uplinks_[u2]->disarm_rx_interrupt(q2);
+                return false;
             }
         }
     }

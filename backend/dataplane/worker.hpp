@@ -119,6 +119,8 @@ public:
     std::uint16_t index() const noexcept { return index_; }
     // Whether an idle sleep waits on RX interrupts alone (no timer) for every port it polls.
     bool rx_interrupt_sleep() const noexcept { return intr_ok_; }
+    // Whether an idle sleep needs the poll timer: a polled port without RX interrupts.
+    bool idle_timer() const noexcept { return !rx_polled_.empty() && !intr_ok_; }
 
     // ---- worker thread
     // One iteration; returns how much it did (0: idle).

@@ -3,6 +3,7 @@
 # DPDK uplink into an "outside" namespace, two client domains whose netfronts bridge a tap
 # device each in a namespace of their own. Pings client<->client and client<->outside, runs a
 # short iperf3, prints per-vif rates, and removes everything it made on exit or Ctrl-C.
+# WORKERS=2 runs two data-plane workers (one client on each: client<->client crosses workers).
 # Everything stays inside network namespaces this script creates.
 set -euo pipefail
 
@@ -68,7 +69,14 @@ say "simulated Xen host in $HOST"
 
 say "netbackd in the driver domain, uplink = DPDK net_af_packet on $P-up"
 mkdir -p "$WORK/clients"
-sed -e "s|@HOST@|$HOST|" -e "s|@UPLINK@|$P-up|" -e "s|@PREFIX@|$P-$$|" \
+# WORKERS=N runs N data-plane workers (the af_packet uplink then gets N queue pairs).
+WORKERS=${WORKERS:-1}
+CORES="" QPAIRS=""
+if [ "$WORKERS" -gt 1 ]; then
+    CORES="cores = [$(seq -s, 0 $((WORKERS - 1)))]"
+    QPAIRS=",qpairs=$WORKERS"
+fi
+sed -e "s|@HOST@|$HOST|" -e "s|@UPLINK@|$P-up$QPAIRS|" -e "s|@PREFIX@|$P-$$|" -e "s|@CORES@|$CORES|" \
     "$(dirname "$0")/netbackd.toml.in" > "$WORK/netbackd.toml"
 cp "$(dirname "$0")"/clients/*.toml "$WORK/clients/"
 ip netns exec "$P-nicdom" "$NETBACKD" run --config "$WORK/netbackd.toml" > "$WORK/netbackd.log" 2>&1 &
