@@ -555,3 +555,21 @@ TEST_CASE("with checksum and TSO offload the port is asked instead of software",
     CHECK(big->tso_segsz == 1448);
     CHECK(big->l4_len == 20);
 }
+
+TEST_CASE("hardware TSO gets an MSS that fits the uplink's MTU", "[dataplane][fastpath][mtu]") {
+    Rig rig({kA}, pmd::Offloads::all(), {}, 1500);
+    Netfront a(rig.world, kA);
+    rig.attach(a, kMacA);
+    ring::TxExtras x;
+    // A guest with a 9000-byte MTU asks for 8000-byte segments; the wire carries 1500.
+    x.gso = ring::TxGso{8000, XEN_NETIF_GSO_TYPE_TCPV4, 0};
+    a.send(frame(kOutside, kMacA, 30000), ring::TxFrontFlags{.csum_blank = true}, x);
+    x.gso = ring::TxGso{1000, XEN_NETIF_GSO_TYPE_TCPV4, 0};
+    a.send(frame(kOutside, kMacA, 30000), ring::TxFrontFlags{.csum_blank = true}, x);
+    a.push_tx();
+    rig.poll();
+    const auto out = rig.up.sent_mbufs();
+    REQUIRE(out.size() == 2);
+    CHECK(out[0]->tso_segsz == 1500 - 20 - 20);
+    CHECK(out[1]->tso_segsz == 1000); // already fits: left alone
+}
