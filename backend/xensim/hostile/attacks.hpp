@@ -3,6 +3,7 @@
 // answers the same guest, so a test or the CLI can check the backend against it.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -27,8 +28,14 @@ struct AttackEnv {
     ring::MacAddr peer_mac{};
     // A domain other than the backend, for grants aimed elsewhere.
     DomId stranger = 0;
-    // How long thread attacks (double_fetch, evtchn_storm) run.
+    // How long thread attacks (double_fetch, evtchn_storm) run at least.
     std::chrono::milliseconds duration{2000};
+    // evtchn_storm goes on past `duration` until it sent this many notifies (or `storm_cap`
+    // passed): a storm is counted in notifies, not seconds, so a slow machine still gets one.
+    std::uint64_t storm_notifies = 0;
+    std::chrono::milliseconds storm_cap{120000};
+    // Where evtchn_storm counts the notifies it sent (optional).
+    std::atomic<std::uint64_t>* notified = nullptr;
     // Called over and over while a thread attack runs: a stepped backend polls here, a live
     // one just lets time pass. Empty: sleep.
     std::function<void()> during;

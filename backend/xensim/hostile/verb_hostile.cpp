@@ -1,6 +1,7 @@
 // `xensim hostile <domain> --devid N --attack NAME`: a netfront connects cleanly to the live
 // backend, then turns hostile and runs one attack; prints what the backend made of it (its state
 // and `error` node), so a person or a script can judge it. --list names the attacks.
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <stdexcept>
@@ -29,6 +30,7 @@ struct HostileCliOptions {
     std::uint32_t devid = 0;
     std::string attack;
     unsigned seconds = 2;
+    std::uint64_t notifies = 0;
     bool list = false;
 };
 
@@ -69,9 +71,13 @@ void run_hostile(const HostileCliOptions& o) {
     env.peer_mac = {0x02, 0, 0, 0, 0, 0x99};
     env.stranger = 0;
     env.duration = std::chrono::seconds(o.seconds);
+    std::atomic<std::uint64_t> notified{0};
+    env.storm_notifies = o.notifies;
+    env.notified = &notified;
     std::printf("attack %s: %s\n", std::string(atk->name).c_str(), std::string(atk->what).c_str());
     std::fflush(stdout);
     atk->run(front, env);
+    if (notified.load() != 0) std::printf("notifies sent %llu\n", static_cast<unsigned long long>(notified.load()));
     // The backend's verdict arrives through its control loop (faults are polled, not pushed).
     std::this_thread::sleep_for(std::chrono::seconds(1));
     const auto state = dom0->read(0, nf.backend_path() + "/state");
@@ -91,7 +97,8 @@ void install_hostile(CLI::App& app) {
     sub->add_option("domain", o->domain, "guest domain (name or id)");
     sub->add_option("--devid", o->devid, "vif device id");
     sub->add_option("--attack", o->attack, "attack name (see --list)");
-    sub->add_option("--seconds", o->seconds, "how long thread attacks run");
+    sub->add_option("--seconds", o->seconds, "how long thread attacks run (at least)");
+    sub->add_option("--notifies", o->notifies, "evtchn_storm: go on until this many notifies were sent");
     sub->add_flag("--list", o->list, "list the attacks and exit");
     sub->callback([o] { run_hostile(*o); });
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 
 namespace netbackd::xensim::hostile::test {
 
@@ -20,7 +21,23 @@ bool from(const dt::Bytes& f, const dataplane::MacAddr& m) {
 
 } // namespace
 
+std::chrono::nanoseconds thread_cpu_time() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+double Meter::median() const {
+    if (rates.empty()) return 0.0;
+    auto r = rates;
+    std::nth_element(r.begin(), r.begin() + static_cast<std::ptrdiff_t>(r.size() / 2), r.end());
+    return r[r.size() / 2];
+}
+
 Arena::Arena() : rig({kHealthy, kAttacker, kStranger}), healthy(rig.world, kHealthy), vh(rig.attach(healthy, kMacHealthy)) {
+    const auto f = dt::frame(kOutside, kMacHealthy, 60);
+    healthy_page_ = healthy.granted_page(f, true);
+    healthy_size_ = f.size();
     env.own_mac = kMacAttacker.bytes();
     env.peer_mac = kOutside.bytes();
     env.stranger = kStranger;
@@ -50,6 +67,39 @@ void Arena::reconnect() {
     REQUIRE(rig.worker->post(dataplane::WorkerMsg{dataplane::WorkerMsgKind::detach, va, std::nullopt}));
     rig.poll();
     connect();
+}
+
+std::size_t Arena::count_out() {
+    std::size_t n = 0;
+    const auto hb = kMacHealthy.bytes();
+    const auto ab = kMacAttacker.bytes();
+    for (const auto& m : rig.up.sent_mbufs()) {
+        const auto* p = rte_pktmbuf_mtod(m.get(), const std::uint8_t*);
+        if (rte_pktmbuf_data_len(m.get()) < 12) continue;
+        if (std::memcmp(p + 6, hb.data(), 6) == 0) ++n;
+        if (std::memcmp(p + 6, ab.data(), 6) == 0) ++attacker_out_;
+    }
+    return n;
+}
+
+void Arena::healthy_step(Meter& m, bool rx_attack) {
+    const auto now = thread_cpu_time();
+    m.now = now;
+    if (m.slice_start.count() < 0) m.slice_start = now;
+    if (now - m.slice_start >= m.slice) {
+        m.rates.push_back(static_cast<double>(m.frames) / std::chrono::duration<double>(now - m.slice_start).count());
+        m.frames = 0;
+        m.slice_start = now;
+    }
+    if (rx_attack) inject_for_attacker(16);
+    auto& tx = healthy.tx();
+    for (int i = 0; i < 32 && !tx.full(); ++i)
+        tx.put_request(netif_tx_request_t{healthy_page_, 0, 0, healthy_id_++, static_cast<std::uint16_t>(healthy_size_)});
+    tx.push();
+    rig.poll();
+    const ring::Avail r = tx.poll();
+    tx.consume(r.count);
+    m.frames += count_out();
 }
 
 std::size_t Arena::healthy_round() {
