@@ -30,6 +30,7 @@ struct UpOptions {
     std::string dir;
     bool foreground = false;
     XenstoredLimits limits;
+    wire::CostModel costs;
 };
 
 std::atomic<Hypervisor*> g_hypervisor{nullptr};
@@ -41,9 +42,9 @@ extern "C" void on_stop_signal(int) {
 }
 
 // Runs the host until a stop signal; writes one byte to ready_fd (if any) once serving.
-void serve(const std::string& dir, const XenstoredLimits& limits, int ready_fd) {
-    Xenstored xenstored(dir, limits);
-    Hypervisor hypervisor(dir);
+void serve(const std::string& dir, const UpOptions& options, int ready_fd) {
+    Xenstored xenstored(dir, options.limits);
+    Hypervisor hypervisor(dir, options.costs);
     hypervisor.set_hooks({
         .created =
             [&xenstored](std::uint16_t domid, const std::string& name) {
@@ -95,7 +96,7 @@ void run_up(const UpOptions& options) {
     if (auto pid = running_host(dir)) throw std::runtime_error(fmt::format("a host already runs in {} (pid {})", dir, *pid));
 
     if (options.foreground) {
-        serve(dir, options.limits, -1);
+        serve(dir, options, -1);
         return;
     }
     int ready[2];
@@ -108,7 +109,7 @@ void run_up(const UpOptions& options) {
         detach_stdio(dir);
         int rc = 0;
         try {
-            serve(dir, options.limits, ready[1]);
+            serve(dir, options, ready[1]);
         } catch (const std::exception& e) {
             spdlog::error("xensim host in {}: {}", dir, e.what());
             rc = 1;
@@ -137,6 +138,14 @@ void install_up(CLI::App& app) {
     sub->add_option("--quota-watches", options->limits.max_watches_per_connection,
                     "watches per xenstore connection")
         ->capture_default_str()->check(CLI::PositiveNumber);
+    // Xen does a grant copy in a hypercall; the simulation in-process. These charge the
+    // difference (busy-wait in the copying process) so batching can be judged as on Xen.
+    sub->add_option("--grant-copy-batch-ns", options->costs.grant_copy_batch_ns,
+                    "simulated cost of one grant-copy hypercall")
+        ->capture_default_str();
+    sub->add_option("--grant-copy-segment-ns", options->costs.grant_copy_segment_ns,
+                    "simulated cost of each segment in a grant copy")
+        ->capture_default_str();
     sub->callback([options] { run_up(*options); });
 }
 

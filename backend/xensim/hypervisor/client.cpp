@@ -41,6 +41,7 @@ std::shared_ptr<HvClient> HvClient::connect(const std::string& dir, DomId domid)
                                     std::span<const int>(&efd, 1));
     client->domid_ = domid;
     client->token_ = a.reply.val0;
+    client->costs_ = wire::unpack_costs(a.reply.arg64);
     return client;
 }
 

@@ -49,6 +49,8 @@ public:
     DomId domid() const noexcept { return domid_; }
     std::uint32_t token() const noexcept { return token_; }
     int eventfd() const noexcept { return eventfd_.get(); }
+    // What the host charges for simulated hypercalls (zero on an admin connection).
+    const wire::CostModel& costs() const noexcept { return costs_; }
     // The eventfd has one reader: the first SimEvents on this connection claims it.
     bool claim_events() noexcept { return !events_claimed_.exchange(true); }
 
@@ -88,6 +90,7 @@ private:
     DomId domid_ = 0;
     std::uint32_t token_ = 0;
     platform::Fd eventfd_;
+    wire::CostModel costs_;
     std::atomic<bool> events_claimed_{false};
 
     std::mutex cache_mutex_;

@@ -45,8 +45,9 @@ std::uint64_t round_to_pages(std::uint64_t bytes) { return (bytes + 4095) & ~std
 
 } // namespace
 
-Hypervisor::Hypervisor(std::string dir)
+Hypervisor::Hypervisor(std::string dir, wire::CostModel costs)
     : dir_(std::move(dir)),
+      costs_(costs),
       socket_path_(dir_ + "/" + wire::kSocketName),
       listener_(listen_seqpacket(socket_path_)),
       stop_fd_(platform::make_eventfd()) {
@@ -218,7 +219,9 @@ Hypervisor::Outcome Hypervisor::handle(Conn& c, const wire::Request& req, std::v
         c.in_domain = true;
         c.domid = static_cast<std::uint16_t>(req.domid);
         c.eventfd = std::move(fds[0]);
-        return value(c.token);
+        Outcome out = value(c.token);
+        out.arg64 = wire::pack_costs(costs_);
+        return out;
     }
     case Op::create_domain: {
         if (req.domid >= DOMID_FIRST_RESERVED)

@@ -17,8 +17,9 @@ namespace netbackd::xensim {
 
 class Hypervisor {
 public:
-    // Listens on dir/hypervisor.sock and creates Domain-0.
-    explicit Hypervisor(std::string dir);
+    // Listens on dir/hypervisor.sock and creates Domain-0. `costs` is told to every process
+    // joining a domain (see wire::CostModel).
+    explicit Hypervisor(std::string dir, wire::CostModel costs = {});
     ~Hypervisor();
     Hypervisor(const Hypervisor&) = delete;
     Hypervisor& operator=(const Hypervisor&) = delete;
@@ -90,6 +91,7 @@ private:
     void close_port(Domain& d, std::uint32_t port);
 
     std::string dir_;
+    wire::CostModel costs_;
     std::string socket_path_;
     platform::Fd listener_;
     platform::Fd stop_fd_;

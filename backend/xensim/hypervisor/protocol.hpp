@@ -10,7 +10,8 @@ namespace netbackd::xensim::wire {
 inline constexpr const char* kSocketName = "hypervisor.sock";
 
 enum class Op : std::uint32_t {
-    hello = 1,            // domid; carries the caller's eventfd → val0 = owner token
+    hello = 1,            // domid; carries the caller's eventfd → val0 = owner token,
+                          // arg64 = the host's CostModel (pack_costs)
     create_domain = 2,    // domid, arg64 = memory bytes, name
     destroy_domain = 3,   // domid
     list_domains = 4,     // → text: "<domid> <name> <bytes>\n" per domain
@@ -27,6 +28,22 @@ enum class Op : std::uint32_t {
 };
 
 inline constexpr std::size_t kNameMax = 64;
+
+// What the host charges for what Xen does in a hypercall but the simulation does in-process.
+// Zero by default, so that the figures show the backend's own cost; the bench sets it to show
+// how batching amortises a real GNTTABOP_copy.
+struct CostModel {
+    std::uint32_t grant_copy_batch_ns = 0;   // per copy() call: hypercall entry/exit
+    std::uint32_t grant_copy_segment_ns = 0; // per segment: grant lookup, pin, p2m, unpin
+    bool operator==(const CostModel&) const = default;
+};
+
+inline constexpr std::uint64_t pack_costs(const CostModel& c) {
+    return std::uint64_t{c.grant_copy_batch_ns} | (std::uint64_t{c.grant_copy_segment_ns} << 32);
+}
+inline constexpr CostModel unpack_costs(std::uint64_t v) {
+    return CostModel{static_cast<std::uint32_t>(v), static_cast<std::uint32_t>(v >> 32)};
+}
 
 struct Request {
     Op op;

@@ -7,6 +7,7 @@
 
 #include "backend/platform/gntst.hpp"
 #include "grant_checks.hpp"
+#include "hypercall_cost.hpp"
 
 namespace netbackd::xensim {
 
@@ -152,6 +153,9 @@ void SimGrants::copy(std::span<CopySegment> segments) {
             st.dst.release();
         }
     }
+    // The copy itself is real work above; what Xen adds (the hypercall, per-segment lookups
+    // and p2m walks) is charged here when the host models it.
+    spin_for(grant_copy_cost(client_->costs(), segments.size()));
 }
 
 } // namespace netbackd::xensim
