@@ -84,7 +84,7 @@ void Traffic::run_for(std::chrono::nanoseconds budget)
         const auto now = std::chrono::steady_clock::now();
         if ((finished() && !opt_.sink) || now >= deadline)
             break;
-        if (progress)
+        if (progress || opt_.poll)
             continue;
         io_.drain_events();
         bool work = false;

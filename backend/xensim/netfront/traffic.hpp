@@ -22,6 +22,10 @@ struct TrafficOptions {
     bool csum_offload = false; // CHECKSUM_PARTIAL frames (csum_blank|data_validated) if offered
     std::size_t batch = 64;    // frames per push
     bool sink = false;         // keep receiving after the generator finished (run_for runs on)
+    // Never sleep, and so never re-arm rsp_event: the backend, seeing no request for an event,
+    // sends none. This is how a polling guest driver runs (DPDK's virtio-user sets
+    // VRING_AVAIL_F_NO_INTERRUPT the same way), and the fair match for the vhost-user peer.
+    bool poll = false;
 };
 
 struct TrafficStats {

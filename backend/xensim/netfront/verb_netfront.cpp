@@ -3,7 +3,8 @@
 // SIGTERM/SIGINT. Every state it reaches is printed on stdout, one line each.
 // Data modes on top (see netfront_io.hpp): --tap bridges a tap device in a network namespace
 // to the rings; --generate/--sink move fixed-size frames for benchmarks and print one summary
-// line per second and a final JSON line.
+// line per second and a final JSON line. --latency-peer pairs this vif with another vif of the
+// same guest and times one frame bouncing between them (latency.hpp).
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -25,6 +26,7 @@
 #include "backend/xensim/toolstack/toolstack.hpp"
 #include "netfront.hpp"
 #include "netfront_io.hpp"
+#include "latency.hpp"
 #include "tap.hpp"
 #include "traffic.hpp"
 
@@ -50,6 +52,8 @@ struct NetfrontCliOptions {
     bool sink = false;
     bool csum_offload = false;
     std::size_t batch = 64;
+    bool poll = false;
+    std::optional<std::uint32_t> latency_peer;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -131,6 +135,87 @@ bool data_round(DataMode& d, Netfront& nf, const NetfrontCliOptions& o, platform
     return true;
 }
 
+NetfrontOptions netfront_options(const NetfrontCliOptions& o, platform::DomId domid, std::uint32_t devid)
+{
+    NetfrontOptions nopt;
+    nopt.self = domid;
+    nopt.devid = devid;
+    nopt.queues = o.queues;
+    nopt.split_event_channels = !o.no_split;
+    nopt.flavour = o.flavour == "unikraft" ? NetfrontFlavour::unikraft
+                   : o.flavour == "windows" ? NetfrontFlavour::windows
+                                            : NetfrontFlavour::linux_guest;
+    return nopt;
+}
+
+ring::MacAddr vif_mac(platform::Store& store, platform::DomId domid, std::uint32_t devid)
+{
+    const auto m = store.read(0, fmt::format("/local/domain/{}/device/vif/{}/mac", domid, devid));
+    if (!m)
+        throw std::runtime_error(fmt::format("vif {} of domain {} has no mac key", devid, domid));
+    return need_mac(*m, "the vif's mac");
+}
+
+bool stop_requested(int sigfd)
+{
+    signalfd_siginfo si{};
+    bool stop = false;
+    while (read(sigfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si))
+        stop = stop || si.ssi_signo != SIGUSR1;
+    return stop;
+}
+
+// Latency mode: two vifs of this guest, one frame bouncing between them for --seconds once
+// both are connected; prints the LatencyStats JSON line.
+void run_latency(const NetfrontCliOptions& o, platform::DomId domid, platform::Store& store, platform::Events& events,
+                 GuestMemory& memory, int sigfd)
+{
+    if (*o.latency_peer == o.devid)
+        throw std::runtime_error("--latency-peer must name another vif of this guest");
+    Netfront a(store, events, memory, netfront_options(o, domid, o.devid));
+    Netfront b(store, events, memory, netfront_options(o, domid, *o.latency_peer));
+    NetfrontIo ia(memory, events);
+    NetfrontIo ib(memory, events);
+    PingPong pp(ia, ib, vif_mac(store, domid, o.devid), vif_mac(store, domid, *o.latency_peer),
+                 o.generate != 0 ? o.generate : 64);
+    a.start();
+    b.start();
+    std::optional<Clock::time_point> timing_since;
+    for (;;) {
+        pollfd fds[2] = {{store.watch_fd(), POLLIN, 0}, {sigfd, POLLIN, 0}};
+        poll(fds, 2, timing_since ? 0 : 100);
+        if ((fds[1].revents & POLLIN) && stop_requested(sigfd))
+            break;
+        if (fds[0].revents & POLLIN) {
+            a.process_watches();
+            b.process_watches();
+        }
+        const bool changed = ia.follow(a);
+        if (ib.follow(b) || changed)
+            pp.on_attach();
+        if (!ia.attached() || !ib.attached())
+            continue;
+        const auto now = Clock::now();
+        if (!timing_since) {
+            // The backend hands a vif to its worker a little after Connected: warm up first.
+            pp.run_for(std::chrono::milliseconds(300));
+            pp.reset();
+            timing_since = Clock::now();
+            std::printf("state 4 latency\n");
+            std::fflush(stdout);
+        }
+        const auto left = std::chrono::duration<double>(o.seconds) - (now - *timing_since);
+        if (left.count() <= 0)
+            break;
+        pp.run_for(std::min<Clock::duration>(std::chrono::duration_cast<Clock::duration>(left),
+                                             std::chrono::milliseconds(100)));
+    }
+    std::printf("%s\n", to_json(pp.stats()).c_str());
+    std::fflush(stdout);
+    a.close();
+    b.close();
+}
+
 void run_netfront(const NetfrontCliOptions& o)
 {
     platform::DomId domid = 0;
@@ -152,16 +237,12 @@ void run_netfront(const NetfrontCliOptions& o)
         sigaddset(&set, s);
     sigprocmask(SIG_BLOCK, &set, nullptr);
     platform::Fd sigfd(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (o.latency_peer) {
+        run_latency(o, domid, *store, events, memory, sigfd.get());
+        return;
+    }
 
-    NetfrontOptions nopt;
-    nopt.self = domid;
-    nopt.devid = o.devid;
-    nopt.queues = o.queues;
-    nopt.split_event_channels = !o.no_split;
-    nopt.flavour = o.flavour == "unikraft" ? NetfrontFlavour::unikraft
-                   : o.flavour == "windows" ? NetfrontFlavour::windows
-                                            : NetfrontFlavour::linux_guest;
-    Netfront nf(*store, events, memory, nopt);
+    Netfront nf(*store, events, memory, netfront_options(o, domid, o.devid));
 
     std::unique_ptr<DataMode> data;
     if (!o.tap.empty() || o.generate != 0 || o.sink) {
@@ -188,6 +269,7 @@ void run_netfront(const NetfrontCliOptions& o)
             t.csum_offload = o.csum_offload;
             t.batch = o.batch;
             t.sink = o.sink;
+            t.poll = o.poll;
             data->traffic.emplace(data->io, t);
         }
     }
@@ -254,7 +336,15 @@ void install_netfront(CLI::App& app)
     nf->add_flag("--sink", o->sink, "post RX buffers and count what comes back");
     nf->add_flag("--csum-offload", o->csum_offload, "generated frames leave the UDP checksum to the backend");
     nf->add_option("--batch", o->batch, "frames per push")->check(CLI::Range(1, 256));
+    nf->add_flag("--poll", o->poll, "generator/sink: busy-poll the rings and ask for no events (a polling driver)");
+    nf->add_option("--latency-peer", o->latency_peer,
+                   "latency mode: bounce one frame (--generate SIZE, default 64) between this vif and "
+                   "vif DEVID of the same guest for --seconds; prints p50/p99/p999")
+        ->excludes("--tap")
+        ->excludes("--sink");
     nf->callback([o] {
+        if (o->latency_peer && o->seconds <= 0)
+            throw CLI::ValidationError("--latency-peer", "needs --seconds");
         if (!o->tap.empty() && (o->generate != 0 || o->sink))
             throw CLI::ValidationError("--tap", "TAP mode and generator/sink mode exclude each other");
         run_netfront(*o);
