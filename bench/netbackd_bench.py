@@ -21,6 +21,7 @@ import time
 
 NETBACKD = os.environ.get("NETBACKD_BINARY", "@NETBACKD_BINARY@")
 XENSIM = os.environ.get("XENSIM_BINARY", "@XENSIM_BINARY@")
+PINGPONG = os.environ.get("PINGPONG_BINARY", "@PINGPONG_BINARY@")
 TESTPMD = os.environ.get("TESTPMD_BINARY", shutil.which("dpdk-testpmd") or "dpdk-testpmd")
 
 # One core for the backend (netbackd's process / testpmd's forwarding lcore), the other for the
@@ -182,12 +183,14 @@ def write_pcap(path, size, dst_macs):
 class NetbackdWorld:
     """A simulated host, netbackd serving it on BACKEND_CPU, and guests with one vif each."""
 
-    def __init__(self, work, tag, huge, uplink_vdev, guests, polling="adaptive"):
+    def __init__(self, work, tag, huge, uplink_vdev, guests, polling="adaptive", costs=(0, 0), burst=None):
         self.dir = tempfile.mkdtemp(prefix=f"nb-{tag}-", dir=work)
         self.host = os.path.join(self.dir, "host")
         self.xlog = os.path.join(self.dir, "xensim.log")
         self.netbackd = None
         self.up = False
+        self.costs = costs
+        self.burst = burst
         try:
             self._start(huge, tag, uplink_vdev, guests, polling)
         except BaseException:
@@ -197,7 +200,9 @@ class NetbackdWorld:
 
     def _start(self, huge, tag, uplink_vdev, guests, polling):
         os.makedirs(os.path.join(self.dir, "clients"))
-        run_ok([XENSIM, "up", "--dir", self.host, "--quota-nodes", "8000"], self.xlog)
+        # The host charges the hypercall a grant copy would be on Xen (zero: no charge).
+        run_ok([XENSIM, "up", "--dir", self.host, "--quota-nodes", "8000",
+                "--grant-copy-batch-ns", str(self.costs[0]), "--grant-copy-segment-ns", str(self.costs[1])], self.xlog)
         self.up = True
         run_ok([XENSIM, "domain", "create", "nicdom", "--domid", str(DRIVER_DOMID), "--memory", "16",
                 "--dir", self.host], self.xlog)
@@ -217,20 +222,22 @@ class NetbackdWorld:
                     f'[sim]\ndir = "{self.host}"\ndomid = {DRIVER_DOMID}\n'
                     f'[vif]\nmax_queues = 1\n'
                     f'[dpdk]\neal_args = {json.dumps(eal)}\n{ports}'
-                    f'[workers]\ncores = [{BACKEND_CPU}]\npolling = "{polling}"\n')
+                    f'[workers]\ncores = [{BACKEND_CPU}]\npolling = "{polling}"\n' +
+                    (f'burst = {self.burst}\n' if self.burst else ''))
         self.netbackd = Proc([NETBACKD, "run", "--config", os.path.join(self.dir, "netbackd.toml")],
                              os.path.join(self.dir, "netbackd.log"), cpu=BACKEND_CPU)
         self.guests = []
         for i in range(guests):
             self.add_guest(10 + i)
 
-    def add_guest(self, domid):
+    def add_guest(self, domid, vifs=1):
         name = f"g{domid}"
-        run_ok([XENSIM, "domain", "create", name, "--domid", str(domid), "--memory", "32", "--dir", self.host],
-               self.xlog)
+        run_ok([XENSIM, "domain", "create", name, "--domid", str(domid), "--memory", str(32 * vifs),
+                "--dir", self.host], self.xlog)
         # attach waits for InitWait, i.e. for netbackd to be up and serving.
-        run_ok([XENSIM, "attach", name, "--backend", str(DRIVER_DOMID), "--mac", mac_of(domid), "--devid", "0",
-                "--timeout-ms", "20000", "--dir", self.host], self.xlog, timeout=40)
+        for devid in range(vifs):
+            run_ok([XENSIM, "attach", name, "--backend", str(DRIVER_DOMID), "--mac", mac_of(domid, devid),
+                    "--devid", str(devid), "--timeout-ms", "20000", "--dir", self.host], self.xlog, timeout=40)
         self.guests.append(name)
 
     def netfront(self, guest, args, cpu=FRONTEND_CPU):
@@ -271,54 +278,68 @@ def netfront_result(proc, timeout):
     return json.loads(text[i:text.index("\n", i) if "\n" in text[i:] else None])
 
 
-COUNTERS = {}  # (scenario, size, vifs) -> summed data-plane counters of every run
+COUNTERS = {}  # (scenario, size, vifs[, ...]) -> summed data-plane counters of every run
 
 
-def keep_counters(world, scenario, size, vifs):
+def keep_counters(world, key):
     c = world.counters()
     if c:
-        acc = COUNTERS.setdefault((scenario, size, vifs), dict.fromkeys(c, 0))
+        acc = COUNTERS.setdefault(key, dict.fromkeys(c, 0))
         for k, v in c.items():
             acc[k] += v
 
 
-def netbackd_run(args, huge, scenario, size, vifs):
+def frontend_flags(args):
+    # poll: the netfront busy-polls and asks for no events, as virtio-user does (the default,
+    # for a like-for-like comparison); event: it sleeps on its event channel when idle, as
+    # Linux netfront does, so the backend pays a wake-up kick per batch.
+    return ["--poll"] if args.frontend == "poll" else []
+
+
+def netbackd_run(args, huge, scenario, size, vifs, costs=(0, 0), burst=None, key=None):
     """One measured netbackd run; returns packets per second (aggregate over vifs)."""
     secs = args.seconds
+    key = key or (scenario, size, vifs)
     if scenario in ("guest-wire", "scaling"):
-        world = NetbackdWorld(args.work, "gw", huge, "net_null0,no-rx=1", vifs)
+        world = NetbackdWorld(args.work, "gw", huge, "net_null0,no-rx=1", vifs, costs=costs, burst=burst)
         try:
-            nfs = [world.netfront(g, ["--generate", str(size), "--seconds", str(secs)]) for g in world.guests]
+            nfs = [world.netfront(g, ["--generate", str(size), "--seconds", str(secs)] + frontend_flags(args))
+                   for g in world.guests]
             # Vifs leave the telemetry as their netfront closes: read the counters just before.
             time.sleep(max(0.0, secs - 0.4))
-            keep_counters(world, scenario, size, vifs)
+            keep_counters(world, key)
             res = [netfront_result(p, secs + 30) for p in nfs]
             return sum(r["tx_pkts"] / r["seconds"] for r in res)
         finally:
             world.close()
     if scenario == "wire-guest":
+        if size > 1514:
+            # net_pcap's infinite_rx replays only single-segment mbufs, and netbackd's frame
+            # buffers hold 2 KiB: the port refuses to start (EINVAL at rx queue setup).
+            raise RuntimeError("no 9000 B wire source for netbackd: net_pcap infinite_rx cannot chain mbufs")
         pcap = os.path.join(args.work, f"wire-{size}-{vifs}.pcap")
         write_pcap(pcap, size, [mac_of(10 + i) for i in range(vifs)])
-        world = NetbackdWorld(args.work, "wg", huge, f"net_pcap0,rx_pcap={pcap},infinite_rx=1", vifs)
+        world = NetbackdWorld(args.work, "wg", huge, f"net_pcap0,rx_pcap={pcap},infinite_rx=1", vifs,
+                              costs=costs, burst=burst)
         try:
-            nfs = [world.netfront(g, ["--sink", "--seconds", str(secs)]) for g in world.guests]
+            nfs = [world.netfront(g, ["--sink", "--seconds", str(secs)] + frontend_flags(args)) for g in world.guests]
             # Vifs leave the telemetry as their netfront closes: read the counters just before.
             time.sleep(max(0.0, secs - 0.4))
-            keep_counters(world, scenario, size, vifs)
+            keep_counters(world, key)
             res = [netfront_result(p, secs + 30) for p in nfs]
             return sum(r["rx_pkts"] / r["seconds"] for r in res)
         finally:
             world.close()
     if scenario == "guest-guest":
-        world = NetbackdWorld(args.work, "gg", huge, None, 2)
+        world = NetbackdWorld(args.work, "gg", huge, None, 2, costs=costs, burst=burst)
         try:
             dst = mac_of(11)
-            sink = world.netfront(world.guests[1], ["--sink", "--seconds", str(secs + 2)])
+            sink = world.netfront(world.guests[1], ["--sink", "--seconds", str(secs + 2)] + frontend_flags(args))
             time.sleep(0.5)
             gen = world.netfront(world.guests[0], ["--generate", str(size), "--seconds", str(secs),
-                                                   "--dst-mac", dst])
+                                                   "--dst-mac", dst] + frontend_flags(args))
             time.sleep(max(0.0, secs - 0.4))
-            keep_counters(world, scenario, size, vifs)
+            keep_counters(world, key)
             g = netfront_result(gen, secs + 30)
             s = netfront_result(sink, secs + 30)
             # The sink's window is longer than the generator's: rate over the sender's time.
@@ -326,6 +347,56 @@ def netbackd_run(args, huge, scenario, size, vifs):
         finally:
             world.close()
     raise ValueError(scenario)
+
+
+def json_line(proc, timeout, first_key):
+    if proc.wait(timeout) is None:
+        raise RuntimeError(f"{proc.log} did not finish:\n{proc.text()[-2000:]}")
+    text = proc.text()
+    i = text.rfind('{"' + first_key + '"')
+    if i < 0:
+        raise RuntimeError(f"no JSON summary in {proc.log}:\n{text[-2000:]}")
+    return json.loads(text[i:].split("\n", 1)[0])
+
+
+def netbackd_latency(args, huge, size):
+    """Scenario 5 on netbackd: one guest with two vifs, one frame bouncing vif 0 -> vif 1 -> vif 0."""
+    world = NetbackdWorld(args.work, "lat", huge, None, 0)
+    try:
+        world.add_guest(10, vifs=2)
+        nf = world.netfront(world.guests[0], ["--latency-peer", "1", "--generate", str(size),
+                                              "--seconds", str(args.seconds)])
+        return json_line(nf, args.seconds + 40, "rounds")
+    finally:
+        world.close()
+
+
+def peer_latency(args, huge, size):
+    """Scenario 5 on the peer: netbackd-pingpong's two virtio-user ports through testpmd vhost-user io-fwd."""
+    if not huge.dir:
+        raise RuntimeError("the vhost-user peer needs hugepages (run as root)")
+    d = tempfile.mkdtemp(prefix="peerlat-", dir=args.work)
+    socks = [os.path.join(d, f"vhost{i}.sock") for i in range(2)]
+    mem = ["--in-memory", "--single-file-segments", "--huge-dir", huge.dir, "-m", "512", "--no-pci",
+           "--no-telemetry", "--log-level", "*:error"]
+    tag = f"{os.getpid()}{int(time.time() * 1000) % 100000}"
+    backend = Proc([TESTPMD, "-l", f"{FRONTEND_CPU},{BACKEND_CPU}", "--main-lcore", str(FRONTEND_CPU)] + mem +
+                   [f"--file-prefix=blv{tag}"] + [f"--vdev=net_vhost{i},iface={s},queues=1" for i, s in enumerate(socks)] +
+                   ["--", "--forward-mode=io", "--nb-cores=1", "--auto-start", "--stats-period=1", "--no-flush-rx"],
+                   os.path.join(d, "backend.log"))
+    try:
+        for _ in range(100):
+            if all(os.path.exists(s) for s in socks):
+                break
+            time.sleep(0.1)
+        pp = Proc([PINGPONG, "-l", str(FRONTEND_CPU)] + mem +
+                  [f"--file-prefix=blp{tag}"] +
+                  [f"--vdev=net_virtio_user{i},path={s},queues=1" for i, s in enumerate(socks)] +
+                  ["--", "--size", str(size), "--seconds", str(args.seconds)], os.path.join(d, "pingpong.log"))
+        return json_line(pp, args.seconds + 40, "rounds")
+    finally:
+        backend.stop(signal.SIGINT, grace=10)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 TESTPMD_PORT_STATS = re.compile(r"NIC statistics for port (\d+)(.*?)(?=NIC statistics for port|\Z)", re.S)
@@ -352,6 +423,19 @@ def peer_run(args, huge, scenario, size, vifs):
     mem = ["--in-memory", "--single-file-segments", "--huge-dir", huge.dir, "-m", "512", "--no-pci",
            "--no-telemetry", "--log-level", "*:error"]
     tag = f"{os.getpid()}{int(time.time() * 1000) % 100000}"
+    jumbo = []
+    seg_args = [f"--txpkts={size}"]
+    if size > 1514:
+        # 9000 B with SG. guest->wire: txonly builds each frame from 2 KiB segments, which the
+        # virtio-user driver sends as a descriptor chain and vhost dequeues into chained mbufs.
+        # wire->guest: the pcap port cannot chain on RX without the scatter offload, which
+        # testpmd can only switch on for every port and the vhost port refuses; so the backend's
+        # mbufs hold a whole 9000 B frame, and vhost spreads it over the guest's 2 KiB buffers
+        # with mergeable RX buffers (virtio-user's mrg_rxbuf, on by default).
+        segs = [2048] * (size // 2048) + ([size % 2048] if size % 2048 else [])
+        seg_args = ["--txpkts=" + ",".join(map(str, segs))]
+        if scenario == "wire-guest":
+            jumbo = [f"--mbuf-size={size + 256}"]
     if scenario == "guest-wire":
         wire = "net_null0,no-rx=1"
     else:
@@ -361,7 +445,7 @@ def peer_run(args, huge, scenario, size, vifs):
     backend = Proc([TESTPMD, "-l", f"{FRONTEND_CPU},{BACKEND_CPU}", "--main-lcore", str(FRONTEND_CPU)] + mem +
                    [f"--file-prefix=bvh{tag}", f"--vdev=net_vhost0,iface={sock},queues=1", f"--vdev={wire}",
                     "--", "--forward-mode=io", "--nb-cores=1", "--auto-start", "--stats-period=1",
-                    "--total-num-mbufs=16384", "--rxd=1024", "--txd=1024", "--no-flush-rx"],
+                    "--total-num-mbufs=16384", "--rxd=1024", "--txd=1024", "--no-flush-rx"] + jumbo,
                    os.path.join(d, "backend.log"))
     frontend = None
     try:
@@ -372,8 +456,8 @@ def peer_run(args, huge, scenario, size, vifs):
         mode = "txonly" if scenario == "guest-wire" else "rxonly"
         frontend = Proc([TESTPMD, "-l", f"{BACKEND_CPU},{FRONTEND_CPU}", "--main-lcore", str(BACKEND_CPU)] + mem +
                         [f"--file-prefix=bvu{tag}", f"--vdev=net_virtio_user0,path={sock},queues=1", "--",
-                         f"--forward-mode={mode}", f"--txpkts={size}", "--nb-cores=1", "--auto-start",
-                         "--stats-period=1", "--total-num-mbufs=16384"],
+                         f"--forward-mode={mode}", "--nb-cores=1", "--auto-start",
+                         "--stats-period=1", "--total-num-mbufs=16384"] + seg_args,
                         os.path.join(d, "frontend.log"))
         time.sleep(args.seconds + 2.5)
         # Counted where netbackd's figure is counted: what reached the wire (net_null, port 1,
@@ -420,16 +504,120 @@ def fmt_rate(x):
     return f"{x / 1e6:6.2f}"
 
 
+# The grant-copy cost table: (per-batch ns, per-segment ns) charged by the simulated host, and
+# the worker bursts they are crossed with. 0/0 is the plain simulation; the others bracket a
+# GNTTABOP_copy hypercall (see README: Xen's own measurements of a few hundred ns to ~2 us per
+# hypercall, plus the per-segment grant lookup, pin and p2m walk).
+COPY_COSTS = [(0, 0), (500, 50), (2000, 100)]
+BURSTS = [1, 4, 8, 32, 64]
+
+
+def copycost_table(args, huge, writer):
+    """guest->wire 64 B, netbackd only, for every (cost, burst); runs interleaved across the grid."""
+    runs = {}
+    for rep in range(args.cost_runs):
+        for cost in COPY_COSTS:
+            for burst in BURSTS:
+                try:
+                    pps = netbackd_run(args, huge, "guest-wire", 64, 1, costs=cost, burst=burst,
+                                       key=("copycost", cost, burst))
+                except Exception as e:
+                    log(f"copycost {cost} burst {burst} run {rep}: {e}")
+                    continue
+                runs.setdefault((cost, burst), []).append(pps)
+                if writer:
+                    writer.writerow([cost[0], cost[1], burst, f"{pps / 1e6:.4f}"])
+                log(f"  copycost batch {cost[0]} ns + {cost[1]} ns/seg, burst {burst}, run {rep + 1}: "
+                    f"{fmt_rate(pps)} Mpps")
+    return runs
+
+
+def median_or_none(xs):
+    return statistics.median(xs) if xs else None
+
+
+def write_plots(base, table, scaling, copycost):
+    """gnuplot PNGs next to the CSV: Mpps and Gbit/s against frame size and against vif count."""
+    gp = shutil.which("gnuplot")
+    if not gp:
+        log("gnuplot not found (apt-get install gnuplot-nox): no plots")
+        return []
+    made = []
+    term = 'set terminal pngcairo size 900,560 noenhanced font "sans,11"\nset grid\nset key top right\n'
+    # Against frame size: one data block per (scenario, system).
+    series = {}
+    for sc, size, vifs, a, b, _ in table:
+        if sc not in ("guest-wire", "wire-guest", "guest-guest"):
+            continue
+        for system, xs in (("netbackd", a), ("vhost-user", b)):
+            if xs:
+                series.setdefault(f"{sc} {system}", []).append((size, statistics.median(xs)))
+    if series:
+        dat = base + "-size.dat"
+        with open(dat, "w") as f:
+            for name, pts in series.items():
+                f.write(f'"{name}"\n')
+                for size, pps in sorted(pts):
+                    f.write(f"{size} {pps / 1e6:.4f} {wire_gbps(pps, size):.4f}\n")
+                f.write("\n\n")
+        for what, col, ylabel in (("mpps", 2, "Mpps (median)"), ("gbps", 3, "Gbit/s on the wire (median)")):
+            png = f"{base}-{what}-size.png"
+            script = (term + f'set output "{png}"\nset logscale x 2\nset xlabel "frame size (bytes)"\n'
+                      f'set ylabel "{ylabel}"\nset title "netbackd vs vhost-user: {ylabel} by frame size"\n'
+                      f'plot for [i=0:{len(series) - 1}] "{dat}" index i using 1:{col} with linespoints '
+                      f'lw 2 pt 7 title columnheader(1)\n')
+            subprocess.run([gp], input=script, text=True, check=False)
+            made.append(png)
+    if scaling:
+        dat = base + "-vifs.dat"
+        with open(dat, "w") as f:
+            for vifs, pps in sorted(scaling):
+                f.write(f"{vifs} {pps / 1e6:.4f} {wire_gbps(pps, 64):.4f}\n")
+        png = base + "-vifs.png"
+        script = (term + f'set output "{png}"\nset logscale x 2\nset xlabel "vifs on one worker (64 B guest->wire)"\n'
+                  'set ylabel "Mpps (median, aggregate)"\nset y2label "Gbit/s on the wire"\nset ytics nomirror\n'
+                  'set y2tics\nset title "netbackd: aggregate rate by vif count"\n'
+                  f'plot "{dat}" using 1:2 with linespoints lw 2 pt 7 title "Mpps", '
+                  f'"{dat}" using 1:3 axes x1y2 with linespoints lw 2 pt 5 dt 2 title "Gbit/s"\n')
+        subprocess.run([gp], input=script, text=True, check=False)
+        made.append(png)
+    if copycost:
+        dat = base + "-copycost.dat"
+        with open(dat, "w") as f:
+            for cost in COPY_COSTS:
+                f.write(f'"{cost[0]} ns/batch + {cost[1]} ns/segment"\n')
+                for burst in BURSTS:
+                    m = median_or_none(copycost.get((cost, burst), []))
+                    if m is not None:
+                        f.write(f"{burst} {m / 1e6:.4f}\n")
+                f.write("\n\n")
+        png = base + "-copycost.png"
+        script = (term + f'set output "{png}"\nset logscale x 2\nset xlabel "worker burst (packets per grant copy)"\n'
+                  'set ylabel "Mpps (median), 64 B guest->wire"\n'
+                  'set title "netbackd: simulated grant-copy hypercall cost amortised by the burst"\n'
+                  f'plot for [i=0:{len(COPY_COSTS) - 1}] "{dat}" index i using 1:2 with linespoints lw 2 pt 7 '
+                  'title columnheader(1)\n')
+        subprocess.run([gp], input=script, text=True, check=False)
+        made.append(png)
+    return [m for m in made if os.path.exists(m)]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="development mode: 64 B, 2 pairs, short runs (< 2 min)")
-    ap.add_argument("--csv", help="write one row per measured run: " + ",".join(CSV_COLUMNS))
-    ap.add_argument("--sizes", default=None, help="comma-separated frame sizes (default 64,256,1500)")
+    ap.add_argument("--csv", help="write one row per measured run: " + ",".join(CSV_COLUMNS) +
+                    "; also BASE-latency.csv, BASE-copycost.csv and PNG plots next to it")
+    ap.add_argument("--sizes", default=None, help="comma-separated frame sizes (default 64,256,1500,9000)")
     ap.add_argument("--scenarios", default=None,
-                    help="comma list of guest-wire,wire-guest,guest-guest,scaling,idle")
+                    help="comma list of guest-wire,wire-guest,guest-guest,scaling,latency,copycost,idle")
     ap.add_argument("--pairs", type=int, default=None, help="A B pairs per point (default 5; quick 2)")
     ap.add_argument("--seconds", type=float, default=None, help="seconds per run (default 5; quick 2)")
     ap.add_argument("--vifs", default="1,4,16,64", help="vif counts for the scaling scenario")
+    ap.add_argument("--latency-sizes", default="64,1500", help="frame sizes of the latency scenario")
+    ap.add_argument("--cost-runs", type=int, default=None, help="runs per (cost, burst) point (default 3; quick 1)")
+    ap.add_argument("--frontend", choices=("poll", "event"), default="poll",
+                    help="netfront generator/sink: busy-poll without events like virtio-user (default), "
+                         "or sleep on the event channel like Linux netfront")
     ap.add_argument("--idle-vifs", type=int, default=None, help="idle vifs for the idle report (default 64)")
     ap.add_argument("--idle-seconds", type=float, default=None, help="idle CPU window (default 10; quick 3)")
     ap.add_argument("--no-peer", action="store_true", help="measure netbackd only")
@@ -437,11 +625,12 @@ def main():
     ap.add_argument("--workdir", default=None, help="where runs keep their files (default: a temp dir)")
     args = ap.parse_args()
     q = args.quick
-    sizes = [int(s) for s in (args.sizes or ("64" if q else "64,256,1500")).split(",")]
-    scenarios = (args.scenarios or ("guest-wire,wire-guest,idle" if q else
-                                    "guest-wire,wire-guest,guest-guest,scaling,idle")).split(",")
+    sizes = [int(s) for s in (args.sizes or ("64" if q else "64,256,1500,9000")).split(",")]
+    scenarios = (args.scenarios or ("guest-wire,wire-guest,latency,idle" if q else
+                                    "guest-wire,wire-guest,guest-guest,scaling,latency,copycost,idle")).split(",")
     args.pairs = args.pairs or (2 if q else 5)
     args.seconds = args.seconds or (2 if q else 5)
+    args.cost_runs = args.cost_runs or (1 if q else 3)
     args.idle_vifs = args.idle_vifs if args.idle_vifs is not None else (8 if q else 64)
     args.idle_seconds = args.idle_seconds or (3 if q else 10)
     if os.cpu_count() is None or os.cpu_count() < 2:
@@ -456,10 +645,18 @@ def main():
     atexit.register(cleanup)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
+    load = []  # 1-minute load averages sampled between runs: the machine is shared
+
+    def sample_load():
+        load.append(os.getloadavg()[0])
+
+    started = time.time()
     log(f"netbackd-bench: backend on CPU {BACKEND_CPU}, frontend side on CPU {FRONTEND_CPU}; "
-        f"{'hugepages' if huge.dir else 'no hugepages (peer skipped)'}; {args.pairs} pairs x {args.seconds}s")
+        f"{'hugepages' if huge.dir else 'no hugepages (peer skipped)'}; {args.pairs} pairs x {args.seconds}s; "
+        f"netfront {args.frontend} mode")
     rows = []      # csv rows
     table = []     # printed last
+    base = os.path.splitext(args.csv)[0] if args.csv else None
     csv_file = open(args.csv, "w", newline="") if args.csv else None
     writer = csv.writer(csv_file) if csv_file else None
     if writer:
@@ -475,6 +672,7 @@ def main():
     def point(scenario, size, vifs, with_peer):
         a, b = [], []
         for i in range(args.pairs):
+            sample_load()
             try:
                 a.append(netbackd_run(args, huge, scenario, size, vifs))
                 record(scenario, size, vifs, "netbackd", a[-1])
@@ -493,6 +691,8 @@ def main():
         table.append((scenario, size, vifs, a, b, ratios))
 
     peer = not args.no_peer and huge.dir is not None
+    latency = []   # (size, system, [LatencyStats dicts])
+    copycost = {}
     for sc in scenarios:
         if sc in ("guest-wire", "wire-guest"):
             for s in sizes:
@@ -503,14 +703,52 @@ def main():
         elif sc == "scaling":
             for v in [int(x) for x in args.vifs.split(",")]:
                 point("scaling", 64, v, False)
+        elif sc == "latency":
+            for size in [int(x) for x in args.latency_sizes.split(",")]:
+                nb, pr = [], []
+                for i in range(args.pairs):
+                    sample_load()
+                    try:
+                        nb.append(netbackd_latency(args, huge, size))
+                    except Exception as e:
+                        log(f"latency {size}B netbackd run {i}: {e}")
+                    if peer:
+                        try:
+                            pr.append(peer_latency(args, huge, size))
+                        except Exception as e:
+                            log(f"latency {size}B vhost-user run {i}: {e}")
+                    log(f"  latency {size}B pair {i + 1}: netbackd p50 "
+                        f"{nb[-1]['p50_us'] if nb else '-'} us, vhost-user p50 {pr[-1]['p50_us'] if pr else '-'} us")
+                latency.append((size, "netbackd", nb))
+                if peer:
+                    latency.append((size, "vhost-user", pr))
+        elif sc == "copycost":
+            sample_load()
+            cc_file = open(base + "-copycost.csv", "w", newline="") if base else None
+            cc_writer = csv.writer(cc_file) if cc_file else None
+            if cc_writer:
+                cc_writer.writerow(["batch_ns", "segment_ns", "burst", "mpps"])
+            copycost = copycost_table(args, huge, cc_writer)
+            if cc_file:
+                cc_file.close()
     idle = None
     if "idle" in scenarios:
+        sample_load()
         try:
             idle = idle_report(args, huge, args.idle_vifs)
         except Exception as e:
             log(f"idle report: {e}")
+    sample_load()
     if csv_file:
         csv_file.close()
+    if base and latency:
+        with open(base + "-latency.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["size", "system", "rounds", "lost", "p50_us", "p99_us", "p999_us", "min_us", "max_us"])
+            for size, system, runs in latency:
+                for r in runs:
+                    w.writerow([size, system] + [r[k] for k in ("rounds", "lost", "p50_us", "p99_us", "p999_us",
+                                                                "min_us", "max_us")])
 
     def cell(xs):
         if not xs:
@@ -518,16 +756,47 @@ def main():
         return f"{statistics.median(xs) / 1e6:7.2f} [{min(xs) / 1e6:5.2f}-{max(xs) / 1e6:5.2f}]"
 
     print(f"\nnetbackd-bench ({'quick' if q else 'full'}): Mpps median [min-max] over {args.pairs} interleaved "
-          f"runs of {args.seconds:g}s; backend on CPU {BACKEND_CPU}, frontend side on CPU {FRONTEND_CPU}")
+          f"runs of {args.seconds:g}s; backend on CPU {BACKEND_CPU}, frontend side on CPU {FRONTEND_CPU}; "
+          f"netfront in {args.frontend} mode")
     print(f"{'scenario':<12}{'size':>6}{'vifs':>5}  {'netbackd':>22}  {'vhost-user':>22}  {'Gbit/s nb':>9}"
           f"  {'ratio med [min-max]':>20}")
     for sc, size, vifs, a, b, ratios in table:
         gb = f"{wire_gbps(statistics.median(a), size):9.2f}" if a else f"{'-':>9}"
         r = (f"{statistics.median(ratios):6.2f} [{min(ratios):.2f}-{max(ratios):.2f}]" if ratios else "-")
         print(f"{sc:<12}{size:>6}{vifs:>5}  {cell(a)}  {cell(b)}  {gb}  {r:>20}")
-    if COUNTERS:
+    if latency:
+        print("latency (one frame in flight, round trip A -> backend -> B -> backend -> A; "
+              "median over runs of each percentile, us):")
+        print(f"  {'size':>5} {'system':<11} {'runs':>4} {'p50':>8} {'p99':>8} {'p999':>8} {'lost':>5}")
+        for size, system, runs in latency:
+            if not runs:
+                print(f"  {size:>5} {system:<11} {0:>4} {'-':>8} {'-':>8} {'-':>8}")
+                continue
+            med = {k: statistics.median(r[k] for r in runs) for k in ("p50_us", "p99_us", "p999_us")}
+            print(f"  {size:>5} {system:<11} {len(runs):>4} {med['p50_us']:8.2f} {med['p99_us']:8.2f} "
+                  f"{med['p999_us']:8.2f} {sum(r['lost'] for r in runs):>5}")
+    if copycost:
+        print(f"grant-copy cost x worker burst, 64 B guest->wire, netbackd Mpps median of {args.cost_runs} "
+              "(simulated hypercall charged per batch + per segment):")
+        print(f"  {'ns/batch + ns/segment':<22}" + "".join(f"{'burst ' + str(b):>10}" for b in BURSTS))
+        for cost in COPY_COSTS:
+            cells = []
+            for burst in BURSTS:
+                m = median_or_none(copycost.get((cost, burst), []))
+                cells.append(f"{m / 1e6:10.2f}" if m is not None else f"{'-':>10}")
+            print(f"  {f'{cost[0]} + {cost[1]}':<22}" + "".join(cells))
+        print("  grant-copy segments per batch measured (telemetry), same grid:")
+        for cost in COPY_COSTS:
+            cells = []
+            for burst in BURSTS:
+                c = COUNTERS.get(("copycost", cost, burst))
+                cells.append(f"{c['copy_segments'] / c['copy_batches']:10.1f}" if c and c["copy_batches"]
+                             else f"{'-':>10}")
+            print(f"  {f'{cost[0]} + {cost[1]}':<22}" + "".join(cells))
+    plain = {k: v for k, v in COUNTERS.items() if k[0] != "copycost"}
+    if plain:
         print("data-plane counters over all netbackd runs (telemetry /netbackd/vifs):")
-        for (sc, size, vifs), c in COUNTERS.items():
+        for (sc, size, vifs), c in plain.items():
             pkts = c["tx_packets"] + c["rx_packets"]
             print(f"  {sc:<12}{size:>6}{vifs:>5}  notifications/packet "
                   f"{c['notifications'] / pkts if pkts else float('nan'):.4f}  grant-copy segments/batch "
@@ -535,7 +804,13 @@ def main():
     if idle:
         print(f"idle: netbackd {idle['cpu_pct']:.2f}% of one core with {idle['vifs']} connected idle vifs "
               f"over {idle['window_s']:.1f}s; RSS growth {idle['rss_per_vif_kib']:.0f} KiB per vif")
-    if not rows:
+    print(f"machine: {os.cpu_count()} CPUs; 1-min load average during the run {min(load):.2f}-{max(load):.2f} "
+          f"(median {statistics.median(load):.2f}); {time.time() - started:.0f} s")
+    if base:
+        scaling = [(vifs, statistics.median(a)) for sc, size, vifs, a, b, _ in table if sc == "scaling" and a]
+        for png in write_plots(base, table, scaling, copycost):
+            print(f"plot: {png}")
+    if not rows and not latency and not copycost and not idle:
         sys.exit("netbackd-bench: no run succeeded")
 
 
