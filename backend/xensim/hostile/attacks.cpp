@@ -196,7 +196,7 @@ void run_thread(const AttackEnv& env, Body body, Done done) {
 template <class Body>
 void run_thread(const AttackEnv& env, Body body) {
     const auto end = std::chrono::steady_clock::now() + env.duration;
-    run_thread(env, body, [&] { return std::chrono::steady_clock::now() >= end; });
+    run_thread(env, body, [&] { return std::chrono::steady_clock::now() >= end && (!env.finished || env.finished()); });
 }
 
 void double_fetch(HostileFront& f, const AttackEnv& env) {
@@ -235,8 +235,8 @@ void evtchn_storm(HostileFront& f, const AttackEnv& env) {
         },
         [&] {
             const auto ran = std::chrono::steady_clock::now() - start;
-            return ran >= env.storm_cap ||
-                   (ran >= env.duration && sent.load(std::memory_order_relaxed) >= env.storm_notifies);
+            return ran >= env.storm_cap || (ran >= env.duration && sent.load(std::memory_order_relaxed) >= env.storm_notifies &&
+                                            (!env.finished || env.finished()));
         });
 }
 

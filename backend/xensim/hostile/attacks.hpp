@@ -34,6 +34,8 @@ struct AttackEnv {
     // passed): a storm is counted in notifies, not seconds, so a slow machine still gets one.
     std::uint64_t storm_notifies = 0;
     std::chrono::milliseconds storm_cap{120000};
+    // Thread attacks also go on until this says so (empty: no condition of the caller's).
+    std::function<bool()> finished;
     // Where evtchn_storm counts the notifies it sent (optional).
     std::atomic<std::uint64_t>* notified = nullptr;
     // Called over and over while a thread attack runs: a stepped backend polls here, a live

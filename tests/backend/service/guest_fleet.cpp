@@ -19,15 +19,20 @@ std::string guest_mac_text(platform::DomId domid, std::uint32_t devid)
     return fmt::format("00:16:3e:00:{:02x}:{:02x}", domid & 0xff, devid & 0xff);
 }
 
-FleetGuest& GuestFleet::add(platform::DomId domid, std::uint32_t devid, std::optional<ring::MacAddr> dst,
-                            std::size_t frame_size)
+void attach_vif(SimWorld& world, platform::DomId domid, std::uint32_t devid)
 {
     xensim::NicSpec s;
     s.frontend = domid;
     s.backend = kDriverDomain;
     s.devid = devid;
     s.mac = guest_mac_text(domid, devid);
-    xensim::nic_add(world_.dom0(), s);
+    xensim::nic_add(world.dom0(), s);
+}
+
+FleetGuest& GuestFleet::add(platform::DomId domid, std::uint32_t devid, std::optional<ring::MacAddr> dst,
+                            std::size_t frame_size)
+{
+    attach_vif(world_, domid, devid);
 
     auto g = std::make_unique<FleetGuest>();
     g->domid = domid;

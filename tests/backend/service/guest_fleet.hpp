@@ -19,6 +19,8 @@ namespace netbackd::testing {
 // The MAC the toolstack gives (domid, devid): 00:16:3e:00:<domid>:<devid>.
 ring::MacAddr guest_mac(platform::DomId domid, std::uint32_t devid = 0);
 std::string guest_mac_text(platform::DomId domid, std::uint32_t devid = 0);
+// xl network-attach of vif `devid` with guest_mac(); returns once the backend is at InitWait.
+void attach_vif(SimWorld& world, platform::DomId domid, std::uint32_t devid = 0);
 
 struct FleetGuest {
     platform::DomId domid = 0;

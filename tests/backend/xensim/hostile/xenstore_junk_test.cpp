@@ -1,14 +1,15 @@
 // xenstore junk from a guest against the real netbackd binary (SimWorld): the guest writes what
-// it likes into its own frontend dir. netbackd must keep serving the healthy vif, and leave the
-// attacked one as Linux netback would: error node and Closing for unreadable keys.
+// it likes into its own frontend dir. netbackd must keep serving the healthy vifs at the same
+// throughput (guest to guest through its switch, measured before and while the junk is written),
+// and leave the attacked one as Linux netback would: error node and Closing for unreadable keys.
 #include <csignal>
 #include <string>
+#include <thread>
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
-#include "../../control/sim_world.hpp"
-#include "backend/xensim/toolstack/toolstack.hpp"
+#include "../../service/guest_fleet.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;
@@ -18,41 +19,68 @@ namespace {
 
 constexpr platform::DomId kHealthy = 7;
 constexpr platform::DomId kAttacker = 8;
-
-xensim::NicSpec nic(platform::DomId fe) {
-    xensim::NicSpec s;
-    s.frontend = fe;
-    s.backend = kDriverDomain;
-    s.devid = 0;
-    s.mac = fmt::format("00:16:3e:00:{:02x}:00", fe & 0xff);
-    return s;
-}
+constexpr platform::DomId kPeer = 9; // receives the healthy vif's traffic
+constexpr auto kWindow = std::chrono::milliseconds(400);
+constexpr int kWindows = 5;
 
 struct JunkWorld {
-    JunkWorld() {
+    JunkWorld()
+    {
         w.create_domain("healthy", kHealthy);
         w.create_domain("attacker", kAttacker);
+        w.create_domain("peer", kPeer);
         w.start_netbackd();
-        xensim::nic_add(w.dom0(), nic(kHealthy));
-        w.guest(kHealthy).start_netfront(0);
-        REQUIRE(w.wait_state(W::be(kHealthy, 0) + "/state", "4"));
+        fleet.add(kHealthy, 0, guest_mac(kPeer));
+        rx = &fleet.add(kPeer, 0, std::nullopt);
+        fleet.pump(std::chrono::milliseconds(300));
+        before = fleet.best_rate(*rx, kWindow, kWindows);
+        REQUIRE(before > 0);
     }
-    // netbackd still alive and the healthy vif still connected with its channels bound.
-    void check_healthy() {
+    // Runs `junk` over and over on the attacker's own thread (its own store connection) while
+    // the healthy traffic is measured; the best window must be within 20% of before.
+    template <class Junk>
+    void under_attack(Junk junk)
+    {
+        std::uint64_t rounds = 0;
+        double during = 0;
+        {
+            std::jthread t([&](std::stop_token st) {
+                while (!st.stop_requested()) {
+                    junk();
+                    ++rounds;
+                }
+            });
+            during = fleet.best_rate(*rx, kWindow, kWindows);
+        }
+        WARN("healthy vif: " << static_cast<std::uint64_t>(before) << " frames/s before, "
+                             << static_cast<std::uint64_t>(during) << " while the junk was written (" << rounds
+                             << " rounds)");
+        CHECK(rounds > 0);
+        CHECK(during >= 0.8 * before);
+    }
+    // netbackd still alive and the healthy vifs still connected with their channels bound.
+    void check_healthy()
+    {
         CHECK(::kill(w.netbackd_pid(), 0) == 0);
-        CHECK(w.dom0().read(0, W::be(kHealthy, 0) + "/state") == "4");
-        CHECK_FALSE(w.dom0().read(0, W::error_node(kHealthy, 0)).has_value());
-        CHECK(w.driver_ports_in_use() >= 1);
+        for (auto d : {kHealthy, kPeer}) {
+            CHECK(w.dom0().read(0, W::be(d, 0) + "/state") == "4");
+            CHECK_FALSE(w.dom0().read(0, W::error_node(d, 0)).has_value());
+        }
+        CHECK(w.driver_ports_in_use() >= 2);
     }
     platform::Store& attacker() { return *w.guest(kAttacker).store; }
     W w;
+    GuestFleet fleet{w};
+    FleetGuest* rx = nullptr;
+    double before = 0;
 };
 
 } // namespace
 
-TEST_CASE("xenstore junk: non-numeric and huge ring refs close that vif with an error node", "[hostile][xenstore]") {
+TEST_CASE("xenstore junk: non-numeric and huge ring refs close that vif with an error node", "[hostile][xenstore]")
+{
     JunkWorld j;
-    xensim::nic_add(j.w.dom0(), nic(kAttacker)); // backend at InitWait
+    attach_vif(j.w, kAttacker); // backend at InitWait
     (void)j.w.guest(kAttacker);
     const std::string fe = W::fe(kAttacker, 0);
     j.attacker().write(0, fe + "/tx-ring-ref", "not-a-number");
@@ -60,18 +88,30 @@ TEST_CASE("xenstore junk: non-numeric and huge ring refs close that vif with an 
     j.attacker().write(0, fe + "/event-channel", "0x");
     j.attacker().write(0, fe + "/request-rx-copy", "1");
     j.attacker().write(0, fe + "/state", "4");
-    // xenbus_dev_fatal: error node written, backend Closing.
+    // xenstore_dev_fatal: error node written, backend Closing.
     REQUIRE(j.w.wait_node(W::error_node(kAttacker, 0), [](const auto& v) { return v.has_value(); }));
     CHECK(j.w.wait_state(W::be(kAttacker, 0) + "/state", "5"));
+    // And the guest goes on writing junk refs: every write fires netbackd's watch.
+    int i = 0;
+    j.under_attack([&] {
+        j.attacker().write(0, fe + "/tx-ring-ref", fmt::format("junk{}", i++));
+        j.attacker().write(0, fe + "/rx-ring-ref", std::string(3000, '9'));
+    });
     j.check_healthy();
 }
 
-TEST_CASE("xenstore junk: frontend state flapping 1<->4 a thousand times", "[hostile][xenstore]") {
+TEST_CASE("xenstore junk: frontend state flapping 1<->4 thousands of times", "[hostile][xenstore]")
+{
     JunkWorld j;
-    xensim::nic_add(j.w.dom0(), nic(kAttacker));
+    attach_vif(j.w, kAttacker);
     (void)j.w.guest(kAttacker);
     const std::string fe = W::fe(kAttacker, 0);
-    for (int i = 0; i < 1000; ++i) j.attacker().write(0, fe + "/state", i % 2 == 0 ? "1" : "4");
+    std::uint64_t flaps = 0;
+    j.under_attack([&] {
+        j.attacker().write(0, fe + "/state", flaps++ % 2 == 0 ? "1" : "4");
+    });
+    WARN(flaps << " state writes");
+    CHECK(flaps >= 1000);
     j.attacker().write(0, fe + "/state", "1");
     j.check_healthy();
     // A real netfront still gets the vif afterwards.
@@ -80,31 +120,46 @@ TEST_CASE("xenstore junk: frontend state flapping 1<->4 a thousand times", "[hos
     j.check_healthy();
 }
 
-TEST_CASE("xenstore junk: frontend dir deleted under a connected vif", "[hostile][xenstore]") {
+TEST_CASE("xenstore junk: frontend dir deleted under a connected vif", "[hostile][xenstore]")
+{
     JunkWorld j;
-    xensim::nic_add(j.w.dom0(), nic(kAttacker));
+    attach_vif(j.w, kAttacker);
     j.w.guest(kAttacker).start_netfront(0);
     REQUIRE(j.w.wait_state(W::be(kAttacker, 0) + "/state", "4"));
+    j.w.guest(kAttacker).netfront.reset(); // the guest kernel no longer runs a netfront
     j.attacker().rm(0, W::fe(kAttacker, 0));
     // A vanished frontend reads as Closed: the backend leaves Connected.
     CHECK(j.w.wait_node(W::be(kAttacker, 0) + "/state", [](const auto& v) { return v != "4"; }));
+    // Then the guest keeps recreating and deleting it.
+    int i = 0;
+    j.under_attack([&] {
+        if (i++ % 2 == 0)
+            j.attacker().write(0, W::fe(kAttacker, 0) + "/state", "4");
+        else
+            j.attacker().rm(0, W::fe(kAttacker, 0));
+    });
     j.check_healthy();
 }
 
-TEST_CASE("xenstore junk: a huge value in the frontend dir", "[hostile][xenstore]") {
+TEST_CASE("xenstore junk: huge values in the frontend dir", "[hostile][xenstore]")
+{
     JunkWorld j;
-    xensim::nic_add(j.w.dom0(), nic(kAttacker));
+    attach_vif(j.w, kAttacker);
     (void)j.w.guest(kAttacker);
     const std::string fe = W::fe(kAttacker, 0);
-    try {
-        j.attacker().write(0, fe + "/mac", std::string(4000, 'f'));
-        j.attacker().write(0, fe + "/feature-sg", std::string(4000, '1'));
-    } catch (const std::exception&) {
-        // xenstored may refuse the size itself; then the junk never reaches netbackd.
-    }
+    j.under_attack([&] {
+        try {
+            j.attacker().write(0, fe + "/mac", std::string(4000, 'f'));
+            j.attacker().write(0, fe + "/feature-sg", std::string(4000, '1'));
+            j.attacker().write(0, fe + "/multi-queue-num-queues", std::string(4000, '9'));
+        } catch (const std::exception&) {
+            // xenstored may refuse the size itself; then the junk never reaches netbackd.
+        }
+    });
+    j.attacker().write(0, fe + "/mac", guest_mac_text(kAttacker));
+    j.attacker().rm(0, fe + "/multi-queue-num-queues");
     j.w.guest(kAttacker).start_netfront(0);
     // Whatever it makes of the junk, netbackd answers: Connected or an error node.
-    CHECK(j.w.wait_node(W::be(kAttacker, 0) + "/state",
-                        [](const auto& v) { return v == "4" || v == "5"; }));
+    CHECK(j.w.wait_node(W::be(kAttacker, 0) + "/state", [](const auto& v) { return v == "4" || v == "5"; }));
     j.check_healthy();
 }
