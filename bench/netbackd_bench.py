@@ -532,6 +532,26 @@ def copycost_table(args, huge, writer):
     return runs
 
 
+def frontend_modes(args, huge, size=64):
+    """guest->wire with the netfront in event mode (sleeps; the backend kicks it awake per batch)
+    and in poll mode (no events), interleaved: what the kick costs netbackd."""
+    saved = args.frontend
+    runs = {"event": [], "poll": []}
+    try:
+        for i in range(args.pairs):
+            for mode in ("event", "poll"):
+                args.frontend = mode
+                try:
+                    runs[mode].append(netbackd_run(args, huge, "guest-wire", size, 1, key=("frontend", mode)))
+                except Exception as e:
+                    log(f"frontend {mode} run {i}: {e}")
+            log(f"  frontend modes pair {i + 1}: event {fmt_rate(runs['event'][-1]) if runs['event'] else '-'} Mpps, "
+                f"poll {fmt_rate(runs['poll'][-1]) if runs['poll'] else '-'} Mpps")
+    finally:
+        args.frontend = saved
+    return runs
+
+
 def median_or_none(xs):
     return statistics.median(xs) if xs else None
 
@@ -609,11 +629,12 @@ def main():
                     "; also BASE-latency.csv, BASE-copycost.csv and PNG plots next to it")
     ap.add_argument("--sizes", default=None, help="comma-separated frame sizes (default 64,256,1500,9000)")
     ap.add_argument("--scenarios", default=None,
-                    help="comma list of guest-wire,wire-guest,guest-guest,scaling,latency,copycost,idle")
+                    help="comma list of guest-wire,wire-guest,guest-guest,scaling,latency,copycost,"
+                         "frontend-modes,idle")
     ap.add_argument("--pairs", type=int, default=None, help="A B pairs per point (default 5; quick 2)")
     ap.add_argument("--seconds", type=float, default=None, help="seconds per run (default 5; quick 2)")
     ap.add_argument("--vifs", default="1,4,16,64", help="vif counts for the scaling scenario")
-    ap.add_argument("--latency-sizes", default="64,1500", help="frame sizes of the latency scenario")
+    ap.add_argument("--latency-sizes", default=None, help="frame sizes of the latency scenario (default 64,1500; quick 64)")
     ap.add_argument("--cost-runs", type=int, default=None, help="runs per (cost, burst) point (default 3; quick 1)")
     ap.add_argument("--frontend", choices=("poll", "event"), default="poll",
                     help="netfront generator/sink: busy-poll without events like virtio-user (default), "
@@ -627,10 +648,12 @@ def main():
     q = args.quick
     sizes = [int(s) for s in (args.sizes or ("64" if q else "64,256,1500,9000")).split(",")]
     scenarios = (args.scenarios or ("guest-wire,wire-guest,latency,idle" if q else
-                                    "guest-wire,wire-guest,guest-guest,scaling,latency,copycost,idle")).split(",")
+                                    "guest-wire,wire-guest,guest-guest,scaling,latency,copycost,frontend-modes,idle")
+                 ).split(",")
     args.pairs = args.pairs or (2 if q else 5)
     args.seconds = args.seconds or (2 if q else 5)
     args.cost_runs = args.cost_runs or (1 if q else 3)
+    args.latency_sizes = args.latency_sizes or ("64" if q else "64,1500")
     args.idle_vifs = args.idle_vifs if args.idle_vifs is not None else (8 if q else 64)
     args.idle_seconds = args.idle_seconds or (3 if q else 10)
     if os.cpu_count() is None or os.cpu_count() < 2:
@@ -693,6 +716,7 @@ def main():
     peer = not args.no_peer and huge.dir is not None
     latency = []   # (size, system, [LatencyStats dicts])
     copycost = {}
+    fmodes = None
     for sc in scenarios:
         if sc in ("guest-wire", "wire-guest"):
             for s in sizes:
@@ -722,6 +746,9 @@ def main():
                 latency.append((size, "netbackd", nb))
                 if peer:
                     latency.append((size, "vhost-user", pr))
+        elif sc == "frontend-modes":
+            sample_load()
+            fmodes = frontend_modes(args, huge)
         elif sc == "copycost":
             sample_load()
             cc_file = open(base + "-copycost.csv", "w", newline="") if base else None
@@ -793,7 +820,20 @@ def main():
                 cells.append(f"{c['copy_segments'] / c['copy_batches']:10.1f}" if c and c["copy_batches"]
                              else f"{'-':>10}")
             print(f"  {f'{cost[0]} + {cost[1]}':<22}" + "".join(cells))
-    plain = {k: v for k, v in COUNTERS.items() if k[0] != "copycost"}
+    if fmodes:
+        print("netfront event mode (sleeps, kicked per batch) vs poll mode (no events), 64 B guest->wire, "
+              "interleaved:")
+        for mode in ("event", "poll"):
+            xs = fmodes[mode]
+            c = COUNTERS.get(("frontend", mode))
+            pkts = (c["tx_packets"] + c["rx_packets"]) if c else 0
+            print(f"  {mode:<6} {cell(xs)} Mpps  notifications/packet "
+                  f"{c['notifications'] / pkts if pkts else float('nan'):.4f}")
+        ratios = [p / e for e, p in zip(fmodes["event"], fmodes["poll"]) if e > 0]
+        if ratios:
+            print(f"  poll/event ratio per pair: median {statistics.median(ratios):.2f} "
+                  f"[{min(ratios):.2f}-{max(ratios):.2f}]")
+    plain = {k: v for k, v in COUNTERS.items() if k[0] not in ("copycost", "frontend")}
     if plain:
         print("data-plane counters over all netbackd runs (telemetry /netbackd/vifs):")
         for (sc, size, vifs), c in plain.items():

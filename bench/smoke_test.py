@@ -11,7 +11,8 @@ import tempfile
 bench = sys.argv[1]
 with tempfile.TemporaryDirectory(prefix="nbb-smoke-") as d:
     out = f"{d}/runs.csv"
-    r = subprocess.run([bench, "--no-huge", "--no-peer", "--scenarios", "guest-wire,guest-guest", "--sizes", "64",
+    r = subprocess.run([bench, "--no-huge", "--no-peer", "--scenarios", "guest-wire,guest-guest,latency", "--sizes", "64",
+                        "--latency-sizes", "64",
                         "--pairs", "1", "--seconds", "1", "--csv", out, "--workdir", d],
                        capture_output=True, text=True, timeout=120)
     print(r.stdout, r.stderr)
@@ -29,3 +30,8 @@ with tempfile.TemporaryDirectory(prefix="nbb-smoke-") as d:
             sys.exit(f"bad row {row}")
     if "scenario" not in r.stdout or "guest-wire" not in r.stdout:
         sys.exit("no table printed")
+    with open(f"{d}/runs-latency.csv") as f:
+        lat = list(csv.DictReader(f))
+    if len(lat) != 1 or lat[0]["system"] != "netbackd" or int(lat[0]["rounds"]) <= 0 or \
+            not 0 < float(lat[0]["p50_us"]) <= float(lat[0]["p99_us"]) <= float(lat[0]["p999_us"]):
+        sys.exit(f"bad latency rows {lat}")
