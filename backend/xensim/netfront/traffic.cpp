@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include <poll.h>
+#include <sched.h>
 
 #include <fmt/format.h>
 
@@ -84,8 +85,14 @@ void Traffic::run_for(std::chrono::nanoseconds budget)
         const auto now = std::chrono::steady_clock::now();
         if ((finished() && !opt_.sink) || now >= deadline)
             break;
-        if (progress || opt_.poll)
+        if (progress)
             continue;
+        if (opt_.poll) {
+            // Nothing to do until the backend answers: let other guests sharing this core run
+            // (the scaling scenario puts every generator on one CPU).
+            sched_yield();
+            continue;
+        }
         io_.drain_events();
         bool work = false;
         for (unsigned q = 0; q < io_.queue_count(); ++q)
