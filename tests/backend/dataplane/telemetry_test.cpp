@@ -89,6 +89,13 @@ TEST_CASE("vif and worker counters are readable over the telemetry socket", "[da
         CHECK(one.at("/netbackd/vif").at("tx_packets") == 3);
         const auto w = client.query("/netbackd/worker");
         CHECK(w.at("/netbackd/worker").at("uplink_tx") == 3);
+        CHECK(w.at("/netbackd/worker").at("workers") == 1);
+        CHECK(v.at("worker") == 0);
+        const auto ws = client.query("/netbackd/workers");
+        const auto& w0 = ws.at("/netbackd/workers").at("worker0");
+        CHECK(w0.at("uplink_tx") == 3);
+        CHECK(w0.at("vifs") == 1);
+        CHECK(w0.at("cross_out") == 0);
         CHECK(dp->detach({kA, 0}) != nullptr);
         const auto none = client.query("/netbackd/vifs");
         CHECK(none.at("/netbackd/vifs").empty());
