@@ -38,6 +38,23 @@ struct FleetGuest {
     bool connected() const { return guest && guest->netfront && guest->netfront->state() == 4 && io && io->attached(); }
 };
 
+// A receiver's frames per second of wall time, and per CPU-second spent on the data path: this
+// thread (which runs every fleet guest) plus netbackd's threads other than its main (control)
+// thread, i.e. the worker. On a shared two-core machine (load 6 while measured) wall-clock
+// rates of one case varied 3x between runs; CPU time moves with the work done, so a bound on it
+// holds on a noisy machine and still sees what an attack costs the worker. The control thread
+// is left out: it answers xenstore junk on a core of its own in a real driver domain, here it
+// competes with the worker and xenstored for two cores.
+struct Throughput {
+    double wall = 0;
+    double per_cpu = 0;
+};
+
+// CPU time of the threads of `pid` so far (/proc/<pid>/task/*/schedstat), all or all but the
+// main thread.
+std::chrono::nanoseconds process_cpu_time(pid_t pid, bool except_main = false);
+std::chrono::nanoseconds this_thread_cpu_time();
+
 class GuestFleet {
 public:
     explicit GuestFleet(SimWorld& world) : world_(world) {}
@@ -57,6 +74,9 @@ public:
     double rate(const FleetGuest& receiver, std::chrono::milliseconds window);
     // Best of `n` windows: noise on a shared machine only ever lowers a rate.
     double best_rate(const FleetGuest& receiver, std::chrono::milliseconds window, int n);
+    Throughput measure(const FleetGuest& receiver, std::chrono::milliseconds window);
+    // Each figure the best of `n` windows.
+    Throughput best(const FleetGuest& receiver, std::chrono::milliseconds window, int n);
 
     std::vector<std::unique_ptr<FleetGuest>>& guests() { return guests_; }
 
