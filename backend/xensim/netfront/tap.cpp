@@ -31,6 +31,24 @@ namespace netbackd::xensim {
 
 namespace {
 
+// What a tap with IFF_VNET_HDR prefixes every frame with (struct virtio_net_hdr; its kernel
+// header does not compile as C++). Native byte order, as the tap uses without TUNSETVNETLE.
+struct VnetHeader {
+    std::uint8_t flags;
+    std::uint8_t gso_type;
+    std::uint16_t hdr_len;
+    std::uint16_t gso_size;
+    std::uint16_t csum_start;
+    std::uint16_t csum_offset;
+};
+static_assert(sizeof(VnetHeader) == 10);
+constexpr std::uint8_t kVnetNeedsCsum = 1;
+constexpr std::uint8_t kVnetDataValid = 2;
+constexpr std::uint8_t kVnetGsoNone = 0;
+constexpr std::uint8_t kVnetGsoTcpv4 = 1;
+constexpr std::uint8_t kVnetGsoTcpv6 = 4;
+constexpr std::uint8_t kVnetGsoEcn = 0x80;
+
 [[noreturn]] void throw_errno(const std::string& what)
 {
     throw std::system_error(errno, std::generic_category(), what);
@@ -67,12 +85,17 @@ platform::Fd make_tap(const std::string& name, std::optional<ring::MacAddr> mac)
     if (!fd)
         throw_errno("open /dev/net/tun");
     ifreq ifr{};
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    // With a vnet header the guest kernel hands over TSO frames and leaves checksums blank,
+    // as it does to a real netfront, so both reach the rings as GSO extras and csum_blank.
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
     if (name.size() >= IFNAMSIZ)
         throw std::system_error(ENAMETOOLONG, std::generic_category(), "tap name " + name);
     std::memcpy(ifr.ifr_name, name.c_str(), name.size());
     if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0)
         throw_errno("TUNSETIFF " + name);
+    int hdr_size = sizeof(VnetHeader);
+    if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &hdr_size) < 0)
+        throw_errno("TUNSETVNETHDRSZ " + name);
 
     platform::Fd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     if (!sock)
@@ -132,8 +155,11 @@ void delete_netns(const std::string& name) noexcept
 
 TapDevice TapDevice::open(const std::string& name, const std::string& netns, std::optional<ring::MacAddr> mac)
 {
-    if (netns.empty())
-        return TapDevice(make_tap(name, mac), name);
+    if (netns.empty()) {
+        TapDevice dev(make_tap(name, mac), name);
+        (void)run_ip({"link", "set", name, "gso_max_size", std::to_string(kMaxGsoSize)}, true);
+        return dev;
+    }
     platform::Fd ns(::open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC));
     if (!ns)
         throw_errno("open /run/netns/" + netns);
@@ -153,10 +179,35 @@ TapDevice TapDevice::open(const std::string& name, const std::string& netns, std
     helper.join();
     if (error)
         std::rethrow_exception(error);
+    // A netif packet's length is 16 bits (netfront caps its TSO size the same way); the
+    // kernel's 64 KiB GSO frames plus headers would not fit.
+    (void)run_ip({"-n", netns, "link", "set", name, "gso_max_size", std::to_string(kMaxGsoSize)}, true);
     return TapDevice(std::move(tap), name);
 }
 
-TapBridge::TapBridge(NetfrontIo& io, TapDevice& tap) : io_(io), tap_(tap), buf_(65536), rx_buf_(65536) {}
+TapBridge::TapBridge(NetfrontIo& io, TapDevice& tap)
+    : io_(io), tap_(tap), buf_(sizeof(VnetHeader) + 65536), rx_buf_(sizeof(VnetHeader) + 65536) {}
+
+void TapBridge::sync_offloads()
+{
+    // What the kernel may hand us follows what the backend negotiated: blank checksums with
+    // csum offload, TSO with SG and the matching GSO feature.
+    unsigned wanted = 0;
+    if (io_.attached()) {
+        const BackendFeatures& f = io_.features();
+        if (f.csum_offload) {
+            wanted |= TUN_F_CSUM;
+            if (f.sg && f.gso_tcpv4)
+                wanted |= TUN_F_TSO4;
+            if (f.sg && f.gso_tcpv6)
+                wanted |= TUN_F_TSO6;
+        }
+    }
+    if (static_cast<int>(wanted) == offloads_)
+        return;
+    if (::ioctl(tap_.fd(), TUNSETOFFLOAD, static_cast<unsigned long>(wanted)) == 0)
+        offloads_ = static_cast<int>(wanted);
+}
 
 unsigned TapBridge::pick_queue(std::span<const std::byte> frame) const noexcept
 {
@@ -179,19 +230,40 @@ std::size_t TapBridge::tap_to_ring()
     const unsigned nq = io_.queue_count();
     if (nq == 0)
         return 0;
+    sync_offloads();
     for (unsigned q = 0; q < nq; ++q)
         io_.reap_tx(q);
     std::uint64_t touched = 0; // queues with new requests, to push once each
+    constexpr std::size_t kHdr = sizeof(VnetHeader);
     for (;;) {
         if (held_ == 0) {
             const ssize_t n = ::read(tap_.fd(), buf_.data(), buf_.size());
             if (n <= 0)
                 break; // EAGAIN: drained
+            if (static_cast<std::size_t>(n) <= kHdr) {
+                ++counters_.dropped_tx;
+                continue;
+            }
             held_ = static_cast<std::size_t>(n);
         }
-        const auto frame = std::span(buf_.data(), held_);
+        VnetHeader h{};
+        std::memcpy(&h, buf_.data(), kHdr);
+        const auto frame = std::span(buf_.data() + kHdr, held_ - kHdr);
+        TxMeta meta;
+        // CHECKSUM_PARTIAL: the kernel left the pseudo-header sum in the field, as netfront's
+        // csum_blank does; the packet itself is known good.
+        if ((h.flags & kVnetNeedsCsum) != 0)
+            meta.flags = ring::TxFrontFlags{.csum_blank = true, .data_validated = true};
+        else if ((h.flags & kVnetDataValid) != 0)
+            meta.flags.data_validated = true;
+        switch (h.gso_type & static_cast<std::uint8_t>(~kVnetGsoEcn)) {
+        case kVnetGsoNone: break;
+        case kVnetGsoTcpv4: meta.gso = ring::TxGso{h.gso_size, XEN_NETIF_GSO_TYPE_TCPV4, 0}; break;
+        case kVnetGsoTcpv6: meta.gso = ring::TxGso{h.gso_size, XEN_NETIF_GSO_TYPE_TCPV6, 0}; break;
+        default: meta.gso = ring::TxGso{0, 0xff, 0}; break; // not offered to the kernel: refused below
+        }
         const unsigned q = pick_queue(frame);
-        const SendResult r = io_.send(q, frame);
+        const SendResult r = meta.gso && meta.gso->type == 0xff ? SendResult::refused : io_.send(q, frame, meta);
         if (r == SendResult::busy)
             break;
         if (r == SendResult::refused) {
@@ -213,6 +285,10 @@ std::size_t TapBridge::ring_to_tap()
 {
     std::size_t written = 0;
     RxFrame f;
+    sync_offloads();
+    // Frames go to the kernel as they are (GSO ones whole: the local stack takes them), so the
+    // vnet header says nothing.
+    VnetHeader none{};
     for (unsigned q = 0; q < io_.queue_count(); ++q) {
         bool got = false;
         while (io_.next_rx(q, f)) {
@@ -230,12 +306,14 @@ std::size_t TapBridge::ring_to_tap()
                 }
                 if (fill_l4_checksum(std::span(rx_buf_.data(), at)))
                     ++counters_.csum_filled;
-                rc = ::write(tap_.fd(), rx_buf_.data(), at);
+                std::array<iovec, 2> iov{iovec{&none, sizeof none}, iovec{rx_buf_.data(), at}};
+                rc = ::writev(tap_.fd(), iov.data(), 2);
             } else {
-                std::array<iovec, ring::kMaxTxSegments> iov;
+                std::array<iovec, ring::kMaxTxSegments + 1> iov;
+                iov[0] = iovec{&none, sizeof none};
                 for (std::size_t i = 0; i < f.nr_frags; ++i)
-                    iov[i] = iovec{const_cast<std::byte*>(f.frags()[i].data()), f.frags()[i].size()};
-                rc = ::writev(tap_.fd(), iov.data(), f.nr_frags);
+                    iov[i + 1] = iovec{const_cast<std::byte*>(f.frags()[i].data()), f.frags()[i].size()};
+                rc = ::writev(tap_.fd(), iov.data(), static_cast<int>(f.nr_frags + 1));
             }
             if (rc < 0) {
                 ++counters_.dropped_rx;

@@ -22,9 +22,14 @@ void ensure_netns(const std::string& name);
 // `ip netns delete name`; no error if it is gone.
 void delete_netns(const std::string& name) noexcept;
 
+// Largest GSO frame the tap hands over (set as the tap's gso_max_size): a netif packet's
+// length is 16 bits.
+inline constexpr unsigned kMaxGsoSize = 62000;
+
 class TapDevice {
 public:
-    // Creates tap `name` (IFF_TAP|IFF_NO_PI, non-blocking) inside netns `netns` (empty: ours),
+    // Creates tap `name` (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, non-blocking) inside netns `netns`
+    // (empty: ours),
     // sets its MAC when given and brings it up. The namespace is entered by a short-lived
     // helper thread, so this process stays where it is. Throws std::system_error on failure.
     static TapDevice open(const std::string& name, const std::string& netns, std::optional<ring::MacAddr> mac);
@@ -57,7 +62,7 @@ public:
     std::size_t tap_to_ring();
     // Writes every received frame to the tap and reposts the buffers; returns frames written.
     // A frame whose checksum the sender left blank gets it filled first, as the guest kernel
-    // would (the tap has no vnet header to pass "checksum needed" on).
+    // would (the vnet header's NEEDS_CSUM would need a pseudo-header seed in the field).
     std::size_t ring_to_tap();
     // Whether a frame waits for ring room (then poll the event channel, not the tap).
     bool tx_blocked() const noexcept { return held_ != 0; }
@@ -68,12 +73,16 @@ public:
 
 private:
     unsigned pick_queue(std::span<const std::byte> frame) const noexcept;
+    // Tells the kernel which offloads (blank checksums, TSO) it may use on this tap, from the
+    // features the backend negotiated; none until the rings are attached.
+    void sync_offloads();
 
     NetfrontIo& io_;
     TapDevice& tap_;
     std::vector<std::byte> buf_;
     std::vector<std::byte> rx_buf_;
     std::size_t held_ = 0;
+    int offloads_ = -1; // TUN_F_* last set; -1: never
     TapCounters counters_;
 };
 
