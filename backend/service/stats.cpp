@@ -172,7 +172,9 @@ void print_workers(const nlohmann::json& w, std::FILE* out) {
     if (w.empty()) return;
     fmt::print(out, "{:<9} {:>5} {:>8} {:>12} {:>12} {:>12} {:>10} {:>10} {:>10}\n", "WORKER", "VIFS", "SLEEP",
                "UPLINK RX", "UPLINK TX", "SLEEPS", "CROSS OUT", "CROSS IN", "CROSS DROP");
-    for (const auto& [name, v] : w.items()) {
+    for (const auto& item : w.items()) {
+        const auto& name = item.key();
+        const auto& v = item.value(); // a plain reference: clang 14 cannot capture a binding
         auto n = [&](const char* key) { return v.value(key, std::uint64_t{0}); };
         fmt::print(out, "{:<9} {:>5} {:>8} {:>12} {:>12} {:>12} {:>10} {:>10} {:>10}\n", name, n("vifs"),
                    n("idle_timer") != 0 ? "timer" : "event", n("uplink_rx"), n("uplink_tx"), n("sleeps"),
