@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <ctime>
 #include <filesystem>
+#include <thread>
 #include <fstream>
 
 #include <catch2/catch.hpp>
@@ -135,26 +136,61 @@ std::chrono::nanoseconds this_thread_cpu_time()
 
 Throughput GuestFleet::measure(const FleetGuest& receiver, std::chrono::milliseconds window)
 {
-    const auto before = receiver.rx_pkts();
-    const pid_t nb = world_.netbackd_pid();
+    return measure(std::vector<const FleetGuest*>{&receiver}, window);
+}
+
+Throughput GuestFleet::measure(const std::vector<const FleetGuest*>& receivers, std::chrono::milliseconds window)
+{
+    auto received = [&] {
+        std::uint64_t n = 0;
+        for (const auto* r : receivers) n += r->rx_pkts();
+        return n;
+    };
+    const auto before = received();
+    const pid_t nb = backend_pid_ > 0 ? backend_pid_ : world_.netbackd_pid();
     const auto cpu0 = this_thread_cpu_time() + process_cpu_time(nb, true);
     const auto t0 = std::chrono::steady_clock::now();
     pump(window);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double cpu = std::chrono::duration<double>(this_thread_cpu_time() + process_cpu_time(nb, true) - cpu0).count();
-    const auto n = static_cast<double>(receiver.rx_pkts() - before);
+    const auto n = static_cast<double>(received() - before);
     return Throughput{n / s, cpu > 0 ? n / cpu : 0};
 }
 
 Throughput GuestFleet::best(const FleetGuest& receiver, std::chrono::milliseconds window, int n)
 {
+    return best(std::vector<const FleetGuest*>{&receiver}, window, n);
+}
+
+Throughput GuestFleet::best(const std::vector<const FleetGuest*>& receivers, std::chrono::milliseconds window, int n)
+{
     Throughput b;
     for (int i = 0; i < n; ++i) {
-        const Throughput t = measure(receiver, window);
+        const Throughput t = measure(receivers, window);
         b.wall = std::max(b.wall, t.wall);
         b.per_cpu = std::max(b.per_cpu, t.per_cpu);
     }
     return b;
+}
+
+void GuestFleet::receive_only(std::chrono::milliseconds span)
+{
+    const auto end = std::chrono::steady_clock::now() + span;
+    do {
+        for (auto& g : guests_) {
+            if (!g->guest || !g->io || !g->io->attached()) continue;
+            auto& io = *g->io;
+            io.drain_events();
+            for (unsigned q = 0; q < io.queue_count(); ++q) {
+                io.reap_tx(q);
+                xensim::RxFrame f;
+                bool got = false;
+                while (io.next_rx(q, f)) got = true;
+                if (got) io.refill(q);
+            }
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    } while (std::chrono::steady_clock::now() < end);
 }
 
 double GuestFleet::best_rate(const FleetGuest& receiver, std::chrono::milliseconds window, int n)

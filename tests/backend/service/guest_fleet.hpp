@@ -75,8 +75,15 @@ public:
     // Best of `n` windows: noise on a shared machine only ever lowers a rate.
     double best_rate(const FleetGuest& receiver, std::chrono::milliseconds window, int n);
     Throughput measure(const FleetGuest& receiver, std::chrono::milliseconds window);
+    // The same over several receivers together (their frames summed).
+    Throughput measure(const std::vector<const FleetGuest*>& receivers, std::chrono::milliseconds window);
+    // Guests take what arrived and reap TX answers, but send nothing new: in-flight frames land.
+    void receive_only(std::chrono::milliseconds span);
     // Each figure the best of `n` windows.
     Throughput best(const FleetGuest& receiver, std::chrono::milliseconds window, int n);
+    Throughput best(const std::vector<const FleetGuest*>& receivers, std::chrono::milliseconds window, int n);
+    // netbackd's pid for the CPU figures (default: the SimWorld's own netbackd).
+    void set_backend_pid(pid_t pid) { backend_pid_ = pid; }
 
     std::vector<std::unique_ptr<FleetGuest>>& guests() { return guests_; }
 
@@ -85,6 +92,7 @@ private:
     SimWorld& world_;
     std::vector<std::unique_ptr<FleetGuest>> guests_;
     std::chrono::steady_clock::time_point next_watch_{};
+    pid_t backend_pid_ = -1;
 };
 
 } // namespace netbackd::testing

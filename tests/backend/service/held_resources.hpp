@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/platform/platform.hpp"
+
 namespace netbackd::testing {
 
 struct Held {
@@ -27,5 +29,9 @@ struct Held {
 // Runs `netbackd stats --json` against the netbackd with pid `pid` (default EAL prefix
 // netbackd-<pid>); logs to `log`. Fails the test when the command fails.
 Held netbackd_stats(pid_t pid, const std::string& log);
+// The same for the instance with EAL --file-prefix `prefix`.
+Held netbackd_stats(const std::string& prefix, const std::string& log);
+// Sum of every drop_* counter of one vif ("vif<domid>_<devid>") in a stats reply; 0 if absent.
+std::uint64_t vif_drops(const Held& h, platform::DomId domid, std::uint32_t devid = 0);
 
 } // namespace netbackd::testing
