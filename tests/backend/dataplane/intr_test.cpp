@@ -177,3 +177,72 @@ TEST_CASE("a port without RX interrupts falls back to the poll timer", "[datapla
     CHECK(got[0].frame == f);
     CHECK(dp.detach({kA, 0}) != nullptr);
 }
+
+TEST_CASE("two workers on a net_tap with one RX queue each: both sleep on interrupts, the wire reaches both",
+          "[dataplane][intr][workers]") {
+    enter_private_netns();
+    constexpr platform::DomId kB = 52;
+    const MacAddr kMacB = mac(0xb);
+    World world({kA, kB});
+    pmd::Mempool pool = pmd::test::small_pool(8191);
+    pmd::Mempool indirect = pmd::test::small_pool(2047, 0);
+    const std::string ifname = pmd::test::unique_name("nbintr");
+    pmd::VirtualDevice dev(pmd::test::unique_name("net_tap_i"), "iface=" + ifname);
+    pmd::PortConfig pc;
+    pc.rx_queues = 2;
+    pc.tx_queues = 2;
+    pc.rx_desc = 512;
+    pc.tx_desc = 512;
+    pmd::Port port(dev.name(), pc, pool);
+    REQUIRE(port.has_rx_interrupts());
+    prepare_kernel_side(ifname);
+    PortUplink up(port);
+
+    DataPlaneConfig c;
+    c.workers = 2;
+    c.pool = &pool;
+    c.indirect_pool = &indirect;
+    c.uplinks.push_back(UplinkBinding{"up0", &up});
+    c.worker.idle_before_sleep = 100us;
+    DataPlane dp(c, world.grants, world.events);
+    CHECK(dp.worker_sleeps_on_rx_interrupts(0));
+    CHECK(dp.worker_sleeps_on_rx_interrupts(1));
+
+    Netfront a(world, kA);
+    Netfront b(world, kB);
+    dp.attach(a.handle(kMacA));
+    dp.attach(b.handle(kMacB));
+    REQUIRE(dp.worker_of({kA, 0}) != dp.worker_of({kB, 0}));
+    a.post_rx_buffers(64);
+    b.post_rx_buffers(64);
+    REQUIRE(within(2000ms, [&] { return total_sleeps(dp) >= 2; }));
+
+    // Many flows (source addresses), so the kernel spreads them over both tap queues.
+    const platform::Fd sock = kernel_socket(ifname);
+    constexpr int kPerVif = 32;
+    for (int i = 0; i < kPerVif; ++i) {
+        for (const MacAddr dst : {kMacA, kMacB}) {
+            Bytes f = frame(dst, kOutside, 100);
+            f[29] = static_cast<std::byte>(i + 1); // last byte of the IPv4 source address
+            f = with_checksums(std::move(f));
+            REQUIRE(::send(sock.get(), f.data(), f.size(), 0) == static_cast<ssize_t>(f.size()));
+        }
+    }
+    std::size_t at_a = 0;
+    std::size_t at_b = 0;
+    REQUIRE(within(2000ms, [&] {
+        at_a += a.receive().size();
+        at_b += b.receive().size();
+        return at_a == kPerVif && at_b == kPerVif;
+    }));
+    const auto rx0 = dp.worker_counters(0).uplink_rx.get();
+    const auto rx1 = dp.worker_counters(1).uplink_rx.get();
+    INFO("wire RX: worker0 " << rx0 << ", worker1 " << rx1);
+    CHECK(rx0 + rx1 == 2 * kPerVif);
+    CHECK(rx0 > 0);
+    CHECK(rx1 > 0);
+    // Whatever queue a frame came in on, frames for the other worker's vif crossed over.
+    CHECK(dp.worker_counters(0).cross_out.get() + dp.worker_counters(1).cross_out.get() > 0);
+    CHECK(dp.detach({kA, 0}) != nullptr);
+    CHECK(dp.detach({kB, 0}) != nullptr);
+}
