@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
                              {"offered", to_json(port.offered())},
                              {"enabled", to_json(port.hardware())},
                              {"link_interrupt", port.has_link_interrupt()},
+                             {"rx_interrupts", port.has_rx_interrupts()},
                              {"link",
                               {{"up", link.up},
                                {"speed_mbps", link.speed_mbps},
@@ -110,6 +111,9 @@ int main(int argc, char** argv) {
                                  (port.hardware().rx_l4_cksum() ? "" : "rx checksum checks"));
             fmt::print("link      {} ({})\n", pmd::describe(link),
                        port.has_link_interrupt() ? "interrupt" : "polled");
+            fmt::print("rx intr   {}\n", port.has_rx_interrupts()
+                                             ? "yes (idle workers sleep until a frame)"
+                                             : "no (idle workers poll it on a timer)");
             fmt::print("carrier   {}\n", pmd::carrier_value(link));
             for (const auto& w : port.warnings()) {
                 fmt::print("warning   {}\n", w);
