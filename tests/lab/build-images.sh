@@ -114,7 +114,20 @@ printf 'autoballoon="off"\n' >"$R/etc/xen/xl.conf"
 cp "$here"/xl/*.cfg "$R/etc/xen/"
 cp "$here/scenarios.sh" "$R/lab/scenarios.sh"
 cp "$here/init/dom0-init" "$R/init"; chmod +x "$R/init"
-cp "$CACHE/kernel/boot/vmlinuz-$KVER" "$R/lab/vmlinuz"
+# libxl would unpack the xz bzImage on every xl create, under TCG the bulk of a guest's start:
+# give it the ELF inside instead (unpacked once, here).
+[[ -f $OUT/vmlinux ]] || python3 - "$CACHE/kernel/boot/vmlinuz-$KVER" "$OUT/vmlinux" <<'PY'
+import gzip, lzma, sys, zlib
+data = open(sys.argv[1], "rb").read()
+xz, gz = data.find(b"\xfd7zXZ\x00"), data.find(b"\x1f\x8b\x08")
+if xz >= 0:
+    elf = lzma.LZMADecompressor().decompress(data[xz:])
+else:
+    elf = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data[gz:])
+assert elf[:4] == b"\x7fELF", "no ELF inside the bzImage"
+open(sys.argv[2], "wb").write(elf)
+PY
+cp "$OUT/vmlinux" "$R/lab/vmlinuz"
 cp "$OUT/client.cpio.gz" "$OUT/drv.cpio.gz" "$R/lab/"
 pack "$R" "$OUT/dom0.cpio.gz"
 ln -sf "$CACHE/kernel/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
