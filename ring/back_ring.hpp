@@ -43,6 +43,14 @@ public:
     explicit BackRing(Page page, RingIdx start = 0) noexcept
         : shared_(page), rsp_prod_pvt_(start), req_cons_(start) {}
 
+    // Attaches where the last backend left off: the ring's published rsp_prod. A fresh ring reads
+    // 0; a ring a previous netbackd served (restart with reconnect) resumes after its last
+    // response, as Linux netback does. Requests it consumed without answering are served again.
+    // A hostile value only moves where we start: poll() still checks req_prod against it.
+    static RingIdx attach_index(Page page) noexcept {
+        return SharedRing<Traits>(page).rsp_prod().load(std::memory_order_acquire);
+    }
+
     // Reads req_prod once and validates it (RING_REQUEST_PROD_OVERFLOW, plus going backwards).
     Avail poll() noexcept {
         // acquire: the request slots written before req_prod was published are visible to us.

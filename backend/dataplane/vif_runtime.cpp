@@ -13,9 +13,11 @@ ring::Page page_of(platform::GrantMapping& m) {
 } // namespace
 
 QueueRuntime::QueueRuntime(control::QueueRings& rings)
-    : tx_ring(page_of(*rings.tx_ring)),
+    : tx_ring(page_of(*rings.tx_ring),
+              ring::BackRing<ring::TxRing>::attach_index(page_of(*rings.tx_ring))),
       tx(tx_ring),
-      rx_ring(page_of(*rings.rx_ring)),
+      rx_ring(page_of(*rings.rx_ring),
+              ring::BackRing<ring::RxRing>::attach_index(page_of(*rings.rx_ring))),
       rx(rx_ring),
       tx_port(rings.tx_port.port()),
       rx_port(rings.rx_port ? rings.rx_port.port() : rings.tx_port.port()) {}

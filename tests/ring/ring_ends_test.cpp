@@ -214,3 +214,27 @@ TEST_CASE("indices wrap around 2^32 on both ends without losing or reordering a 
     CHECK(p.front.req_prod_pvt() < start);  // it really wrapped
     CHECK(p.back.req_cons() == start + 2000);
 }
+
+TEST_CASE("a backend attaching to a used ring resumes after the last published response", "[ring][ends]") {
+    TxPair p;
+    // The first backend answers 5 of 7 requests, then goes away (netbackd restarted).
+    for (std::uint16_t i = 0; i < 7; ++i) p.front.put_request(tx_req(i, 0, 0, i, 60));
+    p.front.push();
+    p.back.consume(p.back.poll().count);
+    for (std::uint16_t i = 0; i < 5; ++i) p.back.put_response(netif_tx_response_t{i, NETIF_RSP_OKAY});
+    p.back.push();
+
+    const RingIdx start = BackRing<TxRing>::attach_index(p.page->bytes);
+    CHECK(start == 5);
+    BackRing<TxRing> again(p.page->bytes, start);
+    const Avail a = again.poll();
+    REQUIRE(a.error == ProdError::none);
+    REQUIRE(a.count == 2);  // the two unanswered requests are served again
+    CHECK(again.copy_request(0).id == 5);
+    CHECK(again.copy_request(1).id == 6);
+
+    // A scribbled rsp_prod only moves the start; a req_prod a ring ahead of it is still refused.
+    p.shared().rsp_prod().store(7 + 3 * TxRing::kSize);
+    BackRing<TxRing> lied_to(p.page->bytes, BackRing<TxRing>::attach_index(p.page->bytes));
+    CHECK(lied_to.poll().error == ProdError::overflow);
+}
