@@ -7,6 +7,7 @@
 #   NETBACKD_LAB_REQUIRE   scenarios that must PASS for exit 0 (default: all of 1-7)
 #   NETBACKD_LAB_SCENARIOS scenarios to run (default 1234567)
 #   NETBACKD_LAB_TIMEOUT   seconds QEMU may run (default 600)
+#   NETBACKD_LAB_TRACE     non-empty: dom0 runs the scenarios under sh -x
 # Exit: 0 every required scenario passed; 1 otherwise; 77 QEMU or the cache cannot be had.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,7 +40,7 @@ t0=$(date +%s)
 # noreboot keeps a crash on screen for the watcher instead of looping.
 xen_args="console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all console_timestamps=boot"
 xen_args+=" dom0_mem=768M,max:768M dom0_max_vcpus=1 noreboot"
-dom0_args="console=hvc0 earlyprintk=xen quiet lab_scenarios=$SCEN"
+dom0_args="console=hvc0 earlyprintk=xen quiet lab_scenarios=$SCEN${NETBACKD_LAB_TRACE:+ lab_trace}"
 timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi -machine q35 -cpu qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt -smp 2 -m 3072 \
   -nographic -monitor none -serial stdio -no-reboot -net none \
   -kernel "$OUT/images/xen-4.17" -append "$xen_args" \

@@ -18,7 +18,6 @@ waitlog() { # file pattern seconds
 }
 
 # --- console agents
-SEQ=0
 agent_tty() { xenstore-read "/local/domain/$(xl domid "$1")/console/tty"; }
 # Drains the pty so a chatty guest cannot fill it; xenconsoled logs everything anyway.
 agent_open() {
@@ -26,9 +25,12 @@ agent_open() {
   cat "$tty" >/dev/null 2>&1 &
   eval "DRAIN_$1=$!"
 }
-send() { # domain command... ; sets CMD_ID
-  SEQ=$((SEQ + 1)); CMD_ID=$SEQ
-  printf 'CMD %s %s\n' "$SEQ" "$2" >"$(agent_tty "$1")"
+# Command ids live in a file: most calls run in $(...) subshells, where a shell variable's
+# increment would be lost and an id reused, matching a stale ACK.
+echo 0 >/run/lab-seq
+send() { # domain command ; sets CMD_ID
+  CMD_ID=$(($(cat /run/lab-seq) + 1)); echo $CMD_ID >/run/lab-seq
+  printf 'CMD %s %s\n' "$CMD_ID" "$2" >"$(agent_tty "$1")"
 }
 wait_ack() { # domain id seconds ; prints the command's output, returns its rc
   waitlog "$CL/guest-$1.log" "^ACK $2 rc=" "$3" || { echo "(no answer from $1 to command $2 in $3 s)"; return 124; }
@@ -99,12 +101,12 @@ fi
 if wanted 3 && [ $S1 = PASS ]; then
   if start_client client2; then
     run_in client2 30 "ping -c 1 -W 3 10.0.0.11" >/dev/null   # ARP, which floods legitimately
-    before=$(run_in netdrv 10 uplink_rx)
+    before=$(run_in netdrv 60 uplink_rx | tail -1)
     out=$(run_in client2 60 "ping -c 20 -i 0.2 -W 3 10.0.0.11" 2>&1); prc=$?
-    after=$(run_in netdrv 10 uplink_rx)
-    leak=$((after - before))
+    after=$(run_in netdrv 60 uplink_rx | tail -1)
+    case "$before$after" in *[!0-9]*|"") leak="unknown ($before/$after)";; *) leak=$((after - before));; esac
     # 40 frames would cross; a stray ARP refresh may flood once or twice.
-    if [ $prc = 0 ] && [ $leak -le 4 ]; then result 3 client-to-client PASS "20/20 pings client2->client1; uplink saw $leak frames"
+    if [ $prc = 0 ] && [ "$leak" -le 4 ] 2>/dev/null; then result 3 client-to-client PASS "20/20 pings client2->client1; uplink saw $leak frames"
     else result 3 client-to-client FAIL "ping rc=$prc, uplink saw $leak frames during 40"; echo "$out" | tail -3; fi
   else result 3 client-to-client FAIL "client2 did not come up"; fi
 elif wanted 3; then result 3 client-to-client SKIP "needs scenario 1"; fi
@@ -129,7 +131,7 @@ fi
 # ================================================================== 5 large TCP, SG + GSO
 # Transfer $MB MiB each way between client1 and the uplink address; checksums must match.
 # Prints "<tx MB/s> <rx MB/s>" on success (client-side wall clock, TCG: relative only).
-MB=8
+MB=4
 transfer() { # client ; sets XFER (detail) and RATES
   c=$1
   run_in "$c" 120 "dd if=/dev/urandom of=/tmp/blob bs=1M count=$MB 2>/dev/null; md5sum /tmp/blob | cut -d' ' -f1" >/tmp/sum || { XFER="no blob"; return 1; }
@@ -137,8 +139,8 @@ transfer() { # client ; sets XFER (detail) and RATES
   # guest -> uplink (netfront TX: SG + GSO)
   send netdrv "rm -f /tmp/rx; mkfifo /tmp/hold 2>/dev/null; exec 3<>/tmp/hold; nc -l -p 5001 <&3 >/tmp/rx; md5sum /tmp/rx | cut -d' ' -f1"
   rid=$CMD_ID; sleep 1
-  tx=$(run_in "$c" 120 's=$(cut -d" " -f1 /proc/uptime); nc 10.0.0.1 5001 </tmp/blob; e=$(cut -d" " -f1 /proc/uptime); echo "$s $e"' | tail -1) || { XFER="tx send failed"; return 1; }
-  got=$(wait_ack netdrv $rid 120 | tail -1)
+  tx=$(run_in "$c" 240 's=$(cut -d" " -f1 /proc/uptime); nc 10.0.0.1 5001 </tmp/blob; e=$(cut -d" " -f1 /proc/uptime); echo "$s $e"' | tail -1) || { XFER="tx send failed"; return 1; }
+  got=$(wait_ack netdrv $rid 240 | tail -1)
   [ "$got" = "$sum" ] || { XFER="tx checksum $got != $sum"; return 1; }
   # uplink -> guest (netback RX into netfront)
   send netdrv "dd if=/dev/urandom of=/tmp/tx bs=1M count=$MB 2>/dev/null; md5sum /tmp/tx | cut -d' ' -f1; nc -l -p 5002 </tmp/tx"
@@ -152,8 +154,9 @@ transfer() { # client ; sets XFER (detail) and RATES
 NB_RATES=
 if wanted 5 && [ $S1 = PASS ]; then
   F=$(fe client1 0); feats=""
-  for k in feature-sg feature-gso-tcpv4 feature-rx-copy; do [ "$(rd "$F/$k")" = 1 ] || feats="$feats $k=$(rd "$F/$k")"; done
-  if transfer client1 && [ -z "$feats" ]; then NB_RATES=$RATES; result 5 tcp-sg-gso PASS "$XFER; netfront feature-sg/gso-tcpv4=1"
+  for k in feature-sg feature-gso-tcpv4 request-rx-copy; do [ "$(rd "$F/$k")" = 1 ] || feats="$feats $k=$(rd "$F/$k")"; done
+  transfer client1 && NB_RATES=$RATES
+  if [ -n "$NB_RATES" ] && [ -z "$feats" ]; then result 5 tcp-sg-gso PASS "$XFER; netfront feature-sg/gso-tcpv4=1"
   else result 5 tcp-sg-gso FAIL "$XFER$feats"; diagnose client1; fi
 elif wanted 5; then result 5 tcp-sg-gso SKIP "needs scenario 1"; fi
 
@@ -161,7 +164,7 @@ elif wanted 5; then result 5 tcp-sg-gso SKIP "needs scenario 1"; fi
 if wanted 6 && [ $S1 = PASS ]; then
   d=""
   fstate0=$(rd "$(fe client1 0)/state")
-  run_in netdrv 20 nb_kill >/dev/null || d="kill failed"
+  run_in netdrv 60 nb_kill >/dev/null || d="kill failed"
   out=$(run_in netdrv 60 nb_start) || d="$d restart failed: $out"
   ok=0; i=0
   while [ $i -lt 10 ] && [ -z "$d" ]; do
@@ -172,7 +175,7 @@ if wanted 6 && [ $S1 = PASS ]; then
   [ "$(rd "$(fe client1 0)/state")" = "$fstate0" ] || d="$d frontend state $fstate0 -> $(rd "$(fe client1 0)/state")"
   [ "$(rd "$(be client1 0)/state")" = 4 ] || d="$d backend state $(rd "$(be client1 0)/state")"
   if [ -z "$d" ]; then result 6 restart PASS "SIGKILL + restart; client1 pings again after $i retries, frontend untouched"
-  else result 6 restart FAIL "$d"; run_in netdrv 10 "nb_log 30"; dump_vif; fi
+  else result 6 restart FAIL "$d"; run_in netdrv 60 "nb_log 30"; dump_vif; fi
 elif wanted 6; then result 6 restart SKIP "needs scenario 1"; fi
 
 # ================================================================== 2 network-attach/detach x5
@@ -208,7 +211,7 @@ if wanted 2 && [ $S1 = PASS ]; then
     i=$((i + 1))
   done
   if [ -z "$d" ]; then result 2 attach-detach-x5 PASS "5 rounds: attach ok, backend Connected, detach ok, backend dir gone"
-  else result 2 attach-detach-x5 FAIL "$d"; dump_vif; run_in netdrv 20 "nb_log 30"; fi
+  else result 2 attach-detach-x5 FAIL "$d"; dump_vif; run_in netdrv 60 "nb_log 30"; fi
 elif wanted 2; then result 2 attach-detach-x5 SKIP "needs scenario 1"; fi
 }
 scenario2
@@ -217,30 +220,33 @@ scenario2
 
 # ================================================================== 7 baseline: in-kernel xen-netback
 if wanted 7 && [ -n "$NB_RATES" ]; then
-  XFER=""
-  for c in client1 client2 client3; do xl destroy $c 2>/dev/null; done
-  run_in netdrv 20 "nb_kill; modprobe xen-netback && echo loaded" >/dev/null
+  XFER=""; d=""
+  for c in client1 client2 client3; do bounded 60 /tmp/destroy.log xl destroy $c; done
+  run_in netdrv 60 "nb_kill; modprobe xen-netback && echo loaded" >/dev/null || d="xen-netback did not load"
   # What xl devd + the vif script would do in the driver domain, done from dom0 instead:
-  # netback waits for hotplug-status before it connects.
-  xl create /etc/xen/client1.cfg >/dev/null 2>&1 &
-  C=""; i=0
-  while [ $i -lt 120 ] && [ -z "$C" ]; do C=$(xl domid client1 2>/dev/null); sleep 0.25; i=$((i + 1)); done
-  wait_key "/local/domain/$DRV/backend/vif/$C/0/state" 2 60
-  xenstore-write "/local/domain/$DRV/backend/vif/$C/0/hotplug-status" connected
-  wait
-  if [ -n "$C" ] && waitlog "$CL/guest-client1.log" CLIENT-READY 120 && agent_open client1 &&
+  # netback connects only once hotplug-status says so.
+  xl create /etc/xen/client1.cfg >/tmp/create7.log 2>&1 &
+  i=0; C=""
+  while [ $i -lt 480 ]; do
+    C=$(xl domid client1 2>/dev/null)
+    [ -n "$C" ] && xenstore-write "/local/domain/$DRV/backend/vif/$C/0/hotplug-status" connected 2>/dev/null && break
+    sleep 0.25; i=$((i + 1))
+  done
+  [ -n "$C" ] || d="$d client1 not created: $(tail -2 /tmp/create7.log)"
+  if [ -z "$d" ] && waitlog "$CL/guest-client1.log" CLIENT-READY 120 && agent_open client1 &&
+     wait_key "/local/domain/$DRV/backend/vif/$C/0/state" 4 60 &&
      run_in netdrv 30 "ip addr add 10.0.0.1/24 dev vif$C.0 && ip link set vif$C.0 up" >/dev/null &&
      run_in client1 60 "ping -c 3 -W 3 10.0.0.1" >/dev/null && transfer client1; then
     ratio=$(echo "$NB_RATES $RATES" | awk '{printf "tx %.2f rx %.2f", $1 / $3, $2 / $4}')
     result 7 baseline-netback PASS "xen-netback: $XFER; netbackd/netback ratio $ratio"
   else
-    result 7 baseline-netback FAIL "in-kernel netback path: ${XFER:-no connection}"
+    result 7 baseline-netback FAIL "in-kernel netback path:$d ${XFER:-no connection (backend state $(rd "/local/domain/$DRV/backend/vif/$C/0/state"))}"
     xenstore-ls -fp "/local/domain/$DRV/backend/vif" | head -30
   fi
 elif wanted 7; then result 7 baseline-netback SKIP "needs scenario 5's netbackd rates"; fi
 
 xl list
-xl domid netdrv >/dev/null 2>&1 && run_in netdrv 20 "nb_log 80" >/dev/null
+xl domid netdrv >/dev/null 2>&1 && run_in netdrv 60 "nb_log 80" >/dev/null
 t "scenarios done"
 # The guests' consoles live only in this dom0: copy them to the serial log the host keeps.
 for f in $CL/*.log; do echo "===== $f"; tr -d '\r' <"$f" | tail -150; done
