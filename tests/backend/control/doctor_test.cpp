@@ -44,7 +44,7 @@ const Check& find(const std::vector<Check>& checks, std::string_view prefix)
 GlobalConfig with_port(const std::string& pci)
 {
     GlobalConfig g;
-    g.ports.push_back({"uplink0", pci, ""});
+    g.ports.push_back({.name = "uplink0", .pci = pci, .vdev = "", .mtu = std::nullopt});
     return g;
 }
 
