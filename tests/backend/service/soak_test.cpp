@@ -118,6 +118,9 @@ public:
         // NETBACKD_SOAK_KEEP=DIR keeps netbackd's log (the world's directory goes with it).
         if (const char* keep = std::getenv("NETBACKD_SOAK_KEEP"))
             sh(fmt::format("cp '{}/soak-netbackd.log' '{}/'", w_.dir(), keep));
+        // EAL leaves its runtime directory behind (no --in-memory with --no-huge).
+        std::error_code ec;
+        std::filesystem::remove_all("/var/run/dpdk/" + prefix_, ec);
     }
     void start()
     {
