@@ -128,10 +128,49 @@ if wanted 4; then
   else result 4 multiqueue-split FAIL "client3 did not come up"; fi
 fi
 
+# ================================================================== 2 network-attach/detach x5
+# bounded SECONDS LOG command...: a command stuck in the kernel ignores timeout's signal, so
+# wait for it from outside and show where it sleeps.
+bounded() {
+  secs=$1; log=$2; shift 2
+  "$@" >"$log" 2>&1 &
+  pid=$!; i=0
+  while kill -0 $pid 2>/dev/null; do
+    i=$((i + 1))
+    if [ $i -gt $((secs * 4)) ]; then
+      echo "$* stuck after $secs s: state $(grep State /proc/$pid/status) wchan $(cat /proc/$pid/wchan)"
+      cat /proc/$pid/stack 2>/dev/null; kill -9 $pid 2>/dev/null; return 124
+    fi
+    sleep 0.25
+  done
+  wait $pid
+}
+scenario2() {
+if wanted 2 && [ $S1 = PASS ]; then
+  d=""; i=1
+  while [ $i -le 5 ]; do
+    bounded 60 /tmp/attach.log xl -vvv network-attach client1 backend=netdrv mac=00:16:3e:00:01:0$i ||
+      { tail -30 /tmp/attach.log; d="round $i: network-attach failed ($(tail -1 /tmp/attach.log))"; break; }
+    devid=$(timeout 20 xl network-list client1 | awk 'NR > 1 {print $1}' | sort -n | tail -1)
+    [ "$devid" -gt 0 ] 2>/dev/null || { d="round $i: no new devid in network-list"; break; }
+    wait_key "$(be client1 "$devid")/state" 4 30 || { d="round $i: backend vif$devid state $(rd "$(be client1 "$devid")/state")"; break; }
+    bounded 60 /tmp/detach.log xl -vvv network-detach client1 "$devid" ||
+      { tail -30 /tmp/detach.log; d="round $i: network-detach failed ($(tail -1 /tmp/detach.log))"; break; }
+    if xenstore-read "$(be client1 "$devid")/state" >/dev/null 2>&1; then d="round $i: backend dir of vif$devid still there after detach"; break; fi
+    i=$((i + 1))
+  done
+  if [ -z "$d" ]; then result 2 attach-detach-x5 PASS "5 rounds: attach ok, backend Connected, detach ok, backend dir gone"
+  else result 2 attach-detach-x5 FAIL "$d"; dump_vif; run_in netdrv 60 "nb_log 30"; fi
+elif wanted 2; then result 2 attach-detach-x5 SKIP "needs scenario 1"; fi
+}
+scenario2
+
+
+
 # ================================================================== 5 large TCP, SG + GSO
 # Transfer $MB MiB each way between client1 and the uplink address; checksums must match.
 # Prints "<tx MB/s> <rx MB/s>" on success (client-side wall clock, TCG: relative only).
-MB=4
+MB=2
 transfer() { # client ; sets XFER (detail) and RATES
   c=$1
   run_in "$c" 120 "dd if=/dev/urandom of=/tmp/blob bs=1M count=$MB 2>/dev/null; md5sum /tmp/blob | cut -d' ' -f1" >/tmp/sum || { XFER="no blob"; return 1; }
@@ -177,46 +216,6 @@ if wanted 6 && [ $S1 = PASS ]; then
   if [ -z "$d" ]; then result 6 restart PASS "SIGKILL + restart; client1 pings again after $i retries, frontend untouched"
   else result 6 restart FAIL "$d"; run_in netdrv 60 "nb_log 30"; dump_vif; fi
 elif wanted 6; then result 6 restart SKIP "needs scenario 1"; fi
-
-# ================================================================== 2 network-attach/detach x5
-# Runs after 6: a toolstack hang here must not cost the other scenarios.
-# bounded SECONDS LOG command...: a command stuck in the kernel ignores timeout's signal, so
-# wait for it from outside and show where it sleeps.
-bounded() {
-  secs=$1; log=$2; shift 2
-  "$@" >"$log" 2>&1 &
-  pid=$!; i=0
-  while kill -0 $pid 2>/dev/null; do
-    i=$((i + 1))
-    if [ $i -gt $((secs * 4)) ]; then
-      echo "$* stuck after $secs s: state $(grep State /proc/$pid/status) wchan $(cat /proc/$pid/wchan)"
-      cat /proc/$pid/stack 2>/dev/null; kill -9 $pid 2>/dev/null; return 124
-    fi
-    sleep 0.25
-  done
-  wait $pid
-}
-scenario2() {
-if wanted 2 && [ $S1 = PASS ]; then
-  d=""; i=1
-  while [ $i -le 5 ]; do
-    bounded 60 /tmp/attach.log xl -vvv network-attach client1 backend=netdrv mac=00:16:3e:00:01:0$i ||
-      { tail -30 /tmp/attach.log; d="round $i: network-attach failed ($(tail -1 /tmp/attach.log))"; break; }
-    devid=$(timeout 20 xl network-list client1 | awk 'NR > 1 {print $1}' | sort -n | tail -1)
-    [ "$devid" -gt 0 ] 2>/dev/null || { d="round $i: no new devid in network-list"; break; }
-    wait_key "$(be client1 "$devid")/state" 4 30 || { d="round $i: backend vif$devid state $(rd "$(be client1 "$devid")/state")"; break; }
-    bounded 60 /tmp/detach.log xl -vvv network-detach client1 "$devid" ||
-      { tail -30 /tmp/detach.log; d="round $i: network-detach failed ($(tail -1 /tmp/detach.log))"; break; }
-    if xenstore-read "$(be client1 "$devid")/state" >/dev/null 2>&1; then d="round $i: backend dir of vif$devid still there after detach"; break; fi
-    i=$((i + 1))
-  done
-  if [ -z "$d" ]; then result 2 attach-detach-x5 PASS "5 rounds: attach ok, backend Connected, detach ok, backend dir gone"
-  else result 2 attach-detach-x5 FAIL "$d"; dump_vif; run_in netdrv 60 "nb_log 30"; fi
-elif wanted 2; then result 2 attach-detach-x5 SKIP "needs scenario 1"; fi
-}
-scenario2
-
-
 
 # ================================================================== 7 baseline: in-kernel xen-netback
 if wanted 7 && [ -n "$NB_RATES" ]; then
