@@ -72,6 +72,7 @@ std::shared_ptr<DomainView> HvClient::domain(DomId domid) {
         if (it->second->alive()) return it->second;
         domains_.erase(it);
     }
+    std::erase_if(domains_, [](const auto& kv) { return !kv.second->alive(); });
     Answer a = call(request(wire::Op::get_domain, domid));
     if (a.reply.error == ESRCH) return nullptr;
     if (a.reply.error != 0 || a.fds.size() != 2)
@@ -93,12 +94,21 @@ int HvClient::eventfd_of(std::uint32_t token) {
     std::lock_guard lock(cache_mutex_);
     if (token == token_) return eventfd_.get();
     auto it = eventfds_.find(token);
-    if (it != eventfds_.end()) return it->second.get();
+    if (it != eventfds_.end()) {
+        ++it->second.users;
+        return it->second.fd.get();
+    }
     Answer a = call(request(wire::Op::get_eventfd, 0, token));
     if (a.reply.error != 0 || a.fds.size() != 1) return -1;
     int fd = a.fds[0].get();
-    eventfds_.emplace(token, std::move(a.fds[0]));
+    eventfds_.emplace(token, SharedEventfd{std::move(a.fds[0]), 1});
     return fd;
+}
+
+void HvClient::release_eventfd(std::uint32_t token) noexcept {
+    std::lock_guard lock(cache_mutex_);
+    auto it = eventfds_.find(token);
+    if (it != eventfds_.end() && --it->second.users == 0) eventfds_.erase(it);
 }
 
 void HvClient::create_domain(DomId domid, const std::string& name, std::uint64_t bytes) {

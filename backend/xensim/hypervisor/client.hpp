@@ -55,9 +55,13 @@ public:
     bool claim_events() noexcept { return !events_claimed_.exchange(true); }
 
     // nullptr when the domain does not exist; a cached view of a destroyed domain is refreshed.
+    // Fetching a view drops every cached view of a destroyed domain, so a long-lived backend
+    // does not keep dead guests' memory mapped (their users still hold their shared_ptr).
     std::shared_ptr<DomainView> domain(DomId domid);
-    // The eventfd of the process holding `token`, or -1 if it is gone.
+    // The eventfd of the process holding `token`, or -1 if it is gone. Each successful call
+    // takes a reference that release_eventfd() gives back; the last one closes the fd.
     int eventfd_of(std::uint32_t token);
+    void release_eventfd(std::uint32_t token) noexcept;
 
     void create_domain(DomId domid, const std::string& name, std::uint64_t bytes);
     void destroy_domain(DomId domid);
@@ -95,7 +99,11 @@ private:
 
     std::mutex cache_mutex_;
     std::unordered_map<DomId, std::shared_ptr<DomainView>> domains_;
-    std::unordered_map<std::uint32_t, platform::Fd> eventfds_;
+    struct SharedEventfd {
+        platform::Fd fd;
+        std::uint32_t users = 0;
+    };
+    std::unordered_map<std::uint32_t, SharedEventfd> eventfds_;
 };
 
 } // namespace netbackd::xensim

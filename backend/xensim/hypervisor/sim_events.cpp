@@ -25,6 +25,7 @@ SimEvents::SimEvents(std::shared_ptr<HvClient> client) : client_(std::move(clien
 }
 
 SimEvents::~SimEvents() {
+    for (auto& [port, peer] : peers_) forget_eventfd(peer);
     for (EvtchnPort port : ports_) {
         try {
             client_->unbind(port);
@@ -65,7 +66,15 @@ void SimEvents::unbind(EvtchnPort local) {
     client_->unbind(local);
     std::lock_guard lock(mutex_);
     std::erase(ports_, local);
-    peers_.erase(local);
+    if (auto it = peers_.find(local); it != peers_.end()) {
+        forget_eventfd(it->second);
+        peers_.erase(it);
+    }
+}
+
+void SimEvents::forget_eventfd(Peer& peer) noexcept {
+    if (peer.eventfd >= 0) client_->release_eventfd(peer.owner);
+    peer.eventfd = -1;
 }
 
 void SimEvents::notify(EvtchnPort local) {
@@ -78,6 +87,7 @@ void SimEvents::notify(EvtchnPort local) {
     Peer& peer = peers_[local];
     if (peer.domain == nullptr || peer.domain->domid != remote_dom || peer.port != remote_port ||
         !peer.domain->alive()) {
+        forget_eventfd(peer);
         peer.domain = client_->domain(remote_dom);
         peer.port = remote_port;
         peer.owner = 0;
@@ -92,6 +102,7 @@ void SimEvents::notify(EvtchnPort local) {
         return;
     std::uint32_t owner = them.owner.load(std::memory_order_acquire);
     if (owner != peer.owner) {
+        forget_eventfd(peer);
         peer.owner = owner;
         peer.eventfd = client_->eventfd_of(owner);
     }

@@ -38,10 +38,12 @@ private:
     // Resolved peers, so a steady-state notify needs no lookup beyond a check.
     struct Peer {
         std::shared_ptr<DomainView> domain;
-        std::uint32_t port;
-        std::uint32_t owner;
-        int eventfd;
+        std::uint32_t port = 0;
+        std::uint32_t owner = 0;
+        int eventfd = -1; // >= 0: a reference on the client's cached eventfd of owner
     };
+    // Gives back the peer's eventfd reference (a dead guest's fd must not stay open).
+    void forget_eventfd(Peer& peer) noexcept;
     std::unordered_map<platform::EvtchnPort, Peer> peers_;
 };
 
