@@ -187,6 +187,9 @@ int SimWorld::stop_netbackd(int sig)
         return -1;
     kill(netbackd_, sig);
     const int rc = reap(netbackd_);
+    // netbackd removes EAL's runtime dir on a clean exit; after SIGKILL it is ours to remove.
+    std::error_code ec;
+    std::filesystem::remove_all(fmt::format("/var/run/dpdk/netbackd-{}", netbackd_), ec);
     netbackd_ = -1;
     return rc;
 }
