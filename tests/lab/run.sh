@@ -55,7 +55,7 @@ while kill -0 $qpid 2>/dev/null; do
   sleep 1
 done
 wait $qpid; qrc=$?
-phase "boot+scenarios (QEMU rc=$qrc, ended on: ${end:-timeout/exit})"
+phase "boot+scenarios (QEMU rc=$qrc, ended on: ${end:-QEMU exit or timeout})"
 
 # ---- the table
 declare -A status detail name

@@ -224,11 +224,19 @@ if wanted 7 && [ -n "$NB_RATES" ]; then
   run_in netdrv 60 "nb_kill; modprobe xen-netback && echo loaded" >/dev/null || d="xen-netback did not load"
   # What xl devd + the vif script would do in the driver domain, done from dom0 instead:
   # netback connects only once hotplug-status says so.
+  # xenconsoled appends to a same-named guest's log: start the new client1 on a clean one.
+  mv "$CL/guest-client1.log" "$CL/guest-client1-netbackd.log"
   xl create /etc/xen/client1.cfg >/tmp/create7.log 2>&1 &
+  # libxl writes an empty hotplug-status with the backend dir: keep saying "connected" until
+  # netback has read it and gone to Connected.
   i=0; C=""
   while [ $i -lt 480 ]; do
     C=$(xl domid client1 2>/dev/null)
-    [ -n "$C" ] && xenstore-write "/local/domain/$DRV/backend/vif/$C/0/hotplug-status" connected 2>/dev/null && break
+    if [ -n "$C" ]; then
+      B="/local/domain/$DRV/backend/vif/$C/0"
+      [ "$(rd "$B/state")" = 4 ] && break
+      [ -n "$(rd "$B/state")" ] && [ "$(rd "$B/hotplug-status")" != connected ] && xenstore-write "$B/hotplug-status" connected
+    fi
     sleep 0.25; i=$((i + 1))
   done
   [ -n "$C" ] || d="$d client1 not created: $(tail -2 /tmp/create7.log)"
@@ -239,7 +247,8 @@ if wanted 7 && [ -n "$NB_RATES" ]; then
     ratio=$(echo "$NB_RATES $RATES" | awk '{printf "tx %.2f rx %.2f", $1 / $3, $2 / $4}')
     result 7 baseline-netback PASS "xen-netback: $XFER; netbackd/netback ratio $ratio"
   else
-    result 7 baseline-netback FAIL "in-kernel netback path:$d ${XFER:-no connection (backend state $(rd "/local/domain/$DRV/backend/vif/$C/0/state"))}"
+    result 7 baseline-netback FAIL "in-kernel netback path:$d ${XFER:-no connection (client1 d$C, backend state $(rd "/local/domain/$DRV/backend/vif/$C/0/state"))}"
+    run_in netdrv 30 "ip link; dmesg | tail -20"
     xenstore-ls -fp "/local/domain/$DRV/backend/vif" | head -30
   fi
 elif wanted 7; then result 7 baseline-netback SKIP "needs scenario 5's netbackd rates"; fi
