@@ -9,6 +9,7 @@ result() { echo "LAB-RESULT $1 $2 $3 $4"; t "scenario $1 $3"; }
 now() { cut -d' ' -f1 /proc/uptime; }
 
 waitlog() { # file pattern seconds
+  local i
   i=0
   while [ $i -lt $(($3 * 4)) ]; do
     grep -q "$2" "$1" 2>/dev/null && return 0
@@ -47,6 +48,7 @@ DRV=; be() { echo "/local/domain/$DRV/backend/vif/$(xl domid "$1")/$2"; }
 fe() { echo "/local/domain/$(xl domid "$1")/device/vif/$2"; }
 rd() { xenstore-read "$1" 2>/dev/null; }
 wait_key() { # path value seconds
+  local i
   i=0
   while [ $i -lt $(($3 * 4)) ]; do
     [ "$(rd "$1")" = "$2" ] && return 0
