@@ -107,8 +107,9 @@ if wanted 3 && [ $S1 = PASS ]; then
     out=$(run_in client2 60 "ping -c 20 -i 0.2 -W 3 10.0.0.11" 2>&1); prc=$?
     after=$(run_in netdrv 60 uplink_rx | tail -1)
     case "$before$after" in *[!0-9]*|"") leak="unknown ($before/$after)";; *) leak=$((after - before));; esac
-    # 40 frames would cross; a stray ARP refresh may flood once or twice.
-    if [ $prc = 0 ] && [ "$leak" -le 4 ] 2>/dev/null; then result 3 client-to-client PASS "20/20 pings client2->client1; uplink saw $leak frames"
+    # Leaked unicast would be 40 frames (20 at least, one way); the guests' own broadcast and
+    # multicast (ARP refreshes, IPv6 neighbour/router solicitations) flood legitimately: 0-6 seen.
+    if [ $prc = 0 ] && [ "$leak" -lt 20 ] 2>/dev/null; then result 3 client-to-client PASS "20/20 pings client2->client1; uplink saw $leak frames"
     else result 3 client-to-client FAIL "ping rc=$prc, uplink saw $leak frames during 40"; echo "$out" | tail -3; fi
   else result 3 client-to-client FAIL "client2 did not come up"; fi
 elif wanted 3; then result 3 client-to-client SKIP "needs scenario 1"; fi
