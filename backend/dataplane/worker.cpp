@@ -151,6 +151,21 @@ void Worker::handle_messages() noexcept {
     }
 }
 
+namespace {
+
+// A vif's port in a worker's switch: the same whether the worker runs the vif or only forwards
+// to it.
+SwitchPort switch_port_of(const VifRuntime& vif) noexcept {
+    SwitchPort p;
+    p.kind = PortKind::vif;
+    p.uplink = *vif.uplink;
+    p.vlan = vif.vlan;
+    p.allowed_src = vif.mac;
+    return p;
+}
+
+} // namespace
+
 void Worker::attach(VifRuntime& vif) noexcept {
     vifs_.push_back(&vif);
     vif.set_rate(vif.handle().policy.rate, now_);
@@ -158,12 +173,7 @@ void Worker::attach(VifRuntime& vif) noexcept {
         vif.disable(VifFault::unknown_uplink);
         return;
     }
-    SwitchPort p;
-    p.kind = PortKind::vif;
-    p.uplink = *vif.uplink;
-    p.vlan = vif.vlan;
-    p.allowed_src = vif.mac;
-    const SwitchPortId id = sw_.add_port(p);
+    const SwitchPortId id = sw_.add_port(switch_port_of(vif));
     if (id == kNoPort) {
         vif.disable(sw_.lookup(vif.vlan, vif.mac) != kNoPort ? VifFault::duplicate_mac
                                                              : VifFault::switch_full);
@@ -177,12 +187,7 @@ void Worker::attach(VifRuntime& vif) noexcept {
 void Worker::attach_remote(VifRuntime& vif, std::uint16_t owner) noexcept {
     // The owner refuses (and reports) a vif it cannot run; here it is simply left out.
     if (!vif.uplink || (!uplinks_.empty() && *vif.uplink >= uplinks_.size()) || owner == index_) return;
-    SwitchPort p;
-    p.kind = PortKind::vif;
-    p.uplink = *vif.uplink;
-    p.vlan = vif.vlan;
-    p.allowed_src = vif.mac;
-    const SwitchPortId id = sw_.add_port(p);
+    const SwitchPortId id = sw_.add_port(switch_port_of(vif));
     if (id == kNoPort) return;
     by_port_[id] = &vif;
     port_owner_[id] = owner;
