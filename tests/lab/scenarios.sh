@@ -135,12 +135,13 @@ fi
 # bounded SECONDS LOG command...: a command stuck in the kernel ignores timeout's signal, so
 # wait for it from outside and show where it sleeps.
 bounded() {
+  local secs log pid ticks
   secs=$1; log=$2; shift 2
   "$@" >"$log" 2>&1 &
-  pid=$!; i=0
+  pid=$!; ticks=0
   while kill -0 $pid 2>/dev/null; do
-    i=$((i + 1))
-    if [ $i -gt $((secs * 4)) ]; then
+    ticks=$((ticks + 1))
+    if [ $ticks -gt $((secs * 4)) ]; then
       echo "$* stuck after $secs s: state $(grep State /proc/$pid/status) wchan $(cat /proc/$pid/wchan)"
       cat /proc/$pid/stack 2>/dev/null; kill -9 $pid 2>/dev/null; return 124
     fi
@@ -148,21 +149,24 @@ bounded() {
   done
   wait $pid
 }
+memfree() { run_in "$1" 20 "sed -n 's/^MemFree: *\\([0-9]*\\).*/\\1/p' /proc/meminfo" | tail -1; }
 scenario2() {
 if wanted 2 && [ $S1 = PASS ]; then
-  d=""; i=1
-  while [ $i -le 5 ]; do
-    bounded 60 /tmp/attach.log xl -vvv network-attach client1 backend=netdrv mac=00:16:3e:00:01:0$i ||
-      { tail -30 /tmp/attach.log; d="round $i: network-attach failed ($(tail -1 /tmp/attach.log))"; break; }
+  d=""; round=1
+  free0=$(memfree client1)
+  while [ $round -le 5 ]; do
+    bounded 60 /tmp/attach.log xl -vvv network-attach client1 backend=netdrv mac=00:16:3e:00:01:0$round ||
+      { tail -30 /tmp/attach.log; d="round $round: network-attach failed ($(tail -1 /tmp/attach.log))"; break; }
     devid=$(timeout 20 xl network-list client1 | awk 'NR > 1 {print $1}' | sort -n | tail -1)
-    [ "$devid" -gt 0 ] 2>/dev/null || { d="round $i: no new devid in network-list"; break; }
-    wait_key "$(be client1 "$devid")/state" 4 30 || { d="round $i: backend vif$devid state $(rd "$(be client1 "$devid")/state")"; break; }
+    [ "$devid" -gt 0 ] 2>/dev/null || { d="round $round: no new devid in network-list"; break; }
+    wait_key "$(be client1 "$devid")/state" 4 30 || { d="round $round: backend vif$devid state $(rd "$(be client1 "$devid")/state")"; break; }
     bounded 60 /tmp/detach.log xl -vvv network-detach client1 "$devid" ||
-      { tail -30 /tmp/detach.log; d="round $i: network-detach failed ($(tail -1 /tmp/detach.log))"; break; }
-    if xenstore-read "$(be client1 "$devid")/state" >/dev/null 2>&1; then d="round $i: backend dir of vif$devid still there after detach"; break; fi
-    i=$((i + 1))
+      { tail -30 /tmp/detach.log; d="round $round: network-detach failed ($(tail -1 /tmp/detach.log))"; break; }
+    if xenstore-read "$(be client1 "$devid")/state" >/dev/null 2>&1; then d="round $round: backend dir of vif$devid still there after detach"; break; fi
+    round=$((round + 1))
   done
-  if [ -z "$d" ]; then result 2 attach-detach-x5 PASS "5 rounds: attach ok, backend Connected, detach ok, backend dir gone"
+  free1=$(memfree client1)
+  if [ -z "$d" ]; then result 2 attach-detach-x5 PASS "5 rounds: attach ok, backend Connected, detach ok, backend dir gone; client1 MemFree $free0 -> $free1 kB"
   else result 2 attach-detach-x5 FAIL "$d"; dump_vif; run_in netdrv 60 "nb_log 30"; fi
 elif wanted 2; then result 2 attach-detach-x5 SKIP "needs scenario 1"; fi
 }
@@ -217,7 +221,7 @@ if wanted 6 && [ $S1 = PASS ]; then
   [ "$(rd "$(fe client1 0)/state")" = "$fstate0" ] || d="$d frontend state $fstate0 -> $(rd "$(fe client1 0)/state")"
   [ "$(rd "$(be client1 0)/state")" = 4 ] || d="$d backend state $(rd "$(be client1 0)/state")"
   if [ -z "$d" ]; then result 6 restart PASS "SIGKILL + restart; client1 pings again after $i retries, frontend untouched"
-  else result 6 restart FAIL "$d"; run_in netdrv 60 "nb_log 30"; dump_vif; fi
+  else result 6 restart FAIL "$d"; run_in client1 20 "ip neigh; cat /proc/net/dev"; run_in netdrv 60 "ip link show dtap0; netbackd stats; nb_log 30"; dump_vif; fi
 elif wanted 6; then result 6 restart SKIP "needs scenario 1"; fi
 
 # ================================================================== 7 baseline: in-kernel xen-netback
