@@ -35,6 +35,20 @@ pmd::EalConfig eal_config_from(const control::GlobalConfig& config) {
     return eal;
 }
 
+// Wire frames of a jumbo port wait in its RX descriptors, then for guest RX slots: one ring's
+// worth per worker, not per vif, since a busy guest backs up into drops, not into this pool.
+pmd::Mempool jumbo_rx_pool(std::size_t port_index, std::uint32_t mtu, const dataplane::DataPlaneConfig& dc) {
+    pmd::MempoolSizing sizing;
+    sizing.vifs = 1;
+    sizing.queues_per_vif = dc.workers;
+    sizing.nic_queues = dc.workers;
+    sizing.lcores = dc.workers;
+    sizing.burst = dc.worker.uplink_burst;
+    return pmd::Mempool({.name = fmt::format("nb-rx{}", port_index),
+                         .mbufs = pmd::mbufs_needed(sizing),
+                         .data_room = pmd::data_room_for_mtu(mtu)});
+}
+
 } // namespace
 
 DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Platform& platform) {
@@ -85,13 +99,19 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
         pc.tx_queues = static_cast<std::uint16_t>(dc.workers);
         pc.rx_queues = static_cast<std::uint16_t>(dc.workers);
         pc.mtu = p.mtu;
+        if (p.mtu && pmd::data_room_for_mtu(*p.mtu) > pool_->data_room()) {
+            up.rx_pool = std::make_unique<pmd::Mempool>(jumbo_rx_pool(uplinks_.size(), *p.mtu, dc));
+            spdlog::info("uplink {}: MTU {}: {} RX buffers of {} bytes", p.name, *p.mtu,
+                         up.rx_pool->capacity(), up.rx_pool->data_room());
+        }
+        const pmd::Mempool& rx_pool = up.rx_pool ? *up.rx_pool : *pool_;
         try {
-            up.port = std::make_unique<pmd::Port>(ethdev, pc, *pool_);
+            up.port = std::make_unique<pmd::Port>(ethdev, pc, rx_pool);
         } catch (const pmd::DpdkError& e) {
             if (dc.workers == 1) throw;
             pc.rx_queues = 1;
             try {
-                up.port = std::make_unique<pmd::Port>(ethdev, pc, *pool_);
+                up.port = std::make_unique<pmd::Port>(ethdev, pc, rx_pool);
             } catch (const pmd::DpdkError&) {
                 throw pmd::DpdkError(fmt::format("{} ({} workers need {} TX queues on every port; a "
                                                  "net_af_packet vdev needs qpairs={})",

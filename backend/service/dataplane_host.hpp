@@ -34,6 +34,10 @@ public:
 private:
     struct UplinkPort {
         std::string name;
+        // A jumbo MTU gets RX buffers of its own, one frame each: PMDs without RX scatter
+        // (net_null, net_pcap, many NICs) drop what does not fit one buffer. Declared before
+        // the port, which holds buffers from it until it stops.
+        std::unique_ptr<pmd::Mempool> rx_pool;
         std::unique_ptr<pmd::Port> port;
         std::unique_ptr<dataplane::PortUplink> uplink;
         std::optional<bool> last_link_up;
