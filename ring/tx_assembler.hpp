@@ -56,15 +56,29 @@ public:
     TxResult next(TxPacket& out) noexcept {
         if (fatal_ != TxError::none)
             return {TxStep::fatal, fatal_};
+        // req_prod shares its cache line with the indices the frontend keeps writing: read it
+        // once per run of published requests, not once per packet, as Linux netback does. The
+        // value was validated when read, and consuming up to it keeps it in range.
+        const RingIdx ahead = seen_prod_ - ring_.req_cons();
+        if (ahead != 0 && ahead <= TxRing::kSize) {
+            const TxResult r = assemble(out, Avail{ahead, ProdError::none});
+            if (r.step != TxStep::pending)
+                return r;
+        }
         const Avail avail = ring_.poll();
         if (avail.error == ProdError::overflow)
             return fail(TxError::req_prod_overflow);
         if (avail.error == ProdError::regressed)
             return fail(TxError::req_prod_regressed);
+        seen_prod_ = ring_.req_cons() + avail.count;
         if (avail.count == 0)
             return {TxStep::empty};
+        return assemble(out, avail);
+    }
 
-        out = TxPacket{};
+private:
+    TxResult assemble(TxPacket& out, const Avail avail) noexcept {
+        out.clear();
         RingIdx used = 0;
         std::uint32_t nr_data = 0;
         scratch_[nr_data++] = ring_.copy_request(used++);
@@ -118,6 +132,7 @@ public:
         return {TxStep::packet};
     }
 
+public:
     // Answers every slot of an accepted packet: its first data slot, a NULL per extra slot, then
     // the remaining data slots, in slot order. status is NETIF_RSP_OKAY or a NETIF_RSP_* error.
     void respond(const TxPacket& pkt, std::int16_t status) noexcept {
@@ -212,6 +227,7 @@ private:
 
     BackRing<TxRing>& ring_;
     TxLimits limits_;
+    RingIdx seen_prod_ = ring_.req_cons(); // the last req_prod read, validated
     TxError fatal_ = TxError::none;
     // Copies of the current packet's data slots; a ring's worth, so over-long chains fit too.
     std::array<netif_tx_request_t, TxRing::kSize> scratch_;

@@ -60,6 +60,20 @@ struct TxPacket {
     std::optional<MacAddr> mcast_add;
     std::optional<MacAddr> mcast_del;
 
+    // Resets everything but the segment and id arrays, which only [0, nr_segments) of is read:
+    // zeroing ~200 bytes per packet showed in the fast path's profile.
+    void clear() noexcept {
+        nr_segments = 0;
+        nr_extra_slots = 0;
+        length = 0;
+        csum_blank = false;
+        data_validated = false;
+        gso.reset();
+        hash.reset();
+        mcast_add.reset();
+        mcast_del.reset();
+    }
+
     std::span<const TxSegment> segments() const noexcept { return {seg_storage.data(), nr_segments}; }
     bool is_mcast_control() const noexcept { return mcast_add.has_value() || mcast_del.has_value(); }
     // Ring slots this packet used, each owed exactly one response.

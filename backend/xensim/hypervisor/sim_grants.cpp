@@ -45,22 +45,24 @@ public:
     ~Held() { release(); }
 
     void release() noexcept {
-        if (granter_ != nullptr) unpin_grant(*granter_->state, ref_, readonly_);
-        granter_.reset();
+        if (pinned_) unpin_grant(*granter_->state, ref_, readonly_);
+        pinned_ = false;
     }
 
     // The granted page for (domain, ref), pinning it unless already held; nullptr with *status
     // set when refused.
     std::byte* page(HvClient& client, const std::shared_ptr<DomainView>& domain, std::uint32_t ref, bool readonly,
                     std::int16_t* status) {
-        if (granter_ == domain && ref_ == ref && readonly_ == readonly) return page_;
+        if (pinned_ && granter_ == domain && ref_ == ref && readonly_ == readonly) return page_;
         release();
         Pin pin = pin_grant(*domain->state, ref, client.domid(), readonly, false);
         if (pin.status != GNTST_okay) {
             *status = pin.status;
             return nullptr;
         }
-        granter_ = domain;
+        // The view is kept to the end of the batch: one refcount change per domain, not per grant.
+        if (granter_ != domain) granter_ = domain;
+        pinned_ = true;
         ref_ = ref;
         readonly_ = readonly;
         page_ = domain->page(pin.frame);
@@ -69,6 +71,7 @@ public:
 
 private:
     std::shared_ptr<DomainView> granter_;
+    bool pinned_ = false;
     std::uint32_t ref_ = 0;
     bool readonly_ = true;
     std::byte* page_ = nullptr;
