@@ -116,6 +116,8 @@ private:
 // The /netbackd/* telemetry commands read this data plane (one per process; nullptr: none).
 // The DataPlane publishes itself on construction and withdraws on destruction.
 void publish_telemetry(const DataPlane* dp);
+// Vifs per /netbackd/vifs reply (see telemetry.cpp): readers page with "/netbackd/vifs,<first>".
+inline constexpr unsigned kVifsPerPage = 16;
 void withdraw_telemetry(const DataPlane* dp);
 
 // What `netbackd run` builds once the EAL, pools and ports exist.

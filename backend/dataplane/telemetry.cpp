@@ -1,13 +1,18 @@
 // DPDK telemetry commands for the data plane, so that dpdk-telemetry.py (or anything speaking
 // the telemetry socket) reads the per-vif and worker counters:
-//   /netbackd/vifs    every vif ("vif<domid>_<devid>": telemetry names allow no dots): state,
-//                     counters, drops by reason
+//   /netbackd/vifs    vifs in (domid, devid) order ("vif<domid>_<devid>": telemetry names allow
+//                     no dots): state, counters, drops by reason. A reply holds at most 16
+//                     (kVifsPerPage): DPDK cuts every reply at 16 KiB, about 36 vifs, silently.
+//                     Param "<first>": the page starting at that index; ask again from
+//                     first + 16 while a page comes back full.
 //   /netbackd/vif     one vif, params "<domid>.<devid>" (or "<domid>_<devid>")
 //   /netbackd/worker  loop, uplink, hand-over and wake-up counters summed over the workers
 //   /netbackd/workers the same per worker ("worker<i>"), with its vif count and sleep mode
 //
 // Telemetry runs on its own thread and its callbacks take no user data, hence one registered
 // DataPlane per process behind a mutex. Only the control side ever takes these locks.
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <mutex>
 #include <string>
@@ -51,11 +56,19 @@ void fill_vif(rte_tel_data* d, VifState state, const VifStats& s, unsigned worke
         rte_tel_data_add_dict_u64(d, fmt::format("drop_{}", to_string(static_cast<Drop>(i))).c_str(), s.drops[i]);
 }
 
-int cmd_vifs(const char*, const char*, rte_tel_data* d) {
+int cmd_vifs(const char*, const char* params, rte_tel_data* d) {
+    unsigned first = 0;
+    if (params != nullptr && *params != '\0' && std::sscanf(params, "%u", &first) != 1) return -EINVAL;
     std::lock_guard lock(g_mutex);
     rte_tel_data_start_dict(d);
     if (g_instance == nullptr) return 0;
-    for (const auto& v : g_instance->telemetry_view()) {
+    auto view = g_instance->telemetry_view();
+    std::sort(view.begin(), view.end(), [](const auto& a, const auto& b) {
+        return std::pair(a.id.frontend, a.id.devid) < std::pair(b.id.frontend, b.id.devid);
+    });
+    const std::size_t end = std::min(view.size(), std::size_t{first} + kVifsPerPage);
+    for (std::size_t i = first; i < end; ++i) {
+        const auto& v = view[i];
         rte_tel_data* c = rte_tel_data_alloc();
         if (c == nullptr) return -ENOMEM;
         fill_vif(c, v.state, v.stats, v.worker);
@@ -139,7 +152,8 @@ void publish_telemetry(const DataPlane* dp) {
     static bool registered = false;
     if (!registered && dp != nullptr) {
         registered = true;
-        rte_telemetry_register_cmd("/netbackd/vifs", cmd_vifs, "Every vif's state and counters. No parameters");
+        rte_telemetry_register_cmd("/netbackd/vifs", cmd_vifs,
+                                   "State and counters of up to 16 vifs. Parameters: <first> (default 0)");
         rte_telemetry_register_cmd("/netbackd/vif", cmd_vif, "One vif's state and counters. Parameters: <domid>.<devid>");
         rte_telemetry_register_cmd("/netbackd/worker", cmd_worker, "Data-plane worker counters, summed. No parameters");
         rte_telemetry_register_cmd("/netbackd/workers", cmd_workers, "Each data-plane worker's counters. No parameters");

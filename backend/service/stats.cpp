@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "backend/dataplane/dataplane.hpp"
 #include "backend/platform/fd.hpp"
 
 namespace netbackd::service {
@@ -73,7 +74,7 @@ public:
 
 private:
     std::string receive() {
-        std::string buf(1 << 20, '\0'); // 64 vifs x ~25 counters fit many times over
+        std::string buf(1 << 20, '\0'); // DPDK sends at most 16 KiB per reply
         const ssize_t n = ::read(fd_.get(), buf.data(), buf.size());
         if (n <= 0) throw std::runtime_error("netbackd closed the telemetry connection");
         buf.resize(static_cast<std::size_t>(n));
@@ -94,6 +95,19 @@ std::string vif_name(std::string_view key) { // "vif7_0" -> "vif 7.0"
     const auto u = key.find('_');
     if (u == std::string_view::npos) return fmt::format("vif {}", key);
     return fmt::format("vif {}.{}", key.substr(0, u), key.substr(u + 1));
+}
+
+// Every vif, page by page: one telemetry reply holds kVifsPerPage of them.
+nlohmann::json all_vifs(TelemetrySocket& sock) {
+    nlohmann::json vifs = nlohmann::json::object();
+    for (unsigned first = 0;; first += dataplane::kVifsPerPage) {
+        const auto reply = sock.query(fmt::format("/netbackd/vifs,{}", first));
+        const auto& page = reply.at("/netbackd/vifs");
+        if (!page.is_object()) break;
+        vifs.update(page);
+        if (page.size() < dataplane::kVifsPerPage) break;
+    }
+    return vifs;
 }
 
 nlohmann::json resources_of(TelemetrySocket& sock) {
@@ -128,8 +142,7 @@ void print_workers(const nlohmann::json& w, std::FILE* out);
 int print_stats(const StatsOptions& o, std::FILE* out) {
     try {
         TelemetrySocket sock(find_socket(o));
-        const auto reply = sock.query("/netbackd/vifs");
-        const auto& vifs = reply.at("/netbackd/vifs");
+        const auto vifs = all_vifs(sock);
         const auto resources = resources_of(sock);
         const auto workers = workers_of(sock);
         if (o.json) {

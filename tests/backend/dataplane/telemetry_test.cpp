@@ -1,10 +1,12 @@
 // The /netbackd/* commands over DPDK's real telemetry socket, as dpdk-telemetry.py reads them.
 // This binary starts its own EAL (telemetry on), so it is a test executable of its own.
 #include <chrono>
+#include <set>
 #include <string>
 #include <thread>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <rte_eal.h>
 #include <sys/socket.h>
@@ -99,5 +101,43 @@ TEST_CASE("vif and worker counters are readable over the telemetry socket", "[da
         CHECK(dp->detach({kA, 0}) != nullptr);
         const auto none = client.query("/netbackd/vifs");
         CHECK(none.at("/netbackd/vifs").empty());
+    }
+}
+
+TEST_CASE("/netbackd/vifs pages 16 vifs at a time, so no reply outgrows DPDK's 16 KiB", "[dataplane][telemetry]") {
+    // 20 vifs of one guest: more than one page, and about what a single 16 KiB reply held before
+    // (36 vifs), so every vif has to come back through the pages.
+    constexpr std::uint32_t kVifs = 20;
+    World world({kA}, 64u << 20, false);
+    pmd::EalConfig ec;
+    ec.file_prefix = "nbdptelp-" + std::to_string(::getpid());
+    ec.telemetry = true;
+    pmd::Eal eal(ec);
+    {
+        pmd::Mempool pool({.name = "telp_pool", .mbufs = 4095, .cache = 32});
+        pmd::Mempool indirect({.name = "telp_ind", .mbufs = 1023, .cache = 32, .data_room = 0});
+        DataPlaneConfig c;
+        c.pool = &pool;
+        c.indirect_pool = &indirect;
+        auto dp = std::make_unique<DataPlane>(c, world.grants, world.events);
+        std::vector<std::unique_ptr<Netfront>> fronts;
+        for (std::uint32_t v = 0; v < kVifs; ++v) {
+            fronts.push_back(std::make_unique<Netfront>(world, kA, v));
+            dp->attach(fronts.back()->handle(mac(static_cast<std::uint8_t>(0x10 + v))));
+        }
+        TelemetryClient client;
+        const auto first = client.query("/netbackd/vifs").at("/netbackd/vifs");
+        CHECK(first.size() == kVifsPerPage);
+        CHECK(client.query("/netbackd/vifs,0").at("/netbackd/vifs") == first);
+        const auto second = client.query("/netbackd/vifs,16").at("/netbackd/vifs");
+        CHECK(second.size() == kVifs - kVifsPerPage);
+        std::set<std::string> names;
+        for (const auto& page : {first, second})
+            for (const auto& [key, v] : page.items()) names.insert(key);
+        CHECK(names.size() == kVifs);
+        for (std::uint32_t v = 0; v < kVifs; ++v) CHECK(names.count(fmt::format("vif31_{}", v)) == 1);
+        CHECK(client.query("/netbackd/vifs,32").at("/netbackd/vifs").empty());
+        CHECK(client.query("/netbackd/vifs,junk").at("/netbackd/vifs").is_null());
+        for (std::uint32_t v = 0; v < kVifs; ++v) CHECK(dp->detach({kA, v}) != nullptr);
     }
 }
