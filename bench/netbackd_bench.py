@@ -152,6 +152,17 @@ def telemetry(prefix, cmd):
         return json.loads(s.recv(1 << 20).decode())[cmd.split(",")[0]]
 
 
+def all_vifs(prefix, page=16):
+    """Every vif's counters: /netbackd/vifs answers 16 at a time (DPDK cuts replies at 16 KiB)."""
+    vifs, first = {}, 0
+    while True:
+        got = telemetry(prefix, f"/netbackd/vifs,{first}") or {}
+        vifs.update(got)
+        if len(got) < page:
+            return vifs
+        first += page
+
+
 def mac_of(domid, devid=0):
     return f"00:16:3e:00:{domid:02x}:{devid:02x}"
 
@@ -252,7 +263,7 @@ class NetbackdWorld:
         keys = ("tx_packets", "rx_packets", "notifications", "copy_batches", "copy_segments")
         total = dict.fromkeys(keys, 0)
         try:
-            for v in telemetry(self.prefix, "/netbackd/vifs").values():
+            for v in all_vifs(self.prefix).values():
                 for k in keys:
                     total[k] += int(v.get(k, 0))
         except (OSError, ValueError, KeyError, AttributeError) as e:
@@ -320,10 +331,16 @@ def netbackd_run(args, huge, scenario, size, vifs, costs=(0, 0), burst=None, key
         world = NetbackdWorld(args.work, "gw", huge, "net_null0,no-rx=1", vifs, costs=costs, burst=burst,
                               mtu=size - 14 if size > 1514 else None)
         try:
-            nfs = [world.netfront(g, ["--generate", str(size), "--seconds", str(secs)] + frontend_flags(args))
+            # Scaling runs every generator on the one frontend CPU: busy-polling netfronts would
+            # share it by time slices and measure the scheduler, so they sleep on their event
+            # channel when their ring is full, at every vif count (1 included).
+            flags = [] if scenario == "scaling" else frontend_flags(args)
+            first = time.time()
+            nfs = [world.netfront(g, ["--generate", str(size), "--seconds", str(secs)] + flags)
                    for g in world.guests]
-            # Vifs leave the telemetry as their netfront closes: read the counters just before.
-            time.sleep(max(0.0, secs - 0.4))
+            # Vifs leave the telemetry as their netfront closes: read the counters while all of
+            # them run (starting 64 netfronts takes a while), just before the first one stops.
+            time.sleep(max(0.0, max(time.time() + 0.2, first + secs - 0.4) - time.time()))
             global WIRE_FRACTION
             WIRE_FRACTION = None
             keep_counters(world, key)
@@ -337,14 +354,12 @@ def netbackd_run(args, huge, scenario, size, vifs, costs=(0, 0), burst=None, key
         finally:
             world.close()
     if scenario == "wire-guest":
-        if size > 1514:
-            # net_pcap's infinite_rx replays only single-segment mbufs, and netbackd's frame
-            # buffers hold 2 KiB: the port refuses to start (EINVAL at rx queue setup).
-            raise RuntimeError("no 9000 B wire source for netbackd: net_pcap infinite_rx cannot chain mbufs")
+        # net_pcap's infinite_rx replays single-segment mbufs only: a jumbo MTU on the port gives
+        # it netbackd's own RX pool of one-frame buffers (as the peer's --mbuf-size does).
         pcap = os.path.join(args.work, f"wire-{size}-{vifs}.pcap")
         write_pcap(pcap, size, [mac_of(10 + i) for i in range(vifs)])
         world = NetbackdWorld(args.work, "wg", huge, f"net_pcap0,rx_pcap={pcap},infinite_rx=1", vifs,
-                              costs=costs, burst=burst)
+                              costs=costs, burst=burst, mtu=size - 14 if size > 1514 else None)
         try:
             nfs = [world.netfront(g, ["--sink", "--seconds", str(secs)] + frontend_flags(args)) for g in world.guests]
             # Vifs leave the telemetry as their netfront closes: read the counters just before.
