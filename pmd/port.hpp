@@ -62,6 +62,10 @@ public:
     std::uint16_t id() const noexcept { return id_; }
     const std::string& name() const noexcept { return name_; }
     const std::string& driver() const noexcept { return driver_; }
+    // TSO segments must fit the MTU counting their Ethernet header too: net_tap (22.11) checks
+    // mss + l2 + l3 + l4 <= MTU and refuses the rest of the burst otherwise, where a NIC
+    // counts from the IP header as the MTU does.
+    bool tso_mtu_counts_l2() const noexcept { return driver_ == "net_tap"; }
     // What the device offers, and what this port enabled: offered & wanted, except that RX
     // scatter is enabled only when the MTU needs it.
     const Offloads& offered() const noexcept { return offered_; }

@@ -221,7 +221,8 @@ void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint
     }
     if (hw_tso) {
         // The guest's MSS follows its own MTU; segments must fit the port's.
-        const auto headers = static_cast<std::uint32_t>(m->l3_len + m->l4_len);
+        const auto headers = static_cast<std::uint32_t>(m->l3_len + m->l4_len) +
+                             (uplink_tso_counts_l2_[u] != 0 ? m->l2_len : 0u);
         const std::uint32_t max_mss = uplink_mtu_[u] > headers ? uplink_mtu_[u] - headers : 0;
         if (max_mss == 0) {
             c.drop(Drop::tx_over_mtu).add();

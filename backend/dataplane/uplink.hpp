@@ -23,6 +23,8 @@ public:
     virtual const pmd::Offloads& hardware() const noexcept = 0;
     // L3 MTU of the wire: software segmentation cuts to this.
     virtual std::uint16_t mtu() const noexcept = 0;
+    // A TSO segment's Ethernet header counts against the MTU (see pmd::Port).
+    virtual bool tso_mtu_counts_l2() const noexcept { return false; }
     // RX queues to poll (RSS spreads the wire's flows over them).
     virtual std::uint16_t rx_queues() const noexcept { return 1; }
     // TX queues: each worker sends on its own, so a data plane needs one per worker.
@@ -48,6 +50,7 @@ public:
     }
     const pmd::Offloads& hardware() const noexcept override { return port_.hardware(); }
     std::uint16_t mtu() const noexcept override { return port_.mtu(); }
+    bool tso_mtu_counts_l2() const noexcept override { return port_.tso_mtu_counts_l2(); }
     std::uint16_t rx_queues() const noexcept override { return port_.rx_queues(); }
     std::uint16_t tx_queues() const noexcept override { return port_.tx_queues(); }
     bool add_rx_interrupt(std::uint16_t q, int epfd) noexcept override { return port_.add_rx_interrupt(q, epfd); }

@@ -64,6 +64,7 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
     for (Uplink* u : uplinks_) {
         uplink_hw_.push_back(u->hardware());
         uplink_mtu_.push_back(u->mtu());
+        uplink_tso_counts_l2_.push_back(u->tso_mtu_counts_l2() ? 1 : 0);
     }
     for (std::size_t u = 0; u < uplinks_.size(); ++u) {
         SwitchPort p;

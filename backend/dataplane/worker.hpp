@@ -180,6 +180,7 @@ private:
     // What each uplink offers, read once: per-packet decisions make no virtual call.
     std::vector<pmd::Offloads> uplink_hw_;
     std::vector<std::uint16_t> uplink_mtu_;
+    std::vector<std::uint8_t> uplink_tso_counts_l2_; // bool per uplink, see Uplink
     pmd::SoftwareGso gso_;
     std::uint32_t room_; // data bytes per buffer of pool_
     std::uint64_t tsc_hz_;

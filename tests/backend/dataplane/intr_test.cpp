@@ -4,14 +4,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
 #include <thread>
 
-#include <linux/if_packet.h>
-#include <net/if.h>
-#include <sched.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,6 +16,7 @@
 #include "backend/dataplane/dataplane.hpp"
 #include "backend/platform/fd.hpp"
 #include "dp_world.hpp"
+#include "tap_netns.hpp"
 #include "pmd/port.hpp"
 #include "pmd/vdev.hpp"
 
@@ -32,56 +27,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr int kSkip = 77; // SKIP_RETURN_CODE, set in tests/backend/dataplane/CMakeLists.txt
 constexpr platform::DomId kA = 51;
 const MacAddr kMacA = mac(0xa);
 const MacAddr kOutside = mac(0x99);
-
-void enter_private_netns() {
-    if (::access("/dev/net/tun", R_OK | W_OK) != 0) {
-        std::fprintf(stderr, "SKIP: /dev/net/tun is not available\n");
-        std::exit(kSkip);
-    }
-    if (::unshare(CLONE_NEWNET) != 0) {
-        std::fprintf(stderr, "SKIP: cannot create a network namespace: %s\n", std::strerror(errno));
-        std::exit(kSkip);
-    }
-}
-
-// The kernel side of the tap: up, and quiet (no IPv6 autoconfiguration chatter that would wake
-// the worker and spoil the idle count).
-void prepare_kernel_side(const std::string& ifname) {
-    std::ofstream(fmt::format("/proc/sys/net/ipv6/conf/{}/disable_ipv6", ifname)) << "1\n";
-    platform::Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    REQUIRE(s);
-    ifreq ifr{};
-    std::snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname.c_str());
-    REQUIRE(::ioctl(s.get(), SIOCGIFFLAGS, &ifr) == 0);
-    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-    REQUIRE(::ioctl(s.get(), SIOCSIFFLAGS, &ifr) == 0);
-}
-
-platform::Fd kernel_socket(const std::string& ifname) {
-    const int ifindex = static_cast<int>(::if_nametoindex(ifname.c_str()));
-    REQUIRE(ifindex > 0);
-    platform::Fd sock(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
-    REQUIRE(sock);
-    sockaddr_ll addr{};
-    addr.sll_family = AF_PACKET;
-    addr.sll_ifindex = ifindex;
-    REQUIRE(::bind(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
-    return sock;
-}
-
-template <class F>
-bool within(std::chrono::milliseconds bound, F&& done) {
-    const auto end = std::chrono::steady_clock::now() + bound;
-    while (std::chrono::steady_clock::now() < end) {
-        if (done()) return true;
-        std::this_thread::sleep_for(1ms);
-    }
-    return done();
-}
 
 std::uint64_t total_sleeps(const DataPlane& dp) {
     std::uint64_t n = 0;
