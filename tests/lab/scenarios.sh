@@ -178,16 +178,25 @@ scenario2
 # Transfer $MB MiB each way between client1 and the uplink address; checksums must match.
 # Prints "<tx MB/s> <rx MB/s>" on success (client-side wall clock, TCG: relative only).
 MB=2
+# A domain's /proc/net/snmp Tcp line: RetransSegs is field 13, InErrs 14, InCsumErrors 16.
+tcp_line() { run_in "$1" 20 'grep "^Tcp:" /proc/net/snmp | tail -1' | tail -1 | tr -d '\r'; }
+tcp_delta() { # before after field
+  echo "$1 $2" | awk -v f="$3" '{print $(f + 16) - $f}'
+}
 transfer() { # client ; sets XFER (detail) and RATES
   c=$1
   run_in "$c" 120 "dd if=/dev/urandom of=/tmp/blob bs=1M count=$MB 2>/dev/null; md5sum /tmp/blob | cut -d' ' -f1" >/tmp/sum || { XFER="no blob"; return 1; }
   sum=$(tail -1 /tmp/sum)
   # guest -> uplink (netfront TX: SG + GSO)
+  c0=$(tcp_line "$c"); d0=$(tcp_line netdrv)
   send netdrv "rm -f /tmp/rx; mkfifo /tmp/hold 2>/dev/null; exec 3<>/tmp/hold; nc -l -p 5001 <&3 >/tmp/rx; md5sum /tmp/rx | cut -d' ' -f1"
   rid=$CMD_ID; sleep 1
   tx=$(run_in "$c" 240 's=$(cut -d" " -f1 /proc/uptime); nc 10.0.0.1 5001 </tmp/blob; e=$(cut -d" " -f1 /proc/uptime); echo "$s $e"' | tail -1) || { XFER="tx send failed"; return 1; }
   got=$(wait_ack netdrv $rid 240 | tail -1)
-  [ "$got" = "$sum" ] || { XFER="tx checksum $got != $sum"; return 1; }
+  c1=$(tcp_line "$c"); d1=$(tcp_line netdrv)
+  # Why a transfer is slow shows here: the sender's retransmits, the receiver's bad segments.
+  TCPDIAG="tx: $c retransmitted $(tcp_delta "$c0" "$c1" 13) segments, netdrv TCP in-errors $(tcp_delta "$d0" "$d1" 14) csum-errors $(tcp_delta "$d0" "$d1" 16)"
+  [ "$got" = "$sum" ] || { XFER="tx checksum $got != $sum; $TCPDIAG"; return 1; }
   # uplink -> guest (netback RX into netfront)
   send netdrv "dd if=/dev/urandom of=/tmp/tx bs=1M count=$MB 2>/dev/null; md5sum /tmp/tx | cut -d' ' -f1; nc -l -p 5002 </tmp/tx"
   rid=$CMD_ID; sleep 3
@@ -195,7 +204,7 @@ transfer() { # client ; sets XFER (detail) and RATES
   want=$(wait_ack netdrv $rid 60 | head -1)
   [ "${rx%% *}" = "$want" ] || { XFER="rx checksum ${rx%% *} != $want"; return 1; }
   RATES=$(echo "$tx ${rx#* }" | awk -v mb=$MB '{printf "%.2f %.2f", mb / ($2 - $1), mb / ($4 - $3)}')
-  XFER="$MB MiB each way, checksums match; tx $(echo $RATES | cut -d' ' -f1) MiB/s, rx $(echo $RATES | cut -d' ' -f2) MiB/s"
+  XFER="$MB MiB each way, checksums match; tx $(echo $RATES | cut -d' ' -f1) MiB/s, rx $(echo $RATES | cut -d' ' -f2) MiB/s; $TCPDIAG"
 }
 NB_RATES=
 if wanted 5 && [ $S1 = PASS ]; then
