@@ -326,6 +326,7 @@ def netbackd_run(args, huge, scenario, size, vifs, costs=(0, 0), burst=None, key
     """One measured netbackd run; returns packets per second (aggregate over vifs)."""
     secs = args.seconds
     key = key or (scenario, size, vifs)
+    burst = burst or args.burst
     if scenario in ("guest-wire", "scaling"):
         # Jumbo frames leave only through an uplink whose MTU takes them (14 B of header aside).
         world = NetbackdWorld(args.work, "gw", huge, "net_null0,no-rx=1", vifs, costs=costs, burst=burst,
@@ -683,6 +684,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=None, help="seconds per run (default 5; quick 2)")
     ap.add_argument("--vifs", default="1,4,16,64", help="vif counts for the scaling scenario")
     ap.add_argument("--latency-sizes", default=None, help="frame sizes of the latency scenario (default 64,1500; quick 64)")
+    ap.add_argument("--burst", type=int, default=None,
+                    help="netbackd [workers] burst for every run but copycost's (default: the worker's own)")
     ap.add_argument("--cost-runs", type=int, default=None, help="runs per (cost, burst) point (default 3; quick 1)")
     ap.add_argument("--frontend", choices=("poll", "event"), default="poll",
                     help="netfront generator/sink: busy-poll without events like virtio-user (default), "
