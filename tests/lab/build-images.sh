@@ -77,7 +77,7 @@ pack "$R" "$OUT/client.cpio.gz"
 ######## driver domain: netbackd on the real platform
 R=$OUT/drv-root
 skeleton "$R"
-add_modules "$R" tun xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback
+add_modules "$R" tun xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback xen-pcifront uio_pci_generic
 mkdir -p "$R/etc/modprobe.d" "$R/etc/netbackd/clients" "$R/usr/lib/x86_64-linux-gnu/dpdk"
 # netbackd serves the vifs; the kernel's backend must not claim them first.
 echo "blacklist xen_netback" >"$R/etc/modprobe.d/netbackd.conf"
@@ -86,7 +86,7 @@ cp "$NETBACKD" "$R/usr/sbin/netbackd"
 pmddir=$(ls -d /usr/lib/x86_64-linux-gnu/dpdk/pmds-* | head -1)
 mkdir -p "$R$pmddir"
 pmds=()
-for p in bus_vdev mempool_ring net_tap net_af_packet; do
+for p in bus_vdev bus_pci mempool_ring net_tap net_af_packet net_e1000; do
   cp -L "$pmddir/librte_$p.so" "$R$pmddir/librte_$p.so"
   pmds+=("$pmddir/librte_$p.so")
 done
@@ -98,7 +98,7 @@ pack "$R" "$OUT/drv.cpio.gz"
 ######## dom0: xenstored and the toolstack
 R=$OUT/dom0-root
 skeleton "$R"
-add_modules "$R" xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs
+add_modules "$R" xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-pciback
 mkdir -p "$R"/{var/lib/xen,var/log/xen/console,var/lib/xenstored,usr/lib/xen-4.17,etc/xen,lab}
 cp -a "$TOOLS/usr/lib/xen-4.17/bin" "$R/usr/lib/xen-4.17/"
 cp -a "$TOOLS/usr/lib/xen-4.17/lib" "$R/usr/lib/xen-4.17/"
