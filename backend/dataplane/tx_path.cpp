@@ -189,11 +189,12 @@ void Worker::forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept {
 
 void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint16_t vlan,
                         VifCounters& c) noexcept {
-    const pmd::Offloads& hw = uplink_hw_[u];
+    const UplinkTraits& up = uplink_traits_[u];
+    const pmd::Offloads& hw = up.hw;
     const bool gso = (m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) != 0;
     // The wire takes MTU + Ethernet header (+ the tag we insert). A GSO frame is cut to fit
     // below, by the port or in software, so only its segments count.
-    if (!gso && m->pkt_len > std::uint32_t{uplink_mtu_[u]} + RTE_ETHER_HDR_LEN) {
+    if (!gso && m->pkt_len > std::uint32_t{up.mtu} + RTE_ETHER_HDR_LEN) {
         c.drop(Drop::tx_over_mtu).add();
         rte_pktmbuf_free(m);
         return;
@@ -222,8 +223,8 @@ void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint
     if (hw_tso) {
         // The guest's MSS follows its own MTU; segments must fit the port's.
         const auto headers = static_cast<std::uint32_t>(m->l3_len + m->l4_len) +
-                             (uplink_tso_counts_l2_[u] != 0 ? m->l2_len : 0u);
-        const std::uint32_t max_mss = uplink_mtu_[u] > headers ? uplink_mtu_[u] - headers : 0;
+                             (up.tso_mtu_counts_l2 ? m->l2_len : 0u);
+        const std::uint32_t max_mss = up.mtu > headers ? up.mtu - headers : 0;
         if (max_mss == 0) {
             c.drop(Drop::tx_over_mtu).add();
             rte_pktmbuf_free(m);
@@ -240,7 +241,7 @@ void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint
         return;
     }
     if (gso) {
-        const int k = gso_.segment(m, gso_out_, uplink_mtu_[u], hw);
+        const int k = gso_.segment(m, gso_out_, up.mtu, hw);
         if (k < 0) {
             counters_.uplink_tx_dropped.add();
             return;
@@ -276,7 +277,7 @@ std::size_t Worker::uplink_rx(std::uint16_t u, std::uint16_t queue) noexcept {
     Uplink& up = *uplinks_[u];
     const std::uint16_t n = up.rx_burst(queue, uplink_rx_buf_);
     counters_.uplink_rx.add(n);
-    const bool hw_checked = uplink_hw_[u].rx_l4_cksum();
+    const bool hw_checked = uplink_traits_[u].hw.rx_l4_cksum();
     for (std::uint16_t i = 0; i < n; ++i) {
         rte_mbuf* m = uplink_rx_buf_[i];
         if (m->data_len < RTE_ETHER_HDR_LEN) {

@@ -178,9 +178,12 @@ private:
     const pmd::Mempool& pool_;
     std::vector<Uplink*> uplinks_;
     // What each uplink offers, read once: per-packet decisions make no virtual call.
-    std::vector<pmd::Offloads> uplink_hw_;
-    std::vector<std::uint16_t> uplink_mtu_;
-    std::vector<std::uint8_t> uplink_tso_counts_l2_; // bool per uplink, see Uplink
+    struct UplinkTraits {
+        pmd::Offloads hw;
+        std::uint16_t mtu = 0;
+        bool tso_mtu_counts_l2 = false; // see Uplink
+    };
+    std::vector<UplinkTraits> uplink_traits_;
     pmd::SoftwareGso gso_;
     std::uint32_t room_; // data bytes per buffer of pool_
     std::uint64_t tsc_hz_;
