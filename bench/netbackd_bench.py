@@ -322,15 +322,20 @@ def frontend_flags(args):
     return ["--poll"] if args.frontend == "poll" else []
 
 
+def jumbo_mtu(size):
+    """The uplink MTU a frame of `size` bytes needs, None for a standard one: jumbo frames pass
+    only a port whose MTU takes them (14 B of Ethernet header aside)."""
+    return size - 14 if size > 1514 else None
+
+
 def netbackd_run(args, huge, scenario, size, vifs, costs=(0, 0), burst=None, key=None):
     """One measured netbackd run; returns packets per second (aggregate over vifs)."""
     secs = args.seconds
     key = key or (scenario, size, vifs)
     burst = burst or args.burst
     if scenario in ("guest-wire", "scaling"):
-        # Jumbo frames leave only through an uplink whose MTU takes them (14 B of header aside).
         world = NetbackdWorld(args.work, "gw", huge, "net_null0,no-rx=1", vifs, costs=costs, burst=burst,
-                              mtu=size - 14 if size > 1514 else None)
+                              mtu=jumbo_mtu(size))
         try:
             # Scaling runs every generator on the one frontend CPU: busy-polling netfronts would
             # share it by time slices and measure the scheduler, so they sleep on their event
@@ -360,7 +365,7 @@ def netbackd_run(args, huge, scenario, size, vifs, costs=(0, 0), burst=None, key
         pcap = os.path.join(args.work, f"wire-{size}-{vifs}.pcap")
         write_pcap(pcap, size, [mac_of(10 + i) for i in range(vifs)])
         world = NetbackdWorld(args.work, "wg", huge, f"net_pcap0,rx_pcap={pcap},infinite_rx=1", vifs,
-                              costs=costs, burst=burst, mtu=size - 14 if size > 1514 else None)
+                              costs=costs, burst=burst, mtu=jumbo_mtu(size))
         try:
             nfs = [world.netfront(g, ["--sink", "--seconds", str(secs)] + frontend_flags(args)) for g in world.guests]
             # Vifs leave the telemetry as their netfront closes: read the counters just before.
