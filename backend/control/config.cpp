@@ -1,4 +1,4 @@
-#include "config.hpp"
+#include "backend/control/config.hpp"
 
 #include <algorithm>
 #include <fstream>

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "keys.hpp"
+#include "backend/control/keys.hpp"
 
 namespace netbackd::control {
 

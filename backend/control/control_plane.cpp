@@ -1,4 +1,4 @@
-#include "control_plane.hpp"
+#include "backend/control/control_plane.hpp"
 
 #include <algorithm>
 

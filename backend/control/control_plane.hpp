@@ -7,7 +7,7 @@
 #include <memory>
 #include <string_view>
 
-#include "vif_control.hpp"
+#include "backend/control/vif_control.hpp"
 
 namespace netbackd::control {
 

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "backend/platform/platform.hpp"
-#include "keys.hpp"
-#include "vif_id.hpp"
+#include "backend/control/keys.hpp"
+#include "backend/control/vif_id.hpp"
 
 namespace netbackd::control {
 

@@ -1,4 +1,4 @@
-#include "doctor.hpp"
+#include "backend/control/doctor.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -13,7 +13,7 @@
 #include "backend/platform/fd.hpp"
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
-#include "vif_id.hpp"
+#include "backend/control/vif_id.hpp"
 
 namespace netbackd::control {
 namespace {

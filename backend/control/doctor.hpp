@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "backend/platform/platform.hpp"
-#include "config.hpp"
+#include "backend/control/config.hpp"
 
 namespace netbackd::control {
 

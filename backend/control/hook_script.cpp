@@ -1,4 +1,4 @@
-#include "hook_script.hpp"
+#include "backend/control/hook_script.hpp"
 
 #include <cerrno>
 #include <cstring>

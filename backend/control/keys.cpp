@@ -1,4 +1,4 @@
-#include "keys.hpp"
+#include "backend/control/keys.hpp"
 
 #include <charconv>
 

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <utility>
 
-#include "xenbus_state.hpp"
+#include "backend/control/xenbus_state.hpp"
 
 namespace netbackd::control {
 

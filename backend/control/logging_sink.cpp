@@ -1,4 +1,4 @@
-#include "logging_sink.hpp"
+#include "backend/control/logging_sink.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -4,7 +4,7 @@
 
 #include <map>
 
-#include "data_plane_sink.hpp"
+#include "backend/control/data_plane_sink.hpp"
 
 namespace netbackd::control {
 

@@ -1,11 +1,11 @@
-#include "vif_control.hpp"
+#include "backend/control/vif_control.hpp"
 
 #include <algorithm>
 #include <cerrno>
 
 #include <spdlog/spdlog.h>
 
-#include "hook_script.hpp"
+#include "backend/control/hook_script.hpp"
 
 namespace netbackd::control {
 namespace {

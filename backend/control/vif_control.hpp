@@ -8,10 +8,10 @@
 #include <string>
 
 #include "backend/platform/platform.hpp"
-#include "config.hpp"
-#include "data_plane_sink.hpp"
-#include "vif_fsm.hpp"
-#include "vif_id.hpp"
+#include "backend/control/config.hpp"
+#include "backend/control/data_plane_sink.hpp"
+#include "backend/control/vif_fsm.hpp"
+#include "backend/control/vif_id.hpp"
 
 namespace netbackd::control {
 

@@ -1,4 +1,4 @@
-#include "vif_fsm.hpp"
+#include "backend/control/vif_fsm.hpp"
 
 #include <fmt/format.h>
 

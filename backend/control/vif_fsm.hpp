@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "xenbus_state.hpp"
+#include "backend/control/xenbus_state.hpp"
 
 namespace netbackd::control {
 

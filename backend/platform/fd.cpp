@@ -1,4 +1,4 @@
-#include "fd.hpp"
+#include "backend/platform/fd.hpp"
 
 #include <cerrno>
 #include <cstdint>
@@ -11,7 +11,7 @@
 
 #include <fmt/format.h>
 
-#include "platform.hpp"
+#include "backend/platform/platform.hpp"
 
 namespace netbackd::platform {
 

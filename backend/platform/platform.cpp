@@ -1,4 +1,4 @@
-#include "platform.hpp"
+#include "backend/platform/platform.hpp"
 
 #include <cerrno>
 

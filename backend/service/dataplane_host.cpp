@@ -1,4 +1,4 @@
-#include "dataplane_host.hpp"
+#include "backend/service/dataplane_host.hpp"
 
 #include <algorithm>
 

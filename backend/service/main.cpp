@@ -7,8 +7,8 @@
 
 #include "backend/control/doctor.hpp"
 #include "backend/platform/options.hpp"
-#include "run.hpp"
-#include "stats.hpp"
+#include "backend/service/run.hpp"
+#include "backend/service/stats.hpp"
 
 int main(int argc, char** argv)
 {

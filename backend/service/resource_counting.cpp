@@ -1,4 +1,4 @@
-#include "resource_counting.hpp"
+#include "backend/service/resource_counting.hpp"
 
 namespace netbackd::service {
 namespace {

@@ -1,4 +1,4 @@
-#include "resource_telemetry.hpp"
+#include "backend/service/resource_telemetry.hpp"
 
 #include <algorithm>
 #include <cctype>

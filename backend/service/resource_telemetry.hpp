@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "resource_counting.hpp"
+#include "backend/service/resource_counting.hpp"
 
 namespace netbackd::service {
 

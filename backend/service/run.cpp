@@ -1,4 +1,4 @@
-#include "run.hpp"
+#include "backend/service/run.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -15,9 +15,9 @@
 #include "backend/control/config.hpp"
 #include "backend/control/control_plane.hpp"
 #include "backend/platform/fd.hpp"
-#include "dataplane_host.hpp"
-#include "resource_counting.hpp"
-#include "resource_telemetry.hpp"
+#include "backend/service/dataplane_host.hpp"
+#include "backend/service/resource_counting.hpp"
+#include "backend/service/resource_telemetry.hpp"
 
 namespace netbackd::service {
 namespace {

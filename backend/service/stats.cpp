@@ -1,4 +1,4 @@
-#include "stats.hpp"
+#include "backend/service/stats.hpp"
 
 #include <cerrno>
 #include <cstring>

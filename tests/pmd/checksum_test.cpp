@@ -6,7 +6,7 @@
 
 #include <rte_ip.h>
 
-#include "frames.hpp"
+#include "tests/pmd/frames.hpp"
 #include "pmd/bytes.hpp"
 #include "pmd/checksum.hpp"
 

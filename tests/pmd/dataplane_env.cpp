@@ -1,4 +1,4 @@
-#include "dataplane_env.hpp"
+#include "tests/pmd/dataplane_env.hpp"
 
 #include <atomic>
 

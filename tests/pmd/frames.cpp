@@ -1,4 +1,4 @@
-#include "frames.hpp"
+#include "tests/pmd/frames.hpp"
 
 #include "pmd/bytes.hpp"
 

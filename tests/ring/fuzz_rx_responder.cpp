@@ -14,7 +14,7 @@
 #include <optional>
 #include <span>
 
-#include "fuzz_input.hpp"
+#include "tests/ring/fuzz_input.hpp"
 #include "ring/netif_ring.hpp"
 
 namespace {

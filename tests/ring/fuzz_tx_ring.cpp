@@ -14,7 +14,7 @@
 #include <cstring>
 #include <memory>
 
-#include "fuzz_input.hpp"
+#include "tests/ring/fuzz_input.hpp"
 #include "ring/netif_ring.hpp"
 
 namespace {

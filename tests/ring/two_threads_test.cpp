@@ -11,7 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include "ring/sim_event.hpp"
-#include "ring_test_util.hpp"
+#include "tests/ring/ring_test_util.hpp"
 
 using namespace netbackd::ring;
 using namespace netbackd::ring::test;

@@ -1,4 +1,4 @@
-#include "device_check.hpp"
+#include "backend/platform/xen/device_check.hpp"
 
 #include <cerrno>
 #include <cstring>

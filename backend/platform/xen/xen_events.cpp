@@ -1,4 +1,4 @@
-#include "xen_events.hpp"
+#include "backend/platform/xen/xen_events.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "device_check.hpp"
+#include "backend/platform/xen/device_check.hpp"
 
 namespace netbackd::platform {
 

@@ -1,4 +1,4 @@
-#include "xen_grants.hpp"
+#include "backend/platform/xen/xen_grants.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "device_check.hpp"
+#include "backend/platform/xen/device_check.hpp"
 
 namespace netbackd::platform {
 

@@ -1,4 +1,4 @@
-#include "host_files.hpp"
+#include "backend/xensim/cli/host_files.hpp"
 
 #include <cerrno>
 #include <csignal>

@@ -12,7 +12,7 @@
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
 #include "backend/xensim/hypervisor/client.hpp"
-#include "verbs.hpp"
+#include "backend/xensim/cli/verbs.hpp"
 
 namespace netbackd::xensim::cli {
 

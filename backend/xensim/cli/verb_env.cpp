@@ -11,7 +11,7 @@
 
 #include "backend/platform/options.hpp"
 #include "backend/xensim/hypervisor/client.hpp"
-#include "verbs.hpp"
+#include "backend/xensim/cli/verbs.hpp"
 
 namespace netbackd::xensim::cli {
 

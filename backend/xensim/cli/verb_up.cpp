@@ -19,8 +19,8 @@
 
 #include "backend/xensim/hypervisor/hypervisor.hpp"
 #include "backend/xensim/xenstored/xenstored.hpp"
-#include "host_files.hpp"
-#include "verbs.hpp"
+#include "backend/xensim/cli/host_files.hpp"
+#include "backend/xensim/cli/verbs.hpp"
 
 namespace netbackd::xensim::cli {
 

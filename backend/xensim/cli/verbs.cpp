@@ -1,4 +1,4 @@
-#include "verbs.hpp"
+#include "backend/xensim/cli/verbs.hpp"
 
 namespace netbackd::xensim::cli {
 

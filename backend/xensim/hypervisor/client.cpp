@@ -1,4 +1,4 @@
-#include "client.hpp"
+#include "backend/xensim/hypervisor/client.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 
 #include "backend/platform/gntst.hpp"
-#include "seqpacket.hpp"
+#include "backend/xensim/hypervisor/seqpacket.hpp"
 
 namespace netbackd::xensim {
 

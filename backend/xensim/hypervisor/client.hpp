@@ -13,8 +13,8 @@
 
 #include "backend/platform/fd.hpp"
 #include "backend/platform/platform.hpp"
-#include "protocol.hpp"
-#include "shared_state.hpp"
+#include "backend/xensim/hypervisor/protocol.hpp"
+#include "backend/xensim/hypervisor/shared_state.hpp"
 
 namespace netbackd::xensim {
 

@@ -1,4 +1,4 @@
-#include "grant_checks.hpp"
+#include "backend/xensim/hypervisor/grant_checks.hpp"
 
 namespace netbackd::xensim {
 

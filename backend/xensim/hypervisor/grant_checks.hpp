@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "shared_state.hpp"
+#include "backend/xensim/hypervisor/shared_state.hpp"
 
 namespace netbackd::xensim {
 

@@ -1,4 +1,4 @@
-#include "guest_memory.hpp"
+#include "backend/xensim/hypervisor/guest_memory.hpp"
 
 #include <bit>
 #include <cerrno>

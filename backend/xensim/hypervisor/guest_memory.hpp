@@ -8,7 +8,7 @@
 #include <span>
 
 #include "backend/platform/platform.hpp"
-#include "client.hpp"
+#include "backend/xensim/hypervisor/client.hpp"
 
 namespace netbackd::xensim {
 

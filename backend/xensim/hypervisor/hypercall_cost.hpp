@@ -9,7 +9,7 @@
 #include <chrono>
 #include <cstddef>
 
-#include "protocol.hpp"
+#include "backend/xensim/hypervisor/protocol.hpp"
 
 namespace netbackd::xensim {
 

@@ -1,4 +1,4 @@
-#include "hypervisor.hpp"
+#include "backend/xensim/hypervisor/hypervisor.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -15,8 +15,8 @@
 #include <xen/xen.h>
 
 #include "backend/platform/platform.hpp"
-#include "grant_checks.hpp"
-#include "seqpacket.hpp"
+#include "backend/xensim/hypervisor/grant_checks.hpp"
+#include "backend/xensim/hypervisor/seqpacket.hpp"
 
 namespace netbackd::xensim {
 

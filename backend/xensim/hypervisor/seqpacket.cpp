@@ -1,4 +1,4 @@
-#include "seqpacket.hpp"
+#include "backend/xensim/hypervisor/seqpacket.hpp"
 
 #include <cerrno>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "sim_events.hpp"
+#include "backend/xensim/hypervisor/sim_events.hpp"
 
 #include <algorithm>
 #include <cerrno>

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "backend/platform/platform.hpp"
-#include "client.hpp"
+#include "backend/xensim/hypervisor/client.hpp"
 
 namespace netbackd::xensim {
 

@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "backend/platform/platform.hpp"
-#include "client.hpp"
+#include "backend/xensim/hypervisor/client.hpp"
 
 namespace netbackd::xensim {
 

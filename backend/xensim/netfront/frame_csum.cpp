@@ -1,8 +1,8 @@
-#include "frame_csum.hpp"
+#include "backend/xensim/netfront/frame_csum.hpp"
 
 #include <cstdint>
 
-#include "udp_frame.hpp"
+#include "backend/xensim/netfront/udp_frame.hpp"
 
 namespace netbackd::xensim {
 

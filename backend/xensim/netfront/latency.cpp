@@ -1,4 +1,4 @@
-#include "latency.hpp"
+#include "backend/xensim/netfront/latency.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "netfront.hpp"
+#include "backend/xensim/netfront/netfront.hpp"
 
 #include <cerrno>
 #include <poll.h>

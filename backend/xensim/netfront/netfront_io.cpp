@@ -1,4 +1,4 @@
-#include "netfront_io.hpp"
+#include "backend/xensim/netfront/netfront_io.hpp"
 
 #include <algorithm>
 #include <cstring>

@@ -22,7 +22,7 @@
 
 #include "backend/platform/platform.hpp"
 #include "backend/xensim/hypervisor/guest_memory.hpp"
-#include "netfront.hpp"
+#include "backend/xensim/netfront/netfront.hpp"
 #include "ring/front_packets.hpp"
 #include "ring/front_ring.hpp"
 

@@ -1,4 +1,4 @@
-#include "tap.hpp"
+#include "backend/xensim/netfront/tap.hpp"
 
 #include <cerrno>
 #include <algorithm>
@@ -23,7 +23,7 @@
 
 #include <fmt/format.h>
 
-#include "frame_csum.hpp"
+#include "backend/xensim/netfront/frame_csum.hpp"
 
 extern char** environ;
 

@@ -1,4 +1,4 @@
-#include "traffic.hpp"
+#include "backend/xensim/netfront/traffic.hpp"
 
 #include <stdexcept>
 

@@ -1,4 +1,4 @@
-#include "udp_frame.hpp"
+#include "backend/xensim/netfront/udp_frame.hpp"
 
 #include <charconv>
 

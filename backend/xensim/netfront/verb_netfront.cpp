@@ -24,11 +24,11 @@
 #include "backend/xensim/cli/verbs.hpp"
 #include "backend/xensim/hypervisor/sim_events.hpp"
 #include "backend/xensim/toolstack/toolstack.hpp"
-#include "netfront.hpp"
-#include "netfront_io.hpp"
-#include "latency.hpp"
-#include "tap.hpp"
-#include "traffic.hpp"
+#include "backend/xensim/netfront/netfront.hpp"
+#include "backend/xensim/netfront/netfront_io.hpp"
+#include "backend/xensim/netfront/latency.hpp"
+#include "backend/xensim/netfront/tap.hpp"
+#include "backend/xensim/netfront/traffic.hpp"
 
 namespace netbackd::xensim::cli {
 namespace {

@@ -1,4 +1,4 @@
-#include "store_wait.hpp"
+#include "backend/xensim/toolstack/store_wait.hpp"
 
 #include <atomic>
 #include <cerrno>

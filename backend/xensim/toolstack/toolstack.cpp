@@ -1,11 +1,11 @@
-#include "toolstack.hpp"
+#include "backend/xensim/toolstack/toolstack.hpp"
 
 #include <algorithm>
 #include <cerrno>
 
 #include <fmt/format.h>
 
-#include "store_wait.hpp"
+#include "backend/xensim/toolstack/store_wait.hpp"
 
 namespace netbackd::xensim {
 namespace {

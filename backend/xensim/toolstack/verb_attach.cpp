@@ -10,7 +10,7 @@
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
 #include "backend/xensim/cli/verbs.hpp"
-#include "toolstack.hpp"
+#include "backend/xensim/toolstack/toolstack.hpp"
 
 namespace netbackd::xensim::cli {
 namespace {

@@ -6,7 +6,7 @@
 
 #include <unistd.h>
 
-#include "config.hpp"
+#include "backend/control/config.hpp"
 
 using namespace netbackd::control;
 namespace fs = std::filesystem;

@@ -13,7 +13,7 @@
 
 #include "backend/control/control_plane.hpp"
 #include "backend/control/logging_sink.hpp"
-#include "fake_platform.hpp"
+#include "tests/backend/control/fake_platform.hpp"
 
 using namespace netbackd;
 using namespace netbackd::control;

@@ -14,7 +14,7 @@
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
 #include "backend/xensim/toolstack/toolstack.hpp"
-#include "sim_world.hpp"
+#include "tests/backend/control/sim_world.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;

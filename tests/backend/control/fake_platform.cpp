@@ -1,4 +1,4 @@
-#include "fake_platform.hpp"
+#include "tests/backend/control/fake_platform.hpp"
 
 #include <algorithm>
 #include <cerrno>

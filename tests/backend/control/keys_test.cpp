@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "keys.hpp"
+#include "backend/control/keys.hpp"
 
 using namespace netbackd::control;
 

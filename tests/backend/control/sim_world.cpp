@@ -1,4 +1,4 @@
-#include "sim_world.hpp"
+#include "tests/backend/control/sim_world.hpp"
 
 #include <cerrno>
 #include <csignal>

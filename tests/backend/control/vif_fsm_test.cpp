@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "vif_fsm.hpp"
+#include "backend/control/vif_fsm.hpp"
 
 using namespace netbackd::control;
 using S = XenbusState;

@@ -13,7 +13,7 @@
 
 #include <rte_ring.h>
 
-#include "../xensim/hv_host.hpp"
+#include "tests/backend/xensim/hv_host.hpp"
 #include "backend/control/data_plane_sink.hpp"
 #include "backend/dataplane/mac.hpp"
 #include "backend/dataplane/uplink.hpp"

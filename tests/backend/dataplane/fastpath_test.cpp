@@ -6,7 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "pmd/checksum.hpp"
-#include "rig.hpp"
+#include "tests/backend/dataplane/rig.hpp"
 
 using namespace netbackd;
 using namespace netbackd::dataplane;

@@ -12,11 +12,11 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
-#include "../../pmd/dataplane_env.hpp"
+#include "tests/pmd/dataplane_env.hpp"
 #include "backend/dataplane/dataplane.hpp"
 #include "backend/platform/fd.hpp"
-#include "dp_world.hpp"
-#include "tap_netns.hpp"
+#include "tests/backend/dataplane/dp_world.hpp"
+#include "tests/backend/dataplane/tap_netns.hpp"
 #include "pmd/port.hpp"
 #include "pmd/vdev.hpp"
 

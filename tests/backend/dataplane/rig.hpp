@@ -7,9 +7,9 @@
 #include <rte_cycles.h>
 #include <vector>
 
-#include "../../pmd/dataplane_env.hpp"
+#include "tests/pmd/dataplane_env.hpp"
 #include "backend/dataplane/worker.hpp"
-#include "dp_world.hpp"
+#include "tests/backend/dataplane/dp_world.hpp"
 
 namespace netbackd::dataplane::test {
 

@@ -1,4 +1,4 @@
-#include "tap_netns.hpp"
+#include "tests/backend/dataplane/tap_netns.hpp"
 
 #include <cerrno>
 #include <cstdio>

@@ -12,12 +12,12 @@
 
 #include <catch2/catch.hpp>
 
-#include "../../pmd/dataplane_env.hpp"
+#include "tests/pmd/dataplane_env.hpp"
 #include "backend/dataplane/dataplane.hpp"
-#include "dp_world.hpp"
+#include "tests/backend/dataplane/dp_world.hpp"
 #include "pmd/port.hpp"
 #include "pmd/vdev.hpp"
-#include "tap_netns.hpp"
+#include "tests/backend/dataplane/tap_netns.hpp"
 
 using namespace netbackd;
 using namespace netbackd::dataplane;

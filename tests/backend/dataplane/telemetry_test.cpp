@@ -13,9 +13,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../../pmd/dataplane_env.hpp"
+#include "tests/pmd/dataplane_env.hpp"
 #include "backend/dataplane/dataplane.hpp"
-#include "dp_world.hpp"
+#include "tests/backend/dataplane/dp_world.hpp"
 
 using namespace netbackd;
 using namespace netbackd::dataplane;

@@ -1,4 +1,4 @@
-#include "guest_fleet.hpp"
+#include "tests/backend/service/guest_fleet.hpp"
 
 #include <algorithm>
 #include <ctime>

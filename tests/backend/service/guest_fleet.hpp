@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "../control/sim_world.hpp"
+#include "tests/backend/control/sim_world.hpp"
 #include "backend/xensim/netfront/netfront_io.hpp"
 #include "backend/xensim/netfront/traffic.hpp"
 

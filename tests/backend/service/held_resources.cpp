@@ -1,4 +1,4 @@
-#include "held_resources.hpp"
+#include "tests/backend/service/held_resources.hpp"
 
 #include <fstream>
 #include <sstream>
@@ -6,7 +6,7 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
-#include "../control/sim_world.hpp"
+#include "tests/backend/control/sim_world.hpp"
 
 namespace netbackd::testing {
 

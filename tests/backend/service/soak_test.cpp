@@ -35,8 +35,8 @@
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
 #include "backend/xensim/toolstack/toolstack.hpp"
-#include "guest_fleet.hpp"
-#include "held_resources.hpp"
+#include "tests/backend/service/guest_fleet.hpp"
+#include "tests/backend/service/held_resources.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;

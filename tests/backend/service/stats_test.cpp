@@ -3,9 +3,9 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
-#include "../control/sim_world.hpp"
+#include "tests/backend/control/sim_world.hpp"
 #include "backend/xensim/toolstack/toolstack.hpp"
-#include "held_resources.hpp"
+#include "tests/backend/service/held_resources.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;

@@ -1,4 +1,4 @@
-#include "hv_host.hpp"
+#include "tests/backend/xensim/hv_host.hpp"
 
 #include <cerrno>
 #include <cstdio>

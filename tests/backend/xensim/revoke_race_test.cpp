@@ -11,7 +11,7 @@
 #include "backend/xensim/hypervisor/client.hpp"
 #include "backend/xensim/hypervisor/guest_memory.hpp"
 #include "backend/xensim/hypervisor/sim_grants.hpp"
-#include "hv_host.hpp"
+#include "tests/backend/xensim/hv_host.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim;

@@ -9,7 +9,7 @@
 #include "backend/xensim/hypervisor/guest_memory.hpp"
 #include "backend/xensim/hypervisor/sim_events.hpp"
 #include "backend/xensim/hypervisor/sim_grants.hpp"
-#include "hv_host.hpp"
+#include "tests/backend/xensim/hv_host.hpp"
 #include "ring/back_ring.hpp"
 #include "ring/front_ring.hpp"
 

@@ -1,4 +1,4 @@
-#include "arena.hpp"
+#include "tests/backend/xensim/hostile/arena.hpp"
 
 #include <algorithm>
 #include <cstring>

@@ -7,7 +7,7 @@
 #include <memory>
 #include <vector>
 
-#include "../../dataplane/rig.hpp"
+#include "tests/backend/dataplane/rig.hpp"
 #include "backend/xensim/hostile/attacks.hpp"
 #include "backend/xensim/hostile/hostile_front.hpp"
 

@@ -12,7 +12,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "arena.hpp"
+#include "tests/backend/xensim/hostile/arena.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim::hostile;

@@ -10,8 +10,8 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
-#include "../../service/guest_fleet.hpp"
-#include "../../service/held_resources.hpp"
+#include "tests/backend/service/guest_fleet.hpp"
+#include "tests/backend/service/held_resources.hpp"
 #include "backend/xensim/hostile/attacks.hpp"
 #include "backend/xensim/hostile/hostile_front.hpp"
 

@@ -9,7 +9,7 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
-#include "../../control/sim_world.hpp"
+#include "tests/backend/control/sim_world.hpp"
 #include "backend/xensim/hostile/attacks.hpp"
 #include "backend/xensim/toolstack/toolstack.hpp"
 

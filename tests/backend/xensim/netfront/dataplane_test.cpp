@@ -6,7 +6,7 @@
 
 #include "backend/dataplane/dataplane.hpp"
 #include "backend/xensim/netfront/traffic.hpp"
-#include "loopback.hpp"
+#include "tests/backend/xensim/netfront/loopback.hpp"
 #include "tests/backend/dataplane/dp_world.hpp"
 #include "tests/pmd/dataplane_env.hpp"
 

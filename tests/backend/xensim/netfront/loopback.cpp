@@ -1,4 +1,4 @@
-#include "loopback.hpp"
+#include "tests/backend/xensim/netfront/loopback.hpp"
 
 #include <algorithm>
 #include <stdexcept>

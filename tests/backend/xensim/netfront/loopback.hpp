@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "../hv_host.hpp"
+#include "tests/backend/xensim/hv_host.hpp"
 #include "backend/xensim/hypervisor/client.hpp"
 #include "backend/xensim/hypervisor/guest_memory.hpp"
 #include "backend/xensim/hypervisor/sim_events.hpp"

@@ -6,7 +6,7 @@
 
 #include "backend/xensim/netfront/frame_csum.hpp"
 #include "backend/xensim/netfront/traffic.hpp"
-#include "loopback.hpp"
+#include "tests/backend/xensim/netfront/loopback.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim;

@@ -22,7 +22,7 @@
 #include "backend/platform/fd.hpp"
 #include "backend/xensim/netfront/tap.hpp"
 #include "backend/xensim/netfront/udp_frame.hpp"
-#include "loopback.hpp"
+#include "tests/backend/xensim/netfront/loopback.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim;
