@@ -8,9 +8,9 @@
 #include "backend/platform/store/xs_store.hpp"
 #include "backend/platform/xen/xen_events.hpp"
 #include "backend/platform/xen/xen_grants.hpp"
-#include "backend/xensim/hypervisor/client.hpp"
-#include "backend/xensim/hypervisor/sim_events.hpp"
-#include "backend/xensim/hypervisor/sim_grants.hpp"
+#include "backend/platform/sim/client.hpp"
+#include "backend/platform/sim/sim_events.hpp"
+#include "backend/platform/sim/sim_grants.hpp"
 
 namespace netbackd::platform {
 

@@ -9,7 +9,7 @@ set -euo pipefail
 
 BUILD=${BUILD:-build}
 SECONDS_IPERF=${SECONDS_IPERF:-5}
-XENSIM=$(realpath "$BUILD/backend/xensim/xensim")
+XENSIM=$(realpath "$BUILD/xensim/xensim")
 NETBACKD=$(realpath "$BUILD/backend/service/netbackd")
 P=nbdemo                       # prefix of every namespace and link this demo makes
 NET=10.77.0                    # the demo subnet, inside the namespaces only

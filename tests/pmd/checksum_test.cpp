@@ -6,7 +6,7 @@
 
 #include <rte_ip.h>
 
-#include "tests/pmd/frames.hpp"
+#include "tests/support/frames.hpp"
 #include "pmd/bytes.hpp"
 #include "pmd/checksum.hpp"
 

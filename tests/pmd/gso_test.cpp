@@ -4,8 +4,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "tests/pmd/dataplane_env.hpp"
-#include "tests/pmd/frames.hpp"
+#include "tests/support/dpdk_eal.hpp"
+#include "tests/support/frames.hpp"
 #include "pmd/bytes.hpp"
 #include "pmd/gso.hpp"
 #include "pmd/mbuf.hpp"

@@ -5,7 +5,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "tests/pmd/dataplane_env.hpp"
+#include "tests/support/dpdk_eal.hpp"
 #include "pmd/dpdk_macros.hpp"
 #include "pmd/mbuf.hpp"
 #include "pmd/port.hpp"

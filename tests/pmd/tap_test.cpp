@@ -21,8 +21,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "tests/pmd/dataplane_env.hpp"
-#include "tests/pmd/frames.hpp"
+#include "tests/support/dpdk_eal.hpp"
+#include "tests/support/frames.hpp"
 #include "pmd/bytes.hpp"
 #include "pmd/mbuf.hpp"
 #include "pmd/port.hpp"

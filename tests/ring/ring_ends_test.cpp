@@ -2,7 +2,7 @@
 // validation, wrap-around at 2^32 and a full ring.
 #include <catch2/catch.hpp>
 
-#include "tests/ring/ring_test_util.hpp"
+#include "tests/ring/ring_pairs.hpp"
 
 using namespace netbackd::ring;
 using namespace netbackd::ring::test;

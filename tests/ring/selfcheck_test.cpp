@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "ring/netif_ring.hpp"
-#include "ring/sim_event.hpp"
+#include "tests/ring/sim_event.hpp"
 
 namespace {
 

@@ -10,8 +10,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "ring/sim_event.hpp"
-#include "tests/ring/ring_test_util.hpp"
+#include "tests/ring/sim_event.hpp"
+#include "tests/ring/ring_pairs.hpp"
 
 using namespace netbackd::ring;
 using namespace netbackd::ring::test;

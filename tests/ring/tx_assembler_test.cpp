@@ -7,7 +7,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "tests/ring/ring_test_util.hpp"
+#include "tests/ring/ring_pairs.hpp"
 
 using namespace netbackd::ring;
 using namespace netbackd::ring::test;

@@ -1,4 +1,4 @@
-#include "tests/backend/dataplane/dp_world.hpp"
+#include "tests/support/dataplane_world.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -7,8 +7,8 @@
 
 #include <poll.h>
 
-#include "tests/pmd/dataplane_env.hpp"
-#include "tests/pmd/frames.hpp"
+#include "tests/support/dpdk_eal.hpp"
+#include "tests/support/frames.hpp"
 #include "pmd/checksum.hpp"
 #include "pmd/mbuf.hpp"
 

@@ -13,14 +13,14 @@
 
 #include <rte_ring.h>
 
-#include "tests/backend/xensim/hv_host.hpp"
+#include "tests/support/sim_hypervisor.hpp"
 #include "backend/control/data_plane_sink.hpp"
 #include "backend/dataplane/mac.hpp"
 #include "backend/dataplane/uplink.hpp"
-#include "backend/xensim/hypervisor/client.hpp"
-#include "backend/xensim/hypervisor/guest_memory.hpp"
-#include "backend/xensim/hypervisor/sim_events.hpp"
-#include "backend/xensim/hypervisor/sim_grants.hpp"
+#include "backend/platform/sim/client.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
+#include "backend/platform/sim/sim_events.hpp"
+#include "backend/platform/sim/sim_grants.hpp"
 #include "pmd/mbuf.hpp"
 #include "pmd/mempool.hpp"
 #include "ring/front_packets.hpp"

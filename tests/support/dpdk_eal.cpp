@@ -1,4 +1,4 @@
-#include "tests/pmd/dataplane_env.hpp"
+#include "tests/support/dpdk_eal.hpp"
 
 #include <atomic>
 

@@ -1,4 +1,4 @@
-#include "tests/backend/control/fake_platform.hpp"
+#include "tests/support/fake_platform.hpp"
 
 #include <algorithm>
 #include <cerrno>

@@ -1,4 +1,4 @@
-#include "tests/pmd/frames.hpp"
+#include "tests/support/frames.hpp"
 
 #include "pmd/bytes.hpp"
 

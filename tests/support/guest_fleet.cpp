@@ -1,4 +1,4 @@
-#include "tests/backend/service/guest_fleet.hpp"
+#include "tests/support/guest_fleet.hpp"
 
 #include <algorithm>
 #include <ctime>
@@ -9,7 +9,7 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
-#include "backend/xensim/toolstack/toolstack.hpp"
+#include "xensim/toolstack/toolstack.hpp"
 
 namespace netbackd::testing {
 

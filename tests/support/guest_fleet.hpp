@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "tests/backend/control/sim_world.hpp"
-#include "backend/xensim/netfront/netfront_io.hpp"
-#include "backend/xensim/netfront/traffic.hpp"
+#include "tests/support/netbackd_on_xensim.hpp"
+#include "xensim/netfront/netfront_io.hpp"
+#include "xensim/netfront/traffic.hpp"
 
 namespace netbackd::testing {
 

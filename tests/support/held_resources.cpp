@@ -1,4 +1,4 @@
-#include "tests/backend/service/held_resources.hpp"
+#include "tests/support/held_resources.hpp"
 
 #include <fstream>
 #include <sstream>
@@ -6,7 +6,7 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
-#include "tests/backend/control/sim_world.hpp"
+#include "tests/support/netbackd_on_xensim.hpp"
 
 namespace netbackd::testing {
 

@@ -1,4 +1,4 @@
-#include "tests/backend/xensim/hostile/arena.hpp"
+#include "tests/support/hostile_arena.hpp"
 
 #include <algorithm>
 #include <cstring>

@@ -7,9 +7,9 @@
 #include <memory>
 #include <vector>
 
-#include "tests/backend/dataplane/rig.hpp"
-#include "backend/xensim/hostile/attacks.hpp"
-#include "backend/xensim/hostile/hostile_front.hpp"
+#include "tests/support/stepped_worker.hpp"
+#include "xensim/hostile/attacks.hpp"
+#include "xensim/hostile/hostile_front.hpp"
 
 namespace netbackd::xensim::hostile::test {
 

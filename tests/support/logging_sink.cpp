@@ -1,4 +1,4 @@
-#include "backend/control/logging_sink.hpp"
+#include "tests/support/logging_sink.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -1,4 +1,4 @@
-#include "tests/backend/control/sim_world.hpp"
+#include "tests/support/netbackd_on_xensim.hpp"
 
 #include <cerrno>
 #include <csignal>
@@ -21,7 +21,7 @@
 
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
-#include "backend/xensim/hypervisor/shared_state.hpp"
+#include "backend/platform/sim/shared_state.hpp"
 
 extern char** environ;
 

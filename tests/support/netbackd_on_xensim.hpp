@@ -11,10 +11,10 @@
 #include <sys/types.h>
 
 #include "backend/platform/platform.hpp"
-#include "backend/xensim/hypervisor/client.hpp"
-#include "backend/xensim/hypervisor/guest_memory.hpp"
-#include "backend/xensim/hypervisor/sim_events.hpp"
-#include "backend/xensim/netfront/netfront.hpp"
+#include "backend/platform/sim/client.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
+#include "backend/platform/sim/sim_events.hpp"
+#include "xensim/netfront/netfront.hpp"
 
 namespace netbackd::testing {
 

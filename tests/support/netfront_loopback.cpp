@@ -1,4 +1,4 @@
-#include "tests/backend/xensim/netfront/loopback.hpp"
+#include "tests/support/netfront_loopback.hpp"
 
 #include <algorithm>
 #include <stdexcept>

@@ -11,12 +11,12 @@
 #include <string>
 #include <vector>
 
-#include "tests/backend/xensim/hv_host.hpp"
-#include "backend/xensim/hypervisor/client.hpp"
-#include "backend/xensim/hypervisor/guest_memory.hpp"
-#include "backend/xensim/hypervisor/sim_events.hpp"
-#include "backend/xensim/hypervisor/sim_grants.hpp"
-#include "backend/xensim/netfront/netfront_io.hpp"
+#include "tests/support/sim_hypervisor.hpp"
+#include "backend/platform/sim/client.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
+#include "backend/platform/sim/sim_events.hpp"
+#include "backend/platform/sim/sim_grants.hpp"
+#include "xensim/netfront/netfront_io.hpp"
 #include "ring/netif_ring.hpp"
 
 namespace netbackd::xensim::test {

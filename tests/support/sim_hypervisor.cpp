@@ -1,4 +1,4 @@
-#include "tests/backend/xensim/hv_host.hpp"
+#include "tests/support/sim_hypervisor.hpp"
 
 #include <cerrno>
 #include <cstdio>
@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "backend/platform/platform.hpp"
-#include "backend/xensim/hypervisor/hypervisor.hpp"
+#include "xensim/hypervisor/hypervisor.hpp"
 
 namespace netbackd::xensim::testing {
 

@@ -7,9 +7,9 @@
 #include <rte_cycles.h>
 #include <vector>
 
-#include "tests/pmd/dataplane_env.hpp"
+#include "tests/support/dpdk_eal.hpp"
 #include "backend/dataplane/worker.hpp"
-#include "tests/backend/dataplane/dp_world.hpp"
+#include "tests/support/dataplane_world.hpp"
 
 namespace netbackd::dataplane::test {
 

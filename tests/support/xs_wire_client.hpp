@@ -20,7 +20,7 @@
 
 #include <xen/io/xs_wire.h>
 
-#include "backend/xensim/xenstored/unique_fd.hpp"
+#include "xensim/xenstored/unique_fd.hpp"
 
 namespace netbackd::test {
 

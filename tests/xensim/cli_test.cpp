@@ -9,8 +9,8 @@
 
 #include "backend/platform/gntst.hpp"
 #include "backend/platform/platform.hpp"
-#include "backend/xensim/hypervisor/client.hpp"
-#include "backend/xensim/hypervisor/guest_memory.hpp"
+#include "backend/platform/sim/client.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
 
 using namespace netbackd;
 

@@ -1,4 +1,4 @@
-#include "backend/xensim/cli/host_files.hpp"
+#include "xensim/cli/host_files.hpp"
 
 #include <cerrno>
 #include <csignal>

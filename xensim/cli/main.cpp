@@ -4,7 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "backend/xensim/cli/verbs.hpp"
+#include "xensim/cli/verbs.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{"xensim: a simulated Xen host (hypervisor + xenstored) for netbackd"};

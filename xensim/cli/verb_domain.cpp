@@ -11,8 +11,8 @@
 
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
-#include "backend/xensim/hypervisor/client.hpp"
-#include "backend/xensim/cli/verbs.hpp"
+#include "backend/platform/sim/client.hpp"
+#include "xensim/cli/verbs.hpp"
 
 namespace netbackd::xensim::cli {
 

@@ -10,8 +10,8 @@
 
 #include <fmt/format.h>
 
-#include "backend/xensim/cli/host_files.hpp"
-#include "backend/xensim/cli/verbs.hpp"
+#include "xensim/cli/host_files.hpp"
+#include "xensim/cli/verbs.hpp"
 
 namespace netbackd::xensim::cli {
 

@@ -10,8 +10,8 @@
 #include <fmt/format.h>
 
 #include "backend/platform/options.hpp"
-#include "backend/xensim/hypervisor/client.hpp"
-#include "backend/xensim/cli/verbs.hpp"
+#include "backend/platform/sim/client.hpp"
+#include "xensim/cli/verbs.hpp"
 
 namespace netbackd::xensim::cli {
 

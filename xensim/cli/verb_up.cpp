@@ -17,10 +17,10 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "backend/xensim/hypervisor/hypervisor.hpp"
-#include "backend/xensim/xenstored/xenstored.hpp"
-#include "backend/xensim/cli/host_files.hpp"
-#include "backend/xensim/cli/verbs.hpp"
+#include "xensim/hypervisor/hypervisor.hpp"
+#include "xensim/xenstored/xenstored.hpp"
+#include "xensim/cli/host_files.hpp"
+#include "xensim/cli/verbs.hpp"
 
 namespace netbackd::xensim::cli {
 

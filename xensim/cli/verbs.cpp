@@ -1,4 +1,4 @@
-#include "backend/xensim/cli/verbs.hpp"
+#include "xensim/cli/verbs.hpp"
 
 namespace netbackd::xensim::cli {
 

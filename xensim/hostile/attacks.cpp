@@ -1,4 +1,4 @@
-#include "backend/xensim/hostile/attacks.hpp"
+#include "xensim/hostile/attacks.hpp"
 
 #include <algorithm>
 #include <array>

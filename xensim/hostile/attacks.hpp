@@ -10,7 +10,7 @@
 #include <span>
 #include <string_view>
 
-#include "backend/xensim/hostile/hostile_front.hpp"
+#include "xensim/hostile/hostile_front.hpp"
 #include "ring/tx_packet.hpp"
 
 namespace netbackd::xensim::hostile {

@@ -1,4 +1,4 @@
-#include "backend/xensim/hostile/hostile_front.hpp"
+#include "xensim/hostile/hostile_front.hpp"
 
 #include <algorithm>
 #include <cstring>

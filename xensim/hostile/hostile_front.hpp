@@ -9,9 +9,9 @@
 #include <optional>
 #include <span>
 
-#include "backend/xensim/hypervisor/client.hpp"
-#include "backend/xensim/hypervisor/guest_memory.hpp"
-#include "backend/xensim/hypervisor/sim_events.hpp"
+#include "backend/platform/sim/client.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
+#include "backend/platform/sim/sim_events.hpp"
 #include "ring/front_ring.hpp"
 
 namespace netbackd::xensim::hostile {

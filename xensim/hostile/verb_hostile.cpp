@@ -14,11 +14,11 @@
 #include "backend/control/vif_id.hpp"
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
-#include "backend/xensim/cli/verbs.hpp"
-#include "backend/xensim/hostile/attacks.hpp"
-#include "backend/xensim/hostile/hostile_front.hpp"
-#include "backend/xensim/netfront/netfront.hpp"
-#include "backend/xensim/toolstack/toolstack.hpp"
+#include "xensim/cli/verbs.hpp"
+#include "xensim/hostile/attacks.hpp"
+#include "xensim/hostile/hostile_front.hpp"
+#include "xensim/netfront/netfront.hpp"
+#include "xensim/toolstack/toolstack.hpp"
 
 namespace netbackd::xensim::cli {
 

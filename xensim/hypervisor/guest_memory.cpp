@@ -1,4 +1,4 @@
-#include "backend/xensim/hypervisor/guest_memory.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
 
 #include <bit>
 #include <cerrno>

@@ -8,7 +8,7 @@
 #include <span>
 
 #include "backend/platform/platform.hpp"
-#include "backend/xensim/hypervisor/client.hpp"
+#include "backend/platform/sim/client.hpp"
 
 namespace netbackd::xensim {
 

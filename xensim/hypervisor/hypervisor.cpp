@@ -1,4 +1,4 @@
-#include "backend/xensim/hypervisor/hypervisor.hpp"
+#include "xensim/hypervisor/hypervisor.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -15,8 +15,8 @@
 #include <xen/xen.h>
 
 #include "backend/platform/platform.hpp"
-#include "backend/xensim/hypervisor/grant_checks.hpp"
-#include "backend/xensim/hypervisor/seqpacket.hpp"
+#include "backend/platform/sim/grant_checks.hpp"
+#include "backend/platform/sim/seqpacket.hpp"
 
 namespace netbackd::xensim {
 

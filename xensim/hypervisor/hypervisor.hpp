@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "backend/platform/fd.hpp"
-#include "backend/xensim/hypervisor/protocol.hpp"
-#include "backend/xensim/hypervisor/shared_state.hpp"
+#include "backend/platform/sim/protocol.hpp"
+#include "backend/platform/sim/shared_state.hpp"
 
 namespace netbackd::xensim {
 

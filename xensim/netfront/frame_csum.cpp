@@ -1,8 +1,8 @@
-#include "backend/xensim/netfront/frame_csum.hpp"
+#include "xensim/netfront/frame_csum.hpp"
 
 #include <cstdint>
 
-#include "backend/xensim/netfront/udp_frame.hpp"
+#include "xensim/netfront/udp_frame.hpp"
 
 namespace netbackd::xensim {
 

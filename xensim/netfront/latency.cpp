@@ -1,4 +1,4 @@
-#include "backend/xensim/netfront/latency.hpp"
+#include "xensim/netfront/latency.hpp"
 
 #include <algorithm>
 #include <cmath>

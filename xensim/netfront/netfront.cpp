@@ -1,4 +1,4 @@
-#include "backend/xensim/netfront/netfront.hpp"
+#include "xensim/netfront/netfront.hpp"
 
 #include <cerrno>
 #include <poll.h>

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "backend/platform/platform.hpp"
-#include "backend/xensim/hypervisor/guest_memory.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
 
 namespace netbackd::xensim {
 

@@ -1,4 +1,4 @@
-#include "backend/xensim/netfront/netfront_io.hpp"
+#include "xensim/netfront/netfront_io.hpp"
 
 #include <algorithm>
 #include <cstring>

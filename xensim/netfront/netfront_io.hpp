@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "backend/platform/platform.hpp"
-#include "backend/xensim/hypervisor/guest_memory.hpp"
-#include "backend/xensim/netfront/netfront.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
+#include "xensim/netfront/netfront.hpp"
 #include "ring/front_packets.hpp"
 #include "ring/front_ring.hpp"
 

@@ -1,4 +1,4 @@
-#include "backend/xensim/netfront/tap.hpp"
+#include "xensim/netfront/tap.hpp"
 
 #include <cerrno>
 #include <algorithm>
@@ -23,7 +23,7 @@
 
 #include <fmt/format.h>
 
-#include "backend/xensim/netfront/frame_csum.hpp"
+#include "xensim/netfront/frame_csum.hpp"
 
 extern char** environ;
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "backend/platform/fd.hpp"
-#include "backend/xensim/netfront/netfront_io.hpp"
+#include "xensim/netfront/netfront_io.hpp"
 #include "ring/tx_packet.hpp"
 
 namespace netbackd::xensim {

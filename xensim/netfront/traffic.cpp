@@ -1,4 +1,4 @@
-#include "backend/xensim/netfront/traffic.hpp"
+#include "xensim/netfront/traffic.hpp"
 
 #include <stdexcept>
 

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "backend/xensim/netfront/netfront_io.hpp"
-#include "backend/xensim/netfront/udp_frame.hpp"
+#include "xensim/netfront/netfront_io.hpp"
+#include "xensim/netfront/udp_frame.hpp"
 
 namespace netbackd::xensim {
 

@@ -1,4 +1,4 @@
-#include "backend/xensim/netfront/udp_frame.hpp"
+#include "xensim/netfront/udp_frame.hpp"
 
 #include <charconv>
 

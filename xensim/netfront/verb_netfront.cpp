@@ -21,14 +21,14 @@
 #include "backend/platform/fd.hpp"
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
-#include "backend/xensim/cli/verbs.hpp"
-#include "backend/xensim/hypervisor/sim_events.hpp"
-#include "backend/xensim/toolstack/toolstack.hpp"
-#include "backend/xensim/netfront/netfront.hpp"
-#include "backend/xensim/netfront/netfront_io.hpp"
-#include "backend/xensim/netfront/latency.hpp"
-#include "backend/xensim/netfront/tap.hpp"
-#include "backend/xensim/netfront/traffic.hpp"
+#include "xensim/cli/verbs.hpp"
+#include "backend/platform/sim/sim_events.hpp"
+#include "xensim/toolstack/toolstack.hpp"
+#include "xensim/netfront/netfront.hpp"
+#include "xensim/netfront/netfront_io.hpp"
+#include "xensim/netfront/latency.hpp"
+#include "xensim/netfront/tap.hpp"
+#include "xensim/netfront/traffic.hpp"
 
 namespace netbackd::xensim::cli {
 namespace {

@@ -1,4 +1,4 @@
-#include "backend/xensim/toolstack/store_wait.hpp"
+#include "xensim/toolstack/store_wait.hpp"
 
 #include <atomic>
 #include <cerrno>

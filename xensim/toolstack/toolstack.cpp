@@ -1,11 +1,11 @@
-#include "backend/xensim/toolstack/toolstack.hpp"
+#include "xensim/toolstack/toolstack.hpp"
 
 #include <algorithm>
 #include <cerrno>
 
 #include <fmt/format.h>
 
-#include "backend/xensim/toolstack/store_wait.hpp"
+#include "xensim/toolstack/store_wait.hpp"
 
 namespace netbackd::xensim {
 namespace {

@@ -9,8 +9,8 @@
 
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
-#include "backend/xensim/cli/verbs.hpp"
-#include "backend/xensim/toolstack/toolstack.hpp"
+#include "xensim/cli/verbs.hpp"
+#include "xensim/toolstack/toolstack.hpp"
 
 namespace netbackd::xensim::cli {
 namespace {

@@ -1,12 +1,12 @@
-#include "backend/xensim/xenstored/core.hpp"
+#include "xensim/xenstored/core.hpp"
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 
-#include "backend/xensim/xenstored/errors.hpp"
-#include "backend/xensim/xenstored/paths.hpp"
-#include "backend/xensim/xenstored/wire.hpp"
+#include "xensim/xenstored/errors.hpp"
+#include "xensim/xenstored/paths.hpp"
+#include "xensim/xenstored/wire.hpp"
 
 namespace netbackd::xensim::xs {
 

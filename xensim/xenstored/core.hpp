@@ -13,8 +13,8 @@
 
 #include <xen/io/xs_wire.h>
 
-#include "backend/xensim/xenstored/ops.hpp"
-#include "backend/xensim/xenstored/transaction.hpp"
+#include "xensim/xenstored/ops.hpp"
+#include "xensim/xenstored/transaction.hpp"
 
 namespace netbackd::xensim::xs {
 

@@ -1,4 +1,4 @@
-#include "backend/xensim/xenstored/errors.hpp"
+#include "xensim/xenstored/errors.hpp"
 
 #include <cerrno>
 

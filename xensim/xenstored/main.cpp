@@ -7,7 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "backend/xensim/xenstored/xenstored.hpp"
+#include "xensim/xenstored/xenstored.hpp"
 
 namespace {
 

@@ -1,9 +1,9 @@
-#include "backend/xensim/xenstored/ops.hpp"
+#include "xensim/xenstored/ops.hpp"
 
 #include <cerrno>
 
-#include "backend/xensim/xenstored/errors.hpp"
-#include "backend/xensim/xenstored/paths.hpp"
+#include "xensim/xenstored/errors.hpp"
+#include "xensim/xenstored/paths.hpp"
 
 namespace netbackd::xensim::xs {
 

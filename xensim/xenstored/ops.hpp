@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "backend/xensim/xenstored/tree.hpp"
+#include "xensim/xenstored/tree.hpp"
 
 namespace netbackd::xensim::xs {
 

@@ -1,4 +1,4 @@
-#include "backend/xensim/xenstored/paths.hpp"
+#include "xensim/xenstored/paths.hpp"
 
 #include <xen/io/xs_wire.h>
 

@@ -1,4 +1,4 @@
-#include "backend/xensim/xenstored/perms.hpp"
+#include "xensim/xenstored/perms.hpp"
 
 #include <charconv>
 

@@ -1,4 +1,4 @@
-#include "backend/xensim/xenstored/transaction.hpp"
+#include "xensim/xenstored/transaction.hpp"
 
 namespace netbackd::xensim::xs {
 

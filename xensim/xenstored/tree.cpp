@@ -1,6 +1,6 @@
-#include "backend/xensim/xenstored/tree.hpp"
+#include "xensim/xenstored/tree.hpp"
 
-#include "backend/xensim/xenstored/paths.hpp"
+#include "xensim/xenstored/paths.hpp"
 
 namespace netbackd::xensim::xs {
 

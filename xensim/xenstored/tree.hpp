@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/xensim/xenstored/perms.hpp"
+#include "xensim/xenstored/perms.hpp"
 
 namespace netbackd::xensim::xs {
 

@@ -1,4 +1,4 @@
-#include "backend/xensim/xenstored/wire.hpp"
+#include "xensim/xenstored/wire.hpp"
 
 #include <cstring>
 

@@ -1,4 +1,4 @@
-#include "backend/xensim/xenstored/xenstored.hpp"
+#include "xensim/xenstored/xenstored.hpp"
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -17,9 +17,9 @@
 #include <thread>
 #include <vector>
 
-#include "backend/xensim/xenstored/core.hpp"
-#include "backend/xensim/xenstored/unique_fd.hpp"
-#include "backend/xensim/xenstored/wire.hpp"
+#include "xensim/xenstored/core.hpp"
+#include "xensim/xenstored/unique_fd.hpp"
+#include "xensim/xenstored/wire.hpp"
 
 namespace netbackd::xensim {
 

@@ -1,4 +1,4 @@
-#include "backend/xensim/hypervisor/client.hpp"
+#include "backend/platform/sim/client.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 
 #include "backend/platform/gntst.hpp"
-#include "backend/xensim/hypervisor/seqpacket.hpp"
+#include "backend/platform/sim/seqpacket.hpp"
 
 namespace netbackd::xensim {
 

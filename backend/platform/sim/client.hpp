@@ -13,8 +13,8 @@
 
 #include "backend/platform/fd.hpp"
 #include "backend/platform/platform.hpp"
-#include "backend/xensim/hypervisor/protocol.hpp"
-#include "backend/xensim/hypervisor/shared_state.hpp"
+#include "backend/platform/sim/protocol.hpp"
+#include "backend/platform/sim/shared_state.hpp"
 
 namespace netbackd::xensim {
 

@@ -1,4 +1,4 @@
-#include "backend/xensim/hypervisor/grant_checks.hpp"
+#include "backend/platform/sim/grant_checks.hpp"
 
 namespace netbackd::xensim {
 

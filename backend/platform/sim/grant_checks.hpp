@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "backend/xensim/hypervisor/shared_state.hpp"
+#include "backend/platform/sim/shared_state.hpp"
 
 namespace netbackd::xensim {
 

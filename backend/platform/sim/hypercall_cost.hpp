@@ -9,7 +9,7 @@
 #include <chrono>
 #include <cstddef>
 
-#include "backend/xensim/hypervisor/protocol.hpp"
+#include "backend/platform/sim/protocol.hpp"
 
 namespace netbackd::xensim {
 

@@ -1,4 +1,4 @@
-#include "backend/xensim/hypervisor/seqpacket.hpp"
+#include "backend/platform/sim/seqpacket.hpp"
 
 #include <cerrno>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "backend/xensim/hypervisor/sim_events.hpp"
+#include "backend/platform/sim/sim_events.hpp"
 
 #include <algorithm>
 #include <cerrno>

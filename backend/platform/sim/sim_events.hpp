@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "backend/platform/platform.hpp"
-#include "backend/xensim/hypervisor/client.hpp"
+#include "backend/platform/sim/client.hpp"
 
 namespace netbackd::xensim {
 

@@ -1,4 +1,4 @@
-#include "backend/xensim/hypervisor/sim_grants.hpp"
+#include "backend/platform/sim/sim_grants.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -6,8 +6,8 @@
 #include <fmt/format.h>
 
 #include "backend/platform/gntst.hpp"
-#include "backend/xensim/hypervisor/grant_checks.hpp"
-#include "backend/xensim/hypervisor/hypercall_cost.hpp"
+#include "backend/platform/sim/grant_checks.hpp"
+#include "backend/platform/sim/hypercall_cost.hpp"
 
 namespace netbackd::xensim {
 

@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "backend/platform/platform.hpp"
-#include "backend/xensim/hypervisor/client.hpp"
+#include "backend/platform/sim/client.hpp"
 
 namespace netbackd::xensim {
 

@@ -12,8 +12,8 @@
 #include <spdlog/spdlog.h>
 
 #include "backend/control/control_plane.hpp"
-#include "backend/control/logging_sink.hpp"
-#include "tests/backend/control/fake_platform.hpp"
+#include "tests/support/logging_sink.hpp"
+#include "tests/support/fake_platform.hpp"
 
 using namespace netbackd;
 using namespace netbackd::control;

@@ -6,7 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "pmd/checksum.hpp"
-#include "tests/backend/dataplane/rig.hpp"
+#include "tests/support/stepped_worker.hpp"
 
 using namespace netbackd;
 using namespace netbackd::dataplane;

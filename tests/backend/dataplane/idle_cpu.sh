@@ -18,7 +18,7 @@ if [ -z "${NB_IDLE_IN_NS:-}" ]; then
     NB_IDLE_IN_NS=1 exec unshare --net bash "$0" "$@"
 fi
 
-XENSIM=$(realpath "$BUILD/backend/xensim/xensim")
+XENSIM=$(realpath "$BUILD/xensim/xensim")
 NETBACKD=$(realpath "$BUILD/backend/service/netbackd")
 WORK=$(mktemp -d /tmp/netbackd-idle.XXXXXX)
 HOST=$WORK/host

@@ -12,10 +12,10 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
-#include "tests/pmd/dataplane_env.hpp"
+#include "tests/support/dpdk_eal.hpp"
 #include "backend/dataplane/dataplane.hpp"
 #include "backend/platform/fd.hpp"
-#include "tests/backend/dataplane/dp_world.hpp"
+#include "tests/support/dataplane_world.hpp"
 #include "tests/backend/dataplane/tap_netns.hpp"
 #include "pmd/port.hpp"
 #include "pmd/vdev.hpp"

@@ -9,9 +9,9 @@
 #include <catch2/catch.hpp>
 #include <rte_cycles.h>
 
-#include "tests/pmd/dataplane_env.hpp"
+#include "tests/support/dpdk_eal.hpp"
 #include "backend/dataplane/dataplane.hpp"
-#include "tests/backend/dataplane/dp_world.hpp"
+#include "tests/support/dataplane_world.hpp"
 #include "pmd/port.hpp"
 #include "pmd/vdev.hpp"
 

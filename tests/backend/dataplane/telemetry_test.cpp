@@ -13,9 +13,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "tests/pmd/dataplane_env.hpp"
+#include "tests/support/dpdk_eal.hpp"
 #include "backend/dataplane/dataplane.hpp"
-#include "tests/backend/dataplane/dp_world.hpp"
+#include "tests/support/dataplane_world.hpp"
 
 using namespace netbackd;
 using namespace netbackd::dataplane;

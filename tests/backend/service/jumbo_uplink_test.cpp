@@ -8,9 +8,9 @@
 #include <cstdint>
 #include <fstream>
 
-#include "tests/backend/control/sim_world.hpp"
-#include "tests/backend/service/guest_fleet.hpp"
-#include "tests/backend/service/held_resources.hpp"
+#include "tests/support/netbackd_on_xensim.hpp"
+#include "tests/support/guest_fleet.hpp"
+#include "tests/support/held_resources.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;

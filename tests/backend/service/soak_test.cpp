@@ -34,9 +34,9 @@
 
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
-#include "backend/xensim/toolstack/toolstack.hpp"
-#include "tests/backend/service/guest_fleet.hpp"
-#include "tests/backend/service/held_resources.hpp"
+#include "xensim/toolstack/toolstack.hpp"
+#include "tests/support/guest_fleet.hpp"
+#include "tests/support/held_resources.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;

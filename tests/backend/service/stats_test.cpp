@@ -3,9 +3,9 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
-#include "tests/backend/control/sim_world.hpp"
-#include "backend/xensim/toolstack/toolstack.hpp"
-#include "tests/backend/service/held_resources.hpp"
+#include "tests/support/netbackd_on_xensim.hpp"
+#include "xensim/toolstack/toolstack.hpp"
+#include "tests/support/held_resources.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;

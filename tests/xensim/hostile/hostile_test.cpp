@@ -12,7 +12,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "tests/backend/xensim/hostile/arena.hpp"
+#include "tests/support/hostile_arena.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim::hostile;

@@ -10,10 +10,10 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
-#include "tests/backend/service/guest_fleet.hpp"
-#include "tests/backend/service/held_resources.hpp"
-#include "backend/xensim/hostile/attacks.hpp"
-#include "backend/xensim/hostile/hostile_front.hpp"
+#include "tests/support/guest_fleet.hpp"
+#include "tests/support/held_resources.hpp"
+#include "xensim/hostile/attacks.hpp"
+#include "xensim/hostile/hostile_front.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;

@@ -9,9 +9,9 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
-#include "tests/backend/control/sim_world.hpp"
-#include "backend/xensim/hostile/attacks.hpp"
-#include "backend/xensim/toolstack/toolstack.hpp"
+#include "tests/support/netbackd_on_xensim.hpp"
+#include "xensim/hostile/attacks.hpp"
+#include "xensim/toolstack/toolstack.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;

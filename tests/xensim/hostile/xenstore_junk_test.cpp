@@ -10,7 +10,7 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
-#include "tests/backend/service/guest_fleet.hpp"
+#include "tests/support/guest_fleet.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;

@@ -1,14 +1,14 @@
 // The generator and sink against netbackd's real data plane: DataPlane with its worker thread,
-// an uplink over rte_rings (dp_world's RingUplink), the simulated hypervisor in between.
+// an uplink over rte_rings (dataplane_world's RingUplink), the simulated hypervisor in between.
 #include <catch2/catch.hpp>
 
 #include <thread>
 
 #include "backend/dataplane/dataplane.hpp"
-#include "backend/xensim/netfront/traffic.hpp"
-#include "tests/backend/xensim/netfront/loopback.hpp"
-#include "tests/backend/dataplane/dp_world.hpp"
-#include "tests/pmd/dataplane_env.hpp"
+#include "xensim/netfront/traffic.hpp"
+#include "tests/support/netfront_loopback.hpp"
+#include "tests/support/dataplane_world.hpp"
+#include "tests/support/dpdk_eal.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim;

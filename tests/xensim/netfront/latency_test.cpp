@@ -7,9 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend/xensim/netfront/latency.hpp"
-#include "backend/xensim/toolstack/toolstack.hpp"
-#include "tests/backend/control/sim_world.hpp"
+#include "xensim/netfront/latency.hpp"
+#include "xensim/toolstack/toolstack.hpp"
+#include "tests/support/netbackd_on_xensim.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;

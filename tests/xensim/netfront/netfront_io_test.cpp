@@ -4,9 +4,9 @@
 
 #include <thread>
 
-#include "backend/xensim/netfront/frame_csum.hpp"
-#include "backend/xensim/netfront/traffic.hpp"
-#include "tests/backend/xensim/netfront/loopback.hpp"
+#include "xensim/netfront/frame_csum.hpp"
+#include "xensim/netfront/traffic.hpp"
+#include "tests/support/netfront_loopback.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim;

@@ -8,10 +8,10 @@
 
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
-#include "backend/xensim/netfront/netfront.hpp"
-#include "backend/xensim/netfront/netfront_io.hpp"
-#include "backend/xensim/toolstack/toolstack.hpp"
-#include "tests/backend/control/sim_world.hpp"
+#include "xensim/netfront/netfront.hpp"
+#include "xensim/netfront/netfront_io.hpp"
+#include "xensim/toolstack/toolstack.hpp"
+#include "tests/support/netbackd_on_xensim.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;

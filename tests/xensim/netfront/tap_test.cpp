@@ -20,9 +20,9 @@
 #include <unistd.h>
 
 #include "backend/platform/fd.hpp"
-#include "backend/xensim/netfront/tap.hpp"
-#include "backend/xensim/netfront/udp_frame.hpp"
-#include "tests/backend/xensim/netfront/loopback.hpp"
+#include "xensim/netfront/tap.hpp"
+#include "xensim/netfront/udp_frame.hpp"
+#include "tests/support/netfront_loopback.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim;

@@ -22,9 +22,9 @@
 
 #include "backend/platform/fd.hpp"
 
-#include "backend/xensim/netfront/tap.hpp"
-#include "backend/xensim/toolstack/toolstack.hpp"
-#include "tests/backend/control/sim_world.hpp"
+#include "xensim/netfront/tap.hpp"
+#include "xensim/toolstack/toolstack.hpp"
+#include "tests/support/netbackd_on_xensim.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;

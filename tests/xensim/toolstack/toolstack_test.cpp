@@ -8,8 +8,8 @@
 
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
-#include "backend/xensim/toolstack/toolstack.hpp"
-#include "tests/backend/control/sim_world.hpp"
+#include "xensim/toolstack/toolstack.hpp"
+#include "tests/support/netbackd_on_xensim.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;

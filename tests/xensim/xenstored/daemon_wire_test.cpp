@@ -7,8 +7,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "backend/xensim/xenstored/xenstored.hpp"
-#include "tests/backend/xensim/xenstored/test_support.hpp"
+#include "xensim/xenstored/xenstored.hpp"
+#include "tests/support/xs_wire_client.hpp"
 
 using netbackd::test::Event;
 using netbackd::test::RawClient;

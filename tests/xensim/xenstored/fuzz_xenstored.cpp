@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <string>
 
-#include "backend/xensim/xenstored/core.hpp"
-#include "backend/xensim/xenstored/wire.hpp"
+#include "xensim/xenstored/core.hpp"
+#include "xensim/xenstored/wire.hpp"
 
 using namespace netbackd::xensim::xs;
 

@@ -2,9 +2,9 @@
 
 #include <catch2/catch.hpp>
 
-#include "backend/xensim/xenstored/errors.hpp"
-#include "backend/xensim/xenstored/ops.hpp"
-#include "backend/xensim/xenstored/transaction.hpp"
+#include "xensim/xenstored/errors.hpp"
+#include "xensim/xenstored/ops.hpp"
+#include "xensim/xenstored/transaction.hpp"
 
 using namespace netbackd::xensim::xs;
 using netbackd::platform::Perm;

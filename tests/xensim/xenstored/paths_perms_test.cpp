@@ -1,7 +1,7 @@
 #include <catch2/catch.hpp>
 
-#include "backend/xensim/xenstored/paths.hpp"
-#include "backend/xensim/xenstored/perms.hpp"
+#include "xensim/xenstored/paths.hpp"
+#include "xensim/xenstored/perms.hpp"
 
 using namespace netbackd::xensim::xs;
 using netbackd::platform::Perm;

@@ -4,9 +4,9 @@
 #include <catch2/catch.hpp>
 #include <poll.h>
 
-#include "backend/xensim/hypervisor/client.hpp"
-#include "backend/xensim/hypervisor/sim_events.hpp"
-#include "tests/backend/xensim/hv_host.hpp"
+#include "backend/platform/sim/client.hpp"
+#include "backend/platform/sim/sim_events.hpp"
+#include "tests/support/sim_hypervisor.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim;

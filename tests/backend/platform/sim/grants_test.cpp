@@ -6,10 +6,10 @@
 #include <catch2/catch.hpp>
 
 #include "backend/platform/gntst.hpp"
-#include "backend/xensim/hypervisor/client.hpp"
-#include "backend/xensim/hypervisor/guest_memory.hpp"
-#include "backend/xensim/hypervisor/sim_grants.hpp"
-#include "tests/backend/xensim/hv_host.hpp"
+#include "backend/platform/sim/client.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
+#include "backend/platform/sim/sim_grants.hpp"
+#include "tests/support/sim_hypervisor.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim;

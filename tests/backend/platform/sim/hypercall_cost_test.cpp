@@ -9,11 +9,11 @@
 #include <catch2/catch.hpp>
 
 #include "backend/platform/gntst.hpp"
-#include "backend/xensim/hypervisor/client.hpp"
-#include "backend/xensim/hypervisor/guest_memory.hpp"
-#include "backend/xensim/hypervisor/hypercall_cost.hpp"
-#include "backend/xensim/hypervisor/hypervisor.hpp"
-#include "backend/xensim/hypervisor/sim_grants.hpp"
+#include "backend/platform/sim/client.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
+#include "backend/platform/sim/hypercall_cost.hpp"
+#include "xensim/hypervisor/hypervisor.hpp"
+#include "backend/platform/sim/sim_grants.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim;

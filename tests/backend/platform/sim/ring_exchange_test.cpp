@@ -5,11 +5,11 @@
 #include <catch2/catch.hpp>
 #include <poll.h>
 
-#include "backend/xensim/hypervisor/client.hpp"
-#include "backend/xensim/hypervisor/guest_memory.hpp"
-#include "backend/xensim/hypervisor/sim_events.hpp"
-#include "backend/xensim/hypervisor/sim_grants.hpp"
-#include "tests/backend/xensim/hv_host.hpp"
+#include "backend/platform/sim/client.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
+#include "backend/platform/sim/sim_events.hpp"
+#include "backend/platform/sim/sim_grants.hpp"
+#include "tests/support/sim_hypervisor.hpp"
 #include "ring/back_ring.hpp"
 #include "ring/front_ring.hpp"
 

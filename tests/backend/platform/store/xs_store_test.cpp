@@ -17,8 +17,8 @@ extern "C" {
 #include <catch2/catch.hpp>
 
 #include "backend/platform/store/xs_store.hpp"
-#include "backend/xensim/xenstored/xenstored.hpp"
-#include "tests/backend/xensim/xenstored/test_support.hpp"
+#include "xensim/xenstored/xenstored.hpp"
+#include "tests/support/xs_wire_client.hpp"
 
 using namespace netbackd::platform;
 using netbackd::test::TempDir;
