@@ -50,7 +50,8 @@ struct Port {
         rte_eth_conf conf{};
         if (rte_eth_dev_configure(id, 1, 1, &conf) != 0 ||
             rte_eth_rx_queue_setup(id, 0, 256, rte_eth_dev_socket_id(id), nullptr, pool) != 0 ||
-            rte_eth_tx_queue_setup(id, 0, 256, rte_eth_dev_socket_id(id), nullptr) != 0 || rte_eth_dev_start(id) != 0)
+            rte_eth_tx_queue_setup(id, 0, 256, rte_eth_dev_socket_id(id), nullptr) != 0 ||
+            rte_eth_dev_start(id) != 0)
             throw std::runtime_error("setting up port " + std::to_string(id) + " failed");
     }
     ~Port() {
@@ -65,9 +66,30 @@ struct Port {
 // IPv4/UDP between two locally administered MACs; testpmd's io mode does not look at it.
 std::vector<std::uint8_t> make_frame(std::size_t size) {
     std::vector<std::uint8_t> f(size, 0);
-    const std::uint8_t head[] = {0x02, 0, 0, 0, 0, 0x0b, 0x02, 0, 0, 0, 0, 0x0a, 0x08, 0x00, 0x45, 0,
-                                 static_cast<std::uint8_t>((size - 14) >> 8), static_cast<std::uint8_t>(size - 14),
-                                 0, 0, 0, 0, 64, 17};
+    const std::uint8_t head[] = {0x02,
+                                 0,
+                                 0,
+                                 0,
+                                 0,
+                                 0x0b,
+                                 0x02,
+                                 0,
+                                 0,
+                                 0,
+                                 0,
+                                 0x0a,
+                                 0x08,
+                                 0x00,
+                                 0x45,
+                                 0,
+                                 static_cast<std::uint8_t>((size - 14) >> 8),
+                                 static_cast<std::uint8_t>(size - 14),
+                                 0,
+                                 0,
+                                 0,
+                                 0,
+                                 64,
+                                 17};
     std::memcpy(f.data(), head, sizeof head);
     return f;
 }
@@ -108,8 +130,10 @@ int run(int argc, char** argv) {
             throw std::runtime_error("unknown option " + std::string(k));
     }
     if (size < 60 || size > 1514) throw std::runtime_error("--size must be 60..1514");
-    if (rte_eth_dev_count_avail() != 2) throw std::runtime_error("needs exactly two ports (two net_virtio_user vdevs)");
-    Pool pool(rte_pktmbuf_pool_create("pingpong", 4095, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, static_cast<int>(rte_socket_id())));
+    if (rte_eth_dev_count_avail() != 2)
+        throw std::runtime_error("needs exactly two ports (two net_virtio_user vdevs)");
+    Pool pool(rte_pktmbuf_pool_create("pingpong", 4095, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                      static_cast<int>(rte_socket_id())));
     if (!pool) throw std::runtime_error("mempool");
     Port a(0, pool.get());
     Port b(1, pool.get());
@@ -157,11 +181,12 @@ int run(int argc, char** argv) {
         rtt_us.push_back(static_cast<double>(rte_rdtsc() - t0) * 1e6 / static_cast<double>(hz));
     }
     std::sort(rtt_us.begin(), rtt_us.end());
-    std::printf("{\"rounds\":%zu,\"lost\":%llu,\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,\"min_us\":%.2f,"
-                "\"max_us\":%.2f}\n",
-                rtt_us.size(), static_cast<unsigned long long>(lost), percentile_us(rtt_us, 0.5),
-                percentile_us(rtt_us, 0.99), percentile_us(rtt_us, 0.999), rtt_us.empty() ? 0 : rtt_us.front(),
-                rtt_us.empty() ? 0 : rtt_us.back());
+    std::printf(
+        "{\"rounds\":%zu,\"lost\":%llu,\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,\"min_us\":%.2f,"
+        "\"max_us\":%.2f}\n",
+        rtt_us.size(), static_cast<unsigned long long>(lost), percentile_us(rtt_us, 0.5),
+        percentile_us(rtt_us, 0.99), percentile_us(rtt_us, 0.999), rtt_us.empty() ? 0 : rtt_us.front(),
+        rtt_us.empty() ? 0 : rtt_us.back());
     std::fflush(stdout);
     return rtt_us.empty() ? 1 : 0;
 }

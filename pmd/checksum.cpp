@@ -48,8 +48,7 @@ bool add_range(ChecksumAccumulator& acc, std::span<const Piece> pieces, std::siz
     return length == 0;
 }
 
-void add_pseudo_header(ChecksumAccumulator& acc, std::span<const std::byte> head,
-                       const FrameLayout& l) {
+void add_pseudo_header(ChecksumAccumulator& acc, std::span<const std::byte> head, const FrameLayout& l) {
     const auto l4_total = static_cast<std::uint32_t>(l.l4_total);
     if (l.ip_version == 4) {
         add_ipv4_pseudo_header(acc, head.subspan(l.l2_len + 12).first<4>(),
@@ -153,8 +152,8 @@ std::optional<FrameLayout> parse_frame(std::span<const std::byte> b) noexcept {
     }
     std::uint16_t type = load_be16(b, 12);
     l.l2_len = 14;
-    for (std::size_t tags = 0;
-         tags < kMaxVlanTags && (type == kEtherTypeVlan || type == kEtherTypeQinQ); ++tags) {
+    for (std::size_t tags = 0; tags < kMaxVlanTags && (type == kEtherTypeVlan || type == kEtherTypeQinQ);
+         ++tags) {
         if (b.size() < l.l2_len + 4) {
             return std::nullopt;
         }
@@ -198,9 +197,8 @@ std::optional<FrameLayout> parse_frame(std::span<const std::byte> b) noexcept {
                 if (b.size() < off + 2) {
                     return std::nullopt;
                 }
-                const std::size_t len = next == kIpv6Auth
-                                            ? (std::size_t{load_u8(b, off + 1)} + 2) * 4
-                                            : (std::size_t{load_u8(b, off + 1)} + 1) * 8;
+                const std::size_t len = next == kIpv6Auth ? (std::size_t{load_u8(b, off + 1)} + 2) * 4
+                                                          : (std::size_t{load_u8(b, off + 1)} + 1) * 8;
                 next = load_u8(b, off);
                 off += len;
             } else {
@@ -273,8 +271,7 @@ ChecksumVerdict verify_checksums(std::span<const std::span<const std::byte>> pie
         return ChecksumVerdict::not_checkable;
     }
     const std::span<const std::byte> head = pieces.front();
-    if (layout->ip_version == 4 &&
-        internet_checksum(head.subspan(layout->l2_len, layout->l3_len)) != 0) {
+    if (layout->ip_version == 4 && internet_checksum(head.subspan(layout->l2_len, layout->l3_len)) != 0) {
         return ChecksumVerdict::invalid;
     }
     const std::size_t field = l4_checksum_offset(*layout);

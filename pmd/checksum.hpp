@@ -73,9 +73,9 @@ std::optional<FrameLayout> parse_frame(std::span<const std::byte> headers) noexc
 bool fill_checksums(std::span<std::byte> frame) noexcept;
 
 enum class ChecksumVerdict {
-    valid,          // IPv4 header (if any) and the TCP/UDP checksum are correct
-    invalid,        // some checksum is wrong
-    not_checkable,  // not TCP/UDP over IP, a fragment, or truncated
+    valid,         // IPv4 header (if any) and the TCP/UDP checksum are correct
+    invalid,       // some checksum is wrong
+    not_checkable, // not TCP/UDP over IP, a fragment, or truncated
 };
 
 // Checks a received frame before telling a guest "data_validated".

@@ -49,8 +49,7 @@ Eal::Eal(const EalConfig& config) : args_(eal_arguments(config)) {
         !config.file_prefix.empty() && std::filesystem::exists(expected_runtime_dir(config.file_prefix));
     const bool ok = rte_eal_init(static_cast<int>(scratch.size()), argv.data()) >= 0;
     const int err = rte_errno;
-    if (!config.file_prefix.empty() && (ok ? rte_eal_process_type() == RTE_PROC_PRIMARY
-                                           : !dir_existed)) {
+    if (!config.file_prefix.empty() && (ok ? rte_eal_process_type() == RTE_PROC_PRIMARY : !dir_existed)) {
         const std::filesystem::path dir = rte_eal_get_runtime_dir();
         if (dir.filename() == config.file_prefix) {
             runtime_dir_ = dir.string();

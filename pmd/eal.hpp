@@ -40,8 +40,7 @@ struct EalConfig {
 using EalError = DpdkError;
 
 // argv for rte_eal_init (argv[0] included). Throws EalError(EINVAL) for contradictory settings.
-std::vector<std::string> eal_arguments(const EalConfig& config,
-                                       const std::string& program = "netbackd");
+std::vector<std::string> eal_arguments(const EalConfig& config, const std::string& program = "netbackd");
 
 // The other direction: an EalConfig from EAL arguments as an operator writes them (netbackd's
 // [dpdk] eal_args). Recognised options become fields (--no-huge, --in-memory, -m,
@@ -87,8 +86,7 @@ std::vector<unsigned> allowed_cpus();
 // worker_cpus[i], so that a busy-polling worker has its CPU to itself. When the workers take
 // every allowed CPU, lcore 0 floats over all of them. Throws EalError(EINVAL) for a worker CPU
 // outside `allowed`.
-std::string lcores_for_workers(std::span<const unsigned> worker_cpus,
-                               std::span<const unsigned> allowed);
+std::string lcores_for_workers(std::span<const unsigned> worker_cpus, std::span<const unsigned> allowed);
 
 // Ports, pools and virtual devices live in EAL memory: destroy them all before the Eal.
 class Eal {

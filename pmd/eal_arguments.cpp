@@ -1,7 +1,7 @@
 #include <algorithm>
 #include <cerrno>
-#include <optional>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string_view>
 
@@ -72,8 +72,7 @@ std::string cpuset(std::span<const unsigned> cpus) {
 
 std::string allowed_cpu_list() { return cpuset(allowed_cpus()); }
 
-std::string lcores_for_workers(std::span<const unsigned> worker_cpus,
-                               std::span<const unsigned> allowed) {
+std::string lcores_for_workers(std::span<const unsigned> worker_cpus, std::span<const unsigned> allowed) {
     std::vector<unsigned> sorted(allowed.begin(), allowed.end());
     std::ranges::sort(sorted);
     std::vector<unsigned> control;
@@ -84,9 +83,9 @@ std::string lcores_for_workers(std::span<const unsigned> worker_cpus,
     }
     for (const unsigned cpu : worker_cpus) {
         if (!std::ranges::binary_search(sorted, cpu)) {
-            throw EalError(fmt::format("worker CPU {} is not among this process's CPUs ({})", cpu,
-                                       cpuset(sorted)),
-                           EINVAL);
+            throw EalError(
+                fmt::format("worker CPU {} is not among this process's CPUs ({})", cpu, cpuset(sorted)),
+                EINVAL);
         }
     }
     std::string out = "0@(" + cpuset(control.empty() ? sorted : control) + ")";
@@ -198,8 +197,7 @@ EalConfig parse_eal_args(const std::vector<std::string>& args) {
             try {
                 c.memory_mb = static_cast<std::uint32_t>(std::stoul(*v));
             } catch (const std::exception&) {
-                throw EalError(fmt::format("EAL option -m: '{}' is not a number of MB", *v),
-                               EINVAL);
+                throw EalError(fmt::format("EAL option -m: '{}' is not a number of MB", *v), EINVAL);
             }
             memory_given = true;
         } else {
@@ -244,8 +242,10 @@ HostFacts probe_host() {
 std::string explain_eal_failure(int err, const EalConfig& c, const HostFacts& host) {
     const std::string what = fmt::format("EAL start failed (errno {})", err);
     if (err == EALREADY) {
-        return what + ": EAL already started in this process, or another primary process uses "
-                      "file prefix '" + c.file_prefix + "' (choose a distinct --file-prefix)";
+        return what +
+               ": EAL already started in this process, or another primary process uses "
+               "file prefix '" +
+               c.file_prefix + "' (choose a distinct --file-prefix)";
     }
     if (c.hugepages && host.hugepages_free == 0) {
         return what + (host.hugepages_total == 0

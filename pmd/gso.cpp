@@ -45,8 +45,7 @@ public:
                 ++head_->nb_segs;
             }
             const std::size_t take = std::min<std::size_t>(bytes.size(), rte_pktmbuf_tailroom(tail_));
-            std::memcpy(rte_pktmbuf_mtod_offset(tail_, std::byte*, tail_->data_len), bytes.data(),
-                        take);
+            std::memcpy(rte_pktmbuf_mtod_offset(tail_, std::byte*, tail_->data_len), bytes.data(), take);
             tail_->data_len = static_cast<std::uint16_t>(tail_->data_len + take);
             head_->pkt_len += static_cast<std::uint32_t>(take);
             bytes = bytes.subspan(take);
@@ -98,8 +97,8 @@ bool SoftwareGso::mark_tso(rte_mbuf* pkt, std::uint16_t mss) noexcept {
     pkt->l4_len = layout->l4_len & 0xff;
     pkt->tso_segsz = mss;
     pkt->ol_flags &= ~(RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_L4_MASK);
-    pkt->ol_flags |= RTE_MBUF_F_TX_TCP_SEG |
-                     (layout->ip_version == 4 ? RTE_MBUF_F_TX_IPV4 : RTE_MBUF_F_TX_IPV6);
+    pkt->ol_flags |=
+        RTE_MBUF_F_TX_TCP_SEG | (layout->ip_version == 4 ? RTE_MBUF_F_TX_IPV4 : RTE_MBUF_F_TX_IPV6);
     return true;
 }
 
@@ -116,8 +115,7 @@ int SoftwareGso::segment(rte_mbuf* pkt, std::span<rte_mbuf*> out, std::uint16_t 
         return -EINVAL;
     }
     // The guest's MSS, unless the port's MTU is smaller still.
-    const auto mss = static_cast<std::uint16_t>(std::min<std::uint32_t>(pkt->tso_segsz,
-                                                                        mtu - l3_headers));
+    const auto mss = static_cast<std::uint16_t>(std::min<std::uint32_t>(pkt->tso_segsz, mtu - l3_headers));
     if (pkt->pkt_len <= headers + mss) {
         pkt->ol_flags &= ~RTE_MBUF_F_TX_TCP_SEG;
         out[0] = pkt;
@@ -147,8 +145,7 @@ int SoftwareGso::segment(rte_mbuf* pkt, std::span<rte_mbuf*> out, std::uint16_t 
     return finish(out.first(static_cast<std::size_t>(n)), hw);
 }
 
-int SoftwareGso::segment_by_copy(rte_mbuf* pkt, std::span<rte_mbuf*> out,
-                                 std::uint16_t mss) noexcept {
+int SoftwareGso::segment_by_copy(rte_mbuf* pkt, std::span<rte_mbuf*> out, std::uint16_t mss) noexcept {
     const std::size_t headers = pkt->l2_len + pkt->l3_len + pkt->l4_len;
     if (segment_bytes(pkt).size() < headers) {
         return -EINVAL;
@@ -172,8 +169,7 @@ int SoftwareGso::segment_by_copy(rte_mbuf* pkt, std::span<rte_mbuf*> out,
         rte_mbuf* seg = rte_pktmbuf_alloc(ctx_.direct_pool);
         out[i] = seg;
         ChainWriter writer(seg, ctx_.direct_pool);
-        if (seg == nullptr || !writer.append(src_head) ||
-            !writer.append_from(pkt, headers + offset, len)) {
+        if (seg == nullptr || !writer.append(src_head) || !writer.append_from(pkt, headers + offset, len)) {
             free_all(out.first(i + 1));
             return -ENOMEM;
         }

@@ -36,8 +36,7 @@ public:
     // MULTI_SEGS. A packet that needs no cutting comes back as the only segment.
     // The input is always consumed: on failure (negative errno: ENOSPC when `out` is too short,
     // ENOMEM when a pool runs dry, EINVAL for an unmarked packet) it has been freed.
-    int segment(rte_mbuf* pkt, std::span<rte_mbuf*> out, std::uint16_t mtu,
-                const Offloads& hw) noexcept;
+    int segment(rte_mbuf* pkt, std::span<rte_mbuf*> out, std::uint16_t mtu, const Offloads& hw) noexcept;
 
 private:
     int segment_by_copy(rte_mbuf* pkt, std::span<rte_mbuf*> out, std::uint16_t mss) noexcept;

@@ -32,8 +32,7 @@ MbufPtr mbuf_from_bytes(rte_mempool* pool, std::span<const std::byte> bytes) {
     rte_mbuf* tail = head.get();
     std::size_t done = 0;
     for (;;) {
-        const std::size_t take = std::min<std::size_t>(bytes.size() - done,
-                                                       rte_pktmbuf_tailroom(tail));
+        const std::size_t take = std::min<std::size_t>(bytes.size() - done, rte_pktmbuf_tailroom(tail));
         if (take > 0) {
             std::ranges::copy(bytes.subspan(done, take), rte_pktmbuf_mtod(tail, std::byte*));
             tail->data_len = static_cast<std::uint16_t>(take);
@@ -71,8 +70,8 @@ bool pull_up_headers(rte_mbuf* m) noexcept {
         if (next == nullptr || rte_mbuf_refcnt_read(next) != 1 || rte_pktmbuf_tailroom(m) == 0) {
             return false;
         }
-        const std::size_t take = std::min<std::size_t>(
-            {want - m->data_len, next->data_len, rte_pktmbuf_tailroom(m)});
+        const std::size_t take =
+            std::min<std::size_t>({want - m->data_len, next->data_len, rte_pktmbuf_tailroom(m)});
         std::memcpy(rte_pktmbuf_mtod_offset(m, std::byte*, m->data_len),
                     rte_pktmbuf_mtod(next, const std::byte*), take);
         m->data_len = static_cast<std::uint16_t>(m->data_len + take);
@@ -124,17 +123,16 @@ void request_hardware(rte_mbuf* m, const FrameLayout& layout, bool tso) noexcept
     if (layout.ip_version == 4) {
         flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
         store_be16(ip, 10, 0);
-        add_ipv4_pseudo_header(seed, ip.subspan(12).first<4>(), ip.subspan(16).first<4>(),
-                               layout.l4_proto, length);
+        add_ipv4_pseudo_header(seed, ip.subspan(12).first<4>(), ip.subspan(16).first<4>(), layout.l4_proto,
+                               length);
     } else {
         flags |= RTE_MBUF_F_TX_IPV6;
-        add_ipv6_pseudo_header(seed, ip.subspan(8).first<16>(), ip.subspan(24).first<16>(),
-                               layout.l4_proto, length);
+        add_ipv6_pseudo_header(seed, ip.subspan(8).first<16>(), ip.subspan(24).first<16>(), layout.l4_proto,
+                               length);
     }
     store_be16(head, layout.l4_offset() + (layout.is_tcp() ? 16 : 6), seed.fold());
-    m->ol_flags = (m->ol_flags & ~(RTE_MBUF_F_TX_L4_MASK | RTE_MBUF_F_TX_IP_CKSUM |
-                                   RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IPV6 |
-                                   RTE_MBUF_F_TX_TCP_SEG)) |
+    m->ol_flags = (m->ol_flags & ~(RTE_MBUF_F_TX_L4_MASK | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_IPV4 |
+                                   RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_TCP_SEG)) |
                   flags;
 }
 
@@ -158,12 +156,11 @@ bool prepare_tx_checksums(rte_mbuf* m, const Offloads& hw) noexcept {
 bool prepare_tx_tso(rte_mbuf* m, std::uint16_t mss, std::uint16_t mtu) noexcept {
     pull_up_headers(m);
     const auto layout = parse_frame(segment_bytes(m));
-    if (!layout || layout->fragment || !layout->is_tcp() ||
-        mtu <= layout->l3_len + layout->l4_len) {
+    if (!layout || layout->fragment || !layout->is_tcp() || mtu <= layout->l3_len + layout->l4_len) {
         return false;
     }
-    const auto fit = static_cast<std::uint16_t>(
-        std::min<std::size_t>(mss, mtu - layout->l3_len - layout->l4_len));
+    const auto fit =
+        static_cast<std::uint16_t>(std::min<std::size_t>(mss, mtu - layout->l3_len - layout->l4_len));
     if (fit == 0) {
         return false;
     }

@@ -17,8 +17,7 @@ namespace netbackd::pmd {
 
 std::uint32_t mbufs_needed(const MempoolSizing& s) {
     const std::uint64_t nic = std::uint64_t{s.nic_queues} * (std::uint64_t{s.rx_desc} + s.tx_desc);
-    const std::uint64_t vifs =
-        std::uint64_t{s.vifs} * s.queues_per_vif * s.vif_ring_slots * 2;
+    const std::uint64_t vifs = std::uint64_t{s.vifs} * s.queues_per_vif * s.vif_ring_slots * 2;
     const std::uint64_t work = std::uint64_t{s.lcores} * (s.cache * 3ull / 2 + 2ull * s.burst);
     const std::uint64_t total = (nic + vifs) * std::max<std::uint32_t>(1, s.segs_per_packet) + work;
     const std::uint64_t rounded = std::bit_ceil(total + 1) - 1;
@@ -38,9 +37,9 @@ std::uint16_t data_room_for_mtu(std::uint32_t mtu) {
 
 Mempool::Mempool(const MempoolConfig& c) : data_room_(c.data_room), capacity_(c.mbufs) {
     if (c.name.empty() || c.name.size() >= RTE_MEMPOOL_NAMESIZE) {
-        throw EalError(fmt::format("mempool name '{}' must have 1..{} characters", c.name,
-                                   RTE_MEMPOOL_NAMESIZE - 1),
-                       EINVAL);
+        throw EalError(
+            fmt::format("mempool name '{}' must have 1..{} characters", c.name, RTE_MEMPOOL_NAMESIZE - 1),
+            EINVAL);
     }
     // DPDK refuses a cache larger than RTE_MEMPOOL_CACHE_MAX_SIZE or n / 1.5.
     const std::uint32_t cache =
@@ -48,8 +47,8 @@ Mempool::Mempool(const MempoolConfig& c) : data_room_(c.data_room), capacity_(c.
     pool_ = rte_pktmbuf_pool_create(c.name.c_str(), c.mbufs, cache, 0, c.data_room, c.socket);
     if (pool_ == nullptr) {
         const int err = rte_errno;
-        throw EalError(fmt::format("mempool '{}' ({} mbufs of {} bytes): {}{}", c.name, c.mbufs,
-                                   c.data_room, rte_strerror(err),
+        throw EalError(fmt::format("mempool '{}' ({} mbufs of {} bytes): {}{}", c.name, c.mbufs, c.data_room,
+                                   rte_strerror(err),
                                    err == ENOMEM ? " (raise EAL -m or lower the pool size)" : ""),
                        err);
     }
@@ -61,8 +60,7 @@ Mempool::~Mempool() {
 }
 
 Mempool::Mempool(Mempool&& other) noexcept
-    : pool_(std::exchange(other.pool_, nullptr)), data_room_(other.data_room_),
-      capacity_(other.capacity_) {}
+    : pool_(std::exchange(other.pool_, nullptr)), data_room_(other.data_room_), capacity_(other.capacity_) {}
 
 Mempool& Mempool::operator=(Mempool&& other) noexcept {
     if (this != &other) {

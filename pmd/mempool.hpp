@@ -16,8 +16,8 @@ struct MempoolSizing {
     std::uint32_t rx_desc = 1024;
     std::uint32_t tx_desc = 1024;
     std::uint32_t burst = 32;
-    std::uint32_t cache = 256;   // per-lcore mempool cache
-    std::uint32_t lcores = 1;    // lcores that allocate or free from the pool
+    std::uint32_t cache = 256;         // per-lcore mempool cache
+    std::uint32_t lcores = 1;          // lcores that allocate or free from the pool
     std::uint32_t segs_per_packet = 1; // >1 when frames are chained (jumbo without a big data room)
 };
 
@@ -48,7 +48,7 @@ std::uint16_t data_room_for_mtu(std::uint32_t mtu);
 inline constexpr std::uint16_t kDefaultDataRoom = 2048 + 128; // RTE_MBUF_DEFAULT_BUF_SIZE
 
 struct MempoolConfig {
-    std::string name;            // unique per process, shorter than RTE_MEMPOOL_NAMESIZE (26)
+    std::string name; // unique per process, shorter than RTE_MEMPOOL_NAMESIZE (26)
     std::uint32_t mbufs = 8191;
     std::uint32_t cache = 256;
     // Bytes per buffer including headroom. kDefaultDataRoom fits a 1500-byte MTU; a 9000-byte

@@ -71,8 +71,7 @@ std::string describe(const LinkStatus& link) {
     return fmt::format("up {} {}{}",
                        link.speed_mbps == 0 ? std::string("speed unknown")
                                             : fmt::format("{} Mbps", link.speed_mbps),
-                       link.full_duplex ? "full-duplex" : "half-duplex",
-                       link.autoneg ? " autoneg" : "");
+                       link.full_duplex ? "full-duplex" : "half-duplex", link.autoneg ? " autoneg" : "");
 }
 
 } // namespace netbackd::pmd

@@ -17,7 +17,9 @@ struct Offloads {
     bool rx_tcp_cksum = false;
     bool rx_scatter = false;
 
-    static constexpr Offloads all() noexcept { return {true, true, true, true, true, true, true, true, true}; }
+    static constexpr Offloads all() noexcept {
+        return {true, true, true, true, true, true, true, true, true};
+    }
     static constexpr Offloads none() noexcept { return {}; }
 
     // From rte_eth_dev_info's rx_offload_capa / tx_offload_capa.

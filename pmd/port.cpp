@@ -51,12 +51,12 @@ Port::Port(std::string_view name, const PortConfig& config, const Mempool& pool)
         offered_ = Offloads::from_capabilities(info.rx_offload_capa, info.tx_offload_capa);
         hardware_ = offered_ & config.wanted;
 
-        if (config.rx_queues == 0 || config.rx_queues > info.max_rx_queues ||
-            config.tx_queues == 0 || config.tx_queues > info.max_tx_queues) {
+        if (config.rx_queues == 0 || config.rx_queues > info.max_rx_queues || config.tx_queues == 0 ||
+            config.tx_queues > info.max_tx_queues) {
             throw DpdkError(fmt::format("port {}: {} rx / {} tx queues asked, device allows 1..{} "
                                         "/ 1..{}",
-                                        name_, config.rx_queues, config.tx_queues,
-                                        info.max_rx_queues, info.max_tx_queues),
+                                        name_, config.rx_queues, config.tx_queues, info.max_rx_queues,
+                                        info.max_tx_queues),
                             EINVAL);
         }
 
@@ -65,8 +65,8 @@ Port::Port(std::string_view name, const PortConfig& config, const Mempool& pool)
         hardware_.rx_scatter = false;
         if (config.mtu) {
             if (*config.mtu < info.min_mtu || *config.mtu > info.max_mtu) {
-                throw DpdkError(fmt::format("port {}: MTU {} outside the device's {}..{}", name_,
-                                            *config.mtu, info.min_mtu, info.max_mtu),
+                throw DpdkError(fmt::format("port {}: MTU {} outside the device's {}..{}", name_, *config.mtu,
+                                            info.min_mtu, info.max_mtu),
                                 EINVAL);
             }
             conf.rxmode.mtu = *config.mtu;
@@ -76,10 +76,10 @@ Port::Port(std::string_view name, const PortConfig& config, const Mempool& pool)
                 if (offered_.rx_scatter && config.wanted.rx_scatter) {
                     hardware_.rx_scatter = true;
                 } else {
-                    warnings_.push_back(fmt::format(
-                        "MTU {} needs {}-byte buffers but the pool has {} and the device offers "
-                        "no RX scatter: large frames may be dropped",
-                        *config.mtu, frame, room));
+                    warnings_.push_back(
+                        fmt::format("MTU {} needs {}-byte buffers but the pool has {} and the device offers "
+                                    "no RX scatter: large frames may be dropped",
+                                    *config.mtu, frame, room));
                 }
             }
         }
@@ -94,8 +94,7 @@ Port::Port(std::string_view name, const PortConfig& config, const Mempool& pool)
             rss_ = true;
         } else if (config.rx_queues > 1) {
             warnings_.push_back(fmt::format(
-                "{} RX queues but the device offers no RSS: traffic stays on queue 0",
-                config.rx_queues));
+                "{} RX queues but the device offers no RSS: traffic stays on queue 0", config.rx_queues));
         }
         conf.rxmode.offloads = hardware_.rx_mask();
         conf.txmode.offloads = hardware_.tx_mask();
@@ -107,11 +106,9 @@ Port::Port(std::string_view name, const PortConfig& config, const Mempool& pool)
             // Registered before start, so the first "link up" is not missed.
             link_event_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
             if (!link_event_) {
-                throw DpdkError(fmt::format("port {}: eventfd: {}", name_, std::strerror(errno)),
-                                errno);
+                throw DpdkError(fmt::format("port {}: eventfd: {}", name_, std::strerror(errno)), errno);
             }
-            check(rte_eth_dev_callback_register(id_, RTE_ETH_EVENT_INTR_LSC, &Port::on_link_change,
-                                                this),
+            check(rte_eth_dev_callback_register(id_, RTE_ETH_EVENT_INTR_LSC, &Port::on_link_change, this),
                   "register link callback", name_);
             callback_registered_ = true;
         }
@@ -149,8 +146,8 @@ Port::Port(std::string_view name, const PortConfig& config, const Mempool& pool)
     }
 }
 
-void Port::configure_and_start(const PortConfig& config, rte_eth_conf conf,
-                               const rte_eth_dev_info& info, const Mempool& pool) {
+void Port::configure_and_start(const PortConfig& config, rte_eth_conf conf, const rte_eth_dev_info& info,
+                               const Mempool& pool) {
     check(rte_eth_dev_configure(id_, config.rx_queues, config.tx_queues, &conf), "configure", name_);
     configured_ = true;
     rx_queues_ = config.rx_queues;
@@ -166,8 +163,7 @@ void Port::configure_and_start(const PortConfig& config, rte_eth_conf conf,
     rte_eth_rxconf rxconf = info.default_rxconf;
     rxconf.offloads = conf.rxmode.offloads;
     for (std::uint16_t q = 0; q < rx_queues_; ++q) {
-        check(rte_eth_rx_queue_setup(id_, q, rx_desc_, static_cast<unsigned>(socket), &rxconf,
-                                     pool.get()),
+        check(rte_eth_rx_queue_setup(id_, q, rx_desc_, static_cast<unsigned>(socket), &rxconf, pool.get()),
               fmt::format("rx queue {} setup", q), name_);
     }
     rte_eth_txconf txconf = info.default_txconf;
@@ -193,9 +189,8 @@ void Port::release() noexcept {
     }
     if (callback_registered_) {
         // -EAGAIN: the callback is running on the interrupt thread right now.
-        while (rte_eth_dev_callback_unregister(id_, RTE_ETH_EVENT_INTR_LSC, &Port::on_link_change,
-                                               this) == -EAGAIN) {
-        }
+        while (rte_eth_dev_callback_unregister(id_, RTE_ETH_EVENT_INTR_LSC, &Port::on_link_change, this) ==
+               -EAGAIN) {}
         callback_registered_ = false;
     }
     if (configured_) {
@@ -215,8 +210,7 @@ int Port::on_link_change(std::uint16_t, rte_eth_event_type, void* self, void*) {
 
 bool Port::consume_link_event() const noexcept {
     std::uint64_t count = 0;
-    return link_event_ && ::read(link_event_.get(), &count, sizeof count) == sizeof count &&
-           count > 0;
+    return link_event_ && ::read(link_event_.get(), &count, sizeof count) == sizeof count && count > 0;
 }
 
 LinkStatus Port::link() const {

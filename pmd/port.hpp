@@ -11,8 +11,8 @@
 
 #include <rte_ethdev.h>
 
-#include "pmd/offloads.hpp"
 #include "backend/platform/fd.hpp"
+#include "pmd/offloads.hpp"
 
 namespace netbackd::pmd {
 
@@ -39,7 +39,7 @@ struct PortStats {
     std::uint64_t tx_packets = 0;
     std::uint64_t rx_bytes = 0;
     std::uint64_t tx_bytes = 0;
-    std::uint64_t rx_missed = 0;  // dropped by the device for lack of descriptors
+    std::uint64_t rx_missed = 0; // dropped by the device for lack of descriptors
     std::uint64_t rx_errors = 0;
     std::uint64_t tx_errors = 0;
     std::uint64_t rx_no_mbuf = 0; // dropped for lack of buffers in the pool
@@ -131,8 +131,7 @@ private:
     static std::uint16_t clamp(std::size_t n) noexcept {
         return n > UINT16_MAX ? UINT16_MAX : static_cast<std::uint16_t>(n);
     }
-    static int on_link_change(std::uint16_t port_id, rte_eth_event_type type, void* self,
-                              void* unused);
+    static int on_link_change(std::uint16_t port_id, rte_eth_event_type type, void* self, void* unused);
     void release() noexcept;
     // Configures queues and starts the port; throws on failure (the port is left stopped).
     void configure_and_start(const PortConfig& config, rte_eth_conf conf, const rte_eth_dev_info& info,

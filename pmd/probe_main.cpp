@@ -80,28 +80,27 @@ int main(int argc, char** argv) {
             link = port.link();
         }
         if (json) {
-            nlohmann::json j{{"port", port.name()},
-                             {"id", port.id()},
-                             {"driver", port.driver()},
-                             {"mtu", port.mtu()},
-                             {"rx_desc", port.rx_desc()},
-                             {"tx_desc", port.tx_desc()},
-                             {"offered", to_json(port.offered())},
-                             {"enabled", to_json(port.hardware())},
-                             {"link_interrupt", port.has_link_interrupt()},
-                             {"rx_interrupts", port.has_rx_interrupts()},
-                             {"link",
-                              {{"up", link.up},
-                               {"speed_mbps", link.speed_mbps},
-                               {"full_duplex", link.full_duplex}}},
-                             {"carrier", pmd::carrier_value(link)},
-                             {"warnings", port.warnings()}};
+            nlohmann::json j{
+                {"port", port.name()},
+                {"id", port.id()},
+                {"driver", port.driver()},
+                {"mtu", port.mtu()},
+                {"rx_desc", port.rx_desc()},
+                {"tx_desc", port.tx_desc()},
+                {"offered", to_json(port.offered())},
+                {"enabled", to_json(port.hardware())},
+                {"link_interrupt", port.has_link_interrupt()},
+                {"rx_interrupts", port.has_rx_interrupts()},
+                {"link",
+                 {{"up", link.up}, {"speed_mbps", link.speed_mbps}, {"full_duplex", link.full_duplex}}},
+                {"carrier", pmd::carrier_value(link)},
+                {"warnings", port.warnings()}};
             fmt::print("{}\n", j.dump(2));
         } else {
             fmt::print("port      {} (id {}, driver {})\n", port.name(), port.id(), port.driver());
             fmt::print("mtu       {}\n", port.mtu());
-            fmt::print("queues    rx {}x{} tx {}x{}\n", port.rx_queues(), port.rx_desc(),
-                       port.tx_queues(), port.tx_desc());
+            fmt::print("queues    rx {}x{} tx {}x{}\n", port.rx_queues(), port.rx_desc(), port.tx_queues(),
+                       port.tx_desc());
             fmt::print("hardware  {}\n", port.hardware().describe());
             fmt::print("software  {}\n",
                        port.hardware().tx_l4_cksum() && port.hardware().tx_tcp_tso
@@ -111,9 +110,8 @@ int main(int argc, char** argv) {
                                  (port.hardware().rx_l4_cksum() ? "" : "rx checksum checks"));
             fmt::print("link      {} ({})\n", pmd::describe(link),
                        port.has_link_interrupt() ? "interrupt" : "polled");
-            fmt::print("rx intr   {}\n", port.has_rx_interrupts()
-                                             ? "yes (idle workers sleep until a frame)"
-                                             : "no (idle workers poll it on a timer)");
+            fmt::print("rx intr   {}\n", port.has_rx_interrupts() ? "yes (idle workers sleep until a frame)"
+                                                                  : "no (idle workers poll it on a timer)");
             fmt::print("carrier   {}\n", pmd::carrier_value(link));
             for (const auto& w : port.warnings()) {
                 fmt::print("warning   {}\n", w);

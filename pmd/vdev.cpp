@@ -14,10 +14,9 @@ VirtualDevice::VirtualDevice(std::string name, const std::string& args) : name_(
     const int rc = rte_vdev_init(name_.c_str(), args.c_str());
     if (rc != 0) {
         const int err = rc < 0 ? -rc : EINVAL;
-        throw DpdkError(fmt::format("cannot create virtual device {}{}{}: {}", name_,
-                                    args.empty() ? "" : ",", args,
-                                    err == EEXIST ? "a device of that name exists"
-                                                  : std::strerror(err)),
+        throw DpdkError(fmt::format("cannot create virtual device {}{}{}: {}", name_, args.empty() ? "" : ",",
+                                    args,
+                                    err == EEXIST ? "a device of that name exists" : std::strerror(err)),
                         err);
     }
 }

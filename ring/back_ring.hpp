@@ -21,8 +21,8 @@ namespace netbackd::ring {
 
 enum class ProdError : std::uint8_t {
     none,
-    overflow,   // producer index more than a ring ahead of what we answered
-    regressed,  // producer index moved behind what we already consumed
+    overflow,  // producer index more than a ring ahead of what we answered
+    regressed, // producer index moved behind what we already consumed
 };
 
 // What poll() saw: how many requests may be consumed now, or why the ring is broken.
@@ -62,8 +62,7 @@ public:
     // it is safe to wait for the event channel: the frontend will notify once the want-th request
     // is published. want > 1 serves a consumer that needs several requests at once (RX buffers).
     Avail final_check(RingIdx want = 1) noexcept {
-        if (Avail a = poll(); a.count >= want || a.error != ProdError::none)
-            return a;
+        if (Avail a = poll(); a.count >= want || a.error != ProdError::none) return a;
         shared_.req_event().store(req_cons_ + want, std::memory_order_relaxed);
         // full fence: our req_event store must be globally visible before we re-read req_prod,
         // or the frontend may skip the notify while we miss its new requests (store->load order).
@@ -101,8 +100,7 @@ public:
     bool push_and_check_notify() noexcept {
         const RingIdx old_prod = shared_.rsp_prod().load(std::memory_order_relaxed);
         const RingIdx new_prod = rsp_prod_pvt_;
-        if (old_prod == new_prod)
-            return false;
+        if (old_prod == new_prod) return false;
         // release: the response slots are visible before the index that announces them.
         shared_.rsp_prod().store(new_prod, std::memory_order_release);
         // full fence: the new rsp_prod must be visible before we read rsp_event, pairing with the
@@ -121,10 +119,8 @@ public:
 private:
     Avail check_prod(RingIdx prod) const noexcept {
         const RingIdx ahead_of_rsp = prod - rsp_prod_pvt_;
-        if (ahead_of_rsp > kSize)
-            return {0, ProdError::overflow};
-        if (ahead_of_rsp < static_cast<RingIdx>(req_cons_ - rsp_prod_pvt_))
-            return {0, ProdError::regressed};
+        if (ahead_of_rsp > kSize) return {0, ProdError::overflow};
+        if (ahead_of_rsp < static_cast<RingIdx>(req_cons_ - rsp_prod_pvt_)) return {0, ProdError::regressed};
         return {prod - req_cons_, ProdError::none};
     }
 
@@ -133,4 +129,4 @@ private:
     RingIdx req_cons_;
 };
 
-}  // namespace netbackd::ring
+} // namespace netbackd::ring

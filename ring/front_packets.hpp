@@ -18,7 +18,7 @@ namespace netbackd::ring {
 struct TxFrontSegment {
     grant_ref_t gref;
     std::uint16_t offset;
-    std::uint16_t size;  // this segment's own bytes (the helper computes the first slot's total)
+    std::uint16_t size; // this segment's own bytes (the helper computes the first slot's total)
     std::uint16_t id;
 };
 
@@ -46,21 +46,15 @@ inline std::uint32_t tx_slots_needed(std::size_t nr_segments, const TxExtras& ex
 // Queues one packet (not pushed). False, with nothing written, when the ring lacks room.
 inline bool put_tx_packet(FrontRing<TxRing>& front, std::span<const TxFrontSegment> segs,
                           const TxExtras& extras = {}, TxFrontFlags fl = {}) noexcept {
-    if (segs.empty() || front.free_requests() < tx_slots_needed(segs.size(), extras))
-        return false;
+    if (segs.empty() || front.free_requests() < tx_slots_needed(segs.size(), extras)) return false;
     std::uint32_t total = 0;
-    for (const auto& s : segs)
-        total += s.size;
+    for (const auto& s : segs) total += s.size;
 
     std::uint16_t flags = 0;
-    if (fl.csum_blank)
-        flags |= NETTXF_csum_blank;
-    if (fl.data_validated)
-        flags |= NETTXF_data_validated;
-    if (segs.size() > 1)
-        flags |= NETTXF_more_data;
-    if (extras.count() != 0)
-        flags |= NETTXF_extra_info;
+    if (fl.csum_blank) flags |= NETTXF_csum_blank;
+    if (fl.data_validated) flags |= NETTXF_data_validated;
+    if (segs.size() > 1) flags |= NETTXF_more_data;
+    if (extras.count() != 0) flags |= NETTXF_extra_info;
     front.put_request(netif_tx_request_t{segs[0].gref, segs[0].offset, flags, segs[0].id,
                                          static_cast<std::uint16_t>(total)});
 
@@ -76,14 +70,12 @@ inline bool put_tx_packet(FrontRing<TxRing>& front, std::span<const TxFrontSegme
     if (extras.mcast_add) {
         auto& x = xs[nx++];
         x.type = XEN_NETIF_EXTRA_TYPE_MCAST_ADD;
-        for (std::size_t i = 0; i < 6; ++i)
-            x.u.mcast.addr[i] = (*extras.mcast_add)[i];
+        for (std::size_t i = 0; i < 6; ++i) x.u.mcast.addr[i] = (*extras.mcast_add)[i];
     }
     if (extras.mcast_del) {
         auto& x = xs[nx++];
         x.type = XEN_NETIF_EXTRA_TYPE_MCAST_DEL;
-        for (std::size_t i = 0; i < 6; ++i)
-            x.u.mcast.addr[i] = (*extras.mcast_del)[i];
+        for (std::size_t i = 0; i < 6; ++i) x.u.mcast.addr[i] = (*extras.mcast_del)[i];
     }
     if (extras.hash) {
         auto& x = xs[nx++];
@@ -112,28 +104,26 @@ inline bool put_tx_packet(FrontRing<TxRing>& front, std::span<const TxFrontSegme
 struct RxFrontPacket {
     std::array<netif_rx_response_t, kMaxTxSegments> frag_storage;
     std::uint8_t nr_frags = 0;
-    std::uint16_t flags = 0;  // of the first response
+    std::uint16_t flags = 0; // of the first response
     std::optional<netif_extra_info_t> gso;
-    std::uint32_t length = 0;  // sum of the statuses when all are non-negative
-    bool error = false;        // some status was negative
+    std::uint32_t length = 0; // sum of the statuses when all are non-negative
+    bool error = false;       // some status was negative
 
     std::span<const netif_rx_response_t> frags() const noexcept { return {frag_storage.data(), nr_frags}; }
 };
 
 enum class RxReadStep : std::uint8_t {
-    empty,      // no response ready
-    pending,    // a packet started but its continuation is not published yet
-    packet,     // out holds a packet; its slots are consumed
-    malformed,  // the backend broke the wire format (too many slots, bad extra, bad rsp_prod)
+    empty,     // no response ready
+    pending,   // a packet started but its continuation is not published yet
+    packet,    // out holds a packet; its slots are consumed
+    malformed, // the backend broke the wire format (too many slots, bad extra, bad rsp_prod)
 };
 
 // Reads one packet's responses (first, extras, continuations) and consumes them.
 inline RxReadStep read_rx_packet(FrontRing<RxRing>& front, RxFrontPacket& out) noexcept {
     const Avail avail = front.poll();
-    if (avail.error != ProdError::none)
-        return RxReadStep::malformed;
-    if (avail.count == 0)
-        return RxReadStep::empty;
+    if (avail.error != ProdError::none) return RxReadStep::malformed;
+    if (avail.count == 0) return RxReadStep::empty;
     out = RxFrontPacket{};
     RingIdx used = 0;
     netif_rx_response_t rsp = front.copy_response(used++);
@@ -142,19 +132,15 @@ inline RxReadStep read_rx_packet(FrontRing<RxRing>& front, RxFrontPacket& out) n
     bool more = (rsp.flags & NETRXF_more_data) != 0;
     out.frag_storage[out.nr_frags++] = rsp;
     while (extra) {
-        if (used >= avail.count)
-            return RxReadStep::pending;
+        if (used >= avail.count) return RxReadStep::pending;
         const auto x = front.copy_response<netif_extra_info_t>(used++);
-        if (x.type != XEN_NETIF_EXTRA_TYPE_GSO)
-            return RxReadStep::malformed;
+        if (x.type != XEN_NETIF_EXTRA_TYPE_GSO) return RxReadStep::malformed;
         out.gso = x;
         extra = (x.flags & XEN_NETIF_EXTRA_FLAG_MORE) != 0;
     }
     while (more) {
-        if (out.nr_frags >= kMaxTxSegments)
-            return RxReadStep::malformed;
-        if (used >= avail.count)
-            return RxReadStep::pending;
+        if (out.nr_frags >= kMaxTxSegments) return RxReadStep::malformed;
+        if (used >= avail.count) return RxReadStep::pending;
         rsp = front.copy_response(used++);
         out.frag_storage[out.nr_frags++] = rsp;
         more = (rsp.flags & NETRXF_more_data) != 0;
@@ -169,4 +155,4 @@ inline RxReadStep read_rx_packet(FrontRing<RxRing>& front, RxFrontPacket& out) n
     return RxReadStep::packet;
 }
 
-}  // namespace netbackd::ring
+} // namespace netbackd::ring

@@ -49,8 +49,7 @@ public:
     bool push_and_check_notify() noexcept {
         const RingIdx old_prod = shared_.req_prod().load(std::memory_order_relaxed);
         const RingIdx new_prod = req_prod_pvt_;
-        if (old_prod == new_prod)
-            return false;
+        if (old_prod == new_prod) return false;
         // release: the request slots are visible before the index that announces them.
         shared_.req_prod().store(new_prod, std::memory_order_release);
         // full fence: the new req_prod must be visible before we read req_event, pairing with the
@@ -74,8 +73,7 @@ public:
     // RING_FINAL_CHECK_FOR_RESPONSES: call before sleeping; a count below want (and no error)
     // means the backend will notify once the want-th response is published.
     Avail final_check(RingIdx want = 1) noexcept {
-        if (Avail a = poll(); a.count >= want || a.error != ProdError::none)
-            return a;
+        if (Avail a = poll(); a.count >= want || a.error != ProdError::none) return a;
         shared_.rsp_event().store(rsp_cons_ + want, std::memory_order_relaxed);
         // full fence: our rsp_event store must be visible before we re-read rsp_prod, or the
         // backend may skip the notify while we miss its new responses (store->load order).
@@ -104,4 +102,4 @@ private:
     RingIdx rsp_cons_;
 };
 
-}  // namespace netbackd::ring
+} // namespace netbackd::ring

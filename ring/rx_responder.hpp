@@ -49,13 +49,13 @@ struct RxChunk {
 struct RxMeta {
     bool data_validated = false;
     bool csum_blank = false;
-    std::optional<TxGso> gso;  // same fields on both directions
+    std::optional<TxGso> gso; // same fields on both directions
 };
 
 enum class RxStep : std::uint8_t {
-    ok,        // reservation filled
-    short_of,  // the frontend has not posted enough buffers yet; nothing taken
-    fatal,     // req_prod out of range; every later call returns fatal again
+    ok,       // reservation filled
+    short_of, // the frontend has not posted enough buffers yet; nothing taken
+    fatal,    // req_prod out of range; every later call returns fatal again
 };
 
 class RxResponder {
@@ -65,16 +65,14 @@ public:
     // Takes data_slots buffers (plus one for the GSO extra when gso) if all are posted.
     RxStep reserve(std::uint32_t data_slots, bool gso, RxReservation& out) noexcept {
         assert(data_slots >= 1 && data_slots <= kMaxRxSegments);
-        if (fatal_ != ProdError::none)
-            return RxStep::fatal;
+        if (fatal_ != ProdError::none) return RxStep::fatal;
         const Avail avail = ring_.poll();
         if (avail.error != ProdError::none) {
             fatal_ = avail.error;
             return RxStep::fatal;
         }
         const std::uint32_t need = data_slots + (gso ? 1u : 0u);
-        if (avail.count < need)
-            return RxStep::short_of;
+        if (avail.count < need) return RxStep::short_of;
         out.nr_data = static_cast<std::uint8_t>(data_slots);
         out.has_extra = gso;
         out.first_index = ring_.req_cons();
@@ -82,8 +80,7 @@ public:
         for (std::uint32_t i = 0; i < data_slots; ++i) {
             const netif_rx_request_t req = ring_.copy_request(slot++);
             out.buf_storage[i] = RxBuffer{req.id, req.gref};
-            if (i == 0 && gso)
-                ++slot;  // the extra slot's buffer carries no data; only its position matters
+            if (i == 0 && gso) ++slot; // the extra slot's buffer carries no data; only its position matters
         }
         ring_.consume(need);
         return RxStep::ok;
@@ -98,17 +95,13 @@ public:
             assert(std::uint32_t{chunks[i].offset} + chunks[i].length <= kPageSize);
             std::uint16_t flags = i + 1 < r.nr_data ? NETRXF_more_data : 0;
             if (i == 0) {
-                if (meta.data_validated)
-                    flags |= NETRXF_data_validated;
-                if (meta.csum_blank)
-                    flags |= NETRXF_csum_blank;
-                if (r.has_extra)
-                    flags |= NETRXF_extra_info;
+                if (meta.data_validated) flags |= NETRXF_data_validated;
+                if (meta.csum_blank) flags |= NETRXF_csum_blank;
+                if (r.has_extra) flags |= NETRXF_extra_info;
             }
             ring_.put_response(netif_rx_response_t{r.buf_storage[i].id, chunks[i].offset, flags,
                                                    static_cast<std::int16_t>(chunks[i].length)});
-            if (i == 0 && r.has_extra)
-                ring_.put_response(gso_extra(*meta.gso));
+            if (i == 0 && r.has_extra) ring_.put_response(gso_extra(*meta.gso));
         }
     }
 
@@ -119,8 +112,7 @@ public:
         for (std::uint32_t i = 0; i < r.nr_data; ++i) {
             ring_.put_response(netif_rx_response_t{r.buf_storage[i].id, 0, 0, status});
             // The extra slot's request id was not kept; netfront ignores ids on RX anyway.
-            if (i == 0 && r.has_extra)
-                ring_.put_response(netif_rx_response_t{0, 0, 0, status});
+            if (i == 0 && r.has_extra) ring_.put_response(netif_rx_response_t{0, 0, 0, status});
         }
     }
 
@@ -144,4 +136,4 @@ private:
     ProdError fatal_ = ProdError::none;
 };
 
-}  // namespace netbackd::ring
+} // namespace netbackd::ring

@@ -137,8 +137,7 @@ public:
         const auto words = std::bit_cast<std::array<std::uint32_t, n>>(bytes);
         std::byte* p = slot(idx);
         // Sub-word responses (netif_tx_response is 4 bytes) still cover whole words only.
-        for (std::size_t i = 0; i < n; ++i)
-            word_at(p + 4 * i).store(words[i], std::memory_order_relaxed);
+        for (std::size_t i = 0; i < n; ++i) word_at(p + 4 * i).store(words[i], std::memory_order_relaxed);
     }
 
     std::byte* base() const noexcept { return base_; }
@@ -180,4 +179,4 @@ constexpr bool event_in_range(RingIdx event, RingIdx old_prod, RingIdx new_prod)
     return static_cast<RingIdx>(new_prod - event) < static_cast<RingIdx>(new_prod - old_prod);
 }
 
-}  // namespace netbackd::ring
+} // namespace netbackd::ring

@@ -36,11 +36,11 @@ struct TxLimits {
 };
 
 enum class TxStep : std::uint8_t {
-    empty,    // nothing to consume
-    pending,  // a packet has started but not all its slots are published
-    packet,   // out holds a packet; answer it with respond()
-    dropped,  // a malformed packet was consumed and answered with errors; see error
-    fatal,    // the ring is unusable; see error; every later call returns fatal again
+    empty,   // nothing to consume
+    pending, // a packet has started but not all its slots are published
+    packet,  // out holds a packet; answer it with respond()
+    dropped, // a malformed packet was consumed and answered with errors; see error
+    fatal,   // the ring is unusable; see error; every later call returns fatal again
 };
 
 struct TxResult {
@@ -54,25 +54,20 @@ public:
         : ring_(ring), limits_(limits) {}
 
     TxResult next(TxPacket& out) noexcept {
-        if (fatal_ != TxError::none)
-            return {TxStep::fatal, fatal_};
+        if (fatal_ != TxError::none) return {TxStep::fatal, fatal_};
         // req_prod shares its cache line with the indices the frontend keeps writing: read it
         // once per run of published requests, not once per packet, as Linux netback does. The
         // value was validated when read, and consuming up to it keeps it in range.
         const RingIdx ahead = seen_prod_ - ring_.req_cons();
         if (ahead != 0 && ahead <= TxRing::kSize) {
             const TxResult r = assemble(out, Avail{ahead, ProdError::none});
-            if (r.step != TxStep::pending)
-                return r;
+            if (r.step != TxStep::pending) return r;
         }
         const Avail avail = ring_.poll();
-        if (avail.error == ProdError::overflow)
-            return fail(TxError::req_prod_overflow);
-        if (avail.error == ProdError::regressed)
-            return fail(TxError::req_prod_regressed);
+        if (avail.error == ProdError::overflow) return fail(TxError::req_prod_overflow);
+        if (avail.error == ProdError::regressed) return fail(TxError::req_prod_regressed);
         seen_prod_ = ring_.req_cons() + avail.count;
-        if (avail.count == 0)
-            return {TxStep::empty};
+        if (avail.count == 0) return {TxStep::empty};
         return assemble(out, avail);
     }
 
@@ -87,28 +82,23 @@ private:
         if (first.flags & NETTXF_extra_info) {
             bool more = true;
             while (more) {
-                if (used >= avail.count)
-                    return incomplete(avail);
+                if (used >= avail.count) return incomplete(avail);
                 const auto extra = ring_.copy_request<netif_extra_info_t>(used++);
                 ++out.nr_extra_slots;
-                if (const TxError e = take_extra(extra, out); e != TxError::none)
-                    return fail(e);
+                if (const TxError e = take_extra(extra, out); e != TxError::none) return fail(e);
                 more = (extra.flags & XEN_NETIF_EXTRA_FLAG_MORE) != 0;
             }
         }
 
         bool more = (first.flags & NETTXF_more_data) != 0;
         while (more) {
-            if (nr_data >= limits_.fatal_slots)
-                return fail(TxError::fatal_slot_count);
-            if (used >= avail.count)
-                return incomplete(avail);
+            if (nr_data >= limits_.fatal_slots) return fail(TxError::fatal_slot_count);
+            if (used >= avail.count) return incomplete(avail);
             const netif_tx_request_t req = ring_.copy_request(used++);
             scratch_[nr_data++] = req;
             more = (req.flags & NETTXF_more_data) != 0;
         }
-        if (nr_data >= limits_.fatal_slots)
-            return fail(TxError::fatal_slot_count);
+        if (nr_data >= limits_.fatal_slots) return fail(TxError::fatal_slot_count);
 
         ring_.consume(used);
         if (const TxError e = validate(nr_data, out.is_mcast_control()); e != TxError::none) {
@@ -117,8 +107,7 @@ private:
         }
 
         std::uint32_t others = 0;
-        for (std::uint32_t i = 1; i < nr_data; ++i)
-            others += scratch_[i].size;
+        for (std::uint32_t i = 1; i < nr_data; ++i) others += scratch_[i].size;
         out.nr_segments = static_cast<std::uint8_t>(nr_data);
         out.length = first.size;
         out.csum_blank = (first.flags & NETTXF_csum_blank) != 0;
@@ -136,8 +125,7 @@ public:
     // Answers every slot of an accepted packet: its first data slot, a NULL per extra slot, then
     // the remaining data slots, in slot order. status is NETIF_RSP_OKAY or a NETIF_RSP_* error.
     void respond(const TxPacket& pkt, std::int16_t status) noexcept {
-        if (pkt.nr_segments == 0)
-            return;
+        if (pkt.nr_segments == 0) return;
         ring_.put_response(netif_tx_response_t{pkt.ids[0], status});
         for (std::uint32_t i = 0; i < pkt.nr_extra_slots; ++i)
             ring_.put_response(netif_tx_response_t{0, NETIF_RSP_NULL});
@@ -158,8 +146,7 @@ private:
 
     TxResult incomplete(const Avail& avail) noexcept {
         // With the whole ring published and still no end of packet, no later push can finish it.
-        if (avail.count >= TxRing::kSize)
-            return fail(TxError::packet_exceeds_ring);
+        if (avail.count >= TxRing::kSize) return fail(TxError::packet_exceeds_ring);
         return {TxStep::pending};
     }
 
@@ -186,34 +173,26 @@ private:
             out.hash = TxHash{x.u.hash.type, x.u.hash.algorithm, value};
             return TxError::none;
         }
-        default:
-            return TxError::unknown_extra;
+        default: return TxError::unknown_extra;
         }
     }
 
     TxError validate(std::uint32_t nr_data, bool mcast_control) const noexcept {
-        if (nr_data > kMaxTxSegments)
-            return TxError::too_many_slots;
+        if (nr_data > kMaxTxSegments) return TxError::too_many_slots;
         const netif_tx_request_t& first = scratch_[0];
         std::uint32_t others = 0;
         for (std::uint32_t i = 1; i < nr_data; ++i) {
             const netif_tx_request_t& r = scratch_[i];
-            if (std::uint32_t{r.offset} + r.size > kPageSize)
-                return TxError::page_cross;
+            if (std::uint32_t{r.offset} + r.size > kPageSize) return TxError::page_cross;
             others += r.size;
         }
-        if (others > first.size)
-            return TxError::size_mismatch;
+        if (others > first.size) return TxError::size_mismatch;
         if (!mcast_control) {
-            if (first.size == 0)
-                return TxError::zero_length;
-            if (first.size < limits_.min_length)
-                return TxError::runt;
-            if (first.size > limits_.max_length)
-                return TxError::too_large;
+            if (first.size == 0) return TxError::zero_length;
+            if (first.size < limits_.min_length) return TxError::runt;
+            if (first.size > limits_.max_length) return TxError::too_large;
         }
-        if (std::uint32_t{first.offset} + (first.size - others) > kPageSize)
-            return TxError::page_cross;
+        if (std::uint32_t{first.offset} + (first.size - others) > kPageSize) return TxError::page_cross;
         return TxError::none;
     }
 
@@ -233,4 +212,4 @@ private:
     std::array<netif_tx_request_t, TxRing::kSize> scratch_;
 };
 
-}  // namespace netbackd::ring
+} // namespace netbackd::ring

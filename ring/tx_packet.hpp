@@ -26,15 +26,15 @@ struct TxSegment {
 };
 
 struct TxGso {
-    std::uint16_t size;      // MSS
-    std::uint8_t type;       // XEN_NETIF_GSO_TYPE_TCPV4 / _TCPV6
-    std::uint16_t features;  // XEN_NETIF_GSO_FEAT_*
+    std::uint16_t size;     // MSS
+    std::uint8_t type;      // XEN_NETIF_GSO_TYPE_TCPV4 / _TCPV6
+    std::uint16_t features; // XEN_NETIF_GSO_FEAT_*
     bool operator==(const TxGso&) const = default;
 };
 
 struct TxHash {
-    std::uint8_t type;       // _XEN_NETIF_CTRL_HASH_TYPE_*
-    std::uint8_t algorithm;  // XEN_NETIF_CTRL_HASH_ALGORITHM_*
+    std::uint8_t type;      // _XEN_NETIF_CTRL_HASH_TYPE_*
+    std::uint8_t algorithm; // XEN_NETIF_CTRL_HASH_ALGORITHM_*
     std::uint32_t value;
     bool operator==(const TxHash&) const = default;
 };
@@ -50,7 +50,7 @@ struct TxPacket {
     // Extra-info slots sitting between the first and second data slot; each is answered with
     // NETIF_RSP_NULL right after the first slot's response.
     std::uint8_t nr_extra_slots = 0;
-    std::uint16_t length = 0;  // whole packet, the first slot's size field
+    std::uint16_t length = 0; // whole packet, the first slot's size field
     bool csum_blank = false;
     bool data_validated = false;
     std::optional<TxGso> gso;
@@ -83,19 +83,19 @@ struct TxPacket {
 enum class TxError : std::uint8_t {
     none,
     // Dropped: every slot answered NETIF_RSP_ERROR, the ring keeps going.
-    zero_length,     // first slot size 0
-    runt,            // shorter than an Ethernet header
-    too_large,       // first slot size above the configured maximum
-    size_mismatch,   // first slot size smaller than the sum of the other slots
-    page_cross,      // a segment with offset + size > 4096
-    too_many_slots,  // more than XEN_NETIF_NR_SLOTS_MIN data slots
+    zero_length,    // first slot size 0
+    runt,           // shorter than an Ethernet header
+    too_large,      // first slot size above the configured maximum
+    size_mismatch,  // first slot size smaller than the sum of the other slots
+    page_cross,     // a segment with offset + size > 4096
+    too_many_slots, // more than XEN_NETIF_NR_SLOTS_MIN data slots
     // Fatal: the ring stops; the vif must be disabled.
-    req_prod_overflow,     // req_prod more than a ring ahead of our responses
-    req_prod_regressed,    // req_prod moved behind req_cons
-    unknown_extra,         // extra type NONE or >= XEN_NETIF_EXTRA_TYPE_MAX
-    bad_gso,               // GSO extra with unknown type or zero size (fatal in Linux too)
-    fatal_slot_count,      // data slots >= the fatal threshold
-    packet_exceeds_ring,   // the ring is full and the packet still is not complete
+    req_prod_overflow,   // req_prod more than a ring ahead of our responses
+    req_prod_regressed,  // req_prod moved behind req_cons
+    unknown_extra,       // extra type NONE or >= XEN_NETIF_EXTRA_TYPE_MAX
+    bad_gso,             // GSO extra with unknown type or zero size (fatal in Linux too)
+    fatal_slot_count,    // data slots >= the fatal threshold
+    packet_exceeds_ring, // the ring is full and the packet still is not complete
 };
 
 inline constexpr std::size_t kTxErrorCount = static_cast<std::size_t>(TxError::packet_exceeds_ring) + 1;
@@ -121,4 +121,4 @@ constexpr std::string_view to_string(TxError e) noexcept {
     return "?";
 }
 
-}  // namespace netbackd::ring
+} // namespace netbackd::ring

@@ -16,15 +16,12 @@ class Checker {
 public:
     explicit Checker(std::string source) : source_(std::move(source)) {}
 
-    std::string at(const toml::node& n) const
-    {
-        return fmt::format("{}:{}", source_, n.source().begin.line);
-    }
+    std::string at(const toml::node& n) const { return fmt::format("{}:{}", source_, n.source().begin.line); }
     void fail(const toml::node& n, const std::string& what) { errors_.push_back(at(n) + ": " + what); }
     void fail_file(const std::string& what) { errors_.push_back(source_ + ": " + what); }
 
-    void only(const toml::table& t, std::string_view table_name, std::initializer_list<std::string_view> keys)
-    {
+    void only(const toml::table& t, std::string_view table_name,
+              std::initializer_list<std::string_view> keys) {
         for (const auto& [k, v] : t) {
             if (std::find(keys.begin(), keys.end(), k.str()) == keys.end())
                 fail(v, fmt::format("unknown key '{}'{}{}", k.str(), table_name.empty() ? "" : " in [",
@@ -32,11 +29,9 @@ public:
         }
     }
 
-    const toml::table* table(const toml::table& t, std::string_view key)
-    {
+    const toml::table* table(const toml::table& t, std::string_view key) {
         const toml::node* n = t.get(key);
-        if (!n)
-            return nullptr;
+        if (!n) return nullptr;
         if (!n->is_table()) {
             fail(*n, fmt::format("'{}' must be a table", key));
             return nullptr;
@@ -44,22 +39,18 @@ public:
         return n->as_table();
     }
 
-    std::optional<std::string> string(const toml::table& t, std::string_view key)
-    {
+    std::optional<std::string> string(const toml::table& t, std::string_view key) {
         const toml::node* n = t.get(key);
-        if (!n)
-            return std::nullopt;
-        if (auto v = n->value<std::string>(); v && n->is_string())
-            return *v;
+        if (!n) return std::nullopt;
+        if (auto v = n->value<std::string>(); v && n->is_string()) return *v;
         fail(*n, fmt::format("'{}' must be a string", key));
         return std::nullopt;
     }
 
-    std::optional<std::int64_t> integer(const toml::table& t, std::string_view key, std::int64_t lo, std::int64_t hi)
-    {
+    std::optional<std::int64_t> integer(const toml::table& t, std::string_view key, std::int64_t lo,
+                                        std::int64_t hi) {
         const toml::node* n = t.get(key);
-        if (!n)
-            return std::nullopt;
+        if (!n) return std::nullopt;
         if (!n->is_integer()) {
             fail(*n, fmt::format("'{}' must be an integer", key));
             return std::nullopt;
@@ -72,11 +63,9 @@ public:
         return v;
     }
 
-    std::optional<bool> boolean(const toml::table& t, std::string_view key)
-    {
+    std::optional<bool> boolean(const toml::table& t, std::string_view key) {
         const toml::node* n = t.get(key);
-        if (!n)
-            return std::nullopt;
+        if (!n) return std::nullopt;
         if (!n->is_boolean()) {
             fail(*n, fmt::format("'{}' must be true or false", key));
             return std::nullopt;
@@ -85,24 +74,20 @@ public:
     }
 
     std::optional<std::string> choice(const toml::table& t, std::string_view key,
-                                      std::initializer_list<std::string_view> allowed)
-    {
+                                      std::initializer_list<std::string_view> allowed) {
         auto v = string(t, key);
         if (v && std::find(allowed.begin(), allowed.end(), *v) == allowed.end()) {
             std::string list;
-            for (auto a : allowed)
-                list += (list.empty() ? "" : ", ") + std::string(a);
+            for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
             fail(*t.get(key), fmt::format("'{}' = \"{}\" is not one of: {}", key, *v, list));
             return std::nullopt;
         }
         return v;
     }
 
-    std::optional<Mac> mac(const toml::table& t, std::string_view key)
-    {
+    std::optional<Mac> mac(const toml::table& t, std::string_view key) {
         auto s = string(t, key);
-        if (!s)
-            return std::nullopt;
+        if (!s) return std::nullopt;
         auto m = parse_mac(*s);
         if (!m) {
             fail(*t.get(key), fmt::format("'{}' = \"{}\": {}", key, *s, m.error()));
@@ -111,12 +96,10 @@ public:
         return *m;
     }
 
-    std::vector<std::string> strings(const toml::table& t, std::string_view key)
-    {
+    std::vector<std::string> strings(const toml::table& t, std::string_view key) {
         std::vector<std::string> out;
         const toml::node* n = t.get(key);
-        if (!n)
-            return out;
+        if (!n) return out;
         const toml::array* arr = n->as_array();
         if (!arr) {
             fail(*n, fmt::format("'{}' must be an array of strings", key));
@@ -131,13 +114,10 @@ public:
         return out;
     }
 
-    void throw_if_failed() const
-    {
-        if (errors_.empty())
-            return;
+    void throw_if_failed() const {
+        if (errors_.empty()) return;
         std::string all;
-        for (const auto& e : errors_)
-            all += (all.empty() ? "" : "\n") + e;
+        for (const auto& e : errors_) all += (all.empty() ? "" : "\n") + e;
         throw ConfigError(all);
     }
 
@@ -148,8 +128,7 @@ private:
     std::vector<std::string> errors_;
 };
 
-toml::table parse_toml(std::string_view text, const std::string& source_name)
-{
+toml::table parse_toml(std::string_view text, const std::string& source_name) {
     try {
         return toml::parse(text, source_name);
     } catch (const toml::parse_error& e) {
@@ -157,11 +136,9 @@ toml::table parse_toml(std::string_view text, const std::string& source_name)
     }
 }
 
-std::string read_file(const std::filesystem::path& p)
-{
+std::string read_file(const std::filesystem::path& p) {
     std::ifstream in(p, std::ios::binary);
-    if (!in)
-        throw ConfigError(fmt::format("{}: cannot read", p.string()));
+    if (!in) throw ConfigError(fmt::format("{}: cannot read", p.string()));
     std::ostringstream ss;
     ss << in.rdbuf();
     return ss.str();
@@ -169,8 +146,7 @@ std::string read_file(const std::filesystem::path& p)
 
 } // namespace
 
-GlobalConfig parse_global(std::string_view text, const std::string& source_name)
-{
+GlobalConfig parse_global(std::string_view text, const std::string& source_name) {
     const toml::table root = parse_toml(text, source_name);
     Checker c(source_name);
     GlobalConfig g;
@@ -178,10 +154,8 @@ GlobalConfig parse_global(std::string_view text, const std::string& source_name)
 
     if (const auto* t = c.table(root, "service")) {
         c.only(*t, "service", {"platform", "log_level", "clients_dir", "wait_report_seconds"});
-        if (auto v = c.choice(*t, "platform", {"xen", "sim"}))
-            g.platform = *v;
-        if (auto v = c.choice(*t, "log_level", {"trace", "debug", "info", "warn", "error"}))
-            g.log_level = *v;
+        if (auto v = c.choice(*t, "platform", {"xen", "sim"})) g.platform = *v;
+        if (auto v = c.choice(*t, "log_level", {"trace", "debug", "info", "warn", "error"})) g.log_level = *v;
         if (auto v = c.string(*t, "clients_dir")) {
             std::filesystem::path p(*v);
             // Relative to the config file, so a config tree can be moved as a whole.
@@ -196,17 +170,13 @@ GlobalConfig parse_global(std::string_view text, const std::string& source_name)
     }
     if (const auto* t = c.table(root, "sim")) {
         c.only(*t, "sim", {"dir", "domid"});
-        if (auto v = c.string(*t, "dir"))
-            g.sim_dir = *v;
-        if (auto v = c.integer(*t, "domid", 0, 0x7FEF))
-            g.sim_domid = static_cast<std::uint16_t>(*v);
+        if (auto v = c.string(*t, "dir")) g.sim_dir = *v;
+        if (auto v = c.integer(*t, "domid", 0, 0x7FEF)) g.sim_domid = static_cast<std::uint16_t>(*v);
     }
     if (const auto* t = c.table(root, "vif")) {
         c.only(*t, "vif", {"max_queues", "split_event_channels"});
-        if (auto v = c.integer(*t, "max_queues", 1, 64))
-            g.max_queues = static_cast<unsigned>(*v);
-        if (auto v = c.boolean(*t, "split_event_channels"))
-            g.split_event_channels = *v;
+        if (auto v = c.integer(*t, "max_queues", 1, 64)) g.max_queues = static_cast<unsigned>(*v);
+        if (auto v = c.boolean(*t, "split_event_channels")) g.split_event_channels = *v;
     }
     if (const auto* t = c.table(root, "dpdk")) {
         c.only(*t, "dpdk", {"eal_args", "ports"});
@@ -223,10 +193,8 @@ GlobalConfig parse_global(std::string_view text, const std::string& source_name)
                     port.name = c.string(pt, "name").value_or("");
                     port.pci = c.string(pt, "pci").value_or("");
                     port.vdev = c.string(pt, "vdev").value_or("");
-                    if (auto v = c.integer(pt, "mtu", 68, 65535))
-                        port.mtu = static_cast<std::uint16_t>(*v);
-                    if (port.name.empty())
-                        c.fail(e, "[[dpdk.ports]] needs a 'name'");
+                    if (auto v = c.integer(pt, "mtu", 68, 65535)) port.mtu = static_cast<std::uint16_t>(*v);
+                    if (port.name.empty()) c.fail(e, "[[dpdk.ports]] needs a 'name'");
                     if (port.pci.empty() == port.vdev.empty())
                         c.fail(e, "[[dpdk.ports]] needs exactly one of 'pci' or 'vdev'");
                     for (const auto& other : g.ports)
@@ -254,15 +222,13 @@ GlobalConfig parse_global(std::string_view text, const std::string& source_name)
         if (auto v = c.choice(*t, "polling", {"busy", "adaptive"}))
             g.polling = *v == "busy" ? Polling::busy : Polling::adaptive;
         // A ring holds 256 requests: a bigger burst could never fill.
-        if (auto v = c.integer(*t, "burst", 1, 256))
-            g.burst = static_cast<unsigned>(*v);
+        if (auto v = c.integer(*t, "burst", 1, 256)) g.burst = static_cast<unsigned>(*v);
     }
     c.throw_if_failed();
     return g;
 }
 
-ClientConfig parse_client(std::string_view text, const std::string& source_name)
-{
+ClientConfig parse_client(std::string_view text, const std::string& source_name) {
     const toml::table root = parse_toml(text, source_name);
     Checker c(source_name);
     ClientConfig cl;
@@ -276,11 +242,9 @@ ClientConfig parse_client(std::string_view text, const std::string& source_name)
         cl.source = c.at(*m);
         c.only(*m, "match", {"domain", "devid", "mac"});
         cl.match_domain = c.string(*m, "domain");
-        if (auto v = c.integer(*m, "devid", 0, UINT32_MAX))
-            cl.match_devid = static_cast<std::uint32_t>(*v);
+        if (auto v = c.integer(*m, "devid", 0, UINT32_MAX)) cl.match_devid = static_cast<std::uint32_t>(*v);
         cl.match_mac = c.mac(*m, "mac");
-        if (!m->contains("domain") && !m->contains("mac"))
-            c.fail(*m, "[match] needs 'domain' or 'mac'");
+        if (!m->contains("domain") && !m->contains("mac")) c.fail(*m, "[match] needs 'domain' or 'mac'");
         if (m->contains("devid") && !m->contains("domain"))
             c.fail(*m, "[match] 'devid' only makes sense with 'domain'");
     }
@@ -290,8 +254,7 @@ ClientConfig parse_client(std::string_view text, const std::string& source_name)
     c.only(v, "vif", {"mac", "uplink", "vlan", "rate_mbit", "rate", "queues", "script"});
     cl.mac = c.mac(v, "mac");
     cl.uplink = c.string(v, "uplink");
-    if (auto x = c.integer(v, "vlan", 1, 4094))
-        cl.vlan = static_cast<std::uint16_t>(*x);
+    if (auto x = c.integer(v, "vlan", 1, 4094)) cl.vlan = static_cast<std::uint16_t>(*x);
     if (v.contains("rate_mbit") && v.contains("rate"))
         c.fail(*v.get("rate"), "give either 'rate_mbit' or 'rate', not both");
     // libxl's default credit interval: 50 ms.
@@ -304,8 +267,7 @@ ClientConfig parse_client(std::string_view text, const std::string& source_name)
         else
             c.fail(*v.get("rate"), fmt::format("'rate' = \"{}\": {}", *x, r.error()));
     }
-    if (auto x = c.integer(v, "queues", 1, 64))
-        cl.queues = static_cast<unsigned>(*x);
+    if (auto x = c.integer(v, "queues", 1, 64)) cl.queues = static_cast<unsigned>(*x);
     if (auto x = c.string(v, "script")) {
         if (x->empty() || (*x)[0] != '/')
             c.fail(*v.get("script"), "'script' must be an absolute path");
@@ -316,8 +278,7 @@ ClientConfig parse_client(std::string_view text, const std::string& source_name)
     return cl;
 }
 
-Config load_config(const std::filesystem::path& path)
-{
+Config load_config(const std::filesystem::path& path) {
     Config cfg;
     cfg.path = path;
     cfg.global = parse_global(read_file(path), path.string());
@@ -326,8 +287,7 @@ Config load_config(const std::filesystem::path& path)
     std::error_code ec;
     if (std::filesystem::is_directory(cfg.global.clients_dir, ec)) {
         for (const auto& e : std::filesystem::directory_iterator(cfg.global.clients_dir, ec))
-            if (e.path().extension() == ".toml" && e.is_regular_file())
-                files.push_back(e.path());
+            if (e.path().extension() == ".toml" && e.is_regular_file()) files.push_back(e.path());
     } else if (std::filesystem::exists(cfg.global.clients_dir, ec)) {
         throw ConfigError(fmt::format("{}: clients_dir {} is not a directory", path.string(),
                                       cfg.global.clients_dir.string()));
@@ -342,14 +302,12 @@ Config load_config(const std::filesystem::path& path)
             errors += (errors.empty() ? "" : "\n") + std::string(e.what());
         }
     }
-    if (!errors.empty())
-        throw ConfigError(errors);
+    if (!errors.empty()) throw ConfigError(errors);
     return cfg;
 }
 
 const ClientConfig* match_client(const Config& config, std::string_view domain_name, std::uint32_t devid,
-                                 const std::optional<Mac>& toolstack_mac)
-{
+                                 const std::optional<Mac>& toolstack_mac) {
     const ClientConfig* best = nullptr;
     int best_rank = 0;
     for (const auto& c : config.clients) {
@@ -360,8 +318,7 @@ const ClientConfig* match_client(const Config& config, std::string_view domain_n
             else
                 rank = 1;
         }
-        if (rank == 0 && c.match_mac && toolstack_mac && *c.match_mac == *toolstack_mac)
-            rank = 2;
+        if (rank == 0 && c.match_mac && toolstack_mac && *c.match_mac == *toolstack_mac) rank = 2;
         if (rank > best_rank) {
             best = &c;
             best_rank = rank;

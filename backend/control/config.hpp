@@ -21,7 +21,7 @@ public:
 
 struct DpdkPort {
     std::string name;
-    std::string pci;  // exactly one of pci / vdev
+    std::string pci; // exactly one of pci / vdev
     std::string vdev;
     std::optional<std::uint16_t> mtu; // L3 MTU of the wire; unset: the device's default
 };
@@ -35,7 +35,7 @@ struct GlobalConfig {
     unsigned wait_report_seconds = 5;
     std::string sim_dir;
     std::uint16_t sim_domid = 0;
-    unsigned max_queues = 4;            // multi-queue-max-queues; 1 disables multi-queue
+    unsigned max_queues = 4; // multi-queue-max-queues; 1 disables multi-queue
     bool split_event_channels = true;
     std::vector<std::string> eal_args;
     std::vector<DpdkPort> ports;
@@ -76,7 +76,7 @@ Config load_config(const std::filesystem::path& path);
 
 // The client entry for a vif: the most specific match wins (domain+devid, then MAC, then
 // domain alone); ties go to the first file by name.
-const ClientConfig* match_client(const Config& config, std::string_view domain_name,
-                                 std::uint32_t devid, const std::optional<Mac>& toolstack_mac);
+const ClientConfig* match_client(const Config& config, std::string_view domain_name, std::uint32_t devid,
+                                 const std::optional<Mac>& toolstack_mac);
 
 } // namespace netbackd::control

@@ -11,19 +11,15 @@ constexpr std::string_view kBackendToken = "nb:backend";
 constexpr std::string_view kReleaseToken = "nb:release";
 
 // "<fe>/<devid>[/...]" relative to the backend base -> VifId; nullopt for anything else.
-std::optional<VifId> parse_rel(std::string_view rel, std::string_view* rest)
-{
+std::optional<VifId> parse_rel(std::string_view rel, std::string_view* rest) {
     const auto slash = rel.find('/');
-    if (slash == std::string_view::npos)
-        return std::nullopt;
+    if (slash == std::string_view::npos) return std::nullopt;
     const auto fe = parse_domid(rel.substr(0, slash));
     rel.remove_prefix(slash + 1);
     const auto slash2 = rel.find('/');
     const auto devid = parse_unsigned(rel.substr(0, slash2), UINT32_MAX);
-    if (!fe || !devid)
-        return std::nullopt;
-    if (rest)
-        *rest = slash2 == std::string_view::npos ? std::string_view{} : rel.substr(slash2 + 1);
+    if (!fe || !devid) return std::nullopt;
+    if (rest) *rest = slash2 == std::string_view::npos ? std::string_view{} : rel.substr(slash2 + 1);
     return VifId{*fe, static_cast<std::uint32_t>(*devid)};
 }
 
@@ -31,17 +27,11 @@ std::optional<VifId> parse_rel(std::string_view rel, std::string_view* rest)
 
 ControlPlane::ControlPlane(platform::Store& store, platform::Grants& grants, platform::Events& events,
                            DataPlaneSink& sink, std::shared_ptr<const Config> config)
-    : ctx_{store, grants, events, sink, 0, std::move(config)}
-{
-}
+    : ctx_{store, grants, events, sink, 0, std::move(config)} {}
 
-ControlPlane::~ControlPlane()
-{
-    release_all();
-}
+ControlPlane::~ControlPlane() { release_all(); }
 
-void ControlPlane::start()
-{
+void ControlPlane::start() {
     ctx_.self = ctx_.store.self_domid();
     const auto base = backend_base(ctx_.self);
     spdlog::info("control: running in domain {}, watching {}", ctx_.self, base);
@@ -51,40 +41,33 @@ void ControlPlane::start()
     scan(true);
 }
 
-const VifControl* ControlPlane::find(VifId id) const
-{
+const VifControl* ControlPlane::find(VifId id) const {
     auto it = vifs_.find(id);
     return it == vifs_.end() ? nullptr : it->second.get();
 }
 
-VifControl& ControlPlane::add(VifId id)
-{
+VifControl& ControlPlane::add(VifId id) {
     auto& slot = vifs_[id];
     slot = std::make_unique<VifControl>(ctx_, id);
     return *slot;
 }
 
-void ControlPlane::scan(bool at_start)
-{
+void ControlPlane::scan(bool at_start) {
     const auto base = backend_base(ctx_.self);
     const auto fes = ctx_.store.directory(0, base);
-    if (!fes)
-        return;
+    if (!fes) return;
     for (const auto& fe_name : *fes) {
         const auto devids = ctx_.store.directory(0, base + "/" + fe_name);
-        if (!devids)
-            continue;
+        if (!devids) continue;
         for (const auto& dev_name : *devids) {
             const auto id = parse_rel(fe_name + "/" + dev_name, nullptr);
             if (!id) {
                 spdlog::warn("control: ignoring {}/{}/{}: not <domid>/<devid>", base, fe_name, dev_name);
                 continue;
             }
-            if (vifs_.count(*id))
-                continue;
+            if (vifs_.count(*id)) continue;
             const auto state = ctx_.store.read(0, backend_path(ctx_.self, *id) + "/state");
-            if (!state)
-                continue;
+            if (!state) continue;
             const bool fresh = !at_start && *state == "1";
             add(*id).appeared(fresh);
         }
@@ -92,8 +75,7 @@ void ControlPlane::scan(bool at_start)
     reap();
 }
 
-void ControlPlane::process_watches()
-{
+void ControlPlane::process_watches() {
     const auto base = backend_base(ctx_.self);
     for (const auto& ev : ctx_.store.read_watches()) {
         try {
@@ -118,8 +100,7 @@ void ControlPlane::process_watches()
     reap();
 }
 
-void ControlPlane::on_backend_event(std::string_view path)
-{
+void ControlPlane::on_backend_event(std::string_view path) {
     const auto base = backend_base(ctx_.self);
     if (path.size() <= base.size() + 1 || path.substr(0, base.size() + 1) != base + "/") {
         scan(false); // the base itself: initial watch event or a wholesale change
@@ -130,16 +111,14 @@ void ControlPlane::on_backend_event(std::string_view path)
     const auto id = parse_rel(rel, &rest);
     if (!id) {
         // A per-domain dir (<fe>) appeared or vanished: re-check that domain's vifs.
-        for (auto& [vid, vif] : vifs_)
-            vif->backend_changed();
+        for (auto& [vid, vif] : vifs_) vif->backend_changed();
         scan(false);
         return;
     }
     auto it = vifs_.find(*id);
     if (it == vifs_.end()) {
         const auto state = ctx_.store.read(0, backend_path(ctx_.self, *id) + "/state");
-        if (state)
-            add(*id).appeared(*state == "1");
+        if (state) add(*id).appeared(*state == "1");
         return;
     }
     if (rest.empty() || rest == "online" || rest == "state") {
@@ -147,34 +126,27 @@ void ControlPlane::on_backend_event(std::string_view path)
         if (it->second->finished()) {
             vifs_.erase(it);
             const auto state = ctx_.store.read(0, backend_path(ctx_.self, *id) + "/state");
-            if (state)
-                add(*id).appeared(*state == "1");
+            if (state) add(*id).appeared(*state == "1");
         }
-    }
-    else if (rest == "rate")
+    } else if (rest == "rate")
         it->second->rate_changed();
 }
 
-bool ControlPlane::fail_vif(VifId id, const Fatal& reason)
-{
+bool ControlPlane::fail_vif(VifId id, const Fatal& reason) {
     auto it = vifs_.find(id);
-    if (it == vifs_.end())
-        return false;
+    if (it == vifs_.end()) return false;
     it->second->fail(reason);
     reap();
     return true;
 }
 
-void ControlPlane::on_release_domain()
-{
+void ControlPlane::on_release_domain() {
     for (auto& [id, vif] : vifs_) {
-        if (!vif->frontend_exists())
-            vif->domain_released();
+        if (!vif->frontend_exists()) vif->domain_released();
     }
 }
 
-void ControlPlane::reap()
-{
+void ControlPlane::reap() {
     for (auto it = vifs_.begin(); it != vifs_.end();) {
         if (it->second->finished())
             it = vifs_.erase(it);
@@ -183,8 +155,7 @@ void ControlPlane::reap()
     }
 }
 
-void ControlPlane::tick(std::chrono::steady_clock::time_point now)
-{
+void ControlPlane::tick(std::chrono::steady_clock::time_point now) {
     const auto after = std::chrono::seconds(ctx_.config->global.wait_report_seconds);
     for (auto& [id, vif] : vifs_) {
         vif->report_wait(now, after);
@@ -193,26 +164,21 @@ void ControlPlane::tick(std::chrono::steady_clock::time_point now)
     reap();
 }
 
-std::optional<std::chrono::steady_clock::time_point> ControlPlane::next_deadline() const
-{
+std::optional<std::chrono::steady_clock::time_point> ControlPlane::next_deadline() const {
     std::optional<std::chrono::steady_clock::time_point> best;
     for (const auto& [id, vif] : vifs_)
-        if (auto d = vif->deadline(); d && (!best || *d < *best))
-            best = d;
+        if (auto d = vif->deadline(); d && (!best || *d < *best)) best = d;
     return best;
 }
 
-void ControlPlane::reload(std::shared_ptr<const Config> config)
-{
+void ControlPlane::reload(std::shared_ptr<const Config> config) {
     ctx_.config = std::move(config);
     spdlog::info("control: configuration reloaded ({} client file(s)); connected vifs keep their policy",
                  ctx_.config->clients.size());
 }
 
-void ControlPlane::release_all()
-{
-    for (auto& [id, vif] : vifs_)
-        vif->release();
+void ControlPlane::release_all() {
+    for (auto& [id, vif] : vifs_) vif->release();
     vifs_.clear();
     if (started_) {
         started_ = false;

@@ -13,8 +13,8 @@ namespace netbackd::control {
 
 class ControlPlane {
 public:
-    ControlPlane(platform::Store& store, platform::Grants& grants, platform::Events& events, DataPlaneSink& sink,
-                 std::shared_ptr<const Config> config);
+    ControlPlane(platform::Store& store, platform::Grants& grants, platform::Events& events,
+                 DataPlaneSink& sink, std::shared_ptr<const Config> config);
     ~ControlPlane();
     ControlPlane(const ControlPlane&) = delete;
     ControlPlane& operator=(const ControlPlane&) = delete;

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "backend/platform/platform.hpp"
 #include "backend/control/keys.hpp"
 #include "backend/control/vif_id.hpp"
+#include "backend/platform/platform.hpp"
 
 namespace netbackd::control {
 
@@ -21,8 +21,7 @@ public:
     BoundPort() = default;
     BoundPort(platform::Events& events, platform::EvtchnPort port) : events_(&events), port_(port) {}
     BoundPort(BoundPort&& o) noexcept : events_(std::exchange(o.events_, nullptr)), port_(o.port_) {}
-    BoundPort& operator=(BoundPort&& o) noexcept
-    {
+    BoundPort& operator=(BoundPort&& o) noexcept {
         if (this != &o) {
             reset();
             events_ = std::exchange(o.events_, nullptr);
@@ -36,8 +35,7 @@ public:
 
     platform::EvtchnPort port() const noexcept { return port_; }
     explicit operator bool() const noexcept { return events_ != nullptr; }
-    void reset() noexcept
-    {
+    void reset() noexcept {
         if (events_) {
             try {
                 events_->unbind(port_);
@@ -64,22 +62,22 @@ struct QueueRings {
 
 // What the frontend asked for, within what this backend advertised.
 struct NegotiatedFeatures {
-    bool rx_notify = false;     // absent: the guest must be polled for RX slots
+    bool rx_notify = false; // absent: the guest must be polled for RX slots
     bool sg = false;
     bool gso_tcpv4 = false;
     bool gso_tcpv6 = false;
-    bool ip_csum = true;        // feature-no-csum-offload=0
+    bool ip_csum = true; // feature-no-csum-offload=0
     bool ipv6_csum = false;
     bool split_event_channels = false;
 };
 
 struct VifPolicy {
-    Mac guest_mac{};               // the only source MAC the guest may use
+    Mac guest_mac{}; // the only source MAC the guest may use
     std::optional<std::string> uplink;
     std::optional<std::uint16_t> vlan;
     std::optional<Rate> rate;
     unsigned mtu = 1500;
-    std::string client_source;     // config file:line that matched, empty for defaults
+    std::string client_source; // config file:line that matched, empty for defaults
 };
 
 struct VifHandle {

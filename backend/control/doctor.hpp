@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "backend/platform/platform.hpp"
 #include "backend/control/config.hpp"
+#include "backend/platform/platform.hpp"
 
 namespace netbackd::control {
 
@@ -22,9 +22,9 @@ struct Check {
 };
 
 struct DoctorOptions {
-    std::string config_path;      // empty: /etc/netbackd/netbackd.toml if it exists
+    std::string config_path; // empty: /etc/netbackd/netbackd.toml if it exists
     platform::PlatformOptions platform;
-    bool platform_given = false;  // otherwise the config's platform
+    bool platform_given = false; // otherwise the config's platform
     std::filesystem::path root = "/";
 };
 

@@ -10,9 +10,9 @@
 namespace netbackd::control {
 
 struct HookResult {
-    int exit_code = -1;   // -1: killed (timeout) or could not start
-    std::string output;   // stdout and stderr, interleaved
-    std::string error;    // why it could not run, if it could not
+    int exit_code = -1; // -1: killed (timeout) or could not start
+    std::string output; // stdout and stderr, interleaved
+    std::string error;  // why it could not run, if it could not
 };
 
 HookResult run_hook(const std::filesystem::path& script, const std::vector<std::string>& args,

@@ -20,48 +20,32 @@ struct BackendGone {};
 
 [[noreturn]] void fatal(int err, std::string message) { throw VifFatal{Fatal{err, std::move(message)}}; }
 
-int errno_of(const platform::PlatformError& e)
-{
+int errno_of(const platform::PlatformError& e) {
     // Grant failures carry negative GNTST_* codes; xenbus_dev_fatal prints them negated too.
     const int c = e.code();
     return c < 0 ? -c : (c == 0 ? EIO : c);
 }
 
-std::string flag_list(const DataPlaneFeatures& f, bool split, unsigned queues)
-{
+std::string flag_list(const DataPlaneFeatures& f, bool split, unsigned queues) {
     std::string s = "feature-rx-copy";
-    if (f.sg)
-        s += " feature-sg";
-    if (f.gso_tcpv4)
-        s += " feature-gso-tcpv4";
-    if (f.gso_tcpv6)
-        s += " feature-gso-tcpv6";
-    if (f.ipv6_csum_offload)
-        s += " feature-ipv6-csum-offload";
-    if (split)
-        s += " feature-split-event-channels";
+    if (f.sg) s += " feature-sg";
+    if (f.gso_tcpv4) s += " feature-gso-tcpv4";
+    if (f.gso_tcpv6) s += " feature-gso-tcpv6";
+    if (f.ipv6_csum_offload) s += " feature-ipv6-csum-offload";
+    if (split) s += " feature-split-event-channels";
     return s + fmt::format(" multi-queue-max-queues={}", queues);
 }
 
 } // namespace
 
 VifControl::VifControl(ControlContext& ctx, VifId id)
-    : ctx_(ctx), id_(id), be_(backend_path(ctx.self, id)), fe_(frontend_path(id))
-{
-}
+    : ctx_(ctx), id_(id), be_(backend_path(ctx.self, id)), fe_(frontend_path(id)) {}
 
-VifControl::~VifControl()
-{
-    release();
-}
+VifControl::~VifControl() { release(); }
 
-std::string VifControl::frontend_token() const
-{
-    return fmt::format("nb:fe:{}:{}", id_.frontend, id_.devid);
-}
+std::string VifControl::frontend_token() const { return fmt::format("nb:fe:{}:{}", id_.frontend, id_.devid); }
 
-void VifControl::release()
-{
+void VifControl::release() {
     if (facts_.connected) {
         ctx_.sink.detach(id_);
         facts_.connected = false;
@@ -69,18 +53,14 @@ void VifControl::release()
     unwatch_frontend();
 }
 
-void VifControl::watch_frontend()
-{
-    if (fe_watched_)
-        return;
+void VifControl::watch_frontend() {
+    if (fe_watched_) return;
     ctx_.store.watch(fe_ + "/state", frontend_token());
     fe_watched_ = true;
 }
 
-void VifControl::unwatch_frontend()
-{
-    if (!fe_watched_)
-        return;
+void VifControl::unwatch_frontend() {
+    if (!fe_watched_) return;
     fe_watched_ = false;
     try {
         ctx_.store.unwatch(fe_ + "/state", frontend_token());
@@ -89,14 +69,12 @@ void VifControl::unwatch_frontend()
     }
 }
 
-void VifControl::refresh()
-{
+void VifControl::refresh() {
     refresh_online();
     refresh_frontend();
 }
 
-void VifControl::refresh_online()
-{
+void VifControl::refresh_online() {
     const auto online = ctx_.store.read(0, be_ + "/online");
     facts_.online = true;
     if (online) {
@@ -110,8 +88,7 @@ void VifControl::refresh_online()
 
 // Only frontend_changed() and the first look may call this: it is how a change of F/state is
 // told apart from a repeated watch event.
-void VifControl::refresh_frontend()
-{
+void VifControl::refresh_frontend() {
     std::optional<std::string> fs;
     try {
         fs = ctx_.store.read(0, fe_ + "/state");
@@ -129,8 +106,7 @@ void VifControl::refresh_frontend()
     }
 }
 
-void VifControl::appeared(bool fresh)
-{
+void VifControl::appeared(bool fresh) {
     if (!fresh) {
         const auto bs = ctx_.store.read(0, be_ + "/state");
         const auto v = bs ? parse_state(*bs) : Parsed<XenbusState>::fail("missing");
@@ -138,11 +114,12 @@ void VifControl::appeared(bool fresh)
     }
     refresh();
     if (fresh)
-        spdlog::info("{}: new backend dir {} (online {}, frontend state {})", id_.name(), be_, facts_.online ? 1 : 0,
-                     facts_.frontend ? to_int(*facts_.frontend) : 0);
+        spdlog::info("{}: new backend dir {} (online {}, frontend state {})", id_.name(), be_,
+                     facts_.online ? 1 : 0, facts_.frontend ? to_int(*facts_.frontend) : 0);
     else
-        spdlog::info("{}: found existing backend dir {} (state {}, online {}, frontend state {})", id_.name(), be_,
-                     to_int(facts_.backend), facts_.online ? 1 : 0, facts_.frontend ? to_int(*facts_.frontend) : 0);
+        spdlog::info("{}: found existing backend dir {} (state {}, online {}, frontend state {})", id_.name(),
+                     be_, to_int(facts_.backend), facts_.online ? 1 : 0,
+                     facts_.frontend ? to_int(*facts_.frontend) : 0);
     try {
         watch_frontend();
     } catch (const platform::PlatformError& e) {
@@ -158,17 +135,16 @@ void VifControl::appeared(bool fresh)
             run(VifEvent{EventKind::failed, f.fatal});
             return;
         } catch (const platform::PlatformError& e) {
-            run(VifEvent{EventKind::failed, Fatal{errno_of(e), fmt::format("probing {}: {}", be_, e.what())}});
+            run(VifEvent{EventKind::failed,
+                         Fatal{errno_of(e), fmt::format("probing {}: {}", be_, e.what())}});
             return;
         }
     }
     run(VifEvent{fresh ? EventKind::backend_appeared : EventKind::adopted});
 }
 
-void VifControl::backend_changed()
-{
-    if (forgotten_)
-        return;
+void VifControl::backend_changed() {
+    if (forgotten_) return;
     if (removal_due_) {
         if (!ctx_.store.read(0, be_ + "/state")) { // someone else removed it first
             removal_due_.reset();
@@ -184,7 +160,8 @@ void VifControl::backend_changed()
         run(VifEvent{EventKind::backend_removed});
         return;
     }
-    if (*state == "1" && facts_.backend != XenbusState::unknown && facts_.backend != XenbusState::initialising) {
+    if (*state == "1" && facts_.backend != XenbusState::unknown &&
+        facts_.backend != XenbusState::initialising) {
         // We never write 1: the toolstack replaced the dir (libxl removes and re-creates it in
         // one transaction). This vif is over; the watcher starts a fresh one.
         spdlog::info("{}: backend dir {} re-created by the toolstack", id_.name(), be_);
@@ -199,8 +176,7 @@ void VifControl::backend_changed()
     }
 }
 
-bool VifControl::frontend_exists()
-{
+bool VifControl::frontend_exists() {
     // The frontend dir, not the domain's home: a driver domain may read only the former.
     try {
         return ctx_.store.directory(0, fe_).has_value();
@@ -209,15 +185,10 @@ bool VifControl::frontend_exists()
     }
 }
 
-std::optional<std::chrono::steady_clock::time_point> VifControl::deadline() const
-{
-    return removal_due_;
-}
+std::optional<std::chrono::steady_clock::time_point> VifControl::deadline() const { return removal_due_; }
 
-void VifControl::tick(std::chrono::steady_clock::time_point now)
-{
-    if (!removal_due_ || now < *removal_due_)
-        return;
+void VifControl::tick(std::chrono::steady_clock::time_point now) {
+    if (!removal_due_ || now < *removal_due_) return;
     removal_due_.reset();
     try {
         remove_backend_dir();
@@ -229,10 +200,8 @@ void VifControl::tick(std::chrono::steady_clock::time_point now)
     spdlog::info("{}: released", id_.name());
 }
 
-void VifControl::frontend_changed()
-{
-    if (forgotten_ || removal_due_)
-        return;
+void VifControl::frontend_changed() {
+    if (forgotten_ || removal_due_) return;
     const auto before = facts_.frontend;
     refresh();
     if (!facts_.frontend && !frontend_exists()) {
@@ -240,34 +209,32 @@ void VifControl::frontend_changed()
         domain_released();
         return;
     }
-    if (facts_.frontend == before)
-        return;
+    if (facts_.frontend == before) return;
     spdlog::info("{}: frontend state {} ({})", id_.name(), facts_.frontend ? to_int(*facts_.frontend) : 0,
                  facts_.frontend ? to_string(*facts_.frontend) : "missing");
     note_progress();
     run(VifEvent{EventKind::frontend_changed});
 }
 
-void VifControl::rate_changed()
-{
-    if (forgotten_ || removal_due_)
-        return;
+void VifControl::rate_changed() {
+    if (forgotten_ || removal_due_) return;
     const auto text = ctx_.store.read(0, be_ + "/rate");
     std::optional<Rate> rate;
     if (text) {
         const auto v = parse_rate(*text);
         if (!v) {
             // A running vif keeps its last good limit rather than dying over a toolstack typo.
-            spdlog::error("{}: {}/rate = \"{}\": {}; keeping the previous limit", id_.name(), be_, *text, v.error());
+            spdlog::error("{}: {}/rate = \"{}\": {}; keeping the previous limit", id_.name(), be_, *text,
+                          v.error());
             return;
         }
         rate = *v;
     }
-    if (rate == toolstack_rate_)
-        return;
+    if (rate == toolstack_rate_) return;
     toolstack_rate_ = rate;
     if (client_ && client_->rate) {
-        spdlog::info("{}: {}/rate changed; the client file {} sets the limit", id_.name(), be_, client_->source);
+        spdlog::info("{}: {}/rate changed; the client file {} sets the limit", id_.name(), be_,
+                     client_->source);
         return;
     }
     spdlog::info("{}: {}/rate changed to {}", id_.name(), be_, text.value_or("unlimited"));
@@ -277,34 +244,28 @@ void VifControl::rate_changed()
     }
 }
 
-void VifControl::fail(const Fatal& reason)
-{
-    if (forgotten_ || removal_due_)
-        return;
+void VifControl::fail(const Fatal& reason) {
+    if (forgotten_ || removal_due_) return;
     run(VifEvent{EventKind::failed, reason});
 }
 
-void VifControl::domain_released()
-{
-    if (forgotten_ || removal_due_)
-        return;
+void VifControl::domain_released() {
+    if (forgotten_ || removal_due_) return;
     spdlog::info("{}: domain {} is gone", id_.name(), id_.frontend);
     run(VifEvent{EventKind::domain_released});
 }
 
-void VifControl::note_progress()
-{
+void VifControl::note_progress() {
     waiting_since_ = std::chrono::steady_clock::now();
     wait_reported_ = false;
 }
 
-void VifControl::report_wait(std::chrono::steady_clock::time_point now, std::chrono::seconds after)
-{
-    if (forgotten_ || wait_reported_ || now - waiting_since_ < after)
-        return;
+void VifControl::report_wait(std::chrono::steady_clock::time_point now, std::chrono::seconds after) {
+    if (forgotten_ || wait_reported_ || now - waiting_since_ < after) return;
     const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now - waiting_since_).count();
     const std::string fe_state =
-        facts_.frontend ? fmt::format("{} ({})", to_int(*facts_.frontend), to_string(*facts_.frontend)) : "missing";
+        facts_.frontend ? fmt::format("{} ({})", to_int(*facts_.frontend), to_string(*facts_.frontend))
+                        : "missing";
     switch (facts_.backend) {
     case XenbusState::init_wait:
         spdlog::warn("{}: waiting {} s for the frontend to connect: {}/state is {}, want 4 (Connected) "
@@ -316,20 +277,18 @@ void VifControl::report_wait(std::chrono::steady_clock::time_point now, std::chr
                      id_.name(), secs, fe_, fe_state);
         break;
     case XenbusState::closed:
-        if (!facts_.online)
-            break;
-        spdlog::info("{}: closed for {} s; waiting for the frontend to re-initialise ({}/state is {}, want 1) "
-                     "or the toolstack to detach ({}/online = 0)",
-                     id_.name(), secs, fe_, fe_state, be_);
+        if (!facts_.online) break;
+        spdlog::info(
+            "{}: closed for {} s; waiting for the frontend to re-initialise ({}/state is {}, want 1) "
+            "or the toolstack to detach ({}/online = 0)",
+            id_.name(), secs, fe_, fe_state, be_);
         break;
-    default:
-        break;
+    default: break;
     }
     wait_reported_ = true;
 }
 
-void VifControl::run(const VifEvent& ev)
-{
+void VifControl::run(const VifEvent& ev) {
     const auto actions = next(facts_, ev);
     for (const auto& a : actions) {
         try {
@@ -337,14 +296,14 @@ void VifControl::run(const VifEvent& ev)
             const Action one[] = {a};
             facts_ = after(facts_, one);
         } catch (const BackendGone&) {
-            if (ev.kind == EventKind::backend_removed)
-                return;
+            if (ev.kind == EventKind::backend_removed) return;
             spdlog::info("{}: backend dir {} removed under us", id_.name(), be_);
             run(VifEvent{EventKind::backend_removed});
             return;
         } catch (const VifFatal& f) {
             if (ev.kind == EventKind::failed) {
-                spdlog::error("{}: while reporting a failure: {} {}", id_.name(), f.fatal.err, f.fatal.message);
+                spdlog::error("{}: while reporting a failure: {} {}", id_.name(), f.fatal.err,
+                              f.fatal.message);
                 return;
             }
             run(VifEvent{EventKind::failed, f.fatal});
@@ -354,28 +313,21 @@ void VifControl::run(const VifEvent& ev)
                 spdlog::error("{}: while reporting a failure: {}", id_.name(), e.what());
                 return;
             }
-            run(VifEvent{EventKind::failed, Fatal{errno_of(e), fmt::format("{}: {}", to_string(a), e.what())}});
+            run(VifEvent{EventKind::failed,
+                         Fatal{errno_of(e), fmt::format("{}: {}", to_string(a), e.what())}});
             return;
         }
     }
 }
 
-void VifControl::apply(const Action& a)
-{
+void VifControl::apply(const Action& a) {
     switch (a.kind) {
-    case ActionKind::advertise:
-        probe_and_advertise();
-        return;
-    case ActionKind::connect:
-        connect();
-        return;
-    case ActionKind::disconnect:
-        disconnect();
-        return;
+    case ActionKind::advertise: probe_and_advertise(); return;
+    case ActionKind::connect: connect(); return;
+    case ActionKind::disconnect: disconnect(); return;
     case ActionKind::write_state:
     case ActionKind::write_raw_state:
-        if (!write_backend_key("state", std::to_string(to_int(a.state))))
-            throw BackendGone{};
+        if (!write_backend_key("state", std::to_string(to_int(a.state)))) throw BackendGone{};
         spdlog::info("{}: backend state {} ({})", id_.name(), to_int(a.state), to_string(a.state));
         note_progress();
         return;
@@ -389,9 +341,7 @@ void VifControl::apply(const Action& a)
         }
         return;
     }
-    case ActionKind::clear_error:
-        ctx_.store.rm(0, error_path(ctx_.self, id_));
-        return;
+    case ActionKind::clear_error: ctx_.store.rm(0, error_path(ctx_.self, id_)); return;
     case ActionKind::remove_backend_dir:
         // libxl reads state 6 from its own watch event before it starts waiting for the
         // removal; removing at once would make it read "removed" instead of 6 and fail the
@@ -413,23 +363,19 @@ void VifControl::apply(const Action& a)
 
 // Writes B/<key> only while B/state exists, as xenbus_switch_state() does, so a late write
 // never resurrects a backend dir the toolstack removed.
-bool VifControl::write_backend_key(std::string_view key, std::string_view value)
-{
+bool VifControl::write_backend_key(std::string_view key, std::string_view value) {
     bool present = false;
     ctx_.store.transaction([&](platform::TxId tx) {
         present = ctx_.store.read(tx, be_ + "/state").has_value();
-        if (present)
-            ctx_.store.write(tx, be_ + "/" + std::string(key), value);
+        if (present) ctx_.store.write(tx, be_ + "/" + std::string(key), value);
     });
     return present;
 }
 
-void VifControl::probe()
-{
+void VifControl::probe() {
     auto read_required = [&](const std::string& key) {
         auto v = ctx_.store.read(0, be_ + "/" + key);
-        if (!v)
-            fatal(ENOENT, fmt::format("reading {}/{}", be_, key));
+        if (!v) fatal(ENOENT, fmt::format("reading {}/{}", be_, key));
         return *v;
     };
     auto bad = [&](const std::string& key, const std::string& value, const std::string& why) {
@@ -438,13 +384,11 @@ void VifControl::probe()
 
     const auto fe_id = read_required("frontend-id");
     const auto fe_dom = parse_domid(fe_id);
-    if (!fe_dom)
-        bad("frontend-id", fe_id, fe_dom.error());
+    if (!fe_dom) bad("frontend-id", fe_id, fe_dom.error());
     if (*fe_dom != id_.frontend)
         bad("frontend-id", fe_id, fmt::format("does not match the backend dir's domain {}", id_.frontend));
     const auto frontend = read_required("frontend");
-    if (frontend != frontend_path(id_))
-        bad("frontend", frontend, "expected " + frontend_path(id_));
+    if (frontend != frontend_path(id_)) bad("frontend", frontend, "expected " + frontend_path(id_));
     if (const auto h = ctx_.store.read(0, be_ + "/handle")) {
         const auto v = parse_unsigned(*h, UINT32_MAX);
         if (!v || *v != id_.devid)
@@ -452,21 +396,18 @@ void VifControl::probe()
     }
     const auto mac = read_required("mac");
     const auto m = parse_mac(mac);
-    if (!m)
-        bad("mac", mac, m.error());
+    if (!m) bad("mac", mac, m.error());
     toolstack_mac_ = *m;
     toolstack_rate_.reset();
     if (const auto r = ctx_.store.read(0, be_ + "/rate")) {
         const auto v = parse_rate(*r);
-        if (!v)
-            bad("rate", *r, v.error());
+        if (!v) bad("rate", *r, v.error());
         toolstack_rate_ = *v;
     }
     mtu_ = 1500;
     if (const auto mtu = ctx_.store.read(0, be_ + "/mtu")) {
         const auto v = parse_mtu(*mtu);
-        if (!v)
-            bad("mtu", *mtu, v.error());
+        if (!v) bad("mtu", *mtu, v.error());
         mtu_ = *v;
     }
     // Xen's toolstack makes a guest's home readable by dom0 and the guest only, so a driver
@@ -490,30 +431,26 @@ void VifControl::probe()
 
     spdlog::info("{}: probed: frontend {} (domain \"{}\"), mac {}{}; policy from {}", id_.name(), frontend,
                  domain_name_, format_mac(*toolstack_mac_),
-                 toolstack_rate_ ? fmt::format(", rate {},{}", toolstack_rate_->bytes, toolstack_rate_->usec) : "",
+                 toolstack_rate_ ? fmt::format(", rate {},{}", toolstack_rate_->bytes, toolstack_rate_->usec)
+                                 : "",
                  client_ ? client_->source : "defaults (no client file matched)");
 }
 
-void VifControl::adopt_advertised()
-{
+void VifControl::adopt_advertised() {
     // The frontend negotiated against what the previous netbackd advertised, not against
     // today's config: honour the keys as they are in the store.
     if (const auto v = ctx_.store.read(0, be_ + "/multi-queue-max-queues"))
-        if (const auto q = parse_queue_count(*v, 64))
-            max_queues_ = *q;
+        if (const auto q = parse_queue_count(*v, 64)) max_queues_ = *q;
     if (const auto v = ctx_.store.read(0, be_ + "/feature-split-event-channels"))
-        if (const auto f = parse_flag(*v))
-            split_ = *f && advertised_.split_event_channels;
+        if (const auto f = parse_flag(*v)) split_ = *f && advertised_.split_event_channels;
 }
 
-void VifControl::probe_and_advertise()
-{
+void VifControl::probe_and_advertise() {
     probe();
     bool present = false;
     ctx_.store.transaction([&](platform::TxId tx) {
         present = ctx_.store.read(tx, be_ + "/state").has_value();
-        if (!present)
-            return;
+        if (!present) return;
         auto put = [&](std::string_view key, bool on) {
             ctx_.store.write(tx, be_ + "/" + std::string(key), on ? "1" : "0");
         };
@@ -526,52 +463,44 @@ void VifControl::probe_and_advertise()
         put("feature-split-event-channels", split_);
         ctx_.store.write(tx, be_ + "/multi-queue-max-queues", std::to_string(max_queues_));
     });
-    if (!present)
-        throw BackendGone{};
+    if (!present) throw BackendGone{};
     spdlog::info("{}: advertised {}", id_.name(), flag_list(advertised_, split_, max_queues_));
 }
 
-std::optional<std::string> VifControl::read_frontend(const std::string& path)
-{
+std::optional<std::string> VifControl::read_frontend(const std::string& path) {
     return ctx_.store.read(0, path);
 }
 
-std::string VifControl::require_frontend(const std::string& path)
-{
+std::string VifControl::require_frontend(const std::string& path) {
     auto v = read_frontend(path);
-    if (!v)
-        fatal(ENOENT, "reading " + path);
+    if (!v) fatal(ENOENT, "reading " + path);
     return *v;
 }
 
-unsigned VifControl::read_queue_count()
-{
+unsigned VifControl::read_queue_count() {
     const std::string path = fe_ + "/multi-queue-num-queues";
     const auto q = read_frontend(path);
-    if (!q)
-        return 1;
+    if (!q) return 1;
     const auto v = parse_unsigned(*q, UINT32_MAX);
-    if (!v)
-        fatal(EINVAL, fmt::format("{} = \"{}\": {}", path, *q, v.error()));
+    if (!v) fatal(EINVAL, fmt::format("{} = \"{}\": {}", path, *q, v.error()));
     if (*v == 0 || *v > max_queues_)
-        fatal(EINVAL, fmt::format("guest requested {} queues, exceeding the maximum of {} ({})", *v, max_queues_, path));
+        fatal(EINVAL, fmt::format("guest requested {} queues, exceeding the maximum of {} ({})", *v,
+                                  max_queues_, path));
     return static_cast<unsigned>(*v);
 }
 
-NegotiatedFeatures VifControl::read_features()
-{
+NegotiatedFeatures VifControl::read_features() {
     auto flag = [&](const std::string& key, bool dflt) {
         const auto path = fe_ + "/" + key;
         const auto v = read_frontend(path);
-        if (!v)
-            return dflt;
+        if (!v) return dflt;
         const auto f = parse_flag(*v);
-        if (!f)
-            fatal(EINVAL, fmt::format("{} = \"{}\": {}", path, *v, f.error()));
+        if (!f) fatal(EINVAL, fmt::format("{} = \"{}\": {}", path, *v, f.error()));
         return *f;
     };
     if (!flag("request-rx-copy", false))
-        fatal(EOPNOTSUPP, fmt::format("{}/request-rx-copy is absent or 0: this backend only does rx-copy", fe_));
+        fatal(EOPNOTSUPP,
+              fmt::format("{}/request-rx-copy is absent or 0: this backend only does rx-copy", fe_));
     NegotiatedFeatures nf;
     nf.rx_notify = flag("feature-rx-notify", false);
     nf.sg = flag("feature-sg", false) && advertised_.sg;
@@ -582,12 +511,11 @@ NegotiatedFeatures VifControl::read_features()
     return nf;
 }
 
-QueueRings VifControl::connect_queue(unsigned q, const std::string& dir, bool& split_used, std::string& summary)
-{
+QueueRings VifControl::connect_queue(unsigned q, const std::string& dir, bool& split_used,
+                                     std::string& summary) {
     auto parsed = [&](const std::string& path, const std::string& text, auto parse) {
         const auto v = parse(text);
-        if (!v)
-            fatal(EINVAL, fmt::format("{} = \"{}\": {}", path, text, v.error()));
+        if (!v) fatal(EINVAL, fmt::format("{} = \"{}\": {}", path, text, v.error()));
         return *v;
     };
     auto ref = [&](const char* key) {
@@ -602,16 +530,16 @@ QueueRings VifControl::connect_queue(unsigned q, const std::string& dir, bool& s
         try {
             return ctx_.grants.map(id_.frontend, r, true);
         } catch (const platform::PlatformError& e) {
-            fatal(errno_of(e), fmt::format("mapping in shared page {} from domain {} ({}/{}): {}", r, id_.frontend, dir,
-                                           key, e.what()));
+            fatal(errno_of(e), fmt::format("mapping in shared page {} from domain {} ({}/{}): {}", r,
+                                           id_.frontend, dir, key, e.what()));
         }
     };
     auto bind = [&](const char* key, platform::EvtchnPort p) {
         try {
             return BoundPort(ctx_.events, ctx_.events.bind_interdomain(id_.frontend, p));
         } catch (const platform::PlatformError& e) {
-            fatal(errno_of(e),
-                  fmt::format("binding event channel {} of domain {} ({}/{}): {}", p, id_.frontend, dir, key, e.what()));
+            fatal(errno_of(e), fmt::format("binding event channel {} of domain {} ({}/{}): {}", p,
+                                           id_.frontend, dir, key, e.what()));
         }
     };
 
@@ -642,8 +570,7 @@ QueueRings VifControl::connect_queue(unsigned q, const std::string& dir, bool& s
     return rings;
 }
 
-VifPolicy VifControl::make_policy() const
-{
+VifPolicy VifControl::make_policy() const {
     VifPolicy pol;
     pol.guest_mac = client_ && client_->mac ? *client_->mac : toolstack_mac_.value_or(Mac{});
     if (client_ && client_->mac && toolstack_mac_ && *client_->mac != *toolstack_mac_)
@@ -659,23 +586,18 @@ VifPolicy VifControl::make_policy() const
     return pol;
 }
 
-void VifControl::run_client_hook()
-{
-    if (!client_ || !client_->script)
-        return;
+void VifControl::run_client_hook() {
+    if (!client_ || !client_->script) return;
     const auto& script = *client_->script;
     const auto r = run_hook(script, {"online", std::to_string(id_.frontend), std::to_string(id_.devid)},
                             std::chrono::seconds(10));
-    if (!r.output.empty())
-        spdlog::info("{}: {}: {}", id_.name(), script.string(), r.output);
-    if (!r.error.empty())
-        fatal(EIO, fmt::format("hotplug script {}: {}", script.string(), r.error));
+    if (!r.output.empty()) spdlog::info("{}: {}: {}", id_.name(), script.string(), r.output);
+    if (!r.error.empty()) fatal(EIO, fmt::format("hotplug script {}: {}", script.string(), r.error));
     if (r.exit_code != 0)
         fatal(EIO, fmt::format("hotplug script {} exited {}", script.string(), r.exit_code));
 }
 
-void VifControl::connect()
-{
+void VifControl::connect() {
     const unsigned queues = read_queue_count();
     auto handle = std::make_unique<VifHandle>();
     handle->id = id_;
@@ -695,8 +617,7 @@ void VifControl::connect()
                  nf.ipv6_csum);
     ctx_.sink.attach(std::move(handle));
     try {
-        if (!write_backend_key("hotplug-status", "connected"))
-            throw BackendGone{};
+        if (!write_backend_key("hotplug-status", "connected")) throw BackendGone{};
         ctx_.store.rm(0, error_path(ctx_.self, id_));
     } catch (...) {
         ctx_.sink.detach(id_);
@@ -705,14 +626,12 @@ void VifControl::connect()
     spdlog::info("{}: hotplug-status connected", id_.name());
 }
 
-void VifControl::disconnect()
-{
+void VifControl::disconnect() {
     ctx_.sink.detach(id_); // destroying the handle unmaps the rings and unbinds the channels
     spdlog::info("{}: disconnected: rings unmapped, event channels unbound", id_.name());
 }
 
-void VifControl::remove_backend_dir()
-{
+void VifControl::remove_backend_dir() {
     ctx_.store.rm(0, be_);
     // Leave no empty per-domain dir behind, as libxl's path cleanup does. The toolstack may
     // own that dir, in which case it stays: not worth failing the detach for.
@@ -720,8 +639,7 @@ void VifControl::remove_backend_dir()
     try {
         ctx_.store.transaction([&](platform::TxId tx) {
             const auto left = ctx_.store.directory(tx, parent);
-            if (left && left->empty())
-                ctx_.store.rm(tx, parent);
+            if (left && left->empty()) ctx_.store.rm(tx, parent);
         });
     } catch (const platform::PlatformError& e) {
         spdlog::debug("{}: leaving {}: {}", id_.name(), parent, e.what());

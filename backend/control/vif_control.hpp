@@ -7,11 +7,11 @@
 #include <optional>
 #include <string>
 
-#include "backend/platform/platform.hpp"
 #include "backend/control/config.hpp"
 #include "backend/control/data_plane_sink.hpp"
 #include "backend/control/vif_fsm.hpp"
 #include "backend/control/vif_id.hpp"
+#include "backend/platform/platform.hpp"
 
 namespace netbackd::control {
 

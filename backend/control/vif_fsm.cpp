@@ -13,8 +13,7 @@ Action state(S s) { return Action{ActionKind::write_state, s}; }
 // Moves one step from `from` towards `to`, appending the actions of that step; returns the
 // state reached. `held` is whether data-plane resources are held (they may not be, in
 // state Connected, right after a restart).
-S step(S from, S to, bool& held, std::vector<Action>& out)
-{
+S step(S from, S to, bool& held, std::vector<Action>& out) {
     auto advertise = [&] {
         out.push_back(act(ActionKind::advertise));
         out.push_back(state(S::init_wait));
@@ -50,8 +49,7 @@ S step(S from, S to, bool& held, std::vector<Action>& out)
             held = true;
             return S::connected;
         }
-        if (held)
-            out.push_back(act(ActionKind::disconnect));
+        if (held) out.push_back(act(ActionKind::disconnect));
         held = false;
         out.push_back(state(S::closing));
         return S::closing;
@@ -62,47 +60,33 @@ S step(S from, S to, bool& held, std::vector<Action>& out)
     }
 }
 
-void walk(S from, S to, bool held, std::vector<Action>& out)
-{
+void walk(S from, S to, bool held, std::vector<Action>& out) {
     // Bounded: the longest path (Connected -> Closing -> Closed -> InitWait -> Connected) is 4.
     for (int i = 0; i < 8; ++i) {
-        if (from == to && (to != S::connected || held))
-            return;
+        if (from == to && (to != S::connected || held)) return;
         from = step(from, to, held, out);
     }
 }
 
-void detach(const VifFacts& f, std::vector<Action>& out)
-{
-    if (f.connected)
-        out.push_back(act(ActionKind::disconnect));
-    if (f.backend != S::closed)
-        out.push_back(state(S::closed));
+void detach(const VifFacts& f, std::vector<Action>& out) {
+    if (f.connected) out.push_back(act(ActionKind::disconnect));
+    if (f.backend != S::closed) out.push_back(state(S::closed));
     out.push_back(act(ActionKind::remove_backend_dir));
     out.push_back(act(ActionKind::forget));
 }
 
-void follow_frontend(const VifFacts& f, std::vector<Action>& out)
-{
+void follow_frontend(const VifFacts& f, std::vector<Action>& out) {
     const S fe = f.frontend.value_or(S::unknown);
     switch (fe) {
-    case S::initialising:
-        walk(f.backend, S::init_wait, f.connected, out);
-        return;
+    case S::initialising: walk(f.backend, S::init_wait, f.connected, out); return;
     case S::init_wait: // frontends never write it; nothing to follow
-    case S::reconfigured:
-        return;
+    case S::reconfigured: return;
     case S::initialised:
-    case S::connected:
-        walk(f.backend, S::connected, f.connected, out);
-        return;
-    case S::closing:
-        walk(f.backend, S::closing, f.connected, out);
-        return;
+    case S::connected: walk(f.backend, S::connected, f.connected, out); return;
+    case S::closing: walk(f.backend, S::closing, f.connected, out); return;
     case S::reconfiguring:
         // Nothing to re-read (no XDP headroom support); acknowledge so the frontend proceeds.
-        if (f.backend == S::connected)
-            out.push_back(Action{ActionKind::write_raw_state, S::reconfigured});
+        if (f.backend == S::connected) out.push_back(Action{ActionKind::write_raw_state, S::reconfigured});
         return;
     case S::closed:
     case S::unknown:
@@ -117,16 +101,13 @@ void follow_frontend(const VifFacts& f, std::vector<Action>& out)
 
 // Right after probing, a missing F/state is more likely a toolstack still writing than a
 // frontend gone; only a frontend change event may close the vif for that.
-void follow_known_frontend(const VifFacts& f, std::vector<Action>& out)
-{
-    if (f.frontend && *f.frontend != S::unknown)
-        follow_frontend(f, out);
+void follow_known_frontend(const VifFacts& f, std::vector<Action>& out) {
+    if (f.frontend && *f.frontend != S::unknown) follow_frontend(f, out);
 }
 
 } // namespace
 
-std::vector<Action> next(const VifFacts& f, const VifEvent& ev)
-{
+std::vector<Action> next(const VifFacts& f, const VifEvent& ev) {
     std::vector<Action> out;
     switch (ev.kind) {
     case EventKind::adopted:
@@ -151,34 +132,25 @@ std::vector<Action> next(const VifFacts& f, const VifEvent& ev)
         walk(S::initialising, S::init_wait, false, out);
         follow_known_frontend(after(f, out), out);
         break;
-    case EventKind::frontend_changed:
-        follow_frontend(f, out);
-        break;
+    case EventKind::frontend_changed: follow_frontend(f, out); break;
     case EventKind::toolstack_changed:
-        if (!f.online)
-            detach(f, out);
+        if (!f.online) detach(f, out);
         break;
     case EventKind::backend_removed:
-        if (f.connected)
-            out.push_back(act(ActionKind::disconnect));
+        if (f.connected) out.push_back(act(ActionKind::disconnect));
         out.push_back(act(ActionKind::forget));
         break;
-    case EventKind::domain_released:
-        detach(f, out);
-        break;
+    case EventKind::domain_released: detach(f, out); break;
     case EventKind::failed:
-        if (f.connected)
-            out.push_back(act(ActionKind::disconnect));
+        if (f.connected) out.push_back(act(ActionKind::disconnect));
         out.push_back(Action{ActionKind::write_error, S::unknown, ev.error});
-        if (f.backend != S::closing && f.backend != S::closed)
-            out.push_back(state(S::closing));
+        if (f.backend != S::closing && f.backend != S::closed) out.push_back(state(S::closing));
         break;
     }
     return out;
 }
 
-VifFacts after(VifFacts f, std::span<const Action> actions)
-{
+VifFacts after(VifFacts f, std::span<const Action> actions) {
     for (const auto& a : actions) {
         switch (a.kind) {
         case ActionKind::connect: f.connected = true; break;
@@ -190,8 +162,7 @@ VifFacts after(VifFacts f, std::span<const Action> actions)
     return f;
 }
 
-std::string to_string(const Action& a)
-{
+std::string to_string(const Action& a) {
     switch (a.kind) {
     case ActionKind::advertise: return "advertise";
     case ActionKind::connect: return "connect";

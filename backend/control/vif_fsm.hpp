@@ -30,13 +30,13 @@ struct VifFacts {
 };
 
 enum class EventKind {
-    backend_appeared,   // a new backend dir (toolstack wrote state=1)
-    adopted,            // a backend dir found at start-up, left by a previous netbackd
-    frontend_changed,   // F/state holds a value different from the last one seen
-    toolstack_changed,  // B/online or B/state written by someone other than us
-    backend_removed,    // the backend dir is gone
-    domain_released,    // the frontend domain no longer exists
-    failed,             // an action failed; the vif must not stay half-connected
+    backend_appeared,  // a new backend dir (toolstack wrote state=1)
+    adopted,           // a backend dir found at start-up, left by a previous netbackd
+    frontend_changed,  // F/state holds a value different from the last one seen
+    toolstack_changed, // B/online or B/state written by someone other than us
+    backend_removed,   // the backend dir is gone
+    domain_released,   // the frontend domain no longer exists
+    failed,            // an action failed; the vif must not stay half-connected
 };
 
 // A reason in xenbus_dev_fatal()'s terms: a positive errno and a message.
@@ -52,12 +52,12 @@ struct VifEvent {
 };
 
 enum class ActionKind {
-    advertise,          // write feature-* keys in one transaction
-    connect,            // read F keys, map rings, bind channels, hand over, hotplug-status
-    disconnect,         // take back from the data plane, unmap, unbind
-    write_state,        // B/state := state (and remember it)
-    write_raw_state,    // B/state := state without changing facts (Reconfigured handshake)
-    write_error,        // error/backend/vif/<fe>/<devid>/error := "<errno> <message>"
+    advertise,       // write feature-* keys in one transaction
+    connect,         // read F keys, map rings, bind channels, hand over, hotplug-status
+    disconnect,      // take back from the data plane, unmap, unbind
+    write_state,     // B/state := state (and remember it)
+    write_raw_state, // B/state := state without changing facts (Reconfigured handshake)
+    write_error,     // error/backend/vif/<fe>/<devid>/error := "<errno> <message>"
     clear_error,
     remove_backend_dir, // what libxl's detach waits for
     forget,             // drop the VifControl; nothing of this vif remains

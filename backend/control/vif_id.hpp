@@ -26,19 +26,16 @@ inline std::string domain_path(DomId domid) { return fmt::format("/local/domain/
 
 inline std::string backend_base(DomId self) { return domain_path(self) + "/backend/vif"; }
 
-inline std::string backend_path(DomId self, VifId id)
-{
+inline std::string backend_path(DomId self, VifId id) {
     return fmt::format("{}/{}/{}", backend_base(self), id.frontend, id.devid);
 }
 
 // Where xenbus_dev_fatal() puts a backend device's error: error/<nodename> under our home.
-inline std::string error_path(DomId self, VifId id)
-{
+inline std::string error_path(DomId self, VifId id) {
     return fmt::format("{}/error/backend/vif/{}/{}", domain_path(self), id.frontend, id.devid);
 }
 
-inline std::string frontend_path(VifId id)
-{
+inline std::string frontend_path(VifId id) {
     return fmt::format("{}/device/vif/{}", domain_path(id.frontend), id.devid);
 }
 

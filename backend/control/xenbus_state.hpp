@@ -19,8 +19,7 @@ enum class XenbusState : std::uint8_t {
     reconfigured = 8,
 };
 
-constexpr std::string_view to_string(XenbusState s) noexcept
-{
+constexpr std::string_view to_string(XenbusState s) noexcept {
     switch (s) {
     case XenbusState::unknown: return "Unknown";
     case XenbusState::initialising: return "Initialising";

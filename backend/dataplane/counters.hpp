@@ -23,17 +23,17 @@ private:
 };
 
 enum class Drop : std::uint8_t {
-    tx_malformed,    // the TX assembler refused the packet (answered with errors)
-    tx_copy_failed,  // a grant copy segment of the packet failed
-    tx_no_mbuf,      // the pool ran dry
-    tx_spoofed,      // source MAC is not the vif's
-    tx_no_route,     // the switch had nowhere to send it
-    tx_bad_gso,      // GSO requested on a frame that is not TCP over IP
-    tx_uplink_full,  // the port did not take it
-    rx_no_buffer,    // the guest posted no RX buffers and the backlog was full
-    rx_too_big,      // needs more slots than the frontend negotiated (no SG) or accepts
-    rx_copy_failed,  // a grant copy into a guest buffer failed
-    tx_over_mtu,     // longer than the uplink's MTU + Ethernet header, and not GSO
+    tx_malformed,   // the TX assembler refused the packet (answered with errors)
+    tx_copy_failed, // a grant copy segment of the packet failed
+    tx_no_mbuf,     // the pool ran dry
+    tx_spoofed,     // source MAC is not the vif's
+    tx_no_route,    // the switch had nowhere to send it
+    tx_bad_gso,     // GSO requested on a frame that is not TCP over IP
+    tx_uplink_full, // the port did not take it
+    rx_no_buffer,   // the guest posted no RX buffers and the backlog was full
+    rx_too_big,     // needs more slots than the frontend negotiated (no SG) or accepts
+    rx_copy_failed, // a grant copy into a guest buffer failed
+    tx_over_mtu,    // longer than the uplink's MTU + Ethernet header, and not GSO
     count,
 };
 inline constexpr std::size_t kDropReasons = static_cast<std::size_t>(Drop::count);
@@ -58,14 +58,14 @@ constexpr std::string_view to_string(Drop d) noexcept {
 
 // One cache-line-aligned block per vif, so two vifs' counters never share a line.
 struct alignas(64) VifCounters {
-    Counter tx_packets;       // guest -> backend, accepted and copied
+    Counter tx_packets; // guest -> backend, accepted and copied
     Counter tx_bytes;
-    Counter rx_packets;       // backend -> guest, delivered
+    Counter rx_packets; // backend -> guest, delivered
     Counter rx_bytes;
-    Counter notifications;    // event-channel notifies sent to the frontend
-    Counter copy_batches;     // grant-copy calls
-    Counter copy_segments;    // segments in those calls
-    Counter rx_throttled;     // times delivery paused on the RX token bucket
+    Counter notifications; // event-channel notifies sent to the frontend
+    Counter copy_batches;  // grant-copy calls
+    Counter copy_segments; // segments in those calls
+    Counter rx_throttled;  // times delivery paused on the RX token bucket
     Counter tx_throttled;
     std::array<Counter, kDropReasons> drops;
 

@@ -5,9 +5,9 @@
 
 #include <fmt/format.h>
 #include <pthread.h>
-#include <sched.h>
 #include <rte_cycles.h>
 #include <rte_lcore.h>
+#include <sched.h>
 
 namespace netbackd::dataplane {
 
@@ -117,7 +117,8 @@ std::optional<unsigned> DataPlane::worker_of(control::VifId id) const {
 
 void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
     if (!vif || vif->queues.empty()) throw std::invalid_argument("dataplane: vif without queues");
-    if (vifs_.contains(vif->id)) throw std::invalid_argument("dataplane: " + vif->id.name() + " attached twice");
+    if (vifs_.contains(vif->id))
+        throw std::invalid_argument("dataplane: " + vif->id.name() + " attached twice");
     std::optional<std::uint16_t> uplink = 0;
     if (vif->policy.uplink) {
         uplink.reset();
@@ -140,7 +141,8 @@ void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
     post(*workers_[owner], WorkerMsg{WorkerMsgKind::attach, raw, std::nullopt, 0});
     for (unsigned w = 0; w < workers_.size(); ++w)
         if (w != owner)
-            post(*workers_[w], WorkerMsg{WorkerMsgKind::attach_remote, raw, std::nullopt, static_cast<std::uint16_t>(owner)});
+            post(*workers_[w], WorkerMsg{WorkerMsgKind::attach_remote, raw, std::nullopt,
+                                         static_cast<std::uint16_t>(owner)});
 }
 
 std::unique_ptr<control::VifHandle> DataPlane::detach(control::VifId id) {

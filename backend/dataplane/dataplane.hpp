@@ -9,8 +9,8 @@
 
 #include <atomic>
 #include <map>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -83,7 +83,9 @@ public:
     std::size_t worker_count() const noexcept { return workers_.size(); }
     const WorkerCounters& worker_counters(std::size_t i) const noexcept { return workers_[i]->counters(); }
     // Whether worker i sleeps on RX interrupts rather than a timer when idle.
-    bool worker_sleeps_on_rx_interrupts(std::size_t i) const noexcept { return workers_[i]->rx_interrupt_sleep(); }
+    bool worker_sleeps_on_rx_interrupts(std::size_t i) const noexcept {
+        return workers_[i]->rx_interrupt_sleep();
+    }
     bool worker_idle_timer(std::size_t i) const noexcept { return workers_[i]->idle_timer(); }
     // Vifs worker i runs (control thread).
     std::size_t worker_load(std::size_t i) const;

@@ -25,10 +25,11 @@ std::uint32_t flow_hash(const rte_mbuf* m) noexcept {
         return finish();
     }
     const std::size_t ip = layout->l2_len;
-    if (layout->ip_version == 4) mix(head.subspan(ip + 12, 8));
-    else mix(head.subspan(ip + 8, 32));
-    if ((layout->is_tcp() || layout->is_udp()) && !layout->fragment &&
-        head.size() >= layout->l4_offset() + 4)
+    if (layout->ip_version == 4)
+        mix(head.subspan(ip + 12, 8));
+    else
+        mix(head.subspan(ip + 8, 32));
+    if ((layout->is_tcp() || layout->is_udp()) && !layout->fragment && head.size() >= layout->l4_offset() + 4)
         mix(head.subspan(layout->l4_offset(), 4));
     return finish();
 }

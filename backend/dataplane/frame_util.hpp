@@ -22,7 +22,9 @@ inline MacAddr mac_at(const rte_mbuf* m, std::size_t off) noexcept {
 }
 
 // The checksums are known correct (we computed them, or a port or guest vouched for them).
-inline void mark_checksums_good(rte_mbuf* m) noexcept { m->ol_flags = (m->ol_flags & ~kCsumMask) | kCsumGood; }
+inline void mark_checksums_good(rte_mbuf* m) noexcept {
+    m->ol_flags = (m->ol_flags & ~kCsumMask) | kCsumGood;
+}
 
 // May a guest be told data_validated? Flags first; software when nobody looked yet.
 inline bool checksums_validated(const rte_mbuf* m) noexcept {

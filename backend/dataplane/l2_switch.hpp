@@ -54,8 +54,8 @@ public:
 
     // Fast path. `vlan` is the frame's VLAN for uplink ingress (ignored for vif ingress, which
     // uses the vif's access VLAN). `flood_out` must hold max_ports entries.
-    Decision forward(SwitchPortId ingress, MacAddr dst, MacAddr src, std::uint16_t vlan,
-                     std::uint64_t now, std::span<SwitchPortId> flood_out);
+    Decision forward(SwitchPortId ingress, MacAddr dst, MacAddr src, std::uint16_t vlan, std::uint64_t now,
+                     std::span<SwitchPortId> flood_out);
 
     // Forgets learned entries not seen since `now - max_age`. Configured vif MACs never age.
     std::size_t age(std::uint64_t now, std::uint64_t max_age);
@@ -68,7 +68,7 @@ public:
 
 private:
     struct Entry {
-        std::uint64_t key = 0;   // vlan << 48 | mac; 0 = empty slot (vlan 0 + mac 0 is never valid)
+        std::uint64_t key = 0; // vlan << 48 | mac; 0 = empty slot (vlan 0 + mac 0 is never valid)
         std::uint64_t seen = 0;
         SwitchPortId port = kNoPort;
         bool learned = false;

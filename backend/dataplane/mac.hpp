@@ -20,8 +20,8 @@ struct MacAddr {
     }
     constexpr std::array<std::uint8_t, 6> bytes() const {
         std::array<std::uint8_t, 6> out{};
-        for (int i = 5; i >= 0; --i) out[static_cast<std::size_t>(i)] =
-            static_cast<std::uint8_t>(bits >> (8 * (5 - i)));
+        for (int i = 5; i >= 0; --i)
+            out[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(bits >> (8 * (5 - i)));
         return out;
     }
     // I/G bit: set for broadcast and multicast.

@@ -32,10 +32,14 @@ public:
     WorkerMesh& operator=(const WorkerMesh&) = delete;
 
     std::size_t size() const noexcept { return peers_.size(); }
-    SpscQueue<CrossFrame>& ring(std::size_t from, std::size_t to) noexcept { return *rings_[from * size() + to]; }
+    SpscQueue<CrossFrame>& ring(std::size_t from, std::size_t to) noexcept {
+        return *rings_[from * size() + to];
+    }
 
     // ---- the worker itself
-    void set_wake_fd(std::size_t self, int fd) noexcept { peers_[self]->wake_fd.store(fd, std::memory_order_relaxed); }
+    void set_wake_fd(std::size_t self, int fd) noexcept {
+        peers_[self]->wake_fd.store(fd, std::memory_order_relaxed);
+    }
     // Before the final checks of a sleep: from here on producers signal the eventfd.
     void going_to_sleep(std::size_t self) noexcept {
         peers_[self]->asleep.store(true, std::memory_order_seq_cst);

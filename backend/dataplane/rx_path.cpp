@@ -20,7 +20,8 @@ std::optional<ring::TxGso> gso_of(const rte_mbuf* m) noexcept {
     if ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) == 0) return std::nullopt;
     const bool v6 = (m->ol_flags & RTE_MBUF_F_TX_IPV6) != 0;
     return ring::TxGso{static_cast<std::uint16_t>(m->tso_segsz),
-                       static_cast<std::uint8_t>(v6 ? XEN_NETIF_GSO_TYPE_TCPV6 : XEN_NETIF_GSO_TYPE_TCPV4), 0};
+                       static_cast<std::uint8_t>(v6 ? XEN_NETIF_GSO_TYPE_TCPV6 : XEN_NETIF_GSO_TYPE_TCPV4),
+                       0};
 }
 
 } // namespace
@@ -109,7 +110,8 @@ std::size_t Worker::rx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
                     seg = seg->next;
                     seg_off = 0;
                 }
-                const std::uint32_t take = std::min<std::uint32_t>(in_page - dst_off, seg->data_len - seg_off);
+                const std::uint32_t take =
+                    std::min<std::uint32_t>(in_page - dst_off, seg->data_len - seg_off);
                 platform::CopySegment& cs = copy_[si++];
                 cs.source.virt = rte_pktmbuf_mtod_offset(seg, char*, seg_off);
                 cs.dest.foreign.ref = f.res.buffers()[b].gref;
@@ -135,7 +137,8 @@ std::size_t Worker::rx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
         for (std::size_t i = 0; i < nf; ++i) {
             RxFrame& f = rx_frames_[i];
             bool ok = true;
-            for (std::size_t s = f.first_seg; s < f.first_seg + f.nsegs; ++s) ok &= copy_[s].status == GNTST_okay;
+            for (std::size_t s = f.first_seg; s < f.first_seg + f.nsegs; ++s)
+                ok &= copy_[s].status == GNTST_okay;
             if (ok) {
                 q.rx.complete(f.res, std::span(f.chunks.data(), f.res.nr_data), f.meta);
                 c.rx_packets.add();

@@ -53,7 +53,8 @@ void fill_vif(rte_tel_data* d, VifState state, const VifStats& s, unsigned worke
     rte_tel_data_add_dict_u64(d, "tx_throttled", s.tx_throttled);
     rte_tel_data_add_dict_u64(d, "rx_throttled", s.rx_throttled);
     for (std::size_t i = 0; i < kDropReasons; ++i)
-        rte_tel_data_add_dict_u64(d, fmt::format("drop_{}", to_string(static_cast<Drop>(i))).c_str(), s.drops[i]);
+        rte_tel_data_add_dict_u64(d, fmt::format("drop_{}", to_string(static_cast<Drop>(i))).c_str(),
+                                  s.drops[i]);
 }
 
 int cmd_vifs(const char*, const char* params, rte_tel_data* d) {
@@ -96,19 +97,21 @@ struct WorkerSums {
     std::uint64_t v[13] = {};
 };
 
-constexpr const char* kWorkerFields[13] = {"iterations", "sleeps", "uplink_rx", "uplink_tx", "uplink_tx_dropped",
-                                           "uplink_unrouted", "cross_out", "cross_in", "cross_dropped",
-                                           "wakeups_event", "wakeups_rx_intr", "wakeups_timer", "wakeups_peer"};
+constexpr const char* kWorkerFields[13] = {
+    "iterations",      "sleeps",        "uplink_rx",   "uplink_tx",     "uplink_tx_dropped",
+    "uplink_unrouted", "cross_out",     "cross_in",    "cross_dropped", "wakeups_event",
+    "wakeups_rx_intr", "wakeups_timer", "wakeups_peer"};
 
 WorkerSums read_worker(const WorkerCounters& w) {
     return WorkerSums{{w.iterations.get(), w.sleeps.get(), w.uplink_rx.get(), w.uplink_tx.get(),
-                       w.uplink_tx_dropped.get(), w.uplink_unrouted.get(), w.cross_out.get(), w.cross_in.get(),
-                       w.cross_dropped.get(), w.wakeups_event.get(), w.wakeups_rx_intr.get(),
-                       w.wakeups_timer.get(), w.wakeups_peer.get()}};
+                       w.uplink_tx_dropped.get(), w.uplink_unrouted.get(), w.cross_out.get(),
+                       w.cross_in.get(), w.cross_dropped.get(), w.wakeups_event.get(),
+                       w.wakeups_rx_intr.get(), w.wakeups_timer.get(), w.wakeups_peer.get()}};
 }
 
 void fill_worker(rte_tel_data* d, const WorkerSums& s) {
-    for (std::size_t i = 0; i < std::size(kWorkerFields); ++i) rte_tel_data_add_dict_u64(d, kWorkerFields[i], s.v[i]);
+    for (std::size_t i = 0; i < std::size(kWorkerFields); ++i)
+        rte_tel_data_add_dict_u64(d, kWorkerFields[i], s.v[i]);
 }
 
 int cmd_worker(const char*, const char*, rte_tel_data* d) {
@@ -138,7 +141,8 @@ int cmd_workers(const char*, const char*, rte_tel_data* d) {
         rte_tel_data_start_dict(c);
         fill_worker(c, read_worker(g_instance->worker_counters(w)));
         rte_tel_data_add_dict_u64(c, "vifs", load[w]);
-        rte_tel_data_add_dict_u64(c, "rx_interrupt_sleep", g_instance->worker_sleeps_on_rx_interrupts(w) ? 1 : 0);
+        rte_tel_data_add_dict_u64(c, "rx_interrupt_sleep",
+                                  g_instance->worker_sleeps_on_rx_interrupts(w) ? 1 : 0);
         rte_tel_data_add_dict_u64(c, "idle_timer", g_instance->worker_idle_timer(w) ? 1 : 0);
         rte_tel_data_add_dict_container(d, fmt::format("worker{}", w).c_str(), c, 0);
     }
@@ -154,9 +158,12 @@ void publish_telemetry(const DataPlane* dp) {
         registered = true;
         rte_telemetry_register_cmd("/netbackd/vifs", cmd_vifs,
                                    "State and counters of up to 16 vifs. Parameters: <first> (default 0)");
-        rte_telemetry_register_cmd("/netbackd/vif", cmd_vif, "One vif's state and counters. Parameters: <domid>.<devid>");
-        rte_telemetry_register_cmd("/netbackd/worker", cmd_worker, "Data-plane worker counters, summed. No parameters");
-        rte_telemetry_register_cmd("/netbackd/workers", cmd_workers, "Each data-plane worker's counters. No parameters");
+        rte_telemetry_register_cmd("/netbackd/vif", cmd_vif,
+                                   "One vif's state and counters. Parameters: <domid>.<devid>");
+        rte_telemetry_register_cmd("/netbackd/worker", cmd_worker,
+                                   "Data-plane worker counters, summed. No parameters");
+        rte_telemetry_register_cmd("/netbackd/workers", cmd_workers,
+                                   "Each data-plane worker's counters. No parameters");
     }
     g_instance = dp;
 }

@@ -53,9 +53,8 @@ private:
     void refill(std::uint64_t now) {
         const std::uint64_t periods = (now - next_refill_) / period_ + 1;
         // Saturate rather than overflow when a vif sat idle for a very long time.
-        const std::uint64_t gained = periods > max_credit_ / std::max<std::uint64_t>(bytes_, 1)
-                                         ? max_credit_
-                                         : periods * bytes_;
+        const std::uint64_t gained =
+            periods > max_credit_ / std::max<std::uint64_t>(bytes_, 1) ? max_credit_ : periods * bytes_;
         credit_ = std::min(max_credit_, credit_ + gained);
         next_refill_ += periods * period_;
     }

@@ -119,7 +119,8 @@ std::size_t Worker::tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
             rte_mbuf* m = tx_mbufs_[mi];
             mi += tx_nmbufs_[i];
             bool ok = true;
-            for (std::size_t s = seg_first_[i]; s < seg_first_[i + 1]; ++s) ok &= copy_[s].status == GNTST_okay;
+            for (std::size_t s = seg_first_[i]; s < seg_first_[i + 1]; ++s)
+                ok &= copy_[s].status == GNTST_okay;
             q.tx.respond(p, ok ? NETIF_RSP_OKAY : NETIF_RSP_ERROR);
             if (!ok) {
                 rte_pktmbuf_free(m);
@@ -222,8 +223,8 @@ void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint
     }
     if (hw_tso) {
         // The guest's MSS follows its own MTU; segments must fit the port's.
-        const auto headers = static_cast<std::uint32_t>(m->l3_len + m->l4_len) +
-                             (up.tso_mtu_counts_l2 ? m->l2_len : 0u);
+        const auto headers =
+            static_cast<std::uint32_t>(m->l3_len + m->l4_len) + (up.tso_mtu_counts_l2 ? m->l2_len : 0u);
         const std::uint32_t max_mss = up.mtu > headers ? up.mtu - headers : 0;
         if (max_mss == 0) {
             c.drop(Drop::tx_over_mtu).add();

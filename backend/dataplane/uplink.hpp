@@ -53,8 +53,12 @@ public:
     bool tso_mtu_counts_l2() const noexcept override { return port_.tso_mtu_counts_l2(); }
     std::uint16_t rx_queues() const noexcept override { return port_.rx_queues(); }
     std::uint16_t tx_queues() const noexcept override { return port_.tx_queues(); }
-    bool add_rx_interrupt(std::uint16_t q, int epfd) noexcept override { return port_.add_rx_interrupt(q, epfd); }
-    void remove_rx_interrupt(std::uint16_t q, int epfd) noexcept override { port_.remove_rx_interrupt(q, epfd); }
+    bool add_rx_interrupt(std::uint16_t q, int epfd) noexcept override {
+        return port_.add_rx_interrupt(q, epfd);
+    }
+    void remove_rx_interrupt(std::uint16_t q, int epfd) noexcept override {
+        port_.remove_rx_interrupt(q, epfd);
+    }
     void arm_rx_interrupt(std::uint16_t q) noexcept override { (void)port_.enable_rx_interrupt(q); }
     void disarm_rx_interrupt(std::uint16_t q) noexcept override { port_.disable_rx_interrupt(q); }
     std::uint32_t rx_pending(std::uint16_t q) const noexcept override { return port_.rx_pending(q); }

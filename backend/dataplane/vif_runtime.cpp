@@ -6,18 +6,14 @@ namespace netbackd::dataplane {
 
 namespace {
 
-ring::Page page_of(platform::GrantMapping& m) {
-    return ring::Page(m.page().data(), ring::kPageSize);
-}
+ring::Page page_of(platform::GrantMapping& m) { return ring::Page(m.page().data(), ring::kPageSize); }
 
 } // namespace
 
 QueueRuntime::QueueRuntime(control::QueueRings& rings)
-    : tx_ring(page_of(*rings.tx_ring),
-              ring::BackRing<ring::TxRing>::attach_index(page_of(*rings.tx_ring))),
+    : tx_ring(page_of(*rings.tx_ring), ring::BackRing<ring::TxRing>::attach_index(page_of(*rings.tx_ring))),
       tx(tx_ring),
-      rx_ring(page_of(*rings.rx_ring),
-              ring::BackRing<ring::RxRing>::attach_index(page_of(*rings.rx_ring))),
+      rx_ring(page_of(*rings.rx_ring), ring::BackRing<ring::RxRing>::attach_index(page_of(*rings.rx_ring))),
       rx(rx_ring),
       tx_port(rings.tx_port.port()),
       rx_port(rings.rx_port ? rings.rx_port.port() : rings.tx_port.port()) {}
@@ -63,8 +59,8 @@ void VifRuntime::set_rate(std::optional<control::Rate> rate, std::uint64_t now) 
         rx_bucket = TokenBucket();
         return;
     }
-    const std::uint64_t ticks = static_cast<std::uint64_t>(
-        static_cast<long double>(rate->usec) * static_cast<long double>(tsc_hz) / 1e6L);
+    const std::uint64_t ticks = static_cast<std::uint64_t>(static_cast<long double>(rate->usec) *
+                                                           static_cast<long double>(tsc_hz) / 1e6L);
     tx_bucket = TokenBucket(rate->bytes, ticks, now);
     rx_bucket = TokenBucket(rate->bytes, ticks, now);
 }

@@ -62,7 +62,7 @@ struct QueueRuntime {
 enum class VifState : std::uint8_t {
     attaching, // handed over, the worker has not taken it yet
     running,
-    disabled,  // a fault stopped it; see fault()
+    disabled, // a fault stopped it; see fault()
 };
 
 enum class VifFault : std::uint8_t {

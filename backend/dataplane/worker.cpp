@@ -7,10 +7,10 @@
 #include <ctime>
 
 #include <poll.h>
-#include <sys/epoll.h>
 #include <rte_cycles.h>
 #include <rte_epoll.h>
 #include <rte_mbuf.h>
+#include <sys/epoll.h>
 
 namespace netbackd::dataplane {
 
@@ -82,7 +82,8 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
     const std::size_t nworkers = mesh_ != nullptr ? mesh_->size() : 1;
     for (std::uint16_t u = 0; u < uplinks_.size(); ++u) {
         const std::uint16_t nq = uplinks_[u]->rx_queues();
-        if (nworkers > 1 && nq == nworkers) rx_polled_.emplace_back(u, index_);
+        if (nworkers > 1 && nq == nworkers)
+            rx_polled_.emplace_back(u, index_);
         else if (index_ == 0)
             for (std::uint16_t q = 0; q < nq; ++q) rx_polled_.emplace_back(u, q);
     }
@@ -99,7 +100,8 @@ void Worker::setup_rx_interrupts() noexcept {
     for (const auto& [u, q] : rx_polled_) {
         if (!uplinks_[u]->add_rx_interrupt(q, ep.get())) {
             // One queue without: the timer for all of them.
-            for (std::size_t i = 0; i < added; ++i) uplinks_[rx_polled_[i].first]->remove_rx_interrupt(rx_polled_[i].second, ep.get());
+            for (std::size_t i = 0; i < added; ++i)
+                uplinks_[rx_polled_[i].first]->remove_rx_interrupt(rx_polled_[i].second, ep.get());
             return;
         }
         ++added;
@@ -342,16 +344,16 @@ bool Worker::prepare_sleep() noexcept {
     for (VifRuntime* v : vifs_) {
         if (!v->running()) continue;
         for (auto& q : v->queues) {
-            const bool tx_throttled = !v->tx_bucket.unlimited() && v->tx_bucket.credit() == 0 &&
-                                      now_ < v->tx_bucket.next_refill();
+            const bool tx_throttled =
+                !v->tx_bucket.unlimited() && v->tx_bucket.credit() == 0 && now_ < v->tx_bucket.next_refill();
             if (!tx_throttled) {
                 const ring::Avail a = q->tx_ring.final_check();
                 if (a.count != 0 || a.error != ring::ProdError::none) return false;
             }
             if (!q->backlog.empty()) {
                 const rte_mbuf* m = q->backlog.front();
-                const auto slots = static_cast<ring::RingIdx>((m->pkt_len + 4095) / 4096 +
-                                                              ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) ? 1 : 0));
+                const auto slots = static_cast<ring::RingIdx>(
+                    (m->pkt_len + 4095) / 4096 + ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) ? 1 : 0));
                 const ring::Avail a = q->rx_ring.final_check(slots);
                 const bool throttled = !v->rx_bucket.available(m->pkt_len, now_);
                 if (!throttled && (a.count >= slots || a.error != ring::ProdError::none)) return false;
@@ -422,10 +424,14 @@ void Worker::sleep() noexcept {
         }
         for (const auto& [u, q] : rx_polled_) uplinks_[u]->disarm_rx_interrupt(q);
     }
-    if (ready == 0) counters_.wakeups_timer.add();
-    else if (intr_ok_ && fds[2].revents != 0) counters_.wakeups_rx_intr.add();
-    else if (fds[0].revents != 0) counters_.wakeups_event.add();
-    else counters_.wakeups_peer.add();
+    if (ready == 0)
+        counters_.wakeups_timer.add();
+    else if (intr_ok_ && fds[2].revents != 0)
+        counters_.wakeups_rx_intr.add();
+    else if (fds[0].revents != 0)
+        counters_.wakeups_event.add();
+    else
+        counters_.wakeups_peer.add();
 }
 
 void Worker::run(const std::atomic<bool>& stop) noexcept {

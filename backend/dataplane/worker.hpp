@@ -162,7 +162,8 @@ private:
     std::size_t uplink_rx(std::uint16_t u, std::uint16_t queue) noexcept;
     std::size_t tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept;
     void forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept;
-    void uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint16_t vlan, VifCounters& c) noexcept;
+    void uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint16_t vlan,
+                    VifCounters& c) noexcept;
     void uplink_push(std::uint16_t u, rte_mbuf* m) noexcept;
     void flush_uplinks() noexcept;
     void vif_enqueue(VifRuntime& vif, rte_mbuf* m) noexcept;
@@ -190,10 +191,10 @@ private:
 
     L2Switch sw_;
     std::vector<VifRuntime*> vifs_;
-    std::vector<VifRuntime*> by_port_;          // switch port -> vif
-    std::vector<SwitchPortId> uplink_port_;      // uplink -> switch port
-    std::vector<std::int32_t> port_uplink_;      // switch port -> uplink, or -1
-    std::vector<std::uint16_t> port_owner_;      // switch port -> worker running the vif
+    std::vector<VifRuntime*> by_port_;                         // switch port -> vif
+    std::vector<SwitchPortId> uplink_port_;                    // uplink -> switch port
+    std::vector<std::int32_t> port_uplink_;                    // switch port -> uplink, or -1
+    std::vector<std::uint16_t> port_owner_;                    // switch port -> worker running the vif
     std::vector<std::pair<VifRuntime*, SwitchPortId>> remote_; // other workers' vifs here
 
     std::uint16_t index_ = 0;
@@ -225,7 +226,7 @@ private:
 
     std::uint64_t now_ = 0;
     std::uint64_t last_age_ = 0;
-    std::uint64_t wake_at_ = 0; // earliest tick a throttled vif regains credit; 0: none
+    std::uint64_t wake_at_ = 0;     // earliest tick a throttled vif regains credit; 0: none
     std::uint64_t interval_us_ = 0; // current polling sleep, see poll_interval
     WorkerCounters counters_;
 };

@@ -5,12 +5,12 @@
 #include <fmt/format.h>
 
 #include "backend/platform/options.hpp"
-#include "backend/platform/store/xs_store.hpp"
-#include "backend/platform/xen/xen_events.hpp"
-#include "backend/platform/xen/xen_grants.hpp"
 #include "backend/platform/sim/client.hpp"
 #include "backend/platform/sim/sim_events.hpp"
 #include "backend/platform/sim/sim_grants.hpp"
+#include "backend/platform/store/xs_store.hpp"
+#include "backend/platform/xen/xen_events.hpp"
+#include "backend/platform/xen/xen_grants.hpp"
 
 namespace netbackd::platform {
 
@@ -35,8 +35,9 @@ Platform open_platform(const PlatformOptions& options) {
         return p;
     }
     if (options.sim_dir.empty())
-        throw PlatformError("--platform=sim needs the simulated host's directory (--sim-dir, as given to `xensim up`)",
-                            EINVAL);
+        throw PlatformError(
+            "--platform=sim needs the simulated host's directory (--sim-dir, as given to `xensim up`)",
+            EINVAL);
     auto client = xensim::HvClient::connect(options.sim_dir, options.sim_domid);
     p.grants = std::make_unique<xensim::SimGrants>(client);
     p.events = std::make_unique<xensim::SimEvents>(client);

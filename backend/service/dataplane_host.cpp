@@ -121,9 +121,10 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
         }
         for (const auto& w : up.port->warnings()) spdlog::warn("uplink {}: {}", p.name, w);
         up.uplink = std::make_unique<dataplane::PortUplink>(*up.port);
-        spdlog::info("uplink {}: port {} up, MTU {}, {} RX / {} TX queue(s){}, {}", p.name, ethdev, up.port->mtu(),
-                     up.port->rx_queues(), up.port->tx_queues(), up.port->rss() ? " (RSS)" : "",
-                     up.port->has_rx_interrupts() ? "RX interrupts" : "no RX interrupts (idle polling on a timer)");
+        spdlog::info(
+            "uplink {}: port {} up, MTU {}, {} RX / {} TX queue(s){}, {}", p.name, ethdev, up.port->mtu(),
+            up.port->rx_queues(), up.port->tx_queues(), up.port->rss() ? " (RSS)" : "",
+            up.port->has_rx_interrupts() ? "RX interrupts" : "no RX interrupts (idle polling on a timer)");
         uplinks_.push_back(std::move(up));
     }
     for (auto& up : uplinks_) dc.uplinks.push_back({up.name, up.uplink.get()});
@@ -136,7 +137,8 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
 
 DataPlaneHost::~DataPlaneHost() = default;
 
-void DataPlaneHost::publish_link(control::ControlPlane& cp, platform::Store& store, UplinkPort& up, bool force) {
+void DataPlaneHost::publish_link(control::ControlPlane& cp, platform::Store& store, UplinkPort& up,
+                                 bool force) {
     const auto change = up.port->link_change();
     if (!change && !force) return;
     const pmd::LinkStatus link = change ? *change : up.port->link();
@@ -145,11 +147,13 @@ void DataPlaneHost::publish_link(control::ControlPlane& cp, platform::Store& sto
     }
     up.last_link_up = link.up;
     std::vector<std::string> dirs;
-    for (const auto& [id, stats] : dataplane_->all_stats()) dirs.push_back(control::backend_path(cp.self(), id));
+    for (const auto& [id, stats] : dataplane_->all_stats())
+        dirs.push_back(control::backend_path(cp.self(), id));
     pmd::publish_carrier(store, dirs, link);
 }
 
-void DataPlaneHost::poll(control::ControlPlane& cp, platform::Store& store, std::chrono::steady_clock::time_point now) {
+void DataPlaneHost::poll(control::ControlPlane& cp, platform::Store& store,
+                         std::chrono::steady_clock::time_point now) {
     for (const auto& fault : dataplane_->take_faults()) {
         spdlog::error("{}: disabled by the data plane: {}", fault.id.name(), fault.message);
         cp.fail_vif(fault.id, control::Fatal{EIO, fault.message});

@@ -10,8 +10,7 @@
 #include "backend/service/run.hpp"
 #include "backend/service/stats.hpp"
 
-int main(int argc, char** argv)
-{
+int main(int argc, char** argv) {
     CLI::App app{"netbackd: userspace Xen network backend for driver domains"};
     app.require_subcommand(1);
 
@@ -26,15 +25,19 @@ int main(int argc, char** argv)
 
     netbackd::control::DoctorOptions doc_opt;
     bool quiet = false;
-    auto* doctor = app.add_subcommand("doctor", "check this driver domain for what stops netbackd; prints fixes");
+    auto* doctor =
+        app.add_subcommand("doctor", "check this driver domain for what stops netbackd; prints fixes");
     doctor->add_option("--config,-c", doc_opt.config_path, "global config file (TOML)");
     netbackd::platform::add_platform_options(*doctor, doc_opt.platform);
     doctor->add_flag("--quiet,-q", quiet, "print failures only");
 
     netbackd::service::StatsOptions stats_opt;
-    auto* stats = app.add_subcommand("stats", "per-vif counters of the running netbackd (from its telemetry socket)");
-    stats->add_option("--file-prefix", stats_opt.file_prefix, "EAL --file-prefix of the instance (default: the only netbackd*)");
-    stats->add_option("--runtime-dir", stats_opt.runtime_dir, "DPDK runtime directory")->capture_default_str();
+    auto* stats =
+        app.add_subcommand("stats", "per-vif counters of the running netbackd (from its telemetry socket)");
+    stats->add_option("--file-prefix", stats_opt.file_prefix,
+                      "EAL --file-prefix of the instance (default: the only netbackd*)");
+    stats->add_option("--runtime-dir", stats_opt.runtime_dir, "DPDK runtime directory")
+        ->capture_default_str();
     stats->add_flag("--json", stats_opt.json, "print JSON instead of a table");
 
     CLI11_PARSE(app, argc, argv);

@@ -6,12 +6,10 @@ namespace {
 class CountedMapping final : public platform::GrantMapping {
 public:
     CountedMapping(std::unique_ptr<platform::GrantMapping> inner, std::shared_ptr<ResourceCounts> counts)
-        : inner_(std::move(inner)), counts_(std::move(counts))
-    {
+        : inner_(std::move(inner)), counts_(std::move(counts)) {
         counts_->mapped_pages.fetch_add(1, std::memory_order_relaxed);
     }
-    ~CountedMapping() override
-    {
+    ~CountedMapping() override {
         // The page must be gone before the count says so: unmap first.
         inner_.reset();
         counts_->mapped_pages.fetch_sub(1, std::memory_order_relaxed);
@@ -29,8 +27,8 @@ class CountingGrants final : public platform::Grants {
 public:
     CountingGrants(std::unique_ptr<platform::Grants> inner, std::shared_ptr<ResourceCounts> counts)
         : inner_(std::move(inner)), counts_(std::move(counts)) {}
-    std::unique_ptr<platform::GrantMapping> map(platform::DomId domid, platform::GrantRef ref, bool writable) override
-    {
+    std::unique_ptr<platform::GrantMapping> map(platform::DomId domid, platform::GrantRef ref,
+                                                bool writable) override {
         return std::make_unique<CountedMapping>(inner_->map(domid, ref, writable), counts_);
     }
     void copy(std::span<platform::CopySegment> segments) override { inner_->copy(segments); }
@@ -44,20 +42,17 @@ class CountingEvents final : public platform::Events {
 public:
     CountingEvents(std::unique_ptr<platform::Events> inner, std::shared_ptr<ResourceCounts> counts)
         : inner_(std::move(inner)), counts_(std::move(counts)) {}
-    platform::EvtchnPort bind_interdomain(platform::DomId remote, platform::EvtchnPort remote_port) override
-    {
+    platform::EvtchnPort bind_interdomain(platform::DomId remote, platform::EvtchnPort remote_port) override {
         const auto port = inner_->bind_interdomain(remote, remote_port); // throws: nothing bound
         counts_->bound_ports.fetch_add(1, std::memory_order_relaxed);
         return port;
     }
-    platform::EvtchnPort alloc_unbound(platform::DomId remote) override
-    {
+    platform::EvtchnPort alloc_unbound(platform::DomId remote) override {
         const auto port = inner_->alloc_unbound(remote);
         counts_->bound_ports.fetch_add(1, std::memory_order_relaxed);
         return port;
     }
-    void unbind(platform::EvtchnPort local) override
-    {
+    void unbind(platform::EvtchnPort local) override {
         // Counted as released even when unbinding throws: the callers (BoundPort) drop the
         // port either way, and a port that fails to unbind is one whose remote end is gone.
         counts_->bound_ports.fetch_sub(1, std::memory_order_relaxed);
@@ -75,20 +70,17 @@ private:
 
 } // namespace
 
-void count_platform(platform::Platform& platform, std::shared_ptr<ResourceCounts> counts)
-{
+void count_platform(platform::Platform& platform, std::shared_ptr<ResourceCounts> counts) {
     platform.grants = std::make_unique<CountingGrants>(std::move(platform.grants), counts);
     platform.events = std::make_unique<CountingEvents>(std::move(platform.events), std::move(counts));
 }
 
-void CountingSink::attach(std::unique_ptr<control::VifHandle> vif)
-{
+void CountingSink::attach(std::unique_ptr<control::VifHandle> vif) {
     inner_.attach(std::move(vif));
     counts_->vifs.fetch_add(1, std::memory_order_relaxed);
 }
 
-std::unique_ptr<control::VifHandle> CountingSink::detach(control::VifId id)
-{
+std::unique_ptr<control::VifHandle> CountingSink::detach(control::VifId id) {
     auto vif = inner_.detach(id);
     if (vif) counts_->vifs.fetch_sub(1, std::memory_order_relaxed);
     return vif;

@@ -34,8 +34,7 @@ public:
     control::DataPlaneFeatures features() const override { return inner_.features(); }
     void attach(std::unique_ptr<control::VifHandle> vif) override;
     std::unique_ptr<control::VifHandle> detach(control::VifId id) override;
-    void update_policy(control::VifId id, const control::VifPolicy& policy) override
-    {
+    void update_policy(control::VifId id, const control::VifPolicy& policy) override {
         inner_.update_policy(id, policy);
     }
 

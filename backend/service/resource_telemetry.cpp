@@ -15,8 +15,7 @@
 namespace netbackd::service {
 namespace {
 
-std::int64_t count_open_fds()
-{
+std::int64_t count_open_fds() {
     DIR* d = ::opendir("/proc/self/fd");
     if (d == nullptr) return -1;
     std::int64_t n = 0;
@@ -26,8 +25,7 @@ std::int64_t count_open_fds()
     return n - 1; // the directory stream's own descriptor
 }
 
-std::uint64_t rss_bytes()
-{
+std::uint64_t rss_bytes() {
     std::ifstream statm("/proc/self/statm");
     std::uint64_t size = 0;
     std::uint64_t resident = 0;
@@ -35,8 +33,7 @@ std::uint64_t rss_bytes()
     return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
-void add_pool(rte_mempool* mp, void* arg)
-{
+void add_pool(rte_mempool* mp, void* arg) {
     auto& pools = *static_cast<std::vector<PoolUsage>*>(arg);
     pools.push_back(PoolUsage{mp->name, rte_mempool_in_use_count(mp), mp->size});
 }
@@ -45,18 +42,18 @@ void add_pool(rte_mempool* mp, void* arg)
 std::mutex g_mutex;
 const ResourceCounts* g_counts = nullptr;
 
-std::uint64_t non_negative(std::int64_t v) { return static_cast<std::uint64_t>(std::max<std::int64_t>(v, 0)); }
+std::uint64_t non_negative(std::int64_t v) {
+    return static_cast<std::uint64_t>(std::max<std::int64_t>(v, 0));
+}
 
 // Telemetry refuses keys outside [A-Za-z0-9_/] ("nb-frames" included): "nb_frames".
-std::string telemetry_name(std::string name)
-{
+std::string telemetry_name(std::string name) {
     for (char& c : name)
         if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '/') c = '_';
     return name;
 }
 
-int cmd_resources(const char*, const char*, rte_tel_data* d)
-{
+int cmd_resources(const char*, const char*, rte_tel_data* d) {
     std::lock_guard lock(g_mutex);
     if (g_counts == nullptr) return -ENODEV;
     const ResourceSnapshot s = take_snapshot(*g_counts);
@@ -67,8 +64,9 @@ int cmd_resources(const char*, const char*, rte_tel_data* d)
     rte_tel_data_add_dict_u64(d, "open_fds", non_negative(s.open_fds));
     rte_tel_data_add_dict_u64(d, "rss_bytes", s.rss_bytes);
     // A negative count is a double release: say so instead of hiding it behind the clamp.
-    rte_tel_data_add_dict_u64(d, "negative_counts",
-                              static_cast<std::uint64_t>((s.mapped_pages < 0) + (s.bound_ports < 0) + (s.vifs < 0)));
+    rte_tel_data_add_dict_u64(
+        d, "negative_counts",
+        static_cast<std::uint64_t>((s.mapped_pages < 0) + (s.bound_ports < 0) + (s.vifs < 0)));
     // Telemetry serialises one level of nesting: two flat dicts keyed by pool name.
     rte_tel_data* in_use = rte_tel_data_alloc();
     rte_tel_data* total = rte_tel_data_alloc();
@@ -91,8 +89,7 @@ int cmd_resources(const char*, const char*, rte_tel_data* d)
 
 } // namespace
 
-ResourceSnapshot take_snapshot(const ResourceCounts& counts)
-{
+ResourceSnapshot take_snapshot(const ResourceCounts& counts) {
     ResourceSnapshot s;
     s.mapped_pages = counts.mapped_pages.load(std::memory_order_relaxed);
     s.bound_ports = counts.bound_ports.load(std::memory_order_relaxed);
@@ -103,8 +100,8 @@ ResourceSnapshot take_snapshot(const ResourceCounts& counts)
     return s;
 }
 
-ResourceTelemetry::ResourceTelemetry(std::shared_ptr<const ResourceCounts> counts) : counts_(std::move(counts))
-{
+ResourceTelemetry::ResourceTelemetry(std::shared_ptr<const ResourceCounts> counts)
+    : counts_(std::move(counts)) {
     std::lock_guard lock(g_mutex);
     static bool registered = false;
     if (!registered) {
@@ -116,8 +113,7 @@ ResourceTelemetry::ResourceTelemetry(std::shared_ptr<const ResourceCounts> count
     g_counts = counts_.get();
 }
 
-ResourceTelemetry::~ResourceTelemetry()
-{
+ResourceTelemetry::~ResourceTelemetry() {
     std::lock_guard lock(g_mutex);
     if (g_counts == counts_.get()) g_counts = nullptr;
 }

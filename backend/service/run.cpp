@@ -25,15 +25,11 @@ namespace {
 using control::Config;
 using control::ConfigError;
 
-void apply_log_level(const std::string& level)
-{
-    spdlog::set_level(spdlog::level::from_str(level));
-}
+void apply_log_level(const std::string& level) { spdlog::set_level(spdlog::level::from_str(level)); }
 
 // SIGHUP/SIGTERM/SIGINT arrive as readable data on a descriptor, so the loop handles them
 // between watch events instead of inside a handler.
-platform::Fd block_signals_to_fd()
-{
+platform::Fd block_signals_to_fd() {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
@@ -42,15 +38,13 @@ platform::Fd block_signals_to_fd()
     if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0)
         throw std::runtime_error(std::string("sigprocmask: ") + std::strerror(errno));
     const int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (fd < 0)
-        throw std::runtime_error(std::string("signalfd: ") + std::strerror(errno));
+    if (fd < 0) throw std::runtime_error(std::string("signalfd: ") + std::strerror(errno));
     return platform::Fd(fd);
 }
 
 } // namespace
 
-int run(const RunOptions& opt)
-{
+int run(const RunOptions& opt) {
     std::shared_ptr<const Config> config;
     try {
         config = std::make_shared<const Config>(control::load_config(opt.config_path));
@@ -62,11 +56,10 @@ int run(const RunOptions& opt)
 
     platform::PlatformOptions popt = opt.platform;
     if (!opt.platform_given)
-        popt.kind = config->global.platform == "sim" ? platform::PlatformKind::sim : platform::PlatformKind::xen;
-    if (popt.sim_dir.empty())
-        popt.sim_dir = config->global.sim_dir;
-    if (popt.sim_domid == 0)
-        popt.sim_domid = config->global.sim_domid;
+        popt.kind =
+            config->global.platform == "sim" ? platform::PlatformKind::sim : platform::PlatformKind::xen;
+    if (popt.sim_dir.empty()) popt.sim_dir = config->global.sim_dir;
+    if (popt.sim_domid == 0) popt.sim_domid = config->global.sim_domid;
 
     platform::Fd sigfd;
     try {
@@ -80,8 +73,8 @@ int run(const RunOptions& opt)
     try {
         plat = platform::open_platform(popt);
     } catch (const platform::PlatformError& e) {
-        spdlog::error("cannot open the {} platform: {}", popt.kind == platform::PlatformKind::sim ? "sim" : "xen",
-                      e.what());
+        spdlog::error("cannot open the {} platform: {}",
+                      popt.kind == platform::PlatformKind::sim ? "sim" : "xen", e.what());
         return 1;
     }
     // `netbackd stats` reports what we hold; counting wraps the platform before anyone uses it.
@@ -113,7 +106,8 @@ int run(const RunOptions& opt)
         // Data-plane faults and link changes are picked up at least every 100 ms.
         int timeout_ms = 100;
         if (const auto due = cp.next_deadline()) {
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*due - std::chrono::steady_clock::now());
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                *due - std::chrono::steady_clock::now());
             timeout_ms = static_cast<int>(std::clamp<long long>(left.count() + 1, 0, 100));
         }
         const int n = poll(fds, 2, timeout_ms);
@@ -135,8 +129,9 @@ int run(const RunOptions& opt)
                     }
                     sd_notify(0, "READY=1");
                 } else {
-                    spdlog::info("signal {}: releasing {} vif(s); frontends stay connected for the next start",
-                                 strsignal(static_cast<int>(si.ssi_signo)), cp.vif_count());
+                    spdlog::info(
+                        "signal {}: releasing {} vif(s); frontends stay connected for the next start",
+                        strsignal(static_cast<int>(si.ssi_signo)), cp.vif_count());
                     sd_notify(0, "STOPPING=1");
                     cp.release_all();
                     return 0;
@@ -144,8 +139,7 @@ int run(const RunOptions& opt)
             }
         }
         try {
-            if (fds[0].revents & POLLIN)
-                cp.process_watches();
+            if (fds[0].revents & POLLIN) cp.process_watches();
             const auto now = std::chrono::steady_clock::now();
             cp.tick(now);
             dataplane->poll(cp, *plat.store, now);

@@ -1,11 +1,11 @@
 #include "backend/service/stats.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <algorithm>
 #include <filesystem>
-#include <string_view>
 #include <stdexcept>
+#include <string_view>
 #include <vector>
 
 #include <sys/socket.h>
@@ -46,21 +46,25 @@ fs::path find_socket(const StatsOptions& o) {
     }
     if (found.size() == 1) return found.front();
     if (found.empty())
-        throw std::runtime_error(fmt::format("no running netbackd found under {} (is telemetry off in "
-                                             "[dpdk] eal_args, or is the prefix not netbackd*? use --file-prefix)",
-                                             root.string()));
+        throw std::runtime_error(
+            fmt::format("no running netbackd found under {} (is telemetry off in "
+                        "[dpdk] eal_args, or is the prefix not netbackd*? use --file-prefix)",
+                        root.string()));
     std::string names;
     for (const auto& f : found) names += fmt::format(" {}", f.parent_path().filename().string());
-    throw std::runtime_error(fmt::format("several netbackd instances:{}; pick one with --file-prefix", names));
+    throw std::runtime_error(
+        fmt::format("several netbackd instances:{}; pick one with --file-prefix", names));
 }
 
 class TelemetrySocket {
 public:
-    explicit TelemetrySocket(const fs::path& path) : fd_(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)) {
+    explicit TelemetrySocket(const fs::path& path)
+        : fd_(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)) {
         sockaddr_un addr{};
         addr.sun_family = AF_UNIX;
         const std::string p = path.string();
-        if (!fd_ || p.size() >= sizeof addr.sun_path) throw std::runtime_error("cannot create a telemetry socket");
+        if (!fd_ || p.size() >= sizeof addr.sun_path)
+            throw std::runtime_error("cannot create a telemetry socket");
         p.copy(addr.sun_path, p.size());
         if (::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
             throw std::runtime_error(fmt::format("cannot connect to {}: {}", p, std::strerror(errno)));
@@ -123,14 +127,17 @@ void print_resources(const nlohmann::json& r, std::FILE* out) {
         return;
     }
     auto n = [&](const char* key) { return r.value(key, std::uint64_t{0}); };
-    fmt::print(out, "resources: {} vif(s), {} mapped grant page(s), {} bound channel(s), {} open fd(s), RSS {:.1f} MiB\n",
-               n("vifs"), n("mapped_pages"), n("bound_ports"), n("open_fds"), double(n("rss_bytes")) / (1 << 20));
+    fmt::print(
+        out,
+        "resources: {} vif(s), {} mapped grant page(s), {} bound channel(s), {} open fd(s), RSS {:.1f} MiB\n",
+        n("vifs"), n("mapped_pages"), n("bound_ports"), n("open_fds"), double(n("rss_bytes")) / (1 << 20));
     const auto in_use = r.value("mbufs_in_use", nlohmann::json::object());
     const auto total = r.value("mbufs_total", nlohmann::json::object());
     for (const auto& [pool, used] : in_use.items())
         fmt::print(out, "mbufs {}: {} in use of {}\n", pool, used.get<std::uint64_t>(),
                    total.value(pool, std::uint64_t{0}));
-    if (n("negative_counts") != 0) fmt::print(out, "WARNING: a resource was released twice (negative count)\n");
+    if (n("negative_counts") != 0)
+        fmt::print(out, "WARNING: a resource was released twice (negative count)\n");
 }
 
 // Data-plane workers (defined at the end of this file).
@@ -146,19 +153,23 @@ int print_stats(const StatsOptions& o, std::FILE* out) {
         const auto resources = resources_of(sock);
         const auto workers = workers_of(sock);
         if (o.json) {
-            fmt::print(out, "{}\n", nlohmann::json{{"vifs", vifs}, {"resources", resources}, {"workers", workers}}.dump(2));
+            fmt::print(
+                out, "{}\n",
+                nlohmann::json{{"vifs", vifs}, {"resources", resources}, {"workers", workers}}.dump(2));
             return 0;
         }
-        fmt::print(out, "{:<12} {:<9} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>10}\n", "VIF", "STATE", "TX PKTS",
-                   "TX BYTES", "RX PKTS", "RX BYTES", "DROPS", "NOTIFY", "SEGS/COPY");
+        fmt::print(out, "{:<12} {:<9} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>10}\n", "VIF", "STATE",
+                   "TX PKTS", "TX BYTES", "RX PKTS", "RX BYTES", "DROPS", "NOTIFY", "SEGS/COPY");
         for (const auto& [key, v] : vifs.items()) {
             const auto batches = v.value("copy_batches", std::uint64_t{0});
             const auto segs = v.value("copy_segments", std::uint64_t{0});
             fmt::print(out, "{:<12} {:<9} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>10}\n", vif_name(key),
                        v.value("state", std::string("?")), v.value("tx_packets", std::uint64_t{0}),
                        v.value("tx_bytes", std::uint64_t{0}), v.value("rx_packets", std::uint64_t{0}),
-                       v.value("rx_bytes", std::uint64_t{0}), sum_drops(v), v.value("notifications", std::uint64_t{0}),
-                       batches == 0 ? std::string("-") : fmt::format("{:.1f}", double(segs) / double(batches)));
+                       v.value("rx_bytes", std::uint64_t{0}), sum_drops(v),
+                       v.value("notifications", std::uint64_t{0}),
+                       batches == 0 ? std::string("-")
+                                    : fmt::format("{:.1f}", double(segs) / double(batches)));
         }
         if (vifs.empty()) fmt::print(out, "(no vifs connected)\n");
         print_resources(resources, out);
@@ -183,8 +194,8 @@ nlohmann::json workers_of(TelemetrySocket& sock) {
 // to and from other workers.
 void print_workers(const nlohmann::json& w, std::FILE* out) {
     if (w.empty()) return;
-    fmt::print(out, "{:<9} {:>5} {:>8} {:>12} {:>12} {:>12} {:>10} {:>10} {:>10}\n", "WORKER", "VIFS", "SLEEP",
-               "UPLINK RX", "UPLINK TX", "SLEEPS", "CROSS OUT", "CROSS IN", "CROSS DROP");
+    fmt::print(out, "{:<9} {:>5} {:>8} {:>12} {:>12} {:>12} {:>10} {:>10} {:>10}\n", "WORKER", "VIFS",
+               "SLEEP", "UPLINK RX", "UPLINK TX", "SLEEPS", "CROSS OUT", "CROSS IN", "CROSS DROP");
     for (const auto& item : w.items()) {
         const auto& name = item.key();
         const auto& v = item.value(); // a plain reference: clang 14 cannot capture a binding

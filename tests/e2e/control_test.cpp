@@ -13,8 +13,8 @@
 
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
-#include "xensim/toolstack/toolstack.hpp"
 #include "tests/support/netbackd_on_xensim.hpp"
+#include "xensim/toolstack/toolstack.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;
@@ -22,8 +22,7 @@ using W = SimWorld;
 
 namespace {
 
-xensim::NicSpec nic(platform::DomId fe, std::uint32_t devid)
-{
+xensim::NicSpec nic(platform::DomId fe, std::uint32_t devid) {
     xensim::NicSpec s;
     s.frontend = fe;
     s.backend = kDriverDomain;
@@ -33,8 +32,7 @@ xensim::NicSpec nic(platform::DomId fe, std::uint32_t devid)
 }
 
 // attach + netfront, until both ends are Connected.
-void connect(SimWorld& w, platform::DomId fe, std::uint32_t devid, unsigned queues = 1)
-{
+void connect(SimWorld& w, platform::DomId fe, std::uint32_t devid, unsigned queues = 1) {
     xensim::nic_add(w.dom0(), nic(fe, devid));
     w.guest(fe).start_netfront(devid, queues);
     REQUIRE(w.wait_state(W::be(fe, devid) + "/state", "4"));
@@ -43,8 +41,7 @@ void connect(SimWorld& w, platform::DomId fe, std::uint32_t devid, unsigned queu
 
 } // namespace
 
-TEST_CASE("e2e: attach connects, with hotplug-status written by netbackd", "[control][e2e]")
-{
+TEST_CASE("e2e: attach connects, with hotplug-status written by netbackd", "[control][e2e]") {
     SimWorld w;
     w.create_domain("web1", 7);
     w.start_netbackd();
@@ -54,7 +51,8 @@ TEST_CASE("e2e: attach connects, with hotplug-status written by netbackd", "[con
     CHECK(devid == 0);
     w.guest(7).start_netfront(0, 2);
     REQUIRE(w.wait_state(W::be(7, 0) + "/state", "4"));
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
     WARN("attach -> Connected took " << ms.count() << " ms");
     CHECK(w.dom0().read(0, W::be(7, 0) + "/hotplug-status") == "connected");
     CHECK(w.dom0().read(0, W::be(7, 0) + "/multi-queue-max-queues") == "4"); // [vif] max_queues default
@@ -63,8 +61,7 @@ TEST_CASE("e2e: attach connects, with hotplug-status written by netbackd", "[con
     CHECK(w.netbackd_log().find("vif 7.0: backend state 4 (Connected)") != std::string::npos);
 }
 
-TEST_CASE("e2e: detach goes to Closed and removes the backend dir", "[control][e2e]")
-{
+TEST_CASE("e2e: detach goes to Closed and removes the backend dir", "[control][e2e]") {
     SimWorld w;
     w.create_domain("web1", 7);
     w.start_netbackd();
@@ -78,8 +75,7 @@ TEST_CASE("e2e: detach goes to Closed and removes the backend dir", "[control][e
     CHECK(w.guest(7).netfront->leaked_grants() == 0);
 }
 
-TEST_CASE("e2e: attach fails like xl when no backend answers", "[control][e2e]")
-{
+TEST_CASE("e2e: attach fails like xl when no backend answers", "[control][e2e]") {
     SimWorld w;
     w.create_domain("web1", 7); // no netbackd running
     const std::string log = w.dir() + "/attach.log";
@@ -93,22 +89,20 @@ TEST_CASE("e2e: attach fails like xl when no backend answers", "[control][e2e]")
     CHECK(text.find("libxl_device_nic_add failed.") != std::string::npos);
 }
 
-TEST_CASE("e2e: the xensim attach/detach verbs drive netbackd", "[control][e2e]")
-{
+TEST_CASE("e2e: the xensim attach/detach verbs drive netbackd", "[control][e2e]") {
     SimWorld w;
     w.create_domain("web1", 7);
     w.start_netbackd();
     const std::string log = w.dir() + "/cli.log";
-    REQUIRE(run({XENSIM_BINARY, "attach", "web1", "--backend", "nicdom", "--mac", "00:16:3e:00:00:01", "--dir",
-                 w.host_dir()},
+    REQUIRE(run({XENSIM_BINARY, "attach", "web1", "--backend", "nicdom", "--mac", "00:16:3e:00:00:01",
+                 "--dir", w.host_dir()},
                 log) == 0);
     CHECK(w.wait_state(W::be(7, 0) + "/state", "2"));
     REQUIRE(run({XENSIM_BINARY, "detach", "web1", "00:16:3e:00:00:01", "--dir", w.host_dir()}, log) == 0);
     CHECK_FALSE(w.dom0().read(0, W::be(7, 0) + "/state"));
 }
 
-TEST_CASE("e2e: frontend reboot reconnects", "[control][e2e]")
-{
+TEST_CASE("e2e: frontend reboot reconnects", "[control][e2e]") {
     SimWorld w;
     w.create_domain("web1", 7);
     w.start_netbackd();
@@ -121,8 +115,7 @@ TEST_CASE("e2e: frontend reboot reconnects", "[control][e2e]")
     CHECK(w.netbackd_log().find("vif 7.0: frontend state 1 (Initialising)") != std::string::npos);
 }
 
-TEST_CASE("e2e: Windows-style close before connect, then connect", "[control][e2e]")
-{
+TEST_CASE("e2e: Windows-style close before connect, then connect", "[control][e2e]") {
     SimWorld w;
     w.create_domain("win", 9);
     w.start_netbackd();
@@ -138,8 +131,7 @@ TEST_CASE("e2e: Windows-style close before connect, then connect", "[control][e2
     CHECK(w.wait_state(W::be(9, 0) + "/state", "4"));
 }
 
-TEST_CASE("e2e: netbackd restarted reconnects connected vifs without the guest noticing", "[control][e2e]")
-{
+TEST_CASE("e2e: netbackd restarted reconnects connected vifs without the guest noticing", "[control][e2e]") {
     for (int sig : {SIGTERM, SIGKILL}) {
         INFO("signal " << sig);
         SimWorld w;
@@ -149,8 +141,7 @@ TEST_CASE("e2e: netbackd restarted reconnects connected vifs without the guest n
         connect(w, 7, 0, 2);
         connect(w, 8, 0);
         const int rc = w.stop_netbackd(sig);
-        if (sig == SIGTERM)
-            CHECK(rc == 0);
+        if (sig == SIGTERM) CHECK(rc == 0);
         CHECK(w.driver_ports_in_use() == 0); // a dead process's channels close
         CHECK(w.dom0().read(0, W::be(7, 0) + "/state") == "4");
         w.start_netbackd();
@@ -167,8 +158,8 @@ TEST_CASE("e2e: netbackd restarted reconnects connected vifs without the guest n
     }
 }
 
-TEST_CASE("e2e: each malformed frontend key writes the error node and other vifs are unaffected", "[control][e2e]")
-{
+TEST_CASE("e2e: each malformed frontend key writes the error node and other vifs are unaffected",
+          "[control][e2e]") {
     SimWorld w;
     w.create_domain("good", 7);
     w.create_domain("bad", 8);
@@ -189,7 +180,8 @@ TEST_CASE("e2e: each malformed frontend key writes the error node and other vifs
     };
     const Case cases[] = {
         {"tx-ring-ref", nullptr, "2 reading /local/domain/8/device/vif/{}/tx-ring-ref"},
-        {"rx-ring-ref", "abc", "22 /local/domain/8/device/vif/{}/rx-ring-ref = \"abc\": not a grant reference"},
+        {"rx-ring-ref", "abc",
+         "22 /local/domain/8/device/vif/{}/rx-ring-ref = \"abc\": not a grant reference"},
         {"tx-ring-ref", "4000", "1 mapping in shared page 4000 from domain 8"},
         {"event-channel", "999", " binding event channel 999 of domain 8"},
         {"event-channel", "0", "22 /local/domain/8/device/vif/{}/event-channel = \"0\""},
@@ -227,7 +219,7 @@ TEST_CASE("e2e: each malformed frontend key writes the error node and other vifs
             CHECK(err->rfind(want, 0) == 0);
         CHECK(std::isdigit(static_cast<unsigned char>((*err)[0])));
         CHECK(w.dom0().read(0, W::be(7, 0) + "/state") == "4");
-        CHECK(w.driver_ports_in_use() == good_ports);           // nothing of the bad vif stays bound
+        CHECK(w.driver_ports_in_use() == good_ports); // nothing of the bad vif stays bound
         CHECK_FALSE(bad.memory->in_use(tx_ref));
         ++devid;
     }
@@ -244,28 +236,28 @@ TEST_CASE("e2e: each malformed frontend key writes the error node and other vifs
     CHECK(bad.memory->in_use(tx_ref));
 }
 
-TEST_CASE("e2e: SIGHUP reload applies new client files and survives a broken one", "[control][e2e]")
-{
+TEST_CASE("e2e: SIGHUP reload applies new client files and survives a broken one", "[control][e2e]") {
     SimWorld w;
     w.create_domain("web1", 7);
     w.start_netbackd();
     connect(w, 7, 0);
     w.write_client_file("web.toml", "[match]\nmac = \"00:16:3e:00:07:01\"\n[vif]\nqueues = 2\n");
     kill(w.netbackd_pid(), SIGHUP);
-    CHECK(w.wait_node("/", [&](auto&&) { return w.netbackd_log().find("configuration reloaded") != std::string::npos; }));
+    CHECK(w.wait_node(
+        "/", [&](auto&&) { return w.netbackd_log().find("configuration reloaded") != std::string::npos; }));
     xensim::nic_add(w.dom0(), nic(7, 1));
     CHECK(w.dom0().read(0, W::be(7, 1) + "/multi-queue-max-queues") == "2");
     CHECK(w.dom0().read(0, W::be(7, 0) + "/state") == "4");
 
     w.write_client_file("broken.toml", "[match]\nmac = \"nope\"\n");
     kill(w.netbackd_pid(), SIGHUP);
-    CHECK(w.wait_node("/", [&](auto&&) { return w.netbackd_log().find("reload rejected") != std::string::npos; }));
+    CHECK(w.wait_node("/",
+                      [&](auto&&) { return w.netbackd_log().find("reload rejected") != std::string::npos; }));
     CHECK(w.netbackd_log().find("broken.toml:2: 'mac' = \"nope\"") != std::string::npos);
     CHECK(w.dom0().read(0, W::be(7, 0) + "/state") == "4");
 }
 
-TEST_CASE("e2e: 64 clients attached and detached 20 times leak nothing", "[control][e2e][soak]")
-{
+TEST_CASE("e2e: 64 clients attached and detached 20 times leak nothing", "[control][e2e][soak]") {
     // Every vif puts ~20 nodes owned by the driver domain into xenstore; SimWorld raises the
     // per-domain node quota (1000 by default, as cxenstored) so that 64 fit.
     constexpr int kClients = 64;
@@ -307,12 +299,10 @@ TEST_CASE("e2e: 64 clients attached and detached 20 times leak nothing", "[contr
                 g.netfront->process_watches();
                 all_done &= !w.dom0().read(0, W::fe(g.domid, 0) + "/state").has_value();
             }
-            if (all_done)
-                break;
+            if (all_done) break;
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
         }
-        for (auto& t : detachers)
-            t.join();
+        for (auto& t : detachers) t.join();
         REQUIRE(failures == 0);
         for (int i = 0; i < kClients; ++i) {
             auto& g = w.guest(static_cast<platform::DomId>(10 + i));
@@ -321,7 +311,10 @@ TEST_CASE("e2e: 64 clients attached and detached 20 times leak nothing", "[contr
             g.netfront.reset();
         }
         CHECK(w.driver_ports_in_use() == 0);
-        CHECK(w.dom0().directory(0, "/local/domain/1/backend/vif").value_or(std::vector<std::string>{}).empty());
+        CHECK(w.dom0()
+                  .directory(0, "/local/domain/1/backend/vif")
+                  .value_or(std::vector<std::string>{})
+                  .empty());
         // After the first round every domain's memory is mapped once and stays; from then on
         // the process's descriptors and mappings must not grow.
         if (round == 0) {
@@ -337,8 +330,7 @@ TEST_CASE("e2e: 64 clients attached and detached 20 times leak nothing", "[contr
     CHECK(w.stop_netbackd(SIGTERM) == 0);
 }
 
-TEST_CASE("e2e: netbackd doctor passes on a healthy simulated host", "[control][e2e]")
-{
+TEST_CASE("e2e: netbackd doctor passes on a healthy simulated host", "[control][e2e]") {
     SimWorld w;
     w.create_domain("web1", 7);
     w.start_netbackd("[dpdk]\neal_args = [\"--no-huge\"]\n");
@@ -355,25 +347,24 @@ TEST_CASE("e2e: netbackd doctor passes on a healthy simulated host", "[control][
     CHECK(run({NETBACKD_BINARY, "doctor", "--platform", "sim", "--sim-dir", w.dir() + "/nohost"}, log) == 1);
 }
 
-TEST_CASE("e2e: a vif left waiting says what it waits for and on which key", "[control][e2e]")
-{
+TEST_CASE("e2e: a vif left waiting says what it waits for and on which key", "[control][e2e]") {
     SimWorld w;
     w.create_domain("web1", 7);
     w.start_netbackd("", "wait_report_seconds = 1\n");
     xensim::nic_add(w.dom0(), nic(7, 0)); // no netfront ever answers
-    const std::string want =
-        "vif 7.0: waiting 1 s for the frontend to connect: /local/domain/7/device/vif/0/state is 1 (Initialising)";
+    const std::string want = "vif 7.0: waiting 1 s for the frontend to connect: "
+                             "/local/domain/7/device/vif/0/state is 1 (Initialising)";
     CHECK(w.wait_node("/", [&](auto&&) { return w.netbackd_log().find(want) != std::string::npos; }));
 }
 
-TEST_CASE("e2e: the xensim netfront verb as a guest process", "[control][e2e]")
-{
+TEST_CASE("e2e: the xensim netfront verb as a guest process", "[control][e2e]") {
     SimWorld w;
     w.create_domain("web1", 7);
     w.start_netbackd();
     xensim::nic_add(w.dom0(), nic(7, 0));
-    const pid_t nf = spawn({XENSIM_BINARY, "netfront", "web1", "--devid", "0", "--queues", "2", "--dir", w.host_dir()},
-                           w.dir() + "/netfront.log");
+    const pid_t nf =
+        spawn({XENSIM_BINARY, "netfront", "web1", "--devid", "0", "--queues", "2", "--dir", w.host_dir()},
+              w.dir() + "/netfront.log");
     CHECK(w.wait_state(W::be(7, 0) + "/state", "4"));
     CHECK(w.dom0().read(0, W::fe(7, 0) + "/multi-queue-num-queues") == "2");
     // SIGUSR1: the guest reboots its vif; netbackd sees Initialising and reconnects.
@@ -391,8 +382,7 @@ TEST_CASE("e2e: the xensim netfront verb as a guest process", "[control][e2e]")
     CHECK(w.driver_ports_in_use() == 0);
 }
 
-TEST_CASE("e2e: a Windows-flavoured netfront's close cycle ends connected", "[control][e2e]")
-{
+TEST_CASE("e2e: a Windows-flavoured netfront's close cycle ends connected", "[control][e2e]") {
     SimWorld w;
     w.create_domain("win", 9);
     w.start_netbackd();

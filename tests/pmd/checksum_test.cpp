@@ -6,9 +6,9 @@
 
 #include <rte_ip.h>
 
-#include "tests/support/frames.hpp"
 #include "pmd/bytes.hpp"
 #include "pmd/checksum.hpp"
+#include "tests/support/frames.hpp"
 
 using namespace netbackd::pmd;
 using netbackd::pmd::test::build_frame;
@@ -43,8 +43,8 @@ std::uint16_t dpdk_l4_checksum(std::vector<std::byte> frame) {
 
 TEST_CASE("IPv4 header checksum of a textbook header", "[checksum]") {
     // 192.168.0.1 -> 192.168.0.199, UDP, total length 115: the checksum is 0xb861.
-    const auto h = bytes_of({0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00,
-                             0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7});
+    const auto h = bytes_of({0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11,
+                             0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7});
     CHECK(ipv4_header_checksum(h) == 0xb861);
     // Whatever the field holds is ignored.
     auto h2 = h;
@@ -61,11 +61,9 @@ TEST_CASE("UDP over IPv4: a hand-computed checksum", "[checksum]") {
     // pseudo 0a00+0001+0a00+0002+0011+000c = 1420; header 04d2+162e+000c = 1b0c;
     // data 6162+6364 = c4c6; sum f3f2; checksum ~f3f2 = 0c0d.
     auto f = bytes_of({0x02, 0x11, 0x12, 0x13, 0x14, 0x15, 0x02, 0x21, 0x22, 0x23, 0x24, 0x25,
-                       0x08, 0x00,
-                       0x45, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0x40, 0x11, 0x00, 0x00,
-                       0x0a, 0x00, 0x00, 0x01, 0x0a, 0x00, 0x00, 0x02,
-                       0x04, 0xd2, 0x16, 0x2e, 0x00, 0x0c, 0x00, 0x00,
-                       0x61, 0x62, 0x63, 0x64});
+                       0x08, 0x00, 0x45, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0x40, 0x11,
+                       0x00, 0x00, 0x0a, 0x00, 0x00, 0x01, 0x0a, 0x00, 0x00, 0x02, 0x04, 0xd2,
+                       0x16, 0x2e, 0x00, 0x0c, 0x00, 0x00, 0x61, 0x62, 0x63, 0x64});
     REQUIRE(fill_checksums(f));
     CHECK(l4_field(f) == 0x0c0d);
     CHECK(load_be16(f, 14 + 10) == ipv4_header_checksum(std::span(f).subspan(14, 20)));
@@ -126,15 +124,13 @@ TEST_CASE("a frame in odd-sized pieces sums as the contiguous frame", "[checksum
     const std::size_t headers = 14 + 20 + 20;
     std::span<std::byte> b(split);
     std::array<std::span<std::byte>, 5> pieces{b.first(headers), b.subspan(headers, 1),
-                                               b.subspan(headers + 1, 333),
-                                               b.subspan(headers + 334, 0),
+                                               b.subspan(headers + 1, 333), b.subspan(headers + 334, 0),
                                                b.subspan(headers + 334)};
     REQUIRE(fill_checksums(std::span<const std::span<std::byte>>(pieces)));
     CHECK(split == whole);
     std::array<std::span<const std::byte>, 5> cpieces;
     std::copy(pieces.begin(), pieces.end(), cpieces.begin());
-    CHECK(verify_checksums(std::span<const std::span<const std::byte>>(cpieces)) ==
-          ChecksumVerdict::valid);
+    CHECK(verify_checksums(std::span<const std::span<const std::byte>>(cpieces)) == ChecksumVerdict::valid);
 }
 
 TEST_CASE("a pseudo-header seed in the field (as netfront sends) is overwritten", "[checksum]") {

@@ -16,9 +16,7 @@ namespace {
 bool has(const std::vector<std::string>& v, const std::string& s) {
     return std::find(v.begin(), v.end(), s) != v.end();
 }
-bool contains(const std::string& s, const std::string& part) {
-    return s.find(part) != std::string::npos;
-}
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 } // namespace
 
 TEST_CASE("EAL arguments without hugepages", "[eal]") {
@@ -144,8 +142,8 @@ TEST_CASE("data room for a jumbo MTU in one buffer", "[mempool]") {
 TEST_CASE("offload masks map to and from DPDK's bits", "[offloads]") {
     const std::uint64_t tx = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM |
                              RTE_ETH_TX_OFFLOAD_TCP_TSO | RTE_ETH_TX_OFFLOAD_VLAN_INSERT;
-    const std::uint64_t rx = RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_SCATTER |
-                             RTE_ETH_RX_OFFLOAD_VLAN_STRIP;
+    const std::uint64_t rx =
+        RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_SCATTER | RTE_ETH_RX_OFFLOAD_VLAN_STRIP;
     const auto o = Offloads::from_capabilities(rx, tx);
     CHECK(o.tx_ipv4_cksum);
     CHECK(o.tx_tcp_cksum);
@@ -190,9 +188,9 @@ TEST_CASE("asking for hugepages where none are free fails before EAL starts", "[
 }
 
 TEST_CASE("EAL arguments as an operator writes them become a configuration", "[eal]") {
-    const auto c = parse_eal_args({"--file-prefix", "netbackd", "--in-memory", "-l", "0-3",
-                                   "--vdev=net_null0", "-a", "0000:03:00.0", "-n", "4",
-                                   "--log-level=*:info", "-m512", "--no-telemetry"});
+    const auto c =
+        parse_eal_args({"--file-prefix", "netbackd", "--in-memory", "-l", "0-3", "--vdev=net_null0", "-a",
+                        "0000:03:00.0", "-n", "4", "--log-level=*:info", "-m512", "--no-telemetry"});
     CHECK(c.hugepages);
     CHECK(c.in_memory);
     CHECK(c.file_prefix == "netbackd");
@@ -232,9 +230,8 @@ TEST_CASE("EAL arguments without hugepages get a default memory size", "[eal]") 
 
 TEST_CASE("uplinks become EAL devices and port names", "[eal]") {
     EalConfig c;
-    const std::vector<UplinkSpec> uplinks{{"uplink0", "03:00.0", ""},
-                                          {"uplink1", "0000:04:00.1", ""},
-                                          {"test", "", "net_tap0,iface=nbtap0"}};
+    const std::vector<UplinkSpec> uplinks{
+        {"uplink0", "03:00.0", ""}, {"uplink1", "0000:04:00.1", ""}, {"test", "", "net_tap0,iface=nbtap0"}};
     add_uplinks(c, uplinks);
     CHECK(c.pci_allow == std::vector<std::string>{"03:00.0", "0000:04:00.1"});
     CHECK(c.vdevs == std::vector<std::string>{"net_tap0,iface=nbtap0"});
@@ -252,6 +249,5 @@ TEST_CASE("lcores for workers keep the control thread off the workers' CPUs", "[
     CHECK(lcores_for_workers(two, two) == "0@(0-1),1@0,2@1");
     CHECK_THROWS_AS(lcores_for_workers(std::vector<unsigned>{5}, allowed), EalError);
     // This process's own CPUs in the same notation as the default --lcores uses.
-    CHECK(lcores_for_workers(std::vector<unsigned>{}, allowed_cpus()) ==
-          "0@(" + allowed_cpu_list() + ")");
+    CHECK(lcores_for_workers(std::vector<unsigned>{}, allowed_cpus()) == "0@(" + allowed_cpu_list() + ")");
 }

@@ -4,13 +4,13 @@
 
 #include <catch2/catch.hpp>
 
-#include "tests/support/dpdk_eal.hpp"
-#include "tests/support/frames.hpp"
 #include "pmd/bytes.hpp"
 #include "pmd/gso.hpp"
 #include "pmd/mbuf.hpp"
 #include "pmd/port.hpp"
 #include "pmd/vdev.hpp"
+#include "tests/support/dpdk_eal.hpp"
+#include "tests/support/frames.hpp"
 
 using namespace netbackd::pmd;
 using namespace netbackd::pmd::test;
@@ -34,8 +34,8 @@ struct Segments {
 };
 
 // Checks every segment against the original frame and returns the reassembled payload.
-std::vector<std::byte> check_segments(std::span<rte_mbuf*> segs, const FrameSpec& spec,
-                                      std::uint16_t mtu, std::uint16_t mss) {
+std::vector<std::byte> check_segments(std::span<rte_mbuf*> segs, const FrameSpec& spec, std::uint16_t mtu,
+                                      std::uint16_t mss) {
     std::vector<std::byte> payload;
     const std::size_t l2 = 14;
     const std::size_t l3 = spec.ip_version == 4 ? 20 : 40;
@@ -78,8 +78,7 @@ std::vector<std::byte> expected_payload(const FrameSpec& spec) {
 
 } // namespace
 
-TEST_CASE("software GSO cuts a 64 KiB TCP/IPv4 frame into MTU-sized segments",
-          "[dataplane][gso]") {
+TEST_CASE("software GSO cuts a 64 KiB TCP/IPv4 frame into MTU-sized segments", "[dataplane][gso]") {
     Pools pools;
     SoftwareGso gso(pools.direct, pools.indirect);
     FrameSpec spec;
@@ -131,8 +130,7 @@ TEST_CASE("software GSO cuts a large TCP/IPv6 frame (by copying)", "[dataplane][
     CHECK(check_segments(out.span(), spec, 1500, 1440) == expected_payload(spec));
 }
 
-TEST_CASE("software GSO keeps within a port MTU smaller than the guest's MSS",
-          "[dataplane][gso]") {
+TEST_CASE("software GSO keeps within a port MTU smaller than the guest's MSS", "[dataplane][gso]") {
     Pools pools;
     SoftwareGso gso(pools.direct, pools.indirect);
     FrameSpec spec;

@@ -5,11 +5,11 @@
 
 #include <catch2/catch.hpp>
 
-#include "tests/support/dpdk_eal.hpp"
 #include "pmd/dpdk_macros.hpp"
 #include "pmd/mbuf.hpp"
 #include "pmd/port.hpp"
 #include "pmd/vdev.hpp"
+#include "tests/support/dpdk_eal.hpp"
 
 using namespace netbackd::pmd;
 using namespace netbackd::pmd::test;
@@ -28,8 +28,8 @@ void free_burst(std::span<rte_mbuf*> pkts) {
 TEST_CASE("a vdev from the EAL command line is a port found by name", "[dataplane][null]") {
     eal();
     const auto ports = ethdev_ports();
-    const bool found = std::any_of(ports.begin(), ports.end(),
-                                   [](auto id) { return ethdev_name(id) == "net_null0"; });
+    const bool found =
+        std::any_of(ports.begin(), ports.end(), [](auto id) { return ethdev_name(id) == "net_null0"; });
     CHECK(found);
     auto pool = small_pool();
     Port port("net_null0", {}, pool);
@@ -173,8 +173,7 @@ TEST_CASE("net_null with several queues: each queue receives and sends", "[datap
     CHECK(port.stats().tx_packets == 4 * 16);
 }
 
-TEST_CASE("a jumbo MTU without RX scatter or big buffers is accepted with a warning",
-          "[dataplane][null]") {
+TEST_CASE("a jumbo MTU without RX scatter or big buffers is accepted with a warning", "[dataplane][null]") {
     eal();
     VirtualDevice dev(unique_name("net_null_t"), "");
     auto pool = small_pool();

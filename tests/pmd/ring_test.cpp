@@ -4,11 +4,11 @@
 
 #include <catch2/catch.hpp>
 
-#include "tests/support/dpdk_eal.hpp"
-#include "tests/support/frames.hpp"
 #include "pmd/mbuf.hpp"
 #include "pmd/port.hpp"
 #include "pmd/vdev.hpp"
+#include "tests/support/dpdk_eal.hpp"
+#include "tests/support/frames.hpp"
 
 using namespace netbackd::pmd;
 using namespace netbackd::pmd::test;
@@ -88,8 +88,7 @@ TEST_CASE("net_ring offers multi-segment frames but no checksum offload", "[data
     CHECK(lo.port.link().up);
 }
 
-TEST_CASE("blank checksums are filled in software for a port without offload",
-          "[dataplane][ring]") {
+TEST_CASE("blank checksums are filled in software for a port without offload", "[dataplane][ring]") {
     dataplane_eal();
     Loopback lo;
     std::vector<std::vector<std::byte>> expected;
@@ -124,8 +123,7 @@ TEST_CASE("blank checksums are filled in software for a port without offload",
     CHECK_FALSE(rx_checksums_good(m.get(), lo.port.hardware()));
 }
 
-TEST_CASE("with checksum offload the hardware is asked, with a pseudo-header seed",
-          "[dataplane][ring]") {
+TEST_CASE("with checksum offload the hardware is asked, with a pseudo-header seed", "[dataplane][ring]") {
     dataplane_eal();
     auto pool = small_pool();
     Offloads hw;
@@ -181,8 +179,7 @@ TEST_CASE("9000-byte frames loop back, chained or in one big buffer", "[dataplan
     }
 }
 
-TEST_CASE("a frame for hardware TSO carries flags, lengths and a length-less seed",
-          "[dataplane][ring]") {
+TEST_CASE("a frame for hardware TSO carries flags, lengths and a length-less seed", "[dataplane][ring]") {
     dataplane_eal();
     auto pool = small_pool();
     for (int version : {4, 6}) {
@@ -234,8 +231,7 @@ TEST_CASE("an administrative link down is seen by link_change", "[dataplane][rin
     CHECK(up->up);
 }
 
-TEST_CASE("headers spread over several segments are pulled up before offload work",
-          "[dataplane][ring]") {
+TEST_CASE("headers spread over several segments are pulled up before offload work", "[dataplane][ring]") {
     dataplane_eal();
     auto pool = small_pool();
     FrameSpec spec;

@@ -21,13 +21,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "tests/support/dpdk_eal.hpp"
-#include "tests/support/frames.hpp"
+#include "backend/platform/fd.hpp"
 #include "pmd/bytes.hpp"
 #include "pmd/mbuf.hpp"
 #include "pmd/port.hpp"
-#include "backend/platform/fd.hpp"
 #include "pmd/vdev.hpp"
+#include "tests/support/dpdk_eal.hpp"
+#include "tests/support/frames.hpp"
 
 using namespace netbackd::pmd;
 using namespace netbackd::pmd::test;
@@ -35,9 +35,9 @@ using netbackd::pmd::test::FrameSpec;
 
 namespace {
 
-constexpr int kSkip = 77;                  // SKIP_RETURN_CODE in tests/pmd/CMakeLists.txt
+constexpr int kSkip = 77;                    // SKIP_RETURN_CODE in tests/pmd/CMakeLists.txt
 constexpr std::uint16_t kEtherType = 0x88b5; // IEEE local experimental: nothing else sends it
-constexpr int kWaitMs = 10000;             // a bound for events, not a speed expectation
+constexpr int kWaitMs = 10000;               // a bound for events, not a speed expectation
 
 // Enters a fresh network namespace before EAL starts its threads (namespaces are per thread and
 // inherited), or skips the test.
@@ -48,8 +48,7 @@ void require_private_netns() {
             std::exit(kSkip);
         }
         if (::unshare(CLONE_NEWNET) != 0) {
-            std::fprintf(stderr, "SKIP: cannot create a network namespace: %s\n",
-                         std::strerror(errno));
+            std::fprintf(stderr, "SKIP: cannot create a network namespace: %s\n", std::strerror(errno));
             std::exit(kSkip);
         }
         return true;
@@ -127,8 +126,11 @@ std::vector<std::byte> receive_test_frame(int sock) {
 }
 
 struct Tap {
-    Tap() : ifname(unique_name("nbtap")), dev(unique_name("net_tap_t"), "iface=" + ifname),
-            pool(small_pool()), port(dev.name(), {}, pool) {}
+    Tap()
+        : ifname(unique_name("nbtap")),
+          dev(unique_name("net_tap_t"), "iface=" + ifname),
+          pool(small_pool()),
+          port(dev.name(), {}, pool) {}
     std::string ifname;
     VirtualDevice dev;
     Mempool pool;
@@ -151,8 +153,7 @@ std::vector<std::byte> test_frame(std::size_t payload, std::uint8_t seed) {
 
 } // namespace
 
-TEST_CASE("net_tap offers checksum and TSO offload and has link interrupts",
-          "[dataplane][tap]") {
+TEST_CASE("net_tap offers checksum and TSO offload and has link interrupts", "[dataplane][tap]") {
     require_private_netns();
     Tap tap;
     CHECK(tap.port.driver() == "net_tap");
@@ -249,8 +250,7 @@ TEST_CASE("checksums left to net_tap's offload arrive valid at the kernel", "[da
     }
 }
 
-TEST_CASE("TSO left to net_tap arrives at the kernel as valid MTU-sized segments",
-          "[dataplane][tap]") {
+TEST_CASE("TSO left to net_tap arrives at the kernel as valid MTU-sized segments", "[dataplane][tap]") {
     require_private_netns();
     Tap tap;
     REQUIRE(tap.port.hardware().tx_tcp_tso);
@@ -298,8 +298,7 @@ TEST_CASE("net_tap's RX checksum flags decide data_validated", "[dataplane][tap]
         if (corrupt) {
             frame.back() ^= std::byte{0x10};
         }
-        REQUIRE(::send(sock.get(), frame.data(), frame.size(), 0) ==
-                static_cast<ssize_t>(frame.size()));
+        REQUIRE(::send(sock.get(), frame.data(), frame.size(), 0) == static_cast<ssize_t>(frame.size()));
         MbufPtr got;
         for (int polls = 0; !got && polls < kWaitMs; ++polls) {
             std::array<rte_mbuf*, 32> rx{};

@@ -14,19 +14,18 @@
 #include <optional>
 #include <span>
 
-#include "tests/ring/fuzz_input.hpp"
 #include "ring/netif_ring.hpp"
+#include "tests/ring/fuzz_input.hpp"
 
 namespace {
 
 using namespace netbackd::ring;
 using namespace netbackd::ring::fuzz;
 
-}  // namespace
+} // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    if (size < 8)
-        return 0;
+    if (size < 8) return 0;
     const std::uint32_t start = le32(data);
     const std::uint32_t sel = le32(data + 4);
 
@@ -51,8 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         // What the requests hold before we answer over them (responses overwrite the slots).
         std::array<netif_rx_request_t, kMaxRxSegments + 1> before{};
         const Avail avail = back.poll();
-        for (RingIdx i = 0; i < std::min<RingIdx>(avail.count, nr + 1); ++i)
-            before[i] = back.copy_request(i);
+        for (RingIdx i = 0; i < std::min<RingIdx>(avail.count, nr + 1); ++i) before[i] = back.copy_request(i);
 
         RxReservation res;
         const RingIdx first = back.req_cons();
@@ -76,7 +74,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             rx.fail(res, NETIF_RSP_ERROR);
         else
             rx.complete(res, std::span(chunks.data(), nr),
-                        RxMeta{true, false, gso ? std::optional(TxGso{1448, XEN_NETIF_GSO_TYPE_TCPV4, 0}) : std::nullopt});
+                        RxMeta{true, false,
+                               gso ? std::optional(TxGso{1448, XEN_NETIF_GSO_TYPE_TCPV4, 0}) : std::nullopt});
         require(back.unanswered() == 0);
 
         // Check each response slot against the request that was in it.
@@ -85,8 +84,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             const auto r = shared.load<netif_rx_response_t>(first + slot);
             require(r.id == before[slot].id);
             require(r.status == (fail ? NETIF_RSP_ERROR : static_cast<std::int16_t>(len)));
-            if (!fail)
-                require(((r.flags & NETRXF_more_data) != 0) == (i + 1 < nr));
+            if (!fail) require(((r.flags & NETRXF_more_data) != 0) == (i + 1 < nr));
             ++slot;
             if (i == 0 && gso) {
                 if (!fail)

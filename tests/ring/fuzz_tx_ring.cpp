@@ -14,8 +14,8 @@
 #include <cstring>
 #include <memory>
 
-#include "tests/ring/fuzz_input.hpp"
 #include "ring/netif_ring.hpp"
+#include "tests/ring/fuzz_input.hpp"
 
 namespace {
 
@@ -55,8 +55,7 @@ void drain(TxAssembler& tx, BackRing<TxRing>& back) {
             require(sum == p.length);
             if (!p.is_mcast_control())
                 require(p.length >= tx.limits().min_length && p.length <= tx.limits().max_length);
-            if (p.gso)
-                require(p.gso->size != 0);
+            if (p.gso) require(p.gso->size != 0);
             tx.respond(p, NETIF_RSP_OKAY);
             require(back.unanswered() == 0);
             break;
@@ -67,11 +66,10 @@ void drain(TxAssembler& tx, BackRing<TxRing>& back) {
     require(false);
 }
 
-}  // namespace
+} // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    if (size < 16)
-        return 0;
+    if (size < 16) return 0;
     const std::uint32_t start = le32(data);
     const std::uint32_t sel = le32(data + 4);
     const std::uint8_t fatal = data[8];
@@ -90,8 +88,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     BackRing<TxRing> back(page->bytes, start);
     TxLimits lim;
-    if (fatal != 0)
-        lim.fatal_slots = fatal;
+    if (fatal != 0) lim.fatal_slots = fatal;
     TxAssembler tx(back, lim);
 
     drain(tx, back);

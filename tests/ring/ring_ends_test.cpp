@@ -11,7 +11,7 @@ TEST_CASE("event_in_range follows RING_PUSH_*_AND_CHECK_NOTIFY modulo 2^32", "[r
     CHECK(event_in_range(1, 0, 1));
     CHECK(event_in_range(5, 0, 5));
     CHECK_FALSE(event_in_range(6, 0, 5));
-    CHECK_FALSE(event_in_range(0, 0, 5));  // the event was already passed before this push
+    CHECK_FALSE(event_in_range(0, 0, 5)); // the event was already passed before this push
     CHECK(event_in_range(0, 0xFFFFFFFEu, 2));
     CHECK(event_in_range(0xFFFFFFFFu, 0xFFFFFFFEu, 2));
     CHECK_FALSE(event_in_range(3, 0xFFFFFFFEu, 2));
@@ -32,7 +32,7 @@ TEST_CASE("requests go front to back and responses back to front, with the same 
     TxPair p;
     for (std::uint16_t i = 0; i < 10; ++i)
         p.front.put_request(tx_req(100 + i, i, 0, i, static_cast<std::uint16_t>(60 + i)));
-    CHECK(p.back.poll().count == 0);  // not pushed yet
+    CHECK(p.back.poll().count == 0); // not pushed yet
     p.front.push();
     const Avail a = p.back.poll();
     REQUIRE(a.count == 10);
@@ -50,13 +50,13 @@ TEST_CASE("requests go front to back and responses back to front, with the same 
     p.back.push();
     const Avail r = p.front.poll();
     REQUIRE(r.count == 10);
-    for (RingIdx i = 0; i < r.count; ++i)
-        CHECK(p.front.copy_response(i).id == 9 - i);
+    for (RingIdx i = 0; i < r.count; ++i) CHECK(p.front.copy_response(i).id == 9 - i);
     p.front.consume(r.count);
     CHECK(p.front.free_requests() == TxRing::kSize);
 }
 
-TEST_CASE("the frontend notifies only when the backend's req_event falls in the pushed range", "[ring][ends]") {
+TEST_CASE("the frontend notifies only when the backend's req_event falls in the pushed range",
+          "[ring][ends]") {
     TxPair p;
     // Fresh ring: req_event = 1, so the first push notifies.
     p.front.put_request(tx_req(1, 0, 0, 0, 60));
@@ -101,15 +101,15 @@ TEST_CASE("final_check(want) asks to be woken at the want-th request", "[ring][e
     CHECK(p.front.push_and_check_notify());
 }
 
-TEST_CASE("the backend notifies only when the frontend's rsp_event falls in the pushed range", "[ring][ends]") {
+TEST_CASE("the backend notifies only when the frontend's rsp_event falls in the pushed range",
+          "[ring][ends]") {
     TxPair p;
-    for (std::uint16_t i = 0; i < 3; ++i)
-        p.front.put_request(tx_req(1, 0, 0, i, 60));
+    for (std::uint16_t i = 0; i < 3; ++i) p.front.put_request(tx_req(1, 0, 0, i, 60));
     p.front.push();
     p.back.consume(p.back.poll().count);
 
     p.back.put_response(netif_tx_response_t{0, NETIF_RSP_OKAY});
-    CHECK(p.back.push_and_check_notify());  // rsp_event = 1 initially
+    CHECK(p.back.push_and_check_notify()); // rsp_event = 1 initially
     p.back.put_response(netif_tx_response_t{1, NETIF_RSP_OKAY});
     CHECK_FALSE(p.back.push_and_check_notify());
     CHECK_FALSE(p.back.push_and_check_notify());
@@ -132,7 +132,7 @@ TEST_CASE("req_prod more than a ring ahead of the answered requests is an overfl
     s.req_prod().store(TxRing::kSize + 1);
     CHECK(p.back.poll().error == ProdError::overflow);
     CHECK(p.back.final_check().error == ProdError::overflow);
-    s.req_prod().store(0xFFFFFFFFu);  // far "behind" reads as far ahead
+    s.req_prod().store(0xFFFFFFFFu); // far "behind" reads as far ahead
     CHECK(p.back.poll().error == ProdError::overflow);
 }
 
@@ -172,10 +172,9 @@ TEST_CASE("a full ring takes no more requests until responses come back", "[ring
     CHECK(a.count == TxRing::kSize);
     CHECK(a.error == ProdError::none);
     p.back.consume(5);
-    for (std::uint16_t i = 0; i < 5; ++i)
-        p.back.put_response(netif_tx_response_t{i, NETIF_RSP_OKAY});
+    for (std::uint16_t i = 0; i < 5; ++i) p.back.put_response(netif_tx_response_t{i, NETIF_RSP_OKAY});
     p.back.push();
-    CHECK(p.front.full());  // still full until the frontend consumes the responses
+    CHECK(p.front.full()); // still full until the frontend consumes the responses
     p.front.consume(p.front.poll().count);
     CHECK(p.front.free_requests() == 5);
     CHECK(put_tx_packet(p.front, std::span(&seg, 1)));
@@ -193,8 +192,7 @@ TEST_CASE("indices wrap around 2^32 on both ends without losing or reordering a 
         p.front.push();
         const Avail a = p.back.poll();
         REQUIRE(a.error == ProdError::none);
-        for (RingIdx i = 0; i < a.count; ++i)
-            REQUIRE(p.back.copy_request(i).gref == seen + i);
+        for (RingIdx i = 0; i < a.count; ++i) REQUIRE(p.back.copy_request(i).gref == seen + i);
         p.back.consume(a.count);
         for (RingIdx i = 0; i < a.count; ++i)
             p.back.put_response(netif_tx_response_t{static_cast<std::uint16_t>(seen + i), NETIF_RSP_OKAY});
@@ -211,7 +209,7 @@ TEST_CASE("indices wrap around 2^32 on both ends without losing or reordering a 
     }
     CHECK(answered == 2000);
     CHECK(p.front.req_prod_pvt() == start + 2000);
-    CHECK(p.front.req_prod_pvt() < start);  // it really wrapped
+    CHECK(p.front.req_prod_pvt() < start); // it really wrapped
     CHECK(p.back.req_cons() == start + 2000);
 }
 
@@ -229,7 +227,7 @@ TEST_CASE("a backend attaching to a used ring resumes after the last published r
     BackRing<TxRing> again(p.page->bytes, start);
     const Avail a = again.poll();
     REQUIRE(a.error == ProdError::none);
-    REQUIRE(a.count == 2);  // the two unanswered requests are served again
+    REQUIRE(a.count == 2); // the two unanswered requests are served again
     CHECK(again.copy_request(0).id == 5);
     CHECK(again.copy_request(1).id == 6);
 

@@ -33,18 +33,18 @@ struct RingPair {
 using TxPair = RingPair<TxRing>;
 using RxPair = RingPair<RxRing>;
 
-inline netif_tx_request_t tx_req(grant_ref_t gref, std::uint16_t offset, std::uint16_t flags, std::uint16_t id,
-                                 std::uint16_t size) {
+inline netif_tx_request_t tx_req(grant_ref_t gref, std::uint16_t offset, std::uint16_t flags,
+                                 std::uint16_t id, std::uint16_t size) {
     return netif_tx_request_t{gref, offset, flags, id, size};
 }
 
 // An extra-info slot padded to a full TX slot.
-inline netif_tx_request_t tx_extra(std::uint8_t type, std::uint8_t flags, std::array<std::uint8_t, 6> payload = {}) {
+inline netif_tx_request_t tx_extra(std::uint8_t type, std::uint8_t flags,
+                                   std::array<std::uint8_t, 6> payload = {}) {
     std::array<std::uint8_t, sizeof(netif_tx_request_t)> raw{};
     raw[0] = type;
     raw[1] = flags;
-    for (std::size_t i = 0; i < payload.size(); ++i)
-        raw[2 + i] = payload[i];
+    for (std::size_t i = 0; i < payload.size(); ++i) raw[2 + i] = payload[i];
     return std::bit_cast<netif_tx_request_t>(raw);
 }
 
@@ -59,4 +59,4 @@ inline netif_tx_request_t gso_extra(std::uint16_t mss, std::uint8_t type, std::u
     return std::bit_cast<netif_tx_request_t>(raw);
 }
 
-}  // namespace netbackd::ring::test
+} // namespace netbackd::ring::test

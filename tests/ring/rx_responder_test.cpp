@@ -24,7 +24,7 @@ struct Rx {
     RxReservation res;
 };
 
-}  // namespace
+} // namespace
 
 TEST_CASE("a single-slot RX packet answers its own request's slot", "[ring][rx]") {
     Rx t;
@@ -58,8 +58,7 @@ TEST_CASE("a multi-slot RX packet chains with more_data and responds in request 
     CHECK(pkt.length == 8292);
     CHECK_FALSE(pkt.error);
     CHECK_FALSE(pkt.gso);
-    for (std::uint16_t i = 0; i < 3; ++i)
-        CHECK(pkt.frags()[i].id == 7 + i);
+    for (std::uint16_t i = 0; i < 3; ++i) CHECK(pkt.frags()[i].id == 7 + i);
     CHECK(pkt.frags()[0].flags == NETRXF_more_data);
     CHECK(pkt.frags()[1].flags == NETRXF_more_data);
     CHECK(pkt.frags()[2].flags == 0);
@@ -167,8 +166,7 @@ TEST_CASE("a full RX ring: the frontend cannot post more until responses return"
     CHECK(t.p.back.push_and_check_notify());
     RxFrontPacket pkt;
     std::uint32_t n = 0;
-    while (read_rx_packet(t.p.front, pkt) == RxReadStep::packet)
-        ++n;
+    while (read_rx_packet(t.p.front, pkt) == RxReadStep::packet) ++n;
     CHECK(n == RxRing::kSize);
     CHECK(t.p.front.free_requests() == RxRing::kSize);
 }

@@ -29,7 +29,17 @@ struct alignas(kPageSize) PageBuf {
 };
 
 // The shape of packet seq, reproducible on both sides of the check.
-enum class Kind { single, multi, extras, mcast, zero_length, runt, page_cross, size_mismatch, too_many_slots };
+enum class Kind {
+    single,
+    multi,
+    extras,
+    mcast,
+    zero_length,
+    runt,
+    page_cross,
+    size_mismatch,
+    too_many_slots
+};
 
 struct Shape {
     Kind kind;
@@ -74,36 +84,28 @@ Shape make_shape(std::uint32_t seq) {
     case Kind::mcast:
         s.nsegs = 1;
         seg(0, 1);
-        if (s.size[0] < kEthHeaderLen)
-            s.size[0] = kEthHeaderLen;
+        if (s.size[0] < kEthHeaderLen) s.size[0] = kEthHeaderLen;
         s.offset[0] = static_cast<std::uint16_t>(std::min<std::uint32_t>(s.offset[0], kPageSize - s.size[0]));
-        if (s.kind == Kind::mcast)
-            s.size[0] = 0;
+        if (s.kind == Kind::mcast) s.size[0] = 0;
         break;
     case Kind::multi:
     case Kind::extras:
         s.nsegs = 1 + r % kMaxTxSegments;
-        for (std::uint32_t i = 0; i < s.nsegs; ++i)
-            seg(i, i + 1);
+        for (std::uint32_t i = 0; i < s.nsegs; ++i) seg(i, i + 1);
         // Keep the whole packet within the 16-bit size of the first slot.
         while (s.nsegs > 1) {
             std::uint32_t total = 0;
-            for (std::uint32_t i = 0; i < s.nsegs; ++i)
-                total += s.size[i];
-            if (total <= XEN_NETIF_MAX_TX_SIZE && total >= kEthHeaderLen)
-                break;
+            for (std::uint32_t i = 0; i < s.nsegs; ++i) total += s.size[i];
+            if (total <= XEN_NETIF_MAX_TX_SIZE && total >= kEthHeaderLen) break;
             --s.nsegs;
         }
         if (s.nsegs == 1 && s.size[0] < kEthHeaderLen) {
             s.size[0] = kEthHeaderLen;
             s.offset[0] = 0;
         }
-        if (s.kind == Kind::extras)
-            s.gso = TxGso{1448, XEN_NETIF_GSO_TYPE_TCPV4, 0};
+        if (s.kind == Kind::extras) s.gso = TxGso{1448, XEN_NETIF_GSO_TYPE_TCPV4, 0};
         break;
-    case Kind::zero_length:
-        s.nsegs = 1;
-        break;
+    case Kind::zero_length: s.nsegs = 1; break;
     case Kind::runt:
         s.nsegs = 1;
         s.size[0] = 10;
@@ -114,13 +116,12 @@ Shape make_shape(std::uint32_t seq) {
         s.offset = {0, 4000};
         break;
     case Kind::size_mismatch:
-        s.nsegs = 2;  // written raw below: first says 100, second carries 200
+        s.nsegs = 2; // written raw below: first says 100, second carries 200
         s.size = {100, 200};
         break;
     case Kind::too_many_slots:
         s.nsegs = kMaxTxSegments + 1;
-        for (std::uint32_t i = 0; i < s.nsegs; ++i)
-            s.size[i] = 64;
+        for (std::uint32_t i = 0; i < s.nsegs; ++i) s.size[i] = 64;
         break;
     }
     return s;
@@ -167,7 +168,7 @@ void backend(Page tx_page, Page rx_page, Shared& sh, BackendStats& st) {
     BackRing<RxRing> rx_ring(rx_page);
     TxAssembler tx(tx_ring);
     RxResponder rx(rx_ring);
-    std::array<Echo, 512> echo{};  // FIFO of accepted packets awaiting RX buffers
+    std::array<Echo, 512> echo{}; // FIFO of accepted packets awaiting RX buffers
     std::size_t echo_head = 0, echo_len = 0;
     TxPacket p;
 
@@ -184,8 +185,7 @@ void backend(Page tx_page, Page rx_page, Shared& sh, BackendStats& st) {
                     if (p.segments()[i].gref != gref_of(seq, i))
                         fail(sh, "backend: segment gref out of order");
                 }
-                if (total != p.length)
-                    fail(sh, "backend: segment sizes do not add up");
+                if (total != p.length) fail(sh, "backend: segment sizes do not add up");
                 tx.respond(p, NETIF_RSP_OKAY);
                 if (p.is_mcast_control()) {
                     ++st.mcast;
@@ -208,16 +208,14 @@ void backend(Page tx_page, Page rx_page, Shared& sh, BackendStats& st) {
                 break;
             }
         }
-        if (tx_ring.push_and_check_notify())
-            sh.to_front.notify();
+        if (tx_ring.push_and_check_notify()) sh.to_front.notify();
 
         RxStep rs = RxStep::ok;
         while (echo_len != 0) {
             const Echo& e = echo[echo_head];
             RxReservation res;
             rs = rx.reserve(e.nsegs, e.gso.has_value(), res);
-            if (rs != RxStep::ok)
-                break;
+            if (rs != RxStep::ok) break;
             rx.complete(res, std::span(e.chunks.data(), e.nsegs), RxMeta{true, false, e.gso});
             echo_head = (echo_head + 1) % echo.size();
             --echo_len;
@@ -228,10 +226,8 @@ void backend(Page tx_page, Page rx_page, Shared& sh, BackendStats& st) {
             fail(sh, "backend: fatal RX error");
             return;
         }
-        if (rx_ring.push_and_check_notify())
-            sh.to_front.notify();
-        if (progress)
-            continue;
+        if (rx_ring.push_and_check_notify()) sh.to_front.notify();
+        if (progress) continue;
 
         // Sleep only when neither ring can move: no TX request (or no room to keep its echo), and
         // no echo waiting or too few RX buffers for it.
@@ -263,7 +259,7 @@ void frontend(Page tx_page, Page rx_page, std::uint32_t n, Shared& sh, FrontendS
     FrontRing<RxRing> rx(rx_page);
     // Expected status per outstanding TX id; ids are unique within the 256 outstanding slots.
     std::array<std::int16_t, 65536> want{};
-    std::array<std::uint32_t, 4096> echo_seq{};  // FIFO of seqs the backend must echo
+    std::array<std::uint32_t, 4096> echo_seq{}; // FIFO of seqs the backend must echo
     std::size_t echo_head = 0, echo_len = 0;
     std::uint16_t next_id = 0, next_rx_id = 0;
     std::uint64_t responses = 0;
@@ -273,8 +269,7 @@ void frontend(Page tx_page, Page rx_page, std::uint32_t n, Shared& sh, FrontendS
         const Shape sh_ = make_shape(s);
         const bool good = is_good(sh_.kind);
         const bool echo = good && sh_.kind != Kind::mcast;
-        if (echo && echo_len == echo_seq.size())
-            return false;
+        if (echo && echo_len == echo_seq.size()) return false;
         std::array<TxFrontSegment, 20> segs{};
         for (std::uint32_t i = 0; i < sh_.nsegs; ++i)
             segs[i] = TxFrontSegment{gref_of(s, i), sh_.offset[i], sh_.size[i], next_id++};
@@ -296,8 +291,7 @@ void frontend(Page tx_page, Page rx_page, std::uint32_t n, Shared& sh, FrontendS
             put_tx_packet(tx, std::span(segs.data(), sh_.nsegs), x);
         }
         const std::int16_t status = good ? NETIF_RSP_OKAY : NETIF_RSP_ERROR;
-        for (std::uint32_t i = 0; i < sh_.nsegs; ++i)
-            want[segs[i].id] = status;
+        for (std::uint32_t i = 0; i < sh_.nsegs; ++i) want[segs[i].id] = status;
         st.slots += slots;
         ++st.sent;
         if (echo) {
@@ -314,15 +308,13 @@ void frontend(Page tx_page, Page rx_page, std::uint32_t n, Shared& sh, FrontendS
             ++next_rx_id;
             progress = true;
         }
-        if (rx.push_and_check_notify())
-            sh.to_back.notify();
+        if (rx.push_and_check_notify()) sh.to_back.notify();
 
         while (seq < n && send(seq)) {
             ++seq;
             progress = true;
         }
-        if (tx.push_and_check_notify())
-            sh.to_back.notify();
+        if (tx.push_and_check_notify()) sh.to_back.notify();
 
         const Avail a = tx.poll();
         for (RingIdx i = 0; i < a.count; ++i) {
@@ -338,13 +330,11 @@ void frontend(Page tx_page, Page rx_page, std::uint32_t n, Shared& sh, FrontendS
         tx.consume(a.count);
         responses += a.count;
         progress |= a.count != 0;
-        if (a.error != ProdError::none)
-            fail(sh, "frontend: bad TX rsp_prod");
+        if (a.error != ProdError::none) fail(sh, "frontend: bad TX rsp_prod");
 
         RxFrontPacket pkt;
         for (RxReadStep rs; (rs = read_rx_packet(rx, pkt)) != RxReadStep::empty;) {
-            if (rs == RxReadStep::pending)
-                break;
+            if (rs == RxReadStep::pending) break;
             if (rs == RxReadStep::malformed || echo_len == 0) {
                 fail(sh, "frontend: malformed or unexpected RX packet");
                 break;
@@ -356,18 +346,14 @@ void frontend(Page tx_page, Page rx_page, std::uint32_t n, Shared& sh, FrontendS
                       (pkt.flags & NETRXF_data_validated);
             for (std::uint32_t i = 0; ok && i < s.nsegs; ++i)
                 ok = pkt.frags()[i].status == s.size[i] && pkt.frags()[i].offset == s.offset[i];
-            if (ok && s.gso)
-                ok = pkt.gso->u.gso.size == s.gso->size && pkt.gso->u.gso.type == s.gso->type;
-            if (!ok)
-                fail(sh, "frontend: echoed RX packet differs from the one sent");
+            if (ok && s.gso) ok = pkt.gso->u.gso.size == s.gso->size && pkt.gso->u.gso.type == s.gso->type;
+            if (!ok) fail(sh, "frontend: echoed RX packet differs from the one sent");
             ++st.echoes;
             progress = true;
         }
 
-        if (seq == n && responses == st.slots && echo_len == 0)
-            break;
-        if (progress)
-            continue;
+        if (seq == n && responses == st.slots && echo_len == 0) break;
+        if (progress) continue;
         const Avail ta = tx.final_check();
         const Avail ra = rx.final_check();
         if (ta.count == 0 && ra.count == 0 && !sh.to_front.wait(30s)) {
@@ -379,7 +365,7 @@ void frontend(Page tx_page, Page rx_page, std::uint32_t n, Shared& sh, FrontendS
     sh.to_back.notify();
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char** argv) {
     std::uint32_t n = 20000;
@@ -403,14 +389,14 @@ int main(int argc, char** argv) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     std::uint64_t dropped = 0;
-    for (auto c : bs.errors)
-        dropped += c;
-    if (!sh.failed && (bs.packets != fs.expected_echoes || bs.echoed != fs.echoes || fs.echoes != fs.expected_echoes ||
-                       bs.packets + bs.mcast + dropped != fs.sent))
+    for (auto c : bs.errors) dropped += c;
+    if (!sh.failed && (bs.packets != fs.expected_echoes || bs.echoed != fs.echoes ||
+                       fs.echoes != fs.expected_echoes || bs.packets + bs.mcast + dropped != fs.sent))
         fail(sh, "packet counts differ between frontend and backend");
 
-    std::printf("netbackd ring self-check: %u packets, %llu slots over one TX and one RX ring (256 slots each)\n", n,
-                static_cast<unsigned long long>(fs.slots));
+    std::printf(
+        "netbackd ring self-check: %u packets, %llu slots over one TX and one RX ring (256 slots each)\n", n,
+        static_cast<unsigned long long>(fs.slots));
     std::printf("  TX packets accepted   %llu (+ %llu multicast control)\n",
                 static_cast<unsigned long long>(bs.packets), static_cast<unsigned long long>(bs.mcast));
     std::printf("  TX packets dropped    %llu\n", static_cast<unsigned long long>(dropped));
@@ -424,9 +410,10 @@ int main(int argc, char** argv) {
     std::printf("  RX packets echoed     %llu, checked by the frontend %llu\n",
                 static_cast<unsigned long long>(bs.echoed), static_cast<unsigned long long>(fs.echoes));
     std::printf("  notifications         to backend %llu, to frontend %llu\n",
-                static_cast<unsigned long long>(sh.to_back.sent()), static_cast<unsigned long long>(sh.to_front.sent()));
-    std::printf("  time                  %.3f s, %.2f Mpps through TX+RX (two threads, no data copies)\n", secs,
-                secs > 0 ? static_cast<double>(n) / secs / 1e6 : 0.0);
+                static_cast<unsigned long long>(sh.to_back.sent()),
+                static_cast<unsigned long long>(sh.to_front.sent()));
+    std::printf("  time                  %.3f s, %.2f Mpps through TX+RX (two threads, no data copies)\n",
+                secs, secs > 0 ? static_cast<double>(n) / secs / 1e6 : 0.0);
     std::printf("  result                %s\n", sh.failed ? "MISMATCH" : "ok");
     return sh.failed ? 1 : 0;
 }

@@ -26,8 +26,7 @@ public:
     // (a deadlock detector, not a performance bound).
     bool wait(std::chrono::milliseconds timeout) {
         std::unique_lock lock(mu_);
-        if (!cv_.wait_for(lock, timeout, [&] { return pending_; }))
-            return false;
+        if (!cv_.wait_for(lock, timeout, [&] { return pending_; })) return false;
         pending_ = false;
         waits_.fetch_add(1, std::memory_order_relaxed);
         return true;
@@ -44,4 +43,4 @@ private:
     std::atomic<std::uint64_t> waits_{0};
 };
 
-}  // namespace netbackd::ring
+} // namespace netbackd::ring

@@ -10,8 +10,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "tests/ring/sim_event.hpp"
 #include "tests/ring/ring_pairs.hpp"
+#include "tests/ring/sim_event.hpp"
 
 using namespace netbackd::ring;
 using namespace netbackd::ring::test;
@@ -59,8 +59,7 @@ void run_frontend(Page page, SimEvent& to_back, SimEvent& to_front, Outcome& out
             front.put_request(request_for(sent++));
             progress = true;
         }
-        if (front.push_and_check_notify())
-            to_back.notify();
+        if (front.push_and_check_notify()) to_back.notify();
 
         const Avail a = front.poll();
         if (a.error != ProdError::none) {
@@ -70,22 +69,17 @@ void run_frontend(Page page, SimEvent& to_back, SimEvent& to_front, Outcome& out
         }
         for (RingIdx i = 0; i < a.count; ++i) {
             const netif_tx_response_t r = front.copy_response(i);
-            if (r.id != static_cast<std::uint16_t>(answered))
-                out.bad_order.fetch_add(1);
-            if (r.status != NETIF_RSP_OKAY)
-                out.bad_content.fetch_add(1);
+            if (r.id != static_cast<std::uint16_t>(answered)) out.bad_order.fetch_add(1);
+            if (r.status != NETIF_RSP_OKAY) out.bad_content.fetch_add(1);
             ++answered;
         }
         front.consume(a.count);
-        if (progress || a.count != 0)
-            continue;
-        if (front.final_check().count != 0)
-            continue;
+        if (progress || a.count != 0) continue;
+        if (front.final_check().count != 0) continue;
         ++sleeps;
         if (!to_front.wait(kWatchdog)) {
             // Asleep for the whole watchdog: lost if responses were waiting all along.
-            if (front.poll().count != 0)
-                out.lost_notifications.fetch_add(1);
+            if (front.poll().count != 0) out.lost_notifications.fetch_add(1);
             out.abort = true;
             to_back.notify();
             break;
@@ -103,8 +97,7 @@ void run_backend(Page page, SimEvent& to_back, SimEvent& to_front, Outcome& out,
         bool progress = false;
         for (std::uint32_t budget = 1 + rng() % 64; budget != 0; --budget) {
             const TxResult r = tx.next(p);
-            if (r.step == TxStep::empty)
-                break;
+            if (r.step == TxStep::empty) break;
             if (r.step != TxStep::packet) {
                 out.bad_content.fetch_add(1);
                 out.abort = true;
@@ -112,23 +105,20 @@ void run_backend(Page page, SimEvent& to_back, SimEvent& to_front, Outcome& out,
                 return;
             }
             const netif_tx_request_t want = request_for(seen);
-            if (p.nr_segments != 1 || p.ids[0] != want.id || p.segments()[0] != TxSegment{want.gref, want.offset, want.size})
+            if (p.nr_segments != 1 || p.ids[0] != want.id ||
+                p.segments()[0] != TxSegment{want.gref, want.offset, want.size})
                 out.bad_content.fetch_add(1);
             tx.respond(p, NETIF_RSP_OKAY);
             ++seen;
             progress = true;
         }
-        if (back.push_and_check_notify())
-            to_front.notify();
-        if (progress)
-            continue;
+        if (back.push_and_check_notify()) to_front.notify();
+        if (progress) continue;
         const Avail f = back.final_check();
-        if (f.count != 0 || f.error != ProdError::none)
-            continue;
+        if (f.count != 0 || f.error != ProdError::none) continue;
         ++sleeps;
         if (!to_back.wait(kWatchdog)) {
-            if (back.poll().count != 0)
-                out.lost_notifications.fetch_add(1);
+            if (back.poll().count != 0) out.lost_notifications.fetch_add(1);
             out.abort = true;
             to_front.notify();
             return;
@@ -136,7 +126,7 @@ void run_backend(Page page, SimEvent& to_back, SimEvent& to_front, Outcome& out,
     }
 }
 
-}  // namespace
+} // namespace
 
 TEST_CASE("two threads exchange millions of requests and responses without losing a notification",
           "[ring][threads]") {

@@ -23,8 +23,7 @@ struct Tx {
         p.back.push();
         const Avail a = p.front.poll();
         std::vector<netif_tx_response_t> out;
-        for (RingIdx i = 0; i < a.count; ++i)
-            out.push_back(p.front.copy_response(i));
+        for (RingIdx i = 0; i < a.count; ++i) out.push_back(p.front.copy_response(i));
         p.front.consume(a.count);
         return out;
     }
@@ -42,12 +41,11 @@ void check_all_error(const std::vector<netif_tx_response_t>& rsps, std::vector<s
         CHECK(rsps[k].status == NETIF_RSP_ERROR);
         ++k;
         if (i == 0)
-            for (std::size_t j = 0; j < nulls_after_first; ++j)
-                CHECK(rsps[k++].status == NETIF_RSP_NULL);
+            for (std::size_t j = 0; j < nulls_after_first; ++j) CHECK(rsps[k++].status == NETIF_RSP_NULL);
     }
 }
 
-}  // namespace
+} // namespace
 
 TEST_CASE("an empty ring yields empty", "[ring][tx]") {
     Tx t;
@@ -68,7 +66,7 @@ TEST_CASE("a single-slot packet keeps gref, offset, size, id and flags", "[ring]
     CHECK(t.pkt.data_validated);
     CHECK_FALSE(t.pkt.gso);
     CHECK(t.p.back.req_cons() == 1);
-    CHECK(t.responses().empty());  // answered only by respond()
+    CHECK(t.responses().empty()); // answered only by respond()
     t.tx.respond(t.pkt, NETIF_RSP_OKAY);
     const auto rsps = t.responses();
     REQUIRE(rsps.size() == 1);
@@ -113,7 +111,8 @@ TEST_CASE("extras GSO, hash and multicast are parsed and answered with NULL in t
     REQUIRE(t.pkt.gso);
     CHECK(*t.pkt.gso == TxGso{1448, XEN_NETIF_GSO_TYPE_TCPV6, 0});
     REQUIRE(t.pkt.hash);
-    CHECK(*t.pkt.hash == TxHash{_XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP, XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ, 0xA1B2C3D4u});
+    CHECK(*t.pkt.hash ==
+          TxHash{_XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP, XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ, 0xA1B2C3D4u});
     CHECK(t.pkt.csum_blank);
     CHECK_FALSE(t.pkt.data_validated);
     CHECK(t.pkt.length == 3000);
@@ -143,12 +142,12 @@ TEST_CASE("a multicast control packet is delivered even with zero length", "[rin
 }
 
 TEST_CASE("rule: an unknown extra type is fatal and stops the ring", "[ring][tx][hostile]") {
-    const std::uint8_t type = GENERATE(std::uint8_t{XEN_NETIF_EXTRA_TYPE_NONE}, std::uint8_t{XEN_NETIF_EXTRA_TYPE_MAX},
-                                       std::uint8_t{0xff});
+    const std::uint8_t type = GENERATE(std::uint8_t{XEN_NETIF_EXTRA_TYPE_NONE},
+                                       std::uint8_t{XEN_NETIF_EXTRA_TYPE_MAX}, std::uint8_t{0xff});
     Tx t;
     t.put(tx_req(1, 0, NETTXF_extra_info, 1, 60));
     t.put(tx_extra(type, 0));
-    t.put(tx_req(2, 0, 0, 2, 60));  // a good packet behind it is never reached
+    t.put(tx_req(2, 0, 0, 2, 60)); // a good packet behind it is never reached
     t.push();
     const TxResult r = t.tx.next(t.pkt);
     CHECK(r.step == TxStep::fatal);
@@ -186,17 +185,15 @@ TEST_CASE("rule: req_prod more than a ring ahead of req_cons is fatal", "[ring][
     const TxResult r = t.tx.next(t.pkt);
     CHECK(r.step == TxStep::fatal);
     CHECK(r.error == TxError::req_prod_overflow);
-    t.p.shared().req_prod().store(1);  // going back to sane does not revive the ring
+    t.p.shared().req_prod().store(1); // going back to sane does not revive the ring
     CHECK(t.tx.next(t.pkt).step == TxStep::fatal);
 }
 
 TEST_CASE("rule: req_prod moving backwards is fatal", "[ring][tx][hostile]") {
     Tx t;
-    for (std::uint16_t i = 0; i < 4; ++i)
-        t.put(tx_req(i, 0, 0, i, 60));
+    for (std::uint16_t i = 0; i < 4; ++i) t.put(tx_req(i, 0, 0, i, 60));
     t.push();
-    for (int i = 0; i < 4; ++i)
-        REQUIRE(t.tx.next(t.pkt).step == TxStep::packet);
+    for (int i = 0; i < 4; ++i) REQUIRE(t.tx.next(t.pkt).step == TxStep::packet);
     t.p.shared().req_prod().store(2);
     CHECK(t.tx.next(t.pkt).error == TxError::req_prod_regressed);
 }
@@ -204,8 +201,8 @@ TEST_CASE("rule: req_prod moving backwards is fatal", "[ring][tx][hostile]") {
 TEST_CASE("rule: a later segment crossing the page end drops the packet", "[ring][tx][hostile]") {
     Tx t;
     t.put(tx_req(1, 0, NETTXF_more_data, 31, 300));
-    t.put(tx_req(2, 4000, 0, 32, 97));  // 4000 + 97 = 4097
-    t.put(tx_req(3, 0, 0, 33, 60));     // next packet stays intact
+    t.put(tx_req(2, 4000, 0, 32, 97)); // 4000 + 97 = 4097
+    t.put(tx_req(3, 0, 0, 33, 60));    // next packet stays intact
     t.push();
     const TxResult r = t.tx.next(t.pkt);
     CHECK(r.step == TxStep::dropped);
@@ -218,7 +215,7 @@ TEST_CASE("rule: a later segment crossing the page end drops the packet", "[ring
 
 TEST_CASE("rule: a first segment crossing the page end drops the packet", "[ring][tx][hostile]") {
     Tx t;
-    t.put(tx_req(1, 4000, NETTXF_more_data, 1, 200));  // own share 100 -> 4100
+    t.put(tx_req(1, 4000, NETTXF_more_data, 1, 200)); // own share 100 -> 4100
     t.put(tx_req(2, 0, 0, 2, 100));
     t.push();
     CHECK(t.tx.next(t.pkt).error == TxError::page_cross);
@@ -230,7 +227,8 @@ TEST_CASE("rule: a first segment crossing the page end drops the packet", "[ring
     CHECK(t.tx.next(t.pkt).step == TxStep::packet);
 }
 
-TEST_CASE("rule: a first-slot size below the sum of the other slots drops the packet", "[ring][tx][hostile]") {
+TEST_CASE("rule: a first-slot size below the sum of the other slots drops the packet",
+          "[ring][tx][hostile]") {
     Tx t;
     t.put(tx_req(1, 0, NETTXF_more_data, 1, 100));
     t.put(tx_req(2, 0, NETTXF_more_data, 2, 60));
@@ -282,9 +280,10 @@ namespace {
 void put_chain(Tx& t, std::uint32_t slots, std::uint16_t first_id = 0) {
     t.put(tx_req(1, 0, slots > 1 ? NETTXF_more_data : 0, first_id, static_cast<std::uint16_t>(60 * slots)));
     for (std::uint32_t i = 1; i < slots; ++i)
-        t.put(tx_req(1, 0, i + 1 < slots ? NETTXF_more_data : 0, static_cast<std::uint16_t>(first_id + i), 60));
+        t.put(
+            tx_req(1, 0, i + 1 < slots ? NETTXF_more_data : 0, static_cast<std::uint16_t>(first_id + i), 60));
 }
-}  // namespace
+} // namespace
 
 TEST_CASE("rule: 18 data slots are accepted, 19 dropped, 20 fatal", "[ring][tx][hostile]") {
     {
@@ -329,8 +328,7 @@ TEST_CASE("rule: the fatal slot threshold is a parameter", "[ring][tx][hostile]"
     CHECK(t.tx.next(t.pkt).error == TxError::fatal_slot_count);
     // Fatal as soon as the threshold is seen, even before the chain is complete.
     Tx u(lim);
-    for (int i = 0; i < 30; ++i)
-        u.put(tx_req(1, 0, NETTXF_more_data, 0, 60));
+    for (int i = 0; i < 30; ++i) u.put(tx_req(1, 0, NETTXF_more_data, 0, 60));
     u.push();
     CHECK(u.tx.next(u.pkt).error == TxError::fatal_slot_count);
 }
@@ -354,10 +352,9 @@ TEST_CASE("a packet whose slots are not all published is left pending, then asse
 
 TEST_CASE("rule: a packet that cannot complete in a full ring is fatal", "[ring][tx][hostile]") {
     TxLimits lim;
-    lim.fatal_slots = 100000;  // make the ring size the only bound
+    lim.fatal_slots = 100000; // make the ring size the only bound
     Tx t(lim);
-    for (RingIdx i = 0; i < TxRing::kSize; ++i)
-        t.put(tx_req(1, 0, NETTXF_more_data, 0, 60));
+    for (RingIdx i = 0; i < TxRing::kSize; ++i) t.put(tx_req(1, 0, NETTXF_more_data, 0, 60));
     t.push();
     CHECK(t.tx.next(t.pkt).error == TxError::packet_exceeds_ring);
     // A chain of extras that never ends, likewise.
@@ -372,10 +369,10 @@ TEST_CASE("rule: a packet that cannot complete in a full ring is fatal", "[ring]
 TEST_CASE("every consumed slot gets exactly one response, drops interleaved with deferred packets",
           "[ring][tx]") {
     Tx t;
-    t.put(tx_req(1, 0, 0, 1, 60));                  // packet, answered later
-    t.put(tx_req(1, 0, NETTXF_extra_info, 2, 0));   // zero length with an extra: dropped
+    t.put(tx_req(1, 0, 0, 1, 60));                // packet, answered later
+    t.put(tx_req(1, 0, NETTXF_extra_info, 2, 0)); // zero length with an extra: dropped
     t.put(gso_extra(1448, XEN_NETIF_GSO_TYPE_TCPV4));
-    t.put(tx_req(1, 0, 0, 3, 60));                  // packet
+    t.put(tx_req(1, 0, 0, 3, 60)); // packet
     t.push();
     TxPacket a, c;
     REQUIRE(t.tx.next(a).step == TxStep::packet);
@@ -398,7 +395,8 @@ TEST_CASE("assembly works across index wrap-around at 2^32", "[ring][tx]") {
     Tx t({}, 0xFFFFFFFFu - 5);
     std::uint16_t id = 0;
     for (int round = 0; round < 40; ++round) {
-        const TxFrontSegment segs[] = {{1, 0, 100, id}, {2, 0, 50, static_cast<std::uint16_t>(id + 1)},
+        const TxFrontSegment segs[] = {{1, 0, 100, id},
+                                       {2, 0, 50, static_cast<std::uint16_t>(id + 1)},
                                        {3, 0, 25, static_cast<std::uint16_t>(id + 2)}};
         TxExtras x;
         x.gso = TxGso{1000, XEN_NETIF_GSO_TYPE_TCPV4, 0};
@@ -414,7 +412,7 @@ TEST_CASE("assembly works across index wrap-around at 2^32", "[ring][tx]") {
         CHECK(rsps[3].id == id + 2);
         id = static_cast<std::uint16_t>(id + 3);
     }
-    CHECK(t.p.back.req_cons() < 1000);  // wrapped
+    CHECK(t.p.back.req_cons() < 1000); // wrapped
 }
 
 TEST_CASE("rule: requests are copied once; a frontend rewriting slots concurrently cannot break an "

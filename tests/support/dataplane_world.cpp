@@ -7,10 +7,10 @@
 
 #include <poll.h>
 
-#include "tests/support/dpdk_eal.hpp"
-#include "tests/support/frames.hpp"
 #include "pmd/checksum.hpp"
 #include "pmd/mbuf.hpp"
+#include "tests/support/dpdk_eal.hpp"
+#include "tests/support/frames.hpp"
 
 namespace netbackd::dataplane::test {
 
@@ -29,7 +29,8 @@ RingUplink::RingUplink(const pmd::Mempool& pool, pmd::Offloads hw, std::uint16_t
     : pool_(pool), hw_(hw), mtu_(mtu) {
     to_backend_ = rte_ring_create(pmd::test::unique_name("upin").c_str(), 4096, SOCKET_ID_ANY, 0);
     from_backend_ = rte_ring_create(pmd::test::unique_name("upout").c_str(), 4096, SOCKET_ID_ANY, 0);
-    if (to_backend_ == nullptr || from_backend_ == nullptr) throw std::runtime_error("rte_ring_create failed");
+    if (to_backend_ == nullptr || from_backend_ == nullptr)
+        throw std::runtime_error("rte_ring_create failed");
 }
 
 RingUplink::~RingUplink() {
@@ -41,13 +42,13 @@ RingUplink::~RingUplink() {
 }
 
 std::uint16_t RingUplink::rx_burst(std::uint16_t, std::span<rte_mbuf*> out) noexcept {
-    return static_cast<std::uint16_t>(rte_ring_dequeue_burst(to_backend_, reinterpret_cast<void**>(out.data()),
-                                                             static_cast<unsigned>(out.size()), nullptr));
+    return static_cast<std::uint16_t>(rte_ring_dequeue_burst(
+        to_backend_, reinterpret_cast<void**>(out.data()), static_cast<unsigned>(out.size()), nullptr));
 }
 
 std::uint16_t RingUplink::tx_burst(std::uint16_t, std::span<rte_mbuf*> pkts) noexcept {
-    return static_cast<std::uint16_t>(rte_ring_enqueue_burst(from_backend_, reinterpret_cast<void**>(pkts.data()),
-                                                             static_cast<unsigned>(pkts.size()), nullptr));
+    return static_cast<std::uint16_t>(rte_ring_enqueue_burst(
+        from_backend_, reinterpret_cast<void**>(pkts.data()), static_cast<unsigned>(pkts.size()), nullptr));
 }
 
 void RingUplink::inject(std::span<const std::byte> frame) {

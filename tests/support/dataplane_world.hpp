@@ -13,18 +13,18 @@
 
 #include <rte_ring.h>
 
-#include "tests/support/sim_hypervisor.hpp"
 #include "backend/control/data_plane_sink.hpp"
 #include "backend/dataplane/mac.hpp"
 #include "backend/dataplane/uplink.hpp"
 #include "backend/platform/sim/client.hpp"
-#include "xensim/hypervisor/guest_memory.hpp"
 #include "backend/platform/sim/sim_events.hpp"
 #include "backend/platform/sim/sim_grants.hpp"
 #include "pmd/mbuf.hpp"
 #include "pmd/mempool.hpp"
 #include "ring/front_packets.hpp"
 #include "ring/front_ring.hpp"
+#include "tests/support/sim_hypervisor.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
 
 namespace netbackd::dataplane::test {
 
@@ -93,7 +93,8 @@ public:
     Netfront(World& world, platform::DomId domid, std::uint32_t devid = 0);
 
     // The handle the control plane would hand over (rings mapped, port bound by the backend).
-    std::unique_ptr<control::VifHandle> handle(MacAddr mac, control::NegotiatedFeatures features = default_features(),
+    std::unique_ptr<control::VifHandle> handle(MacAddr mac,
+                                               control::NegotiatedFeatures features = default_features(),
                                                std::optional<control::Rate> rate = std::nullopt);
     static control::NegotiatedFeatures default_features();
     // This netfront's rings as one queue of a handle (several netfronts of one domain make a

@@ -54,14 +54,14 @@ std::vector<std::byte> build_frame(const FrameSpec& s) {
         store_be16(b, ip + 4, static_cast<std::uint16_t>(ext + l4_total));
         b[ip + 6] = static_cast<std::byte>(ext != 0 ? 0 : s.proto);
         b[ip + 7] = std::byte{64};
-        store_be32(b, ip + 8, 0xfd000000);  // fd00::1
+        store_be32(b, ip + 8, 0xfd000000); // fd00::1
         store_be32(b, ip + 20, 1);
         store_be32(b, ip + 24, 0xfd000000); // fd00::2
         store_be32(b, ip + 36, 2);
         if (ext != 0) {
             b[ip + 40] = static_cast<std::byte>(s.proto);
             b[ip + 41] = std::byte{0}; // (0 + 1) * 8 bytes; the rest is Pad options
-            b[ip + 42] = std::byte{1};  // PadN, 4 bytes of padding
+            b[ip + 42] = std::byte{1}; // PadN, 4 bytes of padding
             b[ip + 43] = std::byte{4};
         }
     }

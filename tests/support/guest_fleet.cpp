@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <ctime>
 #include <filesystem>
-#include <thread>
 #include <fstream>
+#include <thread>
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
@@ -13,18 +13,20 @@
 
 namespace netbackd::testing {
 
-ring::MacAddr guest_mac(platform::DomId domid, std::uint32_t devid)
-{
-    return {0x00, 0x16, 0x3e, 0x00, static_cast<std::uint8_t>(domid & 0xff), static_cast<std::uint8_t>(devid & 0xff)};
+ring::MacAddr guest_mac(platform::DomId domid, std::uint32_t devid) {
+    return {0x00,
+            0x16,
+            0x3e,
+            0x00,
+            static_cast<std::uint8_t>(domid & 0xff),
+            static_cast<std::uint8_t>(devid & 0xff)};
 }
 
-std::string guest_mac_text(platform::DomId domid, std::uint32_t devid)
-{
+std::string guest_mac_text(platform::DomId domid, std::uint32_t devid) {
     return fmt::format("00:16:3e:00:{:02x}:{:02x}", domid & 0xff, devid & 0xff);
 }
 
-void attach_vif(SimWorld& world, platform::DomId domid, std::uint32_t devid)
-{
+void attach_vif(SimWorld& world, platform::DomId domid, std::uint32_t devid) {
     xensim::NicSpec s;
     s.frontend = domid;
     s.backend = kDriverDomain;
@@ -34,8 +36,7 @@ void attach_vif(SimWorld& world, platform::DomId domid, std::uint32_t devid)
 }
 
 FleetGuest& GuestFleet::add(platform::DomId domid, std::uint32_t devid, std::optional<ring::MacAddr> dst,
-                            std::size_t frame_size)
-{
+                            std::size_t frame_size) {
     attach_vif(world_, domid, devid);
 
     auto g = std::make_unique<FleetGuest>();
@@ -61,8 +62,7 @@ FleetGuest& GuestFleet::add(platform::DomId domid, std::uint32_t devid, std::opt
     return ref;
 }
 
-void GuestFleet::restart(FleetGuest& g)
-{
+void GuestFleet::restart(FleetGuest& g) {
     g.rx_before = g.rx_pkts();
     g.tx_before = g.tx_pkts();
     // The old data half lets go of the old rings first, as netfront's release hook would.
@@ -73,8 +73,7 @@ void GuestFleet::restart(FleetGuest& g)
     g.guest->start_netfront(g.devid, 1, true);
 }
 
-void GuestFleet::drop(FleetGuest& g)
-{
+void GuestFleet::drop(FleetGuest& g) {
     g.rx_before = g.rx_pkts();
     g.tx_before = g.tx_pkts();
     g.traffic.reset();
@@ -82,15 +81,13 @@ void GuestFleet::drop(FleetGuest& g)
     g.guest = nullptr;
 }
 
-void GuestFleet::follow(FleetGuest& g)
-{
+void GuestFleet::follow(FleetGuest& g) {
     if (!g.guest || !g.guest->netfront || !g.io) return;
     g.guest->netfront->process_watches();
     if (g.io->follow(*g.guest->netfront) && g.io->attached()) (void)g.traffic->on_attach();
 }
 
-void GuestFleet::pump(std::chrono::milliseconds span)
-{
+void GuestFleet::pump(std::chrono::milliseconds span) {
     const auto end = std::chrono::steady_clock::now() + span;
     do {
         const auto now = std::chrono::steady_clock::now();
@@ -105,8 +102,7 @@ void GuestFleet::pump(std::chrono::milliseconds span)
     } while (std::chrono::steady_clock::now() < end);
 }
 
-double GuestFleet::rate(const FleetGuest& receiver, std::chrono::milliseconds window)
-{
+double GuestFleet::rate(const FleetGuest& receiver, std::chrono::milliseconds window) {
     const auto before = receiver.rx_pkts();
     const auto t0 = std::chrono::steady_clock::now();
     pump(window);
@@ -114,8 +110,7 @@ double GuestFleet::rate(const FleetGuest& receiver, std::chrono::milliseconds wi
     return static_cast<double>(receiver.rx_pkts() - before) / s;
 }
 
-std::chrono::nanoseconds process_cpu_time(pid_t pid, bool except_main)
-{
+std::chrono::nanoseconds process_cpu_time(pid_t pid, bool except_main) {
     std::chrono::nanoseconds total{0};
     std::error_code ec;
     for (const auto& task : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
@@ -127,20 +122,18 @@ std::chrono::nanoseconds process_cpu_time(pid_t pid, bool except_main)
     return total;
 }
 
-std::chrono::nanoseconds this_thread_cpu_time()
-{
+std::chrono::nanoseconds this_thread_cpu_time() {
     timespec ts{};
     ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
 }
 
-Throughput GuestFleet::measure(const FleetGuest& receiver, std::chrono::milliseconds window)
-{
+Throughput GuestFleet::measure(const FleetGuest& receiver, std::chrono::milliseconds window) {
     return measure(std::vector<const FleetGuest*>{&receiver}, window);
 }
 
-Throughput GuestFleet::measure(const std::vector<const FleetGuest*>& receivers, std::chrono::milliseconds window)
-{
+Throughput GuestFleet::measure(const std::vector<const FleetGuest*>& receivers,
+                               std::chrono::milliseconds window) {
     auto received = [&] {
         std::uint64_t n = 0;
         for (const auto* r : receivers) n += r->rx_pkts();
@@ -152,18 +145,18 @@ Throughput GuestFleet::measure(const std::vector<const FleetGuest*>& receivers, 
     const auto t0 = std::chrono::steady_clock::now();
     pump(window);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double cpu = std::chrono::duration<double>(this_thread_cpu_time() + process_cpu_time(nb, true) - cpu0).count();
+    const double cpu =
+        std::chrono::duration<double>(this_thread_cpu_time() + process_cpu_time(nb, true) - cpu0).count();
     const auto n = static_cast<double>(received() - before);
     return Throughput{n / s, cpu > 0 ? n / cpu : 0};
 }
 
-Throughput GuestFleet::best(const FleetGuest& receiver, std::chrono::milliseconds window, int n)
-{
+Throughput GuestFleet::best(const FleetGuest& receiver, std::chrono::milliseconds window, int n) {
     return best(std::vector<const FleetGuest*>{&receiver}, window, n);
 }
 
-Throughput GuestFleet::best(const std::vector<const FleetGuest*>& receivers, std::chrono::milliseconds window, int n)
-{
+Throughput GuestFleet::best(const std::vector<const FleetGuest*>& receivers, std::chrono::milliseconds window,
+                            int n) {
     Throughput b;
     for (int i = 0; i < n; ++i) {
         const Throughput t = measure(receivers, window);
@@ -173,8 +166,7 @@ Throughput GuestFleet::best(const std::vector<const FleetGuest*>& receivers, std
     return b;
 }
 
-void GuestFleet::receive_only(std::chrono::milliseconds span)
-{
+void GuestFleet::receive_only(std::chrono::milliseconds span) {
     const auto end = std::chrono::steady_clock::now() + span;
     do {
         for (auto& g : guests_) {
@@ -193,8 +185,7 @@ void GuestFleet::receive_only(std::chrono::milliseconds span)
     } while (std::chrono::steady_clock::now() < end);
 }
 
-double GuestFleet::best_rate(const FleetGuest& receiver, std::chrono::milliseconds window, int n)
-{
+double GuestFleet::best_rate(const FleetGuest& receiver, std::chrono::milliseconds window, int n) {
     double best = 0;
     for (int i = 0; i < n; ++i) best = std::max(best, rate(receiver, window));
     return best;

@@ -35,7 +35,9 @@ struct FleetGuest {
 
     std::uint64_t rx_pkts() const { return rx_before + (io ? io->counters().rx_pkts : 0); }
     std::uint64_t tx_pkts() const { return tx_before + (io ? io->counters().tx_pkts : 0); }
-    bool connected() const { return guest && guest->netfront && guest->netfront->state() == 4 && io && io->attached(); }
+    bool connected() const {
+        return guest && guest->netfront && guest->netfront->state() == 4 && io && io->attached();
+    }
 };
 
 // A receiver's frames per second of wall time, and per CPU-second spent on the data path: this

@@ -10,10 +10,11 @@
 
 namespace netbackd::testing {
 
-Held netbackd_stats(pid_t pid, const std::string& log) { return netbackd_stats(fmt::format("netbackd-{}", pid), log); }
+Held netbackd_stats(pid_t pid, const std::string& log) {
+    return netbackd_stats(fmt::format("netbackd-{}", pid), log);
+}
 
-std::uint64_t vif_drops(const Held& h, platform::DomId domid, std::uint32_t devid)
-{
+std::uint64_t vif_drops(const Held& h, platform::DomId domid, std::uint32_t devid) {
     const auto it = h.vifs_json.find(fmt::format("vif{}_{}", domid, devid));
     if (it == h.vifs_json.end()) return 0;
     std::uint64_t n = 0;
@@ -22,13 +23,13 @@ std::uint64_t vif_drops(const Held& h, platform::DomId domid, std::uint32_t devi
     return n;
 }
 
-Held netbackd_stats(const std::string& prefix, const std::string& log)
-{
+Held netbackd_stats(const std::string& prefix, const std::string& log) {
     const std::string out = fmt::format("{}.json", log);
     // sh only for the redirection: the stats JSON goes to its own file, errors to the log.
-    const int rc = run({"/bin/sh", "-c",
-                        fmt::format("'{}' stats --json --file-prefix {} > '{}'", NETBACKD_BINARY, prefix, out)},
-                       log);
+    const int rc =
+        run({"/bin/sh", "-c",
+             fmt::format("'{}' stats --json --file-prefix {} > '{}'", NETBACKD_BINARY, prefix, out)},
+            log);
     REQUIRE(rc == 0);
     std::ifstream in(out);
     std::stringstream ss;

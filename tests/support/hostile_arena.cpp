@@ -34,7 +34,10 @@ double Meter::median() const {
     return r[r.size() / 2];
 }
 
-Arena::Arena() : rig({kHealthy, kAttacker, kStranger}), healthy(rig.world, kHealthy), vh(rig.attach(healthy, kMacHealthy)) {
+Arena::Arena()
+    : rig({kHealthy, kAttacker, kStranger}),
+      healthy(rig.world, kHealthy),
+      vh(rig.attach(healthy, kMacHealthy)) {
     const auto f = dt::frame(kOutside, kMacHealthy, 60);
     healthy_page_ = healthy.granted_page(f, true);
     healthy_size_ = f.size();
@@ -47,7 +50,8 @@ Arena::Arena() : rig({kHealthy, kAttacker, kStranger}), healthy(rig.world, kHeal
 Arena::~Arena() { rig.worker.reset(); }
 
 void Arena::connect() {
-    fronts.push_back(std::make_unique<HostileFront>(HvClient::connect(rig.world.host.dir(), kAttacker), dt::kBackDom));
+    fronts.push_back(
+        std::make_unique<HostileFront>(HvClient::connect(rig.world.host.dir(), kAttacker), dt::kBackDom));
     auto& f = *fronts.back();
     auto h = std::make_unique<control::VifHandle>();
     h->id = control::VifId{kAttacker, 0};
@@ -87,14 +91,16 @@ void Arena::healthy_step(Meter& m, bool rx_attack) {
     m.now = now;
     if (m.slice_start.count() < 0) m.slice_start = now;
     if (now - m.slice_start >= m.slice) {
-        m.rates.push_back(static_cast<double>(m.frames) / std::chrono::duration<double>(now - m.slice_start).count());
+        m.rates.push_back(static_cast<double>(m.frames) /
+                          std::chrono::duration<double>(now - m.slice_start).count());
         m.frames = 0;
         m.slice_start = now;
     }
     if (rx_attack) inject_for_attacker(16);
     auto& tx = healthy.tx();
     for (int i = 0; i < 32 && !tx.full(); ++i)
-        tx.put_request(netif_tx_request_t{healthy_page_, 0, 0, healthy_id_++, static_cast<std::uint16_t>(healthy_size_)});
+        tx.put_request(netif_tx_request_t{healthy_page_, 0, 0, healthy_id_++,
+                                          static_cast<std::uint16_t>(healthy_size_)});
     tx.push();
     rig.poll();
     const ring::Avail r = tx.poll();

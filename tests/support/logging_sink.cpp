@@ -4,8 +4,7 @@
 
 namespace netbackd::control {
 
-void LoggingSink::attach(std::unique_ptr<VifHandle> vif)
-{
+void LoggingSink::attach(std::unique_ptr<VifHandle> vif) {
     const VifId id = vif->id;
     spdlog::info("{}: handed to the data plane (stub: no packets move): {} queue(s), mac {}{}{}", id.name(),
                  vif->queues.size(), format_mac(vif->policy.guest_mac),
@@ -14,29 +13,25 @@ void LoggingSink::attach(std::unique_ptr<VifHandle> vif)
     vifs_[id] = std::move(vif);
 }
 
-std::unique_ptr<VifHandle> LoggingSink::detach(VifId id)
-{
+std::unique_ptr<VifHandle> LoggingSink::detach(VifId id) {
     auto it = vifs_.find(id);
-    if (it == vifs_.end())
-        return nullptr;
+    if (it == vifs_.end()) return nullptr;
     auto vif = std::move(it->second);
     vifs_.erase(it);
     spdlog::info("{}: taken back from the data plane", id.name());
     return vif;
 }
 
-void LoggingSink::update_policy(VifId id, const VifPolicy& policy)
-{
+void LoggingSink::update_policy(VifId id, const VifPolicy& policy) {
     auto it = vifs_.find(id);
-    if (it == vifs_.end())
-        return;
+    if (it == vifs_.end()) return;
     it->second->policy = policy;
     spdlog::info("{}: policy updated: rate {}", id.name(),
-                 policy.rate ? fmt::format("{} bytes per {} us", policy.rate->bytes, policy.rate->usec) : "unlimited");
+                 policy.rate ? fmt::format("{} bytes per {} us", policy.rate->bytes, policy.rate->usec)
+                             : "unlimited");
 }
 
-const VifHandle* LoggingSink::find(VifId id) const
-{
+const VifHandle* LoggingSink::find(VifId id) const {
     auto it = vifs_.find(id);
     return it == vifs_.end() ? nullptr : it->second.get();
 }

@@ -20,8 +20,8 @@
 #include <fmt/format.h>
 
 #include "backend/platform/options.hpp"
-#include "backend/platform/store/xs_store.hpp"
 #include "backend/platform/sim/shared_state.hpp"
+#include "backend/platform/store/xs_store.hpp"
 
 extern char** environ;
 
@@ -29,8 +29,8 @@ namespace netbackd::testing {
 
 namespace fs = std::filesystem;
 
-pid_t spawn(const std::vector<std::string>& argv, const std::string& log, const std::vector<std::string>& env)
-{
+pid_t spawn(const std::vector<std::string>& argv, const std::string& log,
+            const std::vector<std::string>& env) {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -38,16 +38,13 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& log, const 
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     std::vector<std::string> args = argv;
     std::vector<char*> cargv;
-    for (auto& a : args)
-        cargv.push_back(a.data());
+    for (auto& a : args) cargv.push_back(a.data());
     cargv.push_back(nullptr);
     std::vector<std::string> envs;
-    for (char** e = environ; *e; ++e)
-        envs.emplace_back(*e);
+    for (char** e = environ; *e; ++e) envs.emplace_back(*e);
     envs.insert(envs.end(), env.begin(), env.end());
     std::vector<char*> cenv;
-    for (auto& e : envs)
-        cenv.push_back(e.data());
+    for (auto& e : envs) cenv.push_back(e.data());
     cenv.push_back(nullptr);
     // The test may block signals for its own reasons; the child starts with none blocked.
     posix_spawnattr_t attr;
@@ -64,18 +61,15 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& log, const 
     return pid;
 }
 
-int reap(pid_t pid)
-{
+int reap(pid_t pid) {
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 int run(const std::vector<std::string>& argv, const std::string& log) { return reap(spawn(argv, log)); }
 
-xensim::Netfront& Guest::start_netfront(std::uint32_t devid, unsigned queues, bool split)
-{
+xensim::Netfront& Guest::start_netfront(std::uint32_t devid, unsigned queues, bool split) {
     netfront.reset();
     xensim::NetfrontOptions o;
     o.self = domid;
@@ -87,47 +81,40 @@ xensim::Netfront& Guest::start_netfront(std::uint32_t devid, unsigned queues, bo
     return *netfront;
 }
 
-SimWorld::SimWorld()
-{
+SimWorld::SimWorld() {
     std::string tmpl = (fs::temp_directory_path() / "netbackd-e2e-XXXXXX").string();
     REQUIRE(mkdtemp(tmpl.data()) != nullptr);
     dir_ = tmpl;
     fs::create_directories(host_dir());
     fs::create_directories(dir_ + "/clients");
     // A driver domain owns ~20 nodes per vif: room for the 64-client soak, as `xenstored -E` gives.
-    REQUIRE(run({XENSIM_BINARY, "up", "--dir", host_dir(), "--quota-nodes", "4000"}, dir_ + "/xensim.log") == 0);
+    REQUIRE(run({XENSIM_BINARY, "up", "--dir", host_dir(), "--quota-nodes", "4000"}, dir_ + "/xensim.log") ==
+            0);
     host_up_ = true;
     create_domain("nicdom", kDriverDomain, 16);
     admin_ = xensim::HvClient::connect_admin(host_dir());
 }
 
-SimWorld::~SimWorld()
-{
+SimWorld::~SimWorld() {
     guests_.clear();
-    if (netbackd_ > 0)
-        stop_netbackd(SIGKILL);
-    if (notify_fd_ >= 0)
-        close(notify_fd_);
+    if (netbackd_ > 0) stop_netbackd(SIGKILL);
+    if (notify_fd_ >= 0) close(notify_fd_);
     dom0_.reset();
     admin_.reset();
-    if (host_up_)
-        run({XENSIM_BINARY, "down", "--dir", host_dir()}, dir_ + "/xensim.log");
+    if (host_up_) run({XENSIM_BINARY, "down", "--dir", host_dir()}, dir_ + "/xensim.log");
     std::error_code ec;
     fs::remove_all(dir_, ec);
 }
 
-void SimWorld::create_domain(const std::string& name, platform::DomId domid, unsigned memory_mib)
-{
+void SimWorld::create_domain(const std::string& name, platform::DomId domid, unsigned memory_mib) {
     REQUIRE(run({XENSIM_BINARY, "domain", "create", name, "--domid", std::to_string(domid), "--memory",
                  std::to_string(memory_mib), "--dir", host_dir()},
                 dir_ + "/xensim.log") == 0);
 }
 
-Guest& SimWorld::guest(platform::DomId domid)
-{
+Guest& SimWorld::guest(platform::DomId domid) {
     for (auto& g : guests_)
-        if (g->domid == domid)
-            return *g;
+        if (g->domid == domid) return *g;
     auto g = std::make_unique<Guest>();
     g->domid = domid;
     g->hv = xensim::HvClient::connect(host_dir(), domid);
@@ -138,18 +125,17 @@ Guest& SimWorld::guest(platform::DomId domid)
     return *guests_.back();
 }
 
-void SimWorld::write_client_file(const std::string& name, const std::string& text)
-{
+void SimWorld::write_client_file(const std::string& name, const std::string& text) {
     std::ofstream(dir_ + "/clients/" + name) << text;
 }
 
-void SimWorld::start_netbackd(const std::string& extra_config, const std::string& service_keys)
-{
+void SimWorld::start_netbackd(const std::string& extra_config, const std::string& service_keys) {
     {
         std::ofstream cfg(dir_ + "/netbackd.toml");
-        cfg << fmt::format("[service]\nplatform = \"sim\"\nlog_level = \"debug\"\nclients_dir = \"clients\"\n{}"
-                           "[sim]\ndir = \"{}\"\ndomid = {}\n{}\n",
-                           service_keys, host_dir(), kDriverDomain, extra_config);
+        cfg << fmt::format(
+            "[service]\nplatform = \"sim\"\nlog_level = \"debug\"\nclients_dir = \"clients\"\n{}"
+            "[sim]\ndir = \"{}\"\ndomid = {}\n{}\n",
+            service_keys, host_dir(), kDriverDomain, extra_config);
     }
     const std::string sock = dir_ + "/notify.sock";
     if (notify_fd_ < 0) {
@@ -170,7 +156,8 @@ void SimWorld::start_netbackd(const std::string& extra_config, const std::string
         if (poll(&pfd, 1, 100) > 0) {
             char buf[512];
             const ssize_t n = recv(notify_fd_, buf, sizeof buf - 1, 0);
-            if (n > 0 && std::string_view(buf, static_cast<std::size_t>(n)).find("READY=1") != std::string_view::npos)
+            if (n > 0 &&
+                std::string_view(buf, static_cast<std::size_t>(n)).find("READY=1") != std::string_view::npos)
                 return;
         }
         int status = 0;
@@ -181,10 +168,8 @@ void SimWorld::start_netbackd(const std::string& extra_config, const std::string
     }
 }
 
-int SimWorld::stop_netbackd(int sig)
-{
-    if (netbackd_ <= 0)
-        return -1;
+int SimWorld::stop_netbackd(int sig) {
+    if (netbackd_ <= 0) return -1;
     kill(netbackd_, sig);
     const int rc = reap(netbackd_);
     // netbackd removes EAL's runtime dir on a clean exit; after SIGKILL it is ours to remove.
@@ -194,45 +179,39 @@ int SimWorld::stop_netbackd(int sig)
     return rc;
 }
 
-std::string SimWorld::netbackd_log() const
-{
+std::string SimWorld::netbackd_log() const {
     std::ifstream in(dir_ + "/netbackd.log");
     std::ostringstream ss;
     ss << in.rdbuf();
     return ss.str();
 }
 
-platform::Store& SimWorld::dom0()
-{
-    if (!dom0_)
-        dom0_ = platform::open_xs_store(platform::sim_store_socket(host_dir(), 0));
+platform::Store& SimWorld::dom0() {
+    if (!dom0_) dom0_ = platform::open_xs_store(platform::sim_store_socket(host_dir(), 0));
     return *dom0_;
 }
 
-bool SimWorld::wait_node(const std::string& path, const std::function<bool(const std::optional<std::string>&)>& pred,
-                         std::chrono::milliseconds timeout)
-{
+bool SimWorld::wait_node(const std::string& path,
+                         const std::function<bool(const std::optional<std::string>&)>& pred,
+                         std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
         // Netfronts live in this process: let them follow the backend while we wait.
         for (auto& g : guests_)
-            if (g->netfront)
-                g->netfront->process_watches();
-        if (pred(dom0().read(0, path)))
-            return true;
-        if (std::chrono::steady_clock::now() >= deadline)
-            return false;
+            if (g->netfront) g->netfront->process_watches();
+        if (pred(dom0().read(0, path))) return true;
+        if (std::chrono::steady_clock::now() >= deadline) return false;
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
 }
 
-bool SimWorld::wait_state(const std::string& path, const std::string& want, std::chrono::milliseconds timeout)
-{
-    return wait_node(path, [&](const std::optional<std::string>& v) { return v == want; }, timeout);
+bool SimWorld::wait_state(const std::string& path, const std::string& want,
+                          std::chrono::milliseconds timeout) {
+    return wait_node(
+        path, [&](const std::optional<std::string>& v) { return v == want; }, timeout);
 }
 
-int SimWorld::driver_ports_in_use()
-{
+int SimWorld::driver_ports_in_use() {
     auto view = admin_->domain(kDriverDomain);
     REQUIRE(view);
     int n = 0;
@@ -241,36 +220,29 @@ int SimWorld::driver_ports_in_use()
     return n;
 }
 
-int SimWorld::netbackd_fds() const
-{
+int SimWorld::netbackd_fds() const {
     int n = 0;
-    for ([[maybe_unused]] const auto& e : fs::directory_iterator(fmt::format("/proc/{}/fd", netbackd_)))
-        ++n;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator(fmt::format("/proc/{}/fd", netbackd_))) ++n;
     return n;
 }
 
-int SimWorld::netbackd_maps() const
-{
+int SimWorld::netbackd_maps() const {
     std::ifstream in(fmt::format("/proc/{}/maps", netbackd_));
     std::string line;
     int n = 0;
     // Only mappings of domain memory (the domain views and every mapped grant page); the
     // allocator's own anonymous regions come and go, above all under ASan.
-    while (std::getline(in, line))
-        n += line.find("memfd:xensim") != std::string::npos;
+    while (std::getline(in, line)) n += line.find("memfd:xensim") != std::string::npos;
     return n;
 }
 
-std::string SimWorld::be(platform::DomId f, std::uint32_t devid)
-{
+std::string SimWorld::be(platform::DomId f, std::uint32_t devid) {
     return fmt::format("/local/domain/{}/backend/vif/{}/{}", kDriverDomain, f, devid);
 }
-std::string SimWorld::fe(platform::DomId f, std::uint32_t devid)
-{
+std::string SimWorld::fe(platform::DomId f, std::uint32_t devid) {
     return fmt::format("/local/domain/{}/device/vif/{}", f, devid);
 }
-std::string SimWorld::error_node(platform::DomId f, std::uint32_t devid)
-{
+std::string SimWorld::error_node(platform::DomId f, std::uint32_t devid) {
     return fmt::format("/local/domain/{}/error/backend/vif/{}/{}/error", kDriverDomain, f, devid);
 }
 

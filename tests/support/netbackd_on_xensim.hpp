@@ -12,8 +12,8 @@
 
 #include "backend/platform/platform.hpp"
 #include "backend/platform/sim/client.hpp"
-#include "xensim/hypervisor/guest_memory.hpp"
 #include "backend/platform/sim/sim_events.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
 #include "xensim/netfront/netfront.hpp"
 
 namespace netbackd::testing {
@@ -21,7 +21,8 @@ namespace netbackd::testing {
 inline constexpr platform::DomId kDriverDomain = 1;
 
 // Runs `argv` with output appended to `log`; returns the pid.
-pid_t spawn(const std::vector<std::string>& argv, const std::string& log, const std::vector<std::string>& env = {});
+pid_t spawn(const std::vector<std::string>& argv, const std::string& log,
+            const std::vector<std::string>& env = {});
 // Waits for a child; its exit code, or 128+signal.
 int reap(pid_t pid);
 // Runs to completion; exit code.
@@ -64,7 +65,8 @@ public:
     // A dom0 connection (the toolstack's).
     platform::Store& dom0();
     // Polls `path` on dom0's connection until `pred(value)`; false after `timeout`.
-    bool wait_node(const std::string& path, const std::function<bool(const std::optional<std::string>&)>& pred,
+    bool wait_node(const std::string& path,
+                   const std::function<bool(const std::optional<std::string>&)>& pred,
                    std::chrono::milliseconds timeout = std::chrono::seconds(10));
     bool wait_state(const std::string& path, const std::string& want,
                     std::chrono::milliseconds timeout = std::chrono::seconds(10));

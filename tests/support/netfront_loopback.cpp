@@ -13,17 +13,11 @@ World::World()
           return HvClient::connect(host.dir(), kGuest);
       }()),
       memory(guest_hv),
-      guest_events(guest_hv)
-{
-}
+      guest_events(guest_hv) {}
 
-GuestQueue World::make_queue(bool split)
-{
-    return make_guest_queue(memory, guest_events, kBack, split);
-}
+GuestQueue World::make_queue(bool split) { return make_guest_queue(memory, guest_events, kBack, split); }
 
-GuestQueue make_guest_queue(GuestMemory& memory, platform::Events& events, platform::DomId back, bool split)
-{
+GuestQueue make_guest_queue(GuestMemory& memory, platform::Events& events, platform::DomId back, bool split) {
     GuestQueue q;
     q.spec.tx_gfn = memory.alloc_page();
     q.spec.rx_gfn = memory.alloc_page();
@@ -36,50 +30,46 @@ GuestQueue make_guest_queue(GuestMemory& memory, platform::Events& events, platf
     return q;
 }
 
-void World::free_queue(const GuestQueue& q)
-{
+void World::free_queue(const GuestQueue& q) {
     for (auto [ref, gfn] : {std::pair{q.tx_ref, q.spec.tx_gfn}, std::pair{q.rx_ref, q.spec.rx_gfn}}) {
-        if (!memory.end_access(ref))
-            throw std::runtime_error("ring page still mapped");
+        if (!memory.end_access(ref)) throw std::runtime_error("ring page still mapped");
         memory.free_page(gfn);
     }
     guest_events.unbind(q.spec.tx_port);
-    if (q.spec.rx_port != q.spec.tx_port)
-        guest_events.unbind(q.spec.rx_port);
+    if (q.spec.rx_port != q.spec.tx_port) guest_events.unbind(q.spec.rx_port);
 }
 
 Loopback::Loopback(World& w, const GuestQueue& q)
-    : hv_(HvClient::connect(w.host.dir(), kBack)), grants_(hv_), events_(hv_),
-      tx_map_(grants_.map(kGuest, q.tx_ref, true)), rx_map_(grants_.map(kGuest, q.rx_ref, true)),
+    : hv_(HvClient::connect(w.host.dir(), kBack)),
+      grants_(hv_),
+      events_(hv_),
+      tx_map_(grants_.map(kGuest, q.tx_ref, true)),
+      rx_map_(grants_.map(kGuest, q.rx_ref, true)),
       tx_port_(events_.bind_interdomain(kGuest, q.spec.tx_port)),
-      rx_port_(q.spec.rx_port == q.spec.tx_port ? tx_port_ : events_.bind_interdomain(kGuest, q.spec.rx_port)),
-      split_(q.spec.rx_port != q.spec.tx_port)
-{
+      rx_port_(q.spec.rx_port == q.spec.tx_port ? tx_port_
+                                                : events_.bind_interdomain(kGuest, q.spec.rx_port)),
+      split_(q.spec.rx_port != q.spec.tx_port) {
     tx_.emplace(ring::Page(tx_map_->page().first<4096>()));
     rx_.emplace(ring::Page(rx_map_->page().first<4096>()));
     asm_.emplace(*tx_);
 }
 
-Loopback::~Loopback()
-{
+Loopback::~Loopback() {
     asm_.reset();
     tx_.reset();
     rx_.reset();
     tx_map_.reset();
     rx_map_.reset();
     events_.unbind(tx_port_);
-    if (split_)
-        events_.unbind(rx_port_);
+    if (split_) events_.unbind(rx_port_);
 }
 
-std::size_t Loopback::step()
-{
+std::size_t Loopback::step() {
     std::size_t n = 0;
     ring::TxPacket p;
     for (;;) {
         const ring::TxResult r = asm_->next(p);
-        if (r.step != ring::TxStep::packet)
-            break;
+        if (r.step != ring::TxStep::packet) break;
         seen_flags.push_back(static_cast<std::uint8_t>((p.csum_blank ? NETTXF_csum_blank : 0) |
                                                        (p.data_validated ? NETTXF_data_validated : 0)));
         seen_lengths.push_back(p.length);
@@ -98,8 +88,7 @@ std::size_t Loopback::step()
         // Data requests: the first, then (after the extra's slot) the rest.
         std::vector<netif_rx_request_t> data;
         data.push_back(reqs[0]);
-        for (std::size_t i = p.gso ? 2 : 1; i < slots; ++i)
-            data.push_back(reqs[i]);
+        for (std::size_t i = p.gso ? 2 : 1; i < slots; ++i) data.push_back(reqs[i]);
 
         segs_.clear();
         std::size_t seg = 0, seg_off = 0, out = 0, out_off = 0;
@@ -130,7 +119,8 @@ std::size_t Loopback::step()
             }
         }
         grants_.copy(segs_);
-        const bool ok = std::all_of(segs_.begin(), segs_.end(), [](auto& c) { return c.status == GNTST_okay; });
+        const bool ok =
+            std::all_of(segs_.begin(), segs_.end(), [](auto& c) { return c.status == GNTST_okay; });
         for (std::size_t i = 0; i < data.size(); ++i) {
             netif_rx_response_t rsp{};
             rsp.id = data[i].id;
@@ -164,14 +154,12 @@ std::size_t Loopback::step()
     return n;
 }
 
-void Loopback::final_check()
-{
+void Loopback::final_check() {
     tx_->final_check();
     rx_->final_check();
 }
 
-std::size_t Loopback::kicks()
-{
+std::size_t Loopback::kicks() {
     while (auto p = events_.pending()) {
         events_.unmask(*p);
         ++kicks_;

@@ -11,13 +11,13 @@
 #include <string>
 #include <vector>
 
-#include "tests/support/sim_hypervisor.hpp"
 #include "backend/platform/sim/client.hpp"
-#include "xensim/hypervisor/guest_memory.hpp"
 #include "backend/platform/sim/sim_events.hpp"
 #include "backend/platform/sim/sim_grants.hpp"
-#include "xensim/netfront/netfront_io.hpp"
 #include "ring/netif_ring.hpp"
+#include "tests/support/sim_hypervisor.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
+#include "xensim/netfront/netfront_io.hpp"
 
 namespace netbackd::xensim::test {
 
@@ -32,7 +32,8 @@ struct GuestQueue {
 };
 
 // Ring pages initialised and granted to `back`, ports allocated unbound for it.
-GuestQueue make_guest_queue(GuestMemory& memory, platform::Events& events, platform::DomId back, bool split = true);
+GuestQueue make_guest_queue(GuestMemory& memory, platform::Events& events, platform::DomId back,
+                            bool split = true);
 
 struct World {
     World();

@@ -74,8 +74,7 @@ pid_t spawn(const std::function<int()>& body) {
 
 int join(pid_t pid) {
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -89,12 +88,14 @@ Channel::~Channel() {
 }
 
 void Channel::send(std::uint32_t value) {
-    if (::write(fds_[1], &value, sizeof value) != sizeof value) throw std::runtime_error("channel write failed");
+    if (::write(fds_[1], &value, sizeof value) != sizeof value)
+        throw std::runtime_error("channel write failed");
 }
 
 std::uint32_t Channel::receive() {
     std::uint32_t value = 0;
-    if (::read(fds_[0], &value, sizeof value) != sizeof value) throw std::runtime_error("channel read failed");
+    if (::read(fds_[0], &value, sizeof value) != sizeof value)
+        throw std::runtime_error("channel read failed");
     return value;
 }
 

@@ -36,7 +36,7 @@ public:
     Channel(const Channel&) = delete;
     Channel& operator=(const Channel&) = delete;
     void send(std::uint32_t value);
-    std::uint32_t receive();  // blocks
+    std::uint32_t receive(); // blocks
 
 private:
     int fds_[2];

@@ -7,9 +7,9 @@
 #include <rte_cycles.h>
 #include <vector>
 
-#include "tests/support/dpdk_eal.hpp"
 #include "backend/dataplane/worker.hpp"
 #include "tests/support/dataplane_world.hpp"
+#include "tests/support/dpdk_eal.hpp"
 
 namespace netbackd::dataplane::test {
 
@@ -20,7 +20,9 @@ struct Rig {
           pool(pmd::test::small_pool(16383)),
           indirect(pmd::test::small_pool(8191, 0)),
           up(pool, hw, uplink_mtu),
-          worker(std::make_unique<Worker>(cfg, WorkerContext{world.grants, world.events, pool, indirect, {&up}})) {}
+          worker(std::make_unique<Worker>(cfg,
+                                          WorkerContext{world.grants, world.events, pool, indirect, {&up}})) {
+    }
 
     ~Rig() { worker.reset(); } // before the vifs it points to
 

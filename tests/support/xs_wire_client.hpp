@@ -132,7 +132,9 @@ public:
         if (!r.ok()) throw std::runtime_error("TRANSACTION_START: " + r.error());
         return static_cast<std::uint32_t>(std::stoul(r.text()));
     }
-    Reply end(std::uint32_t tx, bool commit) { return request(XS_TRANSACTION_END, z(commit ? "T" : "F"), tx); }
+    Reply end(std::uint32_t tx, bool commit) {
+        return request(XS_TRANSACTION_END, z(commit ? "T" : "F"), tx);
+    }
 
     // The next watch event, or std::nullopt if none arrives within kPatienceMs.
     std::optional<Event> next_event() {

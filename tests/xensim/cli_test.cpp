@@ -48,11 +48,11 @@ platform::Platform open_in(const std::string& dir, platform::DomId domid) {
 TEST_CASE("xensim up, domain create/destroy, down: a world for open_platform", "[simxen][cli]") {
     TempDir dir;
     REQUIRE(run_xensim(dir.path, "up") == 0);
-    CHECK(run_xensim(dir.path, "up") != 0);  // one host per directory
+    CHECK(run_xensim(dir.path, "up") != 0); // one host per directory
 
     REQUIRE(run_xensim(dir.path, "domain create guest --domid 3 --memory 8") == 0);
-    CHECK(run_xensim(dir.path, "domain create guest --domid 4") != 0);   // name taken
-    CHECK(run_xensim(dir.path, "domain create other --domid 3") != 0);   // domid taken
+    CHECK(run_xensim(dir.path, "domain create guest --domid 4") != 0); // name taken
+    CHECK(run_xensim(dir.path, "domain create other --domid 3") != 0); // domid taken
     CHECK(run_xensim(dir.path, "domain create bad --domid 0") != 0);
     CHECK(run_xensim(dir.path, "domain list") == 0);
     CHECK(run_xensim(dir.path, "env 3") == 0);
@@ -98,5 +98,5 @@ TEST_CASE("xensim up, domain create/destroy, down: a world for open_platform", "
     CHECK_FALSE(std::filesystem::exists(dir.path + "/hypervisor.sock"));
     CHECK_FALSE(std::filesystem::exists(dir.path + "/xensim.pid"));
     CHECK_THROWS_AS(open_in(dir.path, 0), platform::PlatformError);
-    CHECK(run_xensim(dir.path, "down") == 0);  // idempotent
+    CHECK(run_xensim(dir.path, "down") == 0); // idempotent
 }

@@ -10,8 +10,8 @@
 #include <fmt/format.h>
 
 #include "backend/platform/options.hpp"
-#include "backend/platform/store/xs_store.hpp"
 #include "backend/platform/sim/client.hpp"
+#include "backend/platform/store/xs_store.hpp"
 #include "xensim/cli/verbs.hpp"
 
 namespace netbackd::xensim::cli {
@@ -23,11 +23,12 @@ struct DomainOptions {
     std::string name;
     unsigned domid = 0;
     unsigned memory_mib = 64;
-    std::string target;  // name or domid
+    std::string target; // name or domid
 };
 
 void run_create(const DomainOptions& o) {
-    if (o.domid == 0 || o.domid >= 0x7ff0) throw std::runtime_error(fmt::format("domid {} is not a guest domid", o.domid));
+    if (o.domid == 0 || o.domid >= 0x7ff0)
+        throw std::runtime_error(fmt::format("domid {} is not a guest domid", o.domid));
     auto admin = HvClient::connect_admin(o.dir);
     admin->create_domain(static_cast<DomId>(o.domid), o.name, std::uint64_t{o.memory_mib} << 20);
 }

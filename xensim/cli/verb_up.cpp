@@ -17,10 +17,10 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "xensim/hypervisor/hypervisor.hpp"
-#include "xensim/xenstored/xenstored.hpp"
 #include "xensim/cli/host_files.hpp"
 #include "xensim/cli/verbs.hpp"
+#include "xensim/hypervisor/hypervisor.hpp"
+#include "xensim/xenstored/xenstored.hpp"
 
 namespace netbackd::xensim::cli {
 
@@ -93,14 +93,16 @@ void detach_stdio(const std::string& dir) {
 void run_up(const UpOptions& options) {
     std::string dir = std::filesystem::absolute(options.dir).lexically_normal().string();
     std::filesystem::create_directories(dir);
-    if (auto pid = running_host(dir)) throw std::runtime_error(fmt::format("a host already runs in {} (pid {})", dir, *pid));
+    if (auto pid = running_host(dir))
+        throw std::runtime_error(fmt::format("a host already runs in {} (pid {})", dir, *pid));
 
     if (options.foreground) {
         serve(dir, options, -1);
         return;
     }
     int ready[2];
-    if (::pipe2(ready, O_CLOEXEC) != 0) throw std::runtime_error(fmt::format("pipe: {}", std::strerror(errno)));
+    if (::pipe2(ready, O_CLOEXEC) != 0)
+        throw std::runtime_error(fmt::format("pipe: {}", std::strerror(errno)));
     pid_t pid = ::fork();
     if (pid < 0) throw std::runtime_error(fmt::format("fork: {}", std::strerror(errno)));
     if (pid == 0) {
@@ -120,8 +122,7 @@ void run_up(const UpOptions& options) {
     char ok = 0;
     ssize_t n = ::read(ready[0], &ok, 1);
     ::close(ready[0]);
-    if (n != 1)
-        throw std::runtime_error(fmt::format("the host failed to start; see {}", log_file(dir)));
+    if (n != 1) throw std::runtime_error(fmt::format("the host failed to start; see {}", log_file(dir)));
 }
 
 } // namespace
@@ -134,10 +135,12 @@ void install_up(CLI::App& app) {
     // A driver domain owns ~20 backend nodes per vif: like `xenstored -E`, large hosts raise these.
     sub->add_option("--quota-nodes", options->limits.max_nodes_per_domain,
                     "xenstore nodes a non-dom0 domain may own")
-        ->capture_default_str()->check(CLI::PositiveNumber);
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
     sub->add_option("--quota-watches", options->limits.max_watches_per_connection,
                     "watches per xenstore connection")
-        ->capture_default_str()->check(CLI::PositiveNumber);
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
     // Xen does a grant copy in a hypercall; the simulation in-process. These charge the
     // difference (busy-wait in the copying process) so batching can be judged as on Xen.
     sub->add_option("--grant-copy-batch-ns", options->costs.grant_copy_batch_ns,

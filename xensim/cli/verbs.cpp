@@ -5,13 +5,10 @@ namespace netbackd::xensim::cli {
 namespace {
 
 constexpr Verb kVerbs[] = {
-    {install_up},
-    {install_down},
-    {install_domain},
-    {install_env},
-    {install_attach},   // toolstack/verb_attach.cpp: attach, detach
-    {install_netfront}, // netfront/verb_netfront.cpp
-    {install_hostile},  // hostile/verb_hostile.cpp
+    {install_up},       {install_down},   {install_domain},
+    {install_env},      {install_attach}, // toolstack/verb_attach.cpp: attach, detach
+    {install_netfront},                   // netfront/verb_netfront.cpp
+    {install_hostile},                    // hostile/verb_hostile.cpp
 };
 
 } // namespace

@@ -136,14 +136,16 @@ void size_mismatch(HostileFront& f, const AttackEnv& env) {
 
 void extra_unknown(HostileFront& f, const AttackEnv& env) {
     const Bytes frame = eth_frame(env, 100);
-    f.tx().put_request(req(f.page(frame), 0, NETTXF_extra_info, next_id(f), static_cast<std::uint16_t>(frame.size())));
+    f.tx().put_request(
+        req(f.page(frame), 0, NETTXF_extra_info, next_id(f), static_cast<std::uint16_t>(frame.size())));
     f.tx().put_request(extra_slot(0x7f, false));
     f.push_tx_and_notify();
 }
 
 void extra_endless(HostileFront& f, const AttackEnv& env) {
     const Bytes frame = eth_frame(env, 100);
-    f.tx().put_request(req(f.page(frame), 0, NETTXF_extra_info, next_id(f), static_cast<std::uint16_t>(frame.size())));
+    f.tx().put_request(
+        req(f.page(frame), 0, NETTXF_extra_info, next_id(f), static_cast<std::uint16_t>(frame.size())));
     while (!f.tx().full()) f.tx().put_request(extra_slot(XEN_NETIF_EXTRA_TYPE_MCAST_ADD, true));
     f.push_tx_and_notify();
 }
@@ -152,8 +154,8 @@ void gso_tiny_mss(HostileFront& f, const AttackEnv& env) {
     const Bytes frame = tcp_frame(env, 65535);
     const std::size_t slots = (frame.size() + ring::kPageSize - 1) / ring::kPageSize;
     for (std::size_t i = 0; i < slots; ++i) {
-        const auto part = std::span(frame).subspan(i * ring::kPageSize,
-                                                   std::min(ring::kPageSize, frame.size() - i * ring::kPageSize));
+        const auto part = std::span(frame).subspan(
+            i * ring::kPageSize, std::min(ring::kPageSize, frame.size() - i * ring::kPageSize));
         std::uint16_t flags = i + 1 < slots ? NETTXF_more_data : 0;
         if (i == 0) flags |= NETTXF_extra_info | NETTXF_csum_blank;
         const auto size = static_cast<std::uint16_t>(i == 0 ? frame.size() : part.size());
@@ -196,7 +198,8 @@ void run_thread(const AttackEnv& env, Body body, Done done) {
 template <class Body>
 void run_thread(const AttackEnv& env, Body body) {
     const auto end = std::chrono::steady_clock::now() + env.duration;
-    run_thread(env, body, [&] { return std::chrono::steady_clock::now() >= end && (!env.finished || env.finished()); });
+    run_thread(env, body,
+               [&] { return std::chrono::steady_clock::now() >= end && (!env.finished || env.finished()); });
 }
 
 void double_fetch(HostileFront& f, const AttackEnv& env) {
@@ -235,38 +238,45 @@ void evtchn_storm(HostileFront& f, const AttackEnv& env) {
         },
         [&] {
             const auto ran = std::chrono::steady_clock::now() - start;
-            return ran >= env.storm_cap || (ran >= env.duration && sent.load(std::memory_order_relaxed) >= env.storm_notifies &&
-                                            (!env.finished || env.finished()));
+            return ran >= env.storm_cap ||
+                   (ran >= env.duration && sent.load(std::memory_order_relaxed) >= env.storm_notifies &&
+                    (!env.finished || env.finished()));
         });
 }
 
 constexpr Attack kAttacks[] = {
-    {"req_prod_overflow", "TX req_prod far beyond the ring", Direction::tx, Verdict::disabled, "req_prod_overflow",
-     req_prod_overflow},
-    {"rsp_scribble", "the guest writes the response indices of both rings", Direction::tx, Verdict::survives, "",
-     rsp_scribble},
+    {"req_prod_overflow", "TX req_prod far beyond the ring", Direction::tx, Verdict::disabled,
+     "req_prod_overflow", req_prod_overflow},
+    {"rsp_scribble", "the guest writes the response indices of both rings", Direction::tx, Verdict::survives,
+     "", rsp_scribble},
     {"id_reuse", "request ids reused and out of range", Direction::tx, Verdict::survives, "", id_reuse},
     {"grant_never", "a grant ref that was never granted", Direction::tx, Verdict::errors, "", grant_never},
     {"grant_other_domain", "a page granted to another domain", Direction::tx, Verdict::errors, "",
      grant_other_domain},
-    {"grant_revoked", "a grant revoked between posting and copy", Direction::tx, Verdict::errors, "", grant_revoked},
-    {"rx_grant_readonly", "RX buffers granted read-only", Direction::rx, Verdict::errors, "", rx_grant_readonly},
+    {"grant_revoked", "a grant revoked between posting and copy", Direction::tx, Verdict::errors, "",
+     grant_revoked},
+    {"rx_grant_readonly", "RX buffers granted read-only", Direction::rx, Verdict::errors, "",
+     rx_grant_readonly},
     {"page_cross", "offset + size past the page", Direction::tx, Verdict::errors, "", page_cross},
     {"slots_19", "19 data slots (more than 18)", Direction::tx, Verdict::errors, "", slots_19},
-    {"slots_21", "21 data slots (more than 20)", Direction::tx, Verdict::disabled, "fatal_slot_count", slots_21},
+    {"slots_21", "21 data slots (more than 20)", Direction::tx, Verdict::disabled, "fatal_slot_count",
+     slots_21},
     {"size_mismatch", "first slot size below the sum of the others", Direction::tx, Verdict::errors, "",
      size_mismatch},
     {"extra_unknown", "an extra-info slot of unknown type", Direction::tx, Verdict::disabled, "unknown_extra",
      extra_unknown},
     {"extra_endless", "extra-info slots chained to the end of the ring", Direction::tx, Verdict::disabled, "",
      extra_endless},
-    {"gso_tiny_mss", "a 64 KiB GSO frame with an 8-byte mss", Direction::tx, Verdict::survives, "", gso_tiny_mss},
+    {"gso_tiny_mss", "a 64 KiB GSO frame with an 8-byte mss", Direction::tx, Verdict::survives, "",
+     gso_tiny_mss},
     {"zero_frame", "a zero-length frame", Direction::tx, Verdict::errors, "", zero_frame},
     {"runt_frame", "a frame shorter than an Ethernet header", Direction::tx, Verdict::errors, "", runt_frame},
-    {"no_rx_buffers", "a guest that never posts RX buffers", Direction::rx, Verdict::survives, "", no_rx_buffers},
-    {"double_fetch", "a thread rewrites a request while the backend reads it", Direction::tx, Verdict::survives, "",
-     double_fetch},
-    {"evtchn_storm", "a thread notifies as fast as it can (millions of times)", Direction::tx, Verdict::survives, "", evtchn_storm},
+    {"no_rx_buffers", "a guest that never posts RX buffers", Direction::rx, Verdict::survives, "",
+     no_rx_buffers},
+    {"double_fetch", "a thread rewrites a request while the backend reads it", Direction::tx,
+     Verdict::survives, "", double_fetch},
+    {"evtchn_storm", "a thread notifies as fast as it can (millions of times)", Direction::tx,
+     Verdict::survives, "", evtchn_storm},
 };
 
 } // namespace
@@ -282,7 +292,8 @@ const Attack* find_attack(std::string_view name) {
 void send_frames(HostileFront& front, const AttackEnv& env, std::size_t n, std::size_t payload) {
     const Bytes frame = eth_frame(env, payload);
     for (std::size_t i = 0; i < n && !front.tx().full(); ++i)
-        front.tx().put_request(req(front.page(frame), 0, 0, next_id(front), static_cast<std::uint16_t>(frame.size())));
+        front.tx().put_request(
+            req(front.page(frame), 0, 0, next_id(front), static_cast<std::uint16_t>(frame.size())));
     front.push_tx_and_notify();
 }
 

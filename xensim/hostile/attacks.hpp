@@ -10,8 +10,8 @@
 #include <span>
 #include <string_view>
 
-#include "xensim/hostile/hostile_front.hpp"
 #include "ring/tx_packet.hpp"
+#include "xensim/hostile/hostile_front.hpp"
 
 namespace netbackd::xensim::hostile {
 

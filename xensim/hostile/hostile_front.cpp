@@ -42,10 +42,12 @@ HostileFront::HostileFront(std::shared_ptr<HvClient> client, DomId backend, cons
       tx_(tx_page_, tx_shared().req_prod().load()),
       rx_(rx_page_, rx_shared().req_prod().load()) {}
 
-platform::GrantRef HostileFront::page(std::span<const std::byte> content, std::uint16_t offset, bool readonly) {
+platform::GrantRef HostileFront::page(std::span<const std::byte> content, std::uint16_t offset,
+                                      bool readonly) {
     const Gfn g = mem_.alloc_page();
     const auto dst = mem_.page(g);
-    const std::size_t n = std::min<std::size_t>(content.size(), dst.size() - std::min<std::size_t>(offset, dst.size()));
+    const std::size_t n =
+        std::min<std::size_t>(content.size(), dst.size() - std::min<std::size_t>(offset, dst.size()));
     std::memcpy(dst.data() + offset, content.data(), n);
     return mem_.grant_access(g, backend_, readonly);
 }

@@ -10,9 +10,9 @@
 #include <span>
 
 #include "backend/platform/sim/client.hpp"
-#include "xensim/hypervisor/guest_memory.hpp"
 #include "backend/platform/sim/sim_events.hpp"
 #include "ring/front_ring.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
 
 namespace netbackd::xensim::hostile {
 
@@ -27,7 +27,8 @@ public:
         platform::EvtchnPort port;
     };
     // `events` is the netfront's: a port notifies only through the Events that bound it.
-    HostileFront(std::shared_ptr<HvClient> client, DomId backend, const Rings& rings, platform::Events& events);
+    HostileFront(std::shared_ptr<HvClient> client, DomId backend, const Rings& rings,
+                 platform::Events& events);
 
     DomId domid() const noexcept { return mem_.domid(); }
     DomId backend() const noexcept { return backend_; }
@@ -38,11 +39,16 @@ public:
     ring::FrontRing<ring::TxRing>& tx() noexcept { return tx_; }
     ring::FrontRing<ring::RxRing>& rx() noexcept { return rx_; }
     // Raw views, for indices and slots the FrontRing would never write.
-    ring::SharedRing<ring::TxRing> tx_shared() const noexcept { return ring::SharedRing<ring::TxRing>(tx_page_); }
-    ring::SharedRing<ring::RxRing> rx_shared() const noexcept { return ring::SharedRing<ring::RxRing>(rx_page_); }
+    ring::SharedRing<ring::TxRing> tx_shared() const noexcept {
+        return ring::SharedRing<ring::TxRing>(tx_page_);
+    }
+    ring::SharedRing<ring::RxRing> rx_shared() const noexcept {
+        return ring::SharedRing<ring::RxRing>(rx_page_);
+    }
 
     // A fresh page holding `content` at `offset`, granted to `to` (the backend unless told).
-    platform::GrantRef page(std::span<const std::byte> content, std::uint16_t offset = 0, bool readonly = true);
+    platform::GrantRef page(std::span<const std::byte> content, std::uint16_t offset = 0,
+                            bool readonly = true);
     platform::GrantRef page_for(DomId to, std::span<const std::byte> content, bool readonly);
     // Revokes a grant as a guest kernel would; false while the backend holds it.
     bool revoke(platform::GrantRef ref) { return mem_.end_access(ref); }

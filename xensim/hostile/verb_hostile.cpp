@@ -36,7 +36,8 @@ struct HostileCliOptions {
 
 void run_hostile(const HostileCliOptions& o) {
     if (o.list) {
-        for (const auto& a : hostile::attacks()) std::printf("%-20s %s\n", std::string(a.name).c_str(), std::string(a.what).c_str());
+        for (const auto& a : hostile::attacks())
+            std::printf("%-20s %s\n", std::string(a.name).c_str(), std::string(a.what).c_str());
         return;
     }
     const hostile::Attack* atk = hostile::find_attack(o.attack);
@@ -62,9 +63,9 @@ void run_hostile(const HostileCliOptions& o) {
         throw std::runtime_error("the backend did not connect");
 
     const FrontQueue& q = nf.queues().front();
-    hostile::HostileFront front(client, nf.backend_id(),
-                                hostile::HostileFront::Rings{q.tx_gfn, q.rx_gfn, q.tx_ref, q.rx_ref, q.tx_port},
-                                events);
+    hostile::HostileFront front(
+        client, nf.backend_id(),
+        hostile::HostileFront::Rings{q.tx_gfn, q.rx_gfn, q.tx_ref, q.rx_ref, q.tx_port}, events);
     hostile::AttackEnv env;
     if (const auto m = store->read(0, nf.frontend_path() + "/mac"))
         if (auto mac = control::parse_mac(*m)) env.own_mac = *mac;
@@ -77,12 +78,15 @@ void run_hostile(const HostileCliOptions& o) {
     std::printf("attack %s: %s\n", std::string(atk->name).c_str(), std::string(atk->what).c_str());
     std::fflush(stdout);
     atk->run(front, env);
-    if (notified.load() != 0) std::printf("notifies sent %llu\n", static_cast<unsigned long long>(notified.load()));
+    if (notified.load() != 0)
+        std::printf("notifies sent %llu\n", static_cast<unsigned long long>(notified.load()));
     // The backend's verdict arrives through its control loop (faults are polled, not pushed).
     std::this_thread::sleep_for(std::chrono::seconds(1));
     const auto state = dom0->read(0, nf.backend_path() + "/state");
-    const auto error = dom0->read(0, control::error_path(nf.backend_id(), control::VifId{domid, o.devid}) + "/error");
-    std::printf("backend state %s\nerror %s\n", state.value_or("(none)").c_str(), error.value_or("(none)").c_str());
+    const auto error =
+        dom0->read(0, control::error_path(nf.backend_id(), control::VifId{domid, o.devid}) + "/error");
+    std::printf("backend state %s\nerror %s\n", state.value_or("(none)").c_str(),
+                error.value_or("(none)").c_str());
     std::fflush(stdout);
     // Leave as a netfront would after its kernel died: the ring pages stay granted; the
     // toolstack's detach or a new netfront cleans up.

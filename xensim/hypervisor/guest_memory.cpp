@@ -38,7 +38,8 @@ void release_bit(std::span<std::atomic<std::uint64_t>> words, std::size_t index)
 
 GuestMemory::GuestMemory(std::shared_ptr<HvClient> client) : client_(std::move(client)) {
     self_ = client_->domain(client_->domid());
-    if (self_ == nullptr) throw PlatformError(fmt::format("domain {} does not exist", client_->domid()), ESRCH);
+    if (self_ == nullptr)
+        throw PlatformError(fmt::format("domain {} does not exist", client_->domid()), ESRCH);
 }
 
 Gfn GuestMemory::alloc_page() {

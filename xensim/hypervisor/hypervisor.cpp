@@ -124,12 +124,14 @@ Hypervisor::Outcome Hypervisor::allocate_port(Conn& c, std::uint16_t remote_dom,
         if (remote_port == 0 || remote_port >= kNrPorts)
             return fail(EINVAL, fmt::format("port {} out of range", remote_port));
         EventPort& rp = remote->state->ports[remote_port];
-        if (rp.state.load() != static_cast<std::uint32_t>(PortState::unbound) || rp.remote_dom.load() != c.domid)
+        if (rp.state.load() != static_cast<std::uint32_t>(PortState::unbound) ||
+            rp.remote_dom.load() != c.domid)
             return fail(EINVAL, fmt::format("port {} of domain {} is not offered to domain {}", remote_port,
-                                        remote_dom, c.domid));
+                                            remote_dom, c.domid));
     }
     std::uint32_t port = 1;
-    while (port < kNrPorts && self->state->ports[port].state.load() != static_cast<std::uint32_t>(PortState::free))
+    while (port < kNrPorts &&
+           self->state->ports[port].state.load() != static_cast<std::uint32_t>(PortState::free))
         ++port;
     if (port == kNrPorts) return fail(ENOSPC, "out of event channel ports");
 
@@ -189,7 +191,8 @@ Hypervisor::Outcome Hypervisor::unmap_grant(Conn& c, const wire::Request& req) {
     auto it = std::find_if(c.maps.begin(), c.maps.end(), [&](const Conn::Map& m) {
         return m.domid == req.domid && m.ref == req.arg0 && m.readonly == readonly;
     });
-    if (it == c.maps.end()) return fail(EINVAL, fmt::format("d{} ref {} is not mapped here", req.domid, req.arg0));
+    if (it == c.maps.end())
+        return fail(EINVAL, fmt::format("d{} ref {} is not mapped here", req.domid, req.arg0));
     // A destroyed (or recreated) granter has nothing left to unpin.
     if (d != nullptr && d->generation == it->generation) unpin_grant(*d->state, it->ref, it->readonly);
     c.maps.erase(it);
@@ -226,8 +229,7 @@ Hypervisor::Outcome Hypervisor::handle(Conn& c, const wire::Request& req, std::v
     case Op::create_domain: {
         if (req.domid >= DOMID_FIRST_RESERVED)
             return fail(EINVAL, fmt::format("domid {} is reserved", req.domid));
-        if (find(req.domid) != nullptr)
-            return fail(EEXIST, fmt::format("domain {} exists", req.domid));
+        if (find(req.domid) != nullptr) return fail(EEXIST, fmt::format("domain {} exists", req.domid));
         std::uint64_t bytes = req.arg64 == 0 ? kDefaultDomainBytes : req.arg64;
         if (round_to_pages(bytes) > kMaxDomainPages * 4096)
             return fail(EINVAL, fmt::format("at most {} bytes per domain", kMaxDomainPages * 4096));
@@ -283,14 +285,10 @@ Hypervisor::Outcome Hypervisor::handle(Conn& c, const wire::Request& req, std::v
         out.fds = {it->second.eventfd.get()};
         return out;
     }
-    case Op::alloc_unbound:
-        return allocate_port(c, static_cast<std::uint16_t>(req.arg0), 0, false);
-    case Op::bind_interdomain:
-        return allocate_port(c, static_cast<std::uint16_t>(req.arg0), req.arg1, true);
-    case Op::map_grant:
-        return map_grant(c, req);
-    case Op::unmap_grant:
-        return unmap_grant(c, req);
+    case Op::alloc_unbound: return allocate_port(c, static_cast<std::uint16_t>(req.arg0), 0, false);
+    case Op::bind_interdomain: return allocate_port(c, static_cast<std::uint16_t>(req.arg0), req.arg1, true);
+    case Op::map_grant: return map_grant(c, req);
+    case Op::unmap_grant: return unmap_grant(c, req);
     case Op::unbind: {
         Domain* d = find(c.domid);
         if (!c.in_domain || d == nullptr) return fail(ESRCH, "caller's domain does not exist");

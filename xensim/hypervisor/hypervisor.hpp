@@ -96,7 +96,7 @@ private:
     platform::Fd listener_;
     platform::Fd stop_fd_;
     std::map<std::uint16_t, Domain> domains_;
-    std::map<std::uint32_t, Conn> conns_;  // by owner token
+    std::map<std::uint32_t, Conn> conns_; // by owner token
     std::uint32_t next_token_ = 1;
     std::uint64_t next_generation_ = 1;
     Hooks hooks_;

@@ -41,8 +41,7 @@ public:
     void run_for(std::chrono::nanoseconds budget);
     LatencyStats stats() const;
     // Forgets what was measured (after a warm-up: the backend may still be attaching the vifs).
-    void reset() noexcept
-    {
+    void reset() noexcept {
         samples_ns_.clear();
         lost_ = 0;
     }

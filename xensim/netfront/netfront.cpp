@@ -10,15 +10,16 @@
 
 namespace netbackd::xensim {
 
-Netfront::Netfront(platform::Store& store, platform::Events& events, GuestMemory& memory, NetfrontOptions options)
-    : store_(store), events_(events), memory_(memory), opt_(options),
+Netfront::Netfront(platform::Store& store, platform::Events& events, GuestMemory& memory,
+                   NetfrontOptions options)
+    : store_(store),
+      events_(events),
+      memory_(memory),
+      opt_(options),
       fe_(fmt::format("/local/domain/{}/device/vif/{}", options.self, options.devid)),
-      token_(fmt::format("netfront:{}", options.devid))
-{
-}
+      token_(fmt::format("netfront:{}", options.devid)) {}
 
-Netfront::~Netfront()
-{
+Netfront::~Netfront() {
     if (watching_) {
         try {
             store_.unwatch(be_ + "/state", token_);
@@ -29,12 +30,12 @@ Netfront::~Netfront()
     release_rings();
 }
 
-void Netfront::start()
-{
+void Netfront::start() {
     const auto be = store_.read(0, fe_ + "/backend");
     const auto be_id = store_.read(0, fe_ + "/backend-id");
     if (!be || !be_id)
-        throw platform::PlatformError(fmt::format("{}: no backend/backend-id: was the vif attached?", fe_), ENOENT);
+        throw platform::PlatformError(fmt::format("{}: no backend/backend-id: was the vif attached?", fe_),
+                                      ENOENT);
     be_ = *be;
     backend_ = static_cast<platform::DomId>(std::stoul(*be_id));
     state_ = std::stoi(store_.read(0, fe_ + "/state").value_or("1"));
@@ -43,21 +44,18 @@ void Netfront::start()
     process_watches();
 }
 
-std::optional<std::string> Netfront::read_backend(const std::string& key)
-{
+std::optional<std::string> Netfront::read_backend(const std::string& key) {
     // Once the backend dir is gone, its toolstack-owned parent may be unreadable for a guest:
     // EACCES then means the same as ENOENT.
     try {
         return store_.read(0, be_ + "/" + key);
     } catch (const platform::PlatformError& e) {
-        if (e.code() == EACCES)
-            return std::nullopt;
+        if (e.code() == EACCES) return std::nullopt;
         throw;
     }
 }
 
-void Netfront::process_watches()
-{
+void Netfront::process_watches() {
     store_.read_watches();
     const auto v = read_backend("state");
     std::optional<int> bs;
@@ -71,13 +69,12 @@ void Netfront::process_watches()
     on_backend_state(bs);
 }
 
-bool Netfront::wait_for_state(int want, std::chrono::milliseconds timeout)
-{
+bool Netfront::wait_for_state(int want, std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (state_ != want) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0)
-            return false;
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return false;
         pollfd pfd{store_.watch_fd(), POLLIN, 0};
         poll(&pfd, 1, static_cast<int>(std::min<long long>(left.count(), 100)));
         process_watches();
@@ -85,29 +82,24 @@ bool Netfront::wait_for_state(int want, std::chrono::milliseconds timeout)
     return true;
 }
 
-void Netfront::set_state(int s)
-{
+void Netfront::set_state(int s) {
     // xenbus_switch_state: only while the node exists, so a removed device stays removed.
     bool present = false;
     store_.transaction([&](platform::TxId tx) {
         present = store_.read(tx, fe_ + "/state").has_value();
-        if (present)
-            store_.write(tx, fe_ + "/state", std::to_string(s));
+        if (present) store_.write(tx, fe_ + "/state", std::to_string(s));
     });
-    if (present)
-        state_ = s;
+    if (present) state_ = s;
 }
 
-void Netfront::fatal(int err, const std::string& message)
-{
+void Netfront::fatal(int err, const std::string& message) {
     spdlog::error("netfront {}: {} {}", fe_, err, message);
     store_.write(0, fmt::format("/local/domain/{}/error/device/vif/{}/error", opt_.self, opt_.devid),
                  fmt::format("{} {}", err, message));
     set_state(5);
 }
 
-void Netfront::on_backend_state(std::optional<int> bs)
-{
+void Netfront::on_backend_state(std::optional<int> bs) {
     if (!bs) { // backend dir gone: nothing left to talk to
         release_rings();
         return;
@@ -133,8 +125,7 @@ void Netfront::on_backend_state(std::optional<int> bs)
             release_rings();
             set_state(1);
         }
-        if (state_ == 1)
-            talk_to_netback();
+        if (state_ == 1) talk_to_netback();
         break;
     case 5: // Closing
     case 6: // Closed
@@ -146,13 +137,11 @@ void Netfront::on_backend_state(std::optional<int> bs)
             set_state(6);
         }
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
-void Netfront::talk_to_netback()
-{
+void Netfront::talk_to_netback() {
     const auto rx_copy = read_backend("feature-rx-copy");
     if (rx_copy != "1") {
         fatal(ENODEV, "backend does not support copying receive path");
@@ -180,8 +169,10 @@ void Netfront::talk_to_netback()
             FrontQueue fq;
             fq.tx_gfn = memory_.alloc_page();
             fq.rx_gfn = memory_.alloc_page();
-            ring::init_shared_ring<ring::TxRing>(ring::Page(memory_.page(fq.tx_gfn).first<ring::kPageSize>()));
-            ring::init_shared_ring<ring::RxRing>(ring::Page(memory_.page(fq.rx_gfn).first<ring::kPageSize>()));
+            ring::init_shared_ring<ring::TxRing>(
+                ring::Page(memory_.page(fq.tx_gfn).first<ring::kPageSize>()));
+            ring::init_shared_ring<ring::RxRing>(
+                ring::Page(memory_.page(fq.rx_gfn).first<ring::kPageSize>()));
             fq.tx_ref = memory_.grant_access(fq.tx_gfn, backend_, false);
             fq.rx_ref = memory_.grant_access(fq.rx_gfn, backend_, false);
             fq.tx_port = events_.alloc_unbound(backend_);
@@ -195,7 +186,9 @@ void Netfront::talk_to_netback()
     }
 
     store_.transaction([&](platform::TxId tx) {
-        auto put = [&](const std::string& key, const std::string& value) { store_.write(tx, fe_ + "/" + key, value); };
+        auto put = [&](const std::string& key, const std::string& value) {
+            store_.write(tx, fe_ + "/" + key, value);
+        };
         if (max_text || opt_.flavour == NetfrontFlavour::unikraft)
             put("multi-queue-num-queues", std::to_string(n));
         for (unsigned q = 0; q < n; ++q) {
@@ -224,12 +217,10 @@ void Netfront::talk_to_netback()
     set_state(4);
 }
 
-void Netfront::release_rings()
-{
+void Netfront::release_rings() {
     if (!queues_.empty()) {
         ++generation_;
-        if (release_hook_)
-            release_hook_();
+        if (release_hook_) release_hook_();
     }
     for (const auto& q : queues_) {
         for (auto [ref, gfn] : {std::pair{q.tx_ref, q.tx_gfn}, std::pair{q.rx_ref, q.rx_gfn}}) {
@@ -244,22 +235,19 @@ void Netfront::release_rings()
             } catch (const platform::PlatformError&) {
                 // rx_port == tx_port without split channels: already closed.
             }
-            if (q.rx_port == q.tx_port)
-                break;
+            if (q.rx_port == q.tx_port) break;
         }
     }
     queues_.clear();
     // Retry grants the backend held last time; they may be free by now.
     std::erase_if(stuck_refs_, [&](const std::pair<platform::GrantRef, Gfn>& s) {
-        if (!memory_.end_access(s.first))
-            return false;
+        if (!memory_.end_access(s.first)) return false;
         memory_.free_page(s.second);
         return true;
     });
 }
 
-void Netfront::close()
-{
+void Netfront::close() {
     set_state(5);
     // Linux's xennet_remove waits for the backend to follow before tearing down.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
@@ -275,8 +263,7 @@ void Netfront::close()
     }
 }
 
-void Netfront::reinitialise()
-{
+void Netfront::reinitialise() {
     set_state(1);
     // The new handshake starts when the backend is back in InitWait.
     process_watches();

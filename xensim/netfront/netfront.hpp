@@ -27,7 +27,7 @@ enum class NetfrontFlavour {
 struct NetfrontOptions {
     platform::DomId self = 0;
     std::uint32_t devid = 0;
-    unsigned queues = 1;        // wanted; the backend's multi-queue-max-queues caps it
+    unsigned queues = 1;              // wanted; the backend's multi-queue-max-queues caps it
     bool split_event_channels = true; // used when the backend offers them
     NetfrontFlavour flavour = NetfrontFlavour::linux_guest;
 };

@@ -9,24 +9,18 @@ namespace {
 
 constexpr std::size_t kPage = platform::kPageSize;
 
-ring::Page ring_page(GuestMemory& memory, Gfn gfn)
-{
-    return ring::Page(memory.page(gfn).first<kPage>());
-}
+ring::Page ring_page(GuestMemory& memory, Gfn gfn) { return ring::Page(memory.page(gfn).first<kPage>()); }
 
 } // namespace
 
 NetfrontIo::NetfrontIo(GuestMemory& memory, platform::Events& events) : memory_(memory), events_(events) {}
 
-NetfrontIo::~NetfrontIo()
-{
-    if (followed_ != nullptr)
-        followed_->set_release_hook({});
+NetfrontIo::~NetfrontIo() {
+    if (followed_ != nullptr) followed_->set_release_hook({});
     detach();
 }
 
-void NetfrontIo::make_pool(std::array<Buffer, kBuffers>& pool, bool readonly)
-{
+void NetfrontIo::make_pool(std::array<Buffer, kBuffers>& pool, bool readonly) {
     for (auto& b : pool) {
         b.gfn = memory_.alloc_page();
         try {
@@ -40,11 +34,9 @@ void NetfrontIo::make_pool(std::array<Buffer, kBuffers>& pool, bool readonly)
     }
 }
 
-void NetfrontIo::release_pool(std::array<Buffer, kBuffers>& pool) noexcept
-{
+void NetfrontIo::release_pool(std::array<Buffer, kBuffers>& pool) noexcept {
     for (auto& b : pool) {
-        if (b.data == nullptr)
-            continue;
+        if (b.data == nullptr) continue;
         try {
             // A backend still copying from/to the page keeps it: it must not be reused yet.
             if (memory_.end_access(b.ref))
@@ -58,12 +50,10 @@ void NetfrontIo::release_pool(std::array<Buffer, kBuffers>& pool) noexcept
     }
 }
 
-void NetfrontIo::retry_stuck() noexcept
-{
+void NetfrontIo::retry_stuck() noexcept {
     std::erase_if(stuck_, [&](const std::pair<platform::GrantRef, Gfn>& s) {
         try {
-            if (!memory_.end_access(s.first))
-                return false;
+            if (!memory_.end_access(s.first)) return false;
             memory_.free_page(s.second);
             return true;
         } catch (...) {
@@ -72,8 +62,8 @@ void NetfrontIo::retry_stuck() noexcept
     });
 }
 
-void NetfrontIo::attach(platform::DomId backend, std::span<const IoQueueSpec> specs, const BackendFeatures& features)
-{
+void NetfrontIo::attach(platform::DomId backend, std::span<const IoQueueSpec> specs,
+                        const BackendFeatures& features) {
     detach();
     backend_ = backend;
     features_ = features;
@@ -82,8 +72,10 @@ void NetfrontIo::attach(platform::DomId backend, std::span<const IoQueueSpec> sp
         for (const auto& s : specs) {
             Queue& q = queues_.emplace_back();
             // The control half initialised the shared indices before granting the pages.
-            q.tx.emplace(ring_page(memory_, s.tx_gfn), ring::SharedRing<ring::TxRing>(ring_page(memory_, s.tx_gfn)).req_prod().load());
-            q.rx.emplace(ring_page(memory_, s.rx_gfn), ring::SharedRing<ring::RxRing>(ring_page(memory_, s.rx_gfn)).req_prod().load());
+            q.tx.emplace(ring_page(memory_, s.tx_gfn),
+                         ring::SharedRing<ring::TxRing>(ring_page(memory_, s.tx_gfn)).req_prod().load());
+            q.rx.emplace(ring_page(memory_, s.rx_gfn),
+                         ring::SharedRing<ring::RxRing>(ring_page(memory_, s.rx_gfn)).req_prod().load());
             q.tx_port = s.tx_port;
             q.rx_port = s.rx_port;
             make_pool(q.txb, true);
@@ -96,12 +88,10 @@ void NetfrontIo::attach(platform::DomId backend, std::span<const IoQueueSpec> sp
         detach();
         throw;
     }
-    for (unsigned q = 0; q < queue_count(); ++q)
-        refill(q);
+    for (unsigned q = 0; q < queue_count(); ++q) refill(q);
 }
 
-void NetfrontIo::detach() noexcept
-{
+void NetfrontIo::detach() noexcept {
     for (auto& q : queues_) {
         release_pool(q.txb);
         release_pool(q.rxb);
@@ -110,17 +100,14 @@ void NetfrontIo::detach() noexcept
     retry_stuck();
 }
 
-bool NetfrontIo::follow(Netfront& nf)
-{
+bool NetfrontIo::follow(Netfront& nf) {
     if (followed_ != &nf) {
-        if (followed_ != nullptr)
-            followed_->set_release_hook({});
+        if (followed_ != nullptr) followed_->set_release_hook({});
         followed_ = &nf;
         nf.set_release_hook([this] { detach(); });
         seen_generation_ = nf.generation() - 1; // whatever it has now is new to us
     }
-    if (nf.generation() == seen_generation_)
-        return false;
+    if (nf.generation() == seen_generation_) return false;
     seen_generation_ = nf.generation();
     detach();
     if (nf.state() == 4 && !nf.queues().empty()) {
@@ -132,29 +119,25 @@ bool NetfrontIo::follow(Netfront& nf)
     return true;
 }
 
-std::uint16_t NetfrontIo::take_tx_buffer(Queue& q) noexcept
-{
+std::uint16_t NetfrontIo::take_tx_buffer(Queue& q) noexcept {
     const std::uint16_t id = q.tx_free[--q.nr_tx_free];
     q.txb[id].in_flight = true;
     q.txb[id].head_length = 0;
     return id;
 }
 
-SendResult NetfrontIo::send(unsigned qi, std::span<const std::byte> frame, const TxMeta& meta) noexcept
-{
+SendResult NetfrontIo::send(unsigned qi, std::span<const std::byte> frame, const TxMeta& meta) noexcept {
     if (qi >= queues_.size() || frame.empty() || frame.size() > 0xffff || meta.offset >= kPage)
         return SendResult::refused;
-    if (meta.gso && !(meta.gso->type == XEN_NETIF_GSO_TYPE_TCPV4 ? features_.gso_tcpv4
-                      : meta.gso->type == XEN_NETIF_GSO_TYPE_TCPV6 ? features_.gso_tcpv6 : false))
+    if (meta.gso && !(meta.gso->type == XEN_NETIF_GSO_TYPE_TCPV4   ? features_.gso_tcpv4
+                      : meta.gso->type == XEN_NETIF_GSO_TYPE_TCPV6 ? features_.gso_tcpv6
+                                                                   : false))
         return SendResult::refused;
-    if (meta.flags.csum_blank && !features_.csum_offload)
-        return SendResult::refused;
+    if (meta.flags.csum_blank && !features_.csum_offload) return SendResult::refused;
     const std::size_t first = std::min(frame.size(), kPage - meta.offset);
     const std::size_t nr = 1 + (frame.size() - first + kPage - 1) / kPage;
-    if (nr > 1 && !features_.sg)
-        return SendResult::refused;
-    if (nr > ring::kMaxTxSegments)
-        return SendResult::refused;
+    if (nr > 1 && !features_.sg) return SendResult::refused;
+    if (nr > ring::kMaxTxSegments) return SendResult::refused;
     Queue& q = queues_[qi];
     ring::TxExtras extras;
     extras.gso = meta.gso;
@@ -177,25 +160,18 @@ SendResult NetfrontIo::send(unsigned qi, std::span<const std::byte> frame, const
     return SendResult::queued;
 }
 
-bool NetfrontIo::stamp_tx_buffers(std::span<const std::byte> frame) noexcept
-{
-    if (frame.empty() || frame.size() > kPage)
-        return false;
+bool NetfrontIo::stamp_tx_buffers(std::span<const std::byte> frame) noexcept {
+    if (frame.empty() || frame.size() > kPage) return false;
     for (auto& q : queues_)
-        for (auto& b : q.txb)
-            std::memcpy(b.data, frame.data(), frame.size());
+        for (auto& b : q.txb) std::memcpy(b.data, frame.data(), frame.size());
     return true;
 }
 
-SendResult NetfrontIo::send_stamped(unsigned qi, std::uint16_t length, ring::TxFrontFlags flags) noexcept
-{
-    if (qi >= queues_.size() || length == 0 || length > kPage)
-        return SendResult::refused;
-    if (flags.csum_blank && !features_.csum_offload)
-        return SendResult::refused;
+SendResult NetfrontIo::send_stamped(unsigned qi, std::uint16_t length, ring::TxFrontFlags flags) noexcept {
+    if (qi >= queues_.size() || length == 0 || length > kPage) return SendResult::refused;
+    if (flags.csum_blank && !features_.csum_offload) return SendResult::refused;
     Queue& q = queues_[qi];
-    if (q.nr_tx_free == 0 || q.tx->full())
-        return SendResult::busy;
+    if (q.nr_tx_free == 0 || q.tx->full()) return SendResult::busy;
     const std::uint16_t id = take_tx_buffer(q);
     q.txb[id].head_length = length;
     netif_tx_request_t req{};
@@ -209,13 +185,10 @@ SendResult NetfrontIo::send_stamped(unsigned qi, std::uint16_t length, ring::TxF
     return SendResult::queued;
 }
 
-bool NetfrontIo::flush(unsigned qi) noexcept
-{
-    if (qi >= queues_.size())
-        return false;
+bool NetfrontIo::flush(unsigned qi) noexcept {
+    if (qi >= queues_.size()) return false;
     Queue& q = queues_[qi];
-    if (!q.tx->push_and_check_notify())
-        return false;
+    if (!q.tx->push_and_check_notify()) return false;
     try {
         events_.notify(q.tx_port);
     } catch (...) {
@@ -225,10 +198,8 @@ bool NetfrontIo::flush(unsigned qi) noexcept
     return true;
 }
 
-std::size_t NetfrontIo::reap_tx(unsigned qi) noexcept
-{
-    if (qi >= queues_.size())
-        return 0;
+std::size_t NetfrontIo::reap_tx(unsigned qi) noexcept {
+    if (qi >= queues_.size()) return 0;
     Queue& q = queues_[qi];
     const ring::Avail a = q.tx->poll();
     if (a.error != ring::ProdError::none) {
@@ -237,8 +208,7 @@ std::size_t NetfrontIo::reap_tx(unsigned qi) noexcept
     }
     for (ring::RingIdx i = 0; i < a.count; ++i) {
         const netif_tx_response_t r = q.tx->copy_response(i);
-        if (r.status == NETIF_RSP_NULL)
-            continue; // answers an extra slot; no buffer behind it
+        if (r.status == NETIF_RSP_NULL) continue; // answers an extra slot; no buffer behind it
         if (r.id >= kBuffers || !q.txb[r.id].in_flight) {
             ++counters_.protocol_errors;
             continue;
@@ -260,18 +230,14 @@ std::size_t NetfrontIo::reap_tx(unsigned qi) noexcept
     return a.count;
 }
 
-std::size_t NetfrontIo::tx_room(unsigned qi) const noexcept
-{
-    if (qi >= queues_.size())
-        return 0;
+std::size_t NetfrontIo::tx_room(unsigned qi) const noexcept {
+    if (qi >= queues_.size()) return 0;
     const Queue& q = queues_[qi];
     return std::min<std::size_t>(q.nr_tx_free, q.tx->free_requests());
 }
 
-bool NetfrontIo::next_rx(unsigned qi, RxFrame& out) noexcept
-{
-    if (qi >= queues_.size())
-        return false;
+bool NetfrontIo::next_rx(unsigned qi, RxFrame& out) noexcept {
+    if (qi >= queues_.size()) return false;
     Queue& q = queues_[qi];
     ring::RxFrontPacket p;
     const ring::RxReadStep step = ring::read_rx_packet(*q.rx, p);
@@ -279,20 +245,17 @@ bool NetfrontIo::next_rx(unsigned qi, RxFrame& out) noexcept
         ++counters_.protocol_errors;
         // A broken backend: drop what is there so the ring does not wedge on it.
         const ring::Avail a = q.rx->poll();
-        if (a.error == ring::ProdError::none)
-            q.rx->consume(a.count);
+        if (a.error == ring::ProdError::none) q.rx->consume(a.count);
         return false;
     }
-    if (step != ring::RxReadStep::packet)
-        return false;
+    if (step != ring::RxReadStep::packet) return false;
     out.nr_frags = 0;
     out.length = 0;
     out.flags = p.flags;
     out.gso = p.gso;
     out.error = p.error;
     for (const auto& f : p.frags()) {
-        if (f.status <= 0)
-            continue;
+        if (f.status <= 0) continue;
         const std::size_t off = f.offset;
         const std::size_t len = static_cast<std::size_t>(f.status);
         if (f.id >= kBuffers || off + len > kPage) {
@@ -311,10 +274,8 @@ bool NetfrontIo::next_rx(unsigned qi, RxFrame& out) noexcept
     return true;
 }
 
-bool NetfrontIo::refill(unsigned qi) noexcept
-{
-    if (qi >= queues_.size())
-        return false;
+bool NetfrontIo::refill(unsigned qi) noexcept {
+    if (qi >= queues_.size()) return false;
     Queue& q = queues_[qi];
     while (!q.rx->full()) {
         const auto slot = static_cast<std::uint16_t>(q.rx->req_prod_pvt() & (kBuffers - 1));
@@ -323,8 +284,7 @@ bool NetfrontIo::refill(unsigned qi) noexcept
         req.gref = q.rxb[slot].ref;
         q.rx->put_request(req);
     }
-    if (!q.rx->push_and_check_notify())
-        return false;
+    if (!q.rx->push_and_check_notify()) return false;
     try {
         events_.notify(q.rx_port);
     } catch (...) {
@@ -334,16 +294,13 @@ bool NetfrontIo::refill(unsigned qi) noexcept
     return true;
 }
 
-std::size_t NetfrontIo::rx_posted(unsigned qi) const noexcept
-{
-    if (qi >= queues_.size())
-        return 0;
+std::size_t NetfrontIo::rx_posted(unsigned qi) const noexcept {
+    if (qi >= queues_.size()) return 0;
     const auto& rx = *queues_[qi].rx;
     return rx.req_prod_pvt() - rx.rsp_cons();
 }
 
-std::size_t NetfrontIo::drain_events() noexcept
-{
+std::size_t NetfrontIo::drain_events() noexcept {
     std::size_t n = 0;
     try {
         while (auto port = events_.pending()) {
@@ -357,14 +314,13 @@ std::size_t NetfrontIo::drain_events() noexcept
     return n;
 }
 
-bool NetfrontIo::prepare_to_sleep(unsigned qi) noexcept
-{
-    if (qi >= queues_.size())
-        return false;
+bool NetfrontIo::prepare_to_sleep(unsigned qi) noexcept {
+    if (qi >= queues_.size()) return false;
     Queue& q = queues_[qi];
     const ring::Avail t = q.tx->final_check();
     const ring::Avail r = q.rx->final_check();
-    return t.count != 0 || r.count != 0 || t.error != ring::ProdError::none || r.error != ring::ProdError::none;
+    return t.count != 0 || r.count != 0 || t.error != ring::ProdError::none ||
+           r.error != ring::ProdError::none;
 }
 
 } // namespace netbackd::xensim

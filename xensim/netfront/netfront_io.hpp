@@ -21,10 +21,10 @@
 #include <vector>
 
 #include "backend/platform/platform.hpp"
-#include "xensim/hypervisor/guest_memory.hpp"
-#include "xensim/netfront/netfront.hpp"
 #include "ring/front_packets.hpp"
 #include "ring/front_ring.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
+#include "xensim/netfront/netfront.hpp"
 
 namespace netbackd::xensim {
 
@@ -58,11 +58,13 @@ struct RxFrame {
     std::optional<netif_extra_info_t> gso;
     bool error = false; // a negative status or a response pointing outside its page
 
-    std::span<const std::span<const std::byte>> frags() const noexcept { return {frag_storage.data(), nr_frags}; }
+    std::span<const std::span<const std::byte>> frags() const noexcept {
+        return {frag_storage.data(), nr_frags};
+    }
 };
 
 struct IoCounters {
-    std::uint64_t tx_pkts = 0;   // answered NETIF_RSP_OKAY
+    std::uint64_t tx_pkts = 0; // answered NETIF_RSP_OKAY
     std::uint64_t tx_bytes = 0;
     std::uint64_t tx_errors = 0; // answered with an error status
     std::uint64_t rx_pkts = 0;
@@ -70,7 +72,7 @@ struct IoCounters {
     std::uint64_t rx_errors = 0;
     std::uint64_t tx_notifies = 0; // event channel kicks we sent
     std::uint64_t rx_notifies = 0;
-    std::uint64_t events = 0;      // kicks we received
+    std::uint64_t events = 0;          // kicks we received
     std::uint64_t protocol_errors = 0; // bad response ids, malformed RX, rsp_prod overflow
 };
 
@@ -85,7 +87,8 @@ public:
 
     // Attaches to rings a Netfront set up; grants the buffer pools to `backend`. Replaces any
     // earlier attachment. Throws PlatformError when guest memory runs out.
-    void attach(platform::DomId backend, std::span<const IoQueueSpec> queues, const BackendFeatures& features);
+    void attach(platform::DomId backend, std::span<const IoQueueSpec> queues,
+                const BackendFeatures& features);
     // Lets go of rings and buffers; buffers the backend still holds are retried later.
     void detach() noexcept;
     bool attached() const noexcept { return !queues_.empty(); }

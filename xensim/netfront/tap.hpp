@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "backend/platform/fd.hpp"
-#include "xensim/netfront/netfront_io.hpp"
 #include "ring/tx_packet.hpp"
+#include "xensim/netfront/netfront_io.hpp"
 
 namespace netbackd::xensim {
 
@@ -32,7 +32,8 @@ public:
     // (empty: ours),
     // sets its MAC when given and brings it up. The namespace is entered by a short-lived
     // helper thread, so this process stays where it is. Throws std::system_error on failure.
-    static TapDevice open(const std::string& name, const std::string& netns, std::optional<ring::MacAddr> mac);
+    static TapDevice open(const std::string& name, const std::string& netns,
+                          std::optional<ring::MacAddr> mac);
 
     int fd() const noexcept { return fd_.get(); }
     const std::string& name() const noexcept { return name_; }

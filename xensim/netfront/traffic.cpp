@@ -9,54 +9,47 @@
 
 namespace netbackd::xensim {
 
-Traffic::Traffic(NetfrontIo& io, TrafficOptions options) : io_(io), opt_(std::move(options))
-{
-    if (opt_.batch == 0)
-        opt_.batch = 1;
+Traffic::Traffic(NetfrontIo& io, TrafficOptions options) : io_(io), opt_(std::move(options)) {
+    if (opt_.batch == 0) opt_.batch = 1;
     if (opt_.generate) {
         frame_.resize(opt_.frame.size);
         if (!build_udp_frame(opt_.frame, frame_))
-            throw std::invalid_argument(fmt::format("cannot build a {}-byte IPv4/UDP frame (at least {}, at most 65549)",
-                                                    opt_.frame.size, kUdpFrameHeaders));
+            throw std::invalid_argument(
+                fmt::format("cannot build a {}-byte IPv4/UDP frame (at least {}, at most 65549)",
+                            opt_.frame.size, kUdpFrameHeaders));
     }
-    if (io_.attached())
-        on_attach();
+    if (io_.attached()) on_attach();
 }
 
-std::optional<std::string> Traffic::on_attach()
-{
+std::optional<std::string> Traffic::on_attach() {
     blocked_ = false;
-    if (!opt_.generate)
-        return std::nullopt;
+    if (!opt_.generate) return std::nullopt;
     if (frame_.size() > platform::kPageSize && !io_.features().sg) {
         blocked_ = true;
-        return fmt::format("a {}-byte frame needs several slots and the backend offers no feature-sg", frame_.size());
+        return fmt::format("a {}-byte frame needs several slots and the backend offers no feature-sg",
+                           frame_.size());
     }
     const bool offload = opt_.csum_offload && io_.features().csum_offload;
     UdpFrameSpec spec = opt_.frame;
     spec.partial_csum = offload;
     build_udp_frame(spec, frame_);
     flags_ = offload ? ring::TxFrontFlags{true, true} : ring::TxFrontFlags{};
-    if (frame_.size() <= platform::kPageSize)
-        io_.stamp_tx_buffers(frame_);
+    if (frame_.size() <= platform::kPageSize) io_.stamp_tx_buffers(frame_);
     return std::nullopt;
 }
 
-bool Traffic::step() noexcept
-{
+bool Traffic::step() noexcept {
     bool progress = false;
     const bool stamped = frame_.size() <= platform::kPageSize;
     for (unsigned q = 0; q < io_.queue_count(); ++q) {
-        if (io_.reap_tx(q) != 0)
-            progress = true;
+        if (io_.reap_tx(q) != 0) progress = true;
         std::size_t n = 0;
         while (n < opt_.batch && want_more()) {
-            const SendResult r = stamped ? io_.send_stamped(q, static_cast<std::uint16_t>(frame_.size()), flags_)
-                                         : io_.send(q, frame_, TxMeta{flags_, std::nullopt, 0});
-            if (r == SendResult::refused)
-                blocked_ = true; // on_attach() explained why
-            if (r != SendResult::queued)
-                break;
+            const SendResult r = stamped
+                                     ? io_.send_stamped(q, static_cast<std::uint16_t>(frame_.size()), flags_)
+                                     : io_.send(q, frame_, TxMeta{flags_, std::nullopt, 0});
+            if (r == SendResult::refused) blocked_ = true; // on_attach() explained why
+            if (r != SendResult::queued) break;
             ++n;
             ++queued_;
         }
@@ -66,8 +59,7 @@ bool Traffic::step() noexcept
         }
         RxFrame f;
         bool got = false;
-        while (io_.next_rx(q, f))
-            got = true;
+        while (io_.next_rx(q, f)) got = true;
         if (got) {
             io_.refill(q);
             progress = true;
@@ -76,17 +68,14 @@ bool Traffic::step() noexcept
     return progress;
 }
 
-void Traffic::run_for(std::chrono::nanoseconds budget)
-{
+void Traffic::run_for(std::chrono::nanoseconds budget) {
     const auto start = std::chrono::steady_clock::now();
     const auto deadline = start + budget;
     for (;;) {
         const bool progress = step();
         const auto now = std::chrono::steady_clock::now();
-        if ((finished() && !opt_.sink) || now >= deadline)
-            break;
-        if (progress)
-            continue;
+        if ((finished() && !opt_.sink) || now >= deadline) break;
+        if (progress) continue;
         if (opt_.poll) {
             // Nothing to do until the backend answers: let other guests sharing this core run
             // (the scaling scenario puts every generator on one CPU).
@@ -95,10 +84,8 @@ void Traffic::run_for(std::chrono::nanoseconds budget)
         }
         io_.drain_events();
         bool work = false;
-        for (unsigned q = 0; q < io_.queue_count(); ++q)
-            work = io_.prepare_to_sleep(q) || work;
-        if (work)
-            continue;
+        for (unsigned q = 0; q < io_.queue_count(); ++q) work = io_.prepare_to_sleep(q) || work;
+        if (work) continue;
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
         pollfd p{io_.event_fd(), POLLIN, 0};
         // Bounded, so a caller that also watches the store gets its turn.
@@ -108,25 +95,22 @@ void Traffic::run_for(std::chrono::nanoseconds budget)
     ran_ += std::chrono::steady_clock::now() - start;
 }
 
-bool Traffic::finished() const noexcept
-{
-    if (!opt_.generate || opt_.count == 0 || queued_ < opt_.count)
-        return false;
+bool Traffic::finished() const noexcept {
+    if (!opt_.generate || opt_.count == 0 || queued_ < opt_.count) return false;
     const auto& c = io_.counters();
     return c.tx_pkts + c.tx_errors >= opt_.count;
 }
 
-TrafficStats Traffic::stats() const noexcept
-{
+TrafficStats Traffic::stats() const noexcept {
     const auto& c = io_.counters();
-    return TrafficStats{c.tx_pkts, c.tx_bytes, c.rx_pkts, c.rx_bytes, c.tx_errors,
-                        std::chrono::duration<double>(ran_).count()};
+    return TrafficStats{c.tx_pkts,  c.tx_bytes,  c.rx_pkts,
+                        c.rx_bytes, c.tx_errors, std::chrono::duration<double>(ran_).count()};
 }
 
-std::string to_json(const TrafficStats& s)
-{
-    return fmt::format(R"({{"tx_pkts":{},"tx_bytes":{},"rx_pkts":{},"rx_bytes":{},"tx_errors":{},"seconds":{:.3f}}})",
-                       s.tx_pkts, s.tx_bytes, s.rx_pkts, s.rx_bytes, s.tx_errors, s.seconds);
+std::string to_json(const TrafficStats& s) {
+    return fmt::format(
+        R"({{"tx_pkts":{},"tx_bytes":{},"rx_pkts":{},"rx_bytes":{},"tx_errors":{},"seconds":{:.3f}}})",
+        s.tx_pkts, s.tx_bytes, s.rx_pkts, s.rx_bytes, s.tx_errors, s.seconds);
 }
 
 } // namespace netbackd::xensim

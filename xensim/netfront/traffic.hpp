@@ -17,8 +17,8 @@ namespace netbackd::xensim {
 
 struct TrafficOptions {
     bool generate = false;
-    UdpFrameSpec frame;    // src MAC: the vif's
-    std::uint64_t count = 0; // frames to send; 0: no limit
+    UdpFrameSpec frame;        // src MAC: the vif's
+    std::uint64_t count = 0;   // frames to send; 0: no limit
     bool csum_offload = false; // CHECKSUM_PARTIAL frames (csum_blank|data_validated) if offered
     std::size_t batch = 64;    // frames per push
     bool sink = false;         // keep receiving after the generator finished (run_for runs on)
@@ -58,8 +58,7 @@ public:
     std::span<const std::byte> frame() const noexcept { return frame_; }
 
 private:
-    bool want_more() const noexcept
-    {
+    bool want_more() const noexcept {
         return opt_.generate && !blocked_ && (opt_.count == 0 || queued_ < opt_.count);
     }
     bool step() noexcept;

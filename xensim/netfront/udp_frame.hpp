@@ -18,8 +18,8 @@ inline constexpr std::size_t kUdpFrameHeaders = 14 + 20 + 8;
 struct UdpFrameSpec {
     MacAddr dst{0x02, 0, 0, 0, 0, 0x01};
     MacAddr src{};
-    std::array<std::uint8_t, 4> src_ip{192, 0, 2, 1};     // TEST-NET-1
-    std::array<std::uint8_t, 4> dst_ip{198, 51, 100, 1};  // TEST-NET-2
+    std::array<std::uint8_t, 4> src_ip{192, 0, 2, 1};    // TEST-NET-1
+    std::array<std::uint8_t, 4> dst_ip{198, 51, 100, 1}; // TEST-NET-2
     std::uint16_t src_port = 5001;
     std::uint16_t dst_port = 9; // discard
     std::size_t size = 60;      // whole frame, without FCS

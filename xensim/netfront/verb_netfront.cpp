@@ -20,15 +20,15 @@
 
 #include "backend/platform/fd.hpp"
 #include "backend/platform/options.hpp"
+#include "backend/platform/sim/sim_events.hpp"
 #include "backend/platform/store/xs_store.hpp"
 #include "xensim/cli/verbs.hpp"
-#include "backend/platform/sim/sim_events.hpp"
-#include "xensim/toolstack/toolstack.hpp"
+#include "xensim/netfront/latency.hpp"
 #include "xensim/netfront/netfront.hpp"
 #include "xensim/netfront/netfront_io.hpp"
-#include "xensim/netfront/latency.hpp"
 #include "xensim/netfront/tap.hpp"
 #include "xensim/netfront/traffic.hpp"
+#include "xensim/toolstack/toolstack.hpp"
 
 namespace netbackd::xensim::cli {
 namespace {
@@ -70,16 +70,14 @@ struct DataMode {
     DataMode(GuestMemory& memory, platform::Events& events) : io(memory, events) {}
 };
 
-ring::MacAddr need_mac(const std::string& text, const char* what)
-{
+ring::MacAddr need_mac(const std::string& text, const char* what) {
     const auto m = parse_mac(text);
     if (!m)
         throw std::runtime_error(fmt::format("{} '{}' is not a MAC address (aa:bb:cc:dd:ee:ff)", what, text));
     return *m;
 }
 
-void report(DataMode& d, bool final)
-{
+void report(DataMode& d, bool final) {
     TrafficStats s = d.traffic->stats();
     s.seconds = std::chrono::duration<double>(Clock::now() - d.started).count();
     if (final) {
@@ -96,15 +94,12 @@ void report(DataMode& d, bool final)
 }
 
 // One round of the data mode; returns false when the generator is done (count or seconds).
-bool data_round(DataMode& d, Netfront& nf, const NetfrontCliOptions& o, platform::Store& store, int sigfd)
-{
+bool data_round(DataMode& d, Netfront& nf, const NetfrontCliOptions& o, platform::Store& store, int sigfd) {
     if (d.io.follow(nf)) {
         if (d.traffic && d.io.attached()) {
-            if (const auto why = d.traffic->on_attach())
-                throw std::runtime_error(*why);
+            if (const auto why = d.traffic->on_attach()) throw std::runtime_error(*why);
         }
-        if (d.bridge)
-            d.bridge->reset();
+        if (d.bridge) d.bridge->reset();
     }
     if (d.traffic) {
         const auto now = Clock::now();
@@ -112,7 +107,8 @@ bool data_round(DataMode& d, Netfront& nf, const NetfrontCliOptions& o, platform
             report(d, false);
             d.next_report += std::chrono::seconds(1);
         }
-        if ((d.traffic->finished() && !o.sink) || (o.seconds > 0 && now - d.started >= std::chrono::duration<double>(o.seconds)))
+        if ((d.traffic->finished() && !o.sink) ||
+            (o.seconds > 0 && now - d.started >= std::chrono::duration<double>(o.seconds)))
             return false;
         d.traffic->run_for(std::min<Clock::duration>(d.next_report - now, std::chrono::milliseconds(100)));
         return true;
@@ -121,43 +117,38 @@ bool data_round(DataMode& d, Netfront& nf, const NetfrontCliOptions& o, platform
     d.io.drain_events();
     d.bridge->ring_to_tap();
     d.bridge->tap_to_ring();
-    for (unsigned q = 0; q < d.io.queue_count(); ++q)
-        d.io.reap_tx(q);
+    for (unsigned q = 0; q < d.io.queue_count(); ++q) d.io.reap_tx(q);
     bool work = false;
-    for (unsigned q = 0; q < d.io.queue_count(); ++q)
-        work = d.io.prepare_to_sleep(q) || work;
-    if (work)
-        return true;
-    pollfd fds[4] = {{store.watch_fd(), POLLIN, 0}, {sigfd, POLLIN, 0}, {d.io.event_fd(), POLLIN, 0},
+    for (unsigned q = 0; q < d.io.queue_count(); ++q) work = d.io.prepare_to_sleep(q) || work;
+    if (work) return true;
+    pollfd fds[4] = {{store.watch_fd(), POLLIN, 0},
+                     {sigfd, POLLIN, 0},
+                     {d.io.event_fd(), POLLIN, 0},
                      // Not connected or the ring is full: the tap's frames wait in its queue.
                      {d.bridge->tx_blocked() || !d.io.attached() ? -1 : d.tap->fd(), POLLIN, 0}};
     poll(fds, 4, 1000);
     return true;
 }
 
-NetfrontOptions netfront_options(const NetfrontCliOptions& o, platform::DomId domid, std::uint32_t devid)
-{
+NetfrontOptions netfront_options(const NetfrontCliOptions& o, platform::DomId domid, std::uint32_t devid) {
     NetfrontOptions nopt;
     nopt.self = domid;
     nopt.devid = devid;
     nopt.queues = o.queues;
     nopt.split_event_channels = !o.no_split;
-    nopt.flavour = o.flavour == "unikraft" ? NetfrontFlavour::unikraft
+    nopt.flavour = o.flavour == "unikraft"  ? NetfrontFlavour::unikraft
                    : o.flavour == "windows" ? NetfrontFlavour::windows
                                             : NetfrontFlavour::linux_guest;
     return nopt;
 }
 
-ring::MacAddr vif_mac(platform::Store& store, platform::DomId domid, std::uint32_t devid)
-{
+ring::MacAddr vif_mac(platform::Store& store, platform::DomId domid, std::uint32_t devid) {
     const auto m = store.read(0, fmt::format("/local/domain/{}/device/vif/{}/mac", domid, devid));
-    if (!m)
-        throw std::runtime_error(fmt::format("vif {} of domain {} has no mac key", devid, domid));
+    if (!m) throw std::runtime_error(fmt::format("vif {} of domain {} has no mac key", devid, domid));
     return need_mac(*m, "the vif's mac");
 }
 
-bool stop_requested(int sigfd)
-{
+bool stop_requested(int sigfd) {
     signalfd_siginfo si{};
     bool stop = false;
     while (read(sigfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si))
@@ -167,9 +158,8 @@ bool stop_requested(int sigfd)
 
 // Latency mode: two vifs of this guest, one frame bouncing between them for --seconds once
 // both are connected; prints the LatencyStats JSON line.
-void run_latency(const NetfrontCliOptions& o, platform::DomId domid, platform::Store& store, platform::Events& events,
-                 GuestMemory& memory, int sigfd)
-{
+void run_latency(const NetfrontCliOptions& o, platform::DomId domid, platform::Store& store,
+                 platform::Events& events, GuestMemory& memory, int sigfd) {
     if (*o.latency_peer == o.devid)
         throw std::runtime_error("--latency-peer must name another vif of this guest");
     Netfront a(store, events, memory, netfront_options(o, domid, o.devid));
@@ -177,24 +167,21 @@ void run_latency(const NetfrontCliOptions& o, platform::DomId domid, platform::S
     NetfrontIo ia(memory, events);
     NetfrontIo ib(memory, events);
     PingPong pp(ia, ib, vif_mac(store, domid, o.devid), vif_mac(store, domid, *o.latency_peer),
-                 o.generate != 0 ? o.generate : 64);
+                o.generate != 0 ? o.generate : 64);
     a.start();
     b.start();
     std::optional<Clock::time_point> timing_since;
     for (;;) {
         pollfd fds[2] = {{store.watch_fd(), POLLIN, 0}, {sigfd, POLLIN, 0}};
         poll(fds, 2, timing_since ? 0 : 100);
-        if ((fds[1].revents & POLLIN) && stop_requested(sigfd))
-            break;
+        if ((fds[1].revents & POLLIN) && stop_requested(sigfd)) break;
         if (fds[0].revents & POLLIN) {
             a.process_watches();
             b.process_watches();
         }
         const bool changed = ia.follow(a);
-        if (ib.follow(b) || changed)
-            pp.on_attach();
-        if (!ia.attached() || !ib.attached())
-            continue;
+        if (ib.follow(b) || changed) pp.on_attach();
+        if (!ia.attached() || !ib.attached()) continue;
         const auto now = Clock::now();
         if (!timing_since) {
             // The backend hands a vif to its worker a little after Connected: warm up first.
@@ -205,8 +192,7 @@ void run_latency(const NetfrontCliOptions& o, platform::DomId domid, platform::S
             std::fflush(stdout);
         }
         const auto left = std::chrono::duration<double>(o.seconds) - (now - *timing_since);
-        if (left.count() <= 0)
-            break;
+        if (left.count() <= 0) break;
         pp.run_for(std::min<Clock::duration>(std::chrono::duration_cast<Clock::duration>(left),
                                              std::chrono::milliseconds(100)));
     }
@@ -216,14 +202,12 @@ void run_latency(const NetfrontCliOptions& o, platform::DomId domid, platform::S
     b.close();
 }
 
-void run_netfront(const NetfrontCliOptions& o)
-{
+void run_netfront(const NetfrontCliOptions& o) {
     platform::DomId domid = 0;
     {
         auto dom0 = platform::open_xs_store(platform::sim_store_socket(o.dir, 0));
         const auto d = find_domain(*dom0, o.domain);
-        if (!d)
-            throw std::runtime_error(fmt::format("no domain named or numbered '{}'", o.domain));
+        if (!d) throw std::runtime_error(fmt::format("no domain named or numbered '{}'", o.domain));
         domid = *d;
     }
     auto client = HvClient::connect(o.dir, domid);
@@ -233,8 +217,7 @@ void run_netfront(const NetfrontCliOptions& o)
 
     sigset_t set;
     sigemptyset(&set);
-    for (int s : {SIGTERM, SIGINT, SIGUSR1})
-        sigaddset(&set, s);
+    for (int s : {SIGTERM, SIGINT, SIGUSR1}) sigaddset(&set, s);
     sigprocmask(SIG_BLOCK, &set, nullptr);
     platform::Fd sigfd(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
     if (o.latency_peer) {
@@ -254,8 +237,7 @@ void run_netfront(const NetfrontCliOptions& o)
         else if (const auto m = store->read(0, fe + "/mac"))
             vif_mac = need_mac(*m, "the vif's mac");
         if (!o.tap.empty()) {
-            if (!o.netns.empty())
-                ensure_netns(o.netns);
+            if (!o.netns.empty()) ensure_netns(o.netns);
             data->tap.emplace(TapDevice::open(o.tap, o.netns, vif_mac));
             data->bridge.emplace(data->io, *data->tap);
         } else {
@@ -263,8 +245,7 @@ void run_netfront(const NetfrontCliOptions& o)
             t.generate = o.generate != 0;
             t.frame.size = o.generate;
             t.frame.src = vif_mac.value_or(ring::MacAddr{0x02, 0, 0, 0, 0, 0x02});
-            if (!o.dst_mac.empty())
-                t.frame.dst = need_mac(o.dst_mac, "--dst-mac");
+            if (!o.dst_mac.empty()) t.frame.dst = need_mac(o.dst_mac, "--dst-mac");
             t.count = o.count;
             t.csum_offload = o.csum_offload;
             t.batch = o.batch;
@@ -297,8 +278,7 @@ void run_netfront(const NetfrontCliOptions& o)
                 if (si.ssi_signo == SIGUSR1) {
                     nf.reinitialise();
                 } else {
-                    if (data && data->traffic)
-                        report(*data, true);
+                    if (data && data->traffic) report(*data, true);
                     nf.close();
                     std::printf("state %d closed\n", nf.state());
                     std::fflush(stdout);
@@ -307,15 +287,13 @@ void run_netfront(const NetfrontCliOptions& o)
             }
         }
         // In the data modes this loop spins per batch: ask the store only when it has news.
-        if (!data || (fds[0].revents & POLLIN))
-            nf.process_watches();
+        if (!data || (fds[0].revents & POLLIN)) nf.process_watches();
     }
 }
 
 } // namespace
 
-void install_netfront(CLI::App& app)
-{
+void install_netfront(CLI::App& app) {
     auto o = std::make_shared<NetfrontCliOptions>();
     auto* nf = app.add_subcommand("netfront", "run guest <domain>'s netfront for one vif (talk_to_netback)");
     add_dir_option(*nf, o->dir);
@@ -336,7 +314,8 @@ void install_netfront(CLI::App& app)
     nf->add_flag("--sink", o->sink, "post RX buffers and count what comes back");
     nf->add_flag("--csum-offload", o->csum_offload, "generated frames leave the UDP checksum to the backend");
     nf->add_option("--batch", o->batch, "frames per push")->check(CLI::Range(1, 256));
-    nf->add_flag("--poll", o->poll, "generator/sink: busy-poll the rings and ask for no events (a polling driver)");
+    nf->add_flag("--poll", o->poll,
+                 "generator/sink: busy-poll the rings and ask for no events (a polling driver)");
     nf->add_option("--latency-peer", o->latency_peer,
                    "latency mode: bounce one frame (--generate SIZE, default 64) between this vif and "
                    "vif DEVID of the same guest for --seconds; prints p50/p99/p999")

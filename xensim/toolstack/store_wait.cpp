@@ -11,8 +11,7 @@
 namespace netbackd::xensim {
 
 bool wait_for_node(platform::Store& store, const std::string& path, std::chrono::milliseconds timeout,
-                   const std::function<bool(const std::optional<std::string>&)>& done)
-{
+                   const std::function<bool(const std::optional<std::string>&)>& done) {
     // A token unique per wait, so concurrent waits on one connection do not steal events.
     static std::atomic<unsigned> seq{0};
     const std::string token = fmt::format("xensim-wait-{}-{}", getpid(), seq++);
@@ -21,8 +20,7 @@ bool wait_for_node(platform::Store& store, const std::string& path, std::chrono:
         platform::Store& s;
         const std::string& p;
         const std::string& t;
-        ~Unwatch()
-        {
+        ~Unwatch() {
             try {
                 s.unwatch(p, t);
             } catch (...) {
@@ -33,19 +31,15 @@ bool wait_for_node(platform::Store& store, const std::string& path, std::chrono:
 
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
-        if (done(store.read(0, path)))
-            return true;
+        if (done(store.read(0, path))) return true;
         for (;;) {
-            const auto left =
-                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-            if (left.count() <= 0)
-                return false;
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) return false;
             pollfd pfd{store.watch_fd(), POLLIN, 0};
             const int n = poll(&pfd, 1, static_cast<int>(left.count()));
-            if (n < 0 && errno != EINTR)
-                throw platform::PlatformError("poll on the xenstore watch", errno);
-            if (n > 0)
-                break;
+            if (n < 0 && errno != EINTR) throw platform::PlatformError("poll on the xenstore watch", errno);
+            if (n > 0) break;
         }
         store.read_watches(); // which event does not matter: the node is re-read
     }

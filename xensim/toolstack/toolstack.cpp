@@ -16,20 +16,22 @@ using platform::PermKind;
 using platform::Store;
 
 std::string dom_path(DomId d) { return fmt::format("/local/domain/{}", d); }
-std::string fe_path(DomId fe, std::uint32_t devid) { return fmt::format("{}/device/vif/{}", dom_path(fe), devid); }
-std::string be_path(DomId be, DomId fe, std::uint32_t devid)
-{
+std::string fe_path(DomId fe, std::uint32_t devid) {
+    return fmt::format("{}/device/vif/{}", dom_path(fe), devid);
+}
+std::string be_path(DomId be, DomId fe, std::uint32_t devid) {
     return fmt::format("{}/backend/vif/{}/{}", dom_path(be), fe, devid);
 }
-std::string libxl_path(DomId fe, std::uint32_t devid) { return fmt::format("/libxl/{}/device/vif/{}", fe, devid); }
-
-bool is_number(const std::string& s)
-{
-    return !s.empty() && s.size() < 6 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+std::string libxl_path(DomId fe, std::uint32_t devid) {
+    return fmt::format("/libxl/{}/device/vif/{}", fe, devid);
 }
 
-std::uint32_t next_devid(Store& store, DomId fe)
-{
+bool is_number(const std::string& s) {
+    return !s.empty() && s.size() < 6 &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+std::uint32_t next_devid(Store& store, DomId fe) {
     // libxl takes one above the highest devid in use (holes are not reused).
     std::uint32_t next = 0;
     if (const auto ids = store.directory(0, dom_path(fe) + "/device/vif"))
@@ -40,52 +42,42 @@ std::uint32_t next_devid(Store& store, DomId fe)
 }
 
 // Removes `path` and then each parent that became empty, up to (not including) `stop`.
-void path_cleanup(Store& store, platform::TxId tx, std::string path, const std::string& stop)
-{
+void path_cleanup(Store& store, platform::TxId tx, std::string path, const std::string& stop) {
     store.rm(tx, path);
     for (;;) {
         const auto slash = path.rfind('/');
-        if (slash == std::string::npos || slash == 0)
-            return;
+        if (slash == std::string::npos || slash == 0) return;
         path.resize(slash);
-        if (path.size() <= stop.size())
-            return;
+        if (path.size() <= stop.size()) return;
         const auto left = store.directory(tx, path);
-        if (!left || !left->empty())
-            return;
+        if (!left || !left->empty()) return;
         store.rm(tx, path);
     }
 }
 
 } // namespace
 
-std::optional<DomId> find_domain(Store& store, const std::string& name_or_id)
-{
+std::optional<DomId> find_domain(Store& store, const std::string& name_or_id) {
     const auto doms = store.directory(0, "/local/domain");
-    if (!doms)
-        return std::nullopt;
+    if (!doms) return std::nullopt;
     for (const auto& d : *doms) {
-        if (!is_number(d))
-            continue;
+        if (!is_number(d)) continue;
         if (store.read(0, fmt::format("/local/domain/{}/name", d)) == name_or_id || d == name_or_id)
             return static_cast<DomId>(std::stoul(d));
     }
     return std::nullopt;
 }
 
-std::optional<std::uint32_t> find_nic_by_mac(Store& store, DomId fe, const std::string& mac)
-{
+std::optional<std::uint32_t> find_nic_by_mac(Store& store, DomId fe, const std::string& mac) {
     const auto ids = store.directory(0, dom_path(fe) + "/device/vif");
-    if (!ids)
-        return std::nullopt;
+    if (!ids) return std::nullopt;
     for (const auto& id : *ids)
         if (is_number(id) && store.read(0, fmt::format("{}/device/vif/{}/mac", dom_path(fe), id)) == mac)
             return static_cast<std::uint32_t>(std::stoul(id));
     return std::nullopt;
 }
 
-std::uint32_t nic_add(Store& store, const NicSpec& spec, std::chrono::milliseconds timeout)
-{
+std::uint32_t nic_add(Store& store, const NicSpec& spec, std::chrono::milliseconds timeout) {
     if (!store.directory(0, dom_path(spec.frontend)))
         throw ToolstackError(fmt::format("Domain {} does not exist", spec.frontend));
     if (!store.directory(0, dom_path(spec.backend)))
@@ -99,7 +91,8 @@ std::uint32_t nic_add(Store& store, const NicSpec& spec, std::chrono::millisecon
 
     // Frontend nodes: owned by the guest, readable by the backend; mtu is read-only for it.
     const Perm fe_perms[] = {{spec.frontend, PermKind::none}, {spec.backend, PermKind::read}};
-    const Perm fe_ro_perms[] = {{0, PermKind::none}, {spec.frontend, PermKind::read}, {spec.backend, PermKind::read}};
+    const Perm fe_ro_perms[] = {
+        {0, PermKind::none}, {spec.frontend, PermKind::read}, {spec.backend, PermKind::read}};
     // Backend nodes: owned by the driver domain, readable by the guest.
     const Perm be_perms[] = {{spec.backend, PermKind::none}, {spec.frontend, PermKind::read}};
     const Perm libxl_perms[] = {{0, PermKind::none}};
@@ -116,8 +109,7 @@ std::uint32_t nic_add(Store& store, const NicSpec& spec, std::chrono::millisecon
         {"hotplug-status", ""},
         {"mtu", std::to_string(spec.mtu)},
     };
-    if (spec.rate)
-        back.emplace_back("rate", *spec.rate);
+    if (spec.rate) back.emplace_back("rate", *spec.rate);
 
     store.transaction([&](platform::TxId tx) {
         store.rm(tx, F);
@@ -139,16 +131,14 @@ std::uint32_t nic_add(Store& store, const NicSpec& spec, std::chrono::millisecon
         store.mkdir(tx, B);
         store.set_perms(tx, B, be_perms);
         store.write(tx, B + "/frontend", F);
-        for (const auto& [k, v] : back)
-            store.write(tx, B + "/" + k, v);
+        for (const auto& [k, v] : back) store.write(tx, B + "/" + k, v);
 
         store.rm(tx, L);
         store.mkdir(tx, L);
         store.set_perms(tx, L, libxl_perms);
         store.write(tx, L + "/frontend", F);
         store.write(tx, L + "/backend", B);
-        for (const auto& [k, v] : back)
-            store.write(tx, L + "/" + k, v);
+        for (const auto& [k, v] : back) store.write(tx, L + "/" + k, v);
     });
 
     // libxl__wait_device_connection: exactly InitWait, nothing else counts.
@@ -161,20 +151,18 @@ std::uint32_t nic_add(Store& store, const NicSpec& spec, std::chrono::millisecon
         return *v == "2";
     });
     if (!ok || removed)
-        throw ToolstackError(fmt::format("device_backend_callback: Domain {}:unable to add device with path {}{}",
-                                         spec.frontend, B,
-                                         removed ? fmt::format(" (backend {}/state wanted state 2 but it was removed)", B)
-                                                 : fmt::format(" (backend {}/state wanted state 2 timed out)", B)));
+        throw ToolstackError(fmt::format(
+            "device_backend_callback: Domain {}:unable to add device with path {}{}", spec.frontend, B,
+            removed ? fmt::format(" (backend {}/state wanted state 2 but it was removed)", B)
+                    : fmt::format(" (backend {}/state wanted state 2 timed out)", B)));
     return devid;
 }
 
-void nic_remove(Store& store, DomId fe, std::uint32_t devid, bool force, std::chrono::milliseconds timeout)
-{
+void nic_remove(Store& store, DomId fe, std::uint32_t devid, bool force, std::chrono::milliseconds timeout) {
     const auto F = fe_path(fe, devid);
     const auto L = libxl_path(fe, devid);
     const auto backend = store.read(0, F + "/backend");
-    if (!backend)
-        throw ToolstackError(fmt::format("Invalid argument: no vif {} in domain {}", devid, fe));
+    if (!backend) throw ToolstackError(fmt::format("Invalid argument: no vif {} in domain {}", devid, fe));
     const std::string B = *backend;
 
     std::string failure;
@@ -189,18 +177,22 @@ void nic_remove(Store& store, DomId fe, std::uint32_t devid, bool force, std::ch
         });
         if (present) {
             bool removed = false;
-            const bool closed = wait_for_node(store, B + "/state", timeout, [&](const std::optional<std::string>& v) {
-                removed = !v;
-                return removed || *v == "6";
-            });
+            const bool closed =
+                wait_for_node(store, B + "/state", timeout, [&](const std::optional<std::string>& v) {
+                    removed = !v;
+                    return removed || *v == "6";
+                });
             if (!closed || removed)
-                failure = fmt::format("device_backend_callback: Domain {}:unable to remove device with path {} "
-                                      "(backend {}/state wanted state 6 {})",
-                                      fe, B, B, removed ? "but it was removed" : "timed out");
-            else if (!wait_for_node(store, B, timeout, [](const std::optional<std::string>& v) { return !v; }))
-                failure = fmt::format("device_destroy_be_watch_cb: Domain {}:timed out while waiting for {} to be "
-                                      "removed",
-                                      fe, B);
+                failure =
+                    fmt::format("device_backend_callback: Domain {}:unable to remove device with path {} "
+                                "(backend {}/state wanted state 6 {})",
+                                fe, B, B, removed ? "but it was removed" : "timed out");
+            else if (!wait_for_node(store, B, timeout,
+                                    [](const std::optional<std::string>& v) { return !v; }))
+                failure =
+                    fmt::format("device_destroy_be_watch_cb: Domain {}:timed out while waiting for {} to be "
+                                "removed",
+                                fe, B);
         }
     }
     // As libxl__device_destroy run by the toolstack domain: the frontend and /libxl nodes go;
@@ -211,11 +203,9 @@ void nic_remove(Store& store, DomId fe, std::uint32_t devid, bool force, std::ch
         // The driver domain removed B itself (or is forced out of it here); the empty
         // per-guest parent the toolstack created goes with the last device.
         const std::string be_root = B.substr(0, B.find("/backend/") + 8);
-        if (force || !store.read(tx, B + "/state"))
-            path_cleanup(store, tx, B, be_root);
+        if (force || !store.read(tx, B + "/state")) path_cleanup(store, tx, B, be_root);
     });
-    if (!failure.empty())
-        throw ToolstackError(failure);
+    if (!failure.empty()) throw ToolstackError(failure);
 }
 
 } // namespace netbackd::xensim

@@ -26,7 +26,7 @@ struct NicSpec {
     std::string mac;                    // required: "00:16:3e:xx:xx:xx"
     std::string bridge = "xenbr0";
     std::string script = "vif-bridge";
-    std::optional<std::string> rate;    // already "<bytes>,<usec>"
+    std::optional<std::string> rate; // already "<bytes>,<usec>"
     unsigned mtu = 1500;
 };
 
@@ -36,7 +36,8 @@ inline constexpr std::chrono::milliseconds kDestroyTimeout{10'000};
 
 // `store` must be a dom0 (toolstack) connection. Returns the devid used once the backend
 // reached InitWait; throws ToolstackError otherwise (the nodes written stay, as with libxl).
-std::uint32_t nic_add(platform::Store& store, const NicSpec& spec, std::chrono::milliseconds timeout = kInitTimeout);
+std::uint32_t nic_add(platform::Store& store, const NicSpec& spec,
+                      std::chrono::milliseconds timeout = kInitTimeout);
 
 // Online=0/state=5, wait for state 6, then for the driver domain to remove its backend dir;
 // then the frontend and /libxl nodes go. `force` skips the waits (xl network-detach -f).
@@ -47,6 +48,7 @@ void nic_remove(platform::Store& store, platform::DomId frontend, std::uint32_t 
 std::optional<platform::DomId> find_domain(platform::Store& store, const std::string& name_or_id);
 
 // A vif's devid by its MAC, as `xl network-detach <dom> <mac>` accepts.
-std::optional<std::uint32_t> find_nic_by_mac(platform::Store& store, platform::DomId frontend, const std::string& mac);
+std::optional<std::uint32_t> find_nic_by_mac(platform::Store& store, platform::DomId frontend,
+                                             const std::string& mac);
 
 } // namespace netbackd::xensim

@@ -29,16 +29,13 @@ struct AttachOptions {
     bool force = false;
 };
 
-platform::DomId domain_or_fail(platform::Store& store, const std::string& name)
-{
+platform::DomId domain_or_fail(platform::Store& store, const std::string& name) {
     const auto d = find_domain(store, name);
-    if (!d)
-        throw std::runtime_error(fmt::format("Domain {} does not exist.", name));
+    if (!d) throw std::runtime_error(fmt::format("Domain {} does not exist.", name));
     return *d;
 }
 
-int run_attach(const AttachOptions& o)
-{
+int run_attach(const AttachOptions& o) {
     auto store = platform::open_xs_store(platform::sim_store_socket(o.dir, 0));
     NicSpec spec;
     spec.frontend = domain_or_fail(*store, o.client);
@@ -47,8 +44,7 @@ int run_attach(const AttachOptions& o)
     spec.mac = o.mac;
     spec.bridge = o.bridge;
     spec.mtu = o.mtu;
-    if (!o.rate.empty())
-        spec.rate = o.rate;
+    if (!o.rate.empty()) spec.rate = o.rate;
     try {
         const auto devid = nic_add(*store, spec, std::chrono::milliseconds(o.timeout_ms));
         std::printf("%u\n", devid);
@@ -59,8 +55,7 @@ int run_attach(const AttachOptions& o)
     }
 }
 
-int run_detach(const AttachOptions& o)
-{
+int run_detach(const AttachOptions& o) {
     auto store = platform::open_xs_store(platform::sim_store_socket(o.dir, 0));
     const auto fe = domain_or_fail(*store, o.client);
     std::optional<std::uint32_t> devid;
@@ -83,10 +78,10 @@ int run_detach(const AttachOptions& o)
 
 } // namespace
 
-void install_attach(CLI::App& app)
-{
+void install_attach(CLI::App& app) {
     auto o = std::make_shared<AttachOptions>();
-    auto* attach = app.add_subcommand("attach", "xl network-attach: add a vif to <client>, served by --backend");
+    auto* attach =
+        app.add_subcommand("attach", "xl network-attach: add a vif to <client>, served by --backend");
     add_dir_option(*attach, o->dir);
     attach->add_option("client", o->client, "guest domain (name or domid)")->required();
     attach->add_option("--backend", o->backend, "driver domain (name or domid)")->required();
@@ -97,8 +92,7 @@ void install_attach(CLI::App& app)
     attach->add_option("--mtu", o->mtu, "mtu key");
     attach->add_option("--timeout-ms", o->timeout_ms, "wait for InitWait (libxl: 10000)");
     attach->callback([o] {
-        if (const int rc = run_attach(*o))
-            throw CLI::RuntimeError(rc);
+        if (const int rc = run_attach(*o)) throw CLI::RuntimeError(rc);
     });
 
     auto* detach = app.add_subcommand("detach", "xl network-detach: remove a vif of <client>");
@@ -108,8 +102,7 @@ void install_attach(CLI::App& app)
     detach->add_flag("--force,-f", o->force, "do not wait for the backend (xl network-detach -f)");
     detach->add_option("--timeout-ms", o->timeout_ms, "wait for Closed and for the removal (libxl: 10000)");
     detach->callback([o] {
-        if (const int rc = run_detach(*o))
-            throw CLI::RuntimeError(rc);
+        if (const int rc = run_detach(*o)) throw CLI::RuntimeError(rc);
     });
 }
 

@@ -70,7 +70,8 @@ void Core::handle(Session& s, const xsd_sockmsg& header, std::string_view payloa
         std::string reply = dispatch(s, header, payload);
         append_message(s.out, header.type, header.req_id, header.tx_id, reply);
     } catch (const XsError& e) {
-        append_message(s.out, XS_ERROR, header.req_id, header.tx_id, with_nul(std::string(errno_name(e.code()))));
+        append_message(s.out, XS_ERROR, header.req_id, header.tx_id,
+                       with_nul(std::string(errno_name(e.code()))));
     }
     fire(changes_);
     for (auto& [session, watch] : initial_events_) queue_event(*session, watch, watch.path);
@@ -229,16 +230,13 @@ std::string Core::dispatch(Session& s, const xsd_sockmsg& h, std::string_view pa
             if (other->caller.domid == id) other->caller.target = target;
         return kOk;
     }
-    case XS_GET_DOMAIN_PATH:
-        return with_nul(domain_home(domid_arg(one_arg(payload))));
+    case XS_GET_DOMAIN_PATH: return with_nul(domain_home(domid_arg(one_arg(payload))));
     case XS_RESET_WATCHES:
         s.watches.clear();
         s.transactions.clear();
         return kOk;
-    case XS_CONTROL:
-        fail(ENOSYS);
-    default:
-        fail(EINVAL);
+    case XS_CONTROL: fail(ENOSYS);
+    default: fail(EINVAL);
     }
 }
 

@@ -21,7 +21,7 @@ namespace netbackd::xensim::xs {
 struct Watch {
     std::string path; // absolute, or special
     std::string token;
-    bool relative;    // events are reported relative to the domain's home, as registered
+    bool relative; // events are reported relative to the domain's home, as registered
 };
 
 // One client connection's protocol state.

@@ -44,8 +44,7 @@ void create(View& view, const Caller& caller, const std::string& path, std::stri
         missing.push_back(p);
     }
     if (!(access_for(caller, anchor->perms) & kWrite)) fail(EACCES);
-    if (!caller.privileged() &&
-        view.owned_by(caller.domid) + missing.size() > limits.max_nodes_per_domain)
+    if (!caller.privileged() && view.owned_by(caller.domid) + missing.size() > limits.max_nodes_per_domain)
         fail(ENOSPC);
 
     Perms perms = anchor->perms;

@@ -12,7 +12,7 @@
 namespace netbackd::xensim::xs {
 
 struct Limits {
-    std::size_t max_value = 4096;          // E2BIG beyond this
+    std::size_t max_value = 4096;            // E2BIG beyond this
     std::size_t max_nodes_per_domain = 1000; // ENOSPC beyond this (unprivileged owners only)
 };
 

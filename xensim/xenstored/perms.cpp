@@ -35,8 +35,7 @@ std::optional<platform::Perm> parse_perm(std::string_view text) {
     unsigned value = 0;
     auto digits = text.substr(1);
     auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-    if (ec != std::errc{} || end != digits.data() + digits.size() || value > 0xffff)
-        return std::nullopt;
+    if (ec != std::errc{} || end != digits.data() + digits.size() || value > 0xffff) return std::nullopt;
     return platform::Perm{static_cast<platform::DomId>(value), kind};
 }
 

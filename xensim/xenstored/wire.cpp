@@ -29,7 +29,8 @@ std::optional<std::vector<std::string_view>> split_strings(std::string_view payl
     return out;
 }
 
-bool consume_messages(std::string& in, const std::function<bool(const xsd_sockmsg&, std::string_view)>& handle) {
+bool consume_messages(std::string& in,
+                      const std::function<bool(const xsd_sockmsg&, std::string_view)>& handle) {
     std::size_t used = 0;
     bool ok = true;
     while (in.size() - used >= kHeaderSize) {

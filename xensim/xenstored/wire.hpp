@@ -31,7 +31,8 @@ std::optional<std::vector<std::string_view>> split_strings(std::string_view payl
 // message in place. Returns false on a length beyond XENSTORE_PAYLOAD_MAX: the stream cannot be
 // resynchronised, so the connection must go (as xenstored does). Stops early when `handle`
 // returns false.
-bool consume_messages(std::string& in, const std::function<bool(const xsd_sockmsg&, std::string_view)>& handle);
+bool consume_messages(std::string& in,
+                      const std::function<bool(const xsd_sockmsg&, std::string_view)>& handle);
 
 // Strings joined with a NUL after each, as DIRECTORY and GET_PERMS replies are.
 std::string join_strings(std::span<const std::string> items);

@@ -59,7 +59,8 @@ HvClient::Answer HvClient::call(const wire::Request& req, std::span<const int> f
     return a;
 }
 
-HvClient::Answer HvClient::call_checked(const wire::Request& req, std::string_view what, std::span<const int> fds) {
+HvClient::Answer HvClient::call_checked(const wire::Request& req, std::string_view what,
+                                        std::span<const int> fds) {
     Answer a = call(req, fds);
     if (a.reply.error != 0) throw PlatformError(fmt::format("{}: {}", what, a.text), a.reply.error);
     return a;
@@ -76,7 +77,8 @@ std::shared_ptr<DomainView> HvClient::domain(DomId domid) {
     Answer a = call(request(wire::Op::get_domain, domid));
     if (a.reply.error == ESRCH) return nullptr;
     if (a.reply.error != 0 || a.fds.size() != 2)
-        throw PlatformError(fmt::format("fetching domain {}: {}", domid, a.text), a.reply.error ? a.reply.error : EPROTO);
+        throw PlatformError(fmt::format("fetching domain {}: {}", domid, a.text),
+                            a.reply.error ? a.reply.error : EPROTO);
     auto view = std::make_shared<DomainView>();
     view->domid = domid;
     view->bytes = a.reply.arg64;
@@ -114,7 +116,8 @@ void HvClient::release_eventfd(std::uint32_t token) noexcept {
 void HvClient::create_domain(DomId domid, const std::string& name, std::uint64_t bytes) {
     wire::Request req = request(wire::Op::create_domain, domid);
     req.arg64 = bytes;
-    if (name.size() >= wire::kNameMax) throw PlatformError(fmt::format("domain name too long: {}", name), EINVAL);
+    if (name.size() >= wire::kNameMax)
+        throw PlatformError(fmt::format("domain name too long: {}", name), EINVAL);
     std::memcpy(req.name, name.data(), name.size());
     call_checked(req, fmt::format("creating domain {}", domid));
 }
@@ -152,8 +155,8 @@ std::uint32_t HvClient::map_grant(DomId granter, platform::GrantRef ref, bool wr
     Answer a = call(request(wire::Op::map_grant, granter, ref, writable ? 1 : 0));
     if (a.reply.error == EACCES) {
         auto status = static_cast<std::int32_t>(a.reply.val0);
-        throw PlatformError(fmt::format("grant map of d{} ref {} ({}): {}", granter, ref, writable ? "rw" : "ro",
-                                        platform::gntst_name(status)),
+        throw PlatformError(fmt::format("grant map of d{} ref {} ({}): {}", granter, ref,
+                                        writable ? "rw" : "ro", platform::gntst_name(status)),
                             status);
     }
     if (a.reply.error != 0)
@@ -164,8 +167,7 @@ std::uint32_t HvClient::map_grant(DomId granter, platform::GrantRef ref, bool wr
 void HvClient::unmap_grant(DomId granter, platform::GrantRef ref, bool writable) noexcept {
     try {
         call(request(wire::Op::unmap_grant, granter, ref, writable ? 1 : 0));
-    } catch (const PlatformError&) {
-    }
+    } catch (const PlatformError&) {}
 }
 
 } // namespace netbackd::xensim

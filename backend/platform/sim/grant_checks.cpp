@@ -7,7 +7,8 @@ namespace {
 // Xen retries a moving entry a few times, then blames the guest.
 constexpr int kCmpxchgRetries = 5;
 
-std::int16_t set_status(GrantEntry& e, bool pinned, std::uint16_t caller, bool readonly, bool mapping) noexcept {
+std::int16_t set_status(GrantEntry& e, bool pinned, std::uint16_t caller, bool readonly,
+                        bool mapping) noexcept {
     std::uint16_t mask = GTF_type_mask | (mapping ? GTF_sub_page : 0);
     std::uint32_t seen = e.combo.load(std::memory_order_acquire);
     for (int attempt = 0;; ++attempt) {
@@ -35,7 +36,8 @@ void clear_flags(GrantEntry& e, const ActiveGrant& a) noexcept {
 
 } // namespace
 
-Pin pin_grant(DomainState& st, std::uint32_t ref, std::uint16_t caller, bool readonly, bool mapping) noexcept {
+Pin pin_grant(DomainState& st, std::uint32_t ref, std::uint16_t caller, bool readonly,
+              bool mapping) noexcept {
     if (ref >= kNrGrants) return {GNTST_bad_gntref, 0};
     GrantEntry& e = st.grants[ref];
     ActiveGrant& a = st.active[ref];

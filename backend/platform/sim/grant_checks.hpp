@@ -9,8 +9,8 @@
 namespace netbackd::xensim {
 
 struct Pin {
-    std::int16_t status;    // GNTST_okay or a GNTST_* error
-    std::uint32_t frame;    // valid when status == GNTST_okay
+    std::int16_t status; // GNTST_okay or a GNTST_* error
+    std::uint32_t frame; // valid when status == GNTST_okay
 };
 
 // Pins `ref` of the granting domain `st` for `caller`; on success the entry carries

@@ -22,9 +22,9 @@ enum class Op : std::uint32_t {
     unbind = 9,           // arg0 = port
     // Grant maps go through the hypervisor (copies do not) so that a process that dies with
     // pages mapped releases them, as closing /dev/xen/gntdev does.
-    map_grant = 10,       // domid = granter, arg0 = ref, arg1 = writable → val0 = frame, or
-                          // error = EACCES with val0 = the negative GNTST_* status
-    unmap_grant = 11,     // domid = granter, arg0 = ref, arg1 = writable
+    map_grant = 10,   // domid = granter, arg0 = ref, arg1 = writable → val0 = frame, or
+                      // error = EACCES with val0 = the negative GNTST_* status
+    unmap_grant = 11, // domid = granter, arg0 = ref, arg1 = writable
 };
 
 inline constexpr std::size_t kNameMax = 64;
@@ -55,7 +55,7 @@ struct Request {
 };
 
 struct Reply {
-    std::int32_t error;  // 0 or an errno value
+    std::int32_t error; // 0 or an errno value
     std::uint32_t val0;
     std::uint64_t arg64;
     // Followed by text for list_domains / an error message.

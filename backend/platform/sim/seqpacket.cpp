@@ -54,8 +54,8 @@ Fd connect_seqpacket(const std::string& path) {
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
         int err = errno;
         throw PlatformError(
-            fmt::format("cannot reach the simulated hypervisor at {}: {} (is `xensim up` running?)",
-                        path, std::strerror(err)),
+            fmt::format("cannot reach the simulated hypervisor at {}: {} (is `xensim up` running?)", path,
+                        std::strerror(err)),
             err);
     }
     return fd;

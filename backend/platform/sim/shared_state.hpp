@@ -13,12 +13,12 @@
 
 namespace netbackd::xensim {
 
-inline constexpr std::uint32_t kStateMagic = 0x4e425856;  // "NBXV"
+inline constexpr std::uint32_t kStateMagic = 0x4e425856; // "NBXV"
 inline constexpr std::uint32_t kNrGrants = 8192;
 // Linux keeps refs below 8 for the toolstack (GNTTAB_NR_RESERVED_ENTRIES); so do we.
 inline constexpr std::uint32_t kFirstFreeGrant = 8;
 inline constexpr std::uint32_t kNrPorts = 1024;
-inline constexpr std::size_t kMaxDomainPages = 262144;  // 1 GiB of guest memory
+inline constexpr std::size_t kMaxDomainPages = 262144; // 1 GiB of guest memory
 inline constexpr std::size_t kDefaultDomainBytes = 64u << 20;
 
 static_assert(std::endian::native == std::endian::little,
@@ -27,8 +27,8 @@ static_assert(std::endian::native == std::endian::little,
 // Same bytes as grant_entry_v1_t; flags and domid travel as one 32-bit word so that a grantee
 // never pairs the flags of one grant with the domid of another (Xen's grant_combo).
 struct GrantEntry {
-    std::atomic<std::uint32_t> combo;  // flags | domid << 16
-    std::atomic<std::uint32_t> frame;  // guest frame number within the granting domain
+    std::atomic<std::uint32_t> combo; // flags | domid << 16
+    std::atomic<std::uint32_t> frame; // guest frame number within the granting domain
 
     static constexpr std::uint32_t pack(std::uint16_t flags, std::uint16_t domid) {
         return std::uint32_t{flags} | (std::uint32_t{domid} << 16);
@@ -45,10 +45,10 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 // grant is in use cannot redirect an existing pin.
 struct ActiveGrant {
     std::atomic<std::uint32_t> lock;
-    std::uint16_t read_pins;   // guarded by lock
-    std::uint16_t write_pins;  // guarded by lock
-    std::uint32_t frame;       // guarded by lock
-    std::uint16_t domid;       // guarded by lock
+    std::uint16_t read_pins;  // guarded by lock
+    std::uint16_t write_pins; // guarded by lock
+    std::uint32_t frame;      // guarded by lock
+    std::uint16_t domid;      // guarded by lock
     std::uint16_t pad;
 };
 

@@ -18,7 +18,8 @@ constexpr auto kInterdomain = static_cast<std::uint32_t>(PortState::interdomain)
 
 SimEvents::SimEvents(std::shared_ptr<HvClient> client) : client_(std::move(client)) {
     if (!client_->claim_events())
-        throw PlatformError("this hypervisor connection already has an Events; connect again for another", EBUSY);
+        throw PlatformError("this hypervisor connection already has an Events; connect again for another",
+                            EBUSY);
     self_ = client_->domain(client_->domid());
     if (self_ == nullptr)
         throw PlatformError(fmt::format("domain {} does not exist", client_->domid()), ESRCH);
@@ -61,7 +62,8 @@ void SimEvents::unbind(EvtchnPort local) {
     {
         std::lock_guard lock(mutex_);
         if (std::find(ports_.begin(), ports_.end(), local) == ports_.end())
-            throw PlatformError(fmt::format("event channel port {} is not bound by this process", local), EINVAL);
+            throw PlatformError(fmt::format("event channel port {} is not bound by this process", local),
+                                EINVAL);
     }
     client_->unbind(local);
     std::lock_guard lock(mutex_);
@@ -79,7 +81,7 @@ void SimEvents::forget_eventfd(Peer& peer) noexcept {
 
 void SimEvents::notify(EvtchnPort local) {
     EventPort& me = own_port(local);
-    if (me.state.load(std::memory_order_acquire) != kInterdomain) return;  // unbound: Xen drops it
+    if (me.state.load(std::memory_order_acquire) != kInterdomain) return; // unbound: Xen drops it
     auto remote_dom = static_cast<DomId>(me.remote_dom.load(std::memory_order_relaxed));
     std::uint32_t remote_port = me.remote_port.load(std::memory_order_relaxed);
 
@@ -97,8 +99,8 @@ void SimEvents::notify(EvtchnPort local) {
         }
     }
     EventPort& them = peer.domain->state->ports[remote_port];
-    if (them.state.load(std::memory_order_acquire) != kInterdomain || them.remote_dom.load() != client_->domid() ||
-        them.remote_port.load() != local)
+    if (them.state.load(std::memory_order_acquire) != kInterdomain ||
+        them.remote_dom.load() != client_->domid() || them.remote_port.load() != local)
         return;
     std::uint32_t owner = them.owner.load(std::memory_order_acquire);
     if (owner != peer.owner) {
@@ -107,8 +109,8 @@ void SimEvents::notify(EvtchnPort local) {
         peer.eventfd = client_->eventfd_of(owner);
     }
     // Only the edge from idle to pending on an unmasked port wakes the peer; the rest coalesce.
-    if (them.pending.exchange(1, std::memory_order_seq_cst) == 0 && them.mask.load(std::memory_order_seq_cst) == 0 &&
-        peer.eventfd >= 0)
+    if (them.pending.exchange(1, std::memory_order_seq_cst) == 0 &&
+        them.mask.load(std::memory_order_seq_cst) == 0 && peer.eventfd >= 0)
         platform::signal_eventfd(peer.eventfd);
 }
 

@@ -18,8 +18,13 @@ namespace {
 
 class SimMapping final : public platform::GrantMapping {
 public:
-    SimMapping(std::shared_ptr<HvClient> client, DomId granter, std::uint32_t ref, bool writable, platform::Mmap page)
-        : client_(std::move(client)), granter_(granter), ref_(ref), writable_(writable), page_(std::move(page)) {}
+    SimMapping(std::shared_ptr<HvClient> client, DomId granter, std::uint32_t ref, bool writable,
+               platform::Mmap page)
+        : client_(std::move(client)),
+          granter_(granter),
+          ref_(ref),
+          writable_(writable),
+          page_(std::move(page)) {}
     ~SimMapping() override {
         page_.reset();
         client_->unmap_grant(granter_, ref_, writable_);
@@ -51,8 +56,8 @@ public:
 
     // The granted page for (domain, ref), pinning it unless already held; nullptr with *status
     // set when refused.
-    std::byte* page(HvClient& client, const std::shared_ptr<DomainView>& domain, std::uint32_t ref, bool readonly,
-                    std::int16_t* status) {
+    std::byte* page(HvClient& client, const std::shared_ptr<DomainView>& domain, std::uint32_t ref,
+                    bool readonly, std::int16_t* status) {
         if (pinned_ && granter_ == domain && ref_ == ref && readonly_ == readonly) return page_;
         release();
         Pin pin = pin_grant(*domain->state, ref, client.domid(), readonly, false);
@@ -130,7 +135,8 @@ std::unique_ptr<platform::GrantMapping> SimGrants::map(DomId domid, platform::Gr
     std::uint32_t frame = client_->map_grant(domid, ref, writable);
     try {
         auto granter = client_->domain(domid);
-        if (granter == nullptr) throw PlatformError(fmt::format("domain {} vanished while mapping", domid), ESRCH);
+        if (granter == nullptr)
+            throw PlatformError(fmt::format("domain {} vanished while mapping", domid), ESRCH);
         // A page of its own, with the protection the grant allows: a read-only grant really is.
         auto page = platform::Mmap::shared(granter->memory_fd, platform::kPageSize,
                                            std::size_t{frame} * platform::kPageSize, writable);

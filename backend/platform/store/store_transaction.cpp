@@ -21,9 +21,8 @@ void Store::transaction(const std::function<void(TxId)>& body, int max_attempts)
         }
         if (transaction_end(tx, true)) return;
     }
-    throw PlatformError("xenstore transaction still conflicting after " + std::to_string(max_attempts) +
-                            " attempts",
-                        EAGAIN);
+    throw PlatformError(
+        "xenstore transaction still conflicting after " + std::to_string(max_attempts) + " attempts", EAGAIN);
 }
 
 } // namespace netbackd::platform

@@ -59,9 +59,8 @@ std::mutex g_env_mutex;
 
 XsHandle open_socket(const std::string& socket_path) {
     if (!exists(socket_path.c_str()))
-        throw PlatformError("xenstored socket " + socket_path +
-                                " is missing: is the simulated host up (xensim up)?",
-                            ENOENT);
+        throw PlatformError(
+            "xenstored socket " + socket_path + " is missing: is the simulated host up (xensim up)?", ENOENT);
     // libxenstore would treat anything else as a xenbus device file and speak to it regardless.
     std::error_code ec;
     if (!std::filesystem::is_socket(socket_path, ec))
@@ -90,9 +89,8 @@ XsHandle open_default() {
         throw PlatformError(std::string("neither ") + sock +
                                 " nor /dev/xen/xenbus exists: not running on Xen (use --platform=sim)",
                             ENOENT);
-    throw PlatformError(std::string("cannot open xenstore (") + sock + " or /dev/xen/xenbus): " +
-                            std::strerror(e),
-                        e);
+    throw PlatformError(
+        std::string("cannot open xenstore (") + sock + " or /dev/xen/xenbus): " + std::strerror(e), e);
 }
 
 class XsStore final : public Store {

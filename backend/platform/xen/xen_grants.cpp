@@ -50,7 +50,8 @@ XenGrants::~XenGrants() { xengnttab_close(handle_); }
 std::unique_ptr<GrantMapping> XenGrants::map(DomId domid, GrantRef ref, bool writable) {
     void* addr = xengnttab_map_grant_ref(handle_, domid, ref, writable ? PROT_READ | PROT_WRITE : PROT_READ);
     if (addr == nullptr)
-        throw PlatformError(fmt::format("grant map of d{} ref {}: {}", domid, ref, std::strerror(errno)), errno);
+        throw PlatformError(fmt::format("grant map of d{} ref {}: {}", domid, ref, std::strerror(errno)),
+                            errno);
     return std::make_unique<XenMapping>(handle_, addr);
 }
 

@@ -13,8 +13,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string error_of(auto&& fn)
-{
+std::string error_of(auto&& fn) {
     try {
         fn();
     } catch (const ConfigError& e) {
@@ -25,15 +24,13 @@ std::string error_of(auto&& fn)
 
 struct TempDir {
     fs::path path;
-    TempDir()
-    {
+    TempDir() {
         std::string tmpl = (fs::temp_directory_path() / "netbackd-config-XXXXXX").string();
         REQUIRE(mkdtemp(tmpl.data()) != nullptr);
         path = tmpl;
     }
     ~TempDir() { fs::remove_all(path); }
-    void write(const fs::path& rel, std::string_view text) const
-    {
+    void write(const fs::path& rel, std::string_view text) const {
         fs::create_directories((path / rel).parent_path());
         std::ofstream(path / rel) << text;
     }
@@ -41,8 +38,7 @@ struct TempDir {
 
 } // namespace
 
-TEST_CASE("the shipped example configs load", "[control][config]")
-{
+TEST_CASE("the shipped example configs load", "[control][config]") {
     const Config cfg = load_config(fs::path(NETBACKD_SOURCE_DIR) / "configs/netbackd.toml");
     CHECK(cfg.global.platform == "xen");
     CHECK(cfg.global.max_queues == 4);
@@ -59,8 +55,7 @@ TEST_CASE("the shipped example configs load", "[control][config]")
     CHECK(c.queues == 2);
 }
 
-TEST_CASE("global config errors name file and line", "[control][config]")
-{
+TEST_CASE("global config errors name file and line", "[control][config]") {
     CHECK(error_of([] { parse_global("[service]\nplatfrom = \"xen\"\n", "g.toml"); }) ==
           "g.toml:2: unknown key 'platfrom' in [service]");
     CHECK(error_of([] { parse_global("[service]\nplatform = \"kvm\"\n", "g.toml"); }) ==
@@ -75,37 +70,38 @@ TEST_CASE("global config errors name file and line", "[control][config]")
     CHECK(error_of([] { parse_global("[service]\nplatform = \"sim\"\n", "g.toml"); }).empty());
 }
 
-TEST_CASE("workers burst: unset keeps the worker's defaults, else 1..256", "[control][config]")
-{
+TEST_CASE("workers burst: unset keeps the worker's defaults, else 1..256", "[control][config]") {
     CHECK_FALSE(parse_global("[workers]\npolling = \"busy\"\n", "g.toml").burst.has_value());
     CHECK(parse_global("[workers]\nburst = 1\n", "g.toml").burst == 1u);
     CHECK(parse_global("[workers]\nburst = 64\n", "g.toml").burst == 64u);
-    CHECK(error_of([] { parse_global("[workers]\nburst = 0\n", "g.toml"); }) == "g.toml:2: 'burst' = 0 outside 1..256");
+    CHECK(error_of([] { parse_global("[workers]\nburst = 0\n", "g.toml"); }) ==
+          "g.toml:2: 'burst' = 0 outside 1..256");
     CHECK(error_of([] { parse_global("[workers]\n\nburst = 257\n", "g.toml"); }) ==
           "g.toml:3: 'burst' = 257 outside 1..256");
 }
 
-TEST_CASE("client config validation", "[control][config]")
-{
+TEST_CASE("client config validation", "[control][config]") {
     CHECK(error_of([] { parse_client("[vif]\nmac = \"00:16:3e:00:00:01\"\n", "c.toml"); }) ==
           "c.toml: needs a [match] table (domain = \"name\" [+ devid = N], or mac = \"..\")");
     CHECK(error_of([] { parse_client("[match]\ndevid = 1\n", "c.toml"); }) ==
-          "c.toml:1: [match] needs 'domain' or 'mac'\nc.toml:1: [match] 'devid' only makes sense with 'domain'");
+          "c.toml:1: [match] needs 'domain' or 'mac'\nc.toml:1: [match] 'devid' only makes sense with "
+          "'domain'");
     CHECK(error_of([] { parse_client("[match]\ndomain = \"a\"\n[vif]\nvlan = 4095\n", "c.toml"); }) ==
           "c.toml:4: 'vlan' = 4095 outside 1..4094");
-    CHECK(error_of([] { parse_client("[match]\ndomain = \"a\"\n[vif]\nmac = \"01:00:00:00:00:01\"\n", "c.toml"); })
-              .find("c.toml:4: 'mac' = \"01:00:00:00:00:01\": multicast") == 0);
+    CHECK(error_of([] {
+              parse_client("[match]\ndomain = \"a\"\n[vif]\nmac = \"01:00:00:00:00:01\"\n", "c.toml");
+          }).find("c.toml:4: 'mac' = \"01:00:00:00:00:01\": multicast") == 0);
     CHECK(error_of([] { parse_client("[match]\ndomain = \"a\"\n[vif]\nrate = \"1,0\"\n", "c.toml"); }) ==
           "c.toml:4: 'rate' = \"1,0\": rate interval of 0 usec");
     CHECK(error_of([] { parse_client("[match]\ndomain = \"a\"\n[vif]\nscript = \"hook\"\n", "c.toml"); }) ==
           "c.toml:4: 'script' must be an absolute path");
-    const auto ok = parse_client("[vif]\nrate = \"1000,20000\"\n[match]\nmac = \"00:16:3e:00:00:01\"\n", "c.toml");
+    const auto ok =
+        parse_client("[vif]\nrate = \"1000,20000\"\n[match]\nmac = \"00:16:3e:00:00:01\"\n", "c.toml");
     CHECK(ok.rate == Rate{1000, 20000});
     CHECK(ok.source == "c.toml:3");
 }
 
-TEST_CASE("load_config reads clients_dir and reports every bad file", "[control][config]")
-{
+TEST_CASE("load_config reads clients_dir and reports every bad file", "[control][config]") {
     TempDir d;
     d.write("netbackd.toml", "[service]\nplatform = \"sim\"\nclients_dir = \"cl\"\n");
     d.write("cl/a.toml", "[match]\ndomain = \"a\"\n");
@@ -120,8 +116,7 @@ TEST_CASE("load_config reads clients_dir and reports every bad file", "[control]
     CHECK(error_of([&] { load_config(d.path / "missing.toml"); }).find("cannot read") != std::string::npos);
 }
 
-TEST_CASE("match_client prefers the most specific entry", "[control][config]")
-{
+TEST_CASE("match_client prefers the most specific entry", "[control][config]") {
     Config cfg;
     cfg.clients.push_back(parse_client("[vif]\nvlan = 1\n[match]\ndomain = \"web\"\n", "1.toml"));
     cfg.clients.push_back(parse_client("[vif]\nvlan = 2\n[match]\nmac = \"00:16:3e:00:00:02\"\n", "2.toml"));

@@ -12,8 +12,8 @@
 #include <spdlog/spdlog.h>
 
 #include "backend/control/control_plane.hpp"
-#include "tests/support/logging_sink.hpp"
 #include "tests/support/fake_platform.hpp"
+#include "tests/support/logging_sink.hpp"
 
 using namespace netbackd;
 using namespace netbackd::control;
@@ -35,32 +35,32 @@ struct World {
     std::shared_ptr<Config> config = std::make_shared<Config>();
     std::unique_ptr<ControlPlane> cp;
 
-    World()
-    {
+    World() {
         xs->write("/local/domain/1/domid", "1");
         start();
     }
-    void start()
-    {
+    void start() {
         cp = std::make_unique<ControlPlane>(store, grants, events, sink, config);
         cp->start();
         pump();
     }
-    void pump()
-    {
+    void pump() {
         for (int i = 0; i < 16; ++i) {
             cp->process_watches();
             // Deferred removals are due half a second later; jump there.
             cp->tick(std::chrono::steady_clock::now() + std::chrono::seconds(1));
         }
     }
-    static std::string be(DomId fe, unsigned dev) { return fmt::format("/local/domain/1/backend/vif/{}/{}", fe, dev); }
-    static std::string fe(DomId fe, unsigned dev) { return fmt::format("/local/domain/{}/device/vif/{}", fe, dev); }
+    static std::string be(DomId fe, unsigned dev) {
+        return fmt::format("/local/domain/1/backend/vif/{}/{}", fe, dev);
+    }
+    static std::string fe(DomId fe, unsigned dev) {
+        return fmt::format("/local/domain/{}/device/vif/{}", fe, dev);
+    }
     std::string get(const std::string& p) const { return xs->get(p).value_or("<missing>"); }
 
     // What libxl writes for `xl network-attach <fe> mac=...,backend=<self>`.
-    void attach(DomId f, unsigned dev, const std::string& mac = "00:16:3e:00:00:01")
-    {
+    void attach(DomId f, unsigned dev, const std::string& mac = "00:16:3e:00:00:01") {
         xs->write(fmt::format("/local/domain/{}/name", f), fmt::format("guest{}", f));
         const auto F = fe(f, dev), B = be(f, dev);
         xs->write(F + "/backend", B);
@@ -68,16 +68,19 @@ struct World {
         xs->write(F + "/handle", std::to_string(dev));
         xs->write(F + "/mac", mac);
         xs->write(F + "/state", "1");
-        for (auto [k, v] : {std::pair<std::string, std::string>{"frontend", F}, {"frontend-id", std::to_string(f)},
-                            {"online", "1"}, {"mac", mac}, {"handle", std::to_string(dev)}, {"type", "vif"},
+        for (auto [k, v] : {std::pair<std::string, std::string>{"frontend", F},
+                            {"frontend-id", std::to_string(f)},
+                            {"online", "1"},
+                            {"mac", mac},
+                            {"handle", std::to_string(dev)},
+                            {"type", "vif"},
                             {"hotplug-status", ""}})
             xs->write(B + "/" + k, v);
         xs->write(B + "/state", "1");
         pump();
     }
     // What Linux netfront's talk_to_netback writes; grant refs and ports derive from f/dev.
-    void frontend_connect(DomId f, unsigned dev, unsigned queues = 1, bool split = false)
-    {
+    void frontend_connect(DomId f, unsigned dev, unsigned queues = 1, bool split = false) {
         const auto F = fe(f, dev);
         if (queues > 1 || xs->exists(be(f, dev) + "/multi-queue-max-queues"))
             xs->write(F + "/multi-queue-num-queues", std::to_string(queues));
@@ -99,27 +102,23 @@ struct World {
         xs->write(F + "/state", "4");
         pump();
     }
-    void frontend_state(DomId f, unsigned dev, int s)
-    {
+    void frontend_state(DomId f, unsigned dev, int s) {
         xs->write(fe(f, dev) + "/state", std::to_string(s));
         pump();
     }
-    void detach(DomId f, unsigned dev)
-    {
+    void detach(DomId f, unsigned dev) {
         xs->write(be(f, dev) + "/online", "0");
         xs->write(be(f, dev) + "/state", "5");
         pump();
     }
-    std::string error(DomId f, unsigned dev) const
-    {
+    std::string error(DomId f, unsigned dev) const {
         return get(fmt::format("/local/domain/1/error/backend/vif/{}/{}/error", f, dev));
     }
 };
 
 } // namespace
 
-TEST_CASE("attach: probe advertises in one go and reaches InitWait", "[control][driver]")
-{
+TEST_CASE("attach: probe advertises in one go and reaches InitWait", "[control][driver]") {
     World w;
     w.attach(7, 0);
     const auto B = World::be(7, 0);
@@ -132,8 +131,8 @@ TEST_CASE("attach: probe advertises in one go and reaches InitWait", "[control][
     CHECK(w.cp->vif_count() == 1);
 }
 
-TEST_CASE("connect: single queue maps both rings, binds one channel, writes hotplug-status", "[control][driver]")
-{
+TEST_CASE("connect: single queue maps both rings, binds one channel, writes hotplug-status",
+          "[control][driver]") {
     World w;
     w.attach(7, 0);
     w.frontend_connect(7, 0);
@@ -151,8 +150,7 @@ TEST_CASE("connect: single queue maps both rings, binds one channel, writes hotp
     CHECK(format_mac(h->policy.guest_mac) == "00:16:3e:00:00:01");
 }
 
-TEST_CASE("connect: multi-queue with split event channels", "[control][driver]")
-{
+TEST_CASE("connect: multi-queue with split event channels", "[control][driver]") {
     World w;
     w.attach(7, 0);
     w.frontend_connect(7, 0, 3, true);
@@ -166,8 +164,7 @@ TEST_CASE("connect: multi-queue with split event channels", "[control][driver]")
     CHECK(h->queues[2].rx_ref == 7 * 100 + 8 + 8 + 1);
 }
 
-TEST_CASE("detach: toolstack online=0 state=5 leads to 6 and the dir removed", "[control][driver]")
-{
+TEST_CASE("detach: toolstack online=0 state=5 leads to 6 and the dir removed", "[control][driver]") {
     World w;
     w.attach(7, 0);
     w.frontend_connect(7, 0);
@@ -180,8 +177,7 @@ TEST_CASE("detach: toolstack online=0 state=5 leads to 6 and the dir removed", "
     CHECK(w.sink.size() == 0);
 }
 
-TEST_CASE("guest-initiated close while online keeps the dir and a reboot reconnects", "[control][driver]")
-{
+TEST_CASE("guest-initiated close while online keeps the dir and a reboot reconnects", "[control][driver]") {
     World w;
     w.attach(7, 0);
     w.frontend_connect(7, 0);
@@ -199,8 +195,7 @@ TEST_CASE("guest-initiated close while online keeps the dir and a reboot reconne
     CHECK(w.grants.total == 4);
 }
 
-TEST_CASE("frontend reboot straight from 4 to 1 reconnects cleanly", "[control][driver]")
-{
+TEST_CASE("frontend reboot straight from 4 to 1 reconnects cleanly", "[control][driver]") {
     World w;
     w.attach(7, 0);
     w.frontend_connect(7, 0);
@@ -212,8 +207,7 @@ TEST_CASE("frontend reboot straight from 4 to 1 reconnects cleanly", "[control][
     CHECK(w.events.bound.size() == 1);
 }
 
-TEST_CASE("windows-style close before connect, then connect", "[control][driver]")
-{
+TEST_CASE("windows-style close before connect, then connect", "[control][driver]") {
     World w;
     w.attach(7, 0);
     w.frontend_state(7, 0, 5);
@@ -226,8 +220,7 @@ TEST_CASE("windows-style close before connect, then connect", "[control][driver]
     CHECK(w.get(World::be(7, 0) + "/state") == "4");
 }
 
-TEST_CASE("@releaseDomain releases the dead domain's vifs only", "[control][driver]")
-{
+TEST_CASE("@releaseDomain releases the dead domain's vifs only", "[control][driver]") {
     World w;
     w.attach(7, 0);
     w.frontend_connect(7, 0);
@@ -242,8 +235,7 @@ TEST_CASE("@releaseDomain releases the dead domain's vifs only", "[control][driv
     CHECK(w.cp->vif_count() == 1);
 }
 
-TEST_CASE("netbackd restart reconnects connected frontends without renegotiation", "[control][driver]")
-{
+TEST_CASE("netbackd restart reconnects connected frontends without renegotiation", "[control][driver]") {
     World w;
     w.attach(7, 0);
     w.frontend_connect(7, 0, 2, true);
@@ -263,8 +255,7 @@ TEST_CASE("netbackd restart reconnects connected frontends without renegotiation
     CHECK(w.get(World::be(8, 0) + "/state") == "4");
 }
 
-TEST_CASE("toolstack detach while netbackd was down completes on start", "[control][driver]")
-{
+TEST_CASE("toolstack detach while netbackd was down completes on start", "[control][driver]") {
     World w;
     w.attach(7, 0);
     w.frontend_connect(7, 0);
@@ -283,8 +274,7 @@ struct Malformed {
 };
 } // namespace
 
-TEST_CASE("malformed control input: error node, Closing, other vifs unaffected", "[control][driver]")
-{
+TEST_CASE("malformed control input: error node, Closing, other vifs unaffected", "[control][driver]") {
     const std::string F = World::fe(7, 0);
     const std::vector<Malformed> cases = {
         {"missing tx-ring-ref", [&](World& w) { w.xs->rm(F + "/tx-ring-ref"); },
@@ -338,8 +328,7 @@ TEST_CASE("malformed control input: error node, Closing, other vifs unaffected",
     }
 }
 
-TEST_CASE("malformed toolstack keys fail the probe with the key and value named", "[control][driver]")
-{
+TEST_CASE("malformed toolstack keys fail the probe with the key and value named", "[control][driver]") {
     const std::vector<std::pair<std::pair<std::string, std::string>, std::string>> cases = {
         {{"mac", "00:16:3e:00:00"}, "22 /local/domain/1/backend/vif/7/0/mac = \"00:16:3e:00:00\": not a MAC"},
         {{"rate", "100"}, "22 /local/domain/1/backend/vif/7/0/rate = \"100\": not a rate"},
@@ -356,8 +345,11 @@ TEST_CASE("malformed toolstack keys fail the probe with the key and value named"
         // before state=1 appears.
         w.xs->write("/local/domain/7/name", "guest7");
         w.xs->write(World::fe(7, 0) + "/state", "1");
-        for (auto [k, v] : {std::pair<std::string, std::string>{"frontend", World::fe(7, 0)}, {"frontend-id", "7"},
-                            {"online", "1"}, {"mac", "00:16:3e:00:00:01"}, {"handle", "0"}})
+        for (auto [k, v] : {std::pair<std::string, std::string>{"frontend", World::fe(7, 0)},
+                            {"frontend-id", "7"},
+                            {"online", "1"},
+                            {"mac", "00:16:3e:00:00:01"},
+                            {"handle", "0"}})
             w.xs->write(B + "/" + k, v);
         w.xs->write(B + "/" + kv.first, kv.second);
         w.xs->write(B + "/state", "1");
@@ -368,8 +360,7 @@ TEST_CASE("malformed toolstack keys fail the probe with the key and value named"
     }
 }
 
-TEST_CASE("a fresh probe clears the previous error", "[control][driver]")
-{
+TEST_CASE("a fresh probe clears the previous error", "[control][driver]") {
     World w;
     w.attach(7, 0);
     w.xs->write(World::fe(7, 0) + "/multi-queue-num-queues", "99");
@@ -383,8 +374,7 @@ TEST_CASE("a fresh probe clears the previous error", "[control][driver]")
     CHECK(w.error(7, 0) == "<missing>");
 }
 
-TEST_CASE("a backend dir removed under a connected vif releases it", "[control][driver]")
-{
+TEST_CASE("a backend dir removed under a connected vif releases it", "[control][driver]") {
     World w;
     w.attach(7, 0);
     w.frontend_connect(7, 0);
@@ -395,11 +385,11 @@ TEST_CASE("a backend dir removed under a connected vif releases it", "[control][
     CHECK_FALSE(w.xs->exists(World::be(7, 0))); // not resurrected by a late state write
 }
 
-TEST_CASE("client config shapes the policy and caps the queues", "[control][driver]")
-{
+TEST_CASE("client config shapes the policy and caps the queues", "[control][driver]") {
     World w;
-    w.config->clients.push_back(
-        parse_client("[match]\ndomain = \"guest7\"\n[vif]\nvlan = 42\nqueues = 2\nmac = \"00:16:3e:00:00:01\"\n", "c.toml"));
+    w.config->clients.push_back(parse_client(
+        "[match]\ndomain = \"guest7\"\n[vif]\nvlan = 42\nqueues = 2\nmac = \"00:16:3e:00:00:01\"\n",
+        "c.toml"));
     w.xs->write(World::be(7, 0) + "/rate", "1000,20000");
     w.attach(7, 0);
     CHECK(w.get(World::be(7, 0) + "/multi-queue-max-queues") == "2");
@@ -412,8 +402,7 @@ TEST_CASE("client config shapes the policy and caps the queues", "[control][driv
     CHECK_FALSE(h->features.split_event_channels);
 }
 
-TEST_CASE("a vif waiting on the frontend says which key it waits on", "[control][driver]")
-{
+TEST_CASE("a vif waiting on the frontend says which key it waits on", "[control][driver]") {
     auto ring = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
     auto logger = std::make_shared<spdlog::logger>("test", ring);
     auto old = spdlog::default_logger();
@@ -424,13 +413,12 @@ TEST_CASE("a vif waiting on the frontend says which key it waits on", "[control]
     spdlog::set_default_logger(old);
     bool found = false;
     for (const auto& line : ring->last_formatted())
-        found |= line.find("vif 7.0: waiting 6 s for the frontend to connect: /local/domain/7/device/vif/0/state is 1") !=
-                 std::string::npos;
+        found |= line.find("vif 7.0: waiting 6 s for the frontend to connect: "
+                           "/local/domain/7/device/vif/0/state is 1") != std::string::npos;
     CHECK(found);
 }
 
-TEST_CASE("detach: state 6 stays readable for a moment before the dir goes", "[control][driver]")
-{
+TEST_CASE("detach: state 6 stays readable for a moment before the dir goes", "[control][driver]") {
     World w;
     w.attach(7, 0);
     w.frontend_connect(7, 0);
@@ -447,8 +435,7 @@ TEST_CASE("detach: state 6 stays readable for a moment before the dir goes", "[c
     CHECK(w.cp->vif_count() == 0);
 }
 
-TEST_CASE("a destroyed domain's vif is released even when @releaseDomain came first", "[control][driver]")
-{
+TEST_CASE("a destroyed domain's vif is released even when @releaseDomain came first", "[control][driver]") {
     World w;
     w.attach(7, 0);
     w.frontend_connect(7, 0);
@@ -461,8 +448,7 @@ TEST_CASE("a destroyed domain's vif is released even when @releaseDomain came fi
     CHECK(w.grants.live == 0);
 }
 
-TEST_CASE("a rate change reaches the data plane of a connected vif", "[control][driver]")
-{
+TEST_CASE("a rate change reaches the data plane of a connected vif", "[control][driver]") {
     World w;
     w.attach(7, 0);
     w.frontend_connect(7, 0);
@@ -480,8 +466,7 @@ TEST_CASE("a rate change reaches the data plane of a connected vif", "[control][
     CHECK_FALSE(w.sink.find({7, 0})->policy.rate);
 }
 
-TEST_CASE("a client hook runs before hotplug-status and its failure is fatal", "[control][driver]")
-{
+TEST_CASE("a client hook runs before hotplug-status and its failure is fatal", "[control][driver]") {
     std::string dir = (std::filesystem::temp_directory_path() / "netbackd-hook-XXXXXX").string();
     REQUIRE(mkdtemp(dir.data()));
     const std::string ok = dir + "/ok.sh", bad = dir + "/bad.sh";
@@ -491,10 +476,10 @@ TEST_CASE("a client hook runs before hotplug-status and its failure is fatal", "
     std::filesystem::permissions(bad, std::filesystem::perms::owner_all);
 
     World w;
-    w.config->clients.push_back(parse_client(
-        "[match]\nmac = \"00:16:3e:00:00:01\"\n[vif]\nscript = \"" + ok + "\"\n", "ok.toml"));
-    w.config->clients.push_back(parse_client(
-        "[match]\nmac = \"00:16:3e:00:00:02\"\n[vif]\nscript = \"" + bad + "\"\n", "bad.toml"));
+    w.config->clients.push_back(
+        parse_client("[match]\nmac = \"00:16:3e:00:00:01\"\n[vif]\nscript = \"" + ok + "\"\n", "ok.toml"));
+    w.config->clients.push_back(
+        parse_client("[match]\nmac = \"00:16:3e:00:00:02\"\n[vif]\nscript = \"" + bad + "\"\n", "bad.toml"));
     w.attach(7, 0, "00:16:3e:00:00:01");
     w.frontend_connect(7, 0);
     CHECK(w.get(World::be(7, 0) + "/state") == "4");
@@ -507,8 +492,7 @@ TEST_CASE("a client hook runs before hotplug-status and its failure is fatal", "
     std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("a data plane fault closes the vif with an error node", "[control][driver]")
-{
+TEST_CASE("a data plane fault closes the vif with an error node", "[control][driver]") {
     World w;
     w.attach(7, 0);
     w.frontend_connect(7, 0);
@@ -523,8 +507,7 @@ TEST_CASE("a data plane fault closes the vif with an error node", "[control][dri
     CHECK(w.get(World::be(7, 0) + "/state") == "4");
 }
 
-TEST_CASE("a backend dir re-created by the toolstack starts a fresh handshake", "[control][driver]")
-{
+TEST_CASE("a backend dir re-created by the toolstack starts a fresh handshake", "[control][driver]") {
     World w;
     w.attach(7, 0);
     w.frontend_connect(7, 0);

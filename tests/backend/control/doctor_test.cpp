@@ -16,33 +16,28 @@ namespace {
 
 struct FakeRoot {
     fs::path root;
-    FakeRoot()
-    {
+    FakeRoot() {
         std::string t = (fs::temp_directory_path() / "netbackd-doctor-XXXXXX").string();
         REQUIRE(mkdtemp(t.data()));
         root = t;
         write("proc/meminfo", "MemTotal: 1000 kB\nHugePages_Total:     512\nHugePages_Free:      500\n");
     }
     ~FakeRoot() { fs::remove_all(root); }
-    void write(const fs::path& rel, const std::string& text) const
-    {
+    void write(const fs::path& rel, const std::string& text) const {
         fs::create_directories((root / rel).parent_path());
         std::ofstream(root / rel) << text;
     }
     void mkdir(const fs::path& rel) const { fs::create_directories(root / rel); }
 };
 
-const Check& find(const std::vector<Check>& checks, std::string_view prefix)
-{
+const Check& find(const std::vector<Check>& checks, std::string_view prefix) {
     for (const auto& c : checks)
-        if (c.name.rfind(prefix, 0) == 0)
-            return c;
+        if (c.name.rfind(prefix, 0) == 0) return c;
     FAIL("no check named " << prefix);
     return checks.front();
 }
 
-GlobalConfig with_port(const std::string& pci)
-{
+GlobalConfig with_port(const std::string& pci) {
     GlobalConfig g;
     g.ports.push_back({.name = "uplink0", .pci = pci, .vdev = "", .mtu = std::nullopt});
     return g;
@@ -50,11 +45,11 @@ GlobalConfig with_port(const std::string& pci)
 
 } // namespace
 
-TEST_CASE("doctor: a clean host passes", "[control][doctor]")
-{
+TEST_CASE("doctor: a clean host passes", "[control][doctor]") {
     FakeRoot r;
     r.mkdir("sys/bus/pci/devices/0000:03:00.0");
-    fs::create_directory_symlink("../../../drivers/vfio-pci", r.root / "sys/bus/pci/devices/0000:03:00.0/driver");
+    fs::create_directory_symlink("../../../drivers/vfio-pci",
+                                 r.root / "sys/bus/pci/devices/0000:03:00.0/driver");
     r.mkdir("sys/kernel/iommu_groups/7");
     const auto checks = host_checks(r.root, with_port("0000:03:00.0"), false);
     for (const auto& c : checks) {
@@ -64,8 +59,7 @@ TEST_CASE("doctor: a clean host passes", "[control][doctor]")
     CHECK(print_doctor(checks, false, stdout));
 }
 
-TEST_CASE("doctor: xen-netback loaded or bound is a failure with the blacklist fix", "[control][doctor]")
-{
+TEST_CASE("doctor: xen-netback loaded or bound is a failure with the blacklist fix", "[control][doctor]") {
     FakeRoot r;
     r.mkdir("sys/module/xen_netback");
     auto c = find(host_checks(r.root, {}, false), "in-kernel xen-netback");
@@ -78,15 +72,15 @@ TEST_CASE("doctor: xen-netback loaded or bound is a failure with the blacklist f
     CHECK(find(host_checks(r.root, {}, true), "in-kernel xen-netback").status == CheckStatus::skip);
 }
 
-TEST_CASE("doctor: NIC driver, hugepages and IOMMU failures say how to fix them", "[control][doctor]")
-{
+TEST_CASE("doctor: NIC driver, hugepages and IOMMU failures say how to fix them", "[control][doctor]") {
     FakeRoot r;
     auto c = find(host_checks(r.root, with_port("0000:03:00.0"), false), "port uplink0");
     CHECK(c.status == CheckStatus::fail);
     CHECK(c.fix.find("pci = [\"0000:03:00.0\"]") != std::string::npos);
 
     r.mkdir("sys/bus/pci/devices/0000:03:00.0");
-    fs::create_directory_symlink("../../../drivers/ixgbe", r.root / "sys/bus/pci/devices/0000:03:00.0/driver");
+    fs::create_directory_symlink("../../../drivers/ixgbe",
+                                 r.root / "sys/bus/pci/devices/0000:03:00.0/driver");
     c = find(host_checks(r.root, with_port("0000:03:00.0"), false), "port uplink0");
     CHECK(c.detail == "bound to ixgbe");
     CHECK(c.fix.find("dpdk-devbind.py --bind=vfio-pci 0000:03:00.0") != std::string::npos);
@@ -102,19 +96,21 @@ TEST_CASE("doctor: NIC driver, hugepages and IOMMU failures say how to fix them"
     c = find(host_checks(r.root, with_port("0000:03:00.0"), false), "IOMMU");
     CHECK(c.status == CheckStatus::fail);
     fs::remove(r.root / "sys/bus/pci/devices/0000:03:00.0/driver");
-    fs::create_directory_symlink("../../../drivers/uio_pci_generic", r.root / "sys/bus/pci/devices/0000:03:00.0/driver");
+    fs::create_directory_symlink("../../../drivers/uio_pci_generic",
+                                 r.root / "sys/bus/pci/devices/0000:03:00.0/driver");
     CHECK(find(host_checks(r.root, with_port("0000:03:00.0"), false), "IOMMU").status == CheckStatus::skip);
-    CHECK(find(host_checks(r.root, with_port("0000:03:00.0"), false), "port uplink0").status == CheckStatus::ok);
+    CHECK(find(host_checks(r.root, with_port("0000:03:00.0"), false), "port uplink0").status ==
+          CheckStatus::ok);
     fs::remove(r.root / "sys/bus/pci/devices/0000:03:00.0/driver");
-    fs::create_directory_symlink("../../../drivers/ixgbe", r.root / "sys/bus/pci/devices/0000:03:00.0/driver");
+    fs::create_directory_symlink("../../../drivers/ixgbe",
+                                 r.root / "sys/bus/pci/devices/0000:03:00.0/driver");
     r.write("sys/module/vfio/parameters/enable_unsafe_noiommu_mode", "Y\n");
     c = find(host_checks(r.root, with_port("0000:03:00.0"), false), "IOMMU");
     CHECK(c.status == CheckStatus::ok);
     CHECK(c.detail.find("no-IOMMU") != std::string::npos);
 }
 
-TEST_CASE("doctor: on xen without devices, the device checks fail with modprobe fixes", "[control][doctor]")
-{
+TEST_CASE("doctor: on xen without devices, the device checks fail with modprobe fixes", "[control][doctor]") {
     FakeRoot r;
     DoctorOptions o;
     o.root = r.root;
@@ -129,14 +125,12 @@ TEST_CASE("doctor: on xen without devices, the device checks fail with modprobe 
     CHECK_FALSE(print_doctor(checks, true, stdout));
 }
 
-TEST_CASE("hook scripts: output captured, exit code and timeout reported", "[control][hook]")
-{
+TEST_CASE("hook scripts: output captured, exit code and timeout reported", "[control][hook]") {
     FakeRoot r;
     r.write("ok.sh", "#!/bin/sh\necho \"up $1 $2 $3\"\necho oops >&2\n");
     r.write("fail.sh", "#!/bin/sh\nexit 3\n");
     r.write("hang.sh", "#!/bin/sh\nexec sleep 30\n");
-    for (const char* f : {"ok.sh", "fail.sh", "hang.sh"})
-        fs::permissions(r.root / f, fs::perms::owner_all);
+    for (const char* f : {"ok.sh", "fail.sh", "hang.sh"}) fs::permissions(r.root / f, fs::perms::owner_all);
     auto res = run_hook(r.root / "ok.sh", {"online", "7", "0"}, std::chrono::seconds(10));
     CHECK(res.exit_code == 0);
     CHECK(res.output == "up online 7 0\noops");

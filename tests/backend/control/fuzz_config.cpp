@@ -13,11 +13,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string_view text(reinterpret_cast<const char*>(data), size);
     try {
         (void)parse_client(text, "fuzz-client.toml");
-    } catch (const ConfigError&) {
-    }
+    } catch (const ConfigError&) {}
     try {
         (void)parse_global(text, "fuzz-global.toml");
-    } catch (const ConfigError&) {
-    }
+    } catch (const ConfigError&) {}
     return 0;
 }

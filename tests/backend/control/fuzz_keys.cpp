@@ -26,7 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         require(again && *again == *v);
     }
     if (auto v = parse_unsigned(text, 1000)) require(*v <= 1000);
-    if (auto v = parse_domid(text)) require(parse_domid(std::to_string(*v)) && *parse_domid(std::to_string(*v)) == *v);
+    if (auto v = parse_domid(text))
+        require(parse_domid(std::to_string(*v)) && *parse_domid(std::to_string(*v)) == *v);
     if (auto v = parse_grant_ref(text)) require(*parse_grant_ref(std::to_string(*v)) == *v);
     if (auto v = parse_port(text)) require(*parse_port(std::to_string(*v)) == *v);
     if (auto v = parse_mac(text)) {

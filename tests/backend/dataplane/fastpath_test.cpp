@@ -21,12 +21,14 @@ const MacAddr kMacB = mac(0xb);
 const MacAddr kOutside = mac(0x99);
 
 std::size_t count_status(const std::vector<netif_tx_response_t>& rs, std::int16_t status) {
-    return static_cast<std::size_t>(std::count_if(rs.begin(), rs.end(), [&](auto r) { return r.status == status; }));
+    return static_cast<std::size_t>(
+        std::count_if(rs.begin(), rs.end(), [&](auto r) { return r.status == status; }));
 }
 
 } // namespace
 
-TEST_CASE("a burst of guest frames reaches the uplink byte-exact with one grant copy", "[dataplane][fastpath]") {
+TEST_CASE("a burst of guest frames reaches the uplink byte-exact with one grant copy",
+          "[dataplane][fastpath]") {
     Rig rig({kA});
     Netfront a(rig.world, kA);
     VifRuntime& va = rig.attach(a, kMacA);
@@ -54,7 +56,8 @@ TEST_CASE("a burst of guest frames reaches the uplink byte-exact with one grant 
     CHECK(s.copy_segments == 32);
 }
 
-TEST_CASE("frames from the uplink land in the guest's buffers with the right responses", "[dataplane][fastpath]") {
+TEST_CASE("frames from the uplink land in the guest's buffers with the right responses",
+          "[dataplane][fastpath]") {
     Rig rig({kA});
     Netfront a(rig.world, kA);
     VifRuntime& va = rig.attach(a, kMacA);
@@ -62,7 +65,8 @@ TEST_CASE("frames from the uplink land in the guest's buffers with the right res
 
     std::vector<Bytes> frames;
     for (std::size_t i = 0; i < 8; ++i) {
-        frames.push_back(with_checksums(frame(kMacA, kOutside, 100 + 150 * i, i % 2 ? 6 : 4, static_cast<std::uint8_t>(i))));
+        frames.push_back(with_checksums(
+            frame(kMacA, kOutside, 100 + 150 * i, i % 2 ? 6 : 4, static_cast<std::uint8_t>(i))));
         rig.up.inject(frames.back());
     }
     Bytes bad = frame(kMacA, kOutside, 300); // checksums left zero: wrong
@@ -185,7 +189,8 @@ TEST_CASE("frames longer than the uplink's MTU are dropped and counted; GSO fram
     CHECK(snapshot(va.counters()).dropped(Drop::tx_over_mtu) == 1);
 }
 
-TEST_CASE("without SG a frame larger than a page is dropped, smaller ones still pass", "[dataplane][fastpath]") {
+TEST_CASE("without SG a frame larger than a page is dropped, smaller ones still pass",
+          "[dataplane][fastpath]") {
     Rig rig({kA});
     Netfront a(rig.world, kA);
     auto f = Netfront::default_features();
@@ -436,7 +441,8 @@ TEST_CASE("an idle worker sleeps and wakes on the guest's notification", "[datap
     CHECK(got[0] == f);
 }
 
-TEST_CASE("multi-queue: each flow sticks to one RX queue, and every TX queue is served", "[dataplane][fastpath]") {
+TEST_CASE("multi-queue: each flow sticks to one RX queue, and every TX queue is served",
+          "[dataplane][fastpath]") {
     Rig rig({kA});
     Netfront q0(rig.world, kA);
     Netfront q1(rig.world, kA);
@@ -458,7 +464,8 @@ TEST_CASE("multi-queue: each flow sticks to one RX queue, and every TX queue is 
         return f;
     };
     for (int round = 0; round < 2; ++round)
-        for (int flow = 0; flow < 32; ++flow) rig.up.inject(flow_frame(flow, static_cast<std::uint8_t>(round)));
+        for (int flow = 0; flow < 32; ++flow)
+            rig.up.inject(flow_frame(flow, static_cast<std::uint8_t>(round)));
     rig.poll(2);
     const auto at0 = q0.receive();
     const auto at1 = q1.receive();

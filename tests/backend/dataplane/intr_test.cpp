@@ -12,13 +12,13 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
-#include "tests/support/dpdk_eal.hpp"
 #include "backend/dataplane/dataplane.hpp"
 #include "backend/platform/fd.hpp"
-#include "tests/support/dataplane_world.hpp"
-#include "tests/backend/dataplane/tap_netns.hpp"
 #include "pmd/port.hpp"
 #include "pmd/vdev.hpp"
+#include "tests/backend/dataplane/tap_netns.hpp"
+#include "tests/support/dataplane_world.hpp"
+#include "tests/support/dpdk_eal.hpp"
 
 using namespace netbackd;
 using namespace netbackd::dataplane;

@@ -141,7 +141,9 @@ TEST_CASE("the table survives heavy churn with deletions in probe chains", "[dat
     std::array<SwitchPortId, 4> out{};
     const auto up = sw.add_port({PortKind::uplink, 0, 0, {}});
     sw.add_port({PortKind::vif, 0, 0, mac("00:16:3e:00:00:0a")});
-    auto learned = [](std::uint64_t round, std::uint64_t i) { return MacAddr{0x525400000000ULL + round * 1000 + i * 7}; };
+    auto learned = [](std::uint64_t round, std::uint64_t i) {
+        return MacAddr{0x525400000000ULL + round * 1000 + i * 7};
+    };
     std::uint64_t now = 0;
     for (std::uint64_t round = 0; round < 50; ++round) {
         for (std::uint64_t i = 0; i < 120; ++i) {

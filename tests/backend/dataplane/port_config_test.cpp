@@ -14,11 +14,14 @@ mtu = 9000
 [[dpdk.ports]]
 name = "up1"
 vdev = "net_tap1"
-)", "t.toml");
+)",
+                                "t.toml");
     REQUIRE(g.ports.size() == 2);
     CHECK(g.ports[0].mtu == 9000);
     CHECK_FALSE(g.ports[1].mtu.has_value());
-    CHECK_THROWS_AS(parse_global("[[dpdk.ports]]\nname = \"u\"\nvdev = \"net_tap0\"\nmtu = 20\n", "t.toml"), ConfigError);
-    CHECK_THROWS_AS(parse_global("[[dpdk.ports]]\nname = \"u\"\nvdev = \"net_tap0\"\nmtu = \"big\"\n", "t.toml"),
+    CHECK_THROWS_AS(parse_global("[[dpdk.ports]]\nname = \"u\"\nvdev = \"net_tap0\"\nmtu = 20\n", "t.toml"),
                     ConfigError);
+    CHECK_THROWS_AS(
+        parse_global("[[dpdk.ports]]\nname = \"u\"\nvdev = \"net_tap0\"\nmtu = \"big\"\n", "t.toml"),
+        ConfigError);
 }

@@ -9,11 +9,11 @@
 #include <catch2/catch.hpp>
 #include <rte_cycles.h>
 
-#include "tests/support/dpdk_eal.hpp"
 #include "backend/dataplane/dataplane.hpp"
-#include "tests/support/dataplane_world.hpp"
 #include "pmd/port.hpp"
 #include "pmd/vdev.hpp"
+#include "tests/support/dataplane_world.hpp"
+#include "tests/support/dpdk_eal.hpp"
 
 using namespace netbackd;
 using namespace netbackd::dataplane;
@@ -72,7 +72,8 @@ TEST_CASE("the sink states what the data plane implements", "[dataplane][sink]")
     CHECK(f.max_queues == 4);
 }
 
-TEST_CASE("attached vifs carry traffic on the worker thread and detach hands the vif back", "[dataplane][sink]") {
+TEST_CASE("attached vifs carry traffic on the worker thread and detach hands the vif back",
+          "[dataplane][sink]") {
     SinkRig rig({kA, kB});
     Netfront a(rig.world, kA);
     Netfront b(rig.world, kB);
@@ -210,8 +211,8 @@ TEST_CASE("idle CPU of the data plane", "[.][measure]") {
         const auto it0 = rig.dp->worker_counters().iterations.get();
         std::this_thread::sleep_for(std::chrono::seconds(seconds));
         const double used = cpu() - c0;
-        WARN((with_uplink ? "with an uplink (polled, 0.5-8 ms sleeps)" : "without uplinks") << ": "
-             << 100.0 * used / seconds << "% CPU over " << seconds << " s, "
+        WARN((with_uplink ? "with an uplink (polled, 0.5-8 ms sleeps)" : "without uplinks")
+             << ": " << 100.0 * used / seconds << "% CPU over " << seconds << " s, "
              << rig.dp->worker_counters().iterations.get() - it0 << " iterations, "
              << rig.dp->worker_counters().sleeps.get() << " sleeps");
         CHECK(rig.dp->detach({kA, 0}) != nullptr);

@@ -12,12 +12,12 @@
 
 #include <catch2/catch.hpp>
 
-#include "tests/support/dpdk_eal.hpp"
 #include "backend/dataplane/dataplane.hpp"
-#include "tests/support/dataplane_world.hpp"
 #include "pmd/port.hpp"
 #include "pmd/vdev.hpp"
 #include "tests/backend/dataplane/tap_netns.hpp"
+#include "tests/support/dataplane_world.hpp"
+#include "tests/support/dpdk_eal.hpp"
 
 using namespace netbackd;
 using namespace netbackd::dataplane;
@@ -79,7 +79,8 @@ TEST_CASE("a guest's TSO frame with a full-size MSS leaves a net_tap uplink as M
         return payload >= kFrames * kPayload;
     });
     INFO("segments " << segments << ", payload " << payload << ", uplink_tx_dropped "
-                     << dp.worker_counters().uplink_tx_dropped.get() << ", tx_packets " << dp.stats({kA, 0})->tx_packets);
+                     << dp.worker_counters().uplink_tx_dropped.get() << ", tx_packets "
+                     << dp.stats({kA, 0})->tx_packets);
     CHECK(all);
     CHECK(segments == kFrames * ((kPayload + kMss - 1) / kMss));
     CHECK(payload == kFrames * kPayload);

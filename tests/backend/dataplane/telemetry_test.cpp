@@ -13,9 +13,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "tests/support/dpdk_eal.hpp"
 #include "backend/dataplane/dataplane.hpp"
 #include "tests/support/dataplane_world.hpp"
+#include "tests/support/dpdk_eal.hpp"
 
 using namespace netbackd;
 using namespace netbackd::dataplane;
@@ -104,7 +104,8 @@ TEST_CASE("vif and worker counters are readable over the telemetry socket", "[da
     }
 }
 
-TEST_CASE("/netbackd/vifs pages 16 vifs at a time, so no reply outgrows DPDK's 16 KiB", "[dataplane][telemetry]") {
+TEST_CASE("/netbackd/vifs pages 16 vifs at a time, so no reply outgrows DPDK's 16 KiB",
+          "[dataplane][telemetry]") {
     // 20 vifs of one guest: more than one page, and about what a single 16 KiB reply held before
     // (36 vifs), so every vif has to come back through the pages.
     constexpr std::uint32_t kVifs = 20;

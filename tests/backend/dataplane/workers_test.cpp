@@ -8,10 +8,10 @@
 #include <catch2/catch.hpp>
 #include <rte_mempool.h>
 
-#include "tests/support/dpdk_eal.hpp"
 #include "backend/dataplane/dataplane.hpp"
-#include "tests/support/dataplane_world.hpp"
 #include "pmd/checksum.hpp"
+#include "tests/support/dataplane_world.hpp"
+#include "tests/support/dpdk_eal.hpp"
 
 using namespace netbackd;
 using namespace netbackd::dataplane;
@@ -173,8 +173,7 @@ TEST_CASE("two workers: vifs spread, guest-to-guest, floods and the wire cross b
     for (auto id : {kA, kB, kC}) CHECK(rig.dp->detach({id, 0}) != nullptr);
 }
 
-TEST_CASE("two workers: vifs detach and attach while traffic flows, nothing leaks",
-          "[dataplane][workers]") {
+TEST_CASE("two workers: vifs detach and attach while traffic flows, nothing leaks", "[dataplane][workers]") {
     TwoWorkers rig({kA, kB, kC});
     const unsigned pool_size = rte_mempool_avail_count(rig.pool.get());
     {
@@ -193,8 +192,9 @@ TEST_CASE("two workers: vifs detach and attach while traffic flows, nothing leak
             const auto got = b.receive();
             for (const auto& r : got) {
                 ++at_b;
-                if (r.frame[0] != std::byte{0xff} && MacAddr::from_bytes(std::span<const std::uint8_t, 6>(
-                                                         reinterpret_cast<const std::uint8_t*>(r.frame.data()) + 6, 6)) == kMacA)
+                if (r.frame[0] != std::byte{0xff} &&
+                    MacAddr::from_bytes(std::span<const std::uint8_t, 6>(
+                        reinterpret_cast<const std::uint8_t*>(r.frame.data()) + 6, 6)) == kMacA)
                     ++from_a_at_b;
             }
             if (!got.empty()) b.post_rx_buffers(got.size());
@@ -206,7 +206,8 @@ TEST_CASE("two workers: vifs detach and attach while traffic flows, nothing leak
             c.post_rx_buffers(16);
             // In flight while C goes: unicast a->b across workers, floods that reach C, and
             // wire frames to C.
-            for (int i = 0; i < 8; ++i, ++unicast_ab) a.send(frame(kMacB, kMacA, 200, 4, static_cast<std::uint8_t>(i)));
+            for (int i = 0; i < 8; ++i, ++unicast_ab)
+                a.send(frame(kMacB, kMacA, 200, 4, static_cast<std::uint8_t>(i)));
             a.send(frame(kBroadcast, kMacA, 100));
             a.push_tx();
             for (int i = 0; i < 8; ++i) rig.up.inject(frame(kMacC, kOutside, 300));

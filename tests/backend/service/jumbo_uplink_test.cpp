@@ -8,9 +8,9 @@
 #include <cstdint>
 #include <fstream>
 
-#include "tests/support/netbackd_on_xensim.hpp"
 #include "tests/support/guest_fleet.hpp"
 #include "tests/support/held_resources.hpp"
+#include "tests/support/netbackd_on_xensim.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;
@@ -18,14 +18,12 @@ using namespace netbackd::testing;
 namespace {
 
 template <class T>
-void put(std::ofstream& out, T value)
-{
+void put(std::ofstream& out, T value) {
     out.write(reinterpret_cast<const char*>(&value), sizeof value);
 }
 
 // Classic pcap, one IPv4/UDP frame of `size` bytes to `dst`, zero-filled payload.
-void write_pcap(const std::string& path, std::size_t size, const ring::MacAddr& dst)
-{
+void write_pcap(const std::string& path, std::size_t size, const ring::MacAddr& dst) {
     std::ofstream out(path, std::ios::binary);
     put<std::uint32_t>(out, 0xa1b2c3d4);
     put<std::uint16_t>(out, 2);
@@ -55,8 +53,7 @@ void write_pcap(const std::string& path, std::size_t size, const ring::MacAddr& 
 } // namespace
 
 TEST_CASE("9000-byte wire frames reach a guest whole through a jumbo uplink without RX scatter",
-          "[service][mtu]")
-{
+          "[service][mtu]") {
     constexpr std::size_t kFrame = 9000;
     SimWorld w;
     w.create_domain("a", 21);

@@ -34,9 +34,9 @@
 
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
-#include "xensim/toolstack/toolstack.hpp"
 #include "tests/support/guest_fleet.hpp"
 #include "tests/support/held_resources.hpp"
+#include "xensim/toolstack/toolstack.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;
@@ -44,8 +44,8 @@ using W = SimWorld;
 
 namespace {
 
-constexpr int kPairs = 8;      // 16 guests that stay up, in pairs
-constexpr int kChurners = 16;  // guests that send to the uplink and get churned
+constexpr int kPairs = 8;     // 16 guests that stay up, in pairs
+constexpr int kChurners = 16; // guests that send to the uplink and get churned
 constexpr platform::DomId kFirstDom = 100;
 // ASan keeps freed memory in quarantine (up to 256 MiB), so RSS climbs for a while by design.
 #if defined(__SANITIZE_ADDRESS__)
@@ -62,8 +62,7 @@ constexpr std::int64_t kRssSlack = 32 << 20;
 constexpr double kKeep = 0.5; // see storm_test.cpp: 20% is not measurable on this machine
 const ring::MacAddr kOutside{0x02, 0, 0, 0, 0, 0x99};
 
-int soak_seconds()
-{
+int soak_seconds() {
     const char* e = std::getenv("NETBACKD_SOAK_SECONDS");
     return e != nullptr ? std::max(10, std::atoi(e)) : 60;
 }
@@ -72,17 +71,16 @@ bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").
 
 // A network namespace of our own for the uplink's tap; deleted on the way out.
 struct Netns {
-    Netns() : name(fmt::format("nbsoak{}", ::getpid()))
-    {
+    Netns() : name(fmt::format("nbsoak{}", ::getpid())) {
         ok = ::geteuid() == 0 && sh("ip netns add " + name);
         // No IPv6 on the tap: its neighbour discovery would flood the vifs with frames no peer
         // sent, and the loss count compares what peers sent with what arrived.
         if (ok)
             sh(fmt::format("ip netns exec {0} sysctl -w net.ipv6.conf.all.disable_ipv6=1 "
-                           "net.ipv6.conf.default.disable_ipv6=1", name));
+                           "net.ipv6.conf.default.disable_ipv6=1",
+                           name));
     }
-    ~Netns()
-    {
+    ~Netns() {
         if (ok) sh("ip netns del " + name);
     }
     std::string name;
@@ -93,14 +91,14 @@ struct Netns {
 // start_netbackd does, plus the namespace and the tap uplink.
 class Service {
 public:
-    Service(W& w, const Netns& ns) : w_(w), ns_(ns), prefix_(fmt::format("netbackd-soak-{}", ::getpid()))
-    {
+    Service(W& w, const Netns& ns) : w_(w), ns_(ns), prefix_(fmt::format("netbackd-soak-{}", ::getpid())) {
         tap_ = fmt::format("nbsk{}", ::getpid() % 100000);
         cfg_ = w.dir() + "/soak.toml";
         std::ofstream(cfg_) << fmt::format(
             "[service]\nplatform = \"sim\"\nlog_level = \"info\"\n[sim]\ndir = \"{}\"\ndomid = {}\n"
             "[dpdk]\neal_args = [\"--no-huge\", \"-m\", \"512\", \"--no-pci\", \"--file-prefix\", \"{}\", "
-            "\"--log-level\", \"*:error\"]\n[[dpdk.ports]]\nname = \"uplink0\"\nvdev = \"net_tap0,iface={}\"\n",
+            "\"--log-level\", \"*:error\"]\n[[dpdk.ports]]\nname = \"uplink0\"\nvdev = "
+            "\"net_tap0,iface={}\"\n",
             w.host_dir(), kDriverDomain, prefix_, tap_);
         const std::string sock = w.dir() + "/soak-notify.sock";
         notify_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -111,8 +109,7 @@ public:
         REQUIRE(::bind(notify_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
         sock_ = sock;
     }
-    ~Service()
-    {
+    ~Service() {
         if (pid_ > 0) stop(SIGKILL);
         ::close(notify_);
         // NETBACKD_SOAK_KEEP=DIR keeps netbackd's log (the world's directory goes with it).
@@ -122,11 +119,11 @@ public:
         std::error_code ec;
         std::filesystem::remove_all("/var/run/dpdk/" + prefix_, ec);
     }
-    void start()
-    {
+    void start() {
         // `ip netns exec` execs netbackd in the same process: the pid is netbackd's.
-        pid_ = spawn({"/usr/bin/env", "ip", "netns", "exec", ns_.name, NETBACKD_BINARY, "run", "--config", cfg_},
-                     w_.dir() + "/soak-netbackd.log", {"NOTIFY_SOCKET=" + sock_});
+        pid_ =
+            spawn({"/usr/bin/env", "ip", "netns", "exec", ns_.name, NETBACKD_BINARY, "run", "--config", cfg_},
+                  w_.dir() + "/soak-netbackd.log", {"NOTIFY_SOCKET=" + sock_});
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
         for (;;) {
             REQUIRE(std::chrono::steady_clock::now() < deadline);
@@ -134,7 +131,8 @@ public:
             if (::poll(&p, 1, 100) > 0) {
                 char buf[512];
                 const ssize_t n = ::recv(notify_, buf, sizeof buf - 1, 0);
-                if (n > 0 && std::string_view(buf, static_cast<std::size_t>(n)).find("READY=1") != std::string_view::npos)
+                if (n > 0 && std::string_view(buf, static_cast<std::size_t>(n)).find("READY=1") !=
+                                 std::string_view::npos)
                     return;
             }
             int status = 0;
@@ -144,15 +142,16 @@ public:
             }
         }
     }
-    int stop(int sig)
-    {
+    int stop(int sig) {
         ::kill(pid_, sig);
         const int rc = reap(pid_);
         pid_ = -1;
         return rc;
     }
     Held stats(const std::string& tag) { return netbackd_stats(prefix_, w_.dir() + "/soak-stats-" + tag); }
-    bool link(bool up) { return sh(fmt::format("ip -n {} link set {} {}", ns_.name, tap_, up ? "up" : "down")); }
+    bool link(bool up) {
+        return sh(fmt::format("ip -n {} link set {} {}", ns_.name, tap_, up ? "up" : "down"));
+    }
     pid_t pid() const { return pid_; }
 
 private:
@@ -177,8 +176,7 @@ class Soak {
 public:
     Soak(W& w, Service& nb) : w_(w), nb_(nb), fleet_(w), rng_(0x50a6u) {}
 
-    void populate()
-    {
+    void populate() {
         fleet_.set_backend_pid(nb_.pid());
         for (int p = 0; p < kPairs; ++p) {
             const auto a = static_cast<platform::DomId>(kFirstDom + 2 * p);
@@ -190,8 +188,7 @@ public:
     }
 
     // Moves traffic and plays one random churn event every ~250 ms, for `span`.
-    void churn(std::chrono::seconds span, const std::function<void(double)>& at_fraction)
-    {
+    void churn(std::chrono::seconds span, const std::function<void(double)>& at_fraction) {
         const auto t0 = std::chrono::steady_clock::now();
         const auto end = t0 + span;
         while (std::chrono::steady_clock::now() < end) {
@@ -204,8 +201,7 @@ public:
     }
 
     // Every churned guest back: detached ones re-attached, dead ones replaced; all Connected.
-    void restore()
-    {
+    void restore() {
         for (auto& c : churners_) {
             if (c.life == Life::detached) attach(c);
             if (c.life == Life::dead) c = Churner{new_churner(), Life::up};
@@ -213,8 +209,7 @@ public:
         wait_all_connected();
     }
 
-    void wait_all_connected()
-    {
+    void wait_all_connected() {
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
         for (;;) {
             fleet_.pump(std::chrono::milliseconds(50));
@@ -226,8 +221,7 @@ public:
         }
     }
 
-    std::vector<const FleetGuest*> pair_receivers() const
-    {
+    std::vector<const FleetGuest*> pair_receivers() const {
         std::vector<const FleetGuest*> r;
         for (const auto& [a, b] : pairs_) r.insert(r.end(), {a, b});
         return r;
@@ -238,22 +232,19 @@ public:
     int events = 0, reboots = 0, detaches = 0, deaths = 0, link_flaps = 0;
 
 private:
-    FleetGuest* new_churner()
-    {
+    FleetGuest* new_churner() {
         const auto d = next_dom_++;
         w_.create_domain(fmt::format("c{}", d), d, 16);
         return &fleet_.add(d, 0, kOutside);
     }
 
-    void attach(Churner& c)
-    {
+    void attach(Churner& c) {
         attach_vif(w_, c.g->domid, 0);
         fleet_.restart(*c.g);
         c.life = Life::up;
     }
 
-    void play(Churner& c, int action)
-    {
+    void play(Churner& c, int action) {
         ++events;
         if (c.life == Life::detached) {
             attach(c);
@@ -288,8 +279,9 @@ private:
             Guest* guest = c.g->guest;
             fleet_.drop(*c.g); // the data half first: it still refers to the netfront
             guest->netfront.reset();
-            REQUIRE(run({XENSIM_BINARY, "domain", "destroy", std::to_string(c.g->domid), "--dir", w_.host_dir()},
-                        w_.dir() + "/xensim.log") == 0);
+            REQUIRE(
+                run({XENSIM_BINARY, "domain", "destroy", std::to_string(c.g->domid), "--dir", w_.host_dir()},
+                    w_.dir() + "/xensim.log") == 0);
             // What libxl's destroy does next: the device's backend and toolstack dirs go once
             // the backend let go (netbackd closes a dead domain's vif on @releaseDomain).
             REQUIRE(w_.wait_node(W::be(c.g->domid, 0) + "/state", [](const auto& v) { return v != "4"; }));
@@ -315,15 +307,14 @@ private:
 // Resident bytes of simulated guest memory mapped into netbackd (xensim maps a granting
 // domain's whole memfd once and copies through it; real Xen maps only the ring pages). Kept
 // apart from netbackd's own RSS: it follows the guests netbackd copies from, not netbackd.
-std::int64_t guest_memory_rss(pid_t pid)
-{
+std::int64_t guest_memory_rss(pid_t pid) {
     std::ifstream in(fmt::format("/proc/{}/smaps", pid));
     std::string line;
     bool guest = false;
     std::int64_t kb = 0;
     while (std::getline(in, line)) {
-        if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') != std::string::npos &&
-            line.find(' ') > line.find('-'))
+        if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
+            line.find('-') != std::string::npos && line.find(' ') > line.find('-'))
             guest = line.find("memfd:xensim") != std::string::npos;
         else if (guest && line.rfind("Rss:", 0) == 0)
             kb += std::atoll(line.c_str() + 4);
@@ -335,8 +326,7 @@ std::int64_t guest_memory_rss(pid_t pid)
 // view per domain it copied from, one notify eventfd per guest it signalled. Counted apart
 // (a fresh process fills the cache as traffic reaches each guest), the rest must come back
 // exactly.
-std::int64_t sim_cache_fds(pid_t pid)
-{
+std::int64_t sim_cache_fds(pid_t pid) {
     std::int64_t n = 0;
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(fmt::format("/proc/{}/fd", pid), ec)) {
@@ -355,8 +345,7 @@ struct Quiet {
 };
 
 // Quiet: no guest sends, in-flight frames land, then netbackd's own view.
-Quiet quiet_stats(Soak& s, Service& nb, const std::string& tag)
-{
+Quiet quiet_stats(Soak& s, Service& nb, const std::string& tag) {
     s.fleet().receive_only(std::chrono::milliseconds(1500));
     Quiet q{nb.stats(tag), 0, 0};
     q.guest_rss = guest_memory_rss(nb.pid());
@@ -364,8 +353,7 @@ Quiet quiet_stats(Soak& s, Service& nb, const std::string& tag)
     return q;
 }
 
-void check_no_leak(const Quiet& qbase, const Quiet& qnow, std::size_t new_domains)
-{
+void check_no_leak(const Quiet& qbase, const Quiet& qnow, std::size_t new_domains) {
     const Held& base = qbase.held;
     const Held& now = qnow.held;
     INFO("baseline " << base.raw << "\nnow " << now.raw);
@@ -374,8 +362,8 @@ void check_no_leak(const Quiet& qbase, const Quiet& qnow, std::size_t new_domain
     CHECK(now.mapped_pages == base.mapped_pages);
     CHECK(now.bound_ports == base.bound_ports);
     CHECK(now.mbufs_in_use == base.mbufs_in_use);
-    INFO("fds " << base.open_fds << " -> " << now.open_fds << ", of which xensim's cache " << qbase.sim_fds << " -> "
-                << qnow.sim_fds);
+    INFO("fds " << base.open_fds << " -> " << now.open_fds << ", of which xensim's cache " << qbase.sim_fds
+                << " -> " << qnow.sim_fds);
     CHECK(qnow.own_fds() == qbase.own_fds());
     // The cache: a memory view and a notify eventfd per live guest; dead guests' entries go
     // (eventfds at unbind, views at the next domain lookup, so one dead view may remain), however
@@ -390,8 +378,7 @@ void check_no_leak(const Quiet& qbase, const Quiet& qnow, std::size_t new_domain
 
 } // namespace
 
-TEST_CASE("soak: 32 guests churned under load, netbackd restarted, uplink flapped; nothing leaks", "[soak]")
-{
+TEST_CASE("soak: 32 guests churned under load, netbackd restarted, uplink flapped; nothing leaks", "[soak]") {
     Netns ns;
     if (!ns.ok) {
         WARN("skipped: needs root and `ip netns` for the uplink's tap namespace");
@@ -477,8 +464,9 @@ TEST_CASE("soak: 32 guests churned under load, netbackd restarted, uplink flappe
     for (const auto& [a, b] : s.pairs()) {
         for (const auto& [from, to] : {std::pair{a, b}, std::pair{b, a}}) {
             // Without a restart end2 already holds the first lifetime's counts.
-            const std::uint64_t counted = (restart ? vif_drops(end1, from->domid) + vif_drops(end1, to->domid) : 0) +
-                                          vif_drops(end2, from->domid) + vif_drops(end2, to->domid);
+            const std::uint64_t counted =
+                (restart ? vif_drops(end1, from->domid) + vif_drops(end1, to->domid) : 0) +
+                vif_drops(end2, from->domid) + vif_drops(end2, to->domid);
             INFO("vif " << from->domid << " -> " << to->domid << ": sent " << from->tx_pkts() << ", received "
                         << to->rx_pkts() << ", counted drops " << counted);
             CHECK(from->tx_pkts() > 0);
@@ -489,17 +477,21 @@ TEST_CASE("soak: 32 guests churned under load, netbackd restarted, uplink flappe
 
     // The survivors' throughput is back.
     const Throughput after = s.fleet().best(s.pair_receivers(), std::chrono::milliseconds(500), 3);
-    WARN("soak " << seconds << " s: " << s.events << " churn events (" << s.reboots << " reboots, " << s.detaches
-                 << " detaches, " << s.deaths << " deaths), " << s.link_flaps << " link changes, " << (restart ? 1 : 0) << " restart; pairs "
-                 << static_cast<std::uint64_t>(before.wall) << " frames/s (" << static_cast<std::uint64_t>(before.per_cpu)
-                 << " per CPU-s) before, " << static_cast<std::uint64_t>(after.wall) << " ("
-                 << static_cast<std::uint64_t>(after.per_cpu) << ") after; own RSS (MiB) " << (q_base1.own_rss() >> 20)
-                 << " -> " << (q_end1.own_rss() >> 20) << " | " << (q_base2.own_rss() >> 20) << " -> "
-                 << (q_end2.own_rss() >> 20) << ", guest memory mapped (MiB) " << (q_base1.guest_rss >> 20) << " -> "
-                 << (q_end1.guest_rss >> 20) << " | " << (q_base2.guest_rss >> 20) << " -> " << (q_end2.guest_rss >> 20)
-                 << "; fds (xensim's cache apart) " << q_base1.own_fds() << " -> " << q_end1.own_fds() << " | "
-                 << q_base2.own_fds() << " -> " << q_end2.own_fds() << ", all fds " << base1.open_fds
-                 << " -> " << end1.open_fds << " | " << base2.open_fds << " -> " << end2.open_fds);
+    WARN("soak " << seconds << " s: " << s.events << " churn events (" << s.reboots << " reboots, "
+                 << s.detaches << " detaches, " << s.deaths << " deaths), " << s.link_flaps
+                 << " link changes, " << (restart ? 1 : 0) << " restart; pairs "
+                 << static_cast<std::uint64_t>(before.wall) << " frames/s ("
+                 << static_cast<std::uint64_t>(before.per_cpu) << " per CPU-s) before, "
+                 << static_cast<std::uint64_t>(after.wall) << " ("
+                 << static_cast<std::uint64_t>(after.per_cpu) << ") after; own RSS (MiB) "
+                 << (q_base1.own_rss() >> 20) << " -> " << (q_end1.own_rss() >> 20) << " | "
+                 << (q_base2.own_rss() >> 20) << " -> " << (q_end2.own_rss() >> 20)
+                 << ", guest memory mapped (MiB) " << (q_base1.guest_rss >> 20) << " -> "
+                 << (q_end1.guest_rss >> 20) << " | " << (q_base2.guest_rss >> 20) << " -> "
+                 << (q_end2.guest_rss >> 20) << "; fds (xensim's cache apart) " << q_base1.own_fds() << " -> "
+                 << q_end1.own_fds() << " | " << q_base2.own_fds() << " -> " << q_end2.own_fds()
+                 << ", all fds " << base1.open_fds << " -> " << end1.open_fds << " | " << base2.open_fds
+                 << " -> " << end2.open_fds);
     CHECK(s.deaths + s.detaches + s.reboots > 0);
     CHECK(after.per_cpu >= kKeep * before.per_cpu);
     CHECK(nb.stop(SIGTERM) == 0);

@@ -3,9 +3,9 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include "tests/support/held_resources.hpp"
 #include "tests/support/netbackd_on_xensim.hpp"
 #include "xensim/toolstack/toolstack.hpp"
-#include "tests/support/held_resources.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;
@@ -13,8 +13,7 @@ using W = SimWorld;
 
 namespace {
 
-xensim::NicSpec nic(platform::DomId fe)
-{
+xensim::NicSpec nic(platform::DomId fe) {
     xensim::NicSpec s;
     s.frontend = fe;
     s.backend = kDriverDomain;
@@ -25,8 +24,7 @@ xensim::NicSpec nic(platform::DomId fe)
 
 } // namespace
 
-TEST_CASE("netbackd stats: held resources follow attach and detach", "[service][stats]")
-{
+TEST_CASE("netbackd stats: held resources follow attach and detach", "[service][stats]") {
     SimWorld w;
     w.create_domain("a", 21);
     w.create_domain("b", 22);

@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <atomic>
 #include <optional>
-#include <thread>
 #include <set>
 #include <string>
+#include <thread>
 
 #include <catch2/catch.hpp>
 
@@ -63,11 +63,12 @@ bool is_thread_attack(const Attack& atk) { return atk.name == "double_fetch" || 
 // measures what netbackd does about the attack and not that the simulated guest shares our two
 // cores, the "before" slices run next to a thread that burns a CPU the same way.
 struct Spinner {
-    Spinner() : t([](std::stop_token st) {
-        std::uint64_t x = 0;
-        while (!st.stop_requested()) x = x * 6364136223846793005u + 1;
-        (void)x;
-    }) {}
+    Spinner()
+        : t([](std::stop_token st) {
+              std::uint64_t x = 0;
+              while (!st.stop_requested()) x = x * 6364136223846793005u + 1;
+              (void)x;
+          }) {}
     std::jthread t;
 };
 
@@ -99,8 +100,10 @@ void run_case(std::string_view name) {
         a.env.storm_notifies = 2'000'000;
         a.env.notified = &notified;
         a.env.during = [&] {
-            if (during.rates.size() < kSlices) a.healthy_step(during, rx);
-            else a.rig.poll();
+            if (during.rates.size() < kSlices)
+                a.healthy_step(during, rx);
+            else
+                a.rig.poll();
         };
         atk->run(a.front(), a.env);
         while (during.rates.size() < kSlices) a.healthy_step(during, rx);
@@ -108,9 +111,8 @@ void run_case(std::string_view name) {
         std::chrono::nanoseconds next{0};
         int plays = 0;
         while (during.rates.size() < kSlices) {
-            if (during.now >= next && plays < kMaxPlays &&
-                a.va->state() == dataplane::VifState::running && a.front().tx().free_requests() >= 64 &&
-                a.front().rx().free_requests() >= 64) {
+            if (during.now >= next && plays < kMaxPlays && a.va->state() == dataplane::VifState::running &&
+                a.front().tx().free_requests() >= 64 && a.front().rx().free_requests() >= 64) {
                 atk->run(a.front(), a.env);
                 ++plays;
                 next = during.now + std::chrono::milliseconds(20);
@@ -160,7 +162,7 @@ TEST_CASE("attack names are unique and found by name", "[hostile]") {
     CHECK(find_attack("no_such_attack") == nullptr);
 }
 
-#define HOSTILE_CASE(NAME) \
+#define HOSTILE_CASE(NAME)                                                                                   \
     TEST_CASE("hostile guest: " NAME, "[hostile]") { run_case(NAME); }
 
 HOSTILE_CASE("req_prod_overflow")

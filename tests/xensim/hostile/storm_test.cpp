@@ -45,8 +45,7 @@ struct Spinner {
 
 } // namespace
 
-TEST_CASE("evtchn storm: millions of notifies, netbackd stays responsive", "[hostile][storm]")
-{
+TEST_CASE("evtchn storm: millions of notifies, netbackd stays responsive", "[hostile][storm]") {
     W w;
     for (auto d : {kA, kB, kStorm, kLate}) w.create_domain(fmt::format("g{}", d), d);
     w.start_netbackd();
@@ -61,9 +60,9 @@ TEST_CASE("evtchn storm: millions of notifies, netbackd stays responsive", "[hos
     REQUIRE(w.wait_state(W::be(kStorm, 0) + "/state", "4"));
     REQUIRE(w.wait_node(W::be(kStorm, 0) + "/state", [&](auto&&) { return sg.netfront->state() == 4; }));
     const auto& q = sg.netfront->queues().front();
-    xensim::hostile::HostileFront front(sg.hv, kDriverDomain,
-                                        xensim::hostile::HostileFront::Rings{q.tx_gfn, q.rx_gfn, q.tx_ref, q.rx_ref, q.tx_port},
-                                        *sg.events);
+    xensim::hostile::HostileFront front(
+        sg.hv, kDriverDomain,
+        xensim::hostile::HostileFront::Rings{q.tx_gfn, q.rx_gfn, q.tx_ref, q.rx_ref, q.tx_port}, *sg.events);
 
     fleet.pump(std::chrono::milliseconds(300)); // warm up
     Throughput before;

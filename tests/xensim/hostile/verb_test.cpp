@@ -22,14 +22,12 @@ namespace {
 constexpr platform::DomId kHealthy = 31;
 constexpr platform::DomId kAttacker = 32;
 
-std::string slurp(const std::string& path)
-{
+std::string slurp(const std::string& path) {
     std::ifstream in(path);
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-void add_vif(W& w, platform::DomId fe, std::uint32_t devid)
-{
+void add_vif(W& w, platform::DomId fe, std::uint32_t devid) {
     xensim::NicSpec s;
     s.frontend = fe;
     s.backend = kDriverDomain;
@@ -43,8 +41,7 @@ struct VerbRun {
     std::string out;
 };
 
-VerbRun hostile_verb(W& w, const std::vector<std::string>& args, const std::string& tag)
-{
+VerbRun hostile_verb(W& w, const std::vector<std::string>& args, const std::string& tag) {
     std::vector<std::string> argv{XENSIM_BINARY, "hostile"};
     argv.insert(argv.end(), args.begin(), args.end());
     argv.insert(argv.end(), {"--dir", w.host_dir()});
@@ -55,8 +52,7 @@ VerbRun hostile_verb(W& w, const std::vector<std::string>& args, const std::stri
 
 } // namespace
 
-TEST_CASE("xensim hostile --list names every attack", "[hostile][cli]")
-{
+TEST_CASE("xensim hostile --list names every attack", "[hostile][cli]") {
     W w;
     const auto r = hostile_verb(w, {"--list"}, "list");
     REQUIRE(r.rc == 0);
@@ -69,8 +65,7 @@ TEST_CASE("xensim hostile --list names every attack", "[hostile][cli]")
     }
 }
 
-TEST_CASE("xensim hostile: an unknown attack name is an error", "[hostile][cli]")
-{
+TEST_CASE("xensim hostile: an unknown attack name is an error", "[hostile][cli]") {
     W w;
     w.create_domain("attacker", kAttacker);
     const auto r = hostile_verb(w, {"attacker", "--devid", "0", "--attack", "no_such_attack"}, "unknown");
@@ -78,8 +73,7 @@ TEST_CASE("xensim hostile: an unknown attack name is an error", "[hostile][cli]"
     CHECK(r.out.find("no attack named 'no_such_attack'") != std::string::npos);
 }
 
-TEST_CASE("xensim hostile: attacks by name against the running netbackd", "[hostile][cli]")
-{
+TEST_CASE("xensim hostile: attacks by name against the running netbackd", "[hostile][cli]") {
     W w;
     w.create_domain("healthy", kHealthy);
     w.create_domain("attacker", kAttacker);
@@ -89,8 +83,8 @@ TEST_CASE("xensim hostile: attacks by name against the running netbackd", "[host
     REQUIRE(w.wait_state(W::be(kHealthy, 0) + "/state", "4"));
 
     // One vif per attack: a disabled vif stays Closing until its guest resets, as with Linux.
-    const char* names[] = {"req_prod_overflow", "slots_21", "grant_never", "page_cross", "double_fetch",
-                           "evtchn_storm"};
+    const char* names[] = {"req_prod_overflow", "slots_21",     "grant_never",
+                           "page_cross",        "double_fetch", "evtchn_storm"};
     std::uint32_t devid = 0;
     for (const char* name : names) {
         const auto* atk = xensim::hostile::find_attack(name);
@@ -98,8 +92,10 @@ TEST_CASE("xensim hostile: attacks by name against the running netbackd", "[host
         add_vif(w, kAttacker, devid);
         const auto r = hostile_verb(
             w, {"attacker", "--devid", std::to_string(devid), "--attack", name, "--seconds", "1"}, name);
-        INFO("attack " << name << ":\n" << r.out << "\nnetbackd log tail:\n" << w.netbackd_log().substr(
-                 w.netbackd_log().size() > 2000 ? w.netbackd_log().size() - 2000 : 0));
+        INFO("attack " << name << ":\n"
+                       << r.out << "\nnetbackd log tail:\n"
+                       << w.netbackd_log().substr(
+                              w.netbackd_log().size() > 2000 ? w.netbackd_log().size() - 2000 : 0));
         CHECK(r.rc == 0);
         CHECK(r.out.find(fmt::format("attack {}:", name)) != std::string::npos);
         if (atk->expect == xensim::hostile::Verdict::disabled) {

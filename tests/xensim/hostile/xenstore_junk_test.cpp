@@ -31,8 +31,7 @@ constexpr int kWindows = 6;
 constexpr double kKeep = 0.5;
 
 struct JunkWorld {
-    JunkWorld()
-    {
+    JunkWorld() {
         w.create_domain("healthy", kHealthy);
         w.create_domain("attacker", kAttacker);
         w.create_domain("peer", kPeer);
@@ -48,8 +47,7 @@ struct JunkWorld {
     // must keep kKeep of before. Wall-clock rates are printed, not checked: on two shared
     // cores xenstored (dom0's, not netbackd's) takes its CPU from the same pool.
     template <class Junk>
-    void under_attack(Junk junk)
-    {
+    void under_attack(Junk junk) {
         std::uint64_t rounds = 0;
         Throughput during;
         {
@@ -70,14 +68,13 @@ struct JunkWorld {
         WARN("healthy vif: " << static_cast<std::uint64_t>(before.wall) << " frames/s ("
                              << static_cast<std::uint64_t>(before.per_cpu) << " per CPU-s) before, "
                              << static_cast<std::uint64_t>(during.wall) << " frames/s ("
-                             << static_cast<std::uint64_t>(during.per_cpu) << " per CPU-s) while the junk was written ("
-                             << rounds << " rounds)");
+                             << static_cast<std::uint64_t>(during.per_cpu)
+                             << " per CPU-s) while the junk was written (" << rounds << " rounds)");
         CHECK(rounds > 0);
         CHECK(during.per_cpu >= kKeep * before.per_cpu);
     }
     // netbackd still alive and the healthy vifs still connected with their channels bound.
-    void check_healthy()
-    {
+    void check_healthy() {
         CHECK(::kill(w.netbackd_pid(), 0) == 0);
         for (auto d : {kHealthy, kPeer}) {
             CHECK(w.dom0().read(0, W::be(d, 0) + "/state") == "4");
@@ -94,8 +91,8 @@ struct JunkWorld {
 
 } // namespace
 
-TEST_CASE("xenstore junk: non-numeric and huge ring refs close that vif with an error node", "[hostile][xenstore]")
-{
+TEST_CASE("xenstore junk: non-numeric and huge ring refs close that vif with an error node",
+          "[hostile][xenstore]") {
     JunkWorld j;
     attach_vif(j.w, kAttacker); // backend at InitWait
     (void)j.w.guest(kAttacker);
@@ -117,16 +114,13 @@ TEST_CASE("xenstore junk: non-numeric and huge ring refs close that vif with an 
     j.check_healthy();
 }
 
-TEST_CASE("xenstore junk: frontend state flapping 1<->4 thousands of times", "[hostile][xenstore]")
-{
+TEST_CASE("xenstore junk: frontend state flapping 1<->4 thousands of times", "[hostile][xenstore]") {
     JunkWorld j;
     attach_vif(j.w, kAttacker);
     (void)j.w.guest(kAttacker);
     const std::string fe = W::fe(kAttacker, 0);
     std::uint64_t flaps = 0;
-    j.under_attack([&] {
-        j.attacker().write(0, fe + "/state", flaps++ % 2 == 0 ? "1" : "4");
-    });
+    j.under_attack([&] { j.attacker().write(0, fe + "/state", flaps++ % 2 == 0 ? "1" : "4"); });
     WARN(flaps << " state writes");
     CHECK(flaps >= 1000);
     j.attacker().write(0, fe + "/state", "1");
@@ -137,8 +131,7 @@ TEST_CASE("xenstore junk: frontend state flapping 1<->4 thousands of times", "[h
     j.check_healthy();
 }
 
-TEST_CASE("xenstore junk: frontend dir deleted under a connected vif", "[hostile][xenstore]")
-{
+TEST_CASE("xenstore junk: frontend dir deleted under a connected vif", "[hostile][xenstore]") {
     JunkWorld j;
     attach_vif(j.w, kAttacker);
     j.w.guest(kAttacker).start_netfront(0);
@@ -158,8 +151,7 @@ TEST_CASE("xenstore junk: frontend dir deleted under a connected vif", "[hostile
     j.check_healthy();
 }
 
-TEST_CASE("xenstore junk: huge values in the frontend dir", "[hostile][xenstore]")
-{
+TEST_CASE("xenstore junk: huge values in the frontend dir", "[hostile][xenstore]") {
     JunkWorld j;
     attach_vif(j.w, kAttacker);
     (void)j.w.guest(kAttacker);

@@ -5,10 +5,10 @@
 #include <thread>
 
 #include "backend/dataplane/dataplane.hpp"
-#include "xensim/netfront/traffic.hpp"
-#include "tests/support/netfront_loopback.hpp"
 #include "tests/support/dataplane_world.hpp"
 #include "tests/support/dpdk_eal.hpp"
+#include "tests/support/netfront_loopback.hpp"
+#include "xensim/netfront/traffic.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim;
@@ -20,11 +20,9 @@ constexpr platform::DomId kA = 21;
 
 // A deadlock guard, not a speed expectation.
 template <class F>
-bool eventually(F&& done)
-{
+bool eventually(F&& done) {
     for (int i = 0; i < 2000; ++i) {
-        if (done())
-            return true;
+        if (done()) return true;
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     return done();
@@ -32,8 +30,8 @@ bool eventually(F&& done)
 
 } // namespace
 
-TEST_CASE("generator -> DataPlane -> uplink, and uplink -> DataPlane -> sink", "[xensim][netfront][gen][dataplane]")
-{
+TEST_CASE("generator -> DataPlane -> uplink, and uplink -> DataPlane -> sink",
+          "[xensim][netfront][gen][dataplane]") {
     dpt::World world({kA});
     pmd::Mempool pool = pmd::test::small_pool(8191);
     pmd::Mempool indirect = pmd::test::small_pool(4095, 0);
@@ -77,21 +75,18 @@ TEST_CASE("generator -> DataPlane -> uplink, and uplink -> DataPlane -> sink", "
     o.count = kCount;
     o.sink = true;
     Traffic t(io, o);
-    for (int i = 0; i < 600 && !t.finished(); ++i)
-        t.run_for(std::chrono::milliseconds(100));
+    for (int i = 0; i < 600 && !t.finished(); ++i) t.run_for(std::chrono::milliseconds(100));
     REQUIRE(t.finished());
     CHECK(t.stats().tx_pkts == kCount);
     CHECK(t.stats().tx_errors == 0);
 
     std::vector<dpt::Bytes> wire;
     CHECK(eventually([&] {
-        for (auto& b : up.sent())
-            wire.push_back(std::move(b));
+        for (auto& b : up.sent()) wire.push_back(std::move(b));
         return wire.size() >= kCount;
     }));
     REQUIRE(wire.size() == kCount);
-    for (const auto& f : wire)
-        REQUIRE(std::equal(f.begin(), f.end(), t.frame().begin(), t.frame().end()));
+    for (const auto& f : wire) REQUIRE(std::equal(f.begin(), f.end(), t.frame().begin(), t.frame().end()));
 
     // The other way: frames for the guest's MAC from the wire land in the sink's buffers.
     UdpFrameSpec in;
@@ -100,19 +95,21 @@ TEST_CASE("generator -> DataPlane -> uplink, and uplink -> DataPlane -> sink", "
     in.dst = guest_mac;
     std::vector<std::byte> f(in.size);
     REQUIRE(build_udp_frame(in, f));
-    for (int i = 0; i < 100; ++i)
-        up.inject(f);
-    for (int i = 0; i < 600 && t.stats().rx_pkts < 100; ++i)
-        t.run_for(std::chrono::milliseconds(100));
+    for (int i = 0; i < 100; ++i) up.inject(f);
+    for (int i = 0; i < 600 && t.stats().rx_pkts < 100; ++i) t.run_for(std::chrono::milliseconds(100));
     const auto st = dp.stats(control::VifId{kA, 0});
     REQUIRE(st);
-    INFO("data plane rx_packets " << st->rx_packets << ", drops " << [&] {
-        std::string d;
-        for (auto n : st->drops)
-            d += std::to_string(n) + " ";
-        return d;
-    }() << ", io events " << io.counters().events << ", rx posted " << io.rx_posted(0)
-         << ", iterations " << dp.worker_counters().iterations.get() << ", sleeps " << dp.worker_counters().sleeps.get() << ", uplink_rx " << dp.worker_counters().uplink_rx.get() << ", unrouted " << dp.worker_counters().uplink_unrouted.get());
+    INFO("data plane rx_packets " << st->rx_packets << ", drops " <<
+         [&] {
+             std::string d;
+             for (auto n : st->drops) d += std::to_string(n) + " ";
+             return d;
+         }() << ", io events " << io.counters().events
+                                  << ", rx posted " << io.rx_posted(0) << ", iterations "
+                                  << dp.worker_counters().iterations.get() << ", sleeps "
+                                  << dp.worker_counters().sleeps.get() << ", uplink_rx "
+                                  << dp.worker_counters().uplink_rx.get() << ", unrouted "
+                                  << dp.worker_counters().uplink_unrouted.get());
     CHECK(t.stats().rx_pkts == 100);
     CHECK(t.stats().rx_bytes == 100 * 800);
     dp.detach(control::VifId{kA, 0});

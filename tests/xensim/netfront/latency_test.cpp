@@ -7,9 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/netbackd_on_xensim.hpp"
 #include "xensim/netfront/latency.hpp"
 #include "xensim/toolstack/toolstack.hpp"
-#include "tests/support/netbackd_on_xensim.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;
@@ -17,8 +17,7 @@ using W = SimWorld;
 
 namespace {
 
-void add_vif(SimWorld& w, std::uint32_t devid)
-{
+void add_vif(SimWorld& w, std::uint32_t devid) {
     xensim::NicSpec s;
     s.frontend = 7;
     s.backend = kDriverDomain;
@@ -27,8 +26,7 @@ void add_vif(SimWorld& w, std::uint32_t devid)
     xensim::nic_add(w.dom0(), s);
 }
 
-nlohmann::json last_json(const std::string& path, const std::string& first_key)
-{
+nlohmann::json last_json(const std::string& path, const std::string& first_key) {
     std::ifstream in(path);
     std::stringstream ss;
     ss << in.rdbuf();
@@ -41,11 +39,9 @@ nlohmann::json last_json(const std::string& path, const std::string& first_key)
 
 } // namespace
 
-TEST_CASE("percentiles are nearest-rank over sorted samples", "[xensim][netfront][latency]")
-{
+TEST_CASE("percentiles are nearest-rank over sorted samples", "[xensim][netfront][latency]") {
     std::vector<std::uint32_t> s;
-    for (std::uint32_t i = 1; i <= 1000; ++i)
-        s.push_back(i * 1000); // 1..1000 us
+    for (std::uint32_t i = 1; i <= 1000; ++i) s.push_back(i * 1000); // 1..1000 us
     CHECK(xensim::percentile_us(s, 0.50) == Approx(500));
     CHECK(xensim::percentile_us(s, 0.99) == Approx(990));
     CHECK(xensim::percentile_us(s, 0.999) == Approx(999));
@@ -56,16 +52,15 @@ TEST_CASE("percentiles are nearest-rank over sorted samples", "[xensim][netfront
 }
 
 TEST_CASE("netfront verb: latency mode bounces a frame between two vifs through netbackd",
-          "[xensim][netfront][latency]")
-{
+          "[xensim][netfront][latency]") {
     SimWorld w;
     w.create_domain("web1", 7);
     w.start_netbackd();
     add_vif(w, 0);
     add_vif(w, 1);
     const std::string log = w.dir() + "/lat.log";
-    const pid_t nf = spawn({XENSIM_BINARY, "netfront", "web1", "--devid", "0", "--latency-peer", "1", "--generate",
-                            "128", "--seconds", "1", "--dir", w.host_dir()},
+    const pid_t nf = spawn({XENSIM_BINARY, "netfront", "web1", "--devid", "0", "--latency-peer", "1",
+                            "--generate", "128", "--seconds", "1", "--dir", w.host_dir()},
                            log);
     REQUIRE(reap(nf) == 0);
     const auto j = last_json(log, "rounds");
@@ -81,19 +76,18 @@ TEST_CASE("netfront verb: latency mode bounces a frame between two vifs through 
     CHECK(w.dom0().read(0, W::fe(7, 1) + "/state") == "6");
 }
 
-TEST_CASE("netfront verb: latency mode refuses to pair a vif with itself", "[xensim][netfront][latency]")
-{
+TEST_CASE("netfront verb: latency mode refuses to pair a vif with itself", "[xensim][netfront][latency]") {
     SimWorld w;
     w.create_domain("web1", 7);
     w.start_netbackd();
     add_vif(w, 0);
-    CHECK(run({XENSIM_BINARY, "netfront", "web1", "--devid", "0", "--latency-peer", "0", "--seconds", "1", "--dir",
-               w.host_dir()},
+    CHECK(run({XENSIM_BINARY, "netfront", "web1", "--devid", "0", "--latency-peer", "0", "--seconds", "1",
+               "--dir", w.host_dir()},
               w.dir() + "/self.log") != 0);
 }
 
-TEST_CASE("netfront verb: a polling generator moves frames and asks for no events", "[xensim][netfront][gen]")
-{
+TEST_CASE("netfront verb: a polling generator moves frames and asks for no events",
+          "[xensim][netfront][gen]") {
     SimWorld w;
     w.create_domain("web1", 7);
     w.start_netbackd();

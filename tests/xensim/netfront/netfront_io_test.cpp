@@ -4,9 +4,9 @@
 
 #include <thread>
 
+#include "tests/support/netfront_loopback.hpp"
 #include "xensim/netfront/frame_csum.hpp"
 #include "xensim/netfront/traffic.hpp"
-#include "tests/support/netfront_loopback.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim;
@@ -14,42 +14,30 @@ using namespace netbackd::xensim::test;
 
 namespace {
 
-BackendFeatures all_features()
-{
-    return BackendFeatures{true, true, true, true};
-}
+BackendFeatures all_features() { return BackendFeatures{true, true, true, true}; }
 
-std::vector<std::byte> pattern(std::size_t n, unsigned seed)
-{
+std::vector<std::byte> pattern(std::size_t n, unsigned seed) {
     std::vector<std::byte> v(n);
-    for (std::size_t i = 0; i < n; ++i)
-        v[i] = static_cast<std::byte>((i * 31 + seed * 7 + (i >> 8)) & 0xff);
+    for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>((i * 31 + seed * 7 + (i >> 8)) & 0xff);
     return v;
 }
 
-std::vector<std::byte> flatten(const RxFrame& f)
-{
+std::vector<std::byte> flatten(const RxFrame& f) {
     std::vector<std::byte> out;
-    for (auto s : f.frags())
-        out.insert(out.end(), s.begin(), s.end());
+    for (auto s : f.frags()) out.insert(out.end(), s.begin(), s.end());
     return out;
 }
 
 struct Rig {
-    explicit Rig(BackendFeatures f = all_features(), unsigned nq = 1)
-    {
-        for (unsigned i = 0; i < nq; ++i)
-            queues.push_back(w.make_queue());
+    explicit Rig(BackendFeatures f = all_features(), unsigned nq = 1) {
+        for (unsigned i = 0; i < nq; ++i) queues.push_back(w.make_queue());
         std::vector<IoQueueSpec> specs;
-        for (auto& q : queues)
-            specs.push_back(q.spec);
+        for (auto& q : queues) specs.push_back(q.spec);
         io.attach(kBack, specs, f);
-        for (auto& q : queues)
-            backs.push_back(std::make_unique<Loopback>(w, q));
+        for (auto& q : queues) backs.push_back(std::make_unique<Loopback>(w, q));
     }
     // Sends, pushes, lets the backend echo, and collects what came back.
-    std::vector<std::vector<std::byte>> echo(unsigned q = 0)
-    {
+    std::vector<std::vector<std::byte>> echo(unsigned q = 0) {
         io.flush(q);
         backs[q]->step();
         std::vector<std::vector<std::byte>> got;
@@ -70,8 +58,7 @@ struct Rig {
 
 } // namespace
 
-TEST_CASE("netfront io: single-slot frames round-trip byte-exact", "[xensim][netfront][io]")
-{
+TEST_CASE("netfront io: single-slot frames round-trip byte-exact", "[xensim][netfront][io]") {
     Rig r;
     std::vector<std::vector<std::byte>> sent;
     for (std::size_t n : {14, 60, 1514, 4096}) {
@@ -88,10 +75,8 @@ TEST_CASE("netfront io: single-slot frames round-trip byte-exact", "[xensim][net
     CHECK(r.io.tx_room(0) == NetfrontIo::kBuffers);
 }
 
-TEST_CASE("netfront io: multi-slot frames with sg, refused without", "[xensim][netfront][io]")
-{
-    SECTION("9000 bytes with sg: three slots, more_data, byte-exact")
-    {
+TEST_CASE("netfront io: multi-slot frames with sg, refused without", "[xensim][netfront][io]") {
+    SECTION("9000 bytes with sg: three slots, more_data, byte-exact") {
         Rig r;
         const auto big = pattern(9000, 3);
         REQUIRE(r.io.send(0, big) == SendResult::queued);
@@ -106,8 +91,7 @@ TEST_CASE("netfront io: multi-slot frames with sg, refused without", "[xensim][n
         CHECK(r.io.counters().tx_pkts == 2);
         CHECK(r.io.tx_room(0) == NetfrontIo::kBuffers);
     }
-    SECTION("without sg a frame larger than its page is refused and nothing is queued")
-    {
+    SECTION("without sg a frame larger than its page is refused and nothing is queued") {
         BackendFeatures f = all_features();
         f.sg = false;
         Rig r(f);
@@ -116,8 +100,7 @@ TEST_CASE("netfront io: multi-slot frames with sg, refused without", "[xensim][n
         CHECK(r.io.tx_room(0) == NetfrontIo::kBuffers);
         CHECK(r.echo().empty());
     }
-    SECTION("the largest frame from the worst offset: 17 slots")
-    {
+    SECTION("the largest frame from the worst offset: 17 slots") {
         Rig r;
         const auto huge = pattern(65535, 5);
         REQUIRE(r.io.send(0, huge, TxMeta{{}, std::nullopt, 4095}) == SendResult::queued);
@@ -128,8 +111,7 @@ TEST_CASE("netfront io: multi-slot frames with sg, refused without", "[xensim][n
     }
 }
 
-TEST_CASE("netfront io: RX refill keeps the ring full", "[xensim][netfront][io]")
-{
+TEST_CASE("netfront io: RX refill keeps the ring full", "[xensim][netfront][io]") {
     Rig r;
     CHECK(r.io.rx_posted(0) == 256);
     for (int i = 0; i < 10; ++i)
@@ -138,8 +120,7 @@ TEST_CASE("netfront io: RX refill keeps the ring full", "[xensim][netfront][io]"
     r.backs[0]->step();
     RxFrame f;
     int n = 0;
-    while (r.io.next_rx(0, f))
-        ++n;
+    while (r.io.next_rx(0, f)) ++n;
     CHECK(n == 10);
     CHECK(r.io.rx_posted(0) == 246);
     r.io.refill(0);
@@ -157,8 +138,7 @@ TEST_CASE("netfront io: RX refill keeps the ring full", "[xensim][netfront][io]"
     CHECK(r.backs[0]->rx_drops == 0);
 }
 
-TEST_CASE("netfront io: notifications only when the other end asked", "[xensim][netfront][io]")
-{
+TEST_CASE("netfront io: notifications only when the other end asked", "[xensim][netfront][io]") {
     Rig r;
     Loopback& b = *r.backs[0];
     // The initial refill crossed the fresh ring's req_event: one kick on the RX channel (it
@@ -186,16 +166,14 @@ TEST_CASE("netfront io: notifications only when the other end asked", "[xensim][
     CHECK(b.tx_notifies == 1);
     CHECK(b.rx_notifies == 1);
     RxFrame f;
-    while (r.io.next_rx(0, f)) {
-    }
+    while (r.io.next_rx(0, f)) {}
     r.io.reap_tx(0);
     CHECK(r.io.drain_events() >= 1);
     b.step(); // echoes frame 3 with no rsp_event armed past it
     CHECK(b.tx_notifies == 1);
     CHECK(b.rx_notifies == 1);
     CHECK(r.io.prepare_to_sleep(0)); // responses are waiting: do not sleep
-    while (r.io.next_rx(0, f)) {
-    }
+    while (r.io.next_rx(0, f)) {}
     r.io.reap_tx(0);
     CHECK_FALSE(r.io.prepare_to_sleep(0)); // nothing left; rsp_event now armed
     REQUIRE(r.io.send(0, pattern(100, 4)) == SendResult::queued);
@@ -205,10 +183,8 @@ TEST_CASE("netfront io: notifications only when the other end asked", "[xensim][
     CHECK(b.rx_notifies == 2);
 }
 
-TEST_CASE("netfront io: csum and GSO metadata follow the negotiated features", "[xensim][netfront][io]")
-{
-    SECTION("offered")
-    {
+TEST_CASE("netfront io: csum and GSO metadata follow the negotiated features", "[xensim][netfront][io]") {
+    SECTION("offered") {
         Rig r;
         REQUIRE(r.io.send(0, pattern(1514, 1), TxMeta{{true, true}, std::nullopt, 0}) == SendResult::queued);
         REQUIRE(r.io.send(0, pattern(1514, 2), TxMeta{{false, true}, std::nullopt, 0}) == SendResult::queued);
@@ -232,8 +208,7 @@ TEST_CASE("netfront io: csum and GSO metadata follow the negotiated features", "
         r.io.reap_tx(0);
         CHECK(r.io.counters().tx_pkts == 3);
     }
-    SECTION("not offered")
-    {
+    SECTION("not offered") {
         BackendFeatures fe = all_features();
         fe.csum_offload = false;
         fe.gso_tcpv4 = false;
@@ -246,20 +221,17 @@ TEST_CASE("netfront io: csum and GSO metadata follow the negotiated features", "
     }
 }
 
-TEST_CASE("netfront io: a full ring says busy, and reaping frees it", "[xensim][netfront][io]")
-{
+TEST_CASE("netfront io: a full ring says busy, and reaping frees it", "[xensim][netfront][io]") {
     Rig r;
     std::size_t queued = 0;
-    while (r.io.send(0, pattern(64, 1)) == SendResult::queued)
-        ++queued;
+    while (r.io.send(0, pattern(64, 1)) == SendResult::queued) ++queued;
     CHECK(queued == 256);
     CHECK(r.io.send(0, pattern(64, 1)) == SendResult::busy);
     CHECK(r.echo().size() == 256);
     CHECK(r.io.send(0, pattern(64, 1)) == SendResult::queued);
 }
 
-TEST_CASE("netfront io: reconnects drop the old rings and buffers cleanly", "[xensim][netfront][io]")
-{
+TEST_CASE("netfront io: reconnects drop the old rings and buffers cleanly", "[xensim][netfront][io]") {
     World w;
     NetfrontIo io(w.memory, w.guest_events);
     // 16 MiB of guest memory holds fewer than 10 pools: leaked buffers would exhaust it.
@@ -288,8 +260,7 @@ TEST_CASE("netfront io: reconnects drop the old rings and buffers cleanly", "[xe
     CHECK(io.counters().rx_pkts == 10);
 }
 
-TEST_CASE("udp frames: valid IPv4/UDP of the requested size", "[xensim][netfront][gen]")
-{
+TEST_CASE("udp frames: valid IPv4/UDP of the requested size", "[xensim][netfront][gen]") {
     for (std::size_t size : {42, 60, 1514, 9000, 65549}) {
         for (bool partial : {false, true}) {
             UdpFrameSpec s;
@@ -310,7 +281,8 @@ TEST_CASE("udp frames: valid IPv4/UDP of the requested size", "[xensim][netfront
             CHECK(ones_sum(std::span(f).subspan(14, 20)) == 0xffff);
             CHECK((b(38) << 8 | b(39)) == size - 34);
             const auto udp = std::span<const std::byte>(f).subspan(34, size - 34);
-            std::uint32_t pseudo = ones_sum(std::span(f).subspan(26, 8)) + 17u + static_cast<std::uint32_t>(size - 34);
+            std::uint32_t pseudo =
+                ones_sum(std::span(f).subspan(26, 8)) + 17u + static_cast<std::uint32_t>(size - 34);
             if (partial) {
                 CHECK((b(40) << 8 | b(41)) == ones_sum({}, pseudo));
             } else {
@@ -341,8 +313,7 @@ public:
         : thread_([this, &backs] {
               while (!stop_.load()) {
                   std::size_t n = 0;
-                  for (auto& b : backs)
-                      n += b->step();
+                  for (auto& b : backs) n += b->step();
                   if (n == 0) {
                       for (auto& b : backs) {
                           b->kicks();
@@ -351,11 +322,8 @@ public:
                       std::this_thread::sleep_for(std::chrono::microseconds(200));
                   }
               }
-          })
-    {
-    }
-    ~BackendThread()
-    {
+          }) {}
+    ~BackendThread() {
         stop_.store(true);
         thread_.join();
     }
@@ -365,18 +333,16 @@ private:
     std::thread thread_;
 };
 
-std::size_t drops(const std::vector<std::unique_ptr<Loopback>>& backs)
-{
+std::size_t drops(const std::vector<std::unique_ptr<Loopback>>& backs) {
     std::size_t n = 0;
-    for (auto& b : backs)
-        n += b->rx_drops.load();
+    for (auto& b : backs) n += b->rx_drops.load();
     return n;
 }
 
 // Until every frame was answered and came back (or was dropped on the way back): TX answers
 // may be seen before the RX responses pushed just after them.
-void run_until_finished(Traffic& t, const std::vector<std::unique_ptr<Loopback>>& backs, std::uint64_t count)
-{
+void run_until_finished(Traffic& t, const std::vector<std::unique_ptr<Loopback>>& backs,
+                        std::uint64_t count) {
     // A bound against hanging, not a speed expectation.
     for (int i = 0; i < 6000 && !(t.finished() && t.stats().rx_pkts + drops(backs) >= count); ++i)
         t.run_for(std::chrono::milliseconds(10));
@@ -384,8 +350,7 @@ void run_until_finished(Traffic& t, const std::vector<std::unique_ptr<Loopback>>
 
 } // namespace
 
-TEST_CASE("traffic: the generator's frames all come back through the sink", "[xensim][netfront][gen]")
-{
+TEST_CASE("traffic: the generator's frames all come back through the sink", "[xensim][netfront][gen]") {
     const std::size_t size = GENERATE(60, 1514, 9000);
     const unsigned nq = GENERATE(1u, 2u);
     Rig r(all_features(), nq);
@@ -417,10 +382,8 @@ TEST_CASE("traffic: the generator's frames all come back through the sink", "[xe
     }
 }
 
-TEST_CASE("traffic: the generator follows the backend's offloads", "[xensim][netfront][gen]")
-{
-    SECTION("csum offload offered: partial checksum, csum_blank|data_validated")
-    {
+TEST_CASE("traffic: the generator follows the backend's offloads", "[xensim][netfront][gen]") {
+    SECTION("csum offload offered: partial checksum, csum_blank|data_validated") {
         Rig r;
         TrafficOptions o;
         o.generate = true;
@@ -436,10 +399,10 @@ TEST_CASE("traffic: the generator follows the backend's offloads", "[xensim][net
         CHECK(r.backs[0]->seen_flags[0] == (NETTXF_csum_blank | NETTXF_data_validated));
         const auto f = t.frame();
         std::uint32_t pseudo = ones_sum(f.subspan(26, 8)) + 17u + 600 - 34;
-        CHECK((std::to_integer<unsigned>(f[40]) << 8 | std::to_integer<unsigned>(f[41])) == ones_sum({}, pseudo));
+        CHECK((std::to_integer<unsigned>(f[40]) << 8 | std::to_integer<unsigned>(f[41])) ==
+              ones_sum({}, pseudo));
     }
-    SECTION("no csum offload: the full checksum, no flags (Linux checksums in software)")
-    {
+    SECTION("no csum offload: the full checksum, no flags (Linux checksums in software)") {
         BackendFeatures fe = all_features();
         fe.csum_offload = false;
         Rig r(fe);
@@ -459,8 +422,7 @@ TEST_CASE("traffic: the generator follows the backend's offloads", "[xensim][net
         std::uint32_t pseudo = ones_sum(f.subspan(26, 8)) + 17u + 600 - 34;
         CHECK(ones_sum(f.subspan(34), pseudo) == 0xffff);
     }
-    SECTION("a frame above a page without sg: explained, nothing sent")
-    {
+    SECTION("a frame above a page without sg: explained, nothing sent") {
         BackendFeatures fe = all_features();
         fe.sg = false;
         Rig r(fe);
@@ -478,8 +440,7 @@ TEST_CASE("traffic: the generator follows the backend's offloads", "[xensim][net
 
 // Not run by ctest (hidden): generator -> loopback -> sink rate on this machine, for the record.
 //   xensim_netfront_io_test "[measure]"
-TEST_CASE("traffic: generator rate through the loopback backend", "[.][measure]")
-{
+TEST_CASE("traffic: generator rate through the loopback backend", "[.][measure]") {
     for (std::size_t size : {60, 1514, 9000}) {
         Rig r;
         TrafficOptions o;
@@ -498,8 +459,7 @@ TEST_CASE("traffic: generator rate through the loopback backend", "[.][measure]"
 }
 
 TEST_CASE("frame checksums: a blank TCP/UDP checksum is completed, other frames are left alone",
-          "[xensim][netfront][tap]")
-{
+          "[xensim][netfront][tap]") {
     for (std::size_t size : {42, 61, 1514}) {
         UdpFrameSpec s;
         s.size = size;
@@ -522,10 +482,8 @@ TEST_CASE("frame checksums: a blank TCP/UDP checksum is completed, other frames 
     v6[14] = std::byte{0x60};
     v6[19] = std::byte{27}; // payload length
     v6[20] = std::byte{6};  // TCP
-    for (std::size_t i = 22; i < 54; ++i)
-        v6[i] = static_cast<std::byte>(i * 3);
-    for (std::size_t i = 54; i < v6.size(); ++i)
-        v6[i] = static_cast<std::byte>(i * 5 + 1);
+    for (std::size_t i = 22; i < 54; ++i) v6[i] = static_cast<std::byte>(i * 3);
+    for (std::size_t i = 54; i < v6.size(); ++i) v6[i] = static_cast<std::byte>(i * 5 + 1);
     REQUIRE(fill_l4_checksum(v6));
     CHECK(ones_sum(std::span(v6).subspan(54), ones_sum(std::span(v6).subspan(22, 32)) + 6u + 27u) == 0xffff);
 

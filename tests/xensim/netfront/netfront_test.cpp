@@ -8,10 +8,10 @@
 
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
+#include "tests/support/netbackd_on_xensim.hpp"
 #include "xensim/netfront/netfront.hpp"
 #include "xensim/netfront/netfront_io.hpp"
 #include "xensim/toolstack/toolstack.hpp"
-#include "tests/support/netbackd_on_xensim.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;
@@ -27,15 +27,13 @@ struct Rig {
     std::string B = SimWorld::be(7, 0);
 
     // Attach with a backend that only reaches InitWait once told to.
-    explicit Rig(const Features& features)
-    {
+    explicit Rig(const Features& features) {
         w.create_domain("web1", 7);
         dd = platform::open_xs_store(platform::sim_store_socket(w.host_dir(), kDriverDomain));
         std::thread backend([&] {
             for (int i = 0; i < 2000 && dd->read(0, B + "/state") != "1"; ++i)
                 std::this_thread::sleep_for(std::chrono::milliseconds(1));
-            for (const auto& [k, v] : features)
-                dd->write(0, B + "/" + k, v);
+            for (const auto& [k, v] : features) dd->write(0, B + "/" + k, v);
             dd->write(0, B + "/state", "2");
         });
         xensim::NicSpec s;
@@ -46,8 +44,8 @@ struct Rig {
         backend.join();
     }
     std::optional<std::string> fe(const std::string& key) { return w.dom0().read(0, F + "/" + key); }
-    xensim::Netfront& start(unsigned queues, xensim::NetfrontFlavour flavour = xensim::NetfrontFlavour::linux_guest)
-    {
+    xensim::Netfront& start(unsigned queues,
+                            xensim::NetfrontFlavour flavour = xensim::NetfrontFlavour::linux_guest) {
         auto& g = w.guest(7);
         xensim::NetfrontOptions o;
         o.self = 7;
@@ -61,8 +59,7 @@ struct Rig {
 
 } // namespace
 
-TEST_CASE("netfront: one queue, flat keys, one channel", "[xensim][netfront]")
-{
+TEST_CASE("netfront: one queue, flat keys, one channel", "[xensim][netfront]") {
     Rig r(Features{{"feature-rx-copy", "1"}, {"multi-queue-max-queues", "4"}});
     auto& nf = r.start(1);
     REQUIRE(nf.state() == 4);
@@ -82,9 +79,9 @@ TEST_CASE("netfront: one queue, flat keys, one channel", "[xensim][netfront]")
     CHECK(page->page().size() == 4096);
 }
 
-TEST_CASE("netfront: multi-queue with split channels uses queue-N dirs", "[xensim][netfront]")
-{
-    Rig r(Features{{"feature-rx-copy", "1"}, {"multi-queue-max-queues", "2"}, {"feature-split-event-channels", "1"}});
+TEST_CASE("netfront: multi-queue with split channels uses queue-N dirs", "[xensim][netfront]") {
+    Rig r(Features{
+        {"feature-rx-copy", "1"}, {"multi-queue-max-queues", "2"}, {"feature-split-event-channels", "1"}});
     auto& nf = r.start(4); // capped to the backend's 2
     REQUIRE(nf.state() == 4);
     CHECK(r.fe("multi-queue-num-queues") == "2");
@@ -100,17 +97,14 @@ TEST_CASE("netfront: multi-queue with split channels uses queue-N dirs", "[xensi
 }
 
 TEST_CASE("netfront: a backend without multi-queue gets no num-queues key (Linux), Unikraft writes it",
-          "[xensim][netfront]")
-{
-    SECTION("linux")
-    {
+          "[xensim][netfront]") {
+    SECTION("linux") {
         Rig r(Features{{"feature-rx-copy", "1"}});
         r.start(4);
         CHECK_FALSE(r.fe("multi-queue-num-queues"));
         CHECK(r.fe("feature-rx-notify") == "1");
     }
-    SECTION("unikraft")
-    {
+    SECTION("unikraft") {
         Rig r(Features{{"feature-rx-copy", "1"}});
         r.start(1, xensim::NetfrontFlavour::unikraft);
         CHECK(r.fe("multi-queue-num-queues") == "1");
@@ -119,8 +113,7 @@ TEST_CASE("netfront: a backend without multi-queue gets no num-queues key (Linux
     }
 }
 
-TEST_CASE("netfront: refuses a backend without rx-copy, as Linux does", "[xensim][netfront]")
-{
+TEST_CASE("netfront: refuses a backend without rx-copy, as Linux does", "[xensim][netfront]") {
     Rig r(Features{});
     auto& nf = r.start(1);
     CHECK(nf.state() == 5);
@@ -129,8 +122,8 @@ TEST_CASE("netfront: refuses a backend without rx-copy, as Linux does", "[xensim
     CHECK(nf.queues().empty());
 }
 
-TEST_CASE("netfront: follows the backend to Closed and reconnects when it renegotiates", "[xensim][netfront]")
-{
+TEST_CASE("netfront: follows the backend to Closed and reconnects when it renegotiates",
+          "[xensim][netfront]") {
     Rig r(Features{{"feature-rx-copy", "1"}});
     auto& nf = r.start(1);
     REQUIRE(nf.state() == 4);
@@ -147,8 +140,7 @@ TEST_CASE("netfront: follows the backend to Closed and reconnects when it renego
 }
 
 TEST_CASE("netfront: the data half follows connects and lets go before a renegotiation frees the rings",
-          "[xensim][netfront]")
-{
+          "[xensim][netfront]") {
     Rig r(Features{{"feature-rx-copy", "1"}, {"feature-sg", "1"}, {"feature-gso-tcpv4", "1"}});
     auto& nf = r.start(1);
     REQUIRE(nf.state() == 4);

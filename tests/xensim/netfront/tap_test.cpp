@@ -4,9 +4,9 @@
 // Exits with 77 (skipped) where /dev/net/tun or `ip netns` is unavailable.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <algorithm>
 #include <thread>
 
 #include <arpa/inet.h>
@@ -20,9 +20,9 @@
 #include <unistd.h>
 
 #include "backend/platform/fd.hpp"
+#include "tests/support/netfront_loopback.hpp"
 #include "xensim/netfront/tap.hpp"
 #include "xensim/netfront/udp_frame.hpp"
-#include "tests/support/netfront_loopback.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim;
@@ -33,8 +33,7 @@ namespace {
 constexpr int kSkip = 77;                    // SKIP_RETURN_CODE, see skip_codes.cmake.in
 constexpr std::uint16_t kEtherType = 0x88b5; // IEEE local experimental: nothing else sends it
 
-void require_tap()
-{
+void require_tap() {
     std::string why;
     if (!tap_supported(&why)) {
         std::fprintf(stderr, "SKIP: %s\n", why.c_str());
@@ -49,8 +48,8 @@ struct Netns {
 };
 
 // A raw packet socket for `ethertype` on interface `ifname` inside `netns`.
-platform::Fd packet_socket_in(const std::string& netns, const std::string& ifname, std::uint16_t ethertype = kEtherType)
-{
+platform::Fd packet_socket_in(const std::string& netns, const std::string& ifname,
+                              std::uint16_t ethertype = kEtherType) {
     platform::Fd ns(::open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC));
     REQUIRE(ns);
     platform::Fd sock;
@@ -80,8 +79,8 @@ platform::Fd packet_socket_in(const std::string& netns, const std::string& ifnam
 
 } // namespace
 
-TEST_CASE("tap mode: a frame from the guest namespace goes out the TX ring and comes back in", "[xensim][netfront][tap]")
-{
+TEST_CASE("tap mode: a frame from the guest namespace goes out the TX ring and comes back in",
+          "[xensim][netfront][tap]") {
     require_tap();
     Netns ns;
     World w;
@@ -104,8 +103,7 @@ TEST_CASE("tap mode: a frame from the guest namespace goes out the TX ring and c
     }
     frame[12] = std::byte{kEtherType >> 8};
     frame[13] = std::byte{kEtherType & 0xff};
-    for (std::size_t i = 14; i < frame.size(); ++i)
-        frame[i] = static_cast<std::byte>(i * 13);
+    for (std::size_t i = 14; i < frame.size(); ++i) frame[i] = static_cast<std::byte>(i * 13);
     REQUIRE(::send(sock.get(), frame.data(), frame.size(), 0) == static_cast<ssize_t>(frame.size()));
 
     bool echoed = false;
@@ -120,11 +118,10 @@ TEST_CASE("tap mode: a frame from the guest namespace goes out the TX ring and c
         for (;;) {
             sockaddr_ll from{};
             socklen_t len = sizeof from;
-            const ssize_t n = ::recvfrom(sock.get(), got.data(), got.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
-            if (n < 0)
-                break;
-            if (from.sll_pkttype == PACKET_OUTGOING)
-                continue; // our own send, seen on the way out
+            const ssize_t n =
+                ::recvfrom(sock.get(), got.data(), got.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
+            if (n < 0) break;
+            if (from.sll_pkttype == PACKET_OUTGOING) continue; // our own send, seen on the way out
             CHECK(from.sll_pkttype == PACKET_HOST);
             REQUIRE(static_cast<std::size_t>(n) == frame.size());
             CHECK(std::equal(frame.begin(), frame.end(), got.begin()));
@@ -138,8 +135,8 @@ TEST_CASE("tap mode: a frame from the guest namespace goes out the TX ring and c
     CHECK(bridge.counters().dropped_tx == 0);
 }
 
-TEST_CASE("tap mode: a received frame with a blank checksum reaches the namespace completed", "[xensim][netfront][tap]")
-{
+TEST_CASE("tap mode: a received frame with a blank checksum reaches the namespace completed",
+          "[xensim][netfront][tap]") {
     require_tap();
     Netns ns;
     World w;
@@ -177,9 +174,9 @@ TEST_CASE("tap mode: a received frame with a blank checksum reaches the namespac
         ::poll(&p, 1, 10);
         sockaddr_ll from{};
         socklen_t len = sizeof from;
-        const ssize_t n = ::recvfrom(sock.get(), got.data(), got.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
-        if (n != static_cast<ssize_t>(full.size()) || from.sll_pkttype == PACKET_OUTGOING)
-            continue;
+        const ssize_t n =
+            ::recvfrom(sock.get(), got.data(), got.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
+        if (n != static_cast<ssize_t>(full.size()) || from.sll_pkttype == PACKET_OUTGOING) continue;
         if (std::to_integer<unsigned>(got[36]) << 8 != (40404u & 0xff00u))
             continue; // something else the namespace sent or got
         seen = true;
@@ -188,8 +185,8 @@ TEST_CASE("tap mode: a received frame with a blank checksum reaches the namespac
     CHECK(seen);
 }
 
-TEST_CASE("tap mode: with two queues, one flow stays on one queue and flows spread", "[xensim][netfront][tap]")
-{
+TEST_CASE("tap mode: with two queues, one flow stays on one queue and flows spread",
+          "[xensim][netfront][tap]") {
     require_tap();
     Netns ns;
     World w;
@@ -232,14 +229,12 @@ TEST_CASE("tap mode: with two queues, one flow stays on one queue and flows spre
         }
     };
 
-    for (int i = 0; i < 8; ++i)
-        send_flow(7000);
+    for (int i = 0; i < 8; ++i) send_flow(7000);
     pump(8);
     REQUIRE(ours(b0) + ours(b1) == 8);
     CHECK(((ours(b0) == 8 && ours(b1) == 0) || (ours(b0) == 0 && ours(b1) == 8)));
 
-    for (std::uint16_t port = 7001; port < 7033; ++port)
-        send_flow(port);
+    for (std::uint16_t port = 7001; port < 7033; ++port) send_flow(port);
     pump(40);
     REQUIRE(ours(b0) + ours(b1) == 40);
     CHECK(ours(b0) > 0);

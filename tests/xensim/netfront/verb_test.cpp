@@ -22,9 +22,9 @@
 
 #include "backend/platform/fd.hpp"
 
+#include "tests/support/netbackd_on_xensim.hpp"
 #include "xensim/netfront/tap.hpp"
 #include "xensim/toolstack/toolstack.hpp"
-#include "tests/support/netbackd_on_xensim.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;
@@ -34,8 +34,7 @@ namespace {
 
 constexpr int kSkip = 77; // SKIP_RETURN_CODE, see skip_codes.cmake.in
 
-void attach(SimWorld& w)
-{
+void attach(SimWorld& w) {
     w.create_domain("web1", 7);
     w.start_netbackd();
     xensim::NicSpec s;
@@ -45,21 +44,18 @@ void attach(SimWorld& w)
     xensim::nic_add(w.dom0(), s);
 }
 
-std::string slurp(const std::string& path)
-{
+std::string slurp(const std::string& path) {
     std::ifstream in(path);
     std::stringstream ss;
     ss << in.rdbuf();
     return ss.str();
 }
 
-std::string capture(const std::string& cmd)
-{
+std::string capture(const std::string& cmd) {
     std::string out;
     if (FILE* p = ::popen(cmd.c_str(), "r")) {
         char buf[512];
-        while (std::fgets(buf, sizeof buf, p) != nullptr)
-            out += buf;
+        while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
         ::pclose(p);
     }
     return out;
@@ -67,8 +63,8 @@ std::string capture(const std::string& cmd)
 
 } // namespace
 
-TEST_CASE("netfront verb: generator/sink prints per-second lines and a final JSON line", "[xensim][netfront][gen]")
-{
+TEST_CASE("netfront verb: generator/sink prints per-second lines and a final JSON line",
+          "[xensim][netfront][gen]") {
     SimWorld w;
     attach(w);
     const std::string log = w.dir() + "/gen.log";
@@ -92,8 +88,7 @@ TEST_CASE("netfront verb: generator/sink prints per-second lines and a final JSO
     CHECK(w.dom0().read(0, W::fe(7, 0) + "/state") == "6");
 }
 
-TEST_CASE("netfront verb: a frame size below the headers is refused", "[xensim][netfront][gen]")
-{
+TEST_CASE("netfront verb: a frame size below the headers is refused", "[xensim][netfront][gen]") {
     SimWorld w;
     w.create_domain("web1", 7);
     const std::string log = w.dir() + "/bad.log";
@@ -104,8 +99,7 @@ TEST_CASE("netfront verb: a frame size below the headers is refused", "[xensim][
 }
 
 TEST_CASE("netfront verb: TAP mode makes the guest's device in its namespace, with the vif's MAC, up",
-          "[xensim][netfront][tap]")
-{
+          "[xensim][netfront][tap]") {
     std::string why;
     if (!xensim::tap_supported(&why)) {
         std::fprintf(stderr, "SKIP: %s\n", why.c_str());
@@ -135,21 +129,18 @@ namespace {
 
 // A UDP socket bound to addr:port inside netns `ns` (sockets stay in the namespace they were
 // made in, whichever thread uses them).
-platform::Fd udp_in(const std::string& ns, const std::string& addr, std::uint16_t port)
-{
+platform::Fd udp_in(const std::string& ns, const std::string& addr, std::uint16_t port) {
     platform::Fd nsfd(::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC));
     REQUIRE(nsfd);
     platform::Fd sock;
     std::thread t([&] {
-        if (::setns(nsfd.get(), CLONE_NEWNET) != 0)
-            return;
+        if (::setns(nsfd.get(), CLONE_NEWNET) != 0) return;
         sock.reset(::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
         sockaddr_in a{};
         a.sin_family = AF_INET;
         a.sin_port = htons(port);
         ::inet_pton(AF_INET, addr.c_str(), &a.sin_addr);
-        if (::bind(sock.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
-            sock.reset();
+        if (::bind(sock.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) sock.reset();
     });
     t.join();
     REQUIRE(sock);
@@ -161,8 +152,7 @@ platform::Fd udp_in(const std::string& ns, const std::string& addr, std::uint16_
 // Hidden (needs netbackd's data plane): two guests in their own namespaces exchange UDP
 // datagrams (ARP included) through netbackd over TAP-mode netfronts.
 //   xensim_netfront_verb_test "[guests]"
-TEST_CASE("netfront verb: two TAP guests talk UDP to each other through netbackd", "[.][guests]")
-{
+TEST_CASE("netfront verb: two TAP guests talk UDP to each other through netbackd", "[.][guests]") {
     std::string why;
     if (!xensim::tap_supported(&why)) {
         std::fprintf(stderr, "SKIP: %s\n", why.c_str());
@@ -181,15 +171,16 @@ TEST_CASE("netfront verb: two TAP guests talk UDP to each other through netbackd
         s.mac = fmt::format("00:16:3e:00:{:02x}:00", d);
         xensim::nic_add(w.dom0(), s);
         nss.push_back(fmt::format("nbnfp{}-{}", ::getpid(), d));
-        pids.push_back(spawn({XENSIM_BINARY, "netfront", d == 7 ? "web1" : "web2", "--devid", "0", "--tap", "eth0",
-                              "--netns", nss.back(), "--dir", w.host_dir()},
+        pids.push_back(spawn({XENSIM_BINARY, "netfront", d == 7 ? "web1" : "web2", "--devid", "0", "--tap",
+                              "eth0", "--netns", nss.back(), "--dir", w.host_dir()},
                              w.dir() + fmt::format("/tap{}.log", d)));
         CHECK(w.wait_state(W::be(d, 0) + "/state", "4"));
         CHECK(w.wait_node("/", [&](auto&&) {
             return capture(fmt::format("ip -n {} link show eth0 2>/dev/null", nss.back())).find(",UP") !=
                    std::string::npos;
         }));
-        REQUIRE(std::system(fmt::format("ip -n {} addr add 10.9.0.{}/24 dev eth0", nss.back(), d).c_str()) == 0);
+        REQUIRE(std::system(fmt::format("ip -n {} addr add 10.9.0.{}/24 dev eth0", nss.back(), d).c_str()) ==
+                0);
     }
     platform::Fd a = udp_in(nss[0], "10.9.0.7", 5555);
     platform::Fd b = udp_in(nss[1], "10.9.0.8", 5555);
@@ -225,6 +216,5 @@ TEST_CASE("netfront verb: two TAP guests talk UDP to each other through netbackd
         kill(pid, SIGTERM);
         CHECK(reap(pid) == 0);
     }
-    for (const auto& n : nss)
-        xensim::delete_netns(n);
+    for (const auto& n : nss) xensim::delete_netns(n);
 }

@@ -8,8 +8,8 @@
 
 #include "backend/platform/options.hpp"
 #include "backend/platform/store/xs_store.hpp"
-#include "xensim/toolstack/toolstack.hpp"
 #include "tests/support/netbackd_on_xensim.hpp"
+#include "xensim/toolstack/toolstack.hpp"
 
 using namespace netbackd;
 using namespace netbackd::testing;
@@ -18,8 +18,7 @@ using platform::PermKind;
 
 namespace {
 
-xensim::NicSpec spec(std::optional<std::uint32_t> devid = std::nullopt)
-{
+xensim::NicSpec spec(std::optional<std::uint32_t> devid = std::nullopt) {
     xensim::NicSpec s;
     s.frontend = 7;
     s.backend = kDriverDomain;
@@ -30,8 +29,7 @@ xensim::NicSpec spec(std::optional<std::uint32_t> devid = std::nullopt)
 }
 
 // The driver domain's side, by hand: InitWait as soon as the dir appears.
-std::thread fake_backend_to_initwait(SimWorld& w, std::uint32_t devid)
-{
+std::thread fake_backend_to_initwait(SimWorld& w, std::uint32_t devid) {
     return std::thread([&w, devid] {
         auto dd = platform::open_xs_store(platform::sim_store_socket(w.host_dir(), kDriverDomain));
         const auto B = SimWorld::be(7, devid);
@@ -47,8 +45,7 @@ std::thread fake_backend_to_initwait(SimWorld& w, std::uint32_t devid)
 
 } // namespace
 
-TEST_CASE("toolstack: nic_add writes libxl's nodes with libxl's permissions", "[xensim][toolstack]")
-{
+TEST_CASE("toolstack: nic_add writes libxl's nodes with libxl's permissions", "[xensim][toolstack]") {
     SimWorld w;
     w.create_domain("web1", 7);
     auto backend = fake_backend_to_initwait(w, 0);
@@ -81,8 +78,7 @@ TEST_CASE("toolstack: nic_add writes libxl's nodes with libxl's permissions", "[
     CHECK_THROWS(dd->write(0, F + "/state", "4"));
 }
 
-TEST_CASE("toolstack: devids are allocated above the highest one in use", "[xensim][toolstack]")
-{
+TEST_CASE("toolstack: devids are allocated above the highest one in use", "[xensim][toolstack]") {
     SimWorld w;
     w.create_domain("web1", 7);
     auto b1 = fake_backend_to_initwait(w, 3);
@@ -97,8 +93,7 @@ TEST_CASE("toolstack: devids are allocated above the highest one in use", "[xens
     CHECK_FALSE(xensim::find_domain(w.dom0(), "nosuch"));
 }
 
-TEST_CASE("toolstack: nic_add fails as libxl does", "[xensim][toolstack]")
-{
+TEST_CASE("toolstack: nic_add fails as libxl does", "[xensim][toolstack]") {
     SimWorld w;
     w.create_domain("web1", 7);
     try {
@@ -106,7 +101,8 @@ TEST_CASE("toolstack: nic_add fails as libxl does", "[xensim][toolstack]")
         FAIL("no backend answered, yet nic_add succeeded");
     } catch (const xensim::ToolstackError& e) {
         CHECK(std::string(e.what()) ==
-              "device_backend_callback: Domain 7:unable to add device with path /local/domain/1/backend/vif/7/0 "
+              "device_backend_callback: Domain 7:unable to add device with path "
+              "/local/domain/1/backend/vif/7/0 "
               "(backend /local/domain/1/backend/vif/7/0/state wanted state 2 timed out)");
     }
     auto bad = spec(1);
@@ -120,12 +116,12 @@ TEST_CASE("toolstack: nic_add fails as libxl does", "[xensim][toolstack]")
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
         dd->write(0, SimWorld::be(7, 2) + "/state", "5");
     });
-    CHECK_THROWS_AS(xensim::nic_add(w.dom0(), spec(2), std::chrono::milliseconds(300)), xensim::ToolstackError);
+    CHECK_THROWS_AS(xensim::nic_add(w.dom0(), spec(2), std::chrono::milliseconds(300)),
+                    xensim::ToolstackError);
     wrong.join();
 }
 
-TEST_CASE("toolstack: nic_remove waits for Closed, then for the removal", "[xensim][toolstack]")
-{
+TEST_CASE("toolstack: nic_remove waits for Closed, then for the removal", "[xensim][toolstack]") {
     SimWorld w;
     w.create_domain("web1", 7);
     auto backend = fake_backend_to_initwait(w, 0);
@@ -133,8 +129,7 @@ TEST_CASE("toolstack: nic_remove waits for Closed, then for the removal", "[xens
     backend.join();
     const auto B = SimWorld::be(7, 0);
 
-    SECTION("a backend that closes and removes its dir")
-    {
+    SECTION("a backend that closes and removes its dir") {
         std::thread dd_thread([&w, B] {
             auto dd = platform::open_xs_store(platform::sim_store_socket(w.host_dir(), kDriverDomain));
             for (int i = 0; i < 2000 && dd->read(0, B + "/online") != "0"; ++i)
@@ -149,33 +144,32 @@ TEST_CASE("toolstack: nic_remove waits for Closed, then for the removal", "[xens
         CHECK_FALSE(w.dom0().read(0, SimWorld::fe(7, 0)));
         CHECK_FALSE(w.dom0().read(0, "/libxl/7/device/vif/0"));
     }
-    SECTION("a backend that removes its dir without reaching Closed")
-    {
+    SECTION("a backend that removes its dir without reaching Closed") {
         std::thread dd_thread([&w, B] {
             auto dd = platform::open_xs_store(platform::sim_store_socket(w.host_dir(), kDriverDomain));
             for (int i = 0; i < 2000 && dd->read(0, B + "/online") != "0"; ++i)
                 std::this_thread::sleep_for(std::chrono::milliseconds(1));
             dd->rm(0, B);
         });
-        CHECK_THROWS_WITH(xensim::nic_remove(w.dom0(), 7, 0),
-                          Catch::Contains("unable to remove device with path /local/domain/1/backend/vif/7/0") &&
-                              Catch::Contains("wanted state 6 but it was removed"));
+        CHECK_THROWS_WITH(
+            xensim::nic_remove(w.dom0(), 7, 0),
+            Catch::Contains("unable to remove device with path /local/domain/1/backend/vif/7/0") &&
+                Catch::Contains("wanted state 6 but it was removed"));
         dd_thread.join();
     }
-    SECTION("a backend that reaches Closed but never removes its dir")
-    {
+    SECTION("a backend that reaches Closed but never removes its dir") {
         std::thread dd_thread([&w, B] {
             auto dd = platform::open_xs_store(platform::sim_store_socket(w.host_dir(), kDriverDomain));
             for (int i = 0; i < 2000 && dd->read(0, B + "/online") != "0"; ++i)
                 std::this_thread::sleep_for(std::chrono::milliseconds(1));
             dd->write(0, B + "/state", "6");
         });
-        CHECK_THROWS_WITH(xensim::nic_remove(w.dom0(), 7, 0, false, std::chrono::milliseconds(300)),
-                          Catch::Contains("timed out while waiting for /local/domain/1/backend/vif/7/0 to be removed"));
+        CHECK_THROWS_WITH(
+            xensim::nic_remove(w.dom0(), 7, 0, false, std::chrono::milliseconds(300)),
+            Catch::Contains("timed out while waiting for /local/domain/1/backend/vif/7/0 to be removed"));
         dd_thread.join();
     }
-    SECTION("forced removal takes everything, backend dir included")
-    {
+    SECTION("forced removal takes everything, backend dir included") {
         xensim::nic_remove(w.dom0(), 7, 0, true);
         CHECK_FALSE(w.dom0().read(0, B + "/state"));
         CHECK_FALSE(w.dom0().read(0, SimWorld::fe(7, 0) + "/state"));

@@ -6,8 +6,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "xensim/xenstored/xenstored.hpp"
 #include "tests/support/xs_wire_client.hpp"
+#include "xensim/xenstored/xenstored.hpp"
 
 using netbackd::test::TempDir;
 using netbackd::xensim::Xenstored;

@@ -7,8 +7,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "xensim/xenstored/xenstored.hpp"
 #include "tests/support/xs_wire_client.hpp"
+#include "xensim/xenstored/xenstored.hpp"
 
 using netbackd::test::Event;
 using netbackd::test::RawClient;
@@ -35,7 +35,9 @@ struct Host {
         }
         xsd.start();
     }
-    std::filesystem::path sock(int id) const { return Xenstored::socket_path(dir.path(), static_cast<netbackd::platform::DomId>(id)); }
+    std::filesystem::path sock(int id) const {
+        return Xenstored::socket_path(dir.path(), static_cast<netbackd::platform::DomId>(id));
+    }
 };
 
 // Writes a vif's frontend and backend directories with libxl's permissions.

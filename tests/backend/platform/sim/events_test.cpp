@@ -119,11 +119,11 @@ TEST_CASE("a notify from another process wakes a poll()ing process", "[simxen][e
         for (int round = 0; round < 100; ++round) {
             if (!wait_readable(back.fd())) return 3;
             auto port = back.pending();
-            if (!port) continue;  // woke for an event already consumed
+            if (!port) continue; // woke for an event already consumed
             if (*port != bport) return 4;
             ++wakeups;
             back.unmask(bport);
-            back.notify(bport);  // ack, so the parent sends the next one
+            back.notify(bport); // ack, so the parent sends the next one
         }
         return wakeups == 100 ? 0 : 5;
     });
@@ -156,7 +156,7 @@ TEST_CASE("a process that exits closes its channels, and so does a destroyed dom
     REQUIRE(testing::join(child) == 0);
     // The hypervisor notices the hang-up asynchronously: a list round-trip orders us after it.
     w.admin->list_domains();
-    front.notify(fport);  // unbound again: dropped, no error
+    front.notify(fport); // unbound again: dropped, no error
 
     SimEvents back(HvClient::connect(w.host.dir(), kBack));
     auto bport = back.bind_interdomain(kFront, fport);
@@ -164,6 +164,6 @@ TEST_CASE("a process that exits closes its channels, and so does a destroyed dom
     back.unmask(bport);
 
     w.admin->destroy_domain(kFront);
-    back.notify(bport);  // peer gone: dropped
+    back.notify(bport); // peer gone: dropped
     CHECK_THROWS_AS(SimEvents(HvClient::connect(w.host.dir(), kFront)), PlatformError);
 }

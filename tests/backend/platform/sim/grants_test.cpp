@@ -7,9 +7,9 @@
 
 #include "backend/platform/gntst.hpp"
 #include "backend/platform/sim/client.hpp"
-#include "xensim/hypervisor/guest_memory.hpp"
 #include "backend/platform/sim/sim_grants.hpp"
 #include "tests/support/sim_hypervisor.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim;
@@ -41,7 +41,8 @@ int map_status(platform::Grants& grants, DomId domid, platform::GrantRef ref, bo
     }
 }
 
-CopySegment from_grant(DomId domid, platform::GrantRef ref, std::uint16_t offset, void* to, std::uint16_t len) {
+CopySegment from_grant(DomId domid, platform::GrantRef ref, std::uint16_t offset, void* to,
+                       std::uint16_t len) {
     CopySegment s{};
     s.source.foreign.domid = domid;
     s.source.foreign.ref = ref;
@@ -53,7 +54,8 @@ CopySegment from_grant(DomId domid, platform::GrantRef ref, std::uint16_t offset
     return s;
 }
 
-CopySegment to_grant(void* from, DomId domid, platform::GrantRef ref, std::uint16_t offset, std::uint16_t len) {
+CopySegment to_grant(void* from, DomId domid, platform::GrantRef ref, std::uint16_t offset,
+                     std::uint16_t len) {
     CopySegment s{};
     s.source.virt = from;
     s.dest.foreign.domid = domid;
@@ -72,7 +74,8 @@ int copy_status(platform::Grants& grants, CopySegment seg) {
 
 } // namespace
 
-TEST_CASE("only the named grantee may map a grant, and writes reach the granting domain", "[simxen][grants]") {
+TEST_CASE("only the named grantee may map a grant, and writes reach the granting domain",
+          "[simxen][grants]") {
     World w;
     GuestMemory front(HvClient::connect(w.host.dir(), kFront));
     SimGrants back(HvClient::connect(w.host.dir(), kBack));
@@ -180,12 +183,12 @@ TEST_CASE("a copy batch completes its good segments around bad ones", "[simxen][
     std::vector<std::byte> put(64, std::byte{0x5a});
     std::vector<CopySegment> batch{
         from_grant(kFront, src, 0, got.data(), 1000),
-        from_grant(kFront, src, 4000, got.data(), 200),      // beyond the page
-        from_grant(kFront, dst + 100, 0, got.data(), 10),   // never granted
+        from_grant(kFront, src, 4000, got.data(), 200),   // beyond the page
+        from_grant(kFront, dst + 100, 0, got.data(), 10), // never granted
         from_grant(kFront, src, 1000, got.data() + 1000, 3096),
-        to_grant(put.data(), kFront, src, 0, 64),            // read-only grant
+        to_grant(put.data(), kFront, src, 0, 64), // read-only grant
         to_grant(put.data(), kFront, dst, 128, 64),
-        from_grant(77, src, 0, got.data(), 1),               // no such domain
+        from_grant(77, src, 0, got.data(), 1), // no such domain
     };
     // A grant-to-grant copy inside the same batch.
     CopySegment both{};
@@ -246,7 +249,7 @@ TEST_CASE("a process that dies with a grant mapped releases it", "[simxen][grant
         auto mapping = back.map(kFront, ref, true);
         mapped.send(1);
         may_exit.receive();
-        (void)mapping.release();  // dies without unmapping
+        (void)mapping.release(); // dies without unmapping
         return 0;
     });
     REQUIRE(mapped.receive() == 1);

@@ -10,10 +10,10 @@
 
 #include "backend/platform/gntst.hpp"
 #include "backend/platform/sim/client.hpp"
-#include "xensim/hypervisor/guest_memory.hpp"
 #include "backend/platform/sim/hypercall_cost.hpp"
-#include "xensim/hypervisor/hypervisor.hpp"
 #include "backend/platform/sim/sim_grants.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
+#include "xensim/hypervisor/hypervisor.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim;

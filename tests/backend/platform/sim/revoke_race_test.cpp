@@ -9,9 +9,9 @@
 #include <sys/mman.h>
 
 #include "backend/platform/sim/client.hpp"
-#include "xensim/hypervisor/guest_memory.hpp"
 #include "backend/platform/sim/sim_grants.hpp"
 #include "tests/support/sim_hypervisor.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim;
@@ -32,7 +32,8 @@ TEST_CASE("a revoked grant is never copied while the frontend reuses its page", 
     admin->create_domain(kFront, "front", 1u << 20);
     admin->create_domain(kBack, "back", 1u << 20);
 
-    void* shared = ::mmap(nullptr, sizeof(std::atomic<int>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    void* shared =
+        ::mmap(nullptr, sizeof(std::atomic<int>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     REQUIRE(shared != MAP_FAILED);
     auto* stop = new (shared) std::atomic<int>(0);
 
@@ -46,15 +47,14 @@ TEST_CASE("a revoked grant is never copied while the frontend reuses its page", 
         ref_out.send(ref);
         int cycles = 0;
         while (stop->load() == 0) {
-            if (!memory.end_access(ref)) continue;  // backend mid-copy: try again
+            if (!memory.end_access(ref)) continue; // backend mid-copy: try again
             // Revoked: the page is ours again; scribble on it, then restore and re-grant.
             std::fill(page.begin(), page.end(), kPoison);
             std::fill(page.begin(), page.end(), kGood);
-            if (memory.grant_access(gfn, kBack, true) != ref) return 2;  // lowest free ref again
+            if (memory.grant_access(gfn, kBack, true) != ref) return 2; // lowest free ref again
             ++cycles;
             // Leave the grant up for a while so that copies succeed too, not only fail.
-            for (int spin = 0; spin < 20'000 && stop->load(std::memory_order_relaxed) == 0; ++spin) {
-            }
+            for (int spin = 0; spin < 20'000 && stop->load(std::memory_order_relaxed) == 0; ++spin) {}
         }
         return cycles > 0 ? 0 : 3;
     });

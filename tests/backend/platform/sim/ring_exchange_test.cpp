@@ -6,12 +6,12 @@
 #include <poll.h>
 
 #include "backend/platform/sim/client.hpp"
-#include "xensim/hypervisor/guest_memory.hpp"
 #include "backend/platform/sim/sim_events.hpp"
 #include "backend/platform/sim/sim_grants.hpp"
-#include "tests/support/sim_hypervisor.hpp"
 #include "ring/back_ring.hpp"
 #include "ring/front_ring.hpp"
+#include "tests/support/sim_hypervisor.hpp"
+#include "xensim/hypervisor/guest_memory.hpp"
 
 using namespace netbackd;
 using namespace netbackd::xensim;

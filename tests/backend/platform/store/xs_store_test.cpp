@@ -17,8 +17,8 @@ extern "C" {
 #include <catch2/catch.hpp>
 
 #include "backend/platform/store/xs_store.hpp"
-#include "xensim/xenstored/xenstored.hpp"
 #include "tests/support/xs_wire_client.hpp"
+#include "xensim/xenstored/xenstored.hpp"
 
 using namespace netbackd::platform;
 using netbackd::test::TempDir;
@@ -61,7 +61,8 @@ int error_of(const auto& fn) {
 WatchEvent next_event(Store& s) {
     static thread_local std::vector<WatchEvent> queued;
     for (;;) {
-        if (auto more = s.read_watches(); !more.empty()) queued.insert(queued.end(), more.begin(), more.end());
+        if (auto more = s.read_watches(); !more.empty())
+            queued.insert(queued.end(), more.begin(), more.end());
         if (!queued.empty()) {
             WatchEvent e = queued.front();
             queued.erase(queued.begin());
@@ -103,7 +104,8 @@ TEST_CASE("Store: a listing too long for one message arrives whole", "[store]") 
     auto s = h.store(0);
     constexpr int kChildren = 400; // ~12 KiB of names: DIRECTORY says E2BIG, DIRECTORY_PART pages
     s->transaction([&](TxId tx) {
-        for (int i = 0; i < kChildren; ++i) s->write(tx, "/tool/big/child-with-a-long-name-" + std::to_string(i), "");
+        for (int i = 0; i < kChildren; ++i)
+            s->write(tx, "/tool/big/child-with-a-long-name-" + std::to_string(i), "");
     });
     auto names = s->directory(0, "/tool/big");
     REQUIRE(names);
@@ -250,14 +252,16 @@ TEST_CASE("Store: 16 concurrent connections", "[store][concurrency]") {
                 int events = 0;
                 next_event(*s);
                 for (int k = 0; k < kWrites; ++k) {
-                    s->transaction([&](TxId tx) { s->write(tx, base + "/k" + std::to_string(k), std::to_string(i)); });
+                    s->transaction(
+                        [&](TxId tx) { s->write(tx, base + "/k" + std::to_string(k), std::to_string(i)); });
                     // Every thread also bumps one shared counter, so transactions really conflict.
-                    s->transaction([&](TxId tx) {
-                        auto v = s->read(tx, "/local/domain/5/data/counter");
-                        int n = v ? std::stoi(*v) : 0;
-                        s->write(tx, "/local/domain/5/data/counter", std::to_string(n + 1));
-                    },
-                                   100000); // 16 threads on one key: unlucky ones retry a lot
+                    s->transaction(
+                        [&](TxId tx) {
+                            auto v = s->read(tx, "/local/domain/5/data/counter");
+                            int n = v ? std::stoi(*v) : 0;
+                            s->write(tx, "/local/domain/5/data/counter", std::to_string(n + 1));
+                        },
+                        100000); // 16 threads on one key: unlucky ones retry a lot
                 }
                 while (events < kWrites) {
                     auto e = next_event(*s);
