@@ -5,14 +5,14 @@
 # installed, only fetched into .lab-cache.
 LAB_PACKAGES := qemu-system-x86 busybox-static cpio
 PACKAGES := build-essential cmake pkg-config libxen-dev libdpdk-dev dpdk catch2 \
-            clang-14 libclang-rt-14-dev xenstore-utils libtomlplusplus-dev libcli11-dev \
+            clang-14 libclang-rt-14-dev clang-format-14 xenstore-utils libtomlplusplus-dev libcli11-dev \
             libfmt-dev libspdlog-dev nlohmann-json3-dev iproute2 procps iputils-ping iperf3 ethtool python3 libsystemd-dev $(LAB_PACKAGES) gnuplot-nox
 JOBS       ?= $(shell nproc)
 BUILD      ?= build
 SAN_BUILD  ?= build-sanitize
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps build check check-fast check-lab check-sanitize demo lab clean
+.PHONY: deps build check check-format check-fast check-lab check-sanitize demo lab clean
 
 deps:
 	@missing=""; \
@@ -34,9 +34,14 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The whole suite: Release build with gcc, the real-Xen lab once (on that build), then
-# ASan+UBSan build with clang plus the fuzz runs.
-check: check-fast check-lab check-sanitize
+# The whole suite: the format check, Release build with gcc, the real-Xen lab once (on that
+# build), then ASan+UBSan build with clang plus the fuzz runs.
+check: check-format
+	$(MAKE) check-fast check-lab check-sanitize
+
+# Every tracked C++ file as .clang-format has it; fails naming the files that are not.
+check-format: deps
+	git ls-files '*.cpp' '*.hpp' | xargs -r clang-format-14 --dry-run --Werror
 
 check-fast: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE lab
