@@ -4,7 +4,7 @@
 // copy each) and switch it, flush the uplink TX buffers, then copy each vif queue's backlog into
 // its posted RX buffers (one batched grant copy each). After a configurable idle time it re-arms
 // the rings' event indices and sleeps on the event-channel fd, its own wake-up eventfd, and the
-// RX interrupts of the uplink queues it polls (a timer only where a port has none).
+// RX interrupts of the uplink queues it polls (a timer instead when any of them has none).
 //
 // With several workers (a WorkerMesh), every worker's switch knows every vif; frames for a vif
 // another worker owns cross through that pair's SPSC ring, and the owner copies them to the
@@ -47,13 +47,15 @@ struct WorkerConfig {
     std::size_t mac_table = 4096;
     // Busy-poll this long after the last work before re-arming notifications and sleeping.
     std::chrono::microseconds idle_before_sleep{200};
-    // Sleep while something can only be polled: an uplink (our ports give no RX interrupt), or
-    // a frontend without feature-rx-notify holding a backlog. The first sleep after work lasts
+    // Sleep on a timer while something can only be polled: the uplink queues this worker polls
+    // when not every one of them gives RX interrupts (or rx_interrupts is off), or a frontend
+    // without feature-rx-notify holding a backlog. The first sleep after work lasts
     // poll_interval; each further idle one doubles it up to max_poll_interval, so a quiet host
     // costs next to nothing while a wire frame after a short pause still waits little.
     std::chrono::microseconds poll_interval{500};
     std::chrono::microseconds max_poll_interval{8000};
-    // Sleep on the ports' RX interrupts where they have them (false: always the timer above).
+    // Sleep on the polled queues' RX interrupts when every one has them (false: always the
+    // timer above).
     bool rx_interrupts = true;
     std::chrono::seconds mac_age{300};
     // TX queue of every uplink this worker sends on (its worker index in a data plane). RX: see

@@ -1,5 +1,5 @@
-// A stand-in data plane: it keeps handed-over vifs and logs them, moving no packets. The
-// service uses it until the data plane issue lands; tests use it to count live vifs.
+// A stand-in data plane for the control plane's tests: it keeps handed-over vifs and logs
+// them, moving no packets, so a test can count live vifs.
 #pragma once
 
 #include <map>
