@@ -131,6 +131,8 @@ if [[ ${LAB_HVM:-} == 1 ]]; then
   # QEMU's direct kernel boot (fw_cfg + its linuxboot option ROM) takes the bzImage.
   mkdir -p "$R/usr/share/qemu"
   cp /usr/share/qemu/linuxboot_dma.bin /usr/share/qemu/linuxboot.bin "$R/usr/share/qemu/"
+  # Even with -vnc none QEMU reads its keymap.
+  mkdir -p "$R/usr/share/qemu/keymaps"; cp /usr/share/qemu/keymaps/en-us "$R/usr/share/qemu/keymaps/"
   cp "$here/xl/nicdom-hvm.cfg" "$R/etc/xen/"
   cp "$CACHE/kernel/boot/vmlinuz-$KVER" "$R/lab/vmlinuz.bz"
 fi

@@ -9,6 +9,8 @@
 #   NETBACKD_LAB_UPLINK    af_xdp (default) or af_packet: the PMD over the driver domain's NIC
 #   NETBACKD_LAB_TIMEOUT   seconds QEMU may run (default 600)
 #   NETBACKD_LAB_TRACE     non-empty: dom0 runs the scenarios under sh -x
+#   NETBACKD_LAB_HVM_KERNEL non-empty: scenario 9's HVM domain drives the NIC with its kernel
+#                          driver and af_xdp, as the PV one does (tells HVM from native-PMD trouble)
 #   NETBACKD_LAB_IDLE      non-empty: after scenario 1, report each domain's CPU seconds over
 #                          20 idle seconds (what netbackd's timer polling costs under TCG)
 # Exit: 0 every required scenario passed; 1 otherwise; 77 QEMU or the cache cannot be had.
@@ -43,7 +45,7 @@ t0=$(date +%s)
 # random in dom0: heap corruption, failing physinfo).
 # noreboot keeps a crash on screen for the watcher instead of looping.
 xen_args="console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all console_timestamps=boot"
-xen_args+=" dom0_mem=768M,max:768M dom0_max_vcpus=1 noreboot"
+xen_args+=" dom0_mem=768M,max:768M dom0_max_vcpus=1 noreboot conring_size=1m"
 # The wire: two e1000s on one QEMU hub. 00:04.0 stays with dom0, the outside host (10.0.0.1);
 # 00:05.0 is hidden from dom0 by pciback and passed to the driver domain, so the clients reach
 # the outside host only through the driver domain and that NIC. Passing a device needs an IOMMU
@@ -51,8 +53,16 @@ xen_args+=" dom0_mem=768M,max:768M dom0_max_vcpus=1 noreboot"
 nic_args="-device intel-iommu,intremap=on"
 nic_args+=" -netdev hubport,id=wire0,hubid=0 -device e1000,netdev=wire0,addr=0x4,mac=52:54:00:0a:00:01"
 nic_args+=" -netdev hubport,id=wire1,hubid=0 -device e1000,netdev=wire1,addr=0x5,mac=52:54:00:0a:00:02"
-dom0_args="console=hvc0 earlyprintk=xen quiet lab_scenarios=$SCEN lab_uplink=$UPLINK${NETBACKD_LAB_TRACE:+ lab_trace}${NETBACKD_LAB_IDLE:+ lab_idle}"
-timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi -machine q35 -cpu qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt -smp 2 -m 3072 \
+dom0_args="console=hvc0 earlyprintk=xen quiet lab_scenarios=$SCEN lab_uplink=$UPLINK${NETBACKD_LAB_TRACE:+ lab_trace}${NETBACKD_LAB_IDLE:+ lab_idle}${NETBACKD_LAB_HVM_KERNEL:+ lab_hvm_kernel}"
+cpu=qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt
+# Scenario 9's HVM guest: qemu64 has SVM, which TCG emulates; nested paging (NPT) spares Xen
+# its shadow page tables.
+[[ $SCEN == *9* ]] && cpu+=",+npt"
+# TCG answers 0 to the VMX EPT capability MSR, so Xen takes these AMD nested page tables for
+# EPT-compatible and shares them with QEMU's Intel VT-d ("Shared EPT tables enabled"): give
+# the IOMMU its own.
+[[ $SCEN == *9* ]] && xen_args+=" iommu=no-sharept"
+timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi -machine q35 -cpu $cpu -smp 2 -m 3072 \
   -nographic -monitor none -serial stdio -no-reboot $nic_args \
   -kernel "$OUT/images/xen-4.17" -append "$xen_args" \
   -initrd "$OUT/images/vmlinuz $dom0_args,$OUT/images/dom0.cpio.gz" >"$LOG" 2>&1 &
