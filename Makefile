@@ -46,7 +46,7 @@ check-format: deps
 check-fast: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE lab
 
-# All seven lab scenarios, each required (tests/lab/CMakeLists.txt); `make lab` is the same run.
+# The lab; its required scenarios (1-8) are in tests/lab/CMakeLists.txt; `make lab` is the same run.
 check-lab: build
 	ctest --test-dir $(BUILD) -L lab -V
 

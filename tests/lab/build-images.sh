@@ -1,11 +1,14 @@
 #!/bin/bash
 # Builds the lab's three busybox initramfs images from the fetch.sh cache and our netbackd:
 #   client.cpio.gz  Linux xen-netfront + busybox (ping, nc) + the console agent
-#   drv.cpio.gz     the driver domain: netbackd (Release) + its libraries + DPDK PMDs, tun,
-#                   the Xen device modules; xen-netback only for the baseline, blacklisted;
-#                   no xenstore-* tools, no xl devd, no vif scripts
-#   dom0.cpio.gz    xenstored, xl, xen-init-dom0, xenconsoled, the xl configs, the scenario
-#                   script, and the guest kernel + both images above
+#   drv.cpio.gz     the driver domain (PV, and HVM for scenario 9): netbackd (Release) + its
+#                   libraries + DPDK PMDs (af_xdp with libxdp's BPF objects, af_packet, e1000),
+#                   pcifront, e1000, uio_pci_generic, the Xen device modules; xen-netback and
+#                   bridge only for the baseline, xen-netback blacklisted; no xenstore-* tools,
+#                   no xl devd, no vif scripts
+#   dom0.cpio.gz    the outside host's e1000 and tcpdump, pciback, xenstored, xl, xen-init-dom0,
+#                   xenconsoled, the xl configs, the scenario script, and the guest kernel +
+#                   both images above (+ hvmloader, SeaBIOS, QEMU as device model: LAB_HVM=1)
 # Usage: build-images.sh CACHE OUTDIR NETBACKD_BINARY
 set -euo pipefail
 CACHE=$(cd "$1" && pwd); OUT=$2; NETBACKD=$3
@@ -77,28 +80,34 @@ pack "$R" "$OUT/client.cpio.gz"
 ######## driver domain: netbackd on the real platform
 R=$OUT/drv-root
 skeleton "$R"
-add_modules "$R" tun xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback xen-pcifront uio_pci_generic
+add_modules "$R" xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback bridge xen-pcifront e1000 uio_pci_generic
 mkdir -p "$R/etc/modprobe.d" "$R/etc/netbackd/clients" "$R/usr/lib/x86_64-linux-gnu/dpdk"
 # netbackd serves the vifs; the kernel's backend must not claim them first.
 echo "blacklist xen_netback" >"$R/etc/modprobe.d/netbackd.conf"
 cp "$NETBACKD" "$R/usr/sbin/netbackd"
+# iproute2's ip (busybox's knows no XDP): takes a crashed af_xdp port's program off eth0.
+cp /sbin/ip "$R/usr/sbin/ip"
 # EAL dlopens every driver in its PMD directory: ship only the buses, mempool and NICs we use.
 pmddir=$(ls -d /usr/lib/x86_64-linux-gnu/dpdk/pmds-* | head -1)
 mkdir -p "$R$pmddir"
 pmds=()
-for p in bus_vdev bus_pci mempool_ring net_tap net_af_packet net_e1000; do
+for p in bus_vdev bus_pci mempool_ring net_af_xdp net_af_packet net_e1000; do
   cp -L "$pmddir/librte_$p.so" "$R$pmddir/librte_$p.so"
   pmds+=("$pmddir/librte_$p.so")
 done
-add_libs "$R" "$R/usr/sbin/netbackd" "${pmds[@]}"
+add_libs "$R" "$R/usr/sbin/netbackd" "$R/usr/sbin/ip" "${pmds[@]}"
+# af_xdp's libxdp loads its default XDP program (and the multi-program dispatcher) from these.
+mkdir -p "$R/usr/lib/x86_64-linux-gnu/bpf"
+cp /usr/lib/x86_64-linux-gnu/bpf/xsk_def_xdp_prog*.o /usr/lib/x86_64-linux-gnu/bpf/xdp-dispatcher.o \
+  "$R/usr/lib/x86_64-linux-gnu/bpf/"
 cp "$here/init/drv-init" "$R/init"; chmod +x "$R/init"
-cp "$here/netbackd.toml" "$R/etc/netbackd/netbackd.toml"
+cp "$here/netbackd.toml" "$here/netbackd-hvm.toml" "$R/etc/netbackd/"
 pack "$R" "$OUT/drv.cpio.gz"
 
 ######## dom0: xenstored and the toolstack
 R=$OUT/dom0-root
 skeleton "$R"
-add_modules "$R" xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-pciback
+add_modules "$R" xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-pciback e1000
 mkdir -p "$R"/{var/lib/xen,var/log/xen/console,var/lib/xenstored,usr/lib/xen-4.17,etc/xen,lab}
 cp -a "$TOOLS/usr/lib/xen-4.17/bin" "$R/usr/lib/xen-4.17/"
 cp -a "$TOOLS/usr/lib/xen-4.17/lib" "$R/usr/lib/xen-4.17/"
@@ -109,7 +118,24 @@ cp -a "$TOOLS"/usr/bin/xenstore* "$R/usr/bin/"
 for b in xl xenstored xenconsoled xen-init-dom0 libxl-save-helper xenconsole; do
   ln -sf "/usr/lib/xen-4.17/bin/$b" "$R/usr/sbin/$b"
 done
-add_libs "$R" "$R"/usr/lib/xen-4.17/bin/* "$R"/usr/bin/xenstore*
+cp "$TOOLS/usr/bin/tcpdump" "$R/usr/sbin/"
+add_libs "$R" "$R"/usr/lib/xen-4.17/bin/* "$R"/usr/bin/xenstore* "$R/usr/sbin/tcpdump"
+# Scenario 9's HVM driver domain (LAB_HVM=1, run.sh sets it when 9 is selected): hvmloader,
+# SeaBIOS and QEMU as the device model, with the libraries the host's QEMU resolves.
+if [[ ${LAB_HVM:-} == 1 ]]; then
+  cp -a "$TOOLS/usr/lib/xen-4.17/boot" "$R/usr/lib/xen-4.17/"
+  mkdir -p "$R/usr/libexec" "$R/usr/share/seabios"
+  cp "$TOOLS/usr/libexec/xen-qemu-system-i386" "$R/usr/libexec/"
+  cp "$TOOLS/usr/share/seabios/bios-256k.bin" "$R/usr/share/seabios/"
+  add_libs "$R" "$R/usr/libexec/xen-qemu-system-i386"
+  # QEMU's direct kernel boot (fw_cfg + its linuxboot option ROM) takes the bzImage.
+  mkdir -p "$R/usr/share/qemu"
+  cp /usr/share/qemu/linuxboot_dma.bin /usr/share/qemu/linuxboot.bin "$R/usr/share/qemu/"
+  # Even with -vnc none QEMU reads its keymap.
+  mkdir -p "$R/usr/share/qemu/keymaps"; cp /usr/share/qemu/keymaps/en-us "$R/usr/share/qemu/keymaps/"
+  cp "$here/xl/nicdom-hvm.cfg" "$R/etc/xen/"
+  cp "$CACHE/kernel/boot/vmlinuz-$KVER" "$R/lab/vmlinuz.bz"
+fi
 printf 'autoballoon="off"\n' >"$R/etc/xen/xl.conf"
 cp "$here"/xl/*.cfg "$R/etc/xen/"
 cp "$here/scenarios.sh" "$R/lab/scenarios.sh"

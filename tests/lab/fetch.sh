@@ -9,7 +9,7 @@ CACHE=${NETBACKD_LAB_CACHE:-$here/../../.lab-cache}
 mkdir -p "$CACHE"
 CACHE=$(cd "$CACHE" && pwd)
 # Bumped whenever the package list changes, so an old cache is refreshed instead of trusted.
-STAMP_VERSION=2
+STAMP_VERSION=3
 stamp=$CACHE/complete.v$STAMP_VERSION
 if [[ -f $stamp ]]; then
   echo "lab fetch: cache $CACHE is complete"
@@ -27,6 +27,12 @@ pkgs=(
   "$kpkg" xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common xenstore-utils
   libxencall1 libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxenmisc4.17 libxenstore4
   libxentoollog1 libxendevicemodel1 libxentoolcore1 libxenhypfs1 libyajl2
+  # Scenario 9's HVM driver domain: QEMU as its device model (libxl runs
+  # /usr/libexec/xen-qemu-system-i386) and the BIOS hvmloader hands to. QEMU's own libraries
+  # come from the host's qemu-system-x86, which links the same ones.
+  qemu-system-xen seabios
+  # The outside host (dom0) captures the wire to see whose MACs the guests' frames carry.
+  tcpdump libpcap0.8
 )
 debs=$CACHE/debs
 mkdir -p "$debs"

@@ -4,16 +4,22 @@
 #   run.sh NETBACKD_BINARY OUTDIR
 # Environment:
 #   NETBACKD_LAB_CACHE     fetch cache (default <repo>/.lab-cache)
-#   NETBACKD_LAB_REQUIRE   scenarios that must PASS for exit 0 (default: all of 1-7)
-#   NETBACKD_LAB_SCENARIOS scenarios to run (default 1234567)
+#   NETBACKD_LAB_REQUIRE   scenarios that must PASS for exit 0 (default: all of 1-8)
+#   NETBACKD_LAB_SCENARIOS scenarios to run (default 12345678; 9 is opt-in)
+#   NETBACKD_LAB_UPLINK    af_xdp (default) or af_packet: the PMD over the driver domain's NIC
 #   NETBACKD_LAB_TIMEOUT   seconds QEMU may run (default 600)
 #   NETBACKD_LAB_TRACE     non-empty: dom0 runs the scenarios under sh -x
+#   NETBACKD_LAB_HVM_KERNEL non-empty: scenario 9's HVM domain drives the NIC with its kernel
+#                          driver and af_xdp, as the PV one does (tells HVM from native-PMD trouble)
+#   NETBACKD_LAB_IDLE      non-empty: after scenario 1, report each domain's CPU seconds over
+#                          20 idle seconds (what netbackd's timer polling costs under TCG)
 # Exit: 0 every required scenario passed; 1 otherwise; 77 QEMU or the cache cannot be had.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 NETBACKD=$1; OUT=$2
-REQUIRE=${NETBACKD_LAB_REQUIRE:-1234567}
-SCEN=${NETBACKD_LAB_SCENARIOS:-1234567}
+REQUIRE=${NETBACKD_LAB_REQUIRE:-12345678}
+SCEN=${NETBACKD_LAB_SCENARIOS:-12345678}
+UPLINK=${NETBACKD_LAB_UPLINK:-af_xdp}
 TIMEOUT=${NETBACKD_LAB_TIMEOUT:-600}
 export NETBACKD_LAB_CACHE=${NETBACKD_LAB_CACHE:-$here/../../.lab-cache}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
@@ -30,7 +36,7 @@ bash "$here/fetch.sh"; rc=$?
 [[ $rc = 77 ]] && { echo "lab: SKIP, the Debian archive cannot be reached and the cache is incomplete"; exit 77; }
 [[ $rc = 0 ]] || exit 1
 phase fetch
-bash "$here/build-images.sh" "$NETBACKD_LAB_CACHE" "$OUT/images" "$NETBACKD" >"$OUT/images.log" 2>&1 ||
+LAB_HVM=$([[ $SCEN == *9* ]] && echo 1) bash "$here/build-images.sh" "$NETBACKD_LAB_CACHE" "$OUT/images" "$NETBACKD" >"$OUT/images.log" 2>&1 ||
   { echo "lab: image build failed:"; tail -20 "$OUT/images.log"; exit 1; }
 phase images
 t0=$(date +%s)
@@ -39,12 +45,24 @@ t0=$(date +%s)
 # random in dom0: heap corruption, failing physinfo).
 # noreboot keeps a crash on screen for the watcher instead of looping.
 xen_args="console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all console_timestamps=boot"
-xen_args+=" dom0_mem=768M,max:768M dom0_max_vcpus=1 noreboot"
-# Scenario 9 (PCI passthrough) needs a NIC to pass and an IOMMU for Xen to do it with.
-nic_args="-net none"
-[[ $SCEN == *9* ]] && nic_args="-device intel-iommu,intremap=on -netdev user,id=n0 -device e1000,netdev=n0,addr=0x5"
-dom0_args="console=hvc0 earlyprintk=xen quiet lab_scenarios=$SCEN${NETBACKD_LAB_TRACE:+ lab_trace}"
-timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi -machine q35 -cpu qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt -smp 2 -m 3072 \
+xen_args+=" dom0_mem=768M,max:768M dom0_max_vcpus=1 noreboot conring_size=1m"
+# The wire: two e1000s on one QEMU hub. 00:04.0 stays with dom0, the outside host (10.0.0.1);
+# 00:05.0 is hidden from dom0 by pciback and passed to the driver domain, so the clients reach
+# the outside host only through the driver domain and that NIC. Passing a device needs an IOMMU
+# for Xen: QEMU's emulated VT-d with interrupt remapping.
+nic_args="-device intel-iommu,intremap=on"
+nic_args+=" -netdev hubport,id=wire0,hubid=0 -device e1000,netdev=wire0,addr=0x4,mac=52:54:00:0a:00:01"
+nic_args+=" -netdev hubport,id=wire1,hubid=0 -device e1000,netdev=wire1,addr=0x5,mac=52:54:00:0a:00:02"
+dom0_args="console=hvc0 earlyprintk=xen quiet lab_scenarios=$SCEN lab_uplink=$UPLINK${NETBACKD_LAB_TRACE:+ lab_trace}${NETBACKD_LAB_IDLE:+ lab_idle}${NETBACKD_LAB_HVM_KERNEL:+ lab_hvm_kernel}"
+cpu=qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt
+# Scenario 9's HVM guest: qemu64 has SVM, which TCG emulates; nested paging (NPT) spares Xen
+# its shadow page tables.
+[[ $SCEN == *9* ]] && cpu+=",+npt"
+# TCG answers 0 to the VMX EPT capability MSR, so Xen takes these AMD nested page tables for
+# EPT-compatible and shares them with QEMU's Intel VT-d ("Shared EPT tables enabled"): give
+# the IOMMU its own.
+[[ $SCEN == *9* ]] && xen_args+=" iommu=no-sharept"
+timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi -machine q35 -cpu $cpu -smp 2 -m 3072 \
   -nographic -monitor none -serial stdio -no-reboot $nic_args \
   -kernel "$OUT/images/xen-4.17" -append "$xen_args" \
   -initrd "$OUT/images/vmlinuz $dom0_args,$OUT/images/dom0.cpio.gz" >"$LOG" 2>&1 &
@@ -68,11 +86,11 @@ while IFS= read -r line; do
   status[$n]=$st; name[$n]=$nm; detail[$n]=$rest
 done < <(grep -a 'LAB-RESULT ' "$LOG")
 names=([1]=attach-ping [2]=attach-detach-x5 [3]=client-to-client [4]=multiqueue-split [5]=tcp-sg-gso
-       [6]=restart [7]=baseline-netback [9]=pci-passthrough)
+       [6]=restart [7]=baseline-netback [8]=outside-host [9]=hvm-native-pmd)
 echo
 printf '%-2s %-18s %-6s %s\n' '#' scenario result detail
 failed=0
-for n in 1 2 3 4 5 6 7 9; do
+for n in 1 2 3 4 5 6 7 8 9; do
   [[ $n == 9 && $SCEN != *9* ]] && continue # opt-in, see scenarios.sh
   st=${status[$n]:-}
   if [[ -z $st ]]; then
