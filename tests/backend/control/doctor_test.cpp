@@ -56,14 +56,20 @@ const Check& find(const std::vector<Check>& checks, std::string_view prefix) {
 
 GlobalConfig with_port(const std::string& pci) {
     GlobalConfig g;
-    g.ports.push_back({.name = "uplink0", .pci = pci, .vdev = "", .mtu = std::nullopt});
+    DpdkPort port;
+    port.name = "uplink0";
+    port.pci = pci;
+    g.ports.push_back(port);
     return g;
 }
 
 GlobalConfig with_vdev(const std::string& vdev) {
     GlobalConfig g;
     g.eal_args = {"--no-huge", "-m", "512", "--no-pci"};
-    g.ports.push_back({.name = "uplink0", .pci = "", .vdev = vdev, .mtu = std::nullopt});
+    DpdkPort port;
+    port.name = "uplink0";
+    port.vdev = vdev;
+    g.ports.push_back(port);
     return g;
 }
 
