@@ -1,6 +1,7 @@
 // netbackd: the userspace Xen network backend. Verbs: run (the service), doctor (checks),
 // stats (counters of the running service).
 #include <cstdlib>
+#include <string>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -9,10 +10,12 @@
 #include "backend/platform/options.hpp"
 #include "backend/service/run.hpp"
 #include "backend/service/stats.hpp"
+#include "netbackd_version.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{"netbackd: userspace Xen network backend for driver domains"};
     app.require_subcommand(1);
+    app.set_version_flag("--version", std::string("netbackd ") + netbackd::version::kFull);
 
     netbackd::service::RunOptions run_opt;
     auto* run = app.add_subcommand("run", "serve vifs: watch the backend dir and drive each vif's handshake");

@@ -41,6 +41,10 @@ if [ -f "$unit" ]; then
     [ -z "$cond" ] || need_file "$r$cond"
 fi
 
+# The installed binaries run from where they were put.
+out=$("$r/usr/sbin/netbackd" --version) || fail "installed netbackd --version failed"
+[[ $out == "netbackd "[0-9]* ]] || fail "installed netbackd --version printed '$out'"
+
 # Any other prefix keeps /etc and the unit under it.
 DESTDIR=$root/local-prefix cmake --install "$BUILD" --prefix /usr/local >/dev/null
 l=$root/local-prefix/usr/local
