@@ -21,6 +21,9 @@ need_file "$unit"
 need_file "$r/etc/netbackd/netbackd.toml"
 need_file "$r/etc/netbackd/clients/example.toml.sample"
 need_file "$r/usr/share/doc/netbackd/README.md"
+need_file "$r/usr/share/man/man8/netbackd.8.gz"
+need_file "$r/usr/share/man/man5/netbackd.toml.5.gz"
+need_file "$r/usr/share/man/man1/xensim.1.gz"
 need_file "$r/usr/share/doc/netbackd/examples/netbackd.toml"
 need_file "$r/usr/share/doc/netbackd/examples/example.toml"
 # Every *.toml in clients/ is live policy: a fresh install must not carry any.
@@ -37,6 +40,10 @@ if [ -f "$unit" ]; then
         netbackd | xensim | netbackd-pmd-probe) need_exec "$r$path" ;;
         esac
     done < <(sed -n -E 's/^#? ?Exec[A-Za-z]*=[-@:+!]*([^ ]+).*/\1/p' "$unit")
+    # Documentation=man:netbackd(8) names an installed page.
+    while read -r name section; do
+        need_file "$r/usr/share/man/man$section/$name.$section.gz"
+    done < <(sed -n -E 's/^Documentation=.*man:([a-z.]+)\(([0-9])\).*/\1 \2/p' "$unit")
     cond=$(sed -n 's/^ConditionPathExists=//p' "$unit")
     [ -z "$cond" ] || need_file "$r$cond"
 fi
