@@ -24,6 +24,8 @@ need_file "$r/usr/share/doc/netbackd/README.md"
 need_file "$r/usr/share/man/man8/netbackd.8.gz"
 need_file "$r/usr/share/man/man5/netbackd.toml.5.gz"
 need_file "$r/usr/share/man/man1/xensim.1.gz"
+need_file "$r/usr/share/man/man1/netbackd-pmd-probe.1.gz"
+need_file "$r/usr/share/doc/netbackd/copyright"
 need_file "$r/usr/share/doc/netbackd/examples/netbackd.toml"
 need_file "$r/usr/share/doc/netbackd/examples/example.toml"
 # Every *.toml in clients/ is live policy: a fresh install must not carry any.

@@ -9,6 +9,7 @@ declare -A want=(
     [netbackd.8]="NAME|SYNOPSIS|COMMANDS|OPTIONS|SIGNALS|EXIT STATUS|FILES"
     [netbackd.toml.5]="NAME|GLOBAL FILE|CLIENT FILES"
     [xensim.1]="NAME|SYNOPSIS|VERBS|EXIT STATUS"
+    [netbackd-pmd-probe.1]="NAME|SYNOPSIS|OPTIONS"
 )
 for page in "${!want[@]}"; do
     gz=$BUILD/docs/man/$page.gz
