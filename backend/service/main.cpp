@@ -41,7 +41,11 @@ int main(int argc, char** argv) {
                       "EAL --file-prefix of the instance (default: the only netbackd*)");
     stats->add_option("--runtime-dir", stats_opt.runtime_dir, "DPDK runtime directory")
         ->capture_default_str();
-    stats->add_flag("--json", stats_opt.json, "print JSON instead of a table");
+    auto* json = stats->add_flag("--json", stats_opt.json, "print JSON instead of a table");
+    stats
+        ->add_flag("--prometheus", stats_opt.prometheus,
+                   "print the Prometheus text format (node_exporter's textfile collector)")
+        ->excludes(json);
 
     CLI11_PARSE(app, argc, argv);
 
