@@ -3,11 +3,14 @@
 #include <cstdlib>
 #include <string>
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
 #include "backend/control/doctor.hpp"
 #include "backend/platform/options.hpp"
+#include "backend/service/journal_log.hpp"
 #include "backend/service/run.hpp"
 #include "backend/service/stats.hpp"
 #include "netbackd_version.hpp"
@@ -53,8 +56,10 @@ int main(int argc, char** argv) {
 
     if (*run) {
         run_opt.platform_given = run->get_option("--platform")->count() > 0;
-        if (std::getenv("JOURNAL_STREAM")) // journald stamps lines itself
-            spdlog::set_pattern("%^%l%$ %v");
+        // Under systemd: the journal with per-vif fields; otherwise (or when stderr was
+        // redirected) plain stderr.
+        if (netbackd::service::is_journal_stream(STDERR_FILENO, std::getenv("JOURNAL_STREAM")))
+            netbackd::service::log_to_journal();
         return netbackd::service::run(run_opt);
     }
     doc_opt.platform_given = doctor->get_option("--platform")->count() > 0;
