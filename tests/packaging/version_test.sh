@@ -18,7 +18,7 @@ if [ "$(git -C "$SRC" rev-parse --show-toplevel 2>/dev/null)" = "$SRC" ]; then
 fi
 want_suffix=${commit:+ (git $commit)}
 for bin in backend/service/netbackd xensim/xensim; do
-    out=$("$BUILD/$bin" --version 2>&1) || true
+    out=$("$BUILD/$bin" --version 2>"$tmp/stderr") || out="$out $(cat "$tmp/stderr")"
     name=$(basename "$bin")
     case "$out" in
     "$name $VERSION$want_suffix" | "$name (netbackd) $VERSION$want_suffix") ;;
