@@ -60,6 +60,37 @@ for s in postinst prerm postrm; do
     [ -x "$tmp/control/$s" ] || fail "$s: not executable"
 done
 
+# The scripts' calls, with deb-systemd-helper/-invoke and systemctl stubbed (each logs its
+# arguments): a first install enables the unit, a disabled unit stays disabled on upgrade,
+# removal masks it, purge forgets it. (The /run/systemd/system branches, daemon-reload and
+# stop/try-restart, need a running systemd: not exercised here.)
+mkdir -p "$tmp/stubs"
+for tool in deb-systemd-helper deb-systemd-invoke systemctl; do
+    printf '#!/bin/sh\necho "%s $*" >>"$STUB_LOG"\n' "$tool" >"$tmp/stubs/$tool"
+    # was-enabled answers from $WAS_ENABLED (0: enabled, as for a unit it never saw).
+    [ "$tool" = deb-systemd-helper ] &&
+        printf '[ "$2" = was-enabled ] && exit "${WAS_ENABLED:-0}"\nexit 0\n' >>"$tmp/stubs/$tool"
+    chmod +x "$tmp/stubs/$tool"
+done
+calls() { # <WAS_ENABLED> <script> <args...>: the stubbed calls the script made
+    local was=$1 script=$2
+    shift 2
+    : >"$tmp/stub.log"
+    STUB_LOG=$tmp/stub.log WAS_ENABLED=$was PATH="$tmp/stubs:$PATH" sh "$tmp/control/$script" "$@" ||
+        fail "$script $*: exit $?"
+    tr '\n' ';' <"$tmp/stub.log"
+}
+got=$(calls 0 postinst configure)
+[[ $got == *"deb-systemd-helper enable netbackd.service;"* ]] || fail "first install did not enable: $got"
+[[ $got != *"deb-systemd-invoke"* ]] || fail "first install started the service: $got"
+got=$(calls 1 postinst configure 0.0.9)
+[[ $got == *"update-state netbackd.service;"* && $got != *" enable "* ]] ||
+    fail "upgrade re-enabled a disabled unit: $got"
+got=$(calls 0 postrm remove)
+[[ $got == *"deb-systemd-helper mask netbackd.service;"* ]] || fail "removal did not mask: $got"
+got=$(calls 0 postrm purge)
+[[ $got == *"deb-systemd-helper purge netbackd.service;"* ]] || fail "purge did not purge: $got"
+
 # lintian: no tag beyond those README.md ("Install") explains.
 explained='binary-has-unneeded-section|hardening-no-fortify-functions|package-supports-alternative-init-but-no-init.d-script'
 # (A sanitizer build's binaries are no package anyone ships: lintian is not asked about them.)
