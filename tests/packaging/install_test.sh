@@ -42,10 +42,10 @@ if [ -f "$unit" ]; then
         netbackd | xensim | netbackd-pmd-probe) need_exec "$r$path" ;;
         esac
     done < <(sed -n -E 's/^#? ?Exec[A-Za-z]*=[-@:+!]*([^ ]+).*/\1/p' "$unit")
-    # Documentation=man:netbackd(8) names an installed page.
+    # Every man: page of Documentation= is installed.
     while read -r name section; do
         need_file "$r/usr/share/man/man$section/$name.$section.gz"
-    done < <(sed -n -E 's/^Documentation=.*man:([a-z.]+)\(([0-9])\).*/\1 \2/p' "$unit")
+    done < <(grep '^Documentation=' "$unit" | grep -oE 'man:[a-z.-]+\([0-9]\)' | sed -E 's/man:(.*)\((.)\)/\1 \2/')
     cond=$(sed -n 's/^ConditionPathExists=//p' "$unit")
     [ -z "$cond" ] || need_file "$r$cond"
 fi
