@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The Debian package as an operator gets it: built by CPack from the install rules into a temp
-# dir, its name, version and computed Depends, its contents (binaries, unit, man pages,
-# conffiles), its maintainer scripts, a clean lintian run but for the tags README.md explains,
-# and the binaries unpacked into a temp root: --version, and `netbackd doctor` on a simulated
-# host started by the packaged xensim, reading the packaged /etc/netbackd/netbackd.toml.
-# Usage: deb_test.sh <build dir> <project version> [sanitizers the build uses]
+# The Debian package as an operator gets it (built by packaging_deb_build): its name, version
+# and computed Depends, its contents (binaries, unit, man pages, conffiles), its maintainer
+# scripts, a clean lintian run but for the tags README.md explains, and the binaries unpacked
+# into a temp root: --version, and `netbackd doctor` on a simulated host started by the
+# packaged xensim, reading the packaged /etc/netbackd/netbackd.toml.
+# Usage: deb_test.sh <deb dir> <project version> [sanitizers the build uses]
 set -euo pipefail
-BUILD=$(realpath "$1")
+DEB_DIR=$(realpath "$1")
 VERSION=$2
 SANITIZE=${3:-}
 tmp=$(mktemp -d)
@@ -19,12 +19,8 @@ trap cleanup EXIT
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 
-(cd "$BUILD" && cpack -G DEB -B "$tmp/out" >"$tmp/cpack.log" 2>&1) || {
-    cat "$tmp/cpack.log" >&2
-    exit 1
-}
-deb=$tmp/out/netbackd_${VERSION}_$(dpkg --print-architecture).deb
-[ -f "$deb" ] || { ls "$tmp/out" >&2; echo "FAIL: no $(basename "$deb")" >&2; exit 1; }
+deb=$DEB_DIR/netbackd_${VERSION}_$(dpkg --print-architecture).deb
+[ -f "$deb" ] || { ls "$DEB_DIR" >&2; echo "FAIL: no $(basename "$deb")" >&2; exit 1; }
 
 # Control fields: the version, and Depends computed from the libraries it links (plus DPDK's
 # plugins, which no ELF dependency shows).
