@@ -8,21 +8,38 @@
 #include <rte_net.h>
 
 #include "backend/dataplane/frame_util.hpp"
+#include "backend/dataplane/slots.hpp"
 #include "backend/dataplane/worker.hpp"
 
 namespace netbackd::dataplane {
 
+// One TX burst of one vif queue, in the phases of Linux netback's xenvif_tx_action: collect
+// the packets (budget, rate, assembly), take their buffers, build the copy ops, one grant copy,
+// complete them (statuses, responses), then forward what arrived.
 std::size_t Worker::tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
-    VifCounters& c = vif.counters_;
-    const std::size_t worst_bufs = (0xffffu + room_ - 1) / room_;
-    const std::size_t worst_segs = ring::kMaxTxSegments + worst_bufs;
-    std::size_t n = 0;
-    std::size_t nbufs = 0;
-    std::size_t nsegs = 0;
-    std::size_t work = 0;
+    const TxBurst b = tx_collect(vif, q);
+    std::size_t nout = 0;
+    if (b.packets != 0 && tx_alloc(vif, q, b)) {
+        tx_build_copies(vif, b);
+        copies_.flush(grants_, vif.counters_);
+        nout = tx_complete(vif, q, b);
+    }
+    // One push per burst (it also carries the error answers of dropped packets).
+    if (q.tx_ring.push_and_check_notify()) notify(vif, q.tx_port);
+    for (std::size_t i = 0; i < nout; ++i) forward_from_vif(vif, tx_out_[i]);
+    return b.work;
+}
 
-    while (n < txpkts_.size() && nbufs + worst_bufs <= tx_mbufs_.size() &&
-           nsegs + worst_segs <= copy_.size()) {
+// Takes packets while the burst's scratch has room for a worst-case one and the vif's credit
+// allows (netback's tx_credit_exceeded); malformed ones are answered by the assembler.
+Worker::TxBurst Worker::tx_collect(VifRuntime& vif, QueueRuntime& q) noexcept {
+    VifCounters& c = vif.counters_;
+    const std::size_t worst_bufs = max_buffers_per_packet(room_);
+    const std::size_t worst_segs = ring::kMaxTxSegments + worst_bufs;
+    TxBurst b;
+    std::size_t nsegs = 0;
+    while (b.packets < txpkts_.size() && b.bufs + worst_bufs <= tx_mbufs_.size() &&
+           nsegs + worst_segs <= copies_.capacity()) {
         if (!vif.tx_bucket.unlimited()) {
             // Peek at the size before taking the packet: a packet once taken must go now.
             const ring::Avail a = q.tx_ring.poll();
@@ -32,10 +49,10 @@ std::size_t Worker::tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
                 break;
             }
         }
-        ring::TxPacket& p = txpkts_[n];
+        ring::TxPacket& p = txpkts_[b.packets];
         const ring::TxResult r = q.tx.next(p);
         if (r.step == ring::TxStep::empty || r.step == ring::TxStep::pending) break;
-        ++work;
+        ++b.work;
         if (r.step == ring::TxStep::dropped) {
             c.drop(Drop::tx_malformed).add();
             continue;
@@ -50,97 +67,94 @@ std::size_t Worker::tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
             continue;
         }
         vif.tx_bucket.charge(p.length);
-        const auto k = static_cast<std::uint16_t>((p.length + room_ - 1) / room_);
-        tx_nmbufs_[n] = k;
-        nbufs += k;
+        const auto k = static_cast<std::uint16_t>(buffers_per_packet(p.length, room_));
+        tx_nmbufs_[b.packets] = k;
+        b.bufs += k;
         nsegs += p.nr_segments + k;
-        ++n;
+        ++b.packets;
     }
+    return b;
+}
 
-    if (n != 0 && rte_pktmbuf_alloc_bulk(pool_.get(), tx_mbufs_.data(), static_cast<unsigned>(nbufs)) != 0) {
-        for (std::size_t i = 0; i < n; ++i) q.tx.respond(txpkts_[i], NETIF_RSP_ERROR);
-        c.drop(Drop::tx_no_mbuf).add(n);
-        n = 0;
-    }
+// Every buffer of the burst in one allocation; without them every packet is answered with an
+// error.
+bool Worker::tx_alloc(VifRuntime& vif, QueueRuntime& q, const TxBurst& b) noexcept {
+    if (rte_pktmbuf_alloc_bulk(pool_.get(), tx_mbufs_.data(), static_cast<unsigned>(b.bufs)) == 0)
+        return true;
+    for (std::size_t i = 0; i < b.packets; ++i) q.tx.respond(txpkts_[i], NETIF_RSP_ERROR);
+    vif.counters_.drop(Drop::tx_no_mbuf).add(b.packets);
+    return false;
+}
 
-    std::size_t nout = 0;
-    if (n != 0) {
-        // One copy segment per (guest slot x destination buffer) piece, for the whole burst.
-        std::size_t mi = 0;
-        std::size_t si = 0;
-        const platform::DomId dom = vif.id().frontend;
-        for (std::size_t i = 0; i < n; ++i) {
-            const ring::TxPacket& p = txpkts_[i];
-            rte_mbuf** chain = &tx_mbufs_[mi];
-            const std::uint16_t k = tx_nmbufs_[i];
-            std::uint32_t left = p.length;
-            for (std::uint16_t j = 0; j < k; ++j) {
-                chain[j]->data_len = static_cast<std::uint16_t>(std::min(left, room_));
-                left -= chain[j]->data_len;
-                if (j + 1 < k) chain[j]->next = chain[j + 1];
-            }
-            chain[0]->nb_segs = k;
-            chain[0]->pkt_len = p.length;
-            seg_first_[i] = si;
-            std::size_t cj = 0;
-            std::uint32_t coff = 0;
-            for (const ring::TxSegment& s : p.segments()) {
-                std::uint32_t off = s.offset;
-                std::uint32_t size = s.size;
-                while (size != 0) {
-                    if (coff == room_) {
-                        ++cj;
-                        coff = 0;
-                    }
-                    const std::uint32_t take = std::min(size, room_ - coff);
-                    platform::CopySegment& cs = copy_[si++];
-                    cs.source.foreign.ref = s.gref;
-                    cs.source.foreign.offset = static_cast<std::uint16_t>(off);
-                    cs.source.foreign.domid = dom;
-                    cs.dest.virt = rte_pktmbuf_mtod_offset(chain[cj], char*, coff);
-                    cs.len = static_cast<std::uint16_t>(take);
-                    cs.flags = GNTCOPY_source_gref;
-                    cs.status = GNTST_general_error;
-                    off += take;
-                    size -= take;
-                    coff += take;
+// Chains each packet's buffers and adds one copy segment per (guest slot x destination buffer)
+// piece, for the whole burst (netback's xenvif_tx_build_gops).
+void Worker::tx_build_copies(VifRuntime& vif, const TxBurst& b) noexcept {
+    const platform::DomId dom = vif.id().frontend;
+    copies_.clear();
+    std::size_t mi = 0;
+    for (std::size_t i = 0; i < b.packets; ++i) {
+        const ring::TxPacket& p = txpkts_[i];
+        rte_mbuf** chain = &tx_mbufs_[mi];
+        const std::uint16_t k = tx_nmbufs_[i];
+        std::uint32_t left = p.length;
+        for (std::uint16_t j = 0; j < k; ++j) {
+            chain[j]->data_len = static_cast<std::uint16_t>(std::min(left, room_));
+            left -= chain[j]->data_len;
+            if (j + 1 < k) chain[j]->next = chain[j + 1];
+        }
+        chain[0]->nb_segs = k;
+        chain[0]->pkt_len = p.length;
+        seg_first_[i] = copies_.size();
+        std::size_t cj = 0;
+        std::uint32_t coff = 0;
+        for (const ring::TxSegment& s : p.segments()) {
+            std::uint32_t off = s.offset;
+            std::uint32_t size = s.size;
+            while (size != 0) {
+                if (coff == room_) {
+                    ++cj;
+                    coff = 0;
                 }
+                const std::uint32_t take = std::min(size, room_ - coff);
+                copies_.add_from_guest(dom, s.gref, off, rte_pktmbuf_mtod_offset(chain[cj], char*, coff),
+                                       take);
+                off += take;
+                size -= take;
+                coff += take;
             }
-            mi += k;
         }
-        seg_first_[n] = si;
-        copy(std::span(copy_.data(), si));
-        c.copy_batches.add();
-        c.copy_segments.add(si);
-
-        mi = 0;
-        for (std::size_t i = 0; i < n; ++i) {
-            const ring::TxPacket& p = txpkts_[i];
-            rte_mbuf* m = tx_mbufs_[mi];
-            mi += tx_nmbufs_[i];
-            bool ok = true;
-            for (std::size_t s = seg_first_[i]; s < seg_first_[i + 1]; ++s)
-                ok &= copy_[s].status == GNTST_okay;
-            q.tx.respond(p, ok ? NETIF_RSP_OKAY : NETIF_RSP_ERROR);
-            if (!ok) {
-                rte_pktmbuf_free(m);
-                c.drop(Drop::tx_copy_failed).add();
-                continue;
-            }
-            c.tx_packets.add();
-            c.tx_bytes.add(p.length);
-            // Field by field: a temporary copied whole stalled on store forwarding in the profile.
-            TxOut& out = tx_out_[nout++];
-            out.m = m;
-            out.csum_blank = p.csum_blank;
-            out.data_validated = p.data_validated;
-            out.gso = p.gso;
-        }
+        mi += k;
     }
-    // One push per burst (it also carries the error answers of dropped packets).
-    if (q.tx_ring.push_and_check_notify()) notify(vif, q.tx_port);
-    for (std::size_t i = 0; i < nout; ++i) forward_from_vif(vif, tx_out_[i]);
-    return work;
+    seg_first_[b.packets] = copies_.size();
+}
+
+// Answers each packet by its copy statuses (netback's xenvif_tx_check_gop) and lines up the
+// good ones for forwarding; returns how many.
+std::size_t Worker::tx_complete(VifRuntime& vif, QueueRuntime& q, const TxBurst& b) noexcept {
+    VifCounters& c = vif.counters_;
+    std::size_t nout = 0;
+    std::size_t mi = 0;
+    for (std::size_t i = 0; i < b.packets; ++i) {
+        const ring::TxPacket& p = txpkts_[i];
+        rte_mbuf* m = tx_mbufs_[mi];
+        mi += tx_nmbufs_[i];
+        const bool ok = copies_.ok(seg_first_[i], seg_first_[i + 1]);
+        q.tx.respond(p, ok ? NETIF_RSP_OKAY : NETIF_RSP_ERROR);
+        if (!ok) {
+            rte_pktmbuf_free(m);
+            c.drop(Drop::tx_copy_failed).add();
+            continue;
+        }
+        c.tx_packets.add();
+        c.tx_bytes.add(p.length);
+        // Field by field: a temporary copied whole stalled on store forwarding in the profile.
+        TxOut& out = tx_out_[nout++];
+        out.m = m;
+        out.csum_blank = p.csum_blank;
+        out.data_validated = p.data_validated;
+        out.gso = p.gso;
+    }
+    return nout;
 }
 
 void Worker::forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept {

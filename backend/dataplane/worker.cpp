@@ -12,12 +12,11 @@
 #include <rte_mbuf.h>
 #include <sys/epoll.h>
 
+#include "backend/dataplane/slots.hpp"
+
 namespace netbackd::dataplane {
 
 namespace {
-
-// Worst case of one guest packet: 64 KiB over buffers of `room` bytes.
-std::size_t max_buffers_per_packet(std::uint32_t room) { return (0xffffu + room - 1) / room; }
 
 std::uint32_t data_room_of(const pmd::Mempool& pool) {
     return rte_pktmbuf_data_room_size(pool.get()) - RTE_PKTMBUF_HEADROOM;
@@ -48,9 +47,9 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
       tx_nmbufs_(config.tx_burst),
       tx_mbufs_(std::size_t{config.tx_burst} * max_buffers_per_packet(room_)),
       // Each packet needs at most one segment per guest slot plus one per buffer boundary.
-      copy_(std::max<std::size_t>(std::size_t{config.tx_burst} *
-                                      (ring::kMaxTxSegments + max_buffers_per_packet(room_)),
-                                  std::size_t{config.rx_burst} * (ring::kMaxRxSegments + 64))),
+      copies_(std::max<std::size_t>(std::size_t{config.tx_burst} *
+                                        (ring::kMaxTxSegments + max_buffers_per_packet(room_)),
+                                    std::size_t{config.rx_burst} * (ring::kMaxRxSegments + 64))),
       seg_first_(std::max(config.tx_burst, config.rx_burst) + 1),
       tx_out_(config.tx_burst),
       rx_frames_(config.rx_burst),
@@ -281,16 +280,6 @@ void Worker::notify(VifRuntime& vif, platform::EvtchnPort port) noexcept {
     }
 }
 
-void Worker::copy(std::span<platform::CopySegment> segs) noexcept {
-    try {
-        grants_.copy(segs);
-    } catch (...) {
-        // The seam promises per-segment statuses; should a platform throw anyway, every segment
-        // of the batch counts as failed and the packets are answered with errors.
-        for (auto& s : segs) s.status = GNTST_general_error;
-    }
-}
-
 std::size_t Worker::poll_once() noexcept {
     counters_.iterations.add();
     handle_messages();
@@ -352,8 +341,7 @@ bool Worker::prepare_sleep() noexcept {
             }
             if (!q->backlog.empty()) {
                 const rte_mbuf* m = q->backlog.front();
-                const auto slots = static_cast<ring::RingIdx>(
-                    (m->pkt_len + 4095) / 4096 + ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) ? 1 : 0));
+                const auto slots = static_cast<ring::RingIdx>(rx_slots(m).total());
                 const ring::Avail a = q->rx_ring.final_check(slots);
                 const bool throttled = !v->rx_bucket.available(m->pkt_len, now_);
                 if (!throttled && (a.count >= slots || a.error != ring::ProdError::none)) return false;
