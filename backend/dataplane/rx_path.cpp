@@ -34,7 +34,7 @@ void Worker::vif_enqueue(VifRuntime& vif, rte_mbuf* m) noexcept {
             // This guest takes no GSO frames: cut it to its MTU here, checksums in software.
             const int k = gso_.segment(m, gso_out_, vif.mtu, pmd::Offloads::none());
             if (k < 0) {
-                vif.counters_.drop(Drop::rx_too_big).add();
+                vif.counters_.drop(Drop::rx_too_big).add(); // segment() freed it
                 return;
             }
             for (int i = 0; i < k; ++i) {
@@ -54,8 +54,7 @@ void Worker::backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept {
     QueueRuntime& q = *vif.queues[nq == 1 ? 0 : flow_hash(m) % nq];
     if (q.backlog.full()) {
         // The guest is not posting buffers fast enough (or at all): its loss, nobody else's.
-        vif.counters_.drop(Drop::rx_no_buffer).add();
-        rte_pktmbuf_free(m);
+        drop(m, vif.counters_, Drop::rx_no_buffer);
         return;
     }
     q.backlog.push(m);
@@ -85,8 +84,7 @@ Worker::RxBurst Worker::rx_collect(VifRuntime& vif, QueueRuntime& q) noexcept {
         const RxSlots slots = rx_slots(m);
         if ((slots.data > 1 && !vif.sg) || slots.data > ring::kMaxRxSegments || m->pkt_len == 0) {
             q.backlog.pop();
-            rte_pktmbuf_free(m);
-            c.drop(Drop::rx_too_big).add();
+            drop(m, c, Drop::rx_too_big);
             ++b.work;
             continue;
         }
@@ -148,11 +146,11 @@ void Worker::rx_complete(VifRuntime& vif, QueueRuntime& q, std::size_t frames) n
             q.rx.complete(f.res, std::span(f.chunks.data(), f.res.nr_data), f.meta);
             c.rx_packets.add();
             c.rx_bytes.add(f.m->pkt_len);
+            rte_pktmbuf_free(f.m);
         } else {
             q.rx.fail(f.res, NETIF_RSP_ERROR);
-            c.drop(Drop::rx_copy_failed).add();
+            drop(f.m, c, Drop::rx_copy_failed);
         }
-        rte_pktmbuf_free(f.m);
     }
     if (q.rx_ring.push_and_check_notify()) notify(vif, q.rx_port);
 }

@@ -141,8 +141,7 @@ std::size_t Worker::tx_complete(VifRuntime& vif, QueueRuntime& q, const TxBurst&
         const bool ok = copies_.ok(seg_first_[i], seg_first_[i + 1]);
         q.tx.respond(p, ok ? NETIF_RSP_OKAY : NETIF_RSP_ERROR);
         if (!ok) {
-            rte_pktmbuf_free(m);
-            c.drop(Drop::tx_copy_failed).add();
+            drop(m, c, Drop::tx_copy_failed);
             continue;
         }
         c.tx_packets.add();
@@ -163,28 +162,21 @@ void Worker::forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept {
     const Decision d = sw_.forward(vif.switch_port, mac_at(m, 0), mac_at(m, 6), 0, now_, flood_);
     std::span<const SwitchPortId> dests;
     switch (d.verdict) {
-    case Verdict::drop_spoofed:
-        c.drop(Drop::tx_spoofed).add();
-        rte_pktmbuf_free(m);
-        return;
-    case Verdict::drop_local:
-        c.drop(Drop::tx_no_route).add();
-        rte_pktmbuf_free(m);
-        return;
+    case Verdict::drop_spoofed: drop(m, c, Drop::tx_spoofed); return;
+    case Verdict::drop_local: drop(m, c, Drop::tx_no_route); return;
     case Verdict::unicast: dests = std::span(&d.port, 1); break;
     case Verdict::flood: dests = std::span(flood_.data(), d.flood_count); break;
     }
     if (dests.empty()) {
-        rte_pktmbuf_free(m);
+        rte_pktmbuf_free(m); // a flood with nobody else on the segment: delivered to all of none
         return;
     }
     if (out.gso && !pmd::SoftwareGso::mark_tso(m, out.gso->size)) {
-        c.drop(Drop::tx_bad_gso).add();
-        rte_pktmbuf_free(m);
+        drop(m, c, Drop::tx_bad_gso);
         return;
     }
     bool csum_blank = out.csum_blank;
-    const bool uplink_only = dests.size() == 1 && port_uplink_[dests[0]] >= 0;
+    const bool uplink_only = dests.size() == 1 && ports_[dests[0]].uplink >= 0;
     if (csum_blank && !uplink_only) {
         // Vifs get complete checksums, and the buffer may be shared read-only from here on.
         if (pmd::fill_mbuf_checksums(m)) mark_checksums_good(m);
@@ -194,8 +186,8 @@ void Worker::forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept {
     }
     if (dests.size() > 1) add_references(m, static_cast<std::int16_t>(dests.size() - 1));
     for (const SwitchPortId id : dests) {
-        if (port_uplink_[id] >= 0) {
-            uplink_out(static_cast<std::uint16_t>(port_uplink_[id]), m, csum_blank, vif.vlan, c);
+        if (ports_[id].uplink >= 0) {
+            uplink_out(static_cast<std::uint16_t>(ports_[id].uplink), m, csum_blank, vif.vlan, c);
         } else {
             deliver(id, m);
         }
@@ -210,27 +202,25 @@ void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint
     // The wire takes MTU + Ethernet header (+ the tag we insert). A GSO frame is cut to fit
     // below, by the port or in software, so only its segments count.
     if (!gso && m->pkt_len > std::uint32_t{up.mtu} + RTE_ETHER_HDR_LEN) {
-        c.drop(Drop::tx_over_mtu).add();
-        rte_pktmbuf_free(m);
+        drop(m, c, Drop::tx_over_mtu);
         return;
     }
     const bool hw_tso = gso && hw.tx_tcp_tso && hw.tx_l4_cksum();
     if ((vlan != 0 || hw_tso) && !exclusively_owned(m)) {
         // Both rewrite headers, which other destinations of a flooded frame must not see.
         rte_mbuf* copy = rte_pktmbuf_copy(m, pool_.get(), 0, UINT32_MAX);
-        rte_pktmbuf_free(m);
         if (copy == nullptr) {
-            counters_.uplink_tx_dropped.add();
+            drop(m, counters_.uplink_tx_dropped);
             return;
         }
+        rte_pktmbuf_free(m);
         m = copy;
     }
     if (vlan != 0) {
         const auto mss = static_cast<std::uint16_t>(m->tso_segsz);
         m->vlan_tci = vlan;
         if (rte_vlan_insert(&m) != 0) {
-            rte_pktmbuf_free(m);
-            counters_.uplink_tx_dropped.add();
+            drop(m, counters_.uplink_tx_dropped);
             return;
         }
         if (gso) pmd::SoftwareGso::mark_tso(m, mss); // header lengths moved by the tag
@@ -241,15 +231,13 @@ void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint
             static_cast<std::uint32_t>(m->l3_len + m->l4_len) + (up.tso_mtu_counts_l2 ? m->l2_len : 0u);
         const std::uint32_t max_mss = up.mtu > headers ? up.mtu - headers : 0;
         if (max_mss == 0) {
-            c.drop(Drop::tx_over_mtu).add();
-            rte_pktmbuf_free(m);
+            drop(m, c, Drop::tx_over_mtu);
             return;
         }
         if (m->tso_segsz > max_mss) m->tso_segsz = static_cast<std::uint16_t>(max_mss);
         if ((m->ol_flags & RTE_MBUF_F_TX_IPV4) != 0) m->ol_flags |= RTE_MBUF_F_TX_IP_CKSUM;
         if (rte_net_intel_cksum_prepare(m) != 0) {
-            rte_pktmbuf_free(m);
-            counters_.uplink_tx_dropped.add();
+            drop(m, counters_.uplink_tx_dropped);
             return;
         }
         uplink_push(u, m);
@@ -258,7 +246,7 @@ void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint
     if (gso) {
         const int k = gso_.segment(m, gso_out_, up.mtu, hw);
         if (k < 0) {
-            counters_.uplink_tx_dropped.add();
+            counters_.uplink_tx_dropped.add(); // segment() freed it
             return;
         }
         for (int i = 0; i < k; ++i) uplink_push(u, gso_out_[static_cast<std::size_t>(i)]);
@@ -269,22 +257,20 @@ void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint
 }
 
 void Worker::uplink_push(std::uint16_t u, rte_mbuf* m) noexcept {
-    auto& buf = uplink_tx_buf_[u];
-    std::size_t& count = uplink_tx_count_[u];
-    if (count == buf.size()) flush_uplinks();
-    buf[count++] = m;
+    UplinkTx& tx = uplink_tx_[u];
+    if (tx.count == tx.frames.size()) flush_uplinks();
+    tx.frames[tx.count++] = m;
 }
 
 void Worker::flush_uplinks() noexcept {
     for (std::uint16_t u = 0; u < uplinks_.size(); ++u) {
-        std::size_t& count = uplink_tx_count_[u];
-        if (count == 0) continue;
-        auto& buf = uplink_tx_buf_[u];
-        const std::uint16_t sent = uplinks_[u]->tx_burst(cfg_.uplink_queue, std::span(buf.data(), count));
+        UplinkTx& tx = uplink_tx_[u];
+        if (tx.count == 0) continue;
+        const std::uint16_t sent =
+            uplinks_[u]->tx_burst(cfg_.uplink_queue, std::span(tx.frames.data(), tx.count));
         counters_.uplink_tx.add(sent);
-        for (std::size_t i = sent; i < count; ++i) rte_pktmbuf_free(buf[i]);
-        counters_.uplink_tx_dropped.add(count - sent);
-        count = 0;
+        for (std::size_t i = sent; i < tx.count; ++i) drop(tx.frames[i], counters_.uplink_tx_dropped);
+        tx.count = 0;
     }
 }
 
@@ -296,8 +282,7 @@ std::size_t Worker::uplink_rx(std::uint16_t u, std::uint16_t queue) noexcept {
     for (std::uint16_t i = 0; i < n; ++i) {
         rte_mbuf* m = uplink_rx_buf_[i];
         if (m->data_len < RTE_ETHER_HDR_LEN) {
-            rte_pktmbuf_free(m);
-            counters_.uplink_unrouted.add();
+            drop(m, counters_.uplink_unrouted);
             continue;
         }
         // Without checksum offload the flags mean nothing (net_ring passes the sender's on).
@@ -307,14 +292,13 @@ std::size_t Worker::uplink_rx(std::uint16_t u, std::uint16_t queue) noexcept {
         if (eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_VLAN) && rte_vlan_strip(m) == 0)
             vlan = m->vlan_tci & 0x0fff;
         const Decision d = sw_.forward(uplink_port_[u], mac_at(m, 0), mac_at(m, 6), vlan, now_, flood_);
-        if (d.verdict == Verdict::unicast && by_port_[d.port] != nullptr) {
+        if (d.verdict == Verdict::unicast && ports_[d.port].vif != nullptr) {
             deliver(d.port, m);
         } else if (d.verdict == Verdict::flood && d.flood_count != 0) {
             if (d.flood_count > 1) add_references(m, static_cast<std::int16_t>(d.flood_count - 1));
             for (std::uint16_t f = 0; f < d.flood_count; ++f) deliver(flood_[f], m);
         } else {
-            counters_.uplink_unrouted.add();
-            rte_pktmbuf_free(m);
+            drop(m, counters_.uplink_unrouted);
         }
     }
     return n;

@@ -12,6 +12,7 @@
 #include <rte_mbuf.h>
 #include <sys/epoll.h>
 
+#include "backend/dataplane/frame_util.hpp"
 #include "backend/dataplane/slots.hpp"
 
 namespace netbackd::dataplane {
@@ -34,10 +35,8 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
       room_(data_room_of(ctx.pool)),
       tsc_hz_(rte_get_tsc_hz()),
       sw_(config.max_vifs + uplinks_.size() + 1, config.mac_table),
-      by_port_(config.max_vifs + uplinks_.size() + 1, nullptr),
+      ports_(config.max_vifs + uplinks_.size() + 1, PortEntry{nullptr, -1, ctx.index}),
       uplink_port_(uplinks_.size(), kNoPort),
-      port_uplink_(config.max_vifs + uplinks_.size() + 1, -1),
-      port_owner_(config.max_vifs + uplinks_.size() + 1, ctx.index),
       index_(ctx.index),
       mesh_(ctx.mesh),
       inbox_(256),
@@ -54,8 +53,7 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
       tx_out_(config.tx_burst),
       rx_frames_(config.rx_burst),
       uplink_rx_buf_(config.uplink_burst),
-      uplink_tx_buf_(uplinks_.size(), std::vector<rte_mbuf*>(512)),
-      uplink_tx_count_(uplinks_.size(), 0),
+      uplink_tx_(uplinks_.size(), UplinkTx{std::vector<rte_mbuf*>(512), 0}),
       gso_out_(256),
       flood_(config.max_vifs + uplinks_.size() + 1) {
     if (room_ < 64) throw std::invalid_argument("dataplane: mempool buffers are too small");
@@ -69,7 +67,7 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
         p.uplink = static_cast<std::uint16_t>(u);
         const SwitchPortId id = sw_.add_port(p);
         uplink_port_[u] = id;
-        port_uplink_[id] = static_cast<std::int32_t>(u);
+        ports_[id].uplink = static_cast<std::int32_t>(u);
     }
     if (mesh_ != nullptr) {
         if (index_ >= mesh_->size()) throw std::invalid_argument("dataplane: worker index outside the mesh");
@@ -120,9 +118,8 @@ Worker::~Worker() {
             }
         }
     }
-    for (std::size_t u = 0; u < uplinks_.size(); ++u) {
-        for (std::size_t i = 0; i < uplink_tx_count_[u]; ++i) rte_pktmbuf_free(uplink_tx_buf_[u][i]);
-    }
+    for (UplinkTx& tx : uplink_tx_)
+        for (std::size_t i = 0; i < tx.count; ++i) rte_pktmbuf_free(tx.frames[i]);
     if (mesh_ != nullptr) {
         for (std::size_t from = 0; from < mesh_->size(); ++from) {
             if (from == index_) continue;
@@ -180,7 +177,7 @@ void Worker::attach(VifRuntime& vif) noexcept {
         return;
     }
     vif.switch_port = id;
-    by_port_[id] = &vif;
+    ports_[id].vif = &vif;
     vif.set_running();
 }
 
@@ -189,8 +186,8 @@ void Worker::attach_remote(VifRuntime& vif, std::uint16_t owner) noexcept {
     if (!vif.uplink || (!uplinks_.empty() && *vif.uplink >= uplinks_.size()) || owner == index_) return;
     const SwitchPortId id = sw_.add_port(switch_port_of(vif));
     if (id == kNoPort) return;
-    by_port_[id] = &vif;
-    port_owner_[id] = owner;
+    ports_[id].vif = &vif;
+    ports_[id].owner = owner;
     remote_.emplace_back(&vif, id);
 }
 
@@ -198,8 +195,8 @@ void Worker::detach_remote(VifRuntime& vif) noexcept {
     for (auto it = remote_.begin(); it != remote_.end(); ++it) {
         if (it->first != &vif) continue;
         sw_.remove_port(it->second);
-        by_port_[it->second] = nullptr;
-        port_owner_[it->second] = index_;
+        ports_[it->second].vif = nullptr;
+        ports_[it->second].owner = index_;
         remote_.erase(it);
         break;
     }
@@ -224,19 +221,19 @@ std::size_t Worker::drain_cross() noexcept {
 }
 
 void Worker::deliver(SwitchPortId id, rte_mbuf* m) noexcept {
-    VifRuntime* to = by_port_[id];
+    const PortEntry& port = ports_[id];
+    VifRuntime* to = port.vif;
     if (to == nullptr) {
         rte_pktmbuf_free(m);
         return;
     }
-    const std::uint16_t owner = port_owner_[id];
+    const std::uint16_t owner = port.owner;
     if (owner == index_) {
         vif_enqueue(*to, m);
         return;
     }
     if (!mesh_->ring(index_, owner).push(CrossFrame{m, to})) {
-        counters_.cross_dropped.add();
-        rte_pktmbuf_free(m);
+        drop(m, counters_.cross_dropped);
         return;
     }
     counters_.cross_out.add();
@@ -257,7 +254,7 @@ void Worker::detach(VifRuntime& vif) noexcept {
     std::erase(vifs_, &vif);
     if (vif.switch_port != kNoPort) {
         sw_.remove_port(vif.switch_port);
-        by_port_[vif.switch_port] = nullptr;
+        ports_[vif.switch_port].vif = nullptr;
         vif.switch_port = kNoPort;
     }
     for (auto& q : vif.queues) {

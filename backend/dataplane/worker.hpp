@@ -212,10 +212,14 @@ private:
 
     L2Switch sw_;
     std::vector<VifRuntime*> vifs_;
-    std::vector<VifRuntime*> by_port_;                         // switch port -> vif
+    // What stands behind each switch port, indexed by SwitchPortId.
+    struct PortEntry {
+        VifRuntime* vif = nullptr; // a vif (this worker's or another's), else nullptr
+        std::int32_t uplink = -1;  // an uplink's index, else -1
+        std::uint16_t owner = 0;   // the worker running the vif
+    };
+    std::vector<PortEntry> ports_;
     std::vector<SwitchPortId> uplink_port_;                    // uplink -> switch port
-    std::vector<std::int32_t> port_uplink_;                    // switch port -> uplink, or -1
-    std::vector<std::uint16_t> port_owner_;                    // switch port -> worker running the vif
     std::vector<std::pair<VifRuntime*, SwitchPortId>> remote_; // other workers' vifs here
 
     std::uint16_t index_ = 0;
@@ -240,8 +244,12 @@ private:
     std::vector<TxOut> tx_out_;
     std::vector<RxFrame> rx_frames_;
     std::vector<rte_mbuf*> uplink_rx_buf_;
-    std::vector<std::vector<rte_mbuf*>> uplink_tx_buf_;
-    std::vector<std::size_t> uplink_tx_count_;
+    // Frames for one uplink's TX queue, sent once per iteration (or when full).
+    struct UplinkTx {
+        std::vector<rte_mbuf*> frames;
+        std::size_t count = 0;
+    };
+    std::vector<UplinkTx> uplink_tx_;
     std::vector<rte_mbuf*> gso_out_;
     std::vector<SwitchPortId> flood_;
 
