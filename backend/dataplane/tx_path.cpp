@@ -240,7 +240,7 @@ void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint
             drop(m, counters_.uplink_tx_dropped);
             return;
         }
-        uplink_push(u, m);
+        uplink_push(u, m, c);
         return;
     }
     if (gso) {
@@ -249,16 +249,17 @@ void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint
             counters_.uplink_tx_dropped.add(); // segment() freed it
             return;
         }
-        for (int i = 0; i < k; ++i) uplink_push(u, gso_out_[static_cast<std::size_t>(i)]);
+        for (int i = 0; i < k; ++i) uplink_push(u, gso_out_[static_cast<std::size_t>(i)], c);
         return;
     }
     if (csum_blank) pmd::prepare_tx_checksums(m, hw);
-    uplink_push(u, m);
+    uplink_push(u, m, c);
 }
 
-void Worker::uplink_push(std::uint16_t u, rte_mbuf* m) noexcept {
+void Worker::uplink_push(std::uint16_t u, rte_mbuf* m, VifCounters& from) noexcept {
     UplinkTx& tx = uplink_tx_[u];
     if (tx.count == tx.frames.size()) flush_uplinks();
+    tx.from[tx.count] = &from;
     tx.frames[tx.count++] = m;
 }
 
@@ -269,7 +270,9 @@ void Worker::flush_uplinks() noexcept {
         const std::uint16_t sent =
             uplinks_[u]->tx_burst(cfg_.uplink_queue, std::span(tx.frames.data(), tx.count));
         counters_.uplink_tx.add(sent);
-        for (std::size_t i = sent; i < tx.count; ++i) drop(tx.frames[i], counters_.uplink_tx_dropped);
+        // Frames enter only from this iteration's vif bursts, so each `from` is still attached.
+        for (std::size_t i = sent; i < tx.count; ++i) drop(tx.frames[i], *tx.from[i], Drop::tx_uplink_full);
+        counters_.uplink_tx_dropped.add(tx.count - sent);
         tx.count = 0;
     }
 }

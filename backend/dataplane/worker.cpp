@@ -53,7 +53,7 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
       tx_out_(config.tx_burst),
       rx_frames_(config.rx_burst),
       uplink_rx_buf_(config.uplink_burst),
-      uplink_tx_(uplinks_.size(), UplinkTx{std::vector<rte_mbuf*>(512), 0}),
+      uplink_tx_(uplinks_.size(), UplinkTx{std::vector<rte_mbuf*>(512), std::vector<VifCounters*>(512), 0}),
       gso_out_(256),
       flood_(config.max_vifs + uplinks_.size() + 1) {
     if (room_ < 64) throw std::invalid_argument("dataplane: mempool buffers are too small");

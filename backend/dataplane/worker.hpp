@@ -183,7 +183,7 @@ private:
     void forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept;
     void uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint16_t vlan,
                     VifCounters& c) noexcept;
-    void uplink_push(std::uint16_t u, rte_mbuf* m) noexcept;
+    void uplink_push(std::uint16_t u, rte_mbuf* m, VifCounters& from) noexcept;
     void flush_uplinks() noexcept;
     void vif_enqueue(VifRuntime& vif, rte_mbuf* m) noexcept;
     void backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept;
@@ -244,9 +244,11 @@ private:
     std::vector<TxOut> tx_out_;
     std::vector<RxFrame> rx_frames_;
     std::vector<rte_mbuf*> uplink_rx_buf_;
-    // Frames for one uplink's TX queue, sent once per iteration (or when full).
+    // Frames for one uplink's TX queue, sent once per iteration (or when full), each with the
+    // counters of the vif it came from: the port may refuse it (tx_uplink_full).
     struct UplinkTx {
         std::vector<rte_mbuf*> frames;
+        std::vector<VifCounters*> from;
         std::size_t count = 0;
     };
     std::vector<UplinkTx> uplink_tx_;
