@@ -1,5 +1,5 @@
-// Small per-frame helpers shared by the TX and RX paths: Ethernet addresses, checksum
-// knowledge carried in mbuf flags, reference counts over chains, and the RX flow hash.
+// Small per-frame helpers shared by the TX and RX paths: the drop path, Ethernet addresses,
+// checksum knowledge carried in mbuf flags, reference counts over chains, and the RX flow hash.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +7,7 @@
 
 #include <rte_mbuf.h>
 
+#include "backend/dataplane/counters.hpp"
 #include "backend/dataplane/mac.hpp"
 #include "pmd/checksum.hpp"
 #include "pmd/mbuf.hpp"
@@ -15,6 +16,15 @@ namespace netbackd::dataplane {
 
 inline constexpr std::uint64_t kCsumGood = RTE_MBUF_F_RX_IP_CKSUM_GOOD | RTE_MBUF_F_RX_L4_CKSUM_GOOD;
 inline constexpr std::uint64_t kCsumMask = RTE_MBUF_F_RX_IP_CKSUM_MASK | RTE_MBUF_F_RX_L4_CKSUM_MASK;
+
+// The one way a frame is dropped (as DPDK's l2fwd does it): freed here and counted against its
+// reason, a vif's Drop or one of the worker's own counters. Requests dropped before they have a
+// buffer (tx_malformed, tx_no_mbuf) are only counted.
+inline void drop(rte_mbuf* m, Counter& reason) noexcept {
+    rte_pktmbuf_free(m);
+    reason.add();
+}
+inline void drop(rte_mbuf* m, VifCounters& c, Drop why) noexcept { drop(m, c.drop(why)); }
 
 inline MacAddr mac_at(const rte_mbuf* m, std::size_t off) noexcept {
     const auto* p = rte_pktmbuf_mtod_offset(m, const std::uint8_t*, off);

@@ -6,15 +6,12 @@
 #include <rte_mbuf.h>
 
 #include "backend/dataplane/frame_util.hpp"
+#include "backend/dataplane/slots.hpp"
 #include "backend/dataplane/worker.hpp"
 
 namespace netbackd::dataplane {
 
 namespace {
-
-constexpr std::uint32_t kPage = 4096;
-
-std::uint32_t data_slots(const rte_mbuf* m) noexcept { return (m->pkt_len + kPage - 1) / kPage; }
 
 std::optional<ring::TxGso> gso_of(const rte_mbuf* m) noexcept {
     if ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) == 0) return std::nullopt;
@@ -37,7 +34,7 @@ void Worker::vif_enqueue(VifRuntime& vif, rte_mbuf* m) noexcept {
             // This guest takes no GSO frames: cut it to its MTU here, checksums in software.
             const int k = gso_.segment(m, gso_out_, vif.mtu, pmd::Offloads::none());
             if (k < 0) {
-                vif.counters_.drop(Drop::rx_too_big).add();
+                vif.counters_.drop(Drop::rx_too_big).add(); // segment() freed it
                 return;
             }
             for (int i = 0; i < k; ++i) {
@@ -57,38 +54,47 @@ void Worker::backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept {
     QueueRuntime& q = *vif.queues[nq == 1 ? 0 : flow_hash(m) % nq];
     if (q.backlog.full()) {
         // The guest is not posting buffers fast enough (or at all): its loss, nobody else's.
-        vif.counters_.drop(Drop::rx_no_buffer).add();
-        rte_pktmbuf_free(m);
+        drop(m, vif.counters_, Drop::rx_no_buffer);
         return;
     }
     q.backlog.push(m);
 }
 
+// One RX burst of one vif queue, in the phases of Linux netback's xenvif_rx_action: take frames
+// from the backlog while the guest has buffers and credit, adding each one's copy segments
+// (xenvif_rx_copy_add), one grant copy for all (xenvif_rx_copy_flush), then the responses.
 std::size_t Worker::rx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
     if (q.backlog.empty()) return 0;
+    const RxBurst b = rx_collect(vif, q);
+    if (b.frames != 0) {
+        copies_.flush(grants_, vif.counters_);
+        rx_complete(vif, q, b.frames);
+    }
+    return b.work + b.frames;
+}
+
+// Frames the guest cannot take at all are dropped here; the burst stops at the first one it
+// cannot take yet (no buffers posted, no credit, the copy batch full).
+Worker::RxBurst Worker::rx_collect(VifRuntime& vif, QueueRuntime& q) noexcept {
     VifCounters& c = vif.counters_;
-    const platform::DomId dom = vif.id().frontend;
-    std::size_t nf = 0;
-    std::size_t si = 0;
-    std::size_t work = 0;
-    while (nf < rx_frames_.size() && !q.backlog.empty()) {
+    RxBurst b;
+    copies_.clear();
+    while (b.frames < rx_frames_.size() && !q.backlog.empty()) {
         rte_mbuf* m = q.backlog.front();
-        const std::uint32_t slots = data_slots(m);
-        const std::optional<ring::TxGso> gso = gso_of(m);
-        if ((slots > 1 && !vif.sg) || slots > ring::kMaxRxSegments || m->pkt_len == 0) {
+        const RxSlots slots = rx_slots(m);
+        if ((slots.data > 1 && !vif.sg) || slots.data > ring::kMaxRxSegments || m->pkt_len == 0) {
             q.backlog.pop();
-            rte_pktmbuf_free(m);
-            c.drop(Drop::rx_too_big).add();
-            ++work;
+            drop(m, c, Drop::rx_too_big);
+            ++b.work;
             continue;
         }
-        if (si + slots + m->nb_segs > copy_.size()) break;
+        if (copies_.size() + slots.data + m->nb_segs > copies_.capacity()) break;
         if (!vif.rx_bucket.available(m->pkt_len, now_)) {
             c.rx_throttled.add();
             break;
         }
-        RxFrame& f = rx_frames_[nf];
-        const ring::RxStep step = q.rx.reserve(slots, gso.has_value(), f.res);
+        RxFrame& f = rx_frames_[b.frames];
+        const ring::RxStep step = q.rx.reserve(slots.data, slots.gso_extra, f.res);
         if (step == ring::RxStep::short_of) break;
         if (step == ring::RxStep::fatal) {
             vif.disable(VifFault::rx_ring);
@@ -96,62 +102,57 @@ std::size_t Worker::rx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
         }
         q.backlog.pop();
         vif.rx_bucket.charge(m->pkt_len);
-        f.m = m;
-        f.first_seg = si;
-        // Fill each guest buffer from the start of its page, following the mbuf chain.
-        const rte_mbuf* seg = m;
-        std::uint32_t seg_off = 0;
-        std::uint32_t left = m->pkt_len;
-        for (std::uint32_t b = 0; b < slots; ++b) {
-            const std::uint32_t in_page = std::min(left, kPage);
-            std::uint32_t dst_off = 0;
-            while (dst_off < in_page) {
-                while (seg_off == seg->data_len) {
-                    seg = seg->next;
-                    seg_off = 0;
-                }
-                const std::uint32_t take =
-                    std::min<std::uint32_t>(in_page - dst_off, seg->data_len - seg_off);
-                platform::CopySegment& cs = copy_[si++];
-                cs.source.virt = rte_pktmbuf_mtod_offset(seg, char*, seg_off);
-                cs.dest.foreign.ref = f.res.buffers()[b].gref;
-                cs.dest.foreign.offset = static_cast<std::uint16_t>(dst_off);
-                cs.dest.foreign.domid = dom;
-                cs.len = static_cast<std::uint16_t>(take);
-                cs.flags = GNTCOPY_dest_gref;
-                cs.status = GNTST_general_error;
-                dst_off += take;
-                seg_off += take;
-            }
-            f.chunks[b] = ring::RxChunk{0, static_cast<std::uint16_t>(in_page)};
-            left -= in_page;
-        }
-        f.nsegs = si - f.first_seg;
-        f.meta = ring::RxMeta{checksums_validated(m), false, gso};
-        ++nf;
+        rx_copy_add(vif.id().frontend, f, m, slots.data);
+        ++b.frames;
     }
-    if (nf != 0) {
-        copy(std::span(copy_.data(), si));
-        c.copy_batches.add();
-        c.copy_segments.add(si);
-        for (std::size_t i = 0; i < nf; ++i) {
-            RxFrame& f = rx_frames_[i];
-            bool ok = true;
-            for (std::size_t s = f.first_seg; s < f.first_seg + f.nsegs; ++s)
-                ok &= copy_[s].status == GNTST_okay;
-            if (ok) {
-                q.rx.complete(f.res, std::span(f.chunks.data(), f.res.nr_data), f.meta);
-                c.rx_packets.add();
-                c.rx_bytes.add(f.m->pkt_len);
-            } else {
-                q.rx.fail(f.res, NETIF_RSP_ERROR);
-                c.drop(Drop::rx_copy_failed).add();
+    return b;
+}
+
+// Fills each reserved guest buffer from the start of its page, following the mbuf chain.
+void Worker::rx_copy_add(platform::DomId dom, RxFrame& f, rte_mbuf* m, std::uint32_t data_slots) noexcept {
+    f.m = m;
+    f.first_seg = copies_.size();
+    const rte_mbuf* seg = m;
+    std::uint32_t seg_off = 0;
+    std::uint32_t left = m->pkt_len;
+    for (std::uint32_t b = 0; b < data_slots; ++b) {
+        const std::uint32_t in_page = std::min<std::uint32_t>(left, ring::kPageSize);
+        std::uint32_t dst_off = 0;
+        while (dst_off < in_page) {
+            while (seg_off == seg->data_len) {
+                seg = seg->next;
+                seg_off = 0;
             }
+            const std::uint32_t take = std::min<std::uint32_t>(in_page - dst_off, seg->data_len - seg_off);
+            copies_.add_to_guest(rte_pktmbuf_mtod_offset(seg, char*, seg_off), dom, f.res.buffers()[b].gref,
+                                 dst_off, take);
+            dst_off += take;
+            seg_off += take;
+        }
+        f.chunks[b] = ring::RxChunk{0, static_cast<std::uint16_t>(in_page)};
+        left -= in_page;
+    }
+    f.nsegs = copies_.size() - f.first_seg;
+    f.meta = ring::RxMeta{checksums_validated(m), false, gso_of(m)};
+}
+
+// Answers each reservation by its copy statuses, in the order taken, frees the frames, and
+// pushes the responses once.
+void Worker::rx_complete(VifRuntime& vif, QueueRuntime& q, std::size_t frames) noexcept {
+    VifCounters& c = vif.counters_;
+    for (std::size_t i = 0; i < frames; ++i) {
+        RxFrame& f = rx_frames_[i];
+        if (copies_.ok(f.first_seg, f.first_seg + f.nsegs)) {
+            q.rx.complete(f.res, std::span(f.chunks.data(), f.res.nr_data), f.meta);
+            c.rx_packets.add();
+            c.rx_bytes.add(f.m->pkt_len);
             rte_pktmbuf_free(f.m);
+        } else {
+            q.rx.fail(f.res, NETIF_RSP_ERROR);
+            drop(f.m, c, Drop::rx_copy_failed);
         }
-        if (q.rx_ring.push_and_check_notify()) notify(vif, q.rx_port);
     }
-    return work + nf;
+    if (q.rx_ring.push_and_check_notify()) notify(vif, q.rx_port);
 }
 
 } // namespace netbackd::dataplane

@@ -8,21 +8,38 @@
 #include <rte_net.h>
 
 #include "backend/dataplane/frame_util.hpp"
+#include "backend/dataplane/slots.hpp"
 #include "backend/dataplane/worker.hpp"
 
 namespace netbackd::dataplane {
 
+// One TX burst of one vif queue, in the phases of Linux netback's xenvif_tx_action: collect
+// the packets (budget, rate, assembly), take their buffers, build the copy ops, one grant copy,
+// complete them (statuses, responses), then forward what arrived.
 std::size_t Worker::tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
-    VifCounters& c = vif.counters_;
-    const std::size_t worst_bufs = (0xffffu + room_ - 1) / room_;
-    const std::size_t worst_segs = ring::kMaxTxSegments + worst_bufs;
-    std::size_t n = 0;
-    std::size_t nbufs = 0;
-    std::size_t nsegs = 0;
-    std::size_t work = 0;
+    const TxBurst b = tx_collect(vif, q);
+    std::size_t nout = 0;
+    if (b.packets != 0 && tx_alloc(vif, q, b)) {
+        tx_build_copies(vif, b);
+        copies_.flush(grants_, vif.counters_);
+        nout = tx_complete(vif, q, b);
+    }
+    // One push per burst (it also carries the error answers of dropped packets).
+    if (q.tx_ring.push_and_check_notify()) notify(vif, q.tx_port);
+    for (std::size_t i = 0; i < nout; ++i) forward_from_vif(vif, tx_out_[i]);
+    return b.work;
+}
 
-    while (n < txpkts_.size() && nbufs + worst_bufs <= tx_mbufs_.size() &&
-           nsegs + worst_segs <= copy_.size()) {
+// Takes packets while the burst's scratch has room for a worst-case one and the vif's credit
+// allows (netback's tx_credit_exceeded); malformed ones are answered by the assembler.
+Worker::TxBurst Worker::tx_collect(VifRuntime& vif, QueueRuntime& q) noexcept {
+    VifCounters& c = vif.counters_;
+    const std::size_t worst_bufs = max_buffers_per_packet(room_);
+    const std::size_t worst_segs = ring::kMaxTxSegments + worst_bufs;
+    TxBurst b;
+    std::size_t nsegs = 0;
+    while (b.packets < txpkts_.size() && b.bufs + worst_bufs <= tx_mbufs_.size() &&
+           nsegs + worst_segs <= copies_.capacity()) {
         if (!vif.tx_bucket.unlimited()) {
             // Peek at the size before taking the packet: a packet once taken must go now.
             const ring::Avail a = q.tx_ring.poll();
@@ -32,10 +49,10 @@ std::size_t Worker::tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
                 break;
             }
         }
-        ring::TxPacket& p = txpkts_[n];
+        ring::TxPacket& p = txpkts_[b.packets];
         const ring::TxResult r = q.tx.next(p);
         if (r.step == ring::TxStep::empty || r.step == ring::TxStep::pending) break;
-        ++work;
+        ++b.work;
         if (r.step == ring::TxStep::dropped) {
             c.drop(Drop::tx_malformed).add();
             continue;
@@ -50,97 +67,93 @@ std::size_t Worker::tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
             continue;
         }
         vif.tx_bucket.charge(p.length);
-        const auto k = static_cast<std::uint16_t>((p.length + room_ - 1) / room_);
-        tx_nmbufs_[n] = k;
-        nbufs += k;
+        const auto k = static_cast<std::uint16_t>(buffers_per_packet(p.length, room_));
+        tx_nmbufs_[b.packets] = k;
+        b.bufs += k;
         nsegs += p.nr_segments + k;
-        ++n;
+        ++b.packets;
     }
+    return b;
+}
 
-    if (n != 0 && rte_pktmbuf_alloc_bulk(pool_.get(), tx_mbufs_.data(), static_cast<unsigned>(nbufs)) != 0) {
-        for (std::size_t i = 0; i < n; ++i) q.tx.respond(txpkts_[i], NETIF_RSP_ERROR);
-        c.drop(Drop::tx_no_mbuf).add(n);
-        n = 0;
-    }
+// Every buffer of the burst in one allocation; without them every packet is answered with an
+// error.
+bool Worker::tx_alloc(VifRuntime& vif, QueueRuntime& q, const TxBurst& b) noexcept {
+    if (rte_pktmbuf_alloc_bulk(pool_.get(), tx_mbufs_.data(), static_cast<unsigned>(b.bufs)) == 0)
+        return true;
+    for (std::size_t i = 0; i < b.packets; ++i) q.tx.respond(txpkts_[i], NETIF_RSP_ERROR);
+    vif.counters_.drop(Drop::tx_no_mbuf).add(b.packets);
+    return false;
+}
 
-    std::size_t nout = 0;
-    if (n != 0) {
-        // One copy segment per (guest slot x destination buffer) piece, for the whole burst.
-        std::size_t mi = 0;
-        std::size_t si = 0;
-        const platform::DomId dom = vif.id().frontend;
-        for (std::size_t i = 0; i < n; ++i) {
-            const ring::TxPacket& p = txpkts_[i];
-            rte_mbuf** chain = &tx_mbufs_[mi];
-            const std::uint16_t k = tx_nmbufs_[i];
-            std::uint32_t left = p.length;
-            for (std::uint16_t j = 0; j < k; ++j) {
-                chain[j]->data_len = static_cast<std::uint16_t>(std::min(left, room_));
-                left -= chain[j]->data_len;
-                if (j + 1 < k) chain[j]->next = chain[j + 1];
-            }
-            chain[0]->nb_segs = k;
-            chain[0]->pkt_len = p.length;
-            seg_first_[i] = si;
-            std::size_t cj = 0;
-            std::uint32_t coff = 0;
-            for (const ring::TxSegment& s : p.segments()) {
-                std::uint32_t off = s.offset;
-                std::uint32_t size = s.size;
-                while (size != 0) {
-                    if (coff == room_) {
-                        ++cj;
-                        coff = 0;
-                    }
-                    const std::uint32_t take = std::min(size, room_ - coff);
-                    platform::CopySegment& cs = copy_[si++];
-                    cs.source.foreign.ref = s.gref;
-                    cs.source.foreign.offset = static_cast<std::uint16_t>(off);
-                    cs.source.foreign.domid = dom;
-                    cs.dest.virt = rte_pktmbuf_mtod_offset(chain[cj], char*, coff);
-                    cs.len = static_cast<std::uint16_t>(take);
-                    cs.flags = GNTCOPY_source_gref;
-                    cs.status = GNTST_general_error;
-                    off += take;
-                    size -= take;
-                    coff += take;
+// Chains each packet's buffers and adds one copy segment per (guest slot x destination buffer)
+// piece, for the whole burst (netback's xenvif_tx_build_gops).
+void Worker::tx_build_copies(VifRuntime& vif, const TxBurst& b) noexcept {
+    const platform::DomId dom = vif.id().frontend;
+    copies_.clear();
+    std::size_t mi = 0;
+    for (std::size_t i = 0; i < b.packets; ++i) {
+        const ring::TxPacket& p = txpkts_[i];
+        rte_mbuf** chain = &tx_mbufs_[mi];
+        const std::uint16_t k = tx_nmbufs_[i];
+        std::uint32_t left = p.length;
+        for (std::uint16_t j = 0; j < k; ++j) {
+            chain[j]->data_len = static_cast<std::uint16_t>(std::min(left, room_));
+            left -= chain[j]->data_len;
+            if (j + 1 < k) chain[j]->next = chain[j + 1];
+        }
+        chain[0]->nb_segs = k;
+        chain[0]->pkt_len = p.length;
+        seg_first_[i] = copies_.size();
+        std::size_t cj = 0;
+        std::uint32_t coff = 0;
+        for (const ring::TxSegment& s : p.segments()) {
+            std::uint32_t off = s.offset;
+            std::uint32_t size = s.size;
+            while (size != 0) {
+                if (coff == room_) {
+                    ++cj;
+                    coff = 0;
                 }
+                const std::uint32_t take = std::min(size, room_ - coff);
+                copies_.add_from_guest(dom, s.gref, off, rte_pktmbuf_mtod_offset(chain[cj], char*, coff),
+                                       take);
+                off += take;
+                size -= take;
+                coff += take;
             }
-            mi += k;
         }
-        seg_first_[n] = si;
-        copy(std::span(copy_.data(), si));
-        c.copy_batches.add();
-        c.copy_segments.add(si);
-
-        mi = 0;
-        for (std::size_t i = 0; i < n; ++i) {
-            const ring::TxPacket& p = txpkts_[i];
-            rte_mbuf* m = tx_mbufs_[mi];
-            mi += tx_nmbufs_[i];
-            bool ok = true;
-            for (std::size_t s = seg_first_[i]; s < seg_first_[i + 1]; ++s)
-                ok &= copy_[s].status == GNTST_okay;
-            q.tx.respond(p, ok ? NETIF_RSP_OKAY : NETIF_RSP_ERROR);
-            if (!ok) {
-                rte_pktmbuf_free(m);
-                c.drop(Drop::tx_copy_failed).add();
-                continue;
-            }
-            c.tx_packets.add();
-            c.tx_bytes.add(p.length);
-            // Field by field: a temporary copied whole stalled on store forwarding in the profile.
-            TxOut& out = tx_out_[nout++];
-            out.m = m;
-            out.csum_blank = p.csum_blank;
-            out.data_validated = p.data_validated;
-            out.gso = p.gso;
-        }
+        mi += k;
     }
-    // One push per burst (it also carries the error answers of dropped packets).
-    if (q.tx_ring.push_and_check_notify()) notify(vif, q.tx_port);
-    for (std::size_t i = 0; i < nout; ++i) forward_from_vif(vif, tx_out_[i]);
-    return work;
+    seg_first_[b.packets] = copies_.size();
+}
+
+// Answers each packet by its copy statuses (netback's xenvif_tx_check_gop) and lines up the
+// good ones for forwarding; returns how many.
+std::size_t Worker::tx_complete(VifRuntime& vif, QueueRuntime& q, const TxBurst& b) noexcept {
+    VifCounters& c = vif.counters_;
+    std::size_t nout = 0;
+    std::size_t mi = 0;
+    for (std::size_t i = 0; i < b.packets; ++i) {
+        const ring::TxPacket& p = txpkts_[i];
+        rte_mbuf* m = tx_mbufs_[mi];
+        mi += tx_nmbufs_[i];
+        const bool ok = copies_.ok(seg_first_[i], seg_first_[i + 1]);
+        q.tx.respond(p, ok ? NETIF_RSP_OKAY : NETIF_RSP_ERROR);
+        if (!ok) {
+            drop(m, c, Drop::tx_copy_failed);
+            continue;
+        }
+        c.tx_packets.add();
+        c.tx_bytes.add(p.length);
+        // Field by field: a temporary copied whole stalled on store forwarding in the profile.
+        TxOut& out = tx_out_[nout++];
+        out.m = m;
+        out.csum_blank = p.csum_blank;
+        out.data_validated = p.data_validated;
+        out.gso = p.gso;
+    }
+    return nout;
 }
 
 void Worker::forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept {
@@ -149,28 +162,21 @@ void Worker::forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept {
     const Decision d = sw_.forward(vif.switch_port, mac_at(m, 0), mac_at(m, 6), 0, now_, flood_);
     std::span<const SwitchPortId> dests;
     switch (d.verdict) {
-    case Verdict::drop_spoofed:
-        c.drop(Drop::tx_spoofed).add();
-        rte_pktmbuf_free(m);
-        return;
-    case Verdict::drop_local:
-        c.drop(Drop::tx_no_route).add();
-        rte_pktmbuf_free(m);
-        return;
+    case Verdict::drop_spoofed: drop(m, c, Drop::tx_spoofed); return;
+    case Verdict::drop_local: drop(m, c, Drop::tx_no_route); return;
     case Verdict::unicast: dests = std::span(&d.port, 1); break;
     case Verdict::flood: dests = std::span(flood_.data(), d.flood_count); break;
     }
     if (dests.empty()) {
-        rte_pktmbuf_free(m);
+        rte_pktmbuf_free(m); // a flood with nobody else on the segment: delivered to all of none
         return;
     }
     if (out.gso && !pmd::SoftwareGso::mark_tso(m, out.gso->size)) {
-        c.drop(Drop::tx_bad_gso).add();
-        rte_pktmbuf_free(m);
+        drop(m, c, Drop::tx_bad_gso);
         return;
     }
     bool csum_blank = out.csum_blank;
-    const bool uplink_only = dests.size() == 1 && port_uplink_[dests[0]] >= 0;
+    const bool uplink_only = dests.size() == 1 && ports_[dests[0]].uplink >= 0;
     if (csum_blank && !uplink_only) {
         // Vifs get complete checksums, and the buffer may be shared read-only from here on.
         if (pmd::fill_mbuf_checksums(m)) mark_checksums_good(m);
@@ -180,8 +186,8 @@ void Worker::forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept {
     }
     if (dests.size() > 1) add_references(m, static_cast<std::int16_t>(dests.size() - 1));
     for (const SwitchPortId id : dests) {
-        if (port_uplink_[id] >= 0) {
-            uplink_out(static_cast<std::uint16_t>(port_uplink_[id]), m, csum_blank, vif.vlan, c);
+        if (ports_[id].uplink >= 0) {
+            uplink_out(static_cast<std::uint16_t>(ports_[id].uplink), m, csum_blank, vif.vlan, c);
         } else {
             deliver(id, m);
         }
@@ -196,27 +202,25 @@ void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint
     // The wire takes MTU + Ethernet header (+ the tag we insert). A GSO frame is cut to fit
     // below, by the port or in software, so only its segments count.
     if (!gso && m->pkt_len > std::uint32_t{up.mtu} + RTE_ETHER_HDR_LEN) {
-        c.drop(Drop::tx_over_mtu).add();
-        rte_pktmbuf_free(m);
+        drop(m, c, Drop::tx_over_mtu);
         return;
     }
     const bool hw_tso = gso && hw.tx_tcp_tso && hw.tx_l4_cksum();
     if ((vlan != 0 || hw_tso) && !exclusively_owned(m)) {
         // Both rewrite headers, which other destinations of a flooded frame must not see.
         rte_mbuf* copy = rte_pktmbuf_copy(m, pool_.get(), 0, UINT32_MAX);
-        rte_pktmbuf_free(m);
         if (copy == nullptr) {
-            counters_.uplink_tx_dropped.add();
+            drop(m, counters_.uplink_tx_dropped);
             return;
         }
+        rte_pktmbuf_free(m);
         m = copy;
     }
     if (vlan != 0) {
         const auto mss = static_cast<std::uint16_t>(m->tso_segsz);
         m->vlan_tci = vlan;
         if (rte_vlan_insert(&m) != 0) {
-            rte_pktmbuf_free(m);
-            counters_.uplink_tx_dropped.add();
+            drop(m, counters_.uplink_tx_dropped);
             return;
         }
         if (gso) pmd::SoftwareGso::mark_tso(m, mss); // header lengths moved by the tag
@@ -227,50 +231,49 @@ void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint
             static_cast<std::uint32_t>(m->l3_len + m->l4_len) + (up.tso_mtu_counts_l2 ? m->l2_len : 0u);
         const std::uint32_t max_mss = up.mtu > headers ? up.mtu - headers : 0;
         if (max_mss == 0) {
-            c.drop(Drop::tx_over_mtu).add();
-            rte_pktmbuf_free(m);
+            drop(m, c, Drop::tx_over_mtu);
             return;
         }
         if (m->tso_segsz > max_mss) m->tso_segsz = static_cast<std::uint16_t>(max_mss);
         if ((m->ol_flags & RTE_MBUF_F_TX_IPV4) != 0) m->ol_flags |= RTE_MBUF_F_TX_IP_CKSUM;
         if (rte_net_intel_cksum_prepare(m) != 0) {
-            rte_pktmbuf_free(m);
-            counters_.uplink_tx_dropped.add();
+            drop(m, counters_.uplink_tx_dropped);
             return;
         }
-        uplink_push(u, m);
+        uplink_push(u, m, c);
         return;
     }
     if (gso) {
         const int k = gso_.segment(m, gso_out_, up.mtu, hw);
         if (k < 0) {
-            counters_.uplink_tx_dropped.add();
+            counters_.uplink_tx_dropped.add(); // segment() freed it
             return;
         }
-        for (int i = 0; i < k; ++i) uplink_push(u, gso_out_[static_cast<std::size_t>(i)]);
+        for (int i = 0; i < k; ++i) uplink_push(u, gso_out_[static_cast<std::size_t>(i)], c);
         return;
     }
     if (csum_blank) pmd::prepare_tx_checksums(m, hw);
-    uplink_push(u, m);
+    uplink_push(u, m, c);
 }
 
-void Worker::uplink_push(std::uint16_t u, rte_mbuf* m) noexcept {
-    auto& buf = uplink_tx_buf_[u];
-    std::size_t& count = uplink_tx_count_[u];
-    if (count == buf.size()) flush_uplinks();
-    buf[count++] = m;
+void Worker::uplink_push(std::uint16_t u, rte_mbuf* m, VifCounters& from) noexcept {
+    UplinkTx& tx = uplink_tx_[u];
+    if (tx.count == tx.frames.size()) flush_uplinks();
+    tx.from[tx.count] = &from;
+    tx.frames[tx.count++] = m;
 }
 
 void Worker::flush_uplinks() noexcept {
     for (std::uint16_t u = 0; u < uplinks_.size(); ++u) {
-        std::size_t& count = uplink_tx_count_[u];
-        if (count == 0) continue;
-        auto& buf = uplink_tx_buf_[u];
-        const std::uint16_t sent = uplinks_[u]->tx_burst(cfg_.uplink_queue, std::span(buf.data(), count));
+        UplinkTx& tx = uplink_tx_[u];
+        if (tx.count == 0) continue;
+        const std::uint16_t sent =
+            uplinks_[u]->tx_burst(cfg_.uplink_queue, std::span(tx.frames.data(), tx.count));
         counters_.uplink_tx.add(sent);
-        for (std::size_t i = sent; i < count; ++i) rte_pktmbuf_free(buf[i]);
-        counters_.uplink_tx_dropped.add(count - sent);
-        count = 0;
+        // Frames enter only from this iteration's vif bursts, so each `from` is still attached.
+        for (std::size_t i = sent; i < tx.count; ++i) drop(tx.frames[i], *tx.from[i], Drop::tx_uplink_full);
+        counters_.uplink_tx_dropped.add(tx.count - sent);
+        tx.count = 0;
     }
 }
 
@@ -282,8 +285,7 @@ std::size_t Worker::uplink_rx(std::uint16_t u, std::uint16_t queue) noexcept {
     for (std::uint16_t i = 0; i < n; ++i) {
         rte_mbuf* m = uplink_rx_buf_[i];
         if (m->data_len < RTE_ETHER_HDR_LEN) {
-            rte_pktmbuf_free(m);
-            counters_.uplink_unrouted.add();
+            drop(m, counters_.uplink_unrouted);
             continue;
         }
         // Without checksum offload the flags mean nothing (net_ring passes the sender's on).
@@ -293,14 +295,13 @@ std::size_t Worker::uplink_rx(std::uint16_t u, std::uint16_t queue) noexcept {
         if (eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_VLAN) && rte_vlan_strip(m) == 0)
             vlan = m->vlan_tci & 0x0fff;
         const Decision d = sw_.forward(uplink_port_[u], mac_at(m, 0), mac_at(m, 6), vlan, now_, flood_);
-        if (d.verdict == Verdict::unicast && by_port_[d.port] != nullptr) {
+        if (d.verdict == Verdict::unicast && ports_[d.port].vif != nullptr) {
             deliver(d.port, m);
         } else if (d.verdict == Verdict::flood && d.flood_count != 0) {
             if (d.flood_count > 1) add_references(m, static_cast<std::int16_t>(d.flood_count - 1));
             for (std::uint16_t f = 0; f < d.flood_count; ++f) deliver(flood_[f], m);
         } else {
-            counters_.uplink_unrouted.add();
-            rte_pktmbuf_free(m);
+            drop(m, counters_.uplink_unrouted);
         }
     }
     return n;

@@ -12,12 +12,12 @@
 #include <rte_mbuf.h>
 #include <sys/epoll.h>
 
+#include "backend/dataplane/frame_util.hpp"
+#include "backend/dataplane/slots.hpp"
+
 namespace netbackd::dataplane {
 
 namespace {
-
-// Worst case of one guest packet: 64 KiB over buffers of `room` bytes.
-std::size_t max_buffers_per_packet(std::uint32_t room) { return (0xffffu + room - 1) / room; }
 
 std::uint32_t data_room_of(const pmd::Mempool& pool) {
     return rte_pktmbuf_data_room_size(pool.get()) - RTE_PKTMBUF_HEADROOM;
@@ -35,10 +35,8 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
       room_(data_room_of(ctx.pool)),
       tsc_hz_(rte_get_tsc_hz()),
       sw_(config.max_vifs + uplinks_.size() + 1, config.mac_table),
-      by_port_(config.max_vifs + uplinks_.size() + 1, nullptr),
+      ports_(config.max_vifs + uplinks_.size() + 1, PortEntry{nullptr, -1, ctx.index}),
       uplink_port_(uplinks_.size(), kNoPort),
-      port_uplink_(config.max_vifs + uplinks_.size() + 1, -1),
-      port_owner_(config.max_vifs + uplinks_.size() + 1, ctx.index),
       index_(ctx.index),
       mesh_(ctx.mesh),
       inbox_(256),
@@ -48,15 +46,14 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
       tx_nmbufs_(config.tx_burst),
       tx_mbufs_(std::size_t{config.tx_burst} * max_buffers_per_packet(room_)),
       // Each packet needs at most one segment per guest slot plus one per buffer boundary.
-      copy_(std::max<std::size_t>(std::size_t{config.tx_burst} *
-                                      (ring::kMaxTxSegments + max_buffers_per_packet(room_)),
-                                  std::size_t{config.rx_burst} * (ring::kMaxRxSegments + 64))),
+      copies_(std::max<std::size_t>(std::size_t{config.tx_burst} *
+                                        (ring::kMaxTxSegments + max_buffers_per_packet(room_)),
+                                    std::size_t{config.rx_burst} * (ring::kMaxRxSegments + 64))),
       seg_first_(std::max(config.tx_burst, config.rx_burst) + 1),
       tx_out_(config.tx_burst),
       rx_frames_(config.rx_burst),
       uplink_rx_buf_(config.uplink_burst),
-      uplink_tx_buf_(uplinks_.size(), std::vector<rte_mbuf*>(512)),
-      uplink_tx_count_(uplinks_.size(), 0),
+      uplink_tx_(uplinks_.size(), UplinkTx{std::vector<rte_mbuf*>(512), std::vector<VifCounters*>(512), 0}),
       gso_out_(256),
       flood_(config.max_vifs + uplinks_.size() + 1) {
     if (room_ < 64) throw std::invalid_argument("dataplane: mempool buffers are too small");
@@ -70,7 +67,7 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
         p.uplink = static_cast<std::uint16_t>(u);
         const SwitchPortId id = sw_.add_port(p);
         uplink_port_[u] = id;
-        port_uplink_[id] = static_cast<std::int32_t>(u);
+        ports_[id].uplink = static_cast<std::int32_t>(u);
     }
     if (mesh_ != nullptr) {
         if (index_ >= mesh_->size()) throw std::invalid_argument("dataplane: worker index outside the mesh");
@@ -121,9 +118,8 @@ Worker::~Worker() {
             }
         }
     }
-    for (std::size_t u = 0; u < uplinks_.size(); ++u) {
-        for (std::size_t i = 0; i < uplink_tx_count_[u]; ++i) rte_pktmbuf_free(uplink_tx_buf_[u][i]);
-    }
+    for (UplinkTx& tx : uplink_tx_)
+        for (std::size_t i = 0; i < tx.count; ++i) rte_pktmbuf_free(tx.frames[i]);
     if (mesh_ != nullptr) {
         for (std::size_t from = 0; from < mesh_->size(); ++from) {
             if (from == index_) continue;
@@ -181,7 +177,7 @@ void Worker::attach(VifRuntime& vif) noexcept {
         return;
     }
     vif.switch_port = id;
-    by_port_[id] = &vif;
+    ports_[id].vif = &vif;
     vif.set_running();
 }
 
@@ -190,8 +186,8 @@ void Worker::attach_remote(VifRuntime& vif, std::uint16_t owner) noexcept {
     if (!vif.uplink || (!uplinks_.empty() && *vif.uplink >= uplinks_.size()) || owner == index_) return;
     const SwitchPortId id = sw_.add_port(switch_port_of(vif));
     if (id == kNoPort) return;
-    by_port_[id] = &vif;
-    port_owner_[id] = owner;
+    ports_[id].vif = &vif;
+    ports_[id].owner = owner;
     remote_.emplace_back(&vif, id);
 }
 
@@ -199,8 +195,8 @@ void Worker::detach_remote(VifRuntime& vif) noexcept {
     for (auto it = remote_.begin(); it != remote_.end(); ++it) {
         if (it->first != &vif) continue;
         sw_.remove_port(it->second);
-        by_port_[it->second] = nullptr;
-        port_owner_[it->second] = index_;
+        ports_[it->second].vif = nullptr;
+        ports_[it->second].owner = index_;
         remote_.erase(it);
         break;
     }
@@ -225,19 +221,19 @@ std::size_t Worker::drain_cross() noexcept {
 }
 
 void Worker::deliver(SwitchPortId id, rte_mbuf* m) noexcept {
-    VifRuntime* to = by_port_[id];
+    const PortEntry& port = ports_[id];
+    VifRuntime* to = port.vif;
     if (to == nullptr) {
         rte_pktmbuf_free(m);
         return;
     }
-    const std::uint16_t owner = port_owner_[id];
+    const std::uint16_t owner = port.owner;
     if (owner == index_) {
         vif_enqueue(*to, m);
         return;
     }
     if (!mesh_->ring(index_, owner).push(CrossFrame{m, to})) {
-        counters_.cross_dropped.add();
-        rte_pktmbuf_free(m);
+        drop(m, counters_.cross_dropped);
         return;
     }
     counters_.cross_out.add();
@@ -258,7 +254,7 @@ void Worker::detach(VifRuntime& vif) noexcept {
     std::erase(vifs_, &vif);
     if (vif.switch_port != kNoPort) {
         sw_.remove_port(vif.switch_port);
-        by_port_[vif.switch_port] = nullptr;
+        ports_[vif.switch_port].vif = nullptr;
         vif.switch_port = kNoPort;
     }
     for (auto& q : vif.queues) {
@@ -278,16 +274,6 @@ void Worker::notify(VifRuntime& vif, platform::EvtchnPort port) noexcept {
     } catch (...) {
         // Only a port that is already gone fails; its vif is being torn down by the control
         // plane, and an exception must not unwind through the poll loop.
-    }
-}
-
-void Worker::copy(std::span<platform::CopySegment> segs) noexcept {
-    try {
-        grants_.copy(segs);
-    } catch (...) {
-        // The seam promises per-segment statuses; should a platform throw anyway, every segment
-        // of the batch counts as failed and the packets are answered with errors.
-        for (auto& s : segs) s.status = GNTST_general_error;
     }
 }
 
@@ -352,8 +338,7 @@ bool Worker::prepare_sleep() noexcept {
             }
             if (!q->backlog.empty()) {
                 const rte_mbuf* m = q->backlog.front();
-                const auto slots = static_cast<ring::RingIdx>(
-                    (m->pkt_len + 4095) / 4096 + ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) ? 1 : 0));
+                const auto slots = static_cast<ring::RingIdx>(rx_slots(m).total());
                 const ring::Avail a = q->rx_ring.final_check(slots);
                 const bool throttled = !v->rx_bucket.available(m->pkt_len, now_);
                 if (!throttled && (a.count >= slots || a.error != ring::ProdError::none)) return false;

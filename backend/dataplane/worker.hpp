@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "backend/control/data_plane_sink.hpp"
+#include "backend/dataplane/copy_batch.hpp"
 #include "backend/dataplane/l2_switch.hpp"
 #include "backend/dataplane/mesh.hpp"
 #include "backend/dataplane/spsc_queue.hpp"
@@ -147,6 +148,18 @@ private:
         std::size_t nsegs;
         ring::RxMeta meta;
     };
+    // What tx_collect took: packets in txpkts_ (with their buffer counts in tx_nmbufs_), the
+    // buffers they fill, and every request handled (answered ones included).
+    struct TxBurst {
+        std::size_t packets = 0;
+        std::size_t bufs = 0;
+        std::size_t work = 0;
+    };
+    // What rx_collect took: frames reserved in rx_frames_, and frames dropped on the way.
+    struct RxBurst {
+        std::size_t frames = 0;
+        std::size_t work = 0;
+    };
 
     void handle_messages() noexcept;
     void attach(VifRuntime& vif) noexcept;
@@ -163,16 +176,22 @@ private:
 
     std::size_t uplink_rx(std::uint16_t u, std::uint16_t queue) noexcept;
     std::size_t tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept;
+    TxBurst tx_collect(VifRuntime& vif, QueueRuntime& q) noexcept;
+    bool tx_alloc(VifRuntime& vif, QueueRuntime& q, const TxBurst& b) noexcept;
+    void tx_build_copies(VifRuntime& vif, const TxBurst& b) noexcept;
+    std::size_t tx_complete(VifRuntime& vif, QueueRuntime& q, const TxBurst& b) noexcept;
     void forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept;
     void uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint16_t vlan,
                     VifCounters& c) noexcept;
-    void uplink_push(std::uint16_t u, rte_mbuf* m) noexcept;
+    void uplink_push(std::uint16_t u, rte_mbuf* m, VifCounters& from) noexcept;
     void flush_uplinks() noexcept;
     void vif_enqueue(VifRuntime& vif, rte_mbuf* m) noexcept;
     void backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept;
     std::size_t rx_queue(VifRuntime& vif, QueueRuntime& q) noexcept;
+    RxBurst rx_collect(VifRuntime& vif, QueueRuntime& q) noexcept;
+    void rx_copy_add(platform::DomId dom, RxFrame& f, rte_mbuf* m, std::uint32_t data_slots) noexcept;
+    void rx_complete(VifRuntime& vif, QueueRuntime& q, std::size_t frames) noexcept;
     void notify(VifRuntime& vif, platform::EvtchnPort port) noexcept;
-    void copy(std::span<platform::CopySegment> segs) noexcept;
     void sleep() noexcept;
 
     WorkerConfig cfg_;
@@ -193,10 +212,14 @@ private:
 
     L2Switch sw_;
     std::vector<VifRuntime*> vifs_;
-    std::vector<VifRuntime*> by_port_;                         // switch port -> vif
+    // What stands behind each switch port, indexed by SwitchPortId.
+    struct PortEntry {
+        VifRuntime* vif = nullptr; // a vif (this worker's or another's), else nullptr
+        std::int32_t uplink = -1;  // an uplink's index, else -1
+        std::uint16_t owner = 0;   // the worker running the vif
+    };
+    std::vector<PortEntry> ports_;
     std::vector<SwitchPortId> uplink_port_;                    // uplink -> switch port
-    std::vector<std::int32_t> port_uplink_;                    // switch port -> uplink, or -1
-    std::vector<std::uint16_t> port_owner_;                    // switch port -> worker running the vif
     std::vector<std::pair<VifRuntime*, SwitchPortId>> remote_; // other workers' vifs here
 
     std::uint16_t index_ = 0;
@@ -216,13 +239,19 @@ private:
     std::vector<ring::TxPacket> txpkts_;
     std::vector<std::uint16_t> tx_nmbufs_;
     std::vector<rte_mbuf*> tx_mbufs_;
-    std::vector<platform::CopySegment> copy_;
-    std::vector<std::size_t> seg_first_;
+    CopyBatch copies_;                   // one burst's grant copy, TX or RX
+    std::vector<std::size_t> seg_first_; // TX packet -> its first segment in copies_
     std::vector<TxOut> tx_out_;
     std::vector<RxFrame> rx_frames_;
     std::vector<rte_mbuf*> uplink_rx_buf_;
-    std::vector<std::vector<rte_mbuf*>> uplink_tx_buf_;
-    std::vector<std::size_t> uplink_tx_count_;
+    // Frames for one uplink's TX queue, sent once per iteration (or when full), each with the
+    // counters of the vif it came from: the port may refuse it (tx_uplink_full).
+    struct UplinkTx {
+        std::vector<rte_mbuf*> frames;
+        std::vector<VifCounters*> from;
+        std::size_t count = 0;
+    };
+    std::vector<UplinkTx> uplink_tx_;
     std::vector<rte_mbuf*> gso_out_;
     std::vector<SwitchPortId> flood_;
 

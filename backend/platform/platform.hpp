@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include "ring/sring.hpp"
+
 // libxen's headers declare C functions without extern "C"; wrap them so calls link.
 extern "C" {
 #include <xengnttab.h>
@@ -26,7 +28,8 @@ using DomId = std::uint16_t;
 using GrantRef = std::uint32_t;
 using EvtchnPort = std::uint32_t;
 
-inline constexpr std::size_t kPageSize = 4096;
+// Xen's page, the one the netif rings are laid out in: one constant for the whole product.
+using ring::kPageSize;
 
 // Thrown by the slow-path calls (store, map, bind) with the errno or GNTST_* status behind it.
 class PlatformError : public std::runtime_error {

@@ -30,7 +30,9 @@ struct DomainView {
     DomainState* state;
 
     bool alive() const noexcept { return state->alive.load(std::memory_order_acquire) != 0; }
-    std::byte* page(std::uint32_t frame) const noexcept { return memory.data() + std::size_t{frame} * 4096; }
+    std::byte* page(std::uint32_t frame) const noexcept {
+        return memory.data() + std::size_t{frame} * platform::kPageSize;
+    }
 };
 
 struct DomainInfo {

@@ -580,3 +580,61 @@ TEST_CASE("hardware TSO gets an MSS that fits the uplink's MTU", "[dataplane][fa
     CHECK(out[0]->tso_segsz == 1500 - 20 - 20);
     CHECK(out[1]->tso_segsz == 1000); // already fits: left alone
 }
+
+namespace {
+
+// A wire whose TX queue takes at most `room` frames per burst, as a port with a full ring does.
+class FullUplink final : public Uplink {
+public:
+    explicit FullUplink(std::size_t room) : room_(room) {}
+    std::uint16_t rx_burst(std::uint16_t, std::span<rte_mbuf*>) noexcept override { return 0; }
+    std::uint16_t tx_burst(std::uint16_t, std::span<rte_mbuf*> pkts) noexcept override {
+        const auto n = static_cast<std::uint16_t>(std::min(pkts.size(), room_));
+        for (std::size_t i = 0; i < n; ++i) rte_pktmbuf_free(pkts[i]);
+        taken += n;
+        return n;
+    }
+    const pmd::Offloads& hardware() const noexcept override { return hw_; }
+    std::uint16_t mtu() const noexcept override { return 1500; }
+
+    std::size_t taken = 0;
+
+private:
+    std::size_t room_;
+    pmd::Offloads hw_ = pmd::Offloads::none();
+};
+
+} // namespace
+
+TEST_CASE("frames the uplink does not take are dropped and counted against their vif",
+          "[dataplane][fastpath]") {
+    World world({kA, kB});
+    pmd::Mempool pool = pmd::test::small_pool(4095);
+    pmd::Mempool indirect = pmd::test::small_pool(1023, 0);
+    FullUplink up(2);
+    Netfront a(world, kA);
+    Netfront b(world, kB);
+    VifRuntime va(a.handle(kMacA, Netfront::default_features(), std::nullopt), 0, rte_get_tsc_hz());
+    VifRuntime vb(b.handle(kMacB, Netfront::default_features(), std::nullopt), 0, rte_get_tsc_hz());
+    Worker worker({}, WorkerContext{world.grants, world.events, pool, indirect, {&up}});
+    REQUIRE(worker.post(WorkerMsg{WorkerMsgKind::attach, &va, std::nullopt}));
+    REQUIRE(worker.post(WorkerMsg{WorkerMsgKind::attach, &vb, std::nullopt}));
+    worker.poll_once();
+    REQUIRE(va.state() == VifState::running);
+    REQUIRE(vb.state() == VifState::running);
+    b.post_rx_buffers(8);
+
+    for (int i = 0; i < 5; ++i) a.send(frame(kOutside, kMacA, 100));
+    a.send(frame(kMacB, kMacA, 100)); // another destination of the same burst is not affected
+    a.push_tx();
+    worker.poll_once();
+    worker.poll_once();
+
+    CHECK(up.taken == 2);
+    const VifStats s = snapshot(va.counters());
+    CHECK(s.tx_packets == 6);
+    CHECK(s.dropped(Drop::tx_uplink_full) == 3);
+    CHECK(worker.counters().uplink_tx_dropped.get() == 3);
+    CHECK(b.receive().size() == 1);
+    CHECK(snapshot(vb.counters()).dropped(Drop::tx_uplink_full) == 0);
+}
