@@ -182,6 +182,9 @@ void Worker::forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept {
     for (const SwitchPortId id : dests) {
         if (port_uplink_[id] >= 0) {
             uplink_out(static_cast<std::uint16_t>(port_uplink_[id]), m, csum_blank, vif.vlan, c);
+        } else if ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) == 0 && !sw_.fits_mtu(id, m->pkt_len)) {
+            c.drop(Drop::tx_over_vif_mtu).add(); // a bridge port drops what exceeds its MTU
+            rte_pktmbuf_free(m);
         } else {
             deliver(id, m);
         }
