@@ -13,17 +13,18 @@
 
 namespace netbackd::testing {
 
+// Byte 3 holds the domid's high byte (0 below 256), so hosts of 1,000+ guests keep MACs unique.
 ring::MacAddr guest_mac(platform::DomId domid, std::uint32_t devid) {
     return {0x00,
             0x16,
             0x3e,
-            0x00,
+            static_cast<std::uint8_t>((domid >> 8) & 0xff),
             static_cast<std::uint8_t>(domid & 0xff),
             static_cast<std::uint8_t>(devid & 0xff)};
 }
 
 std::string guest_mac_text(platform::DomId domid, std::uint32_t devid) {
-    return fmt::format("00:16:3e:00:{:02x}:{:02x}", domid & 0xff, devid & 0xff);
+    return fmt::format("00:16:3e:{:02x}:{:02x}:{:02x}", (domid >> 8) & 0xff, domid & 0xff, devid & 0xff);
 }
 
 void attach_vif(SimWorld& world, platform::DomId domid, std::uint32_t devid) {
@@ -38,7 +39,29 @@ void attach_vif(SimWorld& world, platform::DomId domid, std::uint32_t devid) {
 FleetGuest& GuestFleet::add(platform::DomId domid, std::uint32_t devid, std::optional<ring::MacAddr> dst,
                             std::size_t frame_size) {
     attach_vif(world_, domid, devid);
+    FleetGuest& ref = join(domid, devid, dst, frame_size);
+    REQUIRE(world_.wait_state(SimWorld::be(domid, devid) + "/state", "4"));
+    follow(ref);
+    REQUIRE(ref.connected());
+    return ref;
+}
 
+bool GuestFleet::settle(std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        bool all = true;
+        for (auto& g : guests_) {
+            if (!g->connected()) follow(*g);
+            all &= g->connected();
+        }
+        if (all) return true;
+        if (std::chrono::steady_clock::now() >= end) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+}
+
+FleetGuest& GuestFleet::join(platform::DomId domid, std::uint32_t devid, std::optional<ring::MacAddr> dst,
+                             std::size_t frame_size) {
     auto g = std::make_unique<FleetGuest>();
     g->domid = domid;
     g->devid = devid;
@@ -54,12 +77,8 @@ FleetGuest& GuestFleet::add(platform::DomId domid, std::uint32_t devid, std::opt
     g->io = std::make_unique<xensim::NetfrontIo>(*g->guest->memory, *g->guest->events);
     g->traffic = std::make_unique<xensim::Traffic>(*g->io, o);
     g->guest->start_netfront(devid, 1, true);
-    FleetGuest& ref = *g;
     guests_.push_back(std::move(g));
-    REQUIRE(world_.wait_state(SimWorld::be(domid, devid) + "/state", "4"));
-    follow(ref);
-    REQUIRE(ref.connected());
-    return ref;
+    return *guests_.back();
 }
 
 void GuestFleet::restart(FleetGuest& g) {
