@@ -176,6 +176,9 @@ void VifControl::backend_changed() {
         run(VifEvent{EventKind::backend_removed});
         return;
     }
+    // libxl's detach writes state 5 itself and then waits for 6: where the backend stands is
+    // what the store says, even after we had reached Closed (a guest that closed first).
+    if (const auto v = parse_state(*state); v && *v != facts_.backend) facts_.backend = *v;
     const bool was_online = facts_.online;
     refresh_online();
     if (was_online && !facts_.online) {
