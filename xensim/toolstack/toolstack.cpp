@@ -208,4 +208,51 @@ void nic_remove(Store& store, DomId fe, std::uint32_t devid, bool force, std::ch
     if (!failure.empty()) throw ToolstackError(failure);
 }
 
+std::vector<std::string> nic_destroy_all(Store& store, DomId fe, std::chrono::milliseconds timeout) {
+    std::vector<std::string> warnings;
+    const auto ids = store.directory(0, dom_path(fe) + "/device/vif");
+    if (!ids) return warnings;
+    for (const auto& id : *ids) {
+        if (!is_number(id)) continue;
+        const auto devid = static_cast<std::uint32_t>(std::stoul(id));
+        const auto F = fe_path(fe, devid);
+        const auto L = libxl_path(fe, devid);
+        const auto B = store.read(0, F + "/backend");
+        bool present = false;
+        store.transaction([&](platform::TxId tx) {
+            if (B) {
+                present = store.read(tx, *B + "/state").has_value();
+                if (present) {
+                    store.write(tx, *B + "/online", "0");
+                    store.write(tx, *B + "/state", "5");
+                }
+            }
+            // Forced: the frontend goes at once, the guest is not asked.
+            path_cleanup(store, tx, F, dom_path(fe) + "/device");
+        });
+        if (B && present) {
+            if (!wait_for_node(store, *B + "/state", timeout,
+                               [](const std::optional<std::string>& v) { return !v || *v == "6"; }))
+                warnings.push_back(fmt::format(
+                    "device_backend_callback: Domain {}:unable to remove device with path {} (backend "
+                    "{}/state wanted state 6 timed out); forcing",
+                    fe, *B, *B));
+            else if (!wait_for_node(store, *B, timeout,
+                                    [](const std::optional<std::string>& v) { return !v; }))
+                warnings.push_back(fmt::format(
+                    "device_destroy_be_watch_cb: Domain {}:timed out while waiting for {} to be removed", fe,
+                    *B));
+        }
+        // The backend dir is the driver domain's: the toolstack leaves it unless it went.
+        store.transaction([&](platform::TxId tx) {
+            path_cleanup(store, tx, L, "/libxl");
+            if (B && !store.read(tx, *B + "/state")) {
+                const std::string be_root = B->substr(0, B->find("/backend/") + 8);
+                path_cleanup(store, tx, *B, be_root);
+            }
+        });
+    }
+    return warnings;
+}
+
 } // namespace netbackd::xensim
