@@ -6,13 +6,13 @@
 LAB_PACKAGES := qemu-system-x86 busybox-static cpio
 PACKAGES := build-essential cmake pkg-config libxen-dev libdpdk-dev dpdk catch2 \
             clang-14 libclang-rt-14-dev clang-format-14 xenstore-utils libtomlplusplus-dev libcli11-dev \
-            libfmt-dev libspdlog-dev nlohmann-json3-dev iproute2 procps iputils-ping iperf3 ethtool python3 libsystemd-dev $(LAB_PACKAGES) gnuplot-nox
+            libfmt-dev libspdlog-dev nlohmann-json3-dev iproute2 procps iputils-ping iperf3 ethtool python3 python3-prometheus-client man-db dpkg-dev file lintian libsystemd-dev $(LAB_PACKAGES) gnuplot-nox
 JOBS       ?= $(shell nproc)
 BUILD      ?= build
 SAN_BUILD  ?= build-sanitize
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps build check check-format check-fast check-lab check-sanitize demo lab clean
+.PHONY: deps build check check-format check-fast check-lab check-sanitize demo lab clean package
 
 deps:
 	@missing=""; \
@@ -63,6 +63,10 @@ demo: build
 # (README "Real-Xen lab"). Serial log: $(BUILD)/tests/lab/run/serial.log.
 lab: build
 	ctest --test-dir $(BUILD) -L lab -V
+
+# The Debian package, from the install rules (packaging/): $(BUILD)/netbackd_<version>_amd64.deb.
+package: build
+	cmake --build $(BUILD) --target package
 
 clean:
 	rm -rf $(BUILD) $(SAN_BUILD)

@@ -2,6 +2,8 @@
 // errno DPDK reported so that callers can tell "busy" from "absent" from "refused".
 #pragma once
 
+#include <cerrno>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -14,6 +16,15 @@ public:
 
 private:
     int code_;
+};
+
+// The MTU asked of a port is outside what the device takes; the caller names its config key.
+class MtuError : public DpdkError {
+public:
+    MtuError(const std::string& what, std::uint16_t min_mtu, std::uint16_t max_mtu)
+        : DpdkError(what, EINVAL), min_mtu(min_mtu), max_mtu(max_mtu) {}
+    std::uint16_t min_mtu;
+    std::uint16_t max_mtu;
 };
 
 } // namespace netbackd::pmd

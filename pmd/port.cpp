@@ -1,5 +1,6 @@
 #include "pmd/port.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -40,6 +41,17 @@ std::uint16_t find_port(std::string_view name) {
                     ENODEV);
 }
 
+// Many PMDs (net_tap, net_af_packet) leave max_mtu at UINT16_MAX and bound the frame by
+// max_rx_pktlen only, which rte_eth_dev_configure then enforces with a bare EINVAL. The overhead
+// is the one ethdev uses for that check.
+std::uint16_t device_max_mtu(const rte_eth_dev_info& info) {
+    std::uint32_t overhead = RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN;
+    if (info.max_mtu != UINT16_MAX && info.max_rx_pktlen > info.max_mtu)
+        overhead = info.max_rx_pktlen - info.max_mtu;
+    if (info.max_rx_pktlen <= overhead) return info.max_mtu;
+    return static_cast<std::uint16_t>(std::min<std::uint32_t>(info.max_mtu, info.max_rx_pktlen - overhead));
+}
+
 } // namespace
 
 Port::Port(std::string_view name, const PortConfig& config, const Mempool& pool)
@@ -64,10 +76,11 @@ Port::Port(std::string_view name, const PortConfig& config, const Mempool& pool)
         // Scatter is worth having only when a frame cannot fit one buffer.
         hardware_.rx_scatter = false;
         if (config.mtu) {
-            if (*config.mtu < info.min_mtu || *config.mtu > info.max_mtu) {
-                throw DpdkError(fmt::format("port {}: MTU {} outside the device's {}..{}", name_, *config.mtu,
-                                            info.min_mtu, info.max_mtu),
-                                EINVAL);
+            const std::uint16_t max_mtu = device_max_mtu(info);
+            if (*config.mtu < info.min_mtu || *config.mtu > max_mtu) {
+                throw MtuError(fmt::format("port {}: MTU {} outside the device's {}..{}", name_, *config.mtu,
+                                           info.min_mtu, max_mtu),
+                               info.min_mtu, max_mtu);
             }
             conf.rxmode.mtu = *config.mtu;
             const std::uint32_t frame = std::uint32_t{*config.mtu} + kFrameOverhead;

@@ -195,7 +195,10 @@ GlobalConfig parse_global(std::string_view text, const std::string& source_name)
                     port.name = c.string(pt, "name").value_or("");
                     port.pci = c.string(pt, "pci").value_or("");
                     port.vdev = c.string(pt, "vdev").value_or("");
-                    if (auto v = c.integer(pt, "mtu", 68, 65535)) port.mtu = static_cast<std::uint16_t>(*v);
+                    if (auto v = c.integer(pt, "mtu", kMinPortMtu, kMaxPortMtu)) {
+                        port.mtu = static_cast<std::uint16_t>(*v);
+                        port.mtu_source = c.at(*pt.get("mtu"));
+                    }
                     if (port.name.empty()) c.fail(e, "[[dpdk.ports]] needs a 'name'");
                     if (port.pci.empty() == port.vdev.empty())
                         c.fail(e, "[[dpdk.ports]] needs exactly one of 'pci' or 'vdev'");
@@ -256,6 +259,7 @@ ClientConfig parse_client(std::string_view text, const std::string& source_name)
     c.only(v, "vif", {"mac", "uplink", "vlan", "rate_mbit", "rate", "queues", "script"});
     cl.mac = c.mac(v, "mac");
     cl.uplink = c.string(v, "uplink");
+    if (cl.uplink) cl.uplink_source = c.at(*v.get("uplink"));
     if (auto x = c.integer(v, "vlan", 1, 4094)) cl.vlan = static_cast<std::uint16_t>(*x);
     if (v.contains("rate_mbit") && v.contains("rate"))
         c.fail(*v.get("rate"), "give either 'rate_mbit' or 'rate', not both");
@@ -303,6 +307,23 @@ Config load_config(const std::filesystem::path& path) {
         } catch (const ConfigError& e) {
             errors += (errors.empty() ? "" : "\n") + std::string(e.what());
         }
+    }
+    // Caught here rather than at attach: an unknown uplink would otherwise connect the vif and
+    // then tear it down.
+    for (const auto& cl : cfg.clients) {
+        if (!cl.uplink) continue;
+        const auto& ports = cfg.global.ports;
+        if (std::any_of(ports.begin(), ports.end(), [&](const DpdkPort& p) { return p.name == *cl.uplink; }))
+            continue;
+        std::string names;
+        for (const auto& p : ports) {
+            if (!names.empty()) names += ", ";
+            names += p.name;
+        }
+        if (!errors.empty()) errors += '\n';
+        errors +=
+            fmt::format("{}: 'uplink' = \"{}\" is not a port of {} ({}{})", cl.uplink_source, *cl.uplink,
+                        path.string(), ports.empty() ? "it has no [[dpdk.ports]]" : "ports: ", names);
     }
     if (!errors.empty()) throw ConfigError(errors);
     return cfg;

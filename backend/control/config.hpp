@@ -19,11 +19,18 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+// A port's `mtu`: at least IPv4's minimum; at most the largest any Ethernet NIC takes (e1000's
+// 16128-byte frame), far below what one mbuf's 16-bit data room could hold. Whether the device
+// itself takes it is known only at start (the port's max_mtu).
+inline constexpr std::uint16_t kMinPortMtu = 68;
+inline constexpr std::uint16_t kMaxPortMtu = 16110;
+
 struct DpdkPort {
     std::string name;
     std::string pci; // exactly one of pci / vdev
     std::string vdev;
     std::optional<std::uint16_t> mtu; // L3 MTU of the wire; unset: the device's default
+    std::string mtu_source;           // "file:line" of `mtu`, for a refusal at start
 };
 
 enum class Polling { busy, adaptive };
@@ -57,6 +64,7 @@ struct ClientConfig {
     // Policy.
     std::optional<Mac> mac;
     std::optional<std::string> uplink;
+    std::string uplink_source; // "file:line" of `uplink`
     std::optional<std::uint16_t> vlan;
     std::optional<Rate> rate;
     std::optional<unsigned> queues;
@@ -73,7 +81,8 @@ GlobalConfig parse_global(std::string_view text, const std::string& source_name)
 // One client file: its policy and how it is matched.
 ClientConfig parse_client(std::string_view text, const std::string& source_name);
 // The global file plus every *.toml in its clients_dir; throws ConfigError listing every
-// problem found (one per line), so one reload attempt shows them all.
+// problem found (one per line), so one reload attempt shows them all. A client's `uplink` must
+// name one of the global file's ports.
 Config load_config(const std::filesystem::path& path);
 
 // The client entry for a vif: the most specific match wins (domain+devid, then MAC, then

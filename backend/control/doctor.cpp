@@ -76,17 +76,105 @@ Check netback_check(const fs::path& root) {
     return ok(name, "xen_netback not loaded");
 }
 
+bool has_arg(const GlobalConfig& g, std::string_view arg) {
+    return std::find(g.eal_args.begin(), g.eal_args.end(), arg) != g.eal_args.end();
+}
+
+std::string pci_driver(const fs::path& root, const std::string& pci) {
+    std::error_code ec;
+    const auto drv = fs::read_symlink(under(root, "/sys/bus/pci/devices/" + pci) / "driver", ec);
+    return ec ? std::string() : drv.filename().string();
+}
+
+// The kernel interface a PCI NIC has while its Linux driver is bound, for the af_xdp advice.
+std::string pci_netdev(const fs::path& root, const std::string& pci) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(under(root, "/sys/bus/pci/devices/" + pci) / "net", ec))
+        return e.path().filename().string();
+    return {};
+}
+
+bool noiommu_enabled(const fs::path& root) {
+    const auto v = read_first_line(under(root, "/sys/module/vfio/parameters/enable_unsafe_noiommu_mode"));
+    return v == "Y" || v == "1";
+}
+
+std::string port_name(const DpdkPort& port) {
+    return fmt::format("port {} ({})", port.name, port.pci.empty() ? port.vdev : port.pci);
+}
+
+Check missing_pci_check(const DpdkPort& port, const std::string& name) {
+    return fail(name, "no such PCI device in this domain",
+                fmt::format("pass it through: pci = [\"{}\"] in the driver domain's xl config "
+                            "(after `xl pci-assignable-add {}` in dom0)",
+                            port.pci, port.pci));
+}
+
+// A PV domain sees pseudo-physical frames and has no hugepages: a PCI PMD has no address it
+// could give the NIC for DMA, so the only working uplink is the kernel's driver under af_xdp.
+Check pv_pci_check(const fs::path& root, const DpdkPort& port) {
+    const std::string name = port_name(port) + " usable by DPDK";
+    std::string iface = pci_netdev(root, port.pci);
+    const std::string note =
+        iface.empty()
+            ? fmt::format("; IFACE: the interface of {} once its kernel driver is bound (ip link)", port.pci)
+            : "";
+    if (iface.empty()) iface = "IFACE";
+    return fail(
+        name, "this is a PV domain: DPDK cannot DMA to a PCI device here (no hugepages, no IOVA as PA)",
+        fmt::format(
+            "keep the NIC on its kernel driver and use DPDK's af_xdp PMD on its interface "
+            "(configs/netbackd.nicdom-pv.toml{}):\n"
+            "[dpdk]\n"
+            "eal_args = [\"--no-huge\", \"-m\", \"512\", \"--no-pci\", \"--file-prefix\", \"netbackd\"]\n"
+            "[[dpdk.ports]]\n"
+            "name = \"{}\"\n"
+            "vdev = \"net_af_xdp0,iface={},xdp_prog=/usr/lib/x86_64-linux-gnu/bpf/xsk_def_xdp_prog.o\"",
+            note, port.name, iface));
+}
+
+// An HVM domain (or PVH) sees no IOMMU of its own: vfio-pci works only in no-IOMMU mode, and
+// uio needs none (Xen's IOMMU confines the device's DMA to the domain).
+Check hvm_pci_check(const fs::path& root, const DpdkPort& port, std::string_view kind) {
+    const std::string name = port_name(port) + " bound to a DPDK driver";
+    std::error_code ec;
+    if (!fs::exists(under(root, "/sys/bus/pci/devices/" + port.pci), ec)) {
+        if (kind == "PVH")
+            return fail(name, "no such PCI device in this PVH domain",
+                        "Xen 4.17 passes no PCI device to a PVH domain: make the driver domain HVM "
+                        "(configs/xl/nicdom-hvm.cfg) or PV with the af_xdp uplink "
+                        "(configs/xl/nicdom-pv.cfg, configs/netbackd.nicdom-pv.toml)");
+        return missing_pci_check(port, name);
+    }
+    const std::string driver = pci_driver(root, port.pci);
+    const std::string bind_uio = fmt::format(
+        "modprobe uio_pci_generic; echo uio_pci_generic > /sys/bus/pci/devices/{0}/driver_override; "
+        "echo {0} > /sys/bus/pci/drivers_probe (or vfio-pci with "
+        "echo 1 > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode); "
+        "EAL needs --iova-mode pa (configs/netbackd.nicdom-hvm.toml)",
+        port.pci);
+    if (driver == "uio_pci_generic" || driver == "igb_uio")
+        return ok(name, fmt::format("driver {} ({} domain: no IOMMU needed)", driver, kind));
+    if (driver == "vfio-pci") {
+        if (noiommu_enabled(root))
+            return ok(name, fmt::format("driver vfio-pci in no-IOMMU mode ({} domain)", kind));
+        return fail(
+            name,
+            fmt::format("driver vfio-pci, but a {} domain has no IOMMU and vfio's no-IOMMU mode is off",
+                        kind),
+            "echo 1 > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode (needs a kernel "
+            "with CONFIG_VFIO_NOIOMMU; Debian's has not), or bind uio_pci_generic: " +
+                bind_uio);
+    }
+    return fail(name, driver.empty() ? "no driver bound" : "bound to " + driver, bind_uio);
+}
+
 Check nic_check(const fs::path& root, const DpdkPort& port) {
     const std::string name = fmt::format("port {} ({}) bound to a DPDK driver", port.name, port.pci);
     std::error_code ec;
     const auto dev = under(root, "/sys/bus/pci/devices/" + port.pci);
-    if (!fs::exists(dev, ec))
-        return fail(name, "no such PCI device in this domain",
-                    fmt::format("pass it through: pci = [\"{}\"] in the driver domain's xl config "
-                                "(after `xl pci-assignable-add {}` in dom0)",
-                                port.pci, port.pci));
-    const auto drv = fs::read_symlink(dev / "driver", ec);
-    const std::string driver = ec ? std::string() : drv.filename().string();
+    if (!fs::exists(dev, ec)) return missing_pci_check(port, name);
+    const std::string driver = pci_driver(root, port.pci);
     static constexpr std::string_view good[] = {"vfio-pci", "uio_pci_generic", "igb_uio"};
     if (std::find(std::begin(good), std::end(good), driver) != std::end(good))
         return ok(name, "driver " + driver);
@@ -96,23 +184,123 @@ Check nic_check(const fs::path& root, const DpdkPort& port) {
                             port.pci));
 }
 
-Check hugepage_check(const fs::path& root, const GlobalConfig& g) {
-    const std::string name = "hugepages reserved";
-    for (const auto& a : g.eal_args)
-        if (a == "--no-huge") return skip(name, "EAL runs with --no-huge");
-    std::ifstream in(under(root, "/proc/meminfo"));
-    std::string line;
-    long total = -1, free_pages = -1;
-    while (std::getline(in, line)) {
-        if (line.rfind("HugePages_Total:", 0) == 0) total = std::strtol(line.c_str() + 16, nullptr, 10);
-        if (line.rfind("HugePages_Free:", 0) == 0) free_pages = std::strtol(line.c_str() + 15, nullptr, 10);
+// `iface=` of a vdev PMD that runs over a kernel interface (af_xdp, af_packet); empty if none.
+std::string vdev_iface(std::string_view vdev) {
+    if (vdev.rfind("net_af_xdp", 0) != 0 && vdev.rfind("net_af_packet", 0) != 0) return {};
+    std::size_t pos = 0;
+    while ((pos = vdev.find(',', pos)) != std::string_view::npos) {
+        ++pos;
+        if (vdev.substr(pos, 6) == "iface=") {
+            const auto end = vdev.find(',', pos);
+            return std::string(vdev.substr(pos + 6, end == std::string_view::npos ? end : end - pos - 6));
+        }
     }
-    if (total < 0) return fail(name, "cannot read /proc/meminfo", "mount /proc");
+    return {};
+}
+
+Check iface_check(const fs::path& root, const DpdkPort& port, const std::string& iface) {
+    const std::string name = fmt::format("port {} interface {} up", port.name, iface);
+    std::error_code ec;
+    const auto dir = under(root, "/sys/class/net/" + iface);
+    if (!fs::exists(dir, ec))
+        return fail(
+            name, "no such interface in this domain",
+            fmt::format("set iface= to the NIC's interface (ip link); a passed-through NIC has one "
+                        "once its kernel driver is bound (PV: xen-pcifront, then e.g. modprobe e1000)"));
+    // IFF_UP is bit 0 of the interface flags.
+    const auto flags = std::strtoul(read_first_line(dir / "flags").c_str(), nullptr, 16);
+    if (!(flags & 0x1)) return fail(name, "interface is down", fmt::format("ip link set dev {} up", iface));
+    return ok(name, "present and up");
+}
+
+std::string_view guest_kind(GuestType t) {
+    switch (t) {
+    case GuestType::pv: return "PV";
+    case GuestType::pvh: return "PVH";
+    case GuestType::hvm: return "HVM";
+    case GuestType::xen_unknown: return "Xen guest of unknown type";
+    case GuestType::none: break;
+    }
+    return "not a Xen guest";
+}
+
+Check domain_type_check(const fs::path& root, GuestType t) {
+    const std::string name = "domain type";
+    switch (t) {
+    case GuestType::pv:
+        return ok(name, "PV (no hugepages, no IOVA as PA: PCI uplinks need the kernel driver and af_xdp)");
+    case GuestType::pvh: return ok(name, "PVH (Xen 4.17 passes no PCI device to PVH)");
+    case GuestType::hvm: return ok(name, "HVM (DPDK's own PMD with uio_pci_generic or vfio no-IOMMU)");
+    case GuestType::xen_unknown:
+        return skip(name, "Xen guest, but " + under(root, "/sys/hypervisor/guest_type").string() +
+                              " is missing (kernel older than 4.17?)");
+    case GuestType::none: break;
+    }
+    return skip(name, "not a Xen guest (no /sys/hypervisor/guest_type)");
+}
+
+Check hugepage_check(const fs::path& root, const GlobalConfig& g, GuestType t) {
+    const std::string name = "hugepages reserved";
+    if (has_arg(g, "--no-huge")) return skip(name, "EAL runs with --no-huge");
+    if (t == GuestType::pv)
+        return fail(
+            name, "a PV domain has no hugepages and EAL is not given --no-huge",
+            "add \"--no-huge\", \"-m\", \"512\" to [dpdk] eal_args (configs/netbackd.nicdom-pv.toml)");
+    // Per page size from sysfs; /proc/meminfo counts only the default size.
+    long total = 0;
+    std::vector<std::string> sizes;
+    std::error_code ec;
+    const auto sys = under(root, "/sys/kernel/mm/hugepages");
+    const bool have_sys = fs::is_directory(sys, ec);
+    if (have_sys) {
+        for (const auto& e : fs::directory_iterator(sys, ec)) {
+            const auto n = read_first_line(e.path() / "nr_hugepages");
+            if (n.empty()) continue;
+            const long pages = std::strtol(n.c_str(), nullptr, 10);
+            total += pages;
+            if (pages > 0) {
+                const auto free_pages = read_first_line(e.path() / "free_hugepages");
+                sizes.push_back(fmt::format("{} {} ({} free)", pages, e.path().filename().string(),
+                                            free_pages.empty() ? "?" : free_pages));
+            }
+        }
+        std::sort(sizes.begin(), sizes.end());
+    } else {
+        std::ifstream in(under(root, "/proc/meminfo"));
+        std::string line;
+        total = -1;
+        while (std::getline(in, line)) {
+            if (line.rfind("HugePages_Total:", 0) == 0) total = std::strtol(line.c_str() + 16, nullptr, 10);
+            if (line.rfind("HugePages_Free:", 0) == 0)
+                sizes.push_back(fmt::format("{} free", std::strtol(line.c_str() + 15, nullptr, 10)));
+        }
+        if (total < 0)
+            return fail(name, "cannot read /sys/kernel/mm/hugepages nor /proc/meminfo", "mount /sys");
+        if (total > 0) sizes.insert(sizes.begin(), fmt::format("{} total", total));
+    }
     if (total == 0)
         return fail(name, "none",
                     "echo 1024 > /proc/sys/vm/nr_hugepages (2 MiB pages; persist with vm.nr_hugepages in "
-                    "/etc/sysctl.d), or run EAL with --no-huge for tests");
-    return ok(name, fmt::format("{} total, {} free", total, free_pages));
+                    "/etc/sysctl.d, or hugepages=N on the kernel command line), or run EAL with --no-huge "
+                    "for tests");
+    std::string detail;
+    for (const auto& s : sizes) detail += (detail.empty() ? "" : ", ") + s;
+    // EAL maps hugepages through a hugetlbfs mount unless it runs --in-memory (memfd).
+    if (!has_arg(g, "--in-memory")) {
+        std::ifstream mounts(under(root, "/proc/mounts"));
+        std::string dev, dir, type, line;
+        bool mounted = false;
+        while (mounts >> dev >> dir >> type) {
+            mounted |= type == "hugetlbfs";
+            std::getline(mounts, line);
+        }
+        if (!mounted)
+            return fail(name, detail + "; but no hugetlbfs is mounted",
+                        "mkdir -p /dev/hugepages; mount -t hugetlbfs nodev /dev/hugepages (systemd's "
+                        "dev-hugepages.mount does it at boot)");
+        detail += "; hugetlbfs mounted";
+    }
+    return ok(name, detail);
 }
 
 Check iommu_check(const fs::path& root, const GlobalConfig& g) {
@@ -124,15 +312,13 @@ Check iommu_check(const fs::path& root, const GlobalConfig& g) {
     // uio drivers do no DMA remapping at all: an IOMMU matters only for vfio-pci.
     const bool all_uio = std::all_of(g.ports.begin(), g.ports.end(), [&](const DpdkPort& p) {
         if (p.pci.empty()) return true;
-        std::error_code e;
-        const auto d =
-            fs::read_symlink(under(root, "/sys/bus/pci/devices/" + p.pci) / "driver", e).filename();
-        return !e && (d == "uio_pci_generic" || d == "igb_uio");
+        const auto d = pci_driver(root, p.pci);
+        return d == "uio_pci_generic" || d == "igb_uio";
     });
     if (all_uio) return skip(name, "PCI ports use a uio driver, which needs no IOMMU");
     const auto groups = under(root, "/sys/kernel/iommu_groups");
     if (fs::exists(groups, ec) && !fs::is_empty(groups, ec)) return ok(name, "IOMMU groups present");
-    if (read_first_line(under(root, "/sys/module/vfio/parameters/enable_unsafe_noiommu_mode")) == "Y")
+    if (noiommu_enabled(root))
         return ok(name, "no IOMMU; vfio in no-IOMMU mode (unsafe: DMA is not confined)");
     return fail(name, "no IOMMU groups (usual in a Xen guest)",
                 "bind the NIC to uio_pci_generic, or enable vfio no-IOMMU mode: "
@@ -178,21 +364,47 @@ Check backend_write_check(platform::Store& store, DomId self) {
 
 } // namespace
 
+GuestType guest_type(const fs::path& root) {
+    const auto t = read_first_line(under(root, "/sys/hypervisor/guest_type"));
+    if (t == "PV") return GuestType::pv;
+    if (t == "PVH") return GuestType::pvh;
+    if (t == "HVM") return GuestType::hvm;
+    if (read_first_line(under(root, "/sys/hypervisor/type")) == "xen") return GuestType::xen_unknown;
+    return GuestType::none;
+}
+
 std::vector<Check> host_checks(const fs::path& root, const GlobalConfig& g, bool sim) {
     std::vector<Check> out;
+    const GuestType type = guest_type(root);
+    out.push_back(domain_type_check(root, type));
     if (sim)
         out.push_back(skip("in-kernel xen-netback not in the way", "simulated platform"));
     else
         out.push_back(netback_check(root));
     bool any_pci = false;
     for (const auto& p : g.ports) {
-        if (p.pci.empty()) continue;
+        if (p.pci.empty()) {
+            if (const auto iface = vdev_iface(p.vdev); !iface.empty())
+                out.push_back(iface_check(root, p, iface));
+            continue;
+        }
         any_pci = true;
-        out.push_back(nic_check(root, p));
+        if (type == GuestType::pv)
+            out.push_back(pv_pci_check(root, p));
+        else if (type == GuestType::hvm || type == GuestType::pvh)
+            out.push_back(hvm_pci_check(root, p, guest_kind(type)));
+        else
+            out.push_back(nic_check(root, p));
     }
     if (!any_pci) out.push_back(skip("NIC bound to a DPDK driver", "no PCI ports configured"));
-    out.push_back(hugepage_check(root, g));
-    out.push_back(iommu_check(root, g));
+    out.push_back(hugepage_check(root, g, type));
+    // A Xen guest sees no IOMMU: the binding checks above already cover vfio's no-IOMMU mode.
+    if (type == GuestType::none || type == GuestType::xen_unknown)
+        out.push_back(iommu_check(root, g));
+    else
+        out.push_back(skip("IOMMU usable for vfio-pci",
+                           fmt::format("{} domain: Xen's IOMMU confines the device, none is visible here",
+                                       guest_kind(type))));
     return out;
 }
 
@@ -286,7 +498,12 @@ bool print_doctor(const std::vector<Check>& checks, bool failures_only, std::FIL
         if (failures_only && !failed) continue;
         const char* tag = failed ? "FAIL" : c.status == CheckStatus::ok ? "OK  " : "SKIP";
         fmt::print(out, "{} {}: {}\n", tag, c.name, c.detail);
-        if (failed) fmt::print(out, "     fix: {}\n", c.fix);
+        if (!failed) continue;
+        // A fix of several lines (config to paste) keeps its lines under "fix:".
+        std::string fix = c.fix;
+        for (std::size_t i = 0; (i = fix.find('\n', i)) != std::string::npos; i += 11)
+            fix.insert(i + 1, 10, ' ');
+        fmt::print(out, "     fix: {}\n", fix);
     }
     return all_ok;
 }

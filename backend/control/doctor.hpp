@@ -28,8 +28,14 @@ struct DoctorOptions {
     std::filesystem::path root = "/";
 };
 
-// Host checks that need no xenstore: the xen-netback module, the NICs' drivers, hugepages,
-// IOMMU. `sim`: the platform is simulated, so kernel Xen modules do not matter.
+// What /sys/hypervisor/guest_type says this domain is; xen_unknown: a Xen guest whose kernel
+// does not say (no guest_type, /sys/hypervisor/type is "xen"); none: not a Xen guest.
+enum class GuestType { pv, pvh, hvm, xen_unknown, none };
+GuestType guest_type(const std::filesystem::path& root);
+
+// Host checks that need no xenstore: the domain type, the xen-netback module, each port (a PCI
+// NIC's binding as the domain type needs it, a vdev's kernel interface), hugepages, IOMMU. `sim`: the
+// platform is simulated, so kernel Xen modules do not matter.
 std::vector<Check> host_checks(const std::filesystem::path& root, const GlobalConfig& global, bool sim);
 
 std::vector<Check> run_doctor(const DoctorOptions& options);

@@ -84,6 +84,9 @@ Parsed<Rate> parse_rate(std::string_view text) {
     if (!bytes || !usec)
         return Parsed<Rate>::fail("not a rate (want <bytes>,<usec>): " + (bytes ? usec : bytes).error());
     if (*usec == 0) return Parsed<Rate>::fail("rate interval of 0 usec");
+    if (*bytes > kMaxRateBytes)
+        return Parsed<Rate>::fail(
+            fmt::format("{} bytes per interval above the maximum {}", *bytes, kMaxRateBytes));
     return Parsed<Rate>::ok(Rate{*bytes, static_cast<std::uint32_t>(*usec)});
 }
 

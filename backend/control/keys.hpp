@@ -53,7 +53,10 @@ Parsed<std::uint32_t> parse_port(std::string_view text);
 // Six colon-separated two-digit hex bytes; multicast addresses are refused (not a station).
 Parsed<Mac> parse_mac(std::string_view text);
 std::string format_mac(const Mac& mac);
-// "<bytes>,<usec>" with usec > 0.
+// At most 2^40 bytes (1 TiB) of credit per interval, 8.8 Tbit/s even at a 1 s interval: the
+// token bucket holds up to two intervals' worth in 64 bits, which then cannot wrap.
+inline constexpr std::uint64_t kMaxRateBytes = std::uint64_t{1} << 40;
+// "<bytes>,<usec>" with bytes <= kMaxRateBytes and usec > 0.
 Parsed<Rate> parse_rate(std::string_view text);
 // 1 ..= max.
 Parsed<unsigned> parse_queue_count(std::string_view text, unsigned max);

@@ -112,6 +112,12 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
         const pmd::Mempool& rx_pool = up.rx_pool ? *up.rx_pool : *pool_;
         try {
             up.port = std::make_unique<pmd::Port>(ethdev, pc, rx_pool);
+        } catch (const pmd::MtuError& e) {
+            throw pmd::DpdkError(fmt::format("{}: 'mtu' = {} for port {} ({}): the device takes at most {} "
+                                             "(at least {}); lower the MTU or use another port",
+                                             p.mtu_source.empty() ? "[[dpdk.ports]]" : p.mtu_source, *p.mtu,
+                                             p.name, ethdev, e.max_mtu, e.min_mtu),
+                                 e.code());
         } catch (const pmd::DpdkError& e) {
             if (dc.workers == 1) throw;
             pc.rx_queues = 1;

@@ -1,18 +1,24 @@
 // netbackd: the userspace Xen network backend. Verbs: run (the service), doctor (checks),
 // stats (counters of the running service).
 #include <cstdlib>
+#include <string>
+
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
 #include "backend/control/doctor.hpp"
 #include "backend/platform/options.hpp"
+#include "backend/service/journal_log.hpp"
 #include "backend/service/run.hpp"
 #include "backend/service/stats.hpp"
+#include "netbackd_version.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{"netbackd: userspace Xen network backend for driver domains"};
     app.require_subcommand(1);
+    app.set_version_flag("--version", std::string("netbackd ") + netbackd::version::kFull);
 
     netbackd::service::RunOptions run_opt;
     auto* run = app.add_subcommand("run", "serve vifs: watch the backend dir and drive each vif's handshake");
@@ -38,7 +44,11 @@ int main(int argc, char** argv) {
                       "EAL --file-prefix of the instance (default: the only netbackd*)");
     stats->add_option("--runtime-dir", stats_opt.runtime_dir, "DPDK runtime directory")
         ->capture_default_str();
-    stats->add_flag("--json", stats_opt.json, "print JSON instead of a table");
+    auto* json = stats->add_flag("--json", stats_opt.json, "print JSON instead of a table");
+    stats
+        ->add_flag("--prometheus", stats_opt.prometheus,
+                   "print the Prometheus text format (node_exporter's textfile collector)")
+        ->excludes(json);
 
     CLI11_PARSE(app, argc, argv);
 
@@ -46,8 +56,10 @@ int main(int argc, char** argv) {
 
     if (*run) {
         run_opt.platform_given = run->get_option("--platform")->count() > 0;
-        if (std::getenv("JOURNAL_STREAM")) // journald stamps lines itself
-            spdlog::set_pattern("%^%l%$ %v");
+        // Under systemd: the journal with per-vif fields; otherwise (or when stderr was
+        // redirected) plain stderr.
+        if (netbackd::service::is_journal_stream(STDERR_FILENO, std::getenv("JOURNAL_STREAM")))
+            netbackd::service::log_to_journal();
         return netbackd::service::run(run_opt);
     }
     doc_opt.platform_given = doctor->get_option("--platform")->count() > 0;

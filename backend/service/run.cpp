@@ -25,6 +25,17 @@ namespace {
 using control::Config;
 using control::ConfigError;
 
+// One log line per problem, each with its level: under a journal a bare continuation line
+// would not be tagged as an error.
+void log_config_errors(std::string_view what, const ConfigError& e) {
+    std::string_view all = e.what();
+    while (!all.empty()) {
+        const auto nl = all.find('\n');
+        if (const auto line = all.substr(0, nl); !line.empty()) spdlog::error("{}: {}", what, line);
+        all = nl == std::string_view::npos ? std::string_view() : all.substr(nl + 1);
+    }
+}
+
 void apply_log_level(const std::string& level) { spdlog::set_level(spdlog::level::from_str(level)); }
 
 // SIGHUP/SIGTERM/SIGINT arrive as readable data on a descriptor, so the loop handles them
@@ -49,7 +60,7 @@ int run(const RunOptions& opt) {
     try {
         config = std::make_shared<const Config>(control::load_config(opt.config_path));
     } catch (const ConfigError& e) {
-        spdlog::error("configuration rejected:\n{}", e.what());
+        log_config_errors("configuration rejected", e);
         return 2;
     }
     apply_log_level(opt.log_level.empty() ? config->global.log_level : opt.log_level);
@@ -125,7 +136,7 @@ int run(const RunOptions& opt) {
                         apply_log_level(opt.log_level.empty() ? fresh->global.log_level : opt.log_level);
                         cp.reload(std::move(fresh));
                     } catch (const ConfigError& e) {
-                        spdlog::error("reload rejected, keeping the running configuration:\n{}", e.what());
+                        log_config_errors("reload rejected, keeping the running configuration", e);
                     }
                     sd_notify(0, "READY=1");
                 } else {

@@ -17,6 +17,7 @@
 
 #include "backend/dataplane/dataplane.hpp"
 #include "backend/platform/fd.hpp"
+#include "backend/service/stats_prometheus.hpp"
 
 namespace netbackd::service {
 namespace {
@@ -152,10 +153,13 @@ int print_stats(const StatsOptions& o, std::FILE* out) {
         const auto vifs = all_vifs(sock);
         const auto resources = resources_of(sock);
         const auto workers = workers_of(sock);
+        const nlohmann::json all{{"vifs", vifs}, {"resources", resources}, {"workers", workers}};
         if (o.json) {
-            fmt::print(
-                out, "{}\n",
-                nlohmann::json{{"vifs", vifs}, {"resources", resources}, {"workers", workers}}.dump(2));
+            fmt::print(out, "{}\n", all.dump(2));
+            return 0;
+        }
+        if (o.prometheus) {
+            fmt::print(out, "{}", prometheus_text(all));
             return 0;
         }
         fmt::print(out, "{:<12} {:<9} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>10}\n", "VIF", "STATE",

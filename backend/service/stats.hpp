@@ -1,7 +1,8 @@
 // `netbackd stats`: reads a running netbackd's per-vif counters over its DPDK telemetry socket
 // (the /netbackd/vifs command the data plane registers) and what the process holds
 // (/netbackd/resources: mapped pages, bound channels, vifs, fds, RSS, mbufs per pool), and
-// prints a table or JSON ({"vifs": {...}, "resources": {...}}).
+// prints a table, JSON ({"vifs": {...}, "resources": {...}, "workers": {...}}) or the same in
+// the Prometheus text format.
 #pragma once
 
 #include <cstdio>
@@ -14,6 +15,7 @@ struct StatsOptions {
     std::string file_prefix;
     std::string runtime_dir = "/var/run/dpdk";
     bool json = false;
+    bool prometheus = false; // the Prometheus text format instead (stats_prometheus.hpp)
 };
 
 // Returns the process exit code; errors are explained on stderr.

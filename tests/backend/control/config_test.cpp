@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -115,6 +116,54 @@ TEST_CASE("load_config reads clients_dir and reports every bad file", "[control]
     CHECK(e.find((d.path / "cl/b.toml").string() + ":2: 'vlan' = 0 outside 1..4094") != std::string::npos);
     CHECK(e.find((d.path / "cl/c.toml").string() + ":1: ") != std::string::npos);
     CHECK(error_of([&] { load_config(d.path / "missing.toml"); }).find("cannot read") != std::string::npos);
+}
+
+TEST_CASE("a port MTU outside 68..16110 is refused at load with its key and line", "[control][config]") {
+    const std::string port = "[[dpdk.ports]]\nname = \"up\"\nvdev = \"net_null0\"\n";
+    CHECK(error_of([&] { parse_global(port + "mtu = 65535\n", "g.toml"); }) ==
+          "g.toml:4: 'mtu' = 65535 outside 68..16110");
+    CHECK(error_of([&] { parse_global(port + "mtu = 16111\n", "g.toml"); }) ==
+          "g.toml:4: 'mtu' = 16111 outside 68..16110");
+    CHECK(error_of([&] { parse_global(port + "mtu = 67\n", "g.toml"); }) ==
+          "g.toml:4: 'mtu' = 67 outside 68..16110");
+    const auto g = parse_global(port + "\nmtu = 9000\n", "g.toml");
+    REQUIRE(g.ports.size() == 1);
+    CHECK(g.ports[0].mtu == 9000);
+    // Kept for a refusal at start, when the device's own maximum is known.
+    CHECK(g.ports[0].mtu_source == "g.toml:5");
+    CHECK(parse_global(port + "mtu = 16110\n", "g.toml").ports[0].mtu == kMaxPortMtu);
+}
+
+TEST_CASE("a client rate that could wrap the token bucket is refused at load", "[control][config]") {
+    CHECK(error_of([] {
+              parse_client("[match]\ndomain = \"a\"\n[vif]\nrate = \"18446744073709551615,50000\"\n",
+                           "c.toml");
+          }) == "c.toml:4: 'rate' = \"18446744073709551615,50000\": 18446744073709551615 bytes per interval "
+                "above the maximum 1099511627776");
+    // rate_mbit's largest value stays within the bound.
+    const auto c = parse_client("[match]\ndomain = \"a\"\n[vif]\nrate_mbit = 1000000\n", "c.toml");
+    REQUIRE(c.rate);
+    CHECK(c.rate->bytes <= kMaxRateBytes);
+}
+
+TEST_CASE("a client naming an uplink that does not exist is refused at load with file:line",
+          "[control][config]") {
+    TempDir d;
+    d.write("netbackd.toml", "[service]\nplatform = \"sim\"\nclients_dir = \"" + (d.path / "cl").string() +
+                                 "\"\n[[dpdk.ports]]\nname = \"uplink0\"\nvdev = \"net_null0\"\n");
+    d.write("cl/a.toml", "[match]\ndomain = \"a\"\n[vif]\nuplink = \"uplink0\"\n");
+    CHECK(load_config(d.path / "netbackd.toml").clients.at(0).uplink == "uplink0");
+    d.write("cl/b.toml", "[match]\ndomain = \"b\"\n[vif]\nvlan = 5\nuplink = \"uplnk0\"\n");
+    CHECK(error_of([&] { load_config(d.path / "netbackd.toml"); }) ==
+          (d.path / "cl/b.toml").string() + ":5: 'uplink' = \"uplnk0\" is not a port of " +
+              (d.path / "netbackd.toml").string() + " (ports: uplink0)");
+    // Without any port, every uplink is unknown.
+    d.write("netbackd.toml",
+            "[service]\nplatform = \"sim\"\nclients_dir = \"" + (d.path / "cl").string() + "\"\n");
+    const auto e = error_of([&] { load_config(d.path / "netbackd.toml"); });
+    CHECK(e.find("a.toml:4: 'uplink' = \"uplink0\" is not a port of") != std::string::npos);
+    CHECK(e.find("(it has no [[dpdk.ports]])") != std::string::npos);
+    CHECK(std::count(e.begin(), e.end(), '\n') == 1); // one line per problem
 }
 
 TEST_CASE("match_client prefers the most specific entry", "[control][config]") {

@@ -21,6 +21,8 @@ struct FakeRoot {
         REQUIRE(mkdtemp(t.data()));
         root = t;
         write("proc/meminfo", "MemTotal: 1000 kB\nHugePages_Total:     512\nHugePages_Free:      500\n");
+        write("proc/mounts",
+              "sysfs /sys sysfs rw 0 0\nhugetlbfs /dev/hugepages hugetlbfs rw,pagesize=2M 0 0\n");
     }
     ~FakeRoot() { fs::remove_all(root); }
     void write(const fs::path& rel, const std::string& text) const {
@@ -28,6 +30,21 @@ struct FakeRoot {
         std::ofstream(root / rel) << text;
     }
     void mkdir(const fs::path& rel) const { fs::create_directories(root / rel); }
+    void bind(const std::string& pci, const std::string& driver) const {
+        mkdir("sys/bus/pci/devices/" + pci);
+        const auto link = root / "sys/bus/pci/devices" / pci / "driver";
+        fs::remove(link);
+        fs::create_directory_symlink("../../../drivers/" + driver, link);
+    }
+    void guest(const std::string& type) const {
+        write("sys/hypervisor/type", "xen\n");
+        write("sys/hypervisor/guest_type", type + "\n");
+    }
+    void hugepages(int pages) const {
+        write("sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", std::to_string(pages) + "\n");
+        write("sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", std::to_string(pages) + "\n");
+        write("sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", "0\n");
+    }
 };
 
 const Check& find(const std::vector<Check>& checks, std::string_view prefix) {
@@ -39,9 +56,24 @@ const Check& find(const std::vector<Check>& checks, std::string_view prefix) {
 
 GlobalConfig with_port(const std::string& pci) {
     GlobalConfig g;
-    g.ports.push_back({.name = "uplink0", .pci = pci, .vdev = "", .mtu = std::nullopt});
+    DpdkPort port;
+    port.name = "uplink0";
+    port.pci = pci;
+    g.ports.push_back(port);
     return g;
 }
+
+GlobalConfig with_vdev(const std::string& vdev) {
+    GlobalConfig g;
+    g.eal_args = {"--no-huge", "-m", "512", "--no-pci"};
+    DpdkPort port;
+    port.name = "uplink0";
+    port.vdev = vdev;
+    g.ports.push_back(port);
+    return g;
+}
+
+bool contains(const std::string& text, std::string_view part) { return text.find(part) != std::string::npos; }
 
 } // namespace
 
@@ -52,9 +84,11 @@ TEST_CASE("doctor: a clean host passes", "[control][doctor]") {
                                  r.root / "sys/bus/pci/devices/0000:03:00.0/driver");
     r.mkdir("sys/kernel/iommu_groups/7");
     const auto checks = host_checks(r.root, with_port("0000:03:00.0"), false);
+    // Not a Xen guest: the domain type is skipped, every other check passes.
+    CHECK(find(checks, "domain type").status == CheckStatus::skip);
     for (const auto& c : checks) {
         INFO(c.name << ": " << c.detail);
-        CHECK(c.status == CheckStatus::ok);
+        if (c.name != "domain type") CHECK(c.status == CheckStatus::ok);
     }
     CHECK(print_doctor(checks, false, stdout));
 }
@@ -108,6 +142,141 @@ TEST_CASE("doctor: NIC driver, hugepages and IOMMU failures say how to fix them"
     c = find(host_checks(r.root, with_port("0000:03:00.0"), false), "IOMMU");
     CHECK(c.status == CheckStatus::ok);
     CHECK(c.detail.find("no-IOMMU") != std::string::npos);
+}
+
+TEST_CASE("doctor: the domain type comes from /sys/hypervisor/guest_type", "[control][doctor]") {
+    FakeRoot r;
+    CHECK(guest_type(r.root) == GuestType::none);
+    CHECK(contains(find(host_checks(r.root, {}, false), "domain type").detail, "not a Xen guest"));
+    r.write("sys/hypervisor/type", "xen\n");
+    CHECK(guest_type(r.root) == GuestType::xen_unknown);
+    for (const auto& [text, type] : {std::pair{"PV", GuestType::pv}, std::pair{"PVH", GuestType::pvh},
+                                     std::pair{"HVM", GuestType::hvm}}) {
+        r.guest(text);
+        CHECK(guest_type(r.root) == type);
+        const auto c = find(host_checks(r.root, {}, false), "domain type");
+        CHECK(c.status == CheckStatus::ok);
+        CHECK(c.detail.rfind(std::string(text) + " (", 0) == 0);
+    }
+}
+
+TEST_CASE("doctor: a PCI uplink in a PV domain fails with the af_xdp configuration that works",
+          "[control][doctor]") {
+    FakeRoot r;
+    r.guest("PV");
+    r.bind("0000:00:00.0", "e1000");
+    r.mkdir("sys/bus/pci/devices/0000:00:00.0/net/eth1");
+    auto checks = host_checks(r.root, with_port("0000:00:00.0"), false);
+    auto c = find(checks, "port uplink0");
+    CHECK(c.status == CheckStatus::fail);
+    CHECK(contains(c.detail, "PV domain: DPDK cannot DMA"));
+    CHECK(contains(c.fix, "\nvdev = \"net_af_xdp0,iface=eth1,xdp_prog="));
+    CHECK(contains(c.fix, "\neal_args = [\"--no-huge\", \"-m\", \"512\", \"--no-pci\""));
+    CHECK(contains(c.fix, "\nname = \"uplink0\""));
+    // Not the uio/vfio advice of a bare-metal host, a dead end in PV.
+    CHECK_FALSE(contains(c.fix, "devbind"));
+    CHECK(find(checks, "IOMMU").status == CheckStatus::skip);
+    // No hugepages in PV: the fix is --no-huge, not nr_hugepages.
+    c = find(checks, "hugepages");
+    CHECK(c.status == CheckStatus::fail);
+    CHECK(contains(c.fix, "--no-huge"));
+    // Without its kernel driver the NIC has no interface yet: a placeholder, said so.
+    fs::remove_all(r.root / "sys/bus/pci/devices/0000:00:00.0/net");
+    c = find(host_checks(r.root, with_port("0000:00:00.0"), false), "port uplink0");
+    CHECK(contains(c.fix, "iface=IFACE,"));
+    CHECK(print_doctor({c}, false, stdout) == false);
+}
+
+TEST_CASE("doctor: the af_xdp uplink of a PV domain passes when its interface is up", "[control][doctor]") {
+    FakeRoot r;
+    r.guest("PV");
+    const auto g = with_vdev("net_af_xdp0,iface=eth0,xdp_prog=/x.o");
+    auto c = find(host_checks(r.root, g, false), "port uplink0");
+    CHECK(c.status == CheckStatus::fail);
+    CHECK(c.name == "port uplink0 interface eth0 up");
+    CHECK(c.detail == "no such interface in this domain");
+    r.write("sys/class/net/eth0/flags", "0x1002\n");
+    c = find(host_checks(r.root, g, false), "port uplink0");
+    CHECK(c.status == CheckStatus::fail);
+    CHECK(c.fix == "ip link set dev eth0 up");
+    r.write("sys/class/net/eth0/flags", "0x1003\n");
+    const auto checks = host_checks(r.root, g, false);
+    CHECK(find(checks, "port uplink0").status == CheckStatus::ok);
+    CHECK(find(checks, "hugepages").status == CheckStatus::skip);
+    CHECK(find(checks, "NIC bound").status == CheckStatus::skip);
+    // af_packet runs over a kernel interface too; a tap vdev creates its own.
+    CHECK(find(host_checks(r.root, with_vdev("net_af_packet0,iface=eth0"), false), "port uplink0").status ==
+          CheckStatus::ok);
+    for (const auto& ch : host_checks(r.root, with_vdev("net_tap0,iface=nbtap0"), false))
+        CHECK(ch.name.rfind("port uplink0", 0) != 0);
+}
+
+TEST_CASE("doctor: HVM with uio_pci_generic and hugepages passes", "[control][doctor]") {
+    FakeRoot r;
+    r.guest("HVM");
+    r.hugepages(512);
+    r.bind("0000:00:03.0", "uio_pci_generic");
+    const auto checks = host_checks(r.root, with_port("0000:00:03.0"), false);
+    for (const auto& c : checks) {
+        INFO(c.name << ": " << c.detail);
+        CHECK(c.status != CheckStatus::fail);
+    }
+    CHECK(find(checks, "port uplink0").status == CheckStatus::ok);
+    const auto h = find(checks, "hugepages");
+    CHECK(h.status == CheckStatus::ok);
+    CHECK(h.detail == "512 hugepages-2048kB (512 free); hugetlbfs mounted");
+    CHECK(find(checks, "IOMMU").status == CheckStatus::skip);
+}
+
+TEST_CASE("doctor: HVM with vfio-pci needs vfio's no-IOMMU mode", "[control][doctor]") {
+    FakeRoot r;
+    r.guest("HVM");
+    r.hugepages(512);
+    r.bind("0000:00:03.0", "vfio-pci");
+    auto c = find(host_checks(r.root, with_port("0000:00:03.0"), false), "port uplink0");
+    CHECK(c.status == CheckStatus::fail);
+    CHECK(contains(c.detail, "no-IOMMU mode is off"));
+    CHECK(contains(c.fix, "enable_unsafe_noiommu_mode"));
+    r.write("sys/module/vfio/parameters/enable_unsafe_noiommu_mode", "Y\n");
+    c = find(host_checks(r.root, with_port("0000:00:03.0"), false), "port uplink0");
+    CHECK(c.status == CheckStatus::ok);
+    CHECK(contains(c.detail, "no-IOMMU"));
+}
+
+TEST_CASE("doctor: HVM with the NIC on its kernel driver fails with the uio binding", "[control][doctor]") {
+    FakeRoot r;
+    r.guest("HVM");
+    r.hugepages(512);
+    r.bind("0000:00:03.0", "e1000");
+    auto c = find(host_checks(r.root, with_port("0000:00:03.0"), false), "port uplink0");
+    CHECK(c.status == CheckStatus::fail);
+    CHECK(c.detail == "bound to e1000");
+    CHECK(contains(c.fix, "echo uio_pci_generic > /sys/bus/pci/devices/0000:00:03.0/driver_override"));
+    CHECK(contains(c.fix, "--iova-mode pa"));
+    // Not passed through at all.
+    c = find(host_checks(r.root, with_port("0000:00:04.0"), false), "port uplink0");
+    CHECK(c.detail == "no such PCI device in this domain");
+    // PVH gets no PCI device from Xen 4.17: the fix is another domain type.
+    r.guest("PVH");
+    c = find(host_checks(r.root, with_port("0000:00:04.0"), false), "port uplink0");
+    CHECK(contains(c.fix, "Xen 4.17 passes no PCI device to a PVH domain"));
+}
+
+TEST_CASE("doctor: HVM without hugepages or without hugetlbfs mounted fails", "[control][doctor]") {
+    FakeRoot r;
+    r.guest("HVM");
+    r.bind("0000:00:03.0", "uio_pci_generic");
+    r.hugepages(0);
+    auto c = find(host_checks(r.root, with_port("0000:00:03.0"), false), "hugepages");
+    CHECK(c.status == CheckStatus::fail);
+    CHECK(c.detail == "none");
+    CHECK(contains(c.fix, "nr_hugepages"));
+    r.hugepages(256);
+    r.write("proc/mounts", "sysfs /sys sysfs rw 0 0\n");
+    c = find(host_checks(r.root, with_port("0000:00:03.0"), false), "hugepages");
+    CHECK(c.status == CheckStatus::fail);
+    CHECK(contains(c.detail, "no hugetlbfs is mounted"));
+    CHECK(contains(c.fix, "mount -t hugetlbfs"));
 }
 
 TEST_CASE("doctor: on xen without devices, the device checks fail with modprobe fixes", "[control][doctor]") {

@@ -63,6 +63,11 @@ TEST_CASE("parse_mac", "[control][keys]") {
 TEST_CASE("parse_rate", "[control][keys]") {
     CHECK(*parse_rate("12500000,50000") == Rate{12500000, 50000});
     CHECK(*parse_rate("0,1") == Rate{0, 1});
+    // Bounded so that the token bucket's credit cannot wrap.
+    CHECK(*parse_rate("1099511627776,1000000") == Rate{kMaxRateBytes, 1000000});
+    CHECK(parse_rate("1099511627777,1000000").error() ==
+          "1099511627777 bytes per interval above the maximum 1099511627776");
+    CHECK_FALSE(parse_rate("18446744073709551615,1"));
     for (const char* junk :
          {"", ",", "1,", ",1", "1,0", "1;2", "1,2,3", "x,1", "1,4294967296", "1 ,2", "-1,2"}) {
         INFO(junk);

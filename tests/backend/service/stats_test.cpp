@@ -3,6 +3,10 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <fstream>
+#include <iterator>
+#include <string>
+
 #include "tests/support/held_resources.hpp"
 #include "tests/support/netbackd_on_xensim.hpp"
 #include "xensim/toolstack/toolstack.hpp"
@@ -82,4 +86,31 @@ TEST_CASE("netbackd stats: held resources follow attach and detach", "[service][
     CHECK(again.bound_ports == 0);
     CHECK(again.open_fds == none.open_fds);
     CHECK(again.mbufs_in_use == idle.mbufs_in_use);
+}
+
+TEST_CASE("netbackd stats --prometheus: the same names and values as --json, valid text format",
+          "[service][stats]") {
+    SimWorld w;
+    w.create_domain("a", 21);
+    w.start_netbackd();
+    xensim::nic_add(w.dom0(), nic(21));
+    w.guest(21).start_netfront(0, 1, true);
+    REQUIRE(w.wait_state(W::be(21, 0) + "/state", "4"));
+
+    const std::string log = w.dir() + "/stats.log";
+    const std::string prom = w.dir() + "/stats.prom";
+    const std::string json = w.dir() + "/stats.json";
+    const auto stats = [&](const char* flag, const std::string& out) {
+        return run({"/bin/sh", "-c",
+                    fmt::format("'{}' stats {} --file-prefix netbackd-{} > '{}'", NETBACKD_BINARY, flag,
+                                w.netbackd_pid(), out)},
+                   log);
+    };
+    REQUIRE(stats("--prometheus", prom) == 0);
+    REQUIRE(stats("--json", json) == 0);
+    // The client library's own parser, and every --json value under its name.
+    const int rc = run({"/usr/bin/python3", PROMETHEUS_CHECK, prom, json}, log);
+    std::ifstream in(log);
+    INFO(std::string(std::istreambuf_iterator<char>(in), {}));
+    CHECK(rc == 0);
 }
