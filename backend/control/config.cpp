@@ -174,8 +174,10 @@ GlobalConfig parse_global(std::string_view text, const std::string& source_name)
         if (auto v = c.integer(*t, "domid", 0, 0x7FEF)) g.sim_domid = static_cast<std::uint16_t>(*v);
     }
     if (const auto* t = c.table(root, "vif")) {
-        c.only(*t, "vif", {"max_queues", "split_event_channels"});
+        c.only(*t, "vif", {"max_queues", "split_event_channels", "max_vifs"});
         if (auto v = c.integer(*t, "max_queues", 1, 64)) g.max_queues = static_cast<unsigned>(*v);
+        // Switch port ids are 16 bits wide, and every worker's switch holds every vif.
+        if (auto v = c.integer(*t, "max_vifs", 1, 16384)) g.max_vifs = static_cast<unsigned>(*v);
         if (auto v = c.boolean(*t, "split_event_channels")) g.split_event_channels = *v;
     }
     if (const auto* t = c.table(root, "dpdk")) {

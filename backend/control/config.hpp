@@ -43,6 +43,8 @@ struct GlobalConfig {
     std::string sim_dir;
     std::uint16_t sim_domid = 0;
     unsigned max_queues = 4; // multi-queue-max-queues; 1 disables multi-queue
+    // Vifs served at once; the next attach is refused before InitWait/Connected.
+    unsigned max_vifs = 1024;
     bool split_event_channels = true;
     std::vector<std::string> eal_args;
     std::vector<DpdkPort> ports;

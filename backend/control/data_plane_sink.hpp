@@ -97,10 +97,23 @@ struct DataPlaneFeatures {
     unsigned max_queues = 1;
 };
 
+// Why a data plane will not run a vif: a positive errno and a message naming the cause.
+struct Refusal {
+    int err = 0;
+    std::string message;
+};
+
 class DataPlaneSink {
 public:
     virtual ~DataPlaneSink() = default;
     virtual DataPlaneFeatures features() const = 0;
+    // Whether attach() of a vif with this policy would be refused (a MAC another vif holds, an
+    // uplink that does not exist, no room for another vif), asked before InitWait and again
+    // right before attach() on the same thread, so that a vif is refused before Connected.
+    // The default refuses nothing.
+    virtual std::optional<Refusal> refusal(VifId /*id*/, const VifPolicy& /*policy*/) const {
+        return std::nullopt;
+    }
     virtual void attach(std::unique_ptr<VifHandle> vif) = 0;
     // The vif back, once the data plane has let go of its rings; nullptr if it never had it.
     virtual std::unique_ptr<VifHandle> detach(VifId id) = 0;

@@ -19,6 +19,10 @@ struct VifFatal {
 struct BackendGone {};
 
 [[noreturn]] void fatal(int err, std::string message) { throw VifFatal{Fatal{err, std::move(message)}}; }
+// The attach is refused: hotplug-status=error as well, as after a failing vif script.
+[[noreturn]] void refuse(int err, std::string message) {
+    throw VifFatal{Fatal{err, std::move(message), true}};
+}
 
 int errno_of(const platform::PlatformError& e) {
     // Grant failures carry negative GNTST_* codes; xenbus_dev_fatal prints them negated too.
@@ -97,12 +101,16 @@ void VifControl::refresh_frontend() {
         spdlog::debug("{}: reading {}/state: {}", id_.name(), fe_, e.what());
     }
     facts_.frontend.reset();
+    facts_.frontend_out_of_range.reset();
     if (fs) {
         const auto v = parse_state(*fs);
-        if (v)
+        if (v) {
             facts_.frontend = *v;
-        else
+        } else if (const auto n = parse_unsigned(*fs, UINT64_MAX)) {
+            facts_.frontend_out_of_range = *n; // a number, but no xenbus state: the FSM fails the vif
+        } else {
             spdlog::warn("{}: {}/state = \"{}\": {}; treating as Unknown", id_.name(), fe_, *fs, v.error());
+        }
     }
 }
 
@@ -168,6 +176,9 @@ void VifControl::backend_changed() {
         run(VifEvent{EventKind::backend_removed});
         return;
     }
+    // libxl's detach writes state 5 itself and then waits for 6: where the backend stands is
+    // what the store says, even after we had reached Closed (a guest that closed first).
+    if (const auto v = parse_state(*state); v && *v != facts_.backend) facts_.backend = *v;
     const bool was_online = facts_.online;
     refresh_online();
     if (was_online && !facts_.online) {
@@ -203,15 +214,19 @@ void VifControl::tick(std::chrono::steady_clock::time_point now) {
 void VifControl::frontend_changed() {
     if (forgotten_ || removal_due_) return;
     const auto before = facts_.frontend;
+    const auto before_raw = facts_.frontend_out_of_range;
     refresh();
-    if (!facts_.frontend && !frontend_exists()) {
+    if (!facts_.frontend && !facts_.frontend_out_of_range && !frontend_exists()) {
         // The toolstack removes a dead domain's home; @releaseDomain may have come first.
         domain_released();
         return;
     }
-    if (facts_.frontend == before) return;
-    spdlog::info("{}: frontend state {} ({})", id_.name(), facts_.frontend ? to_int(*facts_.frontend) : 0,
-                 facts_.frontend ? to_string(*facts_.frontend) : "missing");
+    if (facts_.frontend == before && facts_.frontend_out_of_range == before_raw) return;
+    if (facts_.frontend_out_of_range)
+        spdlog::info("{}: frontend state {} (not a xenbus state)", id_.name(), *facts_.frontend_out_of_range);
+    else
+        spdlog::info("{}: frontend state {} ({})", id_.name(), facts_.frontend ? to_int(*facts_.frontend) : 0,
+                     facts_.frontend ? to_string(*facts_.frontend) : "missing");
     note_progress();
     run(VifEvent{EventKind::frontend_changed});
 }
@@ -341,6 +356,11 @@ void VifControl::apply(const Action& a) {
         }
         return;
     }
+    case ActionKind::write_hotplug_error:
+        // What a failing vif script writes; the toolstack reads it as a failed attach.
+        if (!write_backend_key("hotplug-status", "error")) throw BackendGone{};
+        spdlog::info("{}: hotplug-status error", id_.name());
+        return;
     case ActionKind::clear_error: ctx_.store.rm(0, error_path(ctx_.self, id_)); return;
     case ActionKind::remove_backend_dir:
         // libxl reads state 6 from its own watch event before it starts waiting for the
@@ -447,6 +467,8 @@ void VifControl::adopt_advertised() {
 
 void VifControl::probe_and_advertise() {
     probe();
+    // Whatever can be decided now fails the attach before the toolstack sees InitWait.
+    admit();
     bool present = false;
     ctx_.store.transaction([&](platform::TxId tx) {
         present = ctx_.store.read(tx, be_ + "/state").has_value();
@@ -573,11 +595,6 @@ QueueRings VifControl::connect_queue(unsigned q, const std::string& dir, bool& s
 VifPolicy VifControl::make_policy() const {
     VifPolicy pol;
     pol.guest_mac = client_ && client_->mac ? *client_->mac : toolstack_mac_.value_or(Mac{});
-    if (client_ && client_->mac && toolstack_mac_ && *client_->mac != *toolstack_mac_)
-        spdlog::warn("{}: client file {} allows mac {} but the toolstack assigned {}: the guest's frames "
-                     "from {} will be dropped",
-                     id_.name(), client_->source, format_mac(*client_->mac), format_mac(*toolstack_mac_),
-                     format_mac(*toolstack_mac_));
     pol.uplink = client_ ? client_->uplink : std::nullopt;
     pol.vlan = client_ ? client_->vlan : std::nullopt;
     pol.rate = client_ && client_->rate ? client_->rate : toolstack_rate_;
@@ -586,18 +603,29 @@ VifPolicy VifControl::make_policy() const {
     return pol;
 }
 
+void VifControl::admit() const {
+    if (auto r = ctx_.sink.refusal(id_, make_policy())) refuse(r->err, std::move(r->message));
+}
+
 void VifControl::run_client_hook() {
     if (!client_ || !client_->script) return;
     const auto& script = *client_->script;
     const auto r = run_hook(script, {"online", std::to_string(id_.frontend), std::to_string(id_.devid)},
                             std::chrono::seconds(10));
     if (!r.output.empty()) spdlog::info("{}: {}: {}", id_.name(), script.string(), r.output);
-    if (!r.error.empty()) fatal(EIO, fmt::format("hotplug script {}: {}", script.string(), r.error));
+    if (!r.error.empty()) refuse(EIO, fmt::format("hotplug script {}: {}", script.string(), r.error));
     if (r.exit_code != 0)
-        fatal(EIO, fmt::format("hotplug script {} exited {}", script.string(), r.exit_code));
+        refuse(EIO, fmt::format("hotplug script {} exited {}", script.string(), r.exit_code));
 }
 
 void VifControl::connect() {
+    // Other vifs may have attached since InitWait: ask again, before anything is mapped.
+    admit();
+    if (client_ && client_->mac && toolstack_mac_ && *client_->mac != *toolstack_mac_)
+        spdlog::warn("{}: client file {} allows mac {} but the toolstack assigned {}: the guest's frames "
+                     "from {} will be dropped",
+                     id_.name(), client_->source, format_mac(*client_->mac), format_mac(*toolstack_mac_),
+                     format_mac(*toolstack_mac_));
     const unsigned queues = read_queue_count();
     auto handle = std::make_unique<VifHandle>();
     handle->id = id_;

@@ -79,6 +79,8 @@ private:
     NegotiatedFeatures read_features();
     QueueRings connect_queue(unsigned q, const std::string& dir, bool& split_used, std::string& summary);
     VifPolicy make_policy() const;
+    // Throws a refused VifFatal when the data plane would not run this vif.
+    void admit() const;
     void run_client_hook();
     void disconnect();
     bool write_backend_key(std::string_view key, std::string_view value);

@@ -1,5 +1,7 @@
 #include "backend/control/vif_fsm.hpp"
 
+#include <cerrno>
+
 #include <fmt/format.h>
 
 namespace netbackd::control {
@@ -75,7 +77,20 @@ void detach(const VifFacts& f, std::vector<Action>& out) {
     out.push_back(act(ActionKind::forget));
 }
 
+// xenbus_dev_fatal(): the error node, then Closing; nothing stays mapped or bound.
+void fail(const VifFacts& f, const Fatal& why, std::vector<Action>& out) {
+    if (f.connected) out.push_back(act(ActionKind::disconnect));
+    if (why.refused) out.push_back(act(ActionKind::write_hotplug_error));
+    out.push_back(Action{ActionKind::write_error, S::unknown, why});
+    if (f.backend != S::closing && f.backend != S::closed) out.push_back(state(S::closing));
+}
+
 void follow_frontend(const VifFacts& f, std::vector<Action>& out) {
+    if (f.frontend_out_of_range) {
+        // As Linux netback's frontend_changed() answers a state it does not know.
+        fail(f, Fatal{EINVAL, fmt::format("saw state {} at frontend", *f.frontend_out_of_range)}, out);
+        return;
+    }
     const S fe = f.frontend.value_or(S::unknown);
     switch (fe) {
     case S::initialising: walk(f.backend, S::init_wait, f.connected, out); return;
@@ -102,7 +117,7 @@ void follow_frontend(const VifFacts& f, std::vector<Action>& out) {
 // Right after probing, a missing F/state is more likely a toolstack still writing than a
 // frontend gone; only a frontend change event may close the vif for that.
 void follow_known_frontend(const VifFacts& f, std::vector<Action>& out) {
-    if (f.frontend && *f.frontend != S::unknown) follow_frontend(f, out);
+    if (f.frontend_out_of_range || (f.frontend && *f.frontend != S::unknown)) follow_frontend(f, out);
 }
 
 } // namespace
@@ -141,11 +156,7 @@ std::vector<Action> next(const VifFacts& f, const VifEvent& ev) {
         out.push_back(act(ActionKind::forget));
         break;
     case EventKind::domain_released: detach(f, out); break;
-    case EventKind::failed:
-        if (f.connected) out.push_back(act(ActionKind::disconnect));
-        out.push_back(Action{ActionKind::write_error, S::unknown, ev.error});
-        if (f.backend != S::closing && f.backend != S::closed) out.push_back(state(S::closing));
-        break;
+    case EventKind::failed: fail(f, ev.error, out); break;
     }
     return out;
 }
@@ -170,6 +181,7 @@ std::string to_string(const Action& a) {
     case ActionKind::write_state: return fmt::format("state={}", to_int(a.state));
     case ActionKind::write_raw_state: return fmt::format("raw-state={}", to_int(a.state));
     case ActionKind::write_error: return fmt::format("error=\"{} {}\"", a.error.err, a.error.message);
+    case ActionKind::write_hotplug_error: return "hotplug-status=error";
     case ActionKind::clear_error: return "clear-error";
     case ActionKind::remove_backend_dir: return "remove-dir";
     case ActionKind::forget: return "forget";

@@ -7,6 +7,7 @@
 // drivers and libxl observe the same sequence of backend states they see with xen-netback.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
@@ -27,6 +28,9 @@ struct VifFacts {
     bool online = true;
     // F/state; std::nullopt when the node is missing or unparsable.
     std::optional<XenbusState> frontend;
+    // F/state when it holds a number outside the xenbus range (e.g. 42); `frontend` is then
+    // std::nullopt. Linux netback's frontend_changed() fails the device for it.
+    std::optional<std::uint64_t> frontend_out_of_range = std::nullopt;
 };
 
 enum class EventKind {
@@ -43,6 +47,9 @@ enum class EventKind {
 struct Fatal {
     int err = 0;
     std::string message;
+    // The attach itself is refused (a MAC in use, an unknown uplink, the vif limit, a failing
+    // client script): hotplug-status=error too, as a failing vif script writes.
+    bool refused = false;
     bool operator==(const Fatal&) const = default;
 };
 
@@ -52,12 +59,13 @@ struct VifEvent {
 };
 
 enum class ActionKind {
-    advertise,       // write feature-* keys in one transaction
-    connect,         // read F keys, map rings, bind channels, hand over, hotplug-status
-    disconnect,      // take back from the data plane, unmap, unbind
-    write_state,     // B/state := state (and remember it)
-    write_raw_state, // B/state := state without changing facts (Reconfigured handshake)
-    write_error,     // error/backend/vif/<fe>/<devid>/error := "<errno> <message>"
+    advertise,           // write feature-* keys in one transaction
+    connect,             // read F keys, map rings, bind channels, hand over, hotplug-status
+    disconnect,          // take back from the data plane, unmap, unbind
+    write_state,         // B/state := state (and remember it)
+    write_raw_state,     // B/state := state without changing facts (Reconfigured handshake)
+    write_error,         // error/backend/vif/<fe>/<devid>/error := "<errno> <message>"
+    write_hotplug_error, // B/hotplug-status := "error" (a refused attach)
     clear_error,
     remove_backend_dir, // what libxl's detach waits for
     forget,             // drop the VifControl; nothing of this vif remains

@@ -23,17 +23,18 @@ private:
 };
 
 enum class Drop : std::uint8_t {
-    tx_malformed,   // the TX assembler refused the packet (answered with errors)
-    tx_copy_failed, // a grant copy segment of the packet failed
-    tx_no_mbuf,     // the pool ran dry
-    tx_spoofed,     // source MAC is not the vif's
-    tx_no_route,    // the switch had nowhere to send it
-    tx_bad_gso,     // GSO requested on a frame that is not TCP over IP
-    tx_uplink_full, // the port did not take it
-    rx_no_buffer,   // the guest posted no RX buffers and the backlog was full
-    rx_too_big,     // needs more slots than the frontend negotiated (no SG) or accepts
-    rx_copy_failed, // a grant copy into a guest buffer failed
-    tx_over_mtu,    // longer than the uplink's MTU + Ethernet header, and not GSO
+    tx_malformed,    // the TX assembler refused the packet (answered with errors)
+    tx_copy_failed,  // a grant copy segment of the packet failed
+    tx_no_mbuf,      // the pool ran dry
+    tx_spoofed,      // source MAC is not the vif's
+    tx_no_route,     // the switch had nowhere to send it
+    tx_bad_gso,      // GSO requested on a frame that is not TCP over IP
+    tx_uplink_full,  // the port did not take it
+    rx_no_buffer,    // the guest posted no RX buffers and the backlog was full
+    rx_too_big,      // needs more slots than the frontend negotiated (no SG) or accepts
+    rx_copy_failed,  // a grant copy into a guest buffer failed
+    tx_over_mtu,     // longer than the uplink's MTU + Ethernet header, and not GSO
+    tx_over_vif_mtu, // to another vif, longer than that vif's MTU + Ethernet header, and not GSO
     count,
 };
 inline constexpr std::size_t kDropReasons = static_cast<std::size_t>(Drop::count);
@@ -51,6 +52,7 @@ constexpr std::string_view to_string(Drop d) noexcept {
     case Drop::rx_too_big: return "rx_too_big";
     case Drop::rx_copy_failed: return "rx_copy_failed";
     case Drop::tx_over_mtu: return "tx_over_mtu";
+    case Drop::tx_over_vif_mtu: return "tx_over_vif_mtu";
     case Drop::count: break;
     }
     return "?";

@@ -1,5 +1,6 @@
 #include "backend/dataplane/dataplane.hpp"
 
+#include <cerrno>
 #include <chrono>
 #include <stdexcept>
 
@@ -42,6 +43,8 @@ DataPlane::DataPlane(const DataPlaneConfig& config, platform::Grants& grants, pl
     : config_(config) {
     if (config_.workers == 0) config_.workers = 1;
     if (config_.workers > 64) throw std::invalid_argument("dataplane: at most 64 workers");
+    if (config_.worker.max_vifs + config_.uplinks.size() + 1 >= kNoPort)
+        throw std::invalid_argument("dataplane: max_vifs too large for 16-bit switch ports");
     if (config_.workers > 1) mesh_ = std::make_unique<WorkerMesh>(config_.workers);
     for (unsigned i = 0; i < config_.workers; ++i) {
         WorkerConfig wc = config_.worker;
@@ -115,16 +118,53 @@ std::optional<unsigned> DataPlane::worker_of(control::VifId id) const {
     return it->second.worker;
 }
 
+std::optional<std::uint16_t> DataPlane::uplink_of(const control::VifPolicy& policy) const {
+    if (!policy.uplink) return 0;
+    for (std::size_t i = 0; i < config_.uplinks.size(); ++i)
+        if (config_.uplinks[i].name == *policy.uplink) return static_cast<std::uint16_t>(i);
+    return std::nullopt;
+}
+
+std::string DataPlane::uplink_name(std::uint16_t uplink) const {
+    return uplink < config_.uplinks.size() ? fmt::format("uplink '{}'", config_.uplinks[uplink].name)
+                                           : std::string("the guest-only switch (no uplink)");
+}
+
+std::optional<control::Refusal> DataPlane::refusal(control::VifId id,
+                                                   const control::VifPolicy& policy) const {
+    const auto uplink = uplink_of(policy);
+    if (!uplink) {
+        std::string have;
+        for (const auto& u : config_.uplinks) have += (have.empty() ? "" : ", ") + u.name;
+        return control::Refusal{
+            ENODEV,
+            fmt::format("uplink '{}' (from {}) does not exist; configured uplinks: {}", *policy.uplink,
+                        policy.client_source.empty() ? "the vif's policy" : policy.client_source,
+                        have.empty() ? "none" : have)};
+    }
+    const std::size_t others = vifs_.size() - (vifs_.contains(id) ? 1 : 0);
+    if (others >= config_.worker.max_vifs)
+        return control::Refusal{ENOSPC,
+                                fmt::format("netbackd already runs {} vifs, its limit ([vif] max_vifs = {})",
+                                            others, config_.worker.max_vifs)};
+    const MacAddr mac = MacAddr::from_bytes(std::span<const std::uint8_t, 6>(policy.guest_mac));
+    const std::uint16_t vlan = policy.vlan.value_or(0);
+    for (const auto& [other, e] : vifs_) {
+        const VifRuntime& v = *e.runtime;
+        if (other == id || v.mac != mac || v.vlan != vlan || v.uplink != uplink) continue;
+        return control::Refusal{
+            EADDRINUSE, fmt::format("MAC {} is already in use by {} on {}{}",
+                                    control::format_mac(policy.guest_mac), other.name(), uplink_name(*uplink),
+                                    vlan != 0 ? fmt::format(" VLAN {}", vlan) : std::string())};
+    }
+    return std::nullopt;
+}
+
 void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
     if (!vif || vif->queues.empty()) throw std::invalid_argument("dataplane: vif without queues");
     if (vifs_.contains(vif->id))
         throw std::invalid_argument("dataplane: " + vif->id.name() + " attached twice");
-    std::optional<std::uint16_t> uplink = 0;
-    if (vif->policy.uplink) {
-        uplink.reset();
-        for (std::size_t i = 0; i < config_.uplinks.size(); ++i)
-            if (config_.uplinks[i].name == *vif->policy.uplink) uplink = static_cast<std::uint16_t>(i);
-    }
+    const std::optional<std::uint16_t> uplink = uplink_of(vif->policy);
     const control::VifId id = vif->id;
     auto runtime = std::make_unique<VifRuntime>(std::move(vif), uplink, rte_get_tsc_hz());
     VifRuntime* raw = runtime.get();

@@ -66,6 +66,10 @@ public:
     DataPlane& operator=(const DataPlane&) = delete;
 
     control::DataPlaneFeatures features() const override;
+    // Refuses a MAC another attached vif holds on the same uplink and VLAN, an uplink this
+    // data plane does not have, and a vif beyond worker.max_vifs.
+    std::optional<control::Refusal> refusal(control::VifId id,
+                                            const control::VifPolicy& policy) const override;
     void attach(std::unique_ptr<control::VifHandle> vif) override;
     std::unique_ptr<control::VifHandle> detach(control::VifId id) override;
     // Only the rate applies at run time; MAC, VLAN and uplink changes need a re-attach.
@@ -100,6 +104,10 @@ private:
         bool fault_reported = false;
         unsigned worker = 0;
     };
+    // Index into config_.uplinks of what a policy names (0 when it names none); nullopt when
+    // it names one that does not exist.
+    std::optional<std::uint16_t> uplink_of(const control::VifPolicy& policy) const;
+    std::string uplink_name(std::uint16_t uplink) const;
     void post(Worker& w, const WorkerMsg& msg);
     // Waits until worker w says it let go of vif.
     void await_detached(Worker& w, const VifRuntime* vif);

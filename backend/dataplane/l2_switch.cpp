@@ -1,5 +1,6 @@
 #include "backend/dataplane/l2_switch.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <utility>
 
@@ -77,6 +78,7 @@ SwitchPortId L2Switch::add_port(const SwitchPort& port) {
         }
         ports_[i] = port;
         if (port.kind == PortKind::uplink) uplink_port_[port.uplink] = id;
+        ports_end_ = std::max(ports_end_, i + 1);
         return id;
     }
     return kNoPort;
@@ -86,6 +88,7 @@ void L2Switch::remove_port(SwitchPortId id) {
     if (id >= ports_.size()) return;
     if (ports_[id].kind == PortKind::uplink) uplink_port_[ports_[id].uplink] = kNoPort;
     ports_[id] = SwitchPort{};
+    while (ports_end_ > 0 && ports_[ports_end_ - 1].kind == PortKind::unused) --ports_end_;
     for (std::size_t s = 0; s < table_.size();) {
         if (table_[s].key != 0 && table_[s].port == id) {
             erase_at(s); // a shifted entry may now sit at s: look at it again
@@ -111,7 +114,7 @@ void L2Switch::learn(std::uint16_t vlan, MacAddr src, SwitchPortId port, std::ui
 std::uint16_t L2Switch::flood(SwitchPortId ingress, std::uint16_t uplink, std::uint16_t vlan,
                               std::span<SwitchPortId> out) const {
     std::uint16_t n = 0;
-    for (std::size_t i = 0; i < ports_.size() && n < out.size(); ++i) {
+    for (std::size_t i = 0; i < ports_end_ && n < out.size(); ++i) {
         const SwitchPort& p = ports_[i];
         if (i == ingress || p.kind == PortKind::unused || p.uplink != uplink) continue;
         // An uplink trunks every VLAN; a vif hears only its own.

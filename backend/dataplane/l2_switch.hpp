@@ -27,6 +27,9 @@ struct SwitchPort {
     std::uint16_t vlan = 0;
     // The only source MAC a vif may send from.
     MacAddr allowed_src{};
+    // A vif's MTU (its `mtu` key): longer frames from other vifs are not forwarded to it, as a
+    // bridge port drops them. 0: no limit (uplinks, whose MTU the port itself enforces).
+    std::uint16_t mtu = 0;
 };
 
 enum class Verdict : std::uint8_t {
@@ -51,6 +54,13 @@ public:
     SwitchPortId add_port(const SwitchPort& port); // kNoPort when full
     void remove_port(SwitchPortId id);             // also forgets every MAC behind it
     const SwitchPort& port(SwitchPortId id) const { return ports_[id]; }
+    // Whether a frame of `frame_len` bytes (Ethernet header included; not a GSO frame, whose
+    // segments are cut to size) fits the MTU of port `id`.
+    bool fits_mtu(SwitchPortId id, std::uint32_t frame_len) const {
+        const std::uint16_t mtu = ports_[id].mtu;
+        return mtu == 0 || frame_len <= std::uint32_t{mtu} + kEthernetHeader;
+    }
+    static constexpr std::uint32_t kEthernetHeader = 14;
 
     // Fast path. `vlan` is the frame's VLAN for uplink ingress (ignored for vif ingress, which
     // uses the vif's access VLAN). `flood_out` must hold max_ports entries.
@@ -86,6 +96,9 @@ private:
                         std::span<SwitchPortId> out) const;
 
     std::vector<SwitchPort> ports_;
+    // One past the highest port in use: flooding scans only that far, so a switch sized for
+    // many vifs costs what is attached, not its capacity.
+    std::size_t ports_end_ = 0;
     std::vector<SwitchPortId> uplink_port_; // uplink index -> its port id
     std::vector<Entry> table_;
     std::size_t mask_ = 0;

@@ -188,6 +188,8 @@ void Worker::forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept {
     for (const SwitchPortId id : dests) {
         if (ports_[id].uplink >= 0) {
             uplink_out(static_cast<std::uint16_t>(ports_[id].uplink), m, csum_blank, vif.vlan, c);
+        } else if ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) == 0 && !sw_.fits_mtu(id, m->pkt_len)) {
+            drop(m, c, Drop::tx_over_vif_mtu); // a bridge port drops what exceeds its MTU
         } else {
             deliver(id, m);
         }

@@ -158,6 +158,7 @@ SwitchPort switch_port_of(const VifRuntime& vif) noexcept {
     p.uplink = *vif.uplink;
     p.vlan = vif.vlan;
     p.allowed_src = vif.mac;
+    p.mtu = vif.mtu;
     return p;
 }
 

@@ -44,6 +44,8 @@ struct WorkerConfig {
     std::uint32_t tx_burst = 32;     // packets per vif queue per iteration (guest -> backend)
     std::uint32_t rx_burst = 64;     // frames per vif queue per iteration (backend -> guest)
     std::uint32_t uplink_burst = 32; // frames per uplink per iteration
+    // Vifs in this worker's switch (its own and every other worker's): the port tables are
+    // sized for it once; DataPlane::refusal() turns away the vif beyond it.
     std::size_t max_vifs = 64;
     std::size_t mac_table = 4096;
     // Busy-poll this long after the last work before re-arming notifications and sleeping.

@@ -62,9 +62,14 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
     dc.workers = static_cast<unsigned>(std::max<std::size_t>(1, config.worker_cores.size()));
     dc.worker_cpus = config.worker_cores;
     if (config.burst) dc.worker.tx_burst = dc.worker.rx_burst = dc.worker.uplink_burst = *config.burst;
+    dc.worker.max_vifs = config.max_vifs;
+    // Room for every vif's MAC at 3/4 load plus as many learned from the wire.
+    dc.worker.mac_table = std::max<std::size_t>(dc.worker.mac_table, std::size_t{4} * config.max_vifs);
 
     pmd::MempoolSizing sizing;
-    sizing.vifs = static_cast<std::uint32_t>(dc.worker.max_vifs);
+    // Not max_vifs: a pool for 1,024 full rings would take gigabytes, most never in flight.
+    // Vifs beyond 64 busy ones share these buffers (a dry pool drops, counted as tx_no_mbuf).
+    sizing.vifs = std::min(64u, config.max_vifs);
     // Queues of one vif share its traffic, so pool for one queue's worth per vif: the full
     // formula for 64 vifs x 4 queues asks for 570 MB, most of it never in flight.
     sizing.queues_per_vif = 1;

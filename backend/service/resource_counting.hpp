@@ -32,6 +32,10 @@ public:
         : inner_(inner), counts_(std::move(counts)) {}
 
     control::DataPlaneFeatures features() const override { return inner_.features(); }
+    std::optional<control::Refusal> refusal(control::VifId id,
+                                            const control::VifPolicy& policy) const override {
+        return inner_.refusal(id, policy);
+    }
     void attach(std::unique_ptr<control::VifHandle> vif) override;
     std::unique_ptr<control::VifHandle> detach(control::VifId id) override;
     void update_policy(control::VifId id, const control::VifPolicy& policy) override {

@@ -6,6 +6,8 @@
 #include <fstream>
 #include <thread>
 
+#include <poll.h>
+
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
@@ -13,17 +15,18 @@
 
 namespace netbackd::testing {
 
+// Byte 3 holds the domid's high byte (0 below 256), so hosts of 1,000+ guests keep MACs unique.
 ring::MacAddr guest_mac(platform::DomId domid, std::uint32_t devid) {
     return {0x00,
             0x16,
             0x3e,
-            0x00,
+            static_cast<std::uint8_t>((domid >> 8) & 0xff),
             static_cast<std::uint8_t>(domid & 0xff),
             static_cast<std::uint8_t>(devid & 0xff)};
 }
 
 std::string guest_mac_text(platform::DomId domid, std::uint32_t devid) {
-    return fmt::format("00:16:3e:00:{:02x}:{:02x}", domid & 0xff, devid & 0xff);
+    return fmt::format("00:16:3e:{:02x}:{:02x}:{:02x}", (domid >> 8) & 0xff, domid & 0xff, devid & 0xff);
 }
 
 void attach_vif(SimWorld& world, platform::DomId domid, std::uint32_t devid) {
@@ -38,7 +41,37 @@ void attach_vif(SimWorld& world, platform::DomId domid, std::uint32_t devid) {
 FleetGuest& GuestFleet::add(platform::DomId domid, std::uint32_t devid, std::optional<ring::MacAddr> dst,
                             std::size_t frame_size) {
     attach_vif(world_, domid, devid);
+    FleetGuest& ref = join(domid, devid, dst, frame_size);
+    REQUIRE(world_.wait_state(SimWorld::be(domid, devid) + "/state", "4"));
+    follow(ref);
+    REQUIRE(ref.connected());
+    return ref;
+}
 
+bool GuestFleet::settle(std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    // Only guests whose store has watch events are looked at (a store round trip each): with
+    // hundreds of guests, polling them all would keep xenstored busy answering the test.
+    std::vector<FleetGuest*> waiting;
+    for (auto& g : guests_) waiting.push_back(g.get());
+    for (auto* g : waiting) follow(*g);
+    for (;;) {
+        std::erase_if(waiting, [](const FleetGuest* g) { return g->connected(); });
+        if (waiting.empty()) return true;
+        if (std::chrono::steady_clock::now() >= end) return false;
+        std::vector<pollfd> fds;
+        for (const auto* g : waiting) fds.push_back(pollfd{g->guest->store->watch_fd(), POLLIN, 0});
+        if (::poll(fds.data(), fds.size(), 200) == 0) {
+            for (auto* g : waiting) follow(*g); // a quiet spell: look at everyone once
+            continue;
+        }
+        for (std::size_t i = 0; i < fds.size(); ++i)
+            if (fds[i].revents != 0) follow(*waiting[i]);
+    }
+}
+
+FleetGuest& GuestFleet::join(platform::DomId domid, std::uint32_t devid, std::optional<ring::MacAddr> dst,
+                             std::size_t frame_size) {
     auto g = std::make_unique<FleetGuest>();
     g->domid = domid;
     g->devid = devid;
@@ -54,12 +87,8 @@ FleetGuest& GuestFleet::add(platform::DomId domid, std::uint32_t devid, std::opt
     g->io = std::make_unique<xensim::NetfrontIo>(*g->guest->memory, *g->guest->events);
     g->traffic = std::make_unique<xensim::Traffic>(*g->io, o);
     g->guest->start_netfront(devid, 1, true);
-    FleetGuest& ref = *g;
     guests_.push_back(std::move(g));
-    REQUIRE(world_.wait_state(SimWorld::be(domid, devid) + "/state", "4"));
-    follow(ref);
-    REQUIRE(ref.connected());
-    return ref;
+    return *guests_.back();
 }
 
 void GuestFleet::restart(FleetGuest& g) {

@@ -16,7 +16,7 @@
 
 namespace netbackd::testing {
 
-// The MAC the toolstack gives (domid, devid): 00:16:3e:00:<domid>:<devid>.
+// The MAC the toolstack gives (domid, devid): 00:16:3e:<domid, 2 bytes>:<devid>.
 ring::MacAddr guest_mac(platform::DomId domid, std::uint32_t devid = 0);
 std::string guest_mac_text(platform::DomId domid, std::uint32_t devid = 0);
 // xl network-attach of vif `devid` with guest_mac(); returns once the backend is at InitWait.
@@ -65,6 +65,11 @@ public:
     // sends (nullopt: sink only). Returns once both ends are Connected.
     FleetGuest& add(platform::DomId domid, std::uint32_t devid, std::optional<ring::MacAddr> dst,
                     std::size_t frame_size = 256);
+    // As add(), for a vif the toolstack already attached, without waiting for Connected.
+    FleetGuest& join(platform::DomId domid, std::uint32_t devid, std::optional<ring::MacAddr> dst,
+                     std::size_t frame_size = 256);
+    // Follows every guest's netfront until all are connected; false after `timeout`.
+    bool settle(std::chrono::milliseconds timeout);
     // Restarts a guest's netfront after its vif was re-attached or its domain re-created.
     void restart(FleetGuest& g);
     // Forgets a guest whose domain is gone (its Guest object must not be used any more).

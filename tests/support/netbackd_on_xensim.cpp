@@ -81,15 +81,17 @@ xensim::Netfront& Guest::start_netfront(std::uint32_t devid, unsigned queues, bo
     return *netfront;
 }
 
-SimWorld::SimWorld() {
+SimWorld::SimWorld(const SimWorldOptions& options) {
     std::string tmpl = (fs::temp_directory_path() / "netbackd-e2e-XXXXXX").string();
     REQUIRE(mkdtemp(tmpl.data()) != nullptr);
     dir_ = tmpl;
     fs::create_directories(host_dir());
     fs::create_directories(dir_ + "/clients");
     // A driver domain owns ~20 nodes per vif: room for the 64-client soak, as `xenstored -E` gives.
-    REQUIRE(run({XENSIM_BINARY, "up", "--dir", host_dir(), "--quota-nodes", "4000"}, dir_ + "/xensim.log") ==
-            0);
+    REQUIRE(
+        run({XENSIM_BINARY, "up", "--dir", host_dir(), "--quota-nodes", std::to_string(options.quota_nodes),
+             "--quota-watches", std::to_string(options.quota_watches)},
+            dir_ + "/xensim.log") == 0);
     host_up_ = true;
     create_domain("nicdom", kDriverDomain, 16);
     admin_ = xensim::HvClient::connect_admin(host_dir());

@@ -41,9 +41,17 @@ struct Guest {
     xensim::Netfront& start_netfront(std::uint32_t devid, unsigned queues = 1, bool split = true);
 };
 
+// xenstored's quotas for the host (`xensim up`): a driver domain owns ~20 nodes and one watch
+// per vif, so many vifs need more than cxenstored's defaults (1000 nodes, 128 watches).
+struct SimWorldOptions {
+    unsigned quota_nodes = 4000;
+    unsigned quota_watches = 128;
+};
+
 class SimWorld {
 public:
-    SimWorld();
+    SimWorld() : SimWorld(SimWorldOptions{}) {}
+    explicit SimWorld(const SimWorldOptions& options);
     ~SimWorld();
 
     const std::string& dir() const { return dir_; }

@@ -13,6 +13,7 @@
 #include "backend/platform/sim/client.hpp"
 #include "backend/platform/store/xs_store.hpp"
 #include "xensim/cli/verbs.hpp"
+#include "xensim/toolstack/toolstack.hpp"
 
 namespace netbackd::xensim::cli {
 
@@ -49,10 +50,12 @@ void run_destroy(const DomainOptions& o) {
     auto admin = HvClient::connect_admin(o.dir);
     DomId domid = resolve(*admin, o.target);
     if (domid == 0) throw std::runtime_error("Domain-0 cannot be destroyed");
-    admin->destroy_domain(domid);
-    // As libxl does after the domain is gone: its xenstore home goes too.
+    // As libxl's destroy: the devices first (backends told online=0 and state 5, frontends
+    // removed, backends waited for), then the xenstore home, then the domain itself.
     auto store = platform::open_xs_store(platform::sim_store_socket(o.dir, 0));
+    for (const auto& w : nic_destroy_all(*store, domid)) std::fprintf(stderr, "%s\n", w.c_str());
     store->rm(0, fmt::format("/local/domain/{}", domid));
+    admin->destroy_domain(domid);
 }
 
 void run_list(const DomainOptions& o) {
@@ -77,7 +80,9 @@ void install_domain(CLI::App& app) {
     create->add_option("--memory", o->memory_mib, "guest memory in MiB (sparse)")->check(CLI::Range(1, 1024));
     create->callback([o] { run_create(*o); });
 
-    auto* destroy = domain->add_subcommand("destroy", "destroy a domain: grants, channels, xenstore home");
+    auto* destroy = domain->add_subcommand(
+        "destroy", "destroy a domain as xl destroy does: its vifs (online=0, state 5, removal), xenstore "
+                   "home, grants, channels");
     add_dir_option(*destroy, o->dir);
     destroy->add_option("domain", o->target, "name or domid")->required();
     destroy->callback([o] { run_destroy(*o); });

@@ -104,6 +104,11 @@ void Netfront::on_backend_state(std::optional<int> bs) {
         release_rings();
         return;
     }
+    if (opt_.flavour == NetfrontFlavour::closes) {
+        // No rings, no channels: the device is shut before it was ever used.
+        if (state_ != 6) set_state(6);
+        return;
+    }
     if (opt_.flavour == NetfrontFlavour::windows && !close_cycle_done_) {
         // The Windows drivers reset the device before using it: Closing, Closed, then
         // Initialising again, each once the backend followed. A backend that only knows

@@ -22,6 +22,7 @@ enum class NetfrontFlavour {
     linux_guest, // Linux xen-netfront: flat keys for one queue, every feature flag
     unikraft,    // writes multi-queue-num-queues unconditionally, omits rx-notify and sg
     windows,     // Windows PV drivers: a Closing/Closed cycle before the first connect
+    closes,      // a driver that gives up at probe: straight to Closed, never connects
 };
 
 struct NetfrontOptions {

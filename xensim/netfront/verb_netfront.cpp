@@ -138,6 +138,7 @@ NetfrontOptions netfront_options(const NetfrontCliOptions& o, platform::DomId do
     nopt.split_event_channels = !o.no_split;
     nopt.flavour = o.flavour == "unikraft"  ? NetfrontFlavour::unikraft
                    : o.flavour == "windows" ? NetfrontFlavour::windows
+                   : o.flavour == "closes"  ? NetfrontFlavour::closes
                                             : NetfrontFlavour::linux_guest;
     return nopt;
 }
@@ -301,8 +302,9 @@ void install_netfront(CLI::App& app) {
     nf->add_option("--devid", o->devid, "vif number");
     nf->add_option("--queues", o->queues, "queues wanted (capped by the backend)")->check(CLI::Range(1, 64));
     nf->add_flag("--no-split", o->no_split, "one event channel per queue even if split ones are offered");
-    nf->add_option("--flavour", o->flavour, "linux | unikraft | windows")
-        ->check(CLI::IsMember({"linux", "unikraft", "windows"}));
+    nf->add_option("--flavour", o->flavour,
+                   "linux | unikraft | windows | closes (straight to Closed, never connects)")
+        ->check(CLI::IsMember({"linux", "unikraft", "windows", "closes"}));
     nf->add_option("--tap", o->tap, "TAP mode: bridge a tap device of this name to the rings");
     nf->add_option("--netns", o->netns, "network namespace for the tap (made if missing)");
     nf->add_option("--mac", o->mac, "the tap's MAC (default: the vif's mac key)");

@@ -41,6 +41,10 @@ std::uint32_t next_devid(Store& store, DomId fe) {
     return next;
 }
 
+// libxl retries a conflicting transaction until it commits (libxl__xs_transaction_commit);
+// parallel attaches all add children to the same parents, so 64 tries run out on a busy host.
+constexpr int kLibxlRetries = 1'000'000;
+
 // Removes `path` and then each parent that became empty, up to (not including) `stop`.
 void path_cleanup(Store& store, platform::TxId tx, std::string path, const std::string& stop) {
     store.rm(tx, path);
@@ -111,35 +115,37 @@ std::uint32_t nic_add(Store& store, const NicSpec& spec, std::chrono::millisecon
     };
     if (spec.rate) back.emplace_back("rate", *spec.rate);
 
-    store.transaction([&](platform::TxId tx) {
-        store.rm(tx, F);
-        store.mkdir(tx, F);
-        store.set_perms(tx, F, fe_perms);
-        auto fe_write = [&](const std::string& k, const std::string& v, std::span<const Perm> perms) {
-            store.write(tx, F + "/" + k, v);
-            store.set_perms(tx, F + "/" + k, perms);
-        };
-        fe_write("backend", B, fe_perms);
-        fe_write("backend-id", std::to_string(spec.backend), fe_perms);
-        fe_write("state", "1", fe_perms);
-        fe_write("handle", std::to_string(devid), fe_perms);
-        fe_write("mac", spec.mac, fe_perms);
-        fe_write("trusted", "1", fe_perms);
-        fe_write("mtu", std::to_string(spec.mtu), fe_ro_perms);
+    store.transaction(
+        [&](platform::TxId tx) {
+            store.rm(tx, F);
+            store.mkdir(tx, F);
+            store.set_perms(tx, F, fe_perms);
+            auto fe_write = [&](const std::string& k, const std::string& v, std::span<const Perm> perms) {
+                store.write(tx, F + "/" + k, v);
+                store.set_perms(tx, F + "/" + k, perms);
+            };
+            fe_write("backend", B, fe_perms);
+            fe_write("backend-id", std::to_string(spec.backend), fe_perms);
+            fe_write("state", "1", fe_perms);
+            fe_write("handle", std::to_string(devid), fe_perms);
+            fe_write("mac", spec.mac, fe_perms);
+            fe_write("trusted", "1", fe_perms);
+            fe_write("mtu", std::to_string(spec.mtu), fe_ro_perms);
 
-        store.rm(tx, B);
-        store.mkdir(tx, B);
-        store.set_perms(tx, B, be_perms);
-        store.write(tx, B + "/frontend", F);
-        for (const auto& [k, v] : back) store.write(tx, B + "/" + k, v);
+            store.rm(tx, B);
+            store.mkdir(tx, B);
+            store.set_perms(tx, B, be_perms);
+            store.write(tx, B + "/frontend", F);
+            for (const auto& [k, v] : back) store.write(tx, B + "/" + k, v);
 
-        store.rm(tx, L);
-        store.mkdir(tx, L);
-        store.set_perms(tx, L, libxl_perms);
-        store.write(tx, L + "/frontend", F);
-        store.write(tx, L + "/backend", B);
-        for (const auto& [k, v] : back) store.write(tx, L + "/" + k, v);
-    });
+            store.rm(tx, L);
+            store.mkdir(tx, L);
+            store.set_perms(tx, L, libxl_perms);
+            store.write(tx, L + "/frontend", F);
+            store.write(tx, L + "/backend", B);
+            for (const auto& [k, v] : back) store.write(tx, L + "/" + k, v);
+        },
+        kLibxlRetries);
 
     // libxl__wait_device_connection: exactly InitWait, nothing else counts.
     bool removed = false;
@@ -168,13 +174,15 @@ void nic_remove(Store& store, DomId fe, std::uint32_t devid, bool force, std::ch
     std::string failure;
     if (!force) {
         bool present = false;
-        store.transaction([&](platform::TxId tx) {
-            present = store.read(tx, B + "/state").has_value();
-            if (present) {
-                store.write(tx, B + "/online", "0");
-                store.write(tx, B + "/state", "5");
-            }
-        });
+        store.transaction(
+            [&](platform::TxId tx) {
+                present = store.read(tx, B + "/state").has_value();
+                if (present) {
+                    store.write(tx, B + "/online", "0");
+                    store.write(tx, B + "/state", "5");
+                }
+            },
+            kLibxlRetries);
         if (present) {
             bool removed = false;
             const bool closed =
@@ -197,15 +205,68 @@ void nic_remove(Store& store, DomId fe, std::uint32_t devid, bool force, std::ch
     }
     // As libxl__device_destroy run by the toolstack domain: the frontend and /libxl nodes go;
     // the backend dir belongs to the driver domain and goes only when forced.
-    store.transaction([&](platform::TxId tx) {
-        path_cleanup(store, tx, F, dom_path(fe) + "/device");
-        path_cleanup(store, tx, L, "/libxl");
-        // The driver domain removed B itself (or is forced out of it here); the empty
-        // per-guest parent the toolstack created goes with the last device.
-        const std::string be_root = B.substr(0, B.find("/backend/") + 8);
-        if (force || !store.read(tx, B + "/state")) path_cleanup(store, tx, B, be_root);
-    });
+    store.transaction(
+        [&](platform::TxId tx) {
+            path_cleanup(store, tx, F, dom_path(fe) + "/device");
+            path_cleanup(store, tx, L, "/libxl");
+            // The driver domain removed B itself (or is forced out of it here); the empty
+            // per-guest parent the toolstack created goes with the last device.
+            const std::string be_root = B.substr(0, B.find("/backend/") + 8);
+            if (force || !store.read(tx, B + "/state")) path_cleanup(store, tx, B, be_root);
+        },
+        kLibxlRetries);
     if (!failure.empty()) throw ToolstackError(failure);
+}
+
+std::vector<std::string> nic_destroy_all(Store& store, DomId fe, std::chrono::milliseconds timeout) {
+    std::vector<std::string> warnings;
+    const auto ids = store.directory(0, dom_path(fe) + "/device/vif");
+    if (!ids) return warnings;
+    for (const auto& id : *ids) {
+        if (!is_number(id)) continue;
+        const auto devid = static_cast<std::uint32_t>(std::stoul(id));
+        const auto F = fe_path(fe, devid);
+        const auto L = libxl_path(fe, devid);
+        const auto B = store.read(0, F + "/backend");
+        bool present = false;
+        store.transaction(
+            [&](platform::TxId tx) {
+                if (B) {
+                    present = store.read(tx, *B + "/state").has_value();
+                    if (present) {
+                        store.write(tx, *B + "/online", "0");
+                        store.write(tx, *B + "/state", "5");
+                    }
+                }
+                // Forced: the frontend goes at once, the guest is not asked.
+                path_cleanup(store, tx, F, dom_path(fe) + "/device");
+            },
+            kLibxlRetries);
+        if (B && present) {
+            if (!wait_for_node(store, *B + "/state", timeout,
+                               [](const std::optional<std::string>& v) { return !v || *v == "6"; }))
+                warnings.push_back(fmt::format(
+                    "device_backend_callback: Domain {}:unable to remove device with path {} (backend "
+                    "{}/state wanted state 6 timed out); forcing",
+                    fe, *B, *B));
+            else if (!wait_for_node(store, *B, timeout,
+                                    [](const std::optional<std::string>& v) { return !v; }))
+                warnings.push_back(fmt::format(
+                    "device_destroy_be_watch_cb: Domain {}:timed out while waiting for {} to be removed", fe,
+                    *B));
+        }
+        // The backend dir is the driver domain's: the toolstack leaves it unless it went.
+        store.transaction(
+            [&](platform::TxId tx) {
+                path_cleanup(store, tx, L, "/libxl");
+                if (B && !store.read(tx, *B + "/state")) {
+                    const std::string be_root = B->substr(0, B->find("/backend/") + 8);
+                    path_cleanup(store, tx, *B, be_root);
+                }
+            },
+            kLibxlRetries);
+    }
+    return warnings;
 }
 
 } // namespace netbackd::xensim

@@ -7,6 +7,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "backend/platform/platform.hpp"
 
@@ -43,6 +44,15 @@ std::uint32_t nic_add(platform::Store& store, const NicSpec& spec,
 // then the frontend and /libxl nodes go. `force` skips the waits (xl network-detach -f).
 void nic_remove(platform::Store& store, platform::DomId frontend, std::uint32_t devid, bool force = false,
                 std::chrono::milliseconds timeout = kDestroyTimeout);
+
+// What `xl destroy` does to a dying domain's vifs (libxl__devices_destroy, forced): per vif,
+// online=0 and state=5 on the backend with the frontend dir removed in the same transaction,
+// then up to `timeout` for state 6 and for the driver domain to remove its backend dir, then
+// the /libxl nodes go. A backend that does not answer does not stop a destroy: what timed out
+// is returned, worded as libxl logs it. The domain's own home and the domain are left to the
+// caller.
+std::vector<std::string> nic_destroy_all(platform::Store& store, platform::DomId frontend,
+                                         std::chrono::milliseconds timeout = kDestroyTimeout);
 
 // The domid of a domain by name (or a decimal domid of an existing domain).
 std::optional<platform::DomId> find_domain(platform::Store& store, const std::string& name_or_id);

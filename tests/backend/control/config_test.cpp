@@ -43,6 +43,7 @@ TEST_CASE("the shipped example configs load", "[control][config]") {
     const Config cfg = load_config(fs::path(NETBACKD_SOURCE_DIR) / "configs/netbackd.toml");
     CHECK(cfg.global.platform == "xen");
     CHECK(cfg.global.max_queues == 4);
+    CHECK(cfg.global.max_vifs == 1024);
     REQUIRE(cfg.global.ports.size() == 1);
     CHECK(cfg.global.ports[0].pci == "0000:03:00.0");
     CHECK(cfg.global.worker_cores == std::vector<unsigned>{2, 3});
@@ -179,4 +180,13 @@ TEST_CASE("match_client prefers the most specific entry", "[control][config]") {
     CHECK(match_client(cfg, "db", 1, m2)->vlan == 2);
     CHECK(match_client(cfg, "db", 1, other) == nullptr);
     CHECK(match_client(cfg, "db", 1, std::nullopt) == nullptr);
+}
+
+TEST_CASE("the vif limit is a [vif] key, 1024 by default, range-checked", "[control][config]") {
+    CHECK(parse_global("", "g.toml").max_vifs == 1024);
+    CHECK(parse_global("[vif]\nmax_vifs = 4096\n", "g.toml").max_vifs == 4096);
+    CHECK(error_of([] { parse_global("[vif]\nmax_vifs = 0\n", "g.toml"); }) ==
+          "g.toml:2: 'max_vifs' = 0 outside 1..16384");
+    CHECK(error_of([] { parse_global("[vif]\nmax_vifs = 70000\n", "g.toml"); }) ==
+          "g.toml:2: 'max_vifs' = 70000 outside 1..16384");
 }

@@ -638,3 +638,33 @@ TEST_CASE("frames the uplink does not take are dropped and counted against their
     CHECK(b.receive().size() == 1);
     CHECK(snapshot(vb.counters()).dropped(Drop::tx_uplink_full) == 0);
 }
+
+TEST_CASE("a frame longer than the receiving vif's MTU is not forwarded to it, and is counted",
+          "[dataplane][fastpath][mtu]") {
+    Rig rig({kA, kB}, pmd::Offloads::none(), {}, 9000);
+    Netfront a(rig.world, kA);
+    Netfront b(rig.world, kB);
+    VifRuntime& va = rig.attach(a, kMacA);
+    auto hb = b.handle(kMacB);
+    hb->policy.mtu = 1400; // B's `mtu` key: it takes frames of 1414 bytes at most
+    VifRuntime& vb = rig.attach(std::move(hb));
+    b.post_rx_buffers(16);
+
+    a.send(frame(kMacB, kMacA, 1400 - 40));        // 1414 bytes: fits
+    a.send(frame(kMacB, kMacA, 1400 - 40 + 1));    // 1415: dropped, as a bridge port would
+    a.send(frame(kOutside, kMacA, 1400 - 40 + 1)); // the 9000-byte wire takes it
+    ring::TxExtras x;
+    x.gso = ring::TxGso{1000, XEN_NETIF_GSO_TYPE_TCPV4, 0};
+    a.send(frame(kMacB, kMacA, 5000), ring::TxFrontFlags{.csum_blank = true}, x); // GSO: whole
+    a.push_tx();
+    rig.poll(2);
+
+    const auto got = b.receive();
+    REQUIRE(got.size() == 2);
+    CHECK(got[0].frame.size() == 1414);
+    CHECK(got[1].frame.size() == 5054);
+    CHECK(rig.up.sent().size() == 1);
+    CHECK(snapshot(va.counters()).dropped(Drop::tx_over_vif_mtu) == 1);
+    CHECK(snapshot(vb.counters()).rx_packets == 2);
+    CHECK(to_string(Drop::tx_over_vif_mtu) == "tx_over_vif_mtu"); // the name stats show
+}

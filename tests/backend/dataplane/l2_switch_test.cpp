@@ -172,3 +172,37 @@ TEST_CASE("an all-zero destination MAC is nobody's, not an empty table slot", "[
     REQUIRE(d.port == w.up);
     REQUIRE(w.sw.lookup(0, MacAddr{}) == kNoPort);
 }
+
+TEST_CASE("a vif port's MTU bounds the frames it takes, an uplink port takes any", "[dataplane]") {
+    L2Switch sw{8, 64};
+    const auto up = sw.add_port({PortKind::uplink, 0, 0, {}});
+    SwitchPort p{PortKind::vif, 0, 0, mac("00:16:3e:00:00:0a")};
+    p.mtu = 1500;
+    const auto a = sw.add_port(p);
+    CHECK(sw.fits_mtu(a, 1514));
+    CHECK_FALSE(sw.fits_mtu(a, 1515));
+    CHECK(sw.fits_mtu(up, 65535));
+}
+
+TEST_CASE("flooding reaches every port after removals in the middle and re-adds", "[dataplane]") {
+    L2Switch sw{1100, 4096};
+    std::vector<SwitchPortId> out(1100);
+    const auto up = sw.add_port({PortKind::uplink, 0, 0, {}});
+    std::vector<SwitchPortId> vifs;
+    for (std::uint64_t i = 0; i < 1024; ++i)
+        vifs.push_back(sw.add_port({PortKind::vif, 0, 0, MacAddr{0x00163e000000ULL + i + 1}}));
+    REQUIRE(vifs.back() != kNoPort);
+    auto flood_from_wire = [&] {
+        return sw.forward(up, MacAddr{0xffffffffffffULL}, MacAddr{0x525400000001ULL}, 0, 0, out).flood_count;
+    };
+    CHECK(flood_from_wire() == 1024);
+    sw.remove_port(vifs.back()); // the highest port: the scan shrinks
+    sw.remove_port(vifs[10]);
+    CHECK(flood_from_wire() == 1022);
+    const auto again = sw.add_port({PortKind::vif, 0, 0, MacAddr{0x00163e100000ULL}});
+    CHECK(again == vifs[10]); // the lowest free port is reused
+    CHECK(flood_from_wire() == 1023);
+    const auto last = sw.add_port({PortKind::vif, 0, 0, MacAddr{0x00163e100001ULL}});
+    CHECK(last == vifs.back());
+    CHECK(flood_from_wire() == 1024);
+}

@@ -1,5 +1,6 @@
 // The DataPlane sink with its worker thread: handover, traffic, faults for the control plane,
 // detach handing the vif back, idle sleep; and a worker over a real DPDK port (net_ring).
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -40,7 +41,7 @@ bool eventually(F&& done) {
 }
 
 struct SinkRig {
-    explicit SinkRig(std::vector<platform::DomId> guests, bool with_uplink = true)
+    explicit SinkRig(std::vector<platform::DomId> guests, bool with_uplink = true, std::size_t max_vifs = 64)
         : world(std::move(guests)),
           pool(pmd::test::small_pool(8191)),
           indirect(pmd::test::small_pool(4095, 0)),
@@ -50,6 +51,7 @@ struct SinkRig {
         c.indirect_pool = &indirect;
         if (with_uplink) c.uplinks.push_back(UplinkBinding{"up0", &up});
         c.worker.idle_before_sleep = 100us;
+        c.worker.max_vifs = max_vifs;
         dp = std::make_unique<DataPlane>(c, world.grants, world.events);
     }
     World world;
@@ -235,4 +237,45 @@ TEST_CASE("a policy update from the control plane changes the rate at run time",
     rig.dp->update_policy({kA, 0}, p); // no rate: unlimited
     CHECK(eventually([&] { return rig.dp->stats({kA, 0})->tx_packets == 6; }));
     CHECK(rig.dp->detach({kA, 0}) != nullptr);
+}
+
+TEST_CASE("the sink refuses, naming the cause, what the workers could not run", "[dataplane][sink]") {
+    SinkRig rig({kA, kB}, true, 2);
+    Netfront a(rig.world, kA);
+    auto ha = a.handle(kMacA);
+    ha->policy.vlan = 5;
+    const auto pa = ha->policy;
+    REQUIRE_FALSE(rig.dp->refusal(ha->id, pa));
+    rig.dp->attach(std::move(ha));
+    const control::VifId b{kB, 0};
+
+    // Another vif with a's MAC on the same uplink and VLAN: the MAC and its owner are named.
+    auto r = rig.dp->refusal(b, pa);
+    REQUIRE(r);
+    CHECK(r->err == EADDRINUSE);
+    CHECK(r->message == "MAC " + kMacA.to_string() + " is already in use by vif 21.0 on uplink 'up0' VLAN 5");
+    CHECK_FALSE(rig.dp->refusal(control::VifId{kA, 0}, pa)); // a itself, asked again
+    auto other_vlan = pa;
+    other_vlan.vlan = 6;
+    CHECK_FALSE(rig.dp->refusal(b, other_vlan));
+
+    // An uplink nobody configured: its name, the client file:line, and what exists.
+    auto bad_uplink = other_vlan;
+    bad_uplink.uplink = "nosuch";
+    bad_uplink.client_source = "clients/b.toml:1";
+    r = rig.dp->refusal(b, bad_uplink);
+    REQUIRE(r);
+    CHECK(r->err == ENODEV);
+    CHECK(r->message == "uplink 'nosuch' (from clients/b.toml:1) does not exist; configured uplinks: up0");
+
+    // The limit, stated.
+    Netfront c(rig.world, kB);
+    rig.dp->attach(c.handle(kMacB));
+    r = rig.dp->refusal(control::VifId{kB, 1}, other_vlan);
+    REQUIRE(r);
+    CHECK(r->err == ENOSPC);
+    CHECK(r->message == "netbackd already runs 2 vifs, its limit ([vif] max_vifs = 2)");
+    rig.dp->detach(control::VifId{kA, 0});
+    CHECK_FALSE(rig.dp->refusal(control::VifId{kB, 1}, other_vlan));
+    rig.dp->detach(control::VifId{kB, 0});
 }
