@@ -15,7 +15,7 @@ namespace netbackd::dataplane {
 std::size_t Worker::tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
     VifCounters& c = vif.counters_;
     const std::size_t worst_bufs = (0xffffu + room_ - 1) / room_;
-    const std::size_t worst_segs = ring::kMaxTxSegments + worst_bufs;
+    const std::size_t worst_segs = ring::kMaxTxPacketSlots + worst_bufs;
     std::size_t n = 0;
     std::size_t nbufs = 0;
     std::size_t nsegs = 0;
