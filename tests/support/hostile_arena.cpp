@@ -67,7 +67,15 @@ std::size_t Arena::count_out() {
         const auto* p = rte_pktmbuf_mtod(m.get(), const std::uint8_t*);
         if (rte_pktmbuf_data_len(m.get()) < 12) continue;
         if (std::memcmp(p + 6, hb.data(), 6) == 0) ++n;
-        if (std::memcmp(p + 6, ab.data(), 6) == 0) ++attacker_out_;
+        if (std::memcmp(p + 6, ab.data(), 6) == 0) {
+            ++attacker_out_;
+            if (keep_attacker_frames) {
+                std::vector<std::byte> f(rte_pktmbuf_pkt_len(m.get()));
+                const void* d = rte_pktmbuf_read(m.get(), 0, static_cast<std::uint32_t>(f.size()), f.data());
+                if (d != nullptr && d != f.data()) std::memcpy(f.data(), d, f.size());
+                attacker_frames.push_back(std::move(f));
+            }
+        }
     }
     return n;
 }
@@ -96,7 +104,10 @@ std::size_t Arena::healthy_round() {
     std::size_t n = 0;
     for (const auto& f : rig.up.sent()) {
         if (from(f, kMacHealthy)) ++n;
-        if (from(f, kMacAttacker)) ++attacker_out_;
+        if (from(f, kMacAttacker)) {
+            ++attacker_out_;
+            if (keep_attacker_frames) attacker_frames.push_back(f);
+        }
     }
     return n;
 }

@@ -47,6 +47,10 @@ struct Arena {
     // Detach, as the control plane does on Closing, and connect with fresh rings.
     void reconnect();
 
+    // Set: every attacker frame that reaches the wire is kept here, bytes as sent.
+    bool keep_attacker_frames = false;
+    std::vector<std::vector<std::byte>> attacker_frames;
+
     dataplane::test::Rig rig;
     dataplane::test::Netfront healthy;
     dataplane::VifRuntime& vh;

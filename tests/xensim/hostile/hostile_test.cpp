@@ -5,6 +5,7 @@
 // handled as Linux netback handles that guest, then recovers by a reconnect. Everything is
 // counted in the worker's poll rounds, never in time: a busy host cannot fail these checks.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <set>
 #include <string>
@@ -21,6 +22,10 @@ namespace {
 
 constexpr std::size_t kRounds = 64; // poll rounds counted before and while attacking
 constexpr int kMaxPlays = 40;       // bounds the attacker's guest memory (fresh pages per play)
+// double_fetch runs until the backend answered this many requests of each rewritten shape (read
+// mid-rewrite), or 120 s passed; the checks want kRacedMin (on a loaded host races are rarer).
+constexpr std::uint64_t kRaced = 1000;
+constexpr std::uint64_t kRacedMin = 50;
 
 // The healthy guest's rounds: what it posted, what reached the wire, and the rounds in which
 // some of its burst did not get out in that round.
@@ -71,6 +76,48 @@ void check_attacked_vif(Arena& a, const Attack& atk, std::size_t attacker_out_be
     }
 }
 
+// double_fetch: what the backend answered and sent must be what one copy of each request could
+// describe (see double_fetch_frames).
+struct OneCopyTally {
+    std::array<std::atomic<std::uint64_t>, 4> okay{}; // by id; [0]: any other id
+    std::atomic<std::uint64_t> errors{0};
+    void add(const netif_tx_response_t& r) {
+        if (r.status == NETIF_RSP_OKAY)
+            okay[r.id >= 1 && r.id <= 3 ? r.id : 0].fetch_add(1);
+        else
+            errors.fetch_add(1);
+    }
+};
+
+void check_one_copy_each(Arena& a, OneCopyTally& t) {
+    for (const auto& r : a.attacker_tx_responses()) t.add(r); // what the thread left
+    const auto frame = double_fetch_frame(a.env);
+    const auto sizes = double_fetch_sizes();
+    std::size_t odd = 0;
+    std::array<std::uint64_t, 3> by_size{}; // [i]: frames of sizes[i], i = 1, 2
+    for (const auto& f : a.attacker_frames) {
+        bool one = false;
+        for (std::size_t i = 1; i <= 2; ++i)
+            if (f.size() == sizes[i] && std::equal(f.begin(), f.end(), frame.begin())) {
+                ++by_size[i];
+                one = true;
+            }
+        if (!one) ++odd;
+    }
+    INFO(a.attacker_frames.size() << " frames of the attacker on the wire (" << by_size[1] << " short, "
+                                  << by_size[2] << " long), " << odd << " neither; OKAY by id 1/2/3/other "
+                                  << t.okay[1] << "/" << t.okay[2] << "/" << t.okay[3] << "/" << t.okay[0]
+                                  << ", errors " << t.errors);
+    // The race was run, not just survived: the backend read slots mid-rewrite.
+    CHECK(t.okay[2] >= kRacedMin);
+    CHECK(t.errors >= kRacedMin);
+    CHECK(odd == 0);
+    CHECK(t.okay[3] == 0); // id 3 comes with size 0 in one word: only ever dropped
+    CHECK(t.okay[0] == 0);
+    CHECK(t.okay[1] == by_size[1]);
+    CHECK(t.okay[2] == by_size[2]);
+}
+
 bool is_thread_attack(const Attack& atk) { return atk.name == "double_fetch" || atk.name == "evtchn_storm"; }
 
 void run_case(std::string_view name) {
@@ -94,11 +141,21 @@ void run_case(std::string_view name) {
     // same poll rounds as the healthy guest's bursts.
     Tally during;
     std::atomic<std::uint64_t> notified{0};
+    OneCopyTally one_copy;
     if (is_thread_attack(*atk)) {
+        a.keep_attacker_frames = atk->name == "double_fetch";
+        a.env.on_tx_response = [&](const netif_tx_response_t& r) { one_copy.add(r); };
         a.env.duration = std::chrono::milliseconds(100);
         a.env.storm_notifies = 2'000'000;
         a.env.notified = &notified;
-        a.env.finished = [&] { return during.rounds >= kRounds; };
+        // double_fetch runs until the backend was seen reading slots mid-rewrite often enough
+        // (answers for the other two shapes), capped in case it never is (then checks fail).
+        const auto cap = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+        a.env.finished = [&] {
+            const bool raced =
+                atk->name != "double_fetch" || (one_copy.okay[2] >= kRaced && one_copy.errors >= kRaced);
+            return during.rounds >= kRounds && (raced || std::chrono::steady_clock::now() > cap);
+        };
         a.env.during = [&] { during.add(a.healthy_step(rx)); };
         atk->run(a.front(), a.env);
         // What the attacker's thread posted after the last counted round lands now.
@@ -118,6 +175,8 @@ void run_case(std::string_view name) {
         CHECK(plays >= 1);
     }
     if (atk->name == "evtchn_storm") CHECK(notified.load() >= 2'000'000u);
+    if (atk->name == "double_fetch") check_one_copy_each(a, one_copy);
+    a.keep_attacker_frames = false;
 
     // Isolation: the attack cost the healthy guest no frame and no round.
     INFO("healthy guest: " << during.delivered << " of " << during.posted << " frames out in "
