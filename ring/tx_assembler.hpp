@@ -5,12 +5,16 @@
 // if it has NETTXF_extra_info, a chain of extra-info slots linked by XEN_NETIF_EXTRA_FLAG_MORE,
 // then further data slots while the previous data slot has NETTXF_more_data.
 //
-// Hostile-input rules:
+// Hostile-input rules, as Linux netback's xenvif_tx_build_gops / xenvif_count_requests decide
+// (slots counted after the first, as Linux does):
 //   - every slot is copied out of the page exactly once and only the copy is inspected;
-//   - req_prod out of range, an unknown extra type, a bad GSO extra, >= fatal_slots data slots,
-//     or a packet that cannot complete because the ring is full: fatal, the ring stops for good;
-//   - zero length, runt, too large, size mismatch, page-crossing segment, > 18 data slots: the
-//     packet's slots are consumed and each answered NETIF_RSP_ERROR (NETIF_RSP_NULL for extras);
+//   - req_prod out of range, an unknown extra type, a bad GSO extra, more than fatal_slots (20)
+//     slots after the first, a slot with offset + size past its page (checked on every slot,
+//     also in a packet already being dropped), or a packet that cannot complete because the
+//     ring is full: fatal, the ring stops for good;
+//   - more than 18 slots after the first, size mismatch, zero length, a first slot holding
+//     less than an Ethernet header (runt), too large: the packet's slots are consumed and each answered
+//     NETIF_RSP_ERROR (NETIF_RSP_NULL for extras);
 //   - a packet whose slots are not all published yet is left alone (pending) until they are;
 //     the next attempt copies its slots afresh and decides on that copy alone, so nothing
 //     validated earlier is ever trusted again.
@@ -29,7 +33,7 @@
 namespace netbackd::ring {
 
 struct TxLimits {
-    // Data slots at or above this count are fatal (Linux fatal_skb_slots).
+    // More slots after the first than this are fatal (Linux fatal_skb_slots).
     std::uint32_t fatal_slots = kDefaultFatalSlots;
     std::uint32_t min_length = kEthHeaderLen;
     std::uint32_t max_length = XEN_NETIF_MAX_TX_SIZE;
@@ -92,19 +96,23 @@ private:
 
         bool more = (first.flags & NETTXF_more_data) != 0;
         while (more) {
-            if (nr_data >= limits_.fatal_slots) return fail(TxError::fatal_slot_count);
+            // xenvif_count_requests: one more slot after fatal_slots slots after the first is fatal.
+            if (nr_data - 1 >= limits_.fatal_slots) return fail(TxError::fatal_slot_count);
             if (used >= avail.count) return incomplete(avail);
             const netif_tx_request_t req = ring_.copy_request(used++);
+            // ... and so is any slot crossing its page, whatever else is wrong with the packet.
+            if (std::uint32_t{req.offset} + req.size > kPageSize) return fail(TxError::page_cross);
             scratch_[nr_data++] = req;
             more = (req.flags & NETTXF_more_data) != 0;
         }
-        if (nr_data >= limits_.fatal_slots) return fail(TxError::fatal_slot_count);
 
-        ring_.consume(used);
         if (const TxError e = validate(nr_data, out.is_mcast_control()); e != TxError::none) {
+            if (is_fatal(e)) return fail(e);
+            ring_.consume(used);
             answer(nr_data, out.nr_extra_slots, NETIF_RSP_ERROR);
             return {TxStep::dropped, e};
         }
+        ring_.consume(used);
 
         std::uint32_t others = 0;
         for (std::uint32_t i = 1; i < nr_data; ++i) others += scratch_[i].size;
@@ -177,22 +185,22 @@ private:
         }
     }
 
+    // In xenvif_tx_build_gops' order: the drops xenvif_count_requests finds, then the length
+    // checks, then the first slot's own page crossing (fatal).
     TxError validate(std::uint32_t nr_data, bool mcast_control) const noexcept {
-        if (nr_data > kMaxTxSegments) return TxError::too_many_slots;
+        if (nr_data - 1 > kMaxTxFollowSlots) return TxError::too_many_slots;
         const netif_tx_request_t& first = scratch_[0];
         std::uint32_t others = 0;
-        for (std::uint32_t i = 1; i < nr_data; ++i) {
-            const netif_tx_request_t& r = scratch_[i];
-            if (std::uint32_t{r.offset} + r.size > kPageSize) return TxError::page_cross;
-            others += r.size;
-        }
+        for (std::uint32_t i = 1; i < nr_data; ++i) others += scratch_[i].size;
         if (others > first.size) return TxError::size_mismatch;
+        const std::uint32_t own = first.size - others;
         if (!mcast_control) {
             if (first.size == 0) return TxError::zero_length;
-            if (first.size < limits_.min_length) return TxError::runt;
+            // Linux checks the first slot's own share against ETH_HLEN: the header must be in it.
+            if (own < limits_.min_length) return TxError::runt;
             if (first.size > limits_.max_length) return TxError::too_large;
         }
-        if (std::uint32_t{first.offset} + (first.size - others) > kPageSize) return TxError::page_cross;
+        if (std::uint32_t{first.offset} + own > kPageSize) return TxError::page_cross;
         return TxError::none;
     }
 

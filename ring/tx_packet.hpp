@@ -12,9 +12,16 @@
 
 namespace netbackd::ring {
 
-// Backends must accept this many data slots per packet (XEN_NETIF_NR_SLOTS_MIN).
+// Backends must accept this many data slots per packet (XEN_NETIF_NR_SLOTS_MIN); what a
+// frontend here sends at most.
 inline constexpr std::size_t kMaxTxSegments = XEN_NETIF_NR_SLOTS_MIN;
-// Linux netback's fatal_skb_slots default: a frontend using this many slots is hostile.
+// Linux netback counts the slots *after the first* (xenvif_count_requests): it accepts up to
+// XEN_NETBK_LEGACY_SLOTS_MAX (= XEN_NETIF_NR_SLOTS_MIN, 18) of them, so a packet it takes has up
+// to 19 data slots; more are dropped (answered with errors).
+inline constexpr std::size_t kMaxTxFollowSlots = XEN_NETIF_NR_SLOTS_MIN;
+inline constexpr std::size_t kMaxTxPacketSlots = kMaxTxFollowSlots + 1;
+// Linux netback's fatal_skb_slots default: a frontend chaining more than this many slots after
+// the first is hostile (the vif is disabled).
 inline constexpr std::uint32_t kDefaultFatalSlots = 20;
 inline constexpr std::uint16_t kEthHeaderLen = 14;
 
@@ -44,8 +51,8 @@ using MacAddr = std::array<std::uint8_t, 6>;
 struct TxPacket {
     // Segment i came from the data slot whose request id is ids[i]. Segment 0's size is the first
     // slot's own share (the first slot's size field minus the other segments).
-    std::array<TxSegment, kMaxTxSegments> seg_storage;
-    std::array<std::uint16_t, kMaxTxSegments> ids;
+    std::array<TxSegment, kMaxTxPacketSlots> seg_storage;
+    std::array<std::uint16_t, kMaxTxPacketSlots> ids;
     std::uint8_t nr_segments = 0;
     // Extra-info slots sitting between the first and second data slot; each is answered with
     // NETIF_RSP_NULL right after the first slot's response.
@@ -87,18 +94,18 @@ enum class TxError : std::uint8_t {
     runt,           // shorter than an Ethernet header
     too_large,      // first slot size above the configured maximum
     size_mismatch,  // first slot size smaller than the sum of the other slots
-    page_cross,     // a segment with offset + size > 4096
-    too_many_slots, // more than XEN_NETIF_NR_SLOTS_MIN data slots
+    too_many_slots, // more than 18 slots after the first (XEN_NETBK_LEGACY_SLOTS_MAX)
     // Fatal: the ring stops; the vif must be disabled.
     req_prod_overflow,   // req_prod more than a ring ahead of our responses
     req_prod_regressed,  // req_prod moved behind req_cons
     unknown_extra,       // extra type NONE or >= XEN_NETIF_EXTRA_TYPE_MAX
     bad_gso,             // GSO extra with unknown type or zero size (fatal in Linux too)
-    fatal_slot_count,    // data slots >= the fatal threshold
+    fatal_slot_count,    // more than fatal_slots slots after the first (fatal_skb_slots)
     packet_exceeds_ring, // the ring is full and the packet still is not complete
+    page_cross,          // a slot with offset + size > 4096 ("Cross page boundary" in Linux)
 };
 
-inline constexpr std::size_t kTxErrorCount = static_cast<std::size_t>(TxError::packet_exceeds_ring) + 1;
+inline constexpr std::size_t kTxErrorCount = static_cast<std::size_t>(TxError::page_cross) + 1;
 
 constexpr bool is_fatal(TxError e) noexcept { return e >= TxError::req_prod_overflow; }
 

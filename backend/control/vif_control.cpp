@@ -10,6 +10,9 @@
 namespace netbackd::control {
 namespace {
 
+// Longest `error` node written: well inside xenstored's 4096-byte value limit.
+constexpr std::size_t kMaxErrorText = 1024;
+
 // A reason to give up on this vif, in xenbus_dev_fatal() terms.
 struct VifFatal {
     Fatal fatal;
@@ -347,8 +350,12 @@ void VifControl::apply(const Action& a) {
         note_progress();
         return;
     case ActionKind::write_error: {
-        const std::string text = fmt::format("{} {}", a.error.err, a.error.message);
+        std::string text = fmt::format("{} {}", a.error.err, a.error.message);
         spdlog::error("{}: {}", id_.name(), text);
+        // Messages quote what the guest wrote: a 4000-byte value would make the node larger than
+        // xenstored takes and no error would be recorded at all. Cut as xenbus_dev_fatal's
+        // fixed buffer does.
+        if (text.size() > kMaxErrorText) text.resize(kMaxErrorText);
         try {
             ctx_.store.write(0, error_path(ctx_.self, id_) + "/error", text);
         } catch (const platform::PlatformError& e) {

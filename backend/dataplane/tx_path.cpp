@@ -35,7 +35,7 @@ std::size_t Worker::tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
 Worker::TxBurst Worker::tx_collect(VifRuntime& vif, QueueRuntime& q) noexcept {
     VifCounters& c = vif.counters_;
     const std::size_t worst_bufs = max_buffers_per_packet(room_);
-    const std::size_t worst_segs = ring::kMaxTxSegments + worst_bufs;
+    const std::size_t worst_segs = ring::kMaxTxPacketSlots + worst_bufs;
     TxBurst b;
     std::size_t nsegs = 0;
     while (b.packets < txpkts_.size() && b.bufs + worst_bufs <= tx_mbufs_.size() &&

@@ -47,7 +47,7 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
       tx_mbufs_(std::size_t{config.tx_burst} * max_buffers_per_packet(room_)),
       // Each packet needs at most one segment per guest slot plus one per buffer boundary.
       copies_(std::max<std::size_t>(std::size_t{config.tx_burst} *
-                                        (ring::kMaxTxSegments + max_buffers_per_packet(room_)),
+                                        (ring::kMaxTxPacketSlots + max_buffers_per_packet(room_)),
                                     std::size_t{config.rx_burst} * (ring::kMaxRxSegments + 64))),
       seg_first_(std::max(config.tx_burst, config.rx_burst) + 1),
       tx_out_(config.tx_burst),

@@ -45,7 +45,7 @@ void drain(TxAssembler& tx, BackRing<TxRing>& back) {
             require(back.unanswered() == 0);
             break;
         case TxStep::packet: {
-            require(p.nr_segments >= 1 && p.nr_segments <= kMaxTxSegments);
+            require(p.nr_segments >= 1 && p.nr_segments <= kMaxTxPacketSlots);
             require(back.req_cons() - cons_before == p.slots());
             std::uint32_t sum = 0;
             for (const auto& s : p.segments()) {
@@ -54,7 +54,7 @@ void drain(TxAssembler& tx, BackRing<TxRing>& back) {
             }
             require(sum == p.length);
             if (!p.is_mcast_control())
-                require(p.length >= tx.limits().min_length && p.length <= tx.limits().max_length);
+                require(p.segments()[0].size >= tx.limits().min_length && p.length <= tx.limits().max_length);
             if (p.gso) require(p.gso->size != 0);
             tx.respond(p, NETIF_RSP_OKAY);
             require(back.unanswered() == 0);

@@ -198,33 +198,101 @@ TEST_CASE("rule: req_prod moving backwards is fatal", "[ring][tx][hostile]") {
     CHECK(t.tx.next(t.pkt).error == TxError::req_prod_regressed);
 }
 
-TEST_CASE("rule: a later segment crossing the page end drops the packet", "[ring][tx][hostile]") {
+// Page crossing, as Linux netback: fatal for any slot (xenvif_count_requests checks every slot
+// after the first, xenvif_tx_build_gops the first slot's own share), after the drops for size.
+
+TEST_CASE("page: a later slot crossing the page end is fatal (xenvif_count_requests)",
+          "[ring][tx][hostile]") {
     Tx t;
     t.put(tx_req(1, 0, NETTXF_more_data, 31, 300));
     t.put(tx_req(2, 4000, 0, 32, 97)); // 4000 + 97 = 4097
-    t.put(tx_req(3, 0, 0, 33, 60));    // next packet stays intact
+    t.put(tx_req(3, 0, 0, 33, 60));
     t.push();
     const TxResult r = t.tx.next(t.pkt);
-    CHECK(r.step == TxStep::dropped);
+    CHECK(r.step == TxStep::fatal);
     CHECK(r.error == TxError::page_cross);
-    CHECK_FALSE(is_fatal(r.error));
-    check_all_error(t.responses(), {31, 32});
-    REQUIRE(t.tx.next(t.pkt).step == TxStep::packet);
-    CHECK(t.pkt.ids[0] == 33);
+    CHECK(is_fatal(r.error));
+    CHECK(t.responses().empty());
+    CHECK(t.tx.next(t.pkt).step == TxStep::fatal); // the ring stays stopped
 }
 
-TEST_CASE("rule: a first segment crossing the page end drops the packet", "[ring][tx][hostile]") {
+TEST_CASE("page: a later slot ending exactly at the page end is accepted", "[ring][tx][hostile]") {
+    Tx t;
+    t.put(tx_req(1, 0, NETTXF_more_data, 31, 296));
+    t.put(tx_req(2, 4000, 0, 32, 96)); // 4000 + 96 = 4096
+    t.push();
+    REQUIRE(t.tx.next(t.pkt).step == TxStep::packet);
+    CHECK(t.pkt.segments()[1] == TxSegment{2, 4000, 96});
+}
+
+TEST_CASE("page: a crossing slot is fatal even in a packet already dropped for its slot count",
+          "[ring][tx][hostile]") {
+    // xenvif_count_requests goes on reading (into dropped_tx) after drop_err is set, and checks
+    // each slot's offset + size before looking at drop_err.
+    Tx t;
+    t.put(tx_req(1, 0, NETTXF_more_data, 0, 60 * 20));
+    for (std::uint16_t i = 1; i < 19; ++i) t.put(tx_req(1, 0, NETTXF_more_data, i, 60));
+    t.put(tx_req(1, 4090, 0, 19, 60)); // 20th data slot: past the 18 Linux takes, and crossing
+    t.push();
+    const TxResult r = t.tx.next(t.pkt);
+    CHECK(r.step == TxStep::fatal);
+    CHECK(r.error == TxError::page_cross);
+    CHECK(t.responses().empty());
+}
+
+TEST_CASE("page: the first slot's own share crossing the page end is fatal (xenvif_tx_build_gops)",
+          "[ring][tx][hostile]") {
     Tx t;
     t.put(tx_req(1, 4000, NETTXF_more_data, 1, 200)); // own share 100 -> 4100
     t.put(tx_req(2, 0, 0, 2, 100));
     t.push();
-    CHECK(t.tx.next(t.pkt).error == TxError::page_cross);
-    check_all_error(t.responses(), {1, 2});
+    const TxResult r = t.tx.next(t.pkt);
+    CHECK(r.step == TxStep::fatal);
+    CHECK(r.error == TxError::page_cross);
+    CHECK(t.responses().empty());
     // Exactly at the page end is fine.
-    t.put(tx_req(1, 4000, NETTXF_more_data, 3, 196));
+    Tx u;
+    u.put(tx_req(1, 4000, NETTXF_more_data, 3, 196));
+    u.put(tx_req(2, 0, 0, 4, 100));
+    u.push();
+    CHECK(u.tx.next(u.pkt).step == TxStep::packet);
+    // A single slot likewise: 4000 + 97 crosses, 4000 + 96 does not.
+    Tx v;
+    v.put(tx_req(1, 4000, 0, 5, 96));
+    v.put(tx_req(1, 4000, 0, 6, 97));
+    v.push();
+    CHECK(v.tx.next(v.pkt).step == TxStep::packet);
+    CHECK(v.tx.next(v.pkt).error == TxError::page_cross);
+}
+
+TEST_CASE("page: a crossing first slot shorter than an Ethernet header is only dropped",
+          "[ring][tx][hostile]") {
+    // xenvif_tx_build_gops checks txreq.size < ETH_HLEN (drop) before the page (fatal).
+    Tx t;
+    t.put(tx_req(1, 4090, NETTXF_more_data, 1, 110)); // own share 10, 4090 + 10 = 4100
+    t.put(tx_req(2, 0, 0, 2, 100));
+    t.put(tx_req(3, 0, 0, 3, 60));
+    t.push();
+    const TxResult r = t.tx.next(t.pkt);
+    CHECK(r.step == TxStep::dropped);
+    CHECK(r.error == TxError::runt);
+    check_all_error(t.responses(), {1, 2});
+    CHECK(t.tx.next(t.pkt).step == TxStep::packet);
+}
+
+TEST_CASE("rule: a first slot holding less than an Ethernet header drops the packet", "[ring][tx][hostile]") {
+    // Linux compares the first slot's own share (txreq.size after xenvif_count_requests took
+    // the others off) with ETH_HLEN, not the packet's length.
+    Tx t;
+    t.put(tx_req(1, 0, NETTXF_more_data, 1, 113)); // own share 13
+    t.put(tx_req(2, 0, 0, 2, 100));
+    t.put(tx_req(1, 0, NETTXF_more_data, 3, 114)); // own share 14
     t.put(tx_req(2, 0, 0, 4, 100));
     t.push();
-    CHECK(t.tx.next(t.pkt).step == TxStep::packet);
+    CHECK(t.tx.next(t.pkt).error == TxError::runt);
+    check_all_error(t.responses(), {1, 2});
+    REQUIRE(t.tx.next(t.pkt).step == TxStep::packet);
+    CHECK(t.pkt.segments()[0].size == kEthHeaderLen);
 }
 
 TEST_CASE("rule: a first-slot size below the sum of the other slots drops the packet",
@@ -255,10 +323,10 @@ TEST_CASE("rule: a packet larger than the configured maximum is dropped", "[ring
     d.put(tx_req(1, 0, NETTXF_more_data, 1, 0xFFFF));
     for (std::uint16_t i = 0; i < 15; ++i)
         d.put(tx_req(1, 0, NETTXF_more_data, static_cast<std::uint16_t>(2 + i), 4096));
-    d.put(tx_req(1, 0, 0, 17, 4096 - 2));
+    d.put(tx_req(1, 0, 0, 17, 4096 - 16));
     d.push();
     CHECK(d.tx.next(d.pkt).step == TxStep::packet);
-    CHECK(d.pkt.segments()[0].size == 1);
+    CHECK(d.pkt.segments()[0].size == 15);
 }
 
 TEST_CASE("rule: zero-length and runt packets are dropped with an error", "[ring][tx][hostile]") {
@@ -285,52 +353,106 @@ void put_chain(Tx& t, std::uint32_t slots, std::uint16_t first_id = 0) {
 }
 } // namespace
 
-TEST_CASE("rule: 18 data slots are accepted, 19 dropped, 20 fatal", "[ring][tx][hostile]") {
-    {
-        Tx t;
-        put_chain(t, XEN_NETIF_NR_SLOTS_MIN);
-        t.push();
-        CHECK(t.tx.next(t.pkt).step == TxStep::packet);
-        CHECK(t.pkt.nr_segments == XEN_NETIF_NR_SLOTS_MIN);
-    }
-    {
-        Tx t;
-        put_chain(t, XEN_NETIF_NR_SLOTS_MIN + 1, 100);
-        t.push();
-        const TxResult r = t.tx.next(t.pkt);
-        CHECK(r.step == TxStep::dropped);
-        CHECK(r.error == TxError::too_many_slots);
-        std::vector<std::uint16_t> ids;
-        for (std::uint16_t i = 0; i < XEN_NETIF_NR_SLOTS_MIN + 1; ++i)
-            ids.push_back(static_cast<std::uint16_t>(100 + i));
-        check_all_error(t.responses(), ids);
-    }
-    {
-        Tx t;
-        put_chain(t, kDefaultFatalSlots);
-        t.push();
-        const TxResult r = t.tx.next(t.pkt);
-        CHECK(r.step == TxStep::fatal);
-        CHECK(r.error == TxError::fatal_slot_count);
-        CHECK(t.responses().empty());
+// Slot counts, as Linux netback's xenvif_count_requests counts them: the slots *after the first*.
+// Before reading one more such slot it is fatal if fatal_skb_slots (20) were read already, and
+// the packet is dropped if XEN_NETBK_LEGACY_SLOTS_MAX (18) were. So, in data slots per packet:
+// up to 19 accepted, 20 and 21 dropped, 22 and more fatal. One case per boundary.
+namespace {
+
+TxResult chain(Tx& t, std::uint32_t slots) {
+    put_chain(t, slots, 100);
+    t.push();
+    return t.tx.next(t.pkt);
+}
+
+void check_accepted(std::uint32_t slots) {
+    Tx t;
+    REQUIRE(chain(t, slots).step == TxStep::packet);
+    CHECK(t.pkt.nr_segments == slots);
+    CHECK(t.p.back.req_cons() == slots);
+    t.tx.respond(t.pkt, NETIF_RSP_OKAY);
+    const auto rsps = t.responses();
+    REQUIRE(rsps.size() == slots);
+    for (std::uint32_t i = 0; i < slots; ++i) {
+        CHECK(rsps[i].id == 100 + i);
+        CHECK(rsps[i].status == NETIF_RSP_OKAY);
     }
 }
+
+void check_dropped(std::uint32_t slots) {
+    Tx t;
+    const TxResult r = chain(t, slots);
+    CHECK(r.step == TxStep::dropped);
+    CHECK(r.error == TxError::too_many_slots);
+    std::vector<std::uint16_t> ids;
+    for (std::uint32_t i = 0; i < slots; ++i) ids.push_back(static_cast<std::uint16_t>(100 + i));
+    check_all_error(t.responses(), ids);
+    // The ring goes on.
+    put_chain(t, 1, 7);
+    t.push();
+    CHECK(t.tx.next(t.pkt).step == TxStep::packet);
+}
+
+void check_fatal(std::uint32_t slots) {
+    Tx t;
+    const TxResult r = chain(t, slots);
+    CHECK(r.step == TxStep::fatal);
+    CHECK(r.error == TxError::fatal_slot_count);
+    CHECK(t.responses().empty());
+}
+
+} // namespace
+
+TEST_CASE("slots: 17 data slots (16 after the first) are accepted", "[ring][tx][hostile]") {
+    check_accepted(17);
+}
+
+TEST_CASE("slots: 18 data slots (17 after the first) are accepted", "[ring][tx][hostile]") {
+    check_accepted(18);
+}
+
+TEST_CASE("slots: 19 data slots (18 after the first, XEN_NETBK_LEGACY_SLOTS_MAX) are accepted",
+          "[ring][tx][hostile]") {
+    check_accepted(19);
+}
+
+TEST_CASE("slots: 20 data slots (19 after the first) are dropped: slots >= XEN_NETBK_LEGACY_SLOTS_MAX",
+          "[ring][tx][hostile]") {
+    check_dropped(20);
+}
+
+TEST_CASE("slots: 21 data slots (20 after the first, fatal_skb_slots) are dropped, not fatal",
+          "[ring][tx][hostile]") {
+    check_dropped(21);
+}
+
+TEST_CASE("slots: 22 data slots (21 after the first) are fatal: slots >= fatal_skb_slots",
+          "[ring][tx][hostile]") {
+    check_fatal(22);
+}
+
+TEST_CASE("slots: 23 data slots (22 after the first) are fatal", "[ring][tx][hostile]") { check_fatal(23); }
 
 TEST_CASE("rule: the fatal slot threshold is a parameter", "[ring][tx][hostile]") {
     TxLimits lim;
     lim.fatal_slots = 30;
     Tx t(lim);
-    put_chain(t, 29);
+    put_chain(t, 31); // 30 after the first: dropped (above 18), not fatal
     t.push();
     CHECK(t.tx.next(t.pkt).error == TxError::too_many_slots);
-    put_chain(t, 30);
+    put_chain(t, 32);
     t.push();
     CHECK(t.tx.next(t.pkt).error == TxError::fatal_slot_count);
-    // Fatal as soon as the threshold is seen, even before the chain is complete.
+    // Fatal as soon as one more slot is wanted after 30, even before the chain is complete.
     Tx u(lim);
-    for (int i = 0; i < 30; ++i) u.put(tx_req(1, 0, NETTXF_more_data, 0, 60));
+    for (int i = 0; i < 31; ++i) u.put(tx_req(1, 0, NETTXF_more_data, 0, 60));
     u.push();
     CHECK(u.tx.next(u.pkt).error == TxError::fatal_slot_count);
+    // One fewer is only pending.
+    Tx v(lim);
+    for (int i = 0; i < 30; ++i) v.put(tx_req(1, 0, NETTXF_more_data, 0, 60));
+    v.push();
+    CHECK(v.tx.next(v.pkt).step == TxStep::pending);
 }
 
 TEST_CASE("a packet whose slots are not all published is left pending, then assembled", "[ring][tx]") {
@@ -458,7 +580,7 @@ TEST_CASE("rule: requests are copied once; a frontend rewriting slots concurrent
                 sum += s.size;
             }
             REQUIRE(sum == t.pkt.length);
-            REQUIRE(t.pkt.nr_segments <= kMaxTxSegments);
+            REQUIRE(t.pkt.nr_segments <= kMaxTxPacketSlots);
             REQUIRE(t.pkt.length >= kEthHeaderLen);
             t.tx.respond(t.pkt, NETIF_RSP_OKAY);
         } else {

@@ -131,6 +131,21 @@ void GuestFleet::pump(std::chrono::milliseconds span) {
     } while (std::chrono::steady_clock::now() < end);
 }
 
+std::uint64_t GuestFleet::pump_until_received(const std::vector<const FleetGuest*>& receivers,
+                                              std::uint64_t frames, std::chrono::seconds cap) {
+    std::vector<std::uint64_t> start;
+    for (const FleetGuest* r : receivers) start.push_back(r->rx_pkts());
+    auto fewest = [&] {
+        std::uint64_t n = UINT64_MAX;
+        for (std::size_t i = 0; i < receivers.size(); ++i)
+            n = std::min(n, receivers[i]->rx_pkts() - start[i]);
+        return receivers.empty() ? 0 : n;
+    };
+    const auto end = std::chrono::steady_clock::now() + cap;
+    while (fewest() < frames && std::chrono::steady_clock::now() < end) pump(std::chrono::milliseconds(10));
+    return fewest();
+}
+
 double GuestFleet::rate(const FleetGuest& receiver, std::chrono::milliseconds window) {
     const auto before = receiver.rx_pkts();
     const auto t0 = std::chrono::steady_clock::now();

@@ -77,6 +77,11 @@ public:
 
     // Moves everyone's traffic for `span`.
     void pump(std::chrono::milliseconds span);
+    // Moves everyone's traffic until each receiver got `frames` more frames, or `cap` passed (a
+    // liveness bound, not a measure: on a busy host it only takes longer). Returns the fewest
+    // frames any receiver got: progress is counted in frames, never in time.
+    std::uint64_t pump_until_received(const std::vector<const FleetGuest*>& receivers, std::uint64_t frames,
+                                      std::chrono::seconds cap = std::chrono::seconds(120));
     // Frames per second `receiver` got during `window` (everyone's traffic runs meanwhile).
     double rate(const FleetGuest& receiver, std::chrono::milliseconds window);
     // Best of `n` windows: noise on a shared machine only ever lowers a rate.

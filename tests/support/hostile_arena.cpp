@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <ctime>
 
 namespace netbackd::xensim::hostile::test {
 
@@ -20,19 +19,6 @@ bool from(const dt::Bytes& f, const dataplane::MacAddr& m) {
 }
 
 } // namespace
-
-std::chrono::nanoseconds thread_cpu_time() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
-}
-
-double Meter::median() const {
-    if (rates.empty()) return 0.0;
-    auto r = rates;
-    std::nth_element(r.begin(), r.begin() + static_cast<std::ptrdiff_t>(r.size() / 2), r.end());
-    return r[r.size() / 2];
-}
 
 Arena::Arena()
     : rig({kHealthy, kAttacker, kStranger}),
@@ -81,31 +67,32 @@ std::size_t Arena::count_out() {
         const auto* p = rte_pktmbuf_mtod(m.get(), const std::uint8_t*);
         if (rte_pktmbuf_data_len(m.get()) < 12) continue;
         if (std::memcmp(p + 6, hb.data(), 6) == 0) ++n;
-        if (std::memcmp(p + 6, ab.data(), 6) == 0) ++attacker_out_;
+        if (std::memcmp(p + 6, ab.data(), 6) == 0) {
+            ++attacker_out_;
+            if (keep_attacker_frames) {
+                std::vector<std::byte> f(rte_pktmbuf_pkt_len(m.get()));
+                const void* d = rte_pktmbuf_read(m.get(), 0, static_cast<std::uint32_t>(f.size()), f.data());
+                if (d != nullptr && d != f.data()) std::memcpy(f.data(), d, f.size());
+                attacker_frames.push_back(std::move(f));
+            }
+        }
     }
     return n;
 }
 
-void Arena::healthy_step(Meter& m, bool rx_attack) {
-    const auto now = thread_cpu_time();
-    m.now = now;
-    if (m.slice_start.count() < 0) m.slice_start = now;
-    if (now - m.slice_start >= m.slice) {
-        m.rates.push_back(static_cast<double>(m.frames) /
-                          std::chrono::duration<double>(now - m.slice_start).count());
-        m.frames = 0;
-        m.slice_start = now;
-    }
+Round Arena::healthy_step(bool rx_attack) {
     if (rx_attack) inject_for_attacker(16);
     auto& tx = healthy.tx();
-    for (int i = 0; i < 32 && !tx.full(); ++i)
+    Round r;
+    for (; r.posted < kHealthyBurst && !tx.full(); ++r.posted)
         tx.put_request(netif_tx_request_t{healthy_page_, 0, 0, healthy_id_++,
                                           static_cast<std::uint16_t>(healthy_size_)});
     tx.push();
     rig.poll();
-    const ring::Avail r = tx.poll();
-    tx.consume(r.count);
-    m.frames += count_out();
+    const ring::Avail a = tx.poll();
+    tx.consume(a.count);
+    r.delivered = count_out();
+    return r;
 }
 
 std::size_t Arena::healthy_round() {
@@ -117,7 +104,10 @@ std::size_t Arena::healthy_round() {
     std::size_t n = 0;
     for (const auto& f : rig.up.sent()) {
         if (from(f, kMacHealthy)) ++n;
-        if (from(f, kMacAttacker)) ++attacker_out_;
+        if (from(f, kMacAttacker)) {
+            ++attacker_out_;
+            if (keep_attacker_frames) attacker_frames.push_back(f);
+        }
     }
     return n;
 }

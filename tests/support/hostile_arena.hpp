@@ -1,9 +1,8 @@
 // A stepped data plane (the dataplane tests' Rig) with one healthy netfront and one hostile
-// netfront, plus what every hostile test measures: the healthy vif's frames per round, the
+// netfront, plus what every hostile test counts: the healthy vif's frames per poll round, the
 // attacker's responses, and a reconnect of the attacker.
 #pragma once
 
-#include <chrono>
 #include <memory>
 #include <vector>
 
@@ -16,31 +15,25 @@ namespace netbackd::xensim::hostile::test {
 inline constexpr platform::DomId kHealthy = 41;
 inline constexpr platform::DomId kAttacker = 42;
 inline constexpr platform::DomId kStranger = 43;
+inline constexpr std::size_t kHealthyBurst = 32;
 
-// The healthy vif's throughput, from one reused pre-granted page (so that measuring costs the
-// guest nothing per frame), in slices: rates[i] is slice i's frames per second of this thread's
-// CPU time. The stepped worker runs on this thread, so CPU time is the backend's (plus the
-// healthy guest's) and other processes on a shared machine cannot move the figure; wall time
-// here varied 3x between runs of the same case.
-struct Meter {
-    std::chrono::nanoseconds slice{std::chrono::milliseconds(150)};
-    std::vector<double> rates;
-    std::size_t frames = 0; // in the current slice
-    std::chrono::nanoseconds slice_start{-1};
-    std::chrono::nanoseconds now{0}; // CPU time at the last step (one clock read per step)
-    double median() const;
+// What the healthy guest got done in one poll round of the worker: what it posted and how many
+// of those frames reached the wire in that round. Counted in the worker's rounds, not in time,
+// so that a busy host (other processes on the same cores) cannot move it.
+struct Round {
+    std::size_t posted = 0;
+    std::size_t delivered = 0;
 };
-
-std::chrono::nanoseconds thread_cpu_time();
 
 struct Arena {
     Arena();
     ~Arena();
 
-    // One step of the healthy guest at full speed: a burst to the wire, the worker polled, the
-    // frames that left counted into `m` (and the attacker's into attacker_frames_out()).
-    // rx_attack: frames for the attacker keep arriving from the wire as well.
-    void healthy_step(Meter& m, bool rx_attack);
+    // One round of the healthy guest at full speed: a burst of kHealthyBurst frames (a worker's
+    // whole per-queue TX budget) posted, the worker polled once, the healthy frames that left
+    // counted (and the attacker's into attacker_frames_out()). rx_attack: frames for the
+    // attacker keep arriving from the wire as well.
+    Round healthy_step(bool rx_attack);
 
     // The healthy guest sends a burst to the wire; returns how many of its frames left.
     std::size_t healthy_round();
@@ -53,6 +46,10 @@ struct Arena {
     std::size_t attacker_frames_out() const { return attacker_out_; }
     // Detach, as the control plane does on Closing, and connect with fresh rings.
     void reconnect();
+
+    // Set: every attacker frame that reaches the wire is kept here, bytes as sent.
+    bool keep_attacker_frames = false;
+    std::vector<std::vector<std::byte>> attacker_frames;
 
     dataplane::test::Rig rig;
     dataplane::test::Netfront healthy;

@@ -124,8 +124,10 @@ void page_cross(HostileFront& f, const AttackEnv& env) {
     one_slot(f, f.page(frame, 4000), 4000, static_cast<std::uint16_t>(frame.size()));
 }
 
-void slots_19(HostileFront& f, const AttackEnv& env) { multi_slot(f, env, ring::kMaxTxSegments + 1); }
+// Linux counts the slots after the first: 18 of them taken, up to 20 dropped, more fatal.
+void slots_19(HostileFront& f, const AttackEnv& env) { multi_slot(f, env, ring::kMaxTxPacketSlots); }
 void slots_21(HostileFront& f, const AttackEnv& env) { multi_slot(f, env, ring::kDefaultFatalSlots + 1); }
+void slots_22(HostileFront& f, const AttackEnv& env) { multi_slot(f, env, ring::kDefaultFatalSlots + 2); }
 
 void size_mismatch(HostileFront& f, const AttackEnv& env) {
     const Bytes frame = eth_frame(env, 600);
@@ -203,25 +205,39 @@ void run_thread(const AttackEnv& env, Body body) {
 }
 
 void double_fetch(HostileFront& f, const AttackEnv& env) {
-    const Bytes frame = eth_frame(env, 100);
-    const auto good_ref = f.page(frame);
-    const auto size = static_cast<std::uint16_t>(frame.size());
+    const Bytes frame = double_fetch_frame(env);
+    const auto ref = f.page(frame);
+    const auto sizes = double_fetch_sizes();
+    // The slot's third word holds id and size: rewritten whole, one atomic store, so any single
+    // copy the backend takes pairs an id with its own size. The first word (the gref) is never
+    // touched after posting: the backend writes its response there.
+    auto id_size = [&](ring::RingIdx slot, std::uint16_t id, std::uint16_t size) {
+        std::byte* p =
+            f.tx_shared().base() + offsetof(netif_tx_sring, ring) +
+            static_cast<std::size_t>(slot & (ring::TxRing::kSize - 1)) * sizeof(netif_tx_sring::ring[0]) +
+            offsetof(netif_tx_request_t, id);
+        std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(p))
+            .store(std::bit_cast<std::uint32_t>(std::array<std::uint16_t, 2>{id, size}),
+                   std::memory_order_relaxed);
+    };
     auto s = f.tx_shared();
     run_thread(env, [&] {
-        // Post a good request, then keep rewriting that slot between shapes the backend must
-        // each treat consistently (it has to copy the slot once and use only that copy).
-        if (!f.tx().full()) {
-            f.tx().put_request(req(good_ref, 0, 0, next_id(f), size));
-            f.push_tx_and_notify();
-        }
         const auto a = f.tx().poll();
-        if (a.error == ring::ProdError::none) f.tx().consume(a.count);
+        if (a.error == ring::ProdError::none) {
+            if (env.on_tx_response)
+                for (ring::RingIdx i = 0; i < a.count; ++i) env.on_tx_response(f.tx().copy_response(i));
+            f.tx().consume(a.count);
+        }
+        if (f.tx().full()) return;
+        f.tx().put_request(req(ref, 0, 0, 1, sizes[1]));
+        f.tx().push();
+        // Rewrite the posted slot among the three shapes until the backend answered it; the
+        // notify comes once rewriting is under way, so a backend that wakes on it (or polls)
+        // reads the slot while it changes.
         const ring::RingIdx slot = f.tx().req_prod_pvt() - 1;
-        for (int i = 0; i < 64; ++i) {
-            s.store(slot, req(good_ref, 4000, NETTXF_more_data, 2, 0xffff));
-            s.store(slot, req(0x7ffffff0u, 0, 0, 3, 0));
-            // Good last, so the slot the backend finds after the attack is a plain frame.
-            s.store(slot, req(good_ref, 0, 0, 1, size));
+        for (int i = 0; i < 4096 && static_cast<std::int32_t>(s.rsp_prod().load() - slot) <= 0; ++i) {
+            for (std::uint16_t id : {2, 3, 1}) id_size(slot, id, sizes[id]);
+            if (i == 16) f.notify();
         }
     });
 }
@@ -257,10 +273,13 @@ constexpr Attack kAttacks[] = {
      grant_revoked},
     {"rx_grant_readonly", "RX buffers granted read-only", Direction::rx, Verdict::errors, "",
      rx_grant_readonly},
-    {"page_cross", "offset + size past the page", Direction::tx, Verdict::errors, "", page_cross},
-    {"slots_19", "19 data slots (more than 18)", Direction::tx, Verdict::errors, "", slots_19},
-    {"slots_21", "21 data slots (more than 20)", Direction::tx, Verdict::disabled, "fatal_slot_count",
+    {"page_cross", "offset + size past the page", Direction::tx, Verdict::disabled, "page_cross", page_cross},
+    {"slots_19", "19 data slots (18 after the first, the most Linux takes)", Direction::tx, Verdict::survives,
+     "", slots_19},
+    {"slots_21", "21 data slots (20 after the first: more than 18)", Direction::tx, Verdict::errors, "",
      slots_21},
+    {"slots_22", "22 data slots (21 after the first: more than 20)", Direction::tx, Verdict::disabled,
+     "fatal_slot_count", slots_22},
     {"size_mismatch", "first slot size below the sum of the others", Direction::tx, Verdict::errors, "",
      size_mismatch},
     {"extra_unknown", "an extra-info slot of unknown type", Direction::tx, Verdict::disabled, "unknown_extra",
@@ -288,6 +307,10 @@ const Attack* find_attack(std::string_view name) {
         if (a.name == name) return &a;
     return nullptr;
 }
+
+std::vector<std::byte> double_fetch_frame(const AttackEnv& env) { return eth_frame(env, 1400); }
+
+std::array<std::uint16_t, 4> double_fetch_sizes() { return {0, 114, 1414, 0}; }
 
 void send_frames(HostileFront& front, const AttackEnv& env, std::size_t n, std::size_t payload) {
     const Bytes frame = eth_frame(env, payload);

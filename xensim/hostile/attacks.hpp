@@ -3,12 +3,14 @@
 // answers the same guest, so a test or the CLI can check the backend against it.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "ring/tx_packet.hpp"
 #include "xensim/hostile/hostile_front.hpp"
@@ -38,6 +40,8 @@ struct AttackEnv {
     std::function<bool()> finished;
     // Where evtchn_storm counts the notifies it sent (optional).
     std::atomic<std::uint64_t>* notified = nullptr;
+    // Thread attacks that reap their TX responses report each here (on the attacker's thread).
+    std::function<void(const netif_tx_response_t&)> on_tx_response;
     // Called over and over while a thread attack runs: a stepped backend polls here, a live
     // one just lets time pass. Empty: sleep.
     std::function<void()> during;
@@ -56,6 +60,14 @@ struct Attack {
 
 std::span<const Attack> attacks();
 const Attack* find_attack(std::string_view name);
+
+// double_fetch posts requests for the page holding this frame (at offset 0) and rewrites each
+// posted slot's id and size, one 32-bit word, among id 1 (size double_fetch_sizes()[1]), id 2
+// (size [2], the whole frame) and id 3 (size 0: dropped). A backend that copies each request
+// once answers OKAY only ids 1 and 2, and for each OKAY id i sends the frame's first sizes[i]
+// bytes; anything else (another length per id, OKAY for id 3) shows a field read twice.
+std::vector<std::byte> double_fetch_frame(const AttackEnv& env);
+std::array<std::uint16_t, 4> double_fetch_sizes();
 
 // Well-formed traffic from the guest: n frames of `payload` bytes, one slot each, pushed.
 void send_frames(HostileFront& front, const AttackEnv& env, std::size_t n, std::size_t payload = 100);

@@ -134,7 +134,10 @@ SendResult NetfrontIo::send(unsigned qi, std::span<const std::byte> frame, const
                                                                    : false))
         return SendResult::refused;
     if (meta.flags.csum_blank && !features_.csum_offload) return SendResult::refused;
-    const std::size_t first = std::min(frame.size(), kPage - meta.offset);
+    // As Linux netfront (xennet_start_xmit bounces the skb): the first slot must hold the
+    // Ethernet header, or netback drops the packet.
+    const std::uint16_t start = kPage - meta.offset < ring::kEthHeaderLen ? 0 : meta.offset;
+    const std::size_t first = std::min(frame.size(), kPage - start);
     const std::size_t nr = 1 + (frame.size() - first + kPage - 1) / kPage;
     if (nr > 1 && !features_.sg) return SendResult::refused;
     if (nr > ring::kMaxTxSegments) return SendResult::refused;
@@ -147,7 +150,7 @@ SendResult NetfrontIo::send(unsigned qi, std::span<const std::byte> frame, const
     std::array<ring::TxFrontSegment, ring::kMaxTxSegments> segs;
     std::size_t done = 0;
     for (std::size_t i = 0; i < nr; ++i) {
-        const std::uint16_t off = i == 0 ? meta.offset : 0;
+        const std::uint16_t off = i == 0 ? start : 0;
         const std::size_t take = std::min(frame.size() - done, kPage - off);
         const std::uint16_t id = take_tx_buffer(q);
         std::memcpy(q.txb[id].data + off, frame.data() + done, take);

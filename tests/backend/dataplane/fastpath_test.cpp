@@ -151,6 +151,72 @@ TEST_CASE("multi-slot 9000-byte frames both ways with SG", "[dataplane][fastpath
     CHECK((got[0].flags & NETRXF_more_data) != 0);
 }
 
+// XSA-448 (CVE-2023-46838): slots after the first may have size 0. Linux netback crashed on a
+// packet whose later slots were all empty (zero-size SKB frags); the fix answers such slots OKAY
+// without touching them. Here: no copy for them (their refs are never granted, so any copy of
+// one would fail the packet), no empty mbuf in the chain, the frame byte-exact, every slot OKAY.
+TEST_CASE("XSA-448: zero-length slots after the first are answered OKAY and carry nothing",
+          "[dataplane][fastpath][hostile]") {
+    Rig rig({kA}, pmd::Offloads::none(), {}, 9000);
+    Netfront a(rig.world, kA);
+    VifRuntime& va = rig.attach(a, kMacA);
+    constexpr platform::GrantRef kNever = 0x7ffffff0u; // never granted
+    const Bytes f = frame(kOutside, kMacA, 3000);
+
+    auto check_sent = [&](std::uint64_t segments_before, std::uint64_t want_segments, std::size_t slots) {
+        const auto out = rig.up.sent_mbufs();
+        REQUIRE(out.size() == 1);
+        const rte_mbuf* m = out[0].get();
+        Bytes got;
+        for (const rte_mbuf* s = m; s != nullptr; s = s->next) {
+            CHECK(s->data_len > 0); // no empty segment reaches the port
+            const auto* p = rte_pktmbuf_mtod(s, const std::byte*);
+            got.insert(got.end(), p, p + s->data_len);
+        }
+        CHECK(got == f);
+        CHECK(rte_pktmbuf_pkt_len(m) == f.size());
+        const auto rs = a.tx_responses();
+        CHECK(rs.size() == slots);
+        CHECK(count_status(rs, NETIF_RSP_OKAY) == slots);
+        CHECK(snapshot(va.counters()).copy_segments - segments_before == want_segments);
+    };
+
+    SECTION("the whole frame in the first slot, every later slot empty (the advisory's case)") {
+        const auto page = a.granted_page(f, true);
+        const auto size = static_cast<std::uint16_t>(f.size());
+        a.tx().put_request(netif_tx_request_t{page, 0, NETTXF_more_data, 1, size});
+        a.tx().put_request(netif_tx_request_t{kNever, 0, NETTXF_more_data, 2, 0});
+        a.tx().put_request(netif_tx_request_t{kNever, 4096, NETTXF_more_data, 3, 0}); // at the page end
+        a.tx().put_request(netif_tx_request_t{kNever, 0, 0, 4, 0});
+        a.push_tx();
+        const auto before = snapshot(va.counters()).copy_segments;
+        rig.poll();
+        // One copy segment per mbuf of the first slot's 3042 bytes, none for the empty slots.
+        const std::uint64_t bufs =
+            (f.size() + rte_pktmbuf_data_room_size(rig.pool.get()) - RTE_PKTMBUF_HEADROOM - 1) /
+            (rte_pktmbuf_data_room_size(rig.pool.get()) - RTE_PKTMBUF_HEADROOM);
+        check_sent(before, bufs, 4);
+    }
+    SECTION("empty slots between and after the data slots") {
+        const auto head = a.granted_page(std::span(f).first(100), true);
+        const auto tail = a.granted_page(std::span(f).subspan(100), true);
+        a.tx().put_request(
+            netif_tx_request_t{head, 0, NETTXF_more_data, 1, static_cast<std::uint16_t>(f.size())});
+        a.tx().put_request(netif_tx_request_t{kNever, 0, NETTXF_more_data, 2, 0});
+        a.tx().put_request(
+            netif_tx_request_t{tail, 0, NETTXF_more_data, 3, static_cast<std::uint16_t>(f.size() - 100)});
+        a.tx().put_request(netif_tx_request_t{kNever, 0, 0, 4, 0});
+        a.push_tx();
+        const auto before = snapshot(va.counters()).copy_segments;
+        rig.poll();
+        const std::uint32_t room = rte_pktmbuf_data_room_size(rig.pool.get()) - RTE_PKTMBUF_HEADROOM;
+        // The head slot's copy, then the tail's, split where a buffer ends.
+        const std::uint64_t want = 1 + (100 + (f.size() - 100) + room - 1) / room;
+        check_sent(before, want, 4);
+    }
+    CHECK(va.state() == VifState::running);
+}
+
 TEST_CASE("frames longer than the uplink's MTU are dropped and counted; GSO frames are cut to it",
           "[dataplane][fastpath][mtu]") {
     Rig rig({kA, kB}, pmd::Offloads::none(), {}, 1500);

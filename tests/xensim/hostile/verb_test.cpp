@@ -83,7 +83,7 @@ TEST_CASE("xensim hostile: attacks by name against the running netbackd", "[host
     REQUIRE(w.wait_state(W::be(kHealthy, 0) + "/state", "4"));
 
     // One vif per attack: a disabled vif stays Closing until its guest resets, as with Linux.
-    const char* names[] = {"req_prod_overflow", "slots_21",     "grant_never",
+    const char* names[] = {"req_prod_overflow", "slots_22",     "grant_never",
                            "page_cross",        "double_fetch", "evtchn_storm"};
     std::uint32_t devid = 0;
     for (const char* name : names) {
