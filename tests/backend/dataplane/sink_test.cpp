@@ -50,7 +50,7 @@ struct SinkRig {
         c.indirect_pool = &indirect;
         if (with_uplink) c.uplinks.push_back(UplinkBinding{"up0", &up});
         c.worker.idle_before_sleep = 100us;
-        dp = std::make_unique<DataPlane>(c, world.grants, world.events);
+        dp = std::make_unique<DataPlane>(c, world.worker_grants(), world.events);
     }
     World world;
     pmd::Mempool pool;
