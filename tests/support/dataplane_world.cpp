@@ -49,6 +49,7 @@ std::uint16_t RingUplink::rx_burst(std::uint16_t, std::span<rte_mbuf*> out) noex
 }
 
 std::uint16_t RingUplink::tx_burst(std::uint16_t, std::span<rte_mbuf*> pkts) noexcept {
+    std::lock_guard lock(tx_lock_);
     return static_cast<std::uint16_t>(rte_ring_enqueue_burst(
         from_backend_, reinterpret_cast<void**>(pkts.data()), static_cast<unsigned>(pkts.size()), nullptr));
 }
