@@ -10,9 +10,10 @@ PACKAGES := build-essential cmake pkg-config libxen-dev libdpdk-dev dpdk catch2 
 JOBS       ?= $(shell nproc)
 BUILD      ?= build
 SAN_BUILD  ?= build-sanitize
+TSAN_BUILD ?= build-tsan
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps build check check-format check-fast check-lab check-sanitize demo lab clean package
+.PHONY: deps build check check-format check-fast check-lab check-sanitize check-tsan demo lab clean package
 
 deps:
 	@missing=""; \
@@ -35,9 +36,10 @@ build: deps
 	cmake --build $(BUILD) -j $(JOBS)
 
 # The whole suite: the format check, Release build with gcc, the real-Xen lab once (on that
-# build), then ASan+UBSan build with clang plus the fuzz runs.
+# build), then ASan+UBSan build with clang plus the fuzz runs, then the multi-threaded tests
+# under ThreadSanitizer.
 check: check-format
-	$(MAKE) check-fast check-lab check-sanitize
+	$(MAKE) check-fast check-lab check-sanitize check-tsan
 
 # Every tracked C++ file as .clang-format has it; fails naming the files that are not.
 check-format: deps
@@ -56,6 +58,13 @@ check-sanitize: deps
 	cmake --build $(SAN_BUILD) -j $(JOBS)
 	ctest --test-dir $(SAN_BUILD) --output-on-failure -j $(JOBS) -LE lab
 
+# ThreadSanitizer over the tests labelled `threads` (netbackd_add_test THREADS): builds those
+# binaries and what they link, nothing else.
+check-tsan: deps
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Release -DNETBACKD_SANITIZE=thread
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target netbackd_thread_tests
+	ctest --test-dir $(TSAN_BUILD) --output-on-failure -j $(JOBS) -L threads
+
 demo: build
 	BUILD=$(BUILD) bash configs/demo/demo.sh
 
@@ -69,7 +78,7 @@ package: build
 	cmake --build $(BUILD) --target package
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) $(TSAN_BUILD)
 
 # Benchmark, not a test: netbackd against DPDK's vhost-user backend (see bench/README.md).
 # BENCH_ARGS= (empty) runs the full mode; --csv FILE writes the runs.

@@ -1,5 +1,6 @@
 #include "pmd/gso.hpp"
 
+#include "pmd/tso_check.hpp"
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include "pmd/checksum.hpp"
 #include "pmd/mbuf.hpp"
 #include "pmd/mempool.hpp"
+#include "pmd/tso_check.hpp"
 
 namespace netbackd::pmd {
 
@@ -89,12 +91,13 @@ SoftwareGso::SoftwareGso(const Mempool& direct, const Mempool& indirect, bool fi
 bool SoftwareGso::mark_tso(rte_mbuf* pkt, std::uint16_t mss) noexcept {
     pull_up_headers(pkt);
     const auto layout = parse_frame(segment_bytes(pkt));
-    if (!layout || layout->fragment || !layout->is_tcp() || mss == 0) {
+    // Checked, never truncated into the bit fields: see tso_check.hpp.
+    if (!layout || tso_fault(*layout, mss, pkt->pkt_len) != TsoFault::none) {
         return false;
     }
-    pkt->l2_len = layout->l2_len & 0x7f;
-    pkt->l3_len = layout->l3_len & 0x1ff;
-    pkt->l4_len = layout->l4_len & 0xff;
+    pkt->l2_len = layout->l2_len;
+    pkt->l3_len = layout->l3_len;
+    pkt->l4_len = layout->l4_len;
     pkt->tso_segsz = mss;
     pkt->ol_flags &= ~(RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_L4_MASK);
     pkt->ol_flags |=

@@ -27,7 +27,8 @@ public:
 
     // Pulls the headers up into the first segment, parses them and marks the frame for
     // segmentation into `mss`-byte payloads (sets l2/l3/l4 lengths, tso_segsz and TX_TCP_SEG
-    // with TX_IPV4 or TX_IPV6). False if it is not unfragmented TCP over IP.
+    // with TX_IPV4 or TX_IPV6). False if it is not unfragmented TCP over IP, or if the MSS,
+    // header lengths or segment count are out of bounds (tso_check.hpp).
     static bool mark_tso(rte_mbuf* pkt, std::uint16_t mss) noexcept;
 
     // Cuts a packet marked by mark_tso into segments whose L3 length is at most `mtu`, writes

@@ -13,6 +13,7 @@
 #include "pmd/dpdk_macros.hpp"
 #include "pmd/error.hpp"
 #include "pmd/mempool.hpp"
+#include "pmd/tso_check.hpp"
 
 namespace netbackd::pmd {
 
@@ -268,7 +269,33 @@ PortStats Port::stats() const {
     s.rx_errors = st.ierrors;
     s.tx_errors = st.oerrors;
     s.rx_no_mbuf = st.rx_nombuf;
+    s.tx_tso_rejected = tso_rejected_.load(std::memory_order_relaxed);
+    s.tx_prepare_rejected = prepare_rejected_.load(std::memory_order_relaxed);
     return s;
+}
+
+std::uint16_t Port::screen_tx(std::uint16_t queue, std::span<rte_mbuf*> pkts) noexcept {
+    // Bad TSO requests to the back; the good frames keep their order (swap partition).
+    std::size_t good = 0;
+    for (std::size_t i = 0; i < pkts.size(); ++i) {
+        if ((pkts[i]->ol_flags & RTE_MBUF_F_TX_TCP_SEG) != 0 &&
+            (!hardware_.tx_tcp_tso || tso_fault(pkts[i]) != TsoFault::none)) {
+            tso_rejected_.fetch_add(1, std::memory_order_relaxed);
+            continue;
+        }
+        std::swap(pkts[good++], pkts[i]);
+    }
+    // A PMD without a prepare callback takes everything here at the cost of one check.
+    std::size_t ok = rte_eth_tx_prepare(id_, queue, pkts.data(), static_cast<std::uint16_t>(good));
+    while (ok < good) {
+        prepare_rejected_.fetch_add(1, std::memory_order_relaxed);
+        std::rotate(pkts.begin() + static_cast<std::ptrdiff_t>(ok),
+                    pkts.begin() + static_cast<std::ptrdiff_t>(ok) + 1,
+                    pkts.begin() + static_cast<std::ptrdiff_t>(good));
+        --good;
+        ok += rte_eth_tx_prepare(id_, queue, pkts.data() + ok, static_cast<std::uint16_t>(good - ok));
+    }
+    return static_cast<std::uint16_t>(good);
 }
 
 void Port::reset_stats() { check(rte_eth_stats_reset(id_), "stats reset", name_); }

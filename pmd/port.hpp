@@ -2,6 +2,7 @@
 // and closed on destruction.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -43,6 +44,10 @@ struct PortStats {
     std::uint64_t rx_errors = 0;
     std::uint64_t tx_errors = 0;
     std::uint64_t rx_no_mbuf = 0; // dropped for lack of buffers in the pool
+    // Never handed to the device (Port::tx_burst): TSO requests out of bounds, and frames the
+    // PMD's own rte_eth_tx_prepare refused.
+    std::uint64_t tx_tso_rejected = 0;
+    std::uint64_t tx_prepare_rejected = 0;
 };
 
 class Port {
@@ -123,14 +128,20 @@ public:
     std::uint16_t rx_burst(std::uint16_t queue, std::span<rte_mbuf*> out) noexcept {
         return rte_eth_rx_burst(id_, queue, out.data(), clamp(out.size()));
     }
+    // TX screens what it sends: a TSO request out of bounds (tso_check.hpp) and a frame the PMD's
+    // rte_eth_tx_prepare refuses never reach the device; they are counted (stats()) and moved
+    // behind the frames sent, where the caller frees what was not taken, as for a full queue.
     std::uint16_t tx_burst(std::uint16_t queue, std::span<rte_mbuf*> pkts) noexcept {
-        return rte_eth_tx_burst(id_, queue, pkts.data(), clamp(pkts.size()));
+        const std::uint16_t n = screen_tx(queue, pkts.first(clamp(pkts.size())));
+        return rte_eth_tx_burst(id_, queue, pkts.data(), n);
     }
 
 private:
     static std::uint16_t clamp(std::size_t n) noexcept {
         return n > UINT16_MAX ? UINT16_MAX : static_cast<std::uint16_t>(n);
     }
+    // Returns how many of pkts may go to the device; they come first, in their order.
+    std::uint16_t screen_tx(std::uint16_t queue, std::span<rte_mbuf*> pkts) noexcept;
     static int on_link_change(std::uint16_t port_id, rte_eth_event_type type, void* self, void* unused);
     void release() noexcept;
     // Configures queues and starts the port; throws on failure (the port is left stopped).
@@ -155,6 +166,9 @@ private:
     bool callback_registered_ = false;
     bool configured_ = false;
     bool started_ = false;
+    // Bumped only on a rejection, by whichever worker's queue saw it.
+    std::atomic<std::uint64_t> tso_rejected_{0};
+    std::atomic<std::uint64_t> prepare_rejected_{0};
 };
 
 } // namespace netbackd::pmd

@@ -39,7 +39,8 @@ void pin_to(unsigned cpu) {
 
 } // namespace
 
-DataPlane::DataPlane(const DataPlaneConfig& config, platform::Grants& grants, platform::Events& events)
+DataPlane::DataPlane(const DataPlaneConfig& config, const platform::GrantsFactory& open_grants,
+                     platform::Events& events)
     : config_(config) {
     if (config_.workers == 0) config_.workers = 1;
     if (config_.workers > 64) throw std::invalid_argument("dataplane: at most 64 workers");
@@ -49,8 +50,10 @@ DataPlane::DataPlane(const DataPlaneConfig& config, platform::Grants& grants, pl
     for (unsigned i = 0; i < config_.workers; ++i) {
         WorkerConfig wc = config_.worker;
         wc.uplink_queue = static_cast<std::uint16_t>(i);
-        workers_.push_back(std::make_unique<Worker>(
-            wc, context_of(config_, grants, events, static_cast<std::uint16_t>(i), mesh_.get())));
+        worker_grants_.push_back(open_grants());
+        workers_.push_back(
+            std::make_unique<Worker>(wc, context_of(config_, *worker_grants_.back(), events,
+                                                    static_cast<std::uint16_t>(i), mesh_.get())));
     }
     for (unsigned i = 0; i < config_.workers; ++i) {
         const std::optional<unsigned> cpu =
@@ -73,6 +76,7 @@ DataPlane::~DataPlane() {
     for (auto& t : threads_) t.join();
     // Workers still point at the vifs they run (and at the mesh): they go first.
     workers_.clear();
+    worker_grants_.clear();
     mesh_.reset();
 }
 
@@ -247,7 +251,7 @@ std::vector<VifTelemetry> DataPlane::telemetry_view() const {
 }
 
 std::unique_ptr<DataPlane> make_dataplane(const DataPlaneConfig& config, platform::Platform& platform) {
-    return std::make_unique<DataPlane>(config, *platform.grants, *platform.events);
+    return std::make_unique<DataPlane>(config, platform.open_worker_grants, *platform.events);
 }
 
 } // namespace netbackd::dataplane

@@ -60,7 +60,10 @@ struct VifFaultReport {
 
 class DataPlane final : public control::DataPlaneSink {
 public:
-    DataPlane(const DataPlaneConfig& config, platform::Grants& grants, platform::Events& events);
+    // open_grants is called once per worker: each copies through its own Grants (platform.hpp,
+    // Threads). events is shared by every worker.
+    DataPlane(const DataPlaneConfig& config, const platform::GrantsFactory& open_grants,
+              platform::Events& events);
     ~DataPlane() override;
     DataPlane(const DataPlane&) = delete;
     DataPlane& operator=(const DataPlane&) = delete;
@@ -114,6 +117,7 @@ private:
 
     DataPlaneConfig config_;
     std::unique_ptr<WorkerMesh> mesh_;
+    std::vector<std::unique_ptr<platform::Grants>> worker_grants_; // [i]: worker i's alone
     std::vector<std::unique_ptr<Worker>> workers_;
     std::map<control::VifId, Entry> vifs_;
     // Guards vifs_ against the telemetry thread: taken by the control thread when it changes

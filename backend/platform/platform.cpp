@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/platform/checked_grants.hpp"
 #include "backend/platform/options.hpp"
 #include "backend/platform/sim/client.hpp"
 #include "backend/platform/sim/sim_events.hpp"
@@ -32,6 +33,7 @@ Platform open_platform(const PlatformOptions& options) {
         p.grants = std::make_unique<XenGrants>();
         p.events = std::make_unique<XenEvents>();
         p.store = open_xs_store("");
+        p.open_worker_grants = [] { return std::make_unique<XenGrants>(); };
         return p;
     }
     if (options.sim_dir.empty())
@@ -39,8 +41,13 @@ Platform open_platform(const PlatformOptions& options) {
             "--platform=sim needs the simulated host's directory (--sim-dir, as given to `xensim up`)",
             EINVAL);
     auto client = xensim::HvClient::connect(options.sim_dir, options.sim_domid);
-    p.grants = std::make_unique<xensim::SimGrants>(client);
+    // Checked, so that a breach of the Threads contract fails every test on the simulated
+    // platform rather than corrupting memory only on Xen.
+    p.grants = std::make_unique<CheckedGrants>(std::make_unique<xensim::SimGrants>(client));
     p.events = std::make_unique<xensim::SimEvents>(client);
+    p.open_worker_grants = [client] {
+        return std::make_unique<CheckedGrants>(std::make_unique<xensim::SimGrants>(client));
+    };
     p.store = open_xs_store(sim_store_socket(options.sim_dir, options.sim_domid));
     return p;
 }

@@ -3,6 +3,14 @@
 // Code above this seam never learns which one it runs on.
 //
 // Cost model: virtual calls here happen per batch or per control-plane event, never per packet.
+//
+// Threads. The control thread alone uses the Store, Grants::map (and the mappings' lifetime) and
+// Events::bind_interdomain/alloc_unbound/unbind. One Events object is shared by the control
+// thread and every data-plane worker: notify/pending/unmask/fd are safe from any thread (each is
+// one system call on the shared evtchn device; the simulated one locks). A Grants object is NOT
+// shared for copies: copy() keeps per-handle scratch, so each worker copies only through the
+// Grants that Platform::open_worker_grants opened for it (its own gntdev handle), the way DPDK
+// keeps per-lcore state. The simulated platform enforces this (checked_grants.hpp).
 #pragma once
 
 #include <cstdint>
@@ -109,7 +117,8 @@ public:
     // Maps one granted page of `domid`; throws PlatformError with a GNTST_* code on refusal.
     virtual std::unique_ptr<GrantMapping> map(DomId domid, GrantRef ref, bool writable) = 0;
     // One call per batch. Every segment gets its own status; good segments complete even
-    // when others in the batch fail. Never throws for per-segment failures.
+    // when others in the batch fail. Never throws for per-segment failures. Not thread-safe:
+    // one thread per object (see Threads above).
     virtual void copy(std::span<CopySegment> segments) = 0;
 };
 
@@ -132,10 +141,14 @@ public:
 };
 
 // ---------------------------------------------------------------- the bundle
+// Opens a Grants for one worker's fast path: its own handle and scratch, used by that worker only.
+using GrantsFactory = std::function<std::unique_ptr<Grants>()>;
+
 struct Platform {
-    std::unique_ptr<Store> store;
-    std::unique_ptr<Grants> grants;
-    std::unique_ptr<Events> events;
+    std::unique_ptr<Store> store;   // control thread
+    std::unique_ptr<Grants> grants; // control thread: map(), and copy() if it ever copies
+    std::unique_ptr<Events> events; // shared by the control thread and every worker
+    GrantsFactory open_worker_grants;
 };
 
 enum class PlatformKind { xen, sim };

@@ -10,6 +10,7 @@
 #include "pmd/port.hpp"
 #include "pmd/vdev.hpp"
 #include "tests/support/dpdk_eal.hpp"
+#include "tests/support/frames.hpp"
 
 using namespace netbackd::pmd;
 using namespace netbackd::pmd::test;
@@ -190,4 +191,34 @@ TEST_CASE("a jumbo MTU without RX scatter or big buffers is accepted with a warn
     auto big = small_pool(1023, data_room_for_mtu(9000));
     Port port2(dev2.name(), cfg, big);
     CHECK(port2.warnings().empty());
+}
+
+TEST_CASE("a port hands the device no TSO request it cannot take, and counts each refusal",
+          "[dataplane][null][tso]") {
+    eal();
+    VirtualDevice dev(unique_name("net_null_tso"), "");
+    auto pool = small_pool();
+    Port port(dev.name(), {}, pool);
+    REQUIRE_FALSE(port.hardware().tx_tcp_tso);
+    FrameSpec spec;
+    spec.payload = 3000;
+    const auto bytes = build_frame(spec);
+    std::array<rte_mbuf*, 4> burst{};
+    for (auto& m : burst) m = mbuf_from_bytes(pool.get(), bytes).release();
+    // [1]: the hostile gso_tiny_mss request; [2]: a sane one, but this port has no TSO.
+    for (std::size_t i : {1u, 2u}) {
+        burst[i]->ol_flags |= RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_TX_IPV4;
+        burst[i]->l2_len = 14;
+        burst[i]->l3_len = 20;
+        burst[i]->l4_len = 20;
+        burst[i]->tso_segsz = i == 1 ? 8 : 1448;
+    }
+    const std::array<rte_mbuf*, 2> refused{burst[1], burst[2]};
+    const std::uint16_t sent = port.tx_burst(0, burst);
+    // The plain frames went; the refused ones wait behind them for the caller to free.
+    CHECK(sent == 2);
+    CHECK(port.stats().tx_tso_rejected == 2);
+    CHECK(port.stats().tx_packets == 2);
+    CHECK(std::is_permutation(burst.begin() + 2, burst.end(), refused.begin()));
+    free_burst(std::span(burst).subspan(sent));
 }

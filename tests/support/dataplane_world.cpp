@@ -15,6 +15,7 @@
 namespace netbackd::dataplane::test {
 
 void CountingGrants::copy(std::span<platform::CopySegment> segs) {
+    check_.enter();
     ++calls;
     segments += segs.size();
     inner_.copy(segs);
@@ -23,6 +24,7 @@ void CountingGrants::copy(std::span<platform::CopySegment> segs) {
             std::find(poisoned.begin(), poisoned.end(), s.source.foreign.ref) != poisoned.end())
             s.status = GNTST_general_error;
     }
+    check_.leave();
 }
 
 RingUplink::RingUplink(const pmd::Mempool& pool, pmd::Offloads hw, std::uint16_t mtu)
@@ -47,6 +49,7 @@ std::uint16_t RingUplink::rx_burst(std::uint16_t, std::span<rte_mbuf*> out) noex
 }
 
 std::uint16_t RingUplink::tx_burst(std::uint16_t, std::span<rte_mbuf*> pkts) noexcept {
+    std::lock_guard lock(tx_lock_);
     return static_cast<std::uint16_t>(rte_ring_enqueue_burst(
         from_backend_, reinterpret_cast<void**>(pkts.data()), static_cast<unsigned>(pkts.size()), nullptr));
 }
@@ -262,6 +265,16 @@ Bytes frame(MacAddr dst, MacAddr src, std::size_t payload, int ip_version, std::
 Bytes with_checksums(Bytes f) {
     if (!pmd::fill_checksums(std::span<std::byte>(f))) throw std::runtime_error("not checksummable");
     return f;
+}
+
+} // namespace netbackd::dataplane::test
+
+namespace netbackd::dataplane::test {
+
+platform::GrantsFactory World::worker_grants() {
+    return [client = back] {
+        return std::make_unique<platform::CheckedGrants>(std::make_unique<xensim::SimGrants>(client));
+    };
 }
 
 } // namespace netbackd::dataplane::test

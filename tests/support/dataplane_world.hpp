@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "backend/control/data_plane_sink.hpp"
 #include "backend/dataplane/mac.hpp"
 #include "backend/dataplane/uplink.hpp"
+#include "backend/platform/checked_grants.hpp"
 #include "backend/platform/sim/client.hpp"
 #include "backend/platform/sim/sim_events.hpp"
 #include "backend/platform/sim/sim_grants.hpp"
@@ -32,6 +34,7 @@ using Bytes = std::vector<std::byte>;
 inline constexpr platform::DomId kBackDom = 1;
 
 // Counts copy calls and segments, and can make chosen grant refs fail (as a revoked grant would).
+// Held to the seam's one-thread-per-Grants contract like the simulated platform's own Grants.
 class CountingGrants final : public platform::Grants {
 public:
     explicit CountingGrants(platform::Grants& inner) : inner_(inner) {}
@@ -46,6 +49,7 @@ public:
 
 private:
     platform::Grants& inner_;
+    platform::CopyOwnerCheck check_{"CountingGrants::copy"};
 };
 
 class RingUplink final : public Uplink {
@@ -73,6 +77,10 @@ private:
     std::uint16_t mtu_;
     rte_ring* to_backend_;
     rte_ring* from_backend_;
+    // Orders the workers' enqueues into from_backend_ among themselves, in a way that
+    // ThreadSanitizer can see (rte_ring's multi-producer hand-off is a relaxed wait). Test
+    // harness only: a real port has one TX queue per worker.
+    std::mutex tx_lock_;
 };
 
 struct World {
@@ -85,6 +93,8 @@ struct World {
     xensim::SimGrants sim_grants;
     CountingGrants grants;
     xensim::SimEvents events;
+    // What a DataPlane opens for each worker: its own simulated Grants, held to the contract.
+    platform::GrantsFactory worker_grants();
 };
 
 // One guest's netfront with one queue.

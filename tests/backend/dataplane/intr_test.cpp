@@ -56,7 +56,7 @@ TEST_CASE("an idle worker sleeps on the tap's RX interrupt and wakes for a wire 
     c.indirect_pool = &indirect;
     c.uplinks.push_back(UplinkBinding{"up0", &up});
     c.worker.idle_before_sleep = 100us;
-    DataPlane dp(c, world.grants, world.events);
+    DataPlane dp(c, world.worker_grants(), world.events);
     REQUIRE(dp.worker_sleeps_on_rx_interrupts(0));
 
     Netfront a(world, kA);
@@ -104,7 +104,7 @@ TEST_CASE("a port without RX interrupts falls back to the poll timer", "[datapla
     c.indirect_pool = &indirect;
     c.uplinks.push_back(UplinkBinding{"up0", &up});
     c.worker.idle_before_sleep = 100us;
-    DataPlane dp(c, world.grants, world.events);
+    DataPlane dp(c, world.worker_grants(), world.events);
     CHECK_FALSE(dp.worker_sleeps_on_rx_interrupts(0));
     REQUIRE(within(2000ms, [&] { return dp.worker_counters().wakeups_timer.get() >= 3; }));
     // The port still works: a guest's frame goes out and loops back in.
@@ -152,7 +152,7 @@ TEST_CASE("two workers on a net_tap with one RX queue each: both sleep on interr
     c.indirect_pool = &indirect;
     c.uplinks.push_back(UplinkBinding{"up0", &up});
     c.worker.idle_before_sleep = 100us;
-    DataPlane dp(c, world.grants, world.events);
+    DataPlane dp(c, world.worker_grants(), world.events);
     CHECK(dp.worker_sleeps_on_rx_interrupts(0));
     CHECK(dp.worker_sleeps_on_rx_interrupts(1));
 

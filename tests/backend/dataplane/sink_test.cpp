@@ -52,7 +52,7 @@ struct SinkRig {
         if (with_uplink) c.uplinks.push_back(UplinkBinding{"up0", &up});
         c.worker.idle_before_sleep = 100us;
         c.worker.max_vifs = max_vifs;
-        dp = std::make_unique<DataPlane>(c, world.grants, world.events);
+        dp = std::make_unique<DataPlane>(c, world.worker_grants(), world.events);
     }
     World world;
     pmd::Mempool pool;

@@ -46,7 +46,7 @@ TEST_CASE("a guest's TSO frame with a full-size MSS leaves a net_tap uplink as M
     c.pool = &pool;
     c.indirect_pool = &indirect;
     c.uplinks.push_back(UplinkBinding{"up0", &up});
-    DataPlane dp(c, world.grants, world.events);
+    DataPlane dp(c, world.worker_grants(), world.events);
     Netfront a(world, kA);
     dp.attach(a.handle(kMacA));
 

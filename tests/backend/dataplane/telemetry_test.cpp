@@ -71,7 +71,7 @@ TEST_CASE("vif and worker counters are readable over the telemetry socket", "[da
         c.pool = &pool;
         c.indirect_pool = &indirect;
         c.uplinks.push_back(UplinkBinding{"up0", &up});
-        auto dp = std::make_unique<DataPlane>(c, world.grants, world.events);
+        auto dp = std::make_unique<DataPlane>(c, world.worker_grants(), world.events);
         Netfront a(world, kA);
         dp->attach(a.handle(mac(0xa)));
         for (int i = 0; i < 3; ++i) a.send(frame(mac(0x99), mac(0xa), 100));
@@ -120,7 +120,7 @@ TEST_CASE("/netbackd/vifs pages 16 vifs at a time, so no reply outgrows DPDK's 1
         DataPlaneConfig c;
         c.pool = &pool;
         c.indirect_pool = &indirect;
-        auto dp = std::make_unique<DataPlane>(c, world.grants, world.events);
+        auto dp = std::make_unique<DataPlane>(c, world.worker_grants(), world.events);
         std::vector<std::unique_ptr<Netfront>> fronts;
         for (std::uint32_t v = 0; v < kVifs; ++v) {
             fronts.push_back(std::make_unique<Netfront>(world, kA, v));

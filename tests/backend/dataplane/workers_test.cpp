@@ -3,6 +3,9 @@
 // vifs detached and attached while the others carry traffic.
 #include <algorithm>
 #include <chrono>
+#include <functional>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -40,7 +43,9 @@ bool eventually(F&& done) {
 }
 
 struct TwoWorkers {
-    explicit TwoWorkers(std::vector<platform::DomId> guests)
+    // grants: what the data plane opens per worker, given the world (default: World's own).
+    using GrantsOf = std::function<platform::GrantsFactory(World&)>;
+    explicit TwoWorkers(std::vector<platform::DomId> guests, const GrantsOf& grants = {})
         : world(std::move(guests), 64u << 20),
           pool(pmd::test::small_pool(8191)),
           indirect(pmd::test::small_pool(4095, 0)),
@@ -51,7 +56,7 @@ struct TwoWorkers {
         c.indirect_pool = &indirect;
         c.uplinks.push_back(UplinkBinding{"up0", &up});
         c.worker.idle_before_sleep = 100us;
-        dp = std::make_unique<DataPlane>(c, world.grants, world.events);
+        dp = std::make_unique<DataPlane>(c, grants ? grants(world) : world.worker_grants(), world.events);
     }
     World world;
     pmd::Mempool pool;
@@ -79,7 +84,80 @@ std::vector<Bytes> uplink_n(RingUplink& up, std::size_t n) {
     return got;
 }
 
+// Which threads copied through one Grants object; the lock is the test's, not the fast path's.
+class ThreadRecordingGrants final : public platform::Grants {
+public:
+    explicit ThreadRecordingGrants(std::unique_ptr<platform::Grants> inner) : inner_(std::move(inner)) {}
+    std::unique_ptr<platform::GrantMapping> map(platform::DomId d, platform::GrantRef r, bool w) override {
+        return inner_->map(d, r, w);
+    }
+    void copy(std::span<platform::CopySegment> segs) override {
+        {
+            std::lock_guard lock(mutex_);
+            threads_.insert(std::this_thread::get_id());
+            ++calls_;
+        }
+        inner_->copy(segs);
+    }
+    std::set<std::thread::id> threads() const {
+        std::lock_guard lock(mutex_);
+        return threads_;
+    }
+    std::size_t calls() const {
+        std::lock_guard lock(mutex_);
+        return calls_;
+    }
+
+private:
+    std::unique_ptr<platform::Grants> inner_;
+    mutable std::mutex mutex_;
+    std::set<std::thread::id> threads_;
+    std::size_t calls_ = 0;
+};
+
 } // namespace
+
+TEST_CASE("two workers: each copies through a Grants of its own, never shared between threads",
+          "[dataplane][workers][threads]") {
+    // Issue 14 item 1: one Grants shared by every worker raced on the gntdev wrapper's scratch.
+    std::vector<ThreadRecordingGrants*> opened;
+    TwoWorkers rig({kA, kB}, [&](World& w) -> platform::GrantsFactory {
+        return [&opened, back = w.back]() -> std::unique_ptr<platform::Grants> {
+            auto g = std::make_unique<ThreadRecordingGrants>(std::make_unique<xensim::SimGrants>(back));
+            opened.push_back(g.get());
+            return g;
+        };
+    });
+    REQUIRE(opened.size() == 2);
+    Netfront a(rig.world, kA);
+    Netfront b(rig.world, kB);
+    rig.dp->attach(a.handle(kMacA));
+    rig.dp->attach(b.handle(kMacB));
+    REQUIRE(rig.dp->worker_of({kA, 0}) != rig.dp->worker_of({kB, 0}));
+    a.post_rx_buffers(64);
+    b.post_rx_buffers(64);
+    std::vector<Bytes> ab, ba;
+    for (std::uint8_t i = 0; i < 16; ++i) {
+        ab.push_back(with_checksums(frame(kMacB, kMacA, 300u + i, 4, i)));
+        ba.push_back(with_checksums(frame(kMacA, kMacB, 700u + i, 6, i)));
+        a.send(ab.back());
+        b.send(ba.back());
+    }
+    a.push_tx();
+    b.push_tx();
+    CHECK(receive_n(b, ab.size()) == ab);
+    CHECK(receive_n(a, ba.size()) == ba);
+    // Both workers copied (TX from their guest, RX to it), each through its own object only.
+    std::set<std::thread::id> all;
+    for (const ThreadRecordingGrants* g : opened) {
+        CHECK(g->calls() > 0);
+        CHECK(g->threads().size() == 1);
+        for (auto t : g->threads()) all.insert(t);
+    }
+    CHECK(all.size() == 2);
+    CHECK(all.count(std::this_thread::get_id()) == 0);
+    rig.dp.reset();
+}
 
 TEST_CASE("two workers: vifs spread, guest-to-guest, floods and the wire cross between them",
           "[dataplane][workers]") {

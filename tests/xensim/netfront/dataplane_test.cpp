@@ -40,7 +40,7 @@ TEST_CASE("generator -> DataPlane -> uplink, and uplink -> DataPlane -> sink",
     c.pool = &pool;
     c.indirect_pool = &indirect;
     c.uplinks.push_back(dataplane::UplinkBinding{"up0", &up});
-    dataplane::DataPlane dp(c, world.grants, world.events);
+    dataplane::DataPlane dp(c, world.worker_grants(), world.events);
 
     auto guest_hv = HvClient::connect(world.host.dir(), kA);
     GuestMemory memory(guest_hv);
