@@ -45,6 +45,11 @@ struct GlobalConfig {
     unsigned max_queues = 4; // multi-queue-max-queues; 1 disables multi-queue
     // Vifs served at once; the next attach is refused before InitWait/Connected.
     unsigned max_vifs = 1024;
+    // Caps on what frames waiting for a guest's RX buffers may hold (see dataplane::WorkerConfig).
+    std::uint32_t rx_queue_bytes = 512 * 1024; // per vif queue (Linux XENVIF_RX_QUEUE_BYTES)
+    std::uint32_t rx_vif_bytes = 1024 * 1024;  // per vif, all queues
+    // Guest RX stalled this long: backlog dropped, carrier off until buffers return. 0: never.
+    unsigned rx_stall_timeout_ms = 60000;
     bool split_event_channels = true;
     std::vector<std::string> eal_args;
     std::vector<DpdkPort> ports;

@@ -35,6 +35,8 @@ enum class Drop : std::uint8_t {
     rx_copy_failed,  // a grant copy into a guest buffer failed
     tx_over_mtu,     // longer than the uplink's MTU + Ethernet header, and not GSO
     tx_over_vif_mtu, // to another vif, longer than that vif's MTU + Ethernet header, and not GSO
+    rx_over_backlog, // the vif queue's or the vif's backlog would pass its byte or buffer cap
+    rx_stalled,      // purged or refused while the guest's RX is stalled (carrier off)
     count,
 };
 inline constexpr std::size_t kDropReasons = static_cast<std::size_t>(Drop::count);
@@ -53,6 +55,8 @@ constexpr std::string_view to_string(Drop d) noexcept {
     case Drop::rx_copy_failed: return "rx_copy_failed";
     case Drop::tx_over_mtu: return "tx_over_mtu";
     case Drop::tx_over_vif_mtu: return "tx_over_vif_mtu";
+    case Drop::rx_over_backlog: return "rx_over_backlog";
+    case Drop::rx_stalled: return "rx_stalled";
     case Drop::count: break;
     }
     return "?";
@@ -69,6 +73,7 @@ struct alignas(64) VifCounters {
     Counter copy_segments; // segments in those calls
     Counter rx_throttled;  // times delivery paused on the RX token bucket
     Counter tx_throttled;
+    Counter rx_stalls; // times the guest's RX stalled (carrier off, backlog purged)
     std::array<Counter, kDropReasons> drops;
 
     Counter& drop(Drop d) noexcept { return drops[static_cast<std::size_t>(d)]; }
@@ -79,7 +84,7 @@ struct alignas(64) VifCounters {
 struct VifStats {
     std::uint64_t tx_packets = 0, tx_bytes = 0, rx_packets = 0, rx_bytes = 0;
     std::uint64_t notifications = 0, copy_batches = 0, copy_segments = 0;
-    std::uint64_t rx_throttled = 0, tx_throttled = 0;
+    std::uint64_t rx_throttled = 0, tx_throttled = 0, rx_stalls = 0;
     std::array<std::uint64_t, kDropReasons> drops{};
 
     std::uint64_t dropped(Drop d) const noexcept { return drops[static_cast<std::size_t>(d)]; }
@@ -96,6 +101,7 @@ inline VifStats snapshot(const VifCounters& c) noexcept {
     s.copy_segments = c.copy_segments.get();
     s.rx_throttled = c.rx_throttled.get();
     s.tx_throttled = c.tx_throttled.get();
+    s.rx_stalls = c.rx_stalls.get();
     for (std::size_t i = 0; i < kDropReasons; ++i) s.drops[i] = c.drops[i].get();
     return s;
 }

@@ -230,6 +230,19 @@ std::vector<VifFaultReport> DataPlane::take_faults() {
     return out;
 }
 
+std::vector<CarrierChange> DataPlane::take_carrier_changes() {
+    std::vector<CarrierChange> out;
+    for (auto& [id, e] : vifs_) {
+        const bool on = e.runtime->carrier();
+        const std::uint64_t stalls = e.runtime->counters().rx_stalls.get();
+        if (on == e.carrier && stalls == e.stalls) continue;
+        e.carrier = on;
+        e.stalls = stalls;
+        out.push_back(CarrierChange{id, on, stalls});
+    }
+    return out;
+}
+
 std::optional<VifStats> DataPlane::stats(control::VifId id) const {
     const auto it = vifs_.find(id);
     if (it == vifs_.end()) return std::nullopt;

@@ -58,6 +58,13 @@ struct VifFaultReport {
     std::string message;
 };
 
+// A vif whose guest RX stalled (carrier off, backlog dropped) or came back since last asked.
+struct CarrierChange {
+    control::VifId id;
+    bool on = true;
+    std::uint64_t stalls = 0; // times it stalled so far
+};
+
 class DataPlane final : public control::DataPlaneSink {
 public:
     // open_grants is called once per worker: each copies through its own Grants (platform.hpp,
@@ -83,6 +90,9 @@ public:
     // Vifs the worker disabled since the last call (each reported once), with the text for the
     // backend's `error` node. Lock-free: reads the per-vif state atomics.
     std::vector<VifFaultReport> take_faults();
+    // Carrier transitions of the vifs' guest RX (rx_stall_timeout) since the last call, each
+    // reported once: a stall and recovery both between two calls show as a new stall count.
+    std::vector<CarrierChange> take_carrier_changes();
     std::optional<VifStats> stats(control::VifId id) const;
     std::vector<std::pair<control::VifId, VifStats>> all_stats() const;
     // Worker 0's counters (the only worker's, by default).
@@ -106,6 +116,8 @@ private:
         std::unique_ptr<VifRuntime> runtime;
         bool fault_reported = false;
         unsigned worker = 0;
+        bool carrier = true; // as last reported by take_carrier_changes
+        std::uint64_t stalls = 0;
     };
     // Index into config_.uplinks of what a policy names (0 when it names none); nullopt when
     // it names one that does not exist.

@@ -28,6 +28,11 @@ void Worker::vif_enqueue(VifRuntime& vif, rte_mbuf* m) noexcept {
         rte_pktmbuf_free(m);
         return;
     }
+    if (vif.stalled_queues != 0) {
+        // Carrier off: nothing queues for a guest that takes nothing.
+        drop(m, vif.counters_, Drop::rx_stalled);
+        return;
+    }
     if ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) != 0) {
         const bool v6 = (m->ol_flags & RTE_MBUF_F_TX_IPV6) != 0;
         if (!(v6 ? vif.gso_v6 : vif.gso_v4)) {
@@ -57,18 +62,80 @@ void Worker::backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept {
         drop(m, vif.counters_, Drop::rx_no_buffer);
         return;
     }
-    q.backlog.push(m);
+    // What the frame keeps out of the shared pool until the guest takes it.
+    const std::uint32_t bytes = m->pkt_len;
+    const std::uint32_t mbufs = m->nb_segs;
+    if (q.backlog.bytes() + bytes > cfg_.rx_queue_bytes || q.backlog.mbufs() + mbufs > cfg_.rx_queue_mbufs ||
+        vif.backlog_bytes + bytes > cfg_.rx_vif_bytes || vif.backlog_mbufs + mbufs > vif_backlog_mbufs_) {
+        drop(m, vif.counters_, Drop::rx_over_backlog);
+        return;
+    }
+    if (q.backlog.empty()) q.rx_progress = now_; // the stall clock starts with the first frame
+    q.backlog.push(m, bytes, mbufs);
+    vif.backlog_bytes += bytes;
+    vif.backlog_mbufs += mbufs;
+}
+
+rte_mbuf* Worker::backlog_pop(VifRuntime& vif, QueueRuntime& q) noexcept {
+    rte_mbuf* m = q.backlog.front();
+    const auto [bytes, mbufs] = q.backlog.pop();
+    vif.backlog_bytes -= bytes;
+    vif.backlog_mbufs -= mbufs;
+    return m;
+}
+
+std::size_t Worker::backlog_purge(VifRuntime& vif, QueueRuntime& q, std::optional<Drop> why) noexcept {
+    std::size_t n = 0;
+    for (; !q.backlog.empty(); ++n) {
+        rte_mbuf* m = backlog_pop(vif, q);
+        if (why)
+            drop(m, vif.counters_, *why);
+        else
+            rte_pktmbuf_free(m);
+    }
+    return n;
+}
+
+// netback's xenvif_queue_carrier_off: the first stalled queue turns the vif's carrier off, and
+// every backlog of the vif is given back to the pool.
+std::size_t Worker::rx_stall(VifRuntime& vif, QueueRuntime& q) noexcept {
+    q.stalled = true;
+    if (vif.stalled_queues++ == 0) {
+        vif.counters_.rx_stalls.add();
+        vif.set_carrier(false);
+    }
+    std::size_t n = 0;
+    for (auto& other : vif.queues) n += backlog_purge(vif, *other, Drop::rx_stalled);
+    return n;
+}
+
+// netback's xenvif_queue_carrier_on: the last stalled queue with buffers again turns it on.
+void Worker::rx_ready(VifRuntime& vif, QueueRuntime& q) noexcept {
+    q.stalled = false;
+    q.rx_progress = now_;
+    if (--vif.stalled_queues == 0) vif.set_carrier(true);
 }
 
 // One RX burst of one vif queue, in the phases of Linux netback's xenvif_rx_action: take frames
 // from the backlog while the guest has buffers and credit, adding each one's copy segments
 // (xenvif_rx_copy_add), one grant copy for all (xenvif_rx_copy_flush), then the responses.
 std::size_t Worker::rx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
+    if (q.stalled) {
+        // xenvif_rx_queue_ready: one posted request (or a broken ring, for reserve to find).
+        const ring::Avail a = q.rx_ring.poll();
+        if (a.count == 0 && a.error == ring::ProdError::none) return 0;
+        rx_ready(vif, q);
+        return 1;
+    }
     if (q.backlog.empty()) return 0;
     const RxBurst b = rx_collect(vif, q);
     if (b.frames != 0) {
+        q.rx_progress = now_;
         copies_.flush(grants_, vif.counters_);
         rx_complete(vif, q, b.frames);
+    } else if (b.short_of && stall_ticks_ != 0 && now_ - q.rx_progress >= stall_ticks_) {
+        // xenvif_rx_queue_stalled: frames waited rx_stall_timeout for a buffer they fit in.
+        return b.work + rx_stall(vif, q);
     }
     return b.work + b.frames;
 }
@@ -83,7 +150,7 @@ Worker::RxBurst Worker::rx_collect(VifRuntime& vif, QueueRuntime& q) noexcept {
         rte_mbuf* m = q.backlog.front();
         const RxSlots slots = rx_slots(m);
         if ((slots.data > 1 && !vif.sg) || slots.data > ring::kMaxRxSegments || m->pkt_len == 0) {
-            q.backlog.pop();
+            backlog_pop(vif, q);
             drop(m, c, Drop::rx_too_big);
             ++b.work;
             continue;
@@ -95,12 +162,15 @@ Worker::RxBurst Worker::rx_collect(VifRuntime& vif, QueueRuntime& q) noexcept {
         }
         RxFrame& f = rx_frames_[b.frames];
         const ring::RxStep step = q.rx.reserve(slots.data, slots.gso_extra, f.res);
-        if (step == ring::RxStep::short_of) break;
+        if (step == ring::RxStep::short_of) {
+            b.short_of = true;
+            break;
+        }
         if (step == ring::RxStep::fatal) {
             vif.disable(VifFault::rx_ring);
             break;
         }
-        q.backlog.pop();
+        backlog_pop(vif, q);
         vif.rx_bucket.charge(m->pkt_len);
         rx_copy_add(vif.id().frontend, f, m, slots.data);
         ++b.frames;

@@ -52,6 +52,7 @@ void fill_vif(rte_tel_data* d, VifState state, const VifStats& s, unsigned worke
     rte_tel_data_add_dict_u64(d, "copy_segments", s.copy_segments);
     rte_tel_data_add_dict_u64(d, "tx_throttled", s.tx_throttled);
     rte_tel_data_add_dict_u64(d, "rx_throttled", s.rx_throttled);
+    rte_tel_data_add_dict_u64(d, "rx_stalls", s.rx_stalls);
     for (std::size_t i = 0; i < kDropReasons; ++i)
         rte_tel_data_add_dict_u64(d, fmt::format("drop_{}", to_string(static_cast<Drop>(i))).c_str(),
                                   s.drops[i]);

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/control/data_plane_sink.hpp"
@@ -30,19 +31,42 @@ namespace netbackd::dataplane {
 // Frames switched to a vif queue and not yet copied to the guest. A power of two.
 inline constexpr std::size_t kRxBacklog = 256;
 
+// The frames of one vif queue waiting for RX buffers, with the bytes and buffers they hold
+// (the caps are the worker's, see WorkerConfig and backlog_limit.hpp).
 class FrameBacklog {
 public:
     bool empty() const noexcept { return head_ == tail_; }
     bool full() const noexcept { return tail_ - head_ == kRxBacklog; }
     std::size_t size() const noexcept { return tail_ - head_; }
-    void push(rte_mbuf* m) noexcept { slots_[tail_++ & (kRxBacklog - 1)] = m; }
-    rte_mbuf* front() const noexcept { return slots_[head_ & (kRxBacklog - 1)]; }
-    void pop() noexcept { ++head_; }
+    std::uint64_t bytes() const noexcept { return bytes_; }
+    std::uint64_t mbufs() const noexcept { return mbufs_; }
+    void push(rte_mbuf* m, std::uint32_t bytes, std::uint32_t mbufs) noexcept {
+        slots_[tail_ & (kRxBacklog - 1)] = Held{m, bytes, mbufs};
+        ++tail_;
+        bytes_ += bytes;
+        mbufs_ += mbufs;
+    }
+    rte_mbuf* front() const noexcept { return slots_[head_ & (kRxBacklog - 1)].m; }
+    // Takes the front frame out; returns what it held, for the vif's totals.
+    std::pair<std::uint32_t, std::uint32_t> pop() noexcept {
+        const Held& h = slots_[head_ & (kRxBacklog - 1)];
+        ++head_;
+        bytes_ -= h.bytes;
+        mbufs_ -= h.mbufs;
+        return {h.bytes, h.mbufs};
+    }
 
 private:
-    std::array<rte_mbuf*, kRxBacklog> slots_{};
+    struct Held {
+        rte_mbuf* m = nullptr;
+        std::uint32_t bytes = 0;
+        std::uint32_t mbufs = 0;
+    };
+    std::array<Held, kRxBacklog> slots_{};
     std::size_t head_ = 0;
     std::size_t tail_ = 0;
+    std::uint64_t bytes_ = 0;
+    std::uint64_t mbufs_ = 0;
 };
 
 struct QueueRuntime {
@@ -57,6 +81,10 @@ struct QueueRuntime {
     platform::EvtchnPort tx_port;
     platform::EvtchnPort rx_port; // tx_port again without split event channels
     FrameBacklog backlog;
+    // Guest RX stall (netback's rx_stall_timeout): the tick the guest last took a frame or the
+    // backlog was last empty; stalled: purged for want of buffers, waiting for one to be posted.
+    std::uint64_t rx_progress = 0;
+    bool stalled = false;
 };
 
 enum class VifState : std::uint8_t {
@@ -122,12 +150,20 @@ public:
     TokenBucket tx_bucket;
     TokenBucket rx_bucket;
     std::uint64_t tsc_hz;
+    // Every queue's backlog together (worker only).
+    std::uint64_t backlog_bytes = 0;
+    std::uint64_t backlog_mbufs = 0;
+    // Queues stalled; carrier is off while any is (as netback's stalled_queues).
+    std::uint32_t stalled_queues = 0;
+    bool carrier() const noexcept { return carrier_.load(std::memory_order_relaxed); }
+    void set_carrier(bool on) noexcept { carrier_.store(on, std::memory_order_relaxed); }
 
 private:
     std::unique_ptr<control::VifHandle> handle_;
     std::atomic<VifState> state_{VifState::attaching};
     std::atomic<VifFault> fault_{VifFault::none};
     std::atomic<ring::TxError> tx_error_{ring::TxError::none};
+    std::atomic<bool> carrier_{true}; // written by the worker, read by the control thread
 };
 
 } // namespace netbackd::dataplane

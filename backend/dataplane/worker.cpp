@@ -12,6 +12,7 @@
 #include <rte_mbuf.h>
 #include <sys/epoll.h>
 
+#include "backend/dataplane/backlog_limit.hpp"
 #include "backend/dataplane/frame_util.hpp"
 #include "backend/dataplane/slots.hpp"
 
@@ -85,8 +86,15 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
             for (std::uint16_t q = 0; q < nq; ++q) rx_polled_.emplace_back(u, q);
     }
     setup_rx_interrupts();
+    stall_ticks_ = static_cast<std::uint64_t>(cfg_.rx_stall_timeout.count()) * tsc_hz_ / 1000;
+    update_backlog_cap();
     now_ = rte_get_tsc_cycles();
     last_age_ = now_;
+}
+
+void Worker::update_backlog_cap() noexcept {
+    vif_backlog_mbufs_ = vif_backlog_mbufs(pool_.capacity(), mesh_ != nullptr ? mesh_->size() : 1,
+                                           vifs_.size(), cfg_.rx_vif_mbufs);
 }
 
 void Worker::setup_rx_interrupts() noexcept {
@@ -110,14 +118,8 @@ void Worker::setup_rx_interrupts() noexcept {
 Worker::~Worker() {
     if (intr_ok_)
         for (const auto& [u, q] : rx_polled_) uplinks_[u]->remove_rx_interrupt(q, intr_epoll_.get());
-    for (VifRuntime* v : vifs_) {
-        for (auto& q : v->queues) {
-            while (!q->backlog.empty()) {
-                rte_pktmbuf_free(q->backlog.front());
-                q->backlog.pop();
-            }
-        }
-    }
+    for (VifRuntime* v : vifs_)
+        for (auto& q : v->queues) backlog_purge(*v, *q, std::nullopt);
     for (UplinkTx& tx : uplink_tx_)
         for (std::size_t i = 0; i < tx.count; ++i) rte_pktmbuf_free(tx.frames[i]);
     if (mesh_ != nullptr) {
@@ -166,6 +168,7 @@ SwitchPort switch_port_of(const VifRuntime& vif) noexcept {
 
 void Worker::attach(VifRuntime& vif) noexcept {
     vifs_.push_back(&vif);
+    update_backlog_cap();
     vif.set_rate(vif.handle().policy.rate, now_);
     if (!vif.uplink || (!uplinks_.empty() && *vif.uplink >= uplinks_.size())) {
         vif.disable(VifFault::unknown_uplink);
@@ -253,17 +256,13 @@ void Worker::detach(VifRuntime& vif) noexcept {
     // the rings now and must reach the vif (or be freed) before it goes.
     drain_cross();
     std::erase(vifs_, &vif);
+    update_backlog_cap();
     if (vif.switch_port != kNoPort) {
         sw_.remove_port(vif.switch_port);
         ports_[vif.switch_port].vif = nullptr;
         vif.switch_port = kNoPort;
     }
-    for (auto& q : vif.queues) {
-        while (!q->backlog.empty()) {
-            rte_pktmbuf_free(q->backlog.front());
-            q->backlog.pop();
-        }
-    }
+    for (auto& q : vif.queues) backlog_purge(vif, *q, std::nullopt);
     // The mailbox back is as large as the one in: it cannot be full while detaches are paired.
     (void)detached_.push(&vif);
 }
@@ -337,6 +336,8 @@ bool Worker::prepare_sleep() noexcept {
                 const ring::Avail a = q->tx_ring.final_check();
                 if (a.count != 0 || a.error != ring::ProdError::none) return false;
             }
+            // A stalled queue comes back with the guest's next buffer: ask to be told.
+            if (q->stalled && q->rx_ring.final_check(1).count != 0) return false;
             if (!q->backlog.empty()) {
                 const rte_mbuf* m = q->backlog.front();
                 const auto slots = static_cast<ring::RingIdx>(rx_slots(m).total());
@@ -377,6 +378,11 @@ void Worker::sleep() noexcept {
             if (!q->backlog.empty() && !v->rx_notify) polled = true;
             if (!q->backlog.empty() && !v->rx_bucket.unlimited())
                 until = until == 0 ? v->rx_bucket.next_refill() : std::min(until, v->rx_bucket.next_refill());
+            // Wake to purge a backlog the guest leaves stalled.
+            if (!q->backlog.empty() && stall_ticks_ != 0) {
+                const std::uint64_t stall_at = q->rx_progress + stall_ticks_ + 1;
+                until = until == 0 ? stall_at : std::min(until, stall_at);
+            }
         }
         if (!v->tx_bucket.unlimited() && v->tx_bucket.credit() == 0)
             until = until == 0 ? v->tx_bucket.next_refill() : std::min(until, v->tx_bucket.next_refill());

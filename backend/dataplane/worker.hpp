@@ -66,6 +66,18 @@ struct WorkerConfig {
     std::uint16_t uplink_queue = 0;
     // Never sleep (the global config's polling = "busy"): lowest latency, one core at 100%.
     bool busy_poll = false;
+    // What frames waiting for one guest's RX buffers may hold, per vif queue and per vif, in
+    // bytes and in pool buffers (Linux caps a queue at 512 KiB, XENVIF_RX_QUEUE_BYTES). The
+    // per-vif buffer cap is lowered to the vif's share of the pool (vif_backlog_mbufs in
+    // backlog_limit.hpp). A frame over any cap is dropped (rx_over_backlog).
+    std::uint32_t rx_queue_bytes = 512 * 1024;
+    std::uint32_t rx_queue_mbufs = 256;
+    std::uint32_t rx_vif_bytes = 1024 * 1024;
+    std::uint32_t rx_vif_mbufs = 512;
+    // A queue holding frames for this long without the guest posting a buffer they fit in is
+    // purged, and the vif's carrier goes off (frames for it dropped, rx_stalled) until buffers
+    // come back: netback's rx_stall_timeout. 0: never.
+    std::chrono::milliseconds rx_stall_timeout{60000};
 };
 
 struct WorkerContext {
@@ -161,6 +173,7 @@ private:
     struct RxBurst {
         std::size_t frames = 0;
         std::size_t work = 0;
+        bool short_of = false; // stopped for want of guest buffers
     };
 
     void handle_messages() noexcept;
@@ -189,6 +202,13 @@ private:
     void flush_uplinks() noexcept;
     void vif_enqueue(VifRuntime& vif, rte_mbuf* m) noexcept;
     void backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept;
+    rte_mbuf* backlog_pop(VifRuntime& vif, QueueRuntime& q) noexcept;
+    // Frees every frame of q's backlog, counting them as `why` (none: not counted).
+    std::size_t backlog_purge(VifRuntime& vif, QueueRuntime& q, std::optional<Drop> why) noexcept;
+    std::size_t rx_stall(VifRuntime& vif, QueueRuntime& q) noexcept;
+    void rx_ready(VifRuntime& vif, QueueRuntime& q) noexcept;
+    // Recomputes vif_backlog_mbufs_ for the vifs this worker runs now.
+    void update_backlog_cap() noexcept;
     std::size_t rx_queue(VifRuntime& vif, QueueRuntime& q) noexcept;
     RxBurst rx_collect(VifRuntime& vif, QueueRuntime& q) noexcept;
     void rx_copy_add(platform::DomId dom, RxFrame& f, rte_mbuf* m, std::uint32_t data_slots) noexcept;
@@ -209,7 +229,9 @@ private:
     };
     std::vector<UplinkTraits> uplink_traits_;
     pmd::SoftwareGso gso_;
-    std::uint32_t room_; // data bytes per buffer of pool_
+    std::uint32_t room_;                  // data bytes per buffer of pool_
+    std::uint32_t vif_backlog_mbufs_ = 0; // see update_backlog_cap
+    std::uint64_t stall_ticks_ = 0;       // rx_stall_timeout in TSC ticks; 0: never
     std::uint64_t tsc_hz_;
 
     L2Switch sw_;

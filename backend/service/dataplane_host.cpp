@@ -63,6 +63,9 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
     dc.worker_cpus = config.worker_cores;
     if (config.burst) dc.worker.tx_burst = dc.worker.rx_burst = dc.worker.uplink_burst = *config.burst;
     dc.worker.max_vifs = config.max_vifs;
+    dc.worker.rx_queue_bytes = config.rx_queue_bytes;
+    dc.worker.rx_vif_bytes = config.rx_vif_bytes;
+    dc.worker.rx_stall_timeout = std::chrono::milliseconds(config.rx_stall_timeout_ms);
     // Room for every vif's MAC at 3/4 load plus as many learned from the wire.
     dc.worker.mac_table = std::max<std::size_t>(dc.worker.mac_table, std::size_t{4} * config.max_vifs);
 
@@ -168,6 +171,14 @@ void DataPlaneHost::poll(control::ControlPlane& cp, platform::Store& store,
     for (const auto& fault : dataplane_->take_faults()) {
         spdlog::error("{}: disabled by the data plane: {}", fault.id.name(), fault.message);
         cp.fail_vif(fault.id, control::Fatal{EIO, fault.message});
+    }
+    for (const auto& c : dataplane_->take_carrier_changes()) {
+        if (c.on)
+            spdlog::info("{}: guest RX ready: carrier on (stalled {} time(s) so far)", c.id.name(), c.stalls);
+        else
+            spdlog::warn("{}: guest RX stalled (no usable RX buffers for rx_stall_timeout_ms): carrier off, "
+                         "backlog dropped",
+                         c.id.name());
     }
     // Link state is polled once a second (see pmd::Port::link_change): some PMDs never raise
     // the event. Newly attached vifs get the current carrier on the same tick.
