@@ -41,7 +41,8 @@ bool eventually(F&& done) {
 }
 
 struct SinkRig {
-    explicit SinkRig(std::vector<platform::DomId> guests, bool with_uplink = true, std::size_t max_vifs = 64)
+    explicit SinkRig(std::vector<platform::DomId> guests, bool with_uplink = true, std::size_t max_vifs = 64,
+                     std::chrono::milliseconds rx_stall_timeout = 60s)
         : world(std::move(guests)),
           pool(pmd::test::small_pool(8191)),
           indirect(pmd::test::small_pool(4095, 0)),
@@ -52,6 +53,7 @@ struct SinkRig {
         if (with_uplink) c.uplinks.push_back(UplinkBinding{"up0", &up});
         c.worker.idle_before_sleep = 100us;
         c.worker.max_vifs = max_vifs;
+        c.worker.rx_stall_timeout = rx_stall_timeout;
         dp = std::make_unique<DataPlane>(c, world.worker_grants(), world.events);
     }
     World world;
@@ -278,4 +280,40 @@ TEST_CASE("the sink refuses, naming the cause, what the workers could not run", 
     rig.dp->detach(control::VifId{kA, 0});
     CHECK_FALSE(rig.dp->refusal(control::VifId{kB, 1}, other_vlan));
     rig.dp->detach(control::VifId{kB, 0});
+}
+
+TEST_CASE("a guest's RX stall and recovery reach the control thread once each",
+          "[dataplane][sink][backlog]") {
+    SinkRig rig({kA}, true, 64, 20ms);
+    Netfront a(rig.world, kA);
+    rig.dp->attach(a.handle(kMacA));
+    REQUIRE(eventually([&] { return rig.dp->worker_load(0) == 1; }));
+    CHECK(rig.dp->take_carrier_changes().empty());
+    // Frames and no buffers: the worker sleeps with them and purges them at the deadline.
+    for (int i = 0; i < 4; ++i) rig.up.inject(frame(kMacA, mac(0x99), 100));
+    std::vector<CarrierChange> changes;
+    REQUIRE(eventually([&] {
+        for (const auto& c : rig.dp->take_carrier_changes()) changes.push_back(c);
+        return !changes.empty();
+    }));
+    REQUIRE(changes.size() == 1);
+    CHECK(changes[0].id == control::VifId{kA, 0});
+    CHECK_FALSE(changes[0].on);
+    CHECK(changes[0].stalls == 1);
+    CHECK(rig.dp->stats({kA, 0})->dropped(Drop::rx_stalled) == 4);
+    CHECK(rig.dp->take_carrier_changes().empty()); // reported once
+    // A buffer posted: the guest's notification wakes the worker, carrier on.
+    a.post_rx_buffers(8);
+    changes.clear();
+    REQUIRE(eventually([&] {
+        for (const auto& c : rig.dp->take_carrier_changes()) changes.push_back(c);
+        return !changes.empty();
+    }));
+    REQUIRE(changes.size() == 1);
+    CHECK(changes[0].on);
+    CHECK(changes[0].stalls == 1);
+    rig.up.inject(frame(kMacA, mac(0x99), 100));
+    REQUIRE(eventually([&] { return rig.dp->stats({kA, 0})->rx_packets == 1; }));
+    CHECK(a.receive().size() == 1);
+    (void)rig.dp->detach({kA, 0});
 }
