@@ -96,6 +96,10 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
     }
     dc.pool = pool_.get();
     dc.indirect_pool = indirect_pool_.get();
+    spdlog::info("guest RX backlog: at most {} KiB per vif queue, {} KiB per vif, and half of the {} "
+                 "buffers shared by the vifs; stalled after {} ms without buffers",
+                 config.rx_queue_bytes / 1024, config.rx_vif_bytes / 1024, pool_->capacity(),
+                 config.rx_stall_timeout_ms);
 
     for (const auto& p : config.ports) {
         UplinkPort up;
