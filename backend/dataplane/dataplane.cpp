@@ -8,7 +8,6 @@
 #include <pthread.h>
 #include <rte_cycles.h>
 #include <rte_lcore.h>
-#include <rte_mbuf.h>
 #include <sched.h>
 #include <spdlog/spdlog.h>
 
@@ -115,25 +114,32 @@ bool DataPlane::take_answers(unsigned w, const VifRuntime* want) {
             found = true;
             continue;
         }
-        for (auto it = quarantine_.begin(); it != quarantine_.end(); ++it) {
-            if (it->runtime.get() != *done || std::erase(it->awaiting, w) == 0) continue;
-            spdlog::warn("dataplane: worker {} answered late for {}{}", w, it->id.name(),
-                         it->awaiting.empty() ? ": its rings are released now" : "");
-            if (it->awaiting.empty()) {
-                // Every worker let go, so nothing else touches it: frames a late worker handed
-                // over after the owner let go are freed here.
-                for (auto& q : it->runtime->queues) {
-                    while (!q->backlog.empty()) {
-                        rte_pktmbuf_free(q->backlog.front());
-                        q->backlog.pop();
-                    }
-                }
-                quarantine_.erase(it); // unmaps the rings, unbinds the channels
-            }
+        for (Quarantined& qv : quarantine_) {
+            if (qv.runtime.get() != *done || std::erase(qv.awaiting, w) == 0) continue;
+            spdlog::warn("dataplane: worker {} answered late for {}", w, qv.id.name());
             break;
         }
     }
+    settle_quarantine();
     return found;
+}
+
+void DataPlane::settle_quarantine() {
+    std::erase_if(quarantine_, [this](Quarantined& qv) {
+        if (!qv.awaiting.empty()) return false;
+        if (qv.fence) {
+            // A late non-owner may have handed frames for the vif over before it answered; the
+            // owner drains them in a second detach (idempotent there) before the vif can go.
+            if (!workers_[qv.owner]->post(
+                    WorkerMsg{WorkerMsgKind::detach, qv.runtime.get(), std::nullopt, 0}))
+                return false; // mailbox full: the next call tries again
+            qv.fence = false;
+            qv.awaiting.push_back(qv.owner);
+            return false;
+        }
+        spdlog::warn("dataplane: {}: every worker let go; its rings are released now", qv.id.name());
+        return true; // unmaps the rings, unbinds the channels
+    });
 }
 
 void DataPlane::reap_quarantine() {
@@ -255,15 +261,16 @@ std::unique_ptr<control::VifHandle> DataPlane::detach(control::VifId id) {
     for (unsigned w = 0; w < workers_.size(); ++w)
         if (w != owner && !await_detached(w, raw, "detach_remote")) late.push_back(w);
     // The rings stay mapped until the owner says it let go. Asked even when another worker is
-    // late: the guest is no longer served, and what the late one hands over later lands in the
-    // vif's backlog, which stays allocated until it answered.
+    // late, so that the guest is no longer served; what the late one hands over meanwhile is
+    // drained by a second detach before the vif is freed (settle_quarantine).
     post(*workers_[owner], WorkerMsg{WorkerMsgKind::detach, raw, std::nullopt, 0}, *raw);
     if (!await_detached(owner, raw, "detach")) late.push_back(owner);
     std::lock_guard lock(mutex_);
     if (!late.empty()) {
         // Freeing what a worker may still touch would be a use-after-free in the fast path; a
-        // leaked vif is the lesser harm, and a late answer still releases it.
-        quarantine_.push_back(Quarantined{id, std::move(it->second.runtime), std::move(late)});
+        // leaked vif is the lesser harm, and late answers still release it.
+        const bool fence = late.front() != owner;
+        quarantine_.push_back(Quarantined{id, std::move(it->second.runtime), std::move(late), owner, fence});
         vifs_.erase(it);
         return nullptr;
     }

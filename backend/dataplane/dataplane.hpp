@@ -126,6 +126,8 @@ private:
         control::VifId id;
         std::unique_ptr<VifRuntime> runtime;
         std::vector<unsigned> awaiting; // workers whose answer is still missing
+        unsigned owner = 0;
+        bool fence = false; // a non-owner was late: the owner drains once more before release
     };
     void post(Worker& w, const WorkerMsg& msg, const VifRuntime& vif);
     // Waits (at most config_.control_wait) until worker w says it let go of vif; false on
@@ -134,6 +136,8 @@ private:
     // Takes worker w's answers; one for a quarantined vif counts, the last one frees it.
     // Returns whether `want` was among them.
     bool take_answers(unsigned w, const VifRuntime* want);
+    // Releases the quarantined vifs every worker let go of (after the owner's fence, if due).
+    void settle_quarantine();
     void reap_quarantine();
 
     DataPlaneConfig config_;

@@ -141,7 +141,9 @@ TEST_CASE("a detach a stuck worker does not answer is bounded, logged and quaran
         (void)dp->take_faults();
         return dp->quarantined() == 0;
     }));
-    CHECK(logged(sink, "answered late for vif 52.0: its rings are released now"));
+    CHECK(logged(sink, "worker 1 answered late for vif 51.0"));
+    CHECK(logged(sink, "vif 51.0: every worker let go; its rings are released now"));
+    CHECK(logged(sink, "vif 52.0: every worker let go; its rings are released now"));
 
     // And the data plane works on: A attaches again and its frames leave.
     Netfront a2(world, kA, 1);
