@@ -9,6 +9,7 @@
 #include <rte_cycles.h>
 #include <rte_lcore.h>
 #include <sched.h>
+#include <spdlog/spdlog.h>
 
 namespace netbackd::dataplane {
 
@@ -76,6 +77,7 @@ DataPlane::~DataPlane() {
     for (auto& t : threads_) t.join();
     // Workers still point at the vifs they run (and at the mesh): they go first.
     workers_.clear();
+    quarantine_.clear(); // every worker is gone: nothing touches them any more
     worker_grants_.clear();
     mesh_.reset();
 }
@@ -91,23 +93,75 @@ control::DataPlaneFeatures DataPlane::features() const {
     return f;
 }
 
-void DataPlane::post(Worker& w, const WorkerMsg& msg) {
+void DataPlane::post(Worker& w, const WorkerMsg& msg, const VifRuntime& vif) {
     using namespace std::chrono_literals;
-    for (int i = 0; !w.post(msg); ++i) {
-        if (i > 100000) throw std::runtime_error("dataplane: worker mailbox stuck");
+    const auto deadline = std::chrono::steady_clock::now() + config_.control_wait;
+    while (!w.post(msg)) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            spdlog::error("dataplane: worker {}'s mailbox stayed full for {} ms (a message for {}); "
+                          "giving up on it",
+                          w.index(), config_.control_wait.count(), vif.id().name());
+            throw std::runtime_error(fmt::format("dataplane: worker {} mailbox stuck", w.index()));
+        }
         std::this_thread::sleep_for(50us);
     }
 }
 
-void DataPlane::await_detached(Worker& w, const VifRuntime* vif) {
+bool DataPlane::take_answers(unsigned w, const VifRuntime* want) {
+    bool found = false;
+    while (auto done = workers_[w]->take_detached()) {
+        if (*done == want) {
+            found = true;
+            continue;
+        }
+        for (Quarantined& qv : quarantine_) {
+            if (qv.runtime.get() != *done || std::erase(qv.awaiting, w) == 0) continue;
+            spdlog::warn("dataplane: worker {} answered late for {}", w, qv.id.name());
+            break;
+        }
+    }
+    settle_quarantine();
+    return found;
+}
+
+void DataPlane::settle_quarantine() {
+    std::erase_if(quarantine_, [this](Quarantined& qv) {
+        if (!qv.awaiting.empty()) return false;
+        if (qv.fence) {
+            // A late non-owner may have handed frames for the vif over before it answered; the
+            // owner drains them in a second detach (idempotent there) before the vif can go.
+            if (!workers_[qv.owner]->post(
+                    WorkerMsg{WorkerMsgKind::detach, qv.runtime.get(), std::nullopt, 0}))
+                return false; // mailbox full: the next call tries again
+            qv.fence = false;
+            qv.awaiting.push_back(qv.owner);
+            return false;
+        }
+        spdlog::warn("dataplane: {}: every worker let go; its rings are released now", qv.id.name());
+        return true; // unmaps the rings, unbinds the channels
+    });
+}
+
+void DataPlane::reap_quarantine() {
+    if (quarantine_.empty()) return;
+    for (unsigned w = 0; w < workers_.size(); ++w) (void)take_answers(w, nullptr);
+}
+
+bool DataPlane::await_detached(unsigned w, const VifRuntime* vif, const char* what) {
     using namespace std::chrono_literals;
-    // Each worker answers within one iteration; only this thread takes its answers.
-    for (;;) {
-        if (auto done = w.take_detached()) {
-            if (*done == vif) return;
+    // A worker answers within one iteration, and an iteration is bounded (every queue's burst
+    // by its budget), so a missing answer means a stuck worker: give up after control_wait.
+    const auto start = std::chrono::steady_clock::now();
+    while (!take_answers(w, vif)) {
+        if (std::chrono::steady_clock::now() - start > config_.control_wait) {
+            spdlog::error("dataplane: {}: worker {} did not answer '{}' within {} ms; the vif is "
+                          "quarantined (rings stay mapped, nothing is freed) until it does",
+                          vif->id().name(), w, what, config_.control_wait.count());
+            return false;
         }
         std::this_thread::sleep_for(20us);
     }
+    return true;
 }
 
 std::size_t DataPlane::worker_load(std::size_t i) const {
@@ -166,6 +220,7 @@ std::optional<control::Refusal> DataPlane::refusal(control::VifId id,
 
 void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
     if (!vif || vif->queues.empty()) throw std::invalid_argument("dataplane: vif without queues");
+    reap_quarantine();
     if (vifs_.contains(vif->id))
         throw std::invalid_argument("dataplane: " + vif->id.name() + " attached twice");
     const std::optional<std::uint16_t> uplink = uplink_of(vif->policy);
@@ -182,30 +237,44 @@ void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
     }
     // The owner first: a frame another worker hands over before the owner took the vif is
     // dropped (the vif is not running yet), never delivered to a vif nobody runs.
-    post(*workers_[owner], WorkerMsg{WorkerMsgKind::attach, raw, std::nullopt, 0});
+    post(*workers_[owner], WorkerMsg{WorkerMsgKind::attach, raw, std::nullopt, 0}, *raw);
     for (unsigned w = 0; w < workers_.size(); ++w)
         if (w != owner)
-            post(*workers_[w], WorkerMsg{WorkerMsgKind::attach_remote, raw, std::nullopt,
-                                         static_cast<std::uint16_t>(owner)});
+            post(
+                *workers_[w],
+                WorkerMsg{WorkerMsgKind::attach_remote, raw, std::nullopt, static_cast<std::uint16_t>(owner)},
+                *raw);
 }
 
 std::unique_ptr<control::VifHandle> DataPlane::detach(control::VifId id) {
-    using namespace std::chrono_literals;
+    reap_quarantine();
     const auto it = vifs_.find(id);
     if (it == vifs_.end()) return nullptr;
     VifRuntime* raw = it->second.runtime.get();
     const unsigned owner = it->second.worker;
+    std::vector<unsigned> late;
     // The others first, so that once the owner lets go, nothing can name the vif any more: what
     // they handed over before is already in the owner's rings, which it drains as it detaches.
     for (unsigned w = 0; w < workers_.size(); ++w)
-        if (w != owner) post(*workers_[w], WorkerMsg{WorkerMsgKind::detach_remote, raw, std::nullopt, 0});
+        if (w != owner)
+            post(*workers_[w], WorkerMsg{WorkerMsgKind::detach_remote, raw, std::nullopt, 0}, *raw);
     for (unsigned w = 0; w < workers_.size(); ++w)
-        if (w != owner) await_detached(*workers_[w], raw);
-    // The rings stay mapped until the owner says it let go.
-    post(*workers_[owner], WorkerMsg{WorkerMsgKind::detach, raw, std::nullopt, 0});
-    await_detached(*workers_[owner], raw);
-    auto handle = raw->release_handle();
+        if (w != owner && !await_detached(w, raw, "detach_remote")) late.push_back(w);
+    // The rings stay mapped until the owner says it let go. Asked even when another worker is
+    // late, so that the guest is no longer served; what the late one hands over meanwhile is
+    // drained by a second detach before the vif is freed (settle_quarantine).
+    post(*workers_[owner], WorkerMsg{WorkerMsgKind::detach, raw, std::nullopt, 0}, *raw);
+    if (!await_detached(owner, raw, "detach")) late.push_back(owner);
     std::lock_guard lock(mutex_);
+    if (!late.empty()) {
+        // Freeing what a worker may still touch would be a use-after-free in the fast path; a
+        // leaked vif is the lesser harm, and late answers still release it.
+        const bool fence = late.front() != owner;
+        quarantine_.push_back(Quarantined{id, std::move(it->second.runtime), std::move(late), owner, fence});
+        vifs_.erase(it);
+        return nullptr;
+    }
+    auto handle = raw->release_handle();
     vifs_.erase(it);
     return handle;
 }
@@ -213,7 +282,8 @@ std::unique_ptr<control::VifHandle> DataPlane::detach(control::VifId id) {
 void DataPlane::set_rate(control::VifId id, std::optional<control::Rate> rate) {
     const auto it = vifs_.find(id);
     if (it == vifs_.end()) return;
-    post(*workers_[it->second.worker], WorkerMsg{WorkerMsgKind::set_rate, it->second.runtime.get(), rate, 0});
+    post(*workers_[it->second.worker], WorkerMsg{WorkerMsgKind::set_rate, it->second.runtime.get(), rate, 0},
+         *it->second.runtime);
 }
 
 void DataPlane::update_policy(control::VifId id, const control::VifPolicy& policy) {
@@ -221,6 +291,7 @@ void DataPlane::update_policy(control::VifId id, const control::VifPolicy& polic
 }
 
 std::vector<VifFaultReport> DataPlane::take_faults() {
+    reap_quarantine(); // the control loop's tick: late answers release quarantined vifs
     std::vector<VifFaultReport> out;
     for (auto& [id, e] : vifs_) {
         if (e.fault_reported || e.runtime->state() != VifState::disabled) continue;

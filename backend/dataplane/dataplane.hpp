@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -44,6 +45,9 @@ struct DataPlaneConfig {
     // GSO payload references (data room 0 is enough).
     const pmd::Mempool* pool = nullptr;
     const pmd::Mempool* indirect_pool = nullptr;
+    // How long the control thread waits on a worker (an answer to a detach, room in its
+    // mailbox) before it logs an error and goes on without it; see DataPlane::detach().
+    std::chrono::milliseconds control_wait{5000};
 };
 
 struct VifTelemetry {
@@ -81,6 +85,9 @@ public:
     std::optional<control::Refusal> refusal(control::VifId id,
                                             const control::VifPolicy& policy) const override;
     void attach(std::unique_ptr<control::VifHandle> vif) override;
+    // Bounded by config.control_wait per worker answer. A worker that does not answer in time
+    // may still touch the vif: it is logged and quarantined (rings stay mapped, the runtime
+    // stays allocated) until every late answer arrived, and nullptr is returned.
     std::unique_ptr<control::VifHandle> detach(control::VifId id) override;
     // Only the rate applies at run time; MAC, VLAN and uplink changes need a re-attach.
     void update_policy(control::VifId id, const control::VifPolicy& policy) override;
@@ -95,6 +102,9 @@ public:
     std::vector<CarrierChange> take_carrier_changes();
     std::optional<VifStats> stats(control::VifId id) const;
     std::vector<std::pair<control::VifId, VifStats>> all_stats() const;
+    // Detached vifs still waiting for a late worker answer (see detach()). Late answers are
+    // collected on every control-thread call that waits on a worker and in take_faults().
+    std::size_t quarantined() const noexcept { return quarantine_.size(); }
     // Worker 0's counters (the only worker's, by default).
     const WorkerCounters& worker_counters() const noexcept { return workers_.front()->counters(); }
     std::size_t worker_count() const noexcept { return workers_.size(); }
@@ -123,15 +133,31 @@ private:
     // it names one that does not exist.
     std::optional<std::uint16_t> uplink_of(const control::VifPolicy& policy) const;
     std::string uplink_name(std::uint16_t uplink) const;
-    void post(Worker& w, const WorkerMsg& msg);
-    // Waits until worker w says it let go of vif.
-    void await_detached(Worker& w, const VifRuntime* vif);
+    // A vif detached while a worker did not answer in time: kept whole until they all did.
+    struct Quarantined {
+        control::VifId id;
+        std::unique_ptr<VifRuntime> runtime;
+        std::vector<unsigned> awaiting; // workers whose answer is still missing
+        unsigned owner = 0;
+        bool fence = false; // a non-owner was late: the owner drains once more before release
+    };
+    void post(Worker& w, const WorkerMsg& msg, const VifRuntime& vif);
+    // Waits (at most config_.control_wait) until worker w says it let go of vif; false on
+    // timeout, logged with `what` was asked.
+    bool await_detached(unsigned w, const VifRuntime* vif, const char* what);
+    // Takes worker w's answers; one for a quarantined vif counts, the last one frees it.
+    // Returns whether `want` was among them.
+    bool take_answers(unsigned w, const VifRuntime* want);
+    // Releases the quarantined vifs every worker let go of (after the owner's fence, if due).
+    void settle_quarantine();
+    void reap_quarantine();
 
     DataPlaneConfig config_;
     std::unique_ptr<WorkerMesh> mesh_;
     std::vector<std::unique_ptr<platform::Grants>> worker_grants_; // [i]: worker i's alone
     std::vector<std::unique_ptr<Worker>> workers_;
     std::map<control::VifId, Entry> vifs_;
+    std::vector<Quarantined> quarantine_; // control thread only
     // Guards vifs_ against the telemetry thread: taken by the control thread when it changes
     // the map and by readers from other threads; never by the worker.
     mutable std::mutex mutex_;

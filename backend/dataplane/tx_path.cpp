@@ -32,22 +32,23 @@ std::size_t Worker::tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
 
 // Takes packets while the burst's scratch has room for a worst-case one and the vif's credit
 // allows (netback's tx_credit_exceeded); malformed ones are answered by the assembler.
+// Every request taken counts against the queue's budget for this round (tx_burst), good or bad:
+// a guest that keeps refilling its ring with malformed requests or multicast-control extras
+// must not keep the worker in its queue (the XSA-39 class).
 Worker::TxBurst Worker::tx_collect(VifRuntime& vif, QueueRuntime& q) noexcept {
     VifCounters& c = vif.counters_;
     const std::size_t worst_bufs = max_buffers_per_packet(room_);
     const std::size_t worst_segs = ring::kMaxTxPacketSlots + worst_bufs;
     TxBurst b;
     std::size_t nsegs = 0;
-    while (b.packets < txpkts_.size() && b.bufs + worst_bufs <= tx_mbufs_.size() &&
+    while (b.work < txpkts_.size() && b.bufs + worst_bufs <= tx_mbufs_.size() &&
            nsegs + worst_segs <= copies_.capacity()) {
-        if (!vif.tx_bucket.unlimited()) {
-            // Peek at the size before taking the packet: a packet once taken must go now.
-            const ring::Avail a = q.tx_ring.poll();
-            if (a.count != 0 && a.error == ring::ProdError::none &&
-                !vif.tx_bucket.available(q.tx_ring.copy_request(0).size, now_)) {
-                c.tx_throttled.add();
-                break;
-            }
+        // The size is known only from the one copy next() takes: a packet is taken while there
+        // is credit, and charged in full once taken (the credit may go negative). Never peek at
+        // the slot first: the guest can change it before next() copies it (issue 14 item 5).
+        if (!vif.tx_bucket.has_credit(now_)) {
+            if (q.tx_ring.poll().count != 0) c.tx_throttled.add();
+            break;
         }
         ring::TxPacket& p = txpkts_[b.packets];
         const ring::TxResult r = q.tx.next(p);

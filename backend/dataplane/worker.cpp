@@ -312,9 +312,14 @@ bool Worker::prepare_sleep() noexcept {
     // a request published after the check still wakes us.
     // The event-channel fd is shared by every worker: a port another worker's vif owns is
     // passed on by waking that worker (if it sleeps), or it would miss its guest's kick.
+    // Bounded: a guest notifying as fast as it can re-fires its port as soon as it is unmasked,
+    // and must not keep the worker here (what is left stays pending for the next try).
     bool foreign = false;
+    std::size_t drained = 0;
     try {
-        while (auto port = events_.pending()) {
+        for (; drained < kMaxEventsPerSleep; ++drained) {
+            const auto port = events_.pending();
+            if (!port) break;
             foreign = foreign || !owns_port(*port);
             events_.unmask(*port);
         }
@@ -324,14 +329,14 @@ bool Worker::prepare_sleep() noexcept {
     if (foreign && mesh_ != nullptr)
         for (std::size_t w = 0; w < mesh_->size(); ++w)
             if (w != index_) mesh_->wake(w);
+    if (drained == kMaxEventsPerSleep) return false; // an event storm: poll another round instead
     handle_messages();
     if (mesh_ != nullptr && mesh_->inbound_pending(index_)) return false;
     now_ = rte_get_tsc_cycles();
     for (VifRuntime* v : vifs_) {
         if (!v->running()) continue;
         for (auto& q : v->queues) {
-            const bool tx_throttled =
-                !v->tx_bucket.unlimited() && v->tx_bucket.credit() == 0 && now_ < v->tx_bucket.next_refill();
+            const bool tx_throttled = v->tx_bucket.exhausted() && now_ < v->tx_bucket.next_refill();
             if (!tx_throttled) {
                 const ring::Avail a = q->tx_ring.final_check();
                 if (a.count != 0 || a.error != ring::ProdError::none) return false;
@@ -384,7 +389,7 @@ void Worker::sleep() noexcept {
                 until = until == 0 ? stall_at : std::min(until, stall_at);
             }
         }
-        if (!v->tx_bucket.unlimited() && v->tx_bucket.credit() == 0)
+        if (v->tx_bucket.exhausted())
             until = until == 0 ? v->tx_bucket.next_refill() : std::min(until, v->tx_bucket.next_refill());
     }
     std::uint64_t timeout_us = UINT64_MAX;

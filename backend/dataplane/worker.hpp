@@ -144,8 +144,10 @@ public:
     std::size_t poll_once() noexcept;
     // Polls until stop is set, sleeping when idle.
     void run(const std::atomic<bool>& stop) noexcept;
-    // Re-arms every ring's event index; false when work showed up meanwhile (don't sleep).
+    // Re-arms every ring's event index; false when work showed up meanwhile (don't sleep), or
+    // when kMaxEventsPerSleep fired ports were drained and more may follow (an event storm).
     bool prepare_sleep() noexcept;
+    static constexpr std::size_t kMaxEventsPerSleep = 1024;
 
 private:
     struct TxOut {
@@ -167,7 +169,7 @@ private:
     struct TxBurst {
         std::size_t packets = 0;
         std::size_t bufs = 0;
-        std::size_t work = 0;
+        std::size_t work = 0; // requests taken, good or bad: the budget (tx_burst) counts these
     };
     // What rx_collect took: frames reserved in rx_frames_, and frames dropped on the way.
     struct RxBurst {

@@ -242,6 +242,27 @@ void double_fetch(HostileFront& f, const AttackEnv& env) {
     });
 }
 
+// XSA-39's guest: the TX ring kept full of runts (9 bytes, one slot each), refilled as fast as the
+// backend answers them, so that a backend which does not count bad requests against its budget
+// never finds the ring empty.
+void malformed_refill(HostileFront& f, const AttackEnv& env) {
+    const Bytes runt = eth_frame(env, 0);
+    const auto ref = f.page(runt);
+    std::uint64_t pushes = 0;
+    run_thread(env, [&] {
+        const auto a = f.tx().poll();
+        if (a.error == ring::ProdError::none) {
+            if (env.on_tx_response)
+                for (ring::RingIdx i = 0; i < a.count; ++i) env.on_tx_response(f.tx().copy_response(i));
+            f.tx().consume(a.count);
+        }
+        if (f.tx().full()) return;
+        while (!f.tx().full()) f.tx().put_request(req(ref, 0, 0, next_id(f), 9));
+        f.tx().push();
+        if (++pushes % 64 == 1) f.notify(); // a sleeping backend must hear of it, a storm is another attack
+    });
+}
+
 void evtchn_storm(HostileFront& f, const AttackEnv& env) {
     std::atomic<std::uint64_t> own{0};
     std::atomic<std::uint64_t>& sent = env.notified != nullptr ? *env.notified : own;
@@ -294,6 +315,8 @@ constexpr Attack kAttacks[] = {
      no_rx_buffers},
     {"double_fetch", "a thread rewrites a request while the backend reads it", Direction::tx,
      Verdict::survives, "", double_fetch},
+    {"malformed_refill", "a thread keeps the TX ring full of runts, refilled as fast as they are answered",
+     Direction::tx, Verdict::errors, "", malformed_refill},
     {"evtchn_storm", "a thread notifies as fast as it can (millions of times)", Direction::tx,
      Verdict::survives, "", evtchn_storm},
 };

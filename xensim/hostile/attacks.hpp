@@ -30,7 +30,7 @@ struct AttackEnv {
     ring::MacAddr peer_mac{};
     // A domain other than the backend, for grants aimed elsewhere.
     DomId stranger = 0;
-    // How long thread attacks (double_fetch, evtchn_storm) run at least.
+    // How long thread attacks (double_fetch, evtchn_storm, malformed_refill) run at least.
     std::chrono::milliseconds duration{2000};
     // evtchn_storm goes on past `duration` until it sent this many notifies (or `storm_cap`
     // passed): a storm is counted in notifies, not seconds, so a slow machine still gets one.

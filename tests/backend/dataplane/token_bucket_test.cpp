@@ -36,5 +36,31 @@ TEST_CASE("credit accumulates only up to max(one period, 128 KiB)", "[dataplane]
 TEST_CASE("long idle periods do not overflow", "[dataplane]") {
     TokenBucket tb(~0ULL / 3, 1, 0);
     REQUIRE(tb.try_consume(5, ~0ULL / 2));
-    REQUIRE(tb.credit() <= ~0ULL / 3);
+    REQUIRE(tb.credit() > 0);
+    REQUIRE(tb.credit() <= TokenBucket::kMaxCredit);
+}
+
+TEST_CASE("a packet known only once taken is charged in full, the credit going negative",
+          "[dataplane][rate]") {
+    // The TX side: take while has_credit(), charge what was taken (issue 14 item 5).
+    constexpr std::uint64_t kRate = 1000, kPeriod = 100, kPacket = 65535;
+    TokenBucket tb(kRate, kPeriod, 0);
+    std::uint64_t taken = 0;
+    constexpr std::uint64_t kPeriods = 1000;
+    for (std::uint64_t now = 0; now < kPeriods * kPeriod; now += 7) {
+        while (tb.has_credit(now)) {
+            tb.charge(kPacket);
+            taken += kPacket;
+        }
+        REQUIRE(tb.exhausted());
+        REQUIRE(tb.credit() > -static_cast<std::int64_t>(kPacket));
+    }
+    // Over K periods: the first period's credit, K - 1 refills, and at most one packet of debt.
+    CHECK(taken <= kPeriods * kRate + TokenBucket::kMinBurst);
+    CHECK(taken >= (kPeriods - 1) * kRate - kPacket);
+    // A refill pays the debt back before anything else may go.
+    TokenBucket d(kRate, kPeriod, 0);
+    d.charge(kPacket);
+    CHECK_FALSE(d.has_credit(kPeriod * 60));
+    CHECK(d.has_credit(kPeriod * 66));
 }
