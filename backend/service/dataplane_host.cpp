@@ -131,7 +131,9 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
             }
         }
         for (const auto& w : up.port->warnings()) spdlog::warn("uplink {}: {}", p.name, w);
-        up.uplink = std::make_unique<dataplane::PortUplink>(*up.port);
+        // Software GSO segments for a port without MULTI_SEGS go out in its jumbo buffers.
+        up.uplink =
+            std::make_unique<dataplane::PortUplink>(*up.port, up.rx_pool ? up.rx_pool->get() : nullptr);
         spdlog::info(
             "uplink {}: port {} up, MTU {}, {} RX / {} TX queue(s){}, {}", p.name, ethdev, up.port->mtu(),
             up.port->rx_queues(), up.port->tx_queues(), up.port->rss() ? " (RSS)" : "",
