@@ -7,6 +7,8 @@
 # MTU=9000 runs it all at a jumbo MTU: the veth, the vifs' mtu key (so the guests' taps), and
 # the uplink, then a net_pcap vdev (DPDK 22.11's net_af_packet takes at most 1500); it adds a
 # client1 -> client2 iperf3 and checks that netbackd dropped nothing on the uplink.
+# RESTARTS=N SIGKILLs and restarts netbackd N times under a 20 Hz ping client1 -> outside and
+# prints the pings lost per restart (the outage a guest sees).
 # Everything stays inside network namespaces this script creates.
 set -euo pipefail
 
@@ -90,7 +92,8 @@ sed -e "s|@HOST@|$HOST|" -e "s|@VDEV@|$VDEV|" -e "s|@PORT_MTU@|$PORT_MTU|" -e "s
     "$(dirname "$0")/netbackd.toml.in" > "$WORK/netbackd.toml"
 cp "$(dirname "$0")"/clients/*.toml "$WORK/clients/"
 ip netns exec "$P-nicdom" "$NETBACKD" run --config "$WORK/netbackd.toml" > "$WORK/netbackd.log" 2>&1 &
-PIDS+=($!)
+NB=$!
+PIDS+=($NB)
 wait_for 20 "netbackd to be ready" grep -q "netbackd ready" "$WORK/netbackd.log"
 grep -E "uplink|data plane|ready" "$WORK/netbackd.log" | sed 's/^/  netbackd: /'
 
@@ -121,6 +124,41 @@ ping_from "$P-c1" "$NET.12" "client1 -> client2 (stays inside netbackd)"
 ping_from "$P-c2" "$NET.11" "client2 -> client1"
 ping_from "$P-c1" "$NET.1" "client1 -> outside (through the DPDK uplink)"
 ping_from "$P-c2" "$NET.1" "client2 -> outside"
+
+RESTARTS=${RESTARTS:-0}
+if [ "$RESTARTS" -gt 0 ]; then
+    say "restart outage: SIGKILL + restart of netbackd, $RESTARTS times, under a 20 Hz ping client1 -> outside"
+    ip netns exec "$P-c1" ping -i 0.05 -W 1 "$NET.1" > "$WORK/restart-ping.txt" 2>&1 &
+    PING=$!
+    sleep 2
+    for r in $(seq "$RESTARTS"); do
+        kill -9 "$NB"; wait "$NB" 2>/dev/null || true
+        ip netns exec "$P-nicdom" "$NETBACKD" run --config "$WORK/netbackd.toml" > "$WORK/netbackd-$r.log" 2>&1 &
+        NB=$!
+        PIDS+=($NB)
+        wait_for 20 "netbackd restart $r to be ready" grep -q "netbackd ready" "$WORK/netbackd-$r.log"
+        sleep 3
+    done
+    kill -INT "$PING"; wait "$PING" || true
+    python3 - "$WORK/restart-ping.txt" "$RESTARTS" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+sent, got = map(int, re.search(r"(\d+) packets transmitted, (\d+) received", text).groups())
+rtts = [float(t) for t in re.findall(r"time=([\d.]+) ms", text)]
+n = int(sys.argv[2])
+# A dead backend loses nothing the guest queued on its ring: the pings wait there and are
+# answered late. Each restart is a run of slow replies; its outage is the longest wait in it.
+waits, run = [], 0.0
+for t in rtts + [0.0]:
+    if t > 200:
+        run = max(run, t)
+    elif run:
+        waits.append(run)
+        run = 0.0
+print(f"  {sent} pings at 50 ms, {sent - got} lost over {n} restart(s); longest wait per restart: "
+      f"{', '.join(f'{t:.0f}' for t in waits)} ms")
+PY
+fi
 
 counters() { # <ns>: "bytes packets" through the guest's eth0, both directions
     ip -n "$1" -s -j link show eth0 | python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["stats64"]; print(s["tx"]["bytes"]+s["rx"]["bytes"], s["tx"]["packets"]+s["rx"]["packets"])'
