@@ -68,6 +68,7 @@ std::string ethdev_name_of(const UplinkSpec& uplink);
 struct HostFacts {
     std::uint64_t hugepages_total = 0;
     std::uint64_t hugepages_free = 0;
+    std::uint64_t hugepage_kb = 0; // the default size's
     bool vfio = false;
     bool uio = false;
     bool running_as_root = false;

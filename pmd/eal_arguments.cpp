@@ -233,6 +233,7 @@ HostFacts probe_host() {
     HostFacts h;
     h.hugepages_total = meminfo_value("HugePages_Total");
     h.hugepages_free = meminfo_value("HugePages_Free");
+    h.hugepage_kb = meminfo_value("Hugepagesize");
     h.vfio = exists("/dev/vfio/vfio");
     h.uio = exists("/sys/class/uio");
     h.running_as_root = ::geteuid() == 0;

@@ -78,6 +78,25 @@ private:
     rte_mempool* pool_;
 };
 
+// Usable bytes per buffer of `pool` (0 for none).
+std::uint32_t data_room_of(rte_mempool* pool) noexcept {
+    if (pool == nullptr) return 0;
+    const std::uint32_t room = rte_pktmbuf_data_room_size(pool);
+    return room > RTE_PKTMBUF_HEADROOM ? room - RTE_PKTMBUF_HEADROOM : 0;
+}
+
+// One buffer per segment: in place when the first buffer has the room, else a copy into a
+// buffer of `big` (the segment's own buffers go back).
+bool make_contiguous(rte_mbuf*& seg, rte_mempool* big) noexcept {
+    if (rte_pktmbuf_tailroom(seg) >= seg->pkt_len - seg->data_len) return rte_pktmbuf_linearize(seg) == 0;
+    if (big == nullptr || data_room_of(big) < seg->pkt_len) return false;
+    rte_mbuf* copy = rte_pktmbuf_copy(seg, big, 0, UINT32_MAX);
+    if (copy == nullptr) return false; // rte_pktmbuf_copy keeps ol_flags and lengths
+    rte_pktmbuf_free(seg);
+    seg = copy;
+    return true;
+}
+
 } // namespace
 
 SoftwareGso::SoftwareGso(const Mempool& direct, const Mempool& indirect, bool fixed_ip_id) {
@@ -105,8 +124,8 @@ bool SoftwareGso::mark_tso(rte_mbuf* pkt, std::uint16_t mss) noexcept {
     return true;
 }
 
-int SoftwareGso::segment(rte_mbuf* pkt, std::span<rte_mbuf*> out, std::uint16_t mtu,
-                         const Offloads& hw) noexcept {
+int SoftwareGso::segment(rte_mbuf* pkt, std::span<rte_mbuf*> out, std::uint16_t mtu, const Offloads& hw,
+                         rte_mempool* contiguous) noexcept {
     if ((pkt->ol_flags & RTE_MBUF_F_TX_TCP_SEG) == 0 || pkt->tso_segsz == 0 || out.empty()) {
         rte_pktmbuf_free(pkt);
         return -EINVAL;
@@ -118,11 +137,22 @@ int SoftwareGso::segment(rte_mbuf* pkt, std::span<rte_mbuf*> out, std::uint16_t 
         return -EINVAL;
     }
     // The guest's MSS, unless the port's MTU is smaller still.
-    const auto mss = static_cast<std::uint16_t>(std::min<std::uint32_t>(pkt->tso_segsz, mtu - l3_headers));
+    std::uint32_t max_mss = std::min<std::uint32_t>(pkt->tso_segsz, mtu - l3_headers);
+    if (!hw.tx_multi_segs) {
+        // Each segment goes out as one buffer: a jumbo MSS larger than any buffer would fail
+        // to linearize and drop the whole frame, so the MSS gives way to the buffer instead.
+        const std::uint32_t room = std::max(data_room_of(ctx_.direct_pool), data_room_of(contiguous));
+        if (room <= headers) {
+            rte_pktmbuf_free(pkt);
+            return -EINVAL;
+        }
+        max_mss = std::min(max_mss, room - headers);
+    }
+    const auto mss = static_cast<std::uint16_t>(max_mss);
     if (pkt->pkt_len <= headers + mss) {
         pkt->ol_flags &= ~RTE_MBUF_F_TX_TCP_SEG;
         out[0] = pkt;
-        return finish(out.first(1), hw);
+        return finish(out.first(1), hw, contiguous);
     }
 
     const std::size_t needed = (pkt->pkt_len - headers + mss - 1) / mss;
@@ -145,7 +175,7 @@ int SoftwareGso::segment(rte_mbuf* pkt, std::span<rte_mbuf*> out, std::uint16_t 
     if (n <= 0) {
         return n == 0 ? -EINVAL : n;
     }
-    return finish(out.first(static_cast<std::size_t>(n)), hw);
+    return finish(out.first(static_cast<std::size_t>(n)), hw, contiguous);
 }
 
 int SoftwareGso::segment_by_copy(rte_mbuf* pkt, std::span<rte_mbuf*> out, std::uint16_t mss) noexcept {
@@ -208,9 +238,9 @@ int SoftwareGso::segment_by_copy(rte_mbuf* pkt, std::span<rte_mbuf*> out, std::u
     return static_cast<int>(count);
 }
 
-int SoftwareGso::finish(std::span<rte_mbuf*> segs, const Offloads& hw) noexcept {
+int SoftwareGso::finish(std::span<rte_mbuf*> segs, const Offloads& hw, rte_mempool* contiguous) noexcept {
     for (auto*& seg : segs) {
-        if (!hw.tx_multi_segs && seg->nb_segs > 1 && rte_pktmbuf_linearize(seg) != 0) {
+        if (!hw.tx_multi_segs && seg->nb_segs > 1 && !make_contiguous(seg, contiguous)) {
             free_all(segs);
             return -ENOMEM;
         }

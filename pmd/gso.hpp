@@ -14,6 +14,7 @@
 #include "pmd/offloads.hpp"
 
 struct rte_mbuf;
+struct rte_mempool;
 
 namespace netbackd::pmd {
 
@@ -35,13 +36,17 @@ public:
     // them to `out` and returns how many; the checksums are filled by the hardware if `hw`
     // allows, else in software, and multi-buffer segments are made contiguous when `hw` has no
     // MULTI_SEGS. A packet that needs no cutting comes back as the only segment.
+    // Without MULTI_SEGS a segment must fit one buffer: `contiguous` (optional, e.g. a jumbo
+    // port's own pool) gives buffers large enough for the port's MTU; without it, or when its
+    // buffers are smaller, the MSS is lowered until a segment fits the larger data room.
     // The input is always consumed: on failure (negative errno: ENOSPC when `out` is too short,
     // ENOMEM when a pool runs dry, EINVAL for an unmarked packet) it has been freed.
-    int segment(rte_mbuf* pkt, std::span<rte_mbuf*> out, std::uint16_t mtu, const Offloads& hw) noexcept;
+    int segment(rte_mbuf* pkt, std::span<rte_mbuf*> out, std::uint16_t mtu, const Offloads& hw,
+                rte_mempool* contiguous = nullptr) noexcept;
 
 private:
     int segment_by_copy(rte_mbuf* pkt, std::span<rte_mbuf*> out, std::uint16_t mss) noexcept;
-    int finish(std::span<rte_mbuf*> segs, const Offloads& hw) noexcept;
+    int finish(std::span<rte_mbuf*> segs, const Offloads& hw, rte_mempool* contiguous) noexcept;
 
     rte_gso_ctx ctx_{};
 };

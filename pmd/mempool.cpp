@@ -9,7 +9,10 @@
 #include <utility>
 
 #include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_memory.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>
 
@@ -83,6 +86,49 @@ std::uint32_t mbufs_needed(const MempoolSizing& s) {
         throw std::length_error("mbufs_needed: configuration needs more than 2^32 buffers");
     }
     return static_cast<std::uint32_t>(rounded);
+}
+
+std::uint64_t mbuf_footprint(std::uint16_t data_room, std::uint64_t page_size) {
+    rte_mempool_objsz sz{};
+    const std::uint64_t obj =
+        rte_mempool_calc_obj_size(static_cast<std::uint32_t>(sizeof(rte_mbuf)) + data_room, 0, &sz);
+    std::uint64_t bytes = obj;
+    if (page_size != 0 && obj <= page_size) bytes = page_size / (page_size / obj);
+    return bytes + sizeof(void*); // the ring holds a pointer per buffer
+}
+
+std::uint64_t eal_page_size() {
+    std::uint64_t page = 0;
+    rte_memseg_list_walk(
+        [](const rte_memseg_list* msl, void* arg) {
+            *static_cast<std::uint64_t*>(arg) = msl->page_sz;
+            return 1; // the first is enough: EAL uses one page size unless told otherwise
+        },
+        &page);
+    return page;
+}
+
+std::uint64_t eal_free_memory(bool grows_on_demand) {
+    std::uint64_t free = 0;
+    for (unsigned i = 0; i < rte_socket_count(); ++i) {
+        rte_malloc_socket_stats st{};
+        if (rte_malloc_get_socket_stats(rte_socket_id_by_idx(i), &st) == 0) free += st.heap_freesz_bytes;
+    }
+    if (grows_on_demand) {
+        const HostFacts host = probe_host();
+        free += host.hugepages_free * host.hugepage_kb * 1024;
+    }
+    return free;
+}
+
+std::uint32_t frame_pool_size(std::uint32_t wanted, std::uint64_t budget_bytes, std::uint64_t bytes_per_mbuf,
+                              std::uint32_t floor) {
+    if (bytes_per_mbuf == 0) return wanted;
+    const std::uint64_t fit = budget_bytes / bytes_per_mbuf;
+    if (fit >= wanted) return wanted;
+    // 2^k - 1 below `fit`: what a mempool's ring holds best (see mbufs_needed).
+    const std::uint64_t rounded = fit < 1 ? 0 : std::bit_floor(fit + 1) - 1;
+    return static_cast<std::uint32_t>(std::max<std::uint64_t>(rounded, std::min(floor, wanted)));
 }
 
 std::uint16_t data_room_for_mtu(std::uint32_t mtu) {

@@ -47,6 +47,28 @@ std::uint16_t data_room_for_mtu(std::uint32_t mtu);
 
 inline constexpr std::uint16_t kDefaultDataRoom = 2048 + 128; // RTE_MBUF_DEFAULT_BUF_SIZE
 
+// Bytes of EAL memory one buffer of a pool with `data_room` costs: the object with its mempool
+// header and trailer, and its slot in the pool's ring. A buffer never straddles a page of
+// `page_size` (0: no pages to respect), so on 4 KiB pages (--no-huge) a 2 KiB buffer takes a
+// whole page.
+std::uint64_t mbuf_footprint(std::uint16_t data_room, std::uint64_t page_size = 0);
+
+// The page size of EAL's memory (its first memseg list): a hugepage size, or the system page
+// with --no-huge. 0 before EAL starts.
+std::uint64_t eal_page_size();
+
+// EAL heap memory free now on all sockets (rte_malloc_get_socket_stats). With -m or --no-huge
+// that is all EAL will ever have; with hugepages and no -m EAL grows on demand, so the free
+// hugepages of the system are added.
+std::uint64_t eal_free_memory(bool grows_on_demand);
+
+// The frame pool's size at start, from what EAL actually has: `wanted` (mbufs_needed), unless
+// `budget_bytes` cannot hold that many buffers of `bytes_per_mbuf`; then the largest 2^k - 1
+// that fits, and never below `floor` (the pool creation then fails with EAL's own reason).
+// Pure, so that the start-up never has to try, fail and retry in a small EAL memory.
+std::uint32_t frame_pool_size(std::uint32_t wanted, std::uint64_t budget_bytes, std::uint64_t bytes_per_mbuf,
+                              std::uint32_t floor = 4095);
+
 struct MempoolConfig {
     std::string name; // unique per process, shorter than RTE_MEMPOOL_NAMESIZE (26)
     std::uint32_t mbufs = 8191;

@@ -247,7 +247,7 @@ void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint
         return;
     }
     if (gso) {
-        const int k = gso_.segment(m, gso_out_, up.mtu, hw);
+        const int k = gso_.segment(m, gso_out_, up.mtu, hw, up.contiguous);
         if (k < 0) {
             counters_.uplink_tx_dropped.add(); // segment() freed it
             return;

@@ -10,6 +10,7 @@
 #include "pmd/port.hpp"
 
 struct rte_mbuf;
+struct rte_mempool;
 
 namespace netbackd::dataplane {
 
@@ -25,6 +26,9 @@ public:
     virtual std::uint16_t mtu() const noexcept = 0;
     // A TSO segment's Ethernet header counts against the MTU (see pmd::Port).
     virtual bool tso_mtu_counts_l2() const noexcept { return false; }
+    // Buffers that hold a whole MTU-sized frame, for software GSO segments on a port without
+    // MULTI_SEGS (nullptr: none; segments are then cut to fit the frame pool's buffers).
+    virtual rte_mempool* contiguous_pool() const noexcept { return nullptr; }
     // RX queues to poll (RSS spreads the wire's flows over them).
     virtual std::uint16_t rx_queues() const noexcept { return 1; }
     // TX queues: each worker sends on its own, so a data plane needs one per worker.
@@ -41,7 +45,8 @@ public:
 
 class PortUplink final : public Uplink {
 public:
-    explicit PortUplink(pmd::Port& port) noexcept : port_(port) {}
+    explicit PortUplink(pmd::Port& port, rte_mempool* contiguous = nullptr) noexcept
+        : port_(port), contiguous_(contiguous) {}
     std::uint16_t rx_burst(std::uint16_t queue, std::span<rte_mbuf*> out) noexcept override {
         return port_.rx_burst(queue, out);
     }
@@ -51,6 +56,7 @@ public:
     const pmd::Offloads& hardware() const noexcept override { return port_.hardware(); }
     std::uint16_t mtu() const noexcept override { return port_.mtu(); }
     bool tso_mtu_counts_l2() const noexcept override { return port_.tso_mtu_counts_l2(); }
+    rte_mempool* contiguous_pool() const noexcept override { return contiguous_; }
     std::uint16_t rx_queues() const noexcept override { return port_.rx_queues(); }
     std::uint16_t tx_queues() const noexcept override { return port_.tx_queues(); }
     bool add_rx_interrupt(std::uint16_t q, int epfd) noexcept override {
@@ -65,6 +71,7 @@ public:
 
 private:
     pmd::Port& port_;
+    rte_mempool* contiguous_;
 };
 
 } // namespace netbackd::dataplane

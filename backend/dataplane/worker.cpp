@@ -60,7 +60,7 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
     if (room_ < 64) throw std::invalid_argument("dataplane: mempool buffers are too small");
     vifs_.reserve(config.max_vifs);
     for (Uplink* u : uplinks_) {
-        uplink_traits_.push_back({u->hardware(), u->mtu(), u->tso_mtu_counts_l2()});
+        uplink_traits_.push_back({u->hardware(), u->mtu(), u->tso_mtu_counts_l2(), u->contiguous_pool()});
     }
     for (std::size_t u = 0; u < uplinks_.size(); ++u) {
         SwitchPort p;

@@ -227,7 +227,8 @@ private:
     struct UplinkTraits {
         pmd::Offloads hw;
         std::uint16_t mtu = 0;
-        bool tso_mtu_counts_l2 = false; // see Uplink
+        bool tso_mtu_counts_l2 = false;    // see Uplink
+        rte_mempool* contiguous = nullptr; // see Uplink::contiguous_pool
     };
     std::vector<UplinkTraits> uplink_traits_;
     pmd::SoftwareGso gso_;

@@ -37,23 +37,32 @@ pmd::EalConfig eal_config_from(const control::GlobalConfig& config) {
 
 // Wire frames of a jumbo port wait in its RX descriptors, then for guest RX slots: one ring's
 // worth per worker, not per vif, since a busy guest backs up into drops, not into this pool.
-pmd::Mempool jumbo_rx_pool(std::size_t port_index, std::uint32_t mtu, const dataplane::DataPlaneConfig& dc) {
+pmd::MempoolSizing jumbo_rx_sizing(const dataplane::DataPlaneConfig& dc) {
     pmd::MempoolSizing sizing;
     sizing.vifs = 1;
     sizing.queues_per_vif = dc.workers;
     sizing.nic_queues = dc.workers;
     sizing.lcores = dc.workers;
     sizing.burst = dc.worker.uplink_burst;
+    return sizing;
+}
+
+pmd::Mempool jumbo_rx_pool(std::size_t port_index, std::uint32_t mtu, const dataplane::DataPlaneConfig& dc) {
     return pmd::Mempool({.name = fmt::format("nb-rx{}", port_index),
-                         .mbufs = pmd::mbufs_needed(sizing),
+                         .mbufs = pmd::mbufs_needed(jumbo_rx_sizing(dc)),
                          .data_room = pmd::data_room_for_mtu(mtu)});
 }
 
 } // namespace
 
-DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Platform& platform) {
+std::unique_ptr<pmd::Eal> DataPlaneHost::start_eal(const control::GlobalConfig& config) {
+    return std::make_unique<pmd::Eal>(eal_config_from(config));
+}
+
+DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Platform& platform,
+                             std::unique_ptr<pmd::Eal> eal)
+    : eal_(std::move(eal)) {
     const auto eal_config = eal_config_from(config);
-    eal_ = std::make_unique<pmd::Eal>(eal_config);
 
     dataplane::DataPlaneConfig dc;
     dc.max_queues = std::max(1u, config.max_queues);
@@ -77,23 +86,30 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
     // formula for 64 vifs x 4 queues asks for 570 MB, most of it never in flight.
     sizing.queues_per_vif = 1;
     sizing.nic_queues = static_cast<std::uint32_t>(std::max<std::size_t>(1, config.ports.size()));
-    // A small EAL memory (-m) should cost buffers, not the service: halve the pool until it fits.
-    std::uint32_t mbufs = pmd::mbufs_needed(sizing);
-    constexpr std::uint32_t kMinMbufs = 4095;
-    for (;;) {
-        try {
-            pool_ = std::make_unique<pmd::Mempool>(pmd::MempoolConfig{.name = "nb-frames", .mbufs = mbufs});
-            // Software GSO only references payload in the frame pool: no data room needed.
-            indirect_pool_ = std::make_unique<pmd::Mempool>(
-                pmd::MempoolConfig{.name = "nb-indirect", .mbufs = mbufs, .data_room = 0});
-            break;
-        } catch (const std::exception& e) {
-            pool_.reset();
-            if (mbufs <= kMinMbufs) throw;
-            spdlog::warn("{}; retrying with {} buffers (raise the EAL -m for more)", e.what(), mbufs / 2);
-            mbufs /= 2;
-        }
+    // Sized once from the memory EAL has: a small -m costs buffers, never a failed try and a
+    // retry (each took seconds in the lab's EAL memory, all of it outage on a restart).
+    const std::uint32_t wanted = pmd::mbufs_needed(sizing);
+    const std::uint64_t free = pmd::eal_free_memory(eal_config.hugepages && eal_config.memory_mb == 0);
+    const std::uint64_t page = pmd::eal_page_size();
+    std::uint64_t jumbo_bytes = 0;
+    for (const auto& p : config.ports) {
+        if (p.mtu && pmd::data_room_for_mtu(*p.mtu) > pmd::kDefaultDataRoom)
+            jumbo_bytes += std::uint64_t{pmd::mbufs_needed(jumbo_rx_sizing(dc))} *
+                           pmd::mbuf_footprint(pmd::data_room_for_mtu(*p.mtu), page);
     }
+    // A quarter of what is left stays for ports' rings, workers' queues and EAL itself.
+    const std::uint64_t budget = free > jumbo_bytes ? (free - jumbo_bytes) / 4 * 3 : 0;
+    const std::uint64_t per_mbuf =
+        pmd::mbuf_footprint(pmd::kDefaultDataRoom, page) + pmd::mbuf_footprint(0, page);
+    const std::uint32_t mbufs = pmd::frame_pool_size(wanted, budget, per_mbuf);
+    spdlog::info("frame pool: {} buffers ({} MiB with their GSO references), sized from {} MiB of free EAL "
+                 "memory{}",
+                 mbufs, std::uint64_t{mbufs} * per_mbuf >> 20, free >> 20,
+                 mbufs < wanted ? fmt::format("; {} wanted (raise the EAL -m for more)", wanted) : "");
+    pool_ = std::make_unique<pmd::Mempool>(pmd::MempoolConfig{.name = "nb-frames", .mbufs = mbufs});
+    // Software GSO only references payload in the frame pool: no data room needed.
+    indirect_pool_ = std::make_unique<pmd::Mempool>(
+        pmd::MempoolConfig{.name = "nb-indirect", .mbufs = mbufs, .data_room = 0});
     dc.pool = pool_.get();
     dc.indirect_pool = indirect_pool_.get();
     spdlog::info("guest RX backlog: at most {} KiB per vif queue, {} KiB per vif, and half of the {} "
@@ -138,7 +154,9 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
             }
         }
         for (const auto& w : up.port->warnings()) spdlog::warn("uplink {}: {}", p.name, w);
-        up.uplink = std::make_unique<dataplane::PortUplink>(*up.port);
+        // Software GSO segments for a port without MULTI_SEGS go out in its jumbo buffers.
+        up.uplink =
+            std::make_unique<dataplane::PortUplink>(*up.port, up.rx_pool ? up.rx_pool->get() : nullptr);
         spdlog::info(
             "uplink {}: port {} up, MTU {}, {} RX / {} TX queue(s){}, {}", p.name, ethdev, up.port->mtu(),
             up.port->rx_queues(), up.port->tx_queues(), up.port->rss() ? " (RSS)" : "",

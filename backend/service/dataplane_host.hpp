@@ -20,7 +20,12 @@ namespace netbackd::service {
 
 class DataPlaneHost {
 public:
-    DataPlaneHost(const control::GlobalConfig& config, platform::Platform& platform);
+    // EAL alone, first of all: its telemetry socket lets `netbackd stats` say "starting" while
+    // the rest comes up. Throws pmd::EalError.
+    static std::unique_ptr<pmd::Eal> start_eal(const control::GlobalConfig& config);
+    // The rest on top of that EAL: pools, ports, workers.
+    DataPlaneHost(const control::GlobalConfig& config, platform::Platform& platform,
+                  std::unique_ptr<pmd::Eal> eal);
     ~DataPlaneHost();
     DataPlaneHost(const DataPlaneHost&) = delete;
     DataPlaneHost& operator=(const DataPlaneHost&) = delete;

@@ -18,6 +18,7 @@
 #include "backend/service/dataplane_host.hpp"
 #include "backend/service/resource_counting.hpp"
 #include "backend/service/resource_telemetry.hpp"
+#include "backend/service/start_phase.hpp"
 
 namespace netbackd::service {
 namespace {
@@ -80,6 +81,17 @@ int run(const RunOptions& opt) {
         return 1;
     }
 
+    // EAL first: from here on `netbackd stats` answers, and says "starting" until the vifs
+    // in xenstore are re-adopted.
+    register_phase_telemetry();
+    std::unique_ptr<pmd::Eal> eal;
+    try {
+        eal = DataPlaneHost::start_eal(config->global);
+    } catch (const std::exception& e) {
+        spdlog::error("cannot start the data plane: {}", e.what());
+        return 1;
+    }
+
     platform::Platform plat;
     try {
         plat = platform::open_platform(popt);
@@ -94,7 +106,7 @@ int run(const RunOptions& opt) {
 
     std::unique_ptr<DataPlaneHost> dataplane;
     try {
-        dataplane = std::make_unique<DataPlaneHost>(config->global, plat);
+        dataplane = std::make_unique<DataPlaneHost>(config->global, plat, std::move(eal));
     } catch (const std::exception& e) {
         spdlog::error("cannot start the data plane: {}", e.what());
         return 1;
@@ -109,6 +121,7 @@ int run(const RunOptions& opt) {
         spdlog::error("cannot start the control plane: {}", e.what());
         return 1;
     }
+    set_phase(Phase::running);
     sd_notifyf(0, "READY=1\nSTATUS=serving %zu vif(s) in domain %u", cp.vif_count(), unsigned{cp.self()});
     spdlog::info("netbackd ready: domain {}, {} vif(s) found", cp.self(), cp.vif_count());
 

@@ -115,6 +115,14 @@ nlohmann::json all_vifs(TelemetrySocket& sock) {
     return vifs;
 }
 
+// "starting" while netbackd re-adopts its vifs; a netbackd without the command is running.
+std::string phase_of(TelemetrySocket& sock) {
+    const auto reply = sock.query("/netbackd/phase");
+    const auto it = reply.find("/netbackd/phase");
+    if (it == reply.end() || !it->is_object()) return "running";
+    return it->value("phase", std::string("running"));
+}
+
 nlohmann::json resources_of(TelemetrySocket& sock) {
     // An older netbackd without the command answers null: show the vifs anyway.
     const auto reply = sock.query("/netbackd/resources");
@@ -150,10 +158,12 @@ void print_workers(const nlohmann::json& w, std::FILE* out);
 int print_stats(const StatsOptions& o, std::FILE* out) {
     try {
         TelemetrySocket sock(find_socket(o));
+        const std::string phase = phase_of(sock);
         const auto vifs = all_vifs(sock);
         const auto resources = resources_of(sock);
         const auto workers = workers_of(sock);
-        const nlohmann::json all{{"vifs", vifs}, {"resources", resources}, {"workers", workers}};
+        const nlohmann::json all{
+            {"phase", phase}, {"vifs", vifs}, {"resources", resources}, {"workers", workers}};
         if (o.json) {
             fmt::print(out, "{}\n", all.dump(2));
             return 0;
@@ -175,7 +185,10 @@ int print_stats(const StatsOptions& o, std::FILE* out) {
                        batches == 0 ? std::string("-")
                                     : fmt::format("{:.1f}", double(segs) / double(batches)));
         }
-        if (vifs.empty()) fmt::print(out, "(no vifs connected)\n");
+        if (phase == "starting")
+            fmt::print(out, "(starting: re-adopting the vifs in xenstore)\n");
+        else if (vifs.empty())
+            fmt::print(out, "(no vifs connected)\n");
         print_resources(resources, out);
         print_workers(workers, out);
         return 0;

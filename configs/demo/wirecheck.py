@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Captures frames on the demo's outside interface and checks what netbackd put on the wire:
 source MAC is the guest's, IPv4 header and TCP/UDP/ICMP checksums are valid, sizes fit the MTU.
-Usage: wirecheck.py IFACE GUEST_MAC MAX_FRAMES SECONDS  (run inside the outside namespace)."""
+Usage: wirecheck.py IFACE GUEST_MAC MAX_FRAMES SECONDS [MTU]  (run inside the outside namespace)."""
 import socket
 import struct
 import sys
 import time
+
+MTU = int(sys.argv[5]) if len(sys.argv) > 5 else 1500
 
 
 def csum(data: bytes) -> int:
@@ -21,8 +23,8 @@ def check(frame: bytes, guest_mac: bytes, problems: list) -> bool:
     """True when the frame came from the guest; appends what is wrong to problems."""
     if frame[6:12] != guest_mac:
         return False
-    if len(frame) > 1514:
-        problems.append(f"{len(frame)}-byte frame exceeds the 1500 MTU")
+    if len(frame) > MTU + 14:
+        problems.append(f"{len(frame)}-byte frame exceeds the {MTU} MTU")
     if struct.unpack("!H", frame[12:14])[0] != 0x0800:
         return True
     ip = frame[14:]

@@ -221,3 +221,33 @@ TEST_CASE("software GSO copes with headers spread over segments", "[dataplane][g
         CHECK(check_segments(out.span(), spec, 1500, 1000) == expected_payload(spec));
     }
 }
+
+// Issue 19: a guest at MTU 9000 sends GSO frames with a jumbo MSS. On a port without
+// MULTI_SEGS, each segment must become one buffer; a segment larger than the frame pool's
+// buffers used to fail to linearize, dropping the whole frame (TCP then crawled on retransmits).
+TEST_CASE("software GSO with a jumbo MSS on a port without MULTI_SEGS delivers every byte",
+          "[dataplane][gso]") {
+    Pools pools;
+    SoftwareGso gso(pools.direct, pools.indirect);
+    const int ip_version = GENERATE(4, 6);
+    const bool jumbo_pool = GENERATE(false, true);
+    INFO("IPv" << ip_version << ", jumbo buffers given: " << jumbo_pool);
+    Mempool jumbo = small_pool(511, data_room_for_mtu(9000));
+    FrameSpec spec;
+    spec.ip_version = ip_version;
+    spec.payload = 60000;
+    const std::uint16_t l3_tcp = ip_version == 4 ? 40 : 60;
+    const auto mss = static_cast<std::uint16_t>(9000 - l3_tcp);
+    auto pkt = mbuf_from_bytes(pools.direct.get(), build_frame(spec));
+    REQUIRE(pkt);
+    REQUIRE(SoftwareGso::mark_tso(pkt.get(), mss));
+    Offloads hw; // no MULTI_SEGS, no checksum offload
+    Segments out;
+    out.count = gso.segment(pkt.release(), out.raw, 9000, hw, jumbo_pool ? jumbo.get() : nullptr);
+    // With jumbo buffers the guest's MSS stays; without, it shrinks to fit a 2 KiB buffer.
+    const std::uint16_t expect_mss =
+        jumbo_pool ? mss : static_cast<std::uint16_t>(kDefaultDataRoom - RTE_PKTMBUF_HEADROOM - 14 - l3_tcp);
+    REQUIRE(out.count == static_cast<int>((spec.payload + expect_mss - 1) / expect_mss));
+    for (auto* m : out.span()) CHECK(m->nb_segs == 1);
+    CHECK(check_segments(out.span(), spec, 9000, expect_mss) == expected_payload(spec));
+}

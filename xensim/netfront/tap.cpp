@@ -74,7 +74,8 @@ int run_ip(std::vector<std::string> args, bool quiet) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-platform::Fd make_tap(const std::string& name, std::optional<ring::MacAddr> mac) {
+platform::Fd make_tap(const std::string& name, std::optional<ring::MacAddr> mac,
+                      std::optional<unsigned> mtu) {
     platform::Fd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
     if (!fd) throw_errno("open /dev/net/tun");
     ifreq ifr{};
@@ -96,6 +97,12 @@ platform::Fd make_tap(const std::string& name, std::optional<ring::MacAddr> mac)
         hw.ifr_hwaddr.sa_family = ARPHRD_ETHER;
         std::memcpy(hw.ifr_hwaddr.sa_data, mac->data(), 6);
         if (::ioctl(sock.get(), SIOCSIFHWADDR, &hw) < 0) throw_errno("SIOCSIFHWADDR " + name);
+    }
+    if (mtu) {
+        ifreq m{};
+        std::memcpy(m.ifr_name, name.c_str(), name.size());
+        m.ifr_mtu = static_cast<int>(*mtu);
+        if (::ioctl(sock.get(), SIOCSIFMTU, &m) < 0) throw_errno(fmt::format("SIOCSIFMTU {} {}", name, *mtu));
     }
     ifreq up{};
     std::memcpy(up.ifr_name, name.c_str(), name.size());
@@ -133,10 +140,10 @@ void delete_netns(const std::string& name) noexcept {
     } catch (...) {}
 }
 
-TapDevice TapDevice::open(const std::string& name, const std::string& netns,
-                          std::optional<ring::MacAddr> mac) {
+TapDevice TapDevice::open(const std::string& name, const std::string& netns, std::optional<ring::MacAddr> mac,
+                          std::optional<unsigned> mtu) {
     if (netns.empty()) {
-        TapDevice dev(make_tap(name, mac), name);
+        TapDevice dev(make_tap(name, mac, mtu), name);
         (void)run_ip({"link", "set", name, "gso_max_size", std::to_string(kMaxGsoSize)}, true);
         return dev;
     }
@@ -149,7 +156,7 @@ TapDevice TapDevice::open(const std::string& name, const std::string& netns,
     std::thread helper([&] {
         try {
             if (::setns(ns.get(), CLONE_NEWNET) < 0) throw_errno("setns " + netns);
-            tap = make_tap(name, mac);
+            tap = make_tap(name, mac, mtu);
         } catch (...) {
             error = std::current_exception();
         }

@@ -30,10 +30,11 @@ class TapDevice {
 public:
     // Creates tap `name` (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, non-blocking) inside netns `netns`
     // (empty: ours),
-    // sets its MAC when given and brings it up. The namespace is entered by a short-lived
-    // helper thread, so this process stays where it is. Throws std::system_error on failure.
-    static TapDevice open(const std::string& name, const std::string& netns,
-                          std::optional<ring::MacAddr> mac);
+    // sets its MAC and MTU when given and brings it up. The namespace is entered by a
+    // short-lived helper thread, so this process stays where it is. Throws std::system_error
+    // on failure.
+    static TapDevice open(const std::string& name, const std::string& netns, std::optional<ring::MacAddr> mac,
+                          std::optional<unsigned> mtu = std::nullopt);
 
     int fd() const noexcept { return fd_.get(); }
     const std::string& name() const noexcept { return name_; }

@@ -5,6 +5,7 @@
 // to the rings; --generate/--sink move fixed-size frames for benchmarks and print one summary
 // line per second and a final JSON line. --latency-peer pairs this vif with another vif of the
 // same guest and times one frame bouncing between them (latency.hpp).
+#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -149,6 +150,20 @@ ring::MacAddr vif_mac(platform::Store& store, platform::DomId domid, std::uint32
     return need_mac(*m, "the vif's mac");
 }
 
+// The backend's mtu key, which Linux netfront applies to its interface (xennet_read_mtu); none
+// or garbage: the interface keeps its default.
+std::optional<unsigned> backend_mtu(platform::Store& store, const std::string& fe) {
+    const auto be = store.read(0, fe + "/backend");
+    if (!be) return std::nullopt;
+    const auto text = store.read(0, *be + "/mtu");
+    if (!text) return std::nullopt;
+    unsigned mtu = 0;
+    const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), mtu);
+    if (ec != std::errc{} || end != text->data() + text->size() || mtu < 68 || mtu > 65535)
+        return std::nullopt;
+    return mtu;
+}
+
 bool stop_requested(int sigfd) {
     signalfd_siginfo si{};
     bool stop = false;
@@ -239,7 +254,7 @@ void run_netfront(const NetfrontCliOptions& o) {
             vif_mac = need_mac(*m, "the vif's mac");
         if (!o.tap.empty()) {
             if (!o.netns.empty()) ensure_netns(o.netns);
-            data->tap.emplace(TapDevice::open(o.tap, o.netns, vif_mac));
+            data->tap.emplace(TapDevice::open(o.tap, o.netns, vif_mac, backend_mtu(*store, fe)));
             data->bridge.emplace(data->io, *data->tap);
         } else {
             TrafficOptions t;

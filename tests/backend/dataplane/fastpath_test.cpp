@@ -734,3 +734,31 @@ TEST_CASE("a frame longer than the receiving vif's MTU is not forwarded to it, a
     CHECK(snapshot(vb.counters()).rx_packets == 2);
     CHECK(to_string(Drop::tx_over_vif_mtu) == "tx_over_vif_mtu"); // the name stats show
 }
+
+// Issue 19: TCP from a guest at MTU 9000 through a 9000-MTU uplink without TSO or MULTI_SEGS
+// (net_pcap, many NICs). Each software GSO segment must leave as one buffer; the segments of a
+// jumbo MSS did not fit one and the whole frame was dropped (uplink_tx_dropped), so TCP crawled.
+TEST_CASE("a GSO frame with a jumbo MSS leaves a 9000-MTU port without MULTI_SEGS whole",
+          "[dataplane][fastpath][mtu]") {
+    Rig rig({kA}, pmd::Offloads::none(), {}, 9000);
+    Netfront a(rig.world, kA);
+    VifRuntime& va = rig.attach(a, kMacA);
+    const std::size_t payload = 60000;
+    const std::uint16_t mss = 9000 - 40;
+    ring::TxExtras x;
+    x.gso = ring::TxGso{mss, XEN_NETIF_GSO_TYPE_TCPV4, 0};
+    for (int i = 0; i < 4; ++i)
+        a.send(frame(kOutside, kMacA, payload), ring::TxFrontFlags{.csum_blank = true}, x);
+    a.push_tx();
+    rig.poll(2);
+    const auto sent = rig.up.sent();
+    std::size_t total = 0;
+    for (const auto& s : sent) {
+        CHECK(s.size() <= 9014);
+        CHECK(pmd::verify_checksums(s) == pmd::ChecksumVerdict::valid);
+        total += s.size() - 54;
+    }
+    CHECK(total == 4 * payload); // every byte of every frame went out
+    CHECK(rig.worker->counters().uplink_tx_dropped.get() == 0);
+    CHECK(snapshot(va.counters()).tx_packets == 4);
+}
