@@ -94,6 +94,12 @@ public:
         return workers_[i]->rx_interrupt_sleep();
     }
     bool worker_idle_timer(std::size_t i) const noexcept { return workers_[i]->idle_timer(); }
+    // Liveness for the service watchdog: worker i's loop count, which advances on every
+    // iteration, and a wake-up that makes a sleeping worker iterate once (any thread).
+    std::uint64_t worker_heartbeat(std::size_t i) const noexcept {
+        return workers_[i]->counters().iterations.get();
+    }
+    void poke_worker(std::size_t i) noexcept { workers_[i]->wake(); }
     // Vifs worker i runs (control thread).
     std::size_t worker_load(std::size_t i) const;
     // The worker running vif id (control thread); nullopt when not attached.

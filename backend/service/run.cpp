@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <optional>
 
 #include <poll.h>
 #include <sys/signalfd.h>
@@ -18,6 +19,7 @@
 #include "backend/service/dataplane_host.hpp"
 #include "backend/service/resource_counting.hpp"
 #include "backend/service/resource_telemetry.hpp"
+#include "backend/service/watchdog.hpp"
 
 namespace netbackd::service {
 namespace {
@@ -109,6 +111,13 @@ int run(const RunOptions& opt) {
         spdlog::error("cannot start the control plane: {}", e.what());
         return 1;
     }
+    // WatchdogSec= in the unit: pinged below, only while every worker makes progress.
+    std::optional<Watchdog> watchdog;
+    if (const auto interval = Watchdog::interval_from_environment()) {
+        watchdog.emplace(dataplane->dataplane(), *interval);
+        spdlog::info("systemd watchdog: checking the data plane every {} ms",
+                     std::chrono::duration_cast<std::chrono::milliseconds>(*interval).count());
+    }
     sd_notifyf(0, "READY=1\nSTATUS=serving %zu vif(s) in domain %u", cp.vif_count(), unsigned{cp.self()});
     spdlog::info("netbackd ready: domain {}, {} vif(s) found", cp.self(), cp.vif_count());
 
@@ -154,6 +163,7 @@ int run(const RunOptions& opt) {
             const auto now = std::chrono::steady_clock::now();
             cp.tick(now);
             dataplane->poll(cp, *plat.store, now);
+            if (watchdog) watchdog->tick(now);
         } catch (const platform::PlatformError& e) {
             // Losing xenstore leaves nothing to serve; systemd restarts us and we re-adopt.
             spdlog::error("xenstore connection failed: {}", e.what());
