@@ -178,7 +178,7 @@ void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
         if (worker_load(w) < worker_load(owner)) owner = w;
     {
         std::lock_guard lock(mutex_);
-        vifs_.emplace(id, Entry{std::move(runtime), false, owner});
+        vifs_.emplace(id, Entry{std::move(runtime), false, owner, nullptr});
     }
     // The owner first: a frame another worker hands over before the owner took the vif is
     // dropped (the vif is not running yet), never delivered to a vif nobody runs.
@@ -205,9 +205,34 @@ std::unique_ptr<control::VifHandle> DataPlane::detach(control::VifId id) {
     post(*workers_[owner], WorkerMsg{WorkerMsgKind::detach, raw, std::nullopt, 0});
     await_detached(*workers_[owner], raw);
     auto handle = raw->release_handle();
+    // No worker runs the vif any more: a capture on it ends here.
+    if (auto& tap = it->second.capture) {
+        raw->capture.store(nullptr, std::memory_order_seq_cst);
+        tap->end();
+    }
     std::lock_guard lock(mutex_);
     vifs_.erase(it);
     return handle;
+}
+
+std::optional<std::string> DataPlane::start_capture(control::VifId id, std::shared_ptr<CaptureTap> tap) {
+    const auto it = vifs_.find(id);
+    if (it == vifs_.end()) return fmt::format("{} is not connected here", id.name());
+    if (it->second.capture) return fmt::format("a capture already runs on {}", id.name());
+    it->second.runtime->capture.store(tap.get(), std::memory_order_seq_cst);
+    it->second.capture = std::move(tap);
+    return std::nullopt;
+}
+
+void DataPlane::stop_capture(control::VifId id, const CaptureTap* tap) {
+    using namespace std::chrono_literals;
+    const auto it = vifs_.find(id);
+    if (it == vifs_.end() || it->second.capture.get() != tap) return;
+    VifRuntime& vif = *it->second.runtime;
+    vif.capture.store(nullptr, std::memory_order_seq_cst);
+    // The worker is inside one burst's copies at most: short.
+    while (vif.capture_busy.load(std::memory_order_seq_cst) == tap) std::this_thread::sleep_for(10us);
+    it->second.capture.reset();
 }
 
 void DataPlane::set_rate(control::VifId id, std::optional<control::Rate> rate) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backend/control/data_plane_sink.hpp"
+#include "backend/dataplane/capture.hpp"
 #include "backend/dataplane/counters.hpp"
 #include "backend/dataplane/uplink.hpp"
 #include "backend/dataplane/vif_runtime.hpp"
@@ -104,6 +105,12 @@ public:
     std::size_t worker_load(std::size_t i) const;
     // The worker running vif id (control thread); nullopt when not attached.
     std::optional<unsigned> worker_of(control::VifId id) const;
+    // `netbackd capture`: makes the vif's worker offer its frames to `tap` (capture.hpp).
+    // Returns why not: the vif is not attached, or a capture already runs on it.
+    std::optional<std::string> start_capture(control::VifId id, std::shared_ptr<CaptureTap> tap);
+    // Stops offering to `tap`; once it returns, no worker touches the tap any more. Detaching
+    // the vif does the same and marks the tap ended.
+    void stop_capture(control::VifId id, const CaptureTap* tap);
     // Any thread (the telemetry thread): a consistent list of the vifs and their counters.
     std::vector<VifTelemetry> telemetry_view() const;
 
@@ -112,6 +119,7 @@ private:
         std::unique_ptr<VifRuntime> runtime;
         bool fault_reported = false;
         unsigned worker = 0;
+        std::shared_ptr<CaptureTap> capture;
     };
     // Index into config_.uplinks of what a policy names (0 when it names none); nullopt when
     // it names one that does not exist.

@@ -68,6 +68,8 @@ std::size_t Worker::rx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
     const RxBurst b = rx_collect(vif, q);
     if (b.frames != 0) {
         copies_.flush(grants_, vif.counters_);
+        if (vif.capture.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
+            capture_rx(vif, q, b.frames);
         rx_complete(vif, q, b.frames);
     }
     return b.work + b.frames;

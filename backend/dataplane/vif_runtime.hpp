@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backend/control/data_plane_sink.hpp"
+#include "backend/dataplane/capture.hpp"
 #include "backend/dataplane/counters.hpp"
 #include "backend/dataplane/l2_switch.hpp"
 #include "backend/dataplane/token_bucket.hpp"
@@ -122,6 +123,13 @@ public:
     TokenBucket tx_bucket;
     TokenBucket rx_bucket;
     std::uint64_t tsc_hz;
+
+    // Shared between threads: a running `netbackd capture` on this vif (nullptr: none; the
+    // worker's one per-burst branch). The control thread publishes and clears it; the worker
+    // announces the tap it is using in capture_busy (hazard pointer, seq_cst), so the control
+    // thread frees a cleared tap only once capture_busy no longer names it.
+    std::atomic<CaptureTap*> capture{nullptr};
+    std::atomic<CaptureTap*> capture_busy{nullptr};
 
 private:
     std::unique_ptr<control::VifHandle> handle_;
