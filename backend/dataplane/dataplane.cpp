@@ -233,7 +233,7 @@ void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
         if (worker_load(w) < worker_load(owner)) owner = w;
     {
         std::lock_guard lock(mutex_);
-        vifs_.emplace(id, Entry{std::move(runtime), false, owner});
+        vifs_.emplace(id, Entry{std::move(runtime), false, owner, nullptr});
     }
     // The owner first: a frame another worker hands over before the owner took the vif is
     // dropped (the vif is not running yet), never delivered to a vif nobody runs.
@@ -265,18 +265,47 @@ std::unique_ptr<control::VifHandle> DataPlane::detach(control::VifId id) {
     // drained by a second detach before the vif is freed (settle_quarantine).
     post(*workers_[owner], WorkerMsg{WorkerMsgKind::detach, raw, std::nullopt, 0}, *raw);
     if (!await_detached(owner, raw, "detach")) late.push_back(owner);
+    // No worker runs the vif any more (or a late one is fenced off by the quarantine): a capture
+    // on it ends here. A late worker may still hold the tap inside a burst, so the quarantine
+    // keeps it alive with the vif.
+    std::shared_ptr<CaptureTap> tap = std::move(it->second.capture);
+    if (tap) {
+        raw->capture.store(nullptr, std::memory_order_seq_cst);
+        tap->end();
+    }
     std::lock_guard lock(mutex_);
     if (!late.empty()) {
         // Freeing what a worker may still touch would be a use-after-free in the fast path; a
         // leaked vif is the lesser harm, and late answers still release it.
         const bool fence = late.front() != owner;
-        quarantine_.push_back(Quarantined{id, std::move(it->second.runtime), std::move(late), owner, fence});
+        quarantine_.push_back(
+            Quarantined{id, std::move(it->second.runtime), std::move(late), owner, fence, std::move(tap)});
         vifs_.erase(it);
         return nullptr;
     }
     auto handle = raw->release_handle();
     vifs_.erase(it);
     return handle;
+}
+
+std::optional<std::string> DataPlane::start_capture(control::VifId id, std::shared_ptr<CaptureTap> tap) {
+    const auto it = vifs_.find(id);
+    if (it == vifs_.end()) return fmt::format("{} is not connected here", id.name());
+    if (it->second.capture) return fmt::format("a capture already runs on {}", id.name());
+    it->second.runtime->capture.store(tap.get(), std::memory_order_seq_cst);
+    it->second.capture = std::move(tap);
+    return std::nullopt;
+}
+
+void DataPlane::stop_capture(control::VifId id, const CaptureTap* tap) {
+    using namespace std::chrono_literals;
+    const auto it = vifs_.find(id);
+    if (it == vifs_.end() || it->second.capture.get() != tap) return;
+    VifRuntime& vif = *it->second.runtime;
+    vif.capture.store(nullptr, std::memory_order_seq_cst);
+    // The worker is inside one burst's copies at most: short.
+    while (vif.capture_busy.load(std::memory_order_seq_cst) == tap) std::this_thread::sleep_for(10us);
+    it->second.capture.reset();
 }
 
 void DataPlane::set_rate(control::VifId id, std::optional<control::Rate> rate) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backend/control/data_plane_sink.hpp"
+#include "backend/dataplane/capture.hpp"
 #include "backend/dataplane/counters.hpp"
 #include "backend/dataplane/uplink.hpp"
 #include "backend/dataplane/vif_runtime.hpp"
@@ -114,10 +115,22 @@ public:
         return workers_[i]->rx_interrupt_sleep();
     }
     bool worker_idle_timer(std::size_t i) const noexcept { return workers_[i]->idle_timer(); }
+    // Liveness for the service watchdog: worker i's loop count, which advances on every
+    // iteration, and a wake-up that makes a sleeping worker iterate once (any thread).
+    std::uint64_t worker_heartbeat(std::size_t i) const noexcept {
+        return workers_[i]->counters().iterations.get();
+    }
+    void poke_worker(std::size_t i) noexcept { workers_[i]->wake(); }
     // Vifs worker i runs (control thread).
     std::size_t worker_load(std::size_t i) const;
     // The worker running vif id (control thread); nullopt when not attached.
     std::optional<unsigned> worker_of(control::VifId id) const;
+    // `netbackd capture`: makes the vif's worker offer its frames to `tap` (capture.hpp).
+    // Returns why not: the vif is not attached, or a capture already runs on it.
+    std::optional<std::string> start_capture(control::VifId id, std::shared_ptr<CaptureTap> tap);
+    // Stops offering to `tap`; once it returns, no worker touches the tap any more. Detaching
+    // the vif does the same and marks the tap ended.
+    void stop_capture(control::VifId id, const CaptureTap* tap);
     // Any thread (the telemetry thread): a consistent list of the vifs and their counters.
     std::vector<VifTelemetry> telemetry_view() const;
 
@@ -128,6 +141,7 @@ private:
         unsigned worker = 0;
         bool carrier = true; // as last reported by take_carrier_changes
         std::uint64_t stalls = 0;
+        std::shared_ptr<CaptureTap> capture;
     };
     // Index into config_.uplinks of what a policy names (0 when it names none); nullopt when
     // it names one that does not exist.
@@ -140,6 +154,7 @@ private:
         std::vector<unsigned> awaiting; // workers whose answer is still missing
         unsigned owner = 0;
         bool fence = false; // a non-owner was late: the owner drains once more before release
+        std::shared_ptr<CaptureTap> capture; // a late worker may still be inside a burst with it
     };
     void post(Worker& w, const WorkerMsg& msg, const VifRuntime& vif);
     // Waits (at most config_.control_wait) until worker w says it let go of vif; false on

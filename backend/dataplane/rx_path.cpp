@@ -132,6 +132,8 @@ std::size_t Worker::rx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
     if (b.frames != 0) {
         q.rx_progress = now_;
         copies_.flush(grants_, vif.counters_);
+        if (vif.capture.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
+            capture_rx(vif, q, b.frames);
         rx_complete(vif, q, b.frames);
     } else if (b.short_of && stall_ticks_ != 0 && now_ - q.rx_progress >= stall_ticks_) {
         // xenvif_rx_queue_stalled: frames waited rx_stall_timeout for a buffer they fit in.

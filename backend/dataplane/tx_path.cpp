@@ -24,6 +24,8 @@ std::size_t Worker::tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
         copies_.flush(grants_, vif.counters_);
         nout = tx_complete(vif, q, b);
     }
+    if (vif.capture.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
+        capture_tx(vif, q, nout);
     // One push per burst (it also carries the error answers of dropped packets).
     if (q.tx_ring.push_and_check_notify()) notify(vif, q.tx_port);
     for (std::size_t i = 0; i < nout; ++i) forward_from_vif(vif, tx_out_[i]);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backend/control/data_plane_sink.hpp"
+#include "backend/dataplane/capture.hpp"
 #include "backend/dataplane/counters.hpp"
 #include "backend/dataplane/l2_switch.hpp"
 #include "backend/dataplane/token_bucket.hpp"
@@ -157,6 +158,13 @@ public:
     std::uint32_t stalled_queues = 0;
     bool carrier() const noexcept { return carrier_.load(std::memory_order_relaxed); }
     void set_carrier(bool on) noexcept { carrier_.store(on, std::memory_order_relaxed); }
+
+    // Shared between threads: a running `netbackd capture` on this vif (nullptr: none; the
+    // worker's one per-burst branch). The control thread publishes and clears it; the worker
+    // announces the tap it is using in capture_busy (hazard pointer, seq_cst), so the control
+    // thread frees a cleared tap only once capture_busy no longer names it.
+    std::atomic<CaptureTap*> capture{nullptr};
+    std::atomic<CaptureTap*> capture_busy{nullptr};
 
 private:
     std::unique_ptr<control::VifHandle> handle_;

@@ -216,6 +216,10 @@ private:
     void rx_copy_add(platform::DomId dom, RxFrame& f, rte_mbuf* m, std::uint32_t data_slots) noexcept;
     void rx_complete(VifRuntime& vif, QueueRuntime& q, std::size_t frames) noexcept;
     void notify(VifRuntime& vif, platform::EvtchnPort port) noexcept;
+    // A running capture's copies of a burst (worker_capture.cpp): guest TX after tx_complete,
+    // guest RX after the copy, before the responses.
+    void capture_tx(VifRuntime& vif, const QueueRuntime& q, std::size_t nout) noexcept;
+    void capture_rx(VifRuntime& vif, const QueueRuntime& q, std::size_t frames) noexcept;
     void sleep() noexcept;
 
     WorkerConfig cfg_;

@@ -31,6 +31,7 @@ public:
     DataPlaneHost& operator=(const DataPlaneHost&) = delete;
 
     control::DataPlaneSink& sink() noexcept { return *dataplane_; }
+    dataplane::DataPlane& dataplane() noexcept { return *dataplane_; }
 
     // Control-thread housekeeping, called from the service loop: faults the worker reported
     // become `error` nodes, link changes become every vif's `carrier`.

@@ -1,7 +1,8 @@
 // netbackd: the userspace Xen network backend. Verbs: run (the service), doctor (checks),
-// stats (counters of the running service).
+// stats (counters of the running service), capture (a vif's packets, pcapng).
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 
 #include "backend/control/doctor.hpp"
 #include "backend/platform/options.hpp"
+#include "backend/service/capture_cli.hpp"
 #include "backend/service/journal_log.hpp"
 #include "backend/service/run.hpp"
 #include "backend/service/stats.hpp"
@@ -50,7 +52,30 @@ int main(int argc, char** argv) {
                    "print the Prometheus text format (node_exporter's textfile collector)")
         ->excludes(json);
 
+    netbackd::service::CaptureCliOptions cap_opt;
+    std::vector<std::string> filter_words;
+    auto* capture = app.add_subcommand(
+        "capture",
+        "a vif's frames in both directions as pcapng, from the running netbackd (like tcpdump -i vifD.N)");
+    capture->add_option("vif", cap_opt.vif, "the vif: <domid>.<devid>, e.g. 11.0")->required();
+    capture->add_option("filter", filter_words, "a libpcap filter expression (tcpdump syntax)");
+    capture->add_option("-w", cap_opt.output, "write the pcapng stream to this file ('-': stdout)")
+        ->capture_default_str();
+    capture->add_option("-c", cap_opt.count, "stop after this many frames (0: until Ctrl-C)");
+    capture->add_option("-s,--snaplen", cap_opt.snaplen, "bytes kept of each frame")
+        ->capture_default_str()
+        ->check(CLI::Range(64, 65535));
+    capture->add_option("--file-prefix", cap_opt.instance.file_prefix,
+                        "EAL --file-prefix of the instance (default: the only netbackd*)");
+    capture->add_option("--runtime-dir", cap_opt.instance.runtime_dir, "DPDK runtime directory")
+        ->capture_default_str();
+
     CLI11_PARSE(app, argc, argv);
+
+    if (*capture) {
+        for (const auto& w : filter_words) cap_opt.filter += (cap_opt.filter.empty() ? "" : " ") + w;
+        return netbackd::service::run_capture(cap_opt);
+    }
 
     if (*stats) return netbackd::service::print_stats(stats_opt, stdout);
 

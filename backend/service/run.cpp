@@ -4,10 +4,13 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <optional>
 
 #include <poll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
+
+#include <rte_eal.h>
 
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
@@ -15,10 +18,12 @@
 #include "backend/control/config.hpp"
 #include "backend/control/control_plane.hpp"
 #include "backend/platform/fd.hpp"
+#include "backend/service/capture_server.hpp"
 #include "backend/service/dataplane_host.hpp"
 #include "backend/service/resource_counting.hpp"
 #include "backend/service/resource_telemetry.hpp"
 #include "backend/service/start_phase.hpp"
+#include "backend/service/watchdog.hpp"
 
 namespace netbackd::service {
 namespace {
@@ -122,11 +127,28 @@ int run(const RunOptions& opt) {
         return 1;
     }
     set_phase(Phase::running);
+    // WatchdogSec= in the unit: pinged below, only while every worker makes progress.
+    std::optional<Watchdog> watchdog;
+    if (const auto interval = Watchdog::interval_from_environment()) {
+        watchdog.emplace(dataplane->dataplane(), *interval);
+        spdlog::info("systemd watchdog: checking the data plane every {} ms",
+                     std::chrono::duration_cast<std::chrono::milliseconds>(*interval).count());
+    }
+    // `netbackd capture` connects here, next to DPDK's telemetry socket.
+    std::unique_ptr<CaptureServer> captures;
+    try {
+        captures = std::make_unique<CaptureServer>(
+            dataplane->dataplane(), std::string(rte_eal_get_runtime_dir()) + "/" + kCaptureSocketName);
+    } catch (const std::exception& e) {
+        spdlog::warn("netbackd capture will not work: {}", e.what());
+    }
     sd_notifyf(0, "READY=1\nSTATUS=serving %zu vif(s) in domain %u", cp.vif_count(), unsigned{cp.self()});
     spdlog::info("netbackd ready: domain {}, {} vif(s) found", cp.self(), cp.vif_count());
 
     for (;;) {
-        pollfd fds[2] = {{cp.watch_fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
+        pollfd fds[3] = {{cp.watch_fd(), POLLIN, 0},
+                         {sigfd.get(), POLLIN, 0},
+                         {captures ? captures->fd() : -1, POLLIN, 0}};
         // Data-plane faults and link changes are picked up at least every 100 ms.
         int timeout_ms = 100;
         if (const auto due = cp.next_deadline()) {
@@ -134,7 +156,7 @@ int run(const RunOptions& opt) {
                 *due - std::chrono::steady_clock::now());
             timeout_ms = static_cast<int>(std::clamp<long long>(left.count() + 1, 0, 100));
         }
-        const int n = poll(fds, 2, timeout_ms);
+        const int n = poll(fds, 3, timeout_ms);
         if (n < 0 && errno != EINTR) {
             spdlog::error("poll: {}", std::strerror(errno));
             return 1;
@@ -167,6 +189,11 @@ int run(const RunOptions& opt) {
             const auto now = std::chrono::steady_clock::now();
             cp.tick(now);
             dataplane->poll(cp, *plat.store, now);
+            if (watchdog) watchdog->tick(now);
+            if (captures) {
+                if (fds[2].revents & POLLIN) captures->accept();
+                captures->poll();
+            }
         } catch (const platform::PlatformError& e) {
             // Losing xenstore leaves nothing to serve; systemd restarts us and we re-adopt.
             spdlog::error("xenstore connection failed: {}", e.what());

@@ -35,28 +35,6 @@ bool accepts_connections(const fs::path& path) {
     return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
 }
 
-fs::path find_socket(const StatsOptions& o) {
-    const fs::path root = o.runtime_dir;
-    if (!o.file_prefix.empty()) return root / o.file_prefix / "dpdk_telemetry.v2";
-    std::vector<fs::path> found;
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(root, ec)) {
-        const auto name = entry.path().filename().string();
-        if (name.rfind("netbackd", 0) == 0 && accepts_connections(entry.path() / "dpdk_telemetry.v2"))
-            found.push_back(entry.path() / "dpdk_telemetry.v2");
-    }
-    if (found.size() == 1) return found.front();
-    if (found.empty())
-        throw std::runtime_error(
-            fmt::format("no running netbackd found under {} (is telemetry off in "
-                        "[dpdk] eal_args, or is the prefix not netbackd*? use --file-prefix)",
-                        root.string()));
-    std::string names;
-    for (const auto& f : found) names += fmt::format(" {}", f.parent_path().filename().string());
-    throw std::runtime_error(
-        fmt::format("several netbackd instances:{}; pick one with --file-prefix", names));
-}
-
 class TelemetrySocket {
 public:
     explicit TelemetrySocket(const fs::path& path)
@@ -155,9 +133,31 @@ void print_workers(const nlohmann::json& w, std::FILE* out);
 
 } // namespace
 
+std::filesystem::path telemetry_socket(const StatsOptions& o) {
+    const fs::path root = o.runtime_dir;
+    if (!o.file_prefix.empty()) return root / o.file_prefix / "dpdk_telemetry.v2";
+    std::vector<fs::path> found;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(root, ec)) {
+        const auto name = entry.path().filename().string();
+        if (name.rfind("netbackd", 0) == 0 && accepts_connections(entry.path() / "dpdk_telemetry.v2"))
+            found.push_back(entry.path() / "dpdk_telemetry.v2");
+    }
+    if (found.size() == 1) return found.front();
+    if (found.empty())
+        throw std::runtime_error(
+            fmt::format("no running netbackd found under {} (is telemetry off in "
+                        "[dpdk] eal_args, or is the prefix not netbackd*? use --file-prefix)",
+                        root.string()));
+    std::string names;
+    for (const auto& f : found) names += fmt::format(" {}", f.parent_path().filename().string());
+    throw std::runtime_error(
+        fmt::format("several netbackd instances:{}; pick one with --file-prefix", names));
+}
+
 int print_stats(const StatsOptions& o, std::FILE* out) {
     try {
-        TelemetrySocket sock(find_socket(o));
+        TelemetrySocket sock(telemetry_socket(o));
         const std::string phase = phase_of(sock);
         const auto vifs = all_vifs(sock);
         const auto resources = resources_of(sock);

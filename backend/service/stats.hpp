@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 namespace netbackd::service {
@@ -17,6 +18,11 @@ struct StatsOptions {
     bool json = false;
     bool prometheus = false; // the Prometheus text format instead (stats_prometheus.hpp)
 };
+
+// The telemetry socket of the instance `options` name (the only live netbackd* when no prefix
+// is given); its directory is the instance's EAL runtime directory. Throws std::runtime_error
+// saying what is missing or ambiguous.
+std::filesystem::path telemetry_socket(const StatsOptions& options);
 
 // Returns the process exit code; errors are explained on stderr.
 int print_stats(const StatsOptions& options, std::FILE* out);

@@ -148,8 +148,10 @@ void SimWorld::start_netbackd(const std::string& extra_config, const std::string
         std::strncpy(addr.sun_path, sock.c_str(), sizeof addr.sun_path - 1);
         REQUIRE(bind(notify_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
     }
-    netbackd_ = spawn({NETBACKD_BINARY, "run", "--config", dir_ + "/netbackd.toml"}, dir_ + "/netbackd.log",
-                      {"NOTIFY_SOCKET=" + sock});
+    std::vector<std::string> env{"NOTIFY_SOCKET=" + sock};
+    env.insert(env.end(), netbackd_env.begin(), netbackd_env.end());
+    netbackd_ =
+        spawn({NETBACKD_BINARY, "run", "--config", dir_ + "/netbackd.toml"}, dir_ + "/netbackd.log", env);
     // sd_notify readiness: READY=1 arrives once existing vifs are adopted.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     for (;;) {

@@ -67,6 +67,10 @@ public:
     // Sends `sig` and waits; returns the exit status (0 for a clean SIGTERM).
     int stop_netbackd(int sig);
     pid_t netbackd_pid() const { return netbackd_; }
+    // More environment for the next start_netbackd ("KEY=value"), e.g. WATCHDOG_USEC.
+    std::vector<std::string> netbackd_env;
+    // The test's end of netbackd's NOTIFY_SOCKET (READY=1 already taken by start_netbackd).
+    int notify_fd() const { return notify_fd_; }
     std::string netbackd_log() const;
     void write_client_file(const std::string& name, const std::string& text);
 
