@@ -28,6 +28,16 @@ sed "s|/usr/sbin/netbackd|$r/usr/sbin/netbackd|g" "$unit" >"$tmp/verify/netbackd
 if ! out=$(systemd-analyze verify --man=no "$tmp/verify/netbackd.service" 2>&1) || [ -n "$out" ]; then
     fail "systemd-analyze verify: $out"
 fi
+# The example drop-in for uio (root) is valid too: verified in the unit's drop-in directory.
+dropin=$r/usr/share/doc/netbackd/examples/netbackd-root.conf
+if [ -f "$dropin" ]; then
+    mkdir -p "$tmp/verify/netbackd.service.d"
+    cp "$dropin" "$tmp/verify/netbackd.service.d/root.conf"
+    (cd "$tmp/verify" && SYSTEMD_UNIT_PATH="$tmp/verify:" systemd-analyze verify --man=no netbackd.service) >"$tmp/v.log" 2>&1 &&
+        [ ! -s "$tmp/v.log" ] || fail "systemd-analyze verify with the root drop-in: $(cat "$tmp/v.log")"
+else
+    fail "no example drop-in $dropin"
+fi
 
 out=$(systemd-analyze security --offline=yes "$unit" 2>&1 || true)
 score=$(sed -n -E 's/.*Overall exposure level for netbackd.service: ([0-9.]+).*/\1/p' <<<"$out")
