@@ -84,9 +84,10 @@ add_package() {
     return
   fi
   # A virtual package (libspdlog1.10-fmt9): the installed package that provides it.
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
+  # (awk reads to the end: an early exit would fail the pipe under pipefail.)
+  [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == 'install ok installed' ]] ||
     pkg=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package} ${Provides}\n' |
-      awk -v v="$pkg" '$1 == "ii" { for (i = 3; i <= NF; i++) { sub(/,$/, "", $i); if ($i == v) { print $2; exit } } }')
+      awk -v v="$pkg" '$1 == "ii" && !found { for (i = 3; i <= NF; i++) { sub(/,$/, "", $i); if ($i == v) { print $2; found = 1 } } }')
   [[ -n $pkg ]] ||
     { echo "lab images: $2 (a dependency of netbackd) is neither in $CACHE/debs nor installed here" >&2; exit 1; }
   echo "lab images: $pkg from this host's $(dpkg-query -W -f='${Version}' "$pkg")"
