@@ -58,7 +58,9 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "librte-bus-vdev${dpdk_abi}, librte-mempool-ring${dpdk_abi}")
+# systemd-sysusers makes the unit's user in the postinst.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS
+  "librte-bus-vdev${dpdk_abi}, librte-mempool-ring${dpdk_abi}, systemd | systemd-standalone-sysusers")
 # af_xdp: a PV driver domain's uplink; bus-pci: a NIC given by PCI address; dpdk: devbind and
 # the common NIC drivers.
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS

@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "backend/control/doctor_access.hpp"
+#include "backend/control/doctor_util.hpp"
 #include "backend/control/vif_id.hpp"
 #include "backend/platform/fd.hpp"
 #include "backend/platform/options.hpp"
@@ -19,32 +21,7 @@ namespace netbackd::control {
 namespace {
 
 namespace fs = std::filesystem;
-
-Check ok(std::string name, std::string detail) {
-    return {std::move(name), CheckStatus::ok, std::move(detail), {}};
-}
-Check skip(std::string name, std::string detail) {
-    return {std::move(name), CheckStatus::skip, std::move(detail), {}};
-}
-Check fail(std::string name, std::string detail, std::string fix) {
-    return {std::move(name), CheckStatus::fail, std::move(detail), std::move(fix)};
-}
-
-fs::path under(const fs::path& root, std::string_view abs) { return root / fs::path(abs).relative_path(); }
-
-Check device_check(const fs::path& root, std::string_view dev, std::string_view module) {
-    const auto p = under(root, dev);
-    const std::string name = fmt::format("{} usable", dev);
-    std::error_code ec;
-    if (!fs::exists(p, ec))
-        return fail(name, "missing",
-                    fmt::format("modprobe {} (and mount xenfs: mount -t xenfs xenfs /proc/xen); "
-                                "not on Xen at all? use --platform sim",
-                                module));
-    platform::Fd fd(open(p.c_str(), O_RDWR | O_CLOEXEC));
-    if (!fd) return fail(name, fmt::format("cannot open: {}", std::strerror(errno)), "run netbackd as root");
-    return ok(name, "present");
-}
+using namespace doctor_util;
 
 std::string read_first_line(const fs::path& p) {
     std::ifstream in(p);
@@ -74,16 +51,6 @@ Check netback_check(const fs::path& root) {
     if (fs::exists(under(root, "/sys/module/xen_netback"), ec))
         return fail(name, "module xen_netback is loaded", fix);
     return ok(name, "xen_netback not loaded");
-}
-
-bool has_arg(const GlobalConfig& g, std::string_view arg) {
-    return std::find(g.eal_args.begin(), g.eal_args.end(), arg) != g.eal_args.end();
-}
-
-std::string pci_driver(const fs::path& root, const std::string& pci) {
-    std::error_code ec;
-    const auto drv = fs::read_symlink(under(root, "/sys/bus/pci/devices/" + pci) / "driver", ec);
-    return ec ? std::string() : drv.filename().string();
 }
 
 // The kernel interface a PCI NIC has while its Linux driver is bound, for the af_xdp advice.
@@ -373,7 +340,7 @@ GuestType guest_type(const fs::path& root) {
     return GuestType::none;
 }
 
-std::vector<Check> host_checks(const fs::path& root, const GlobalConfig& g, bool sim) {
+std::vector<Check> host_checks(const fs::path& root, const GlobalConfig& g, bool sim, const Identity& who) {
     std::vector<Check> out;
     const GuestType type = guest_type(root);
     out.push_back(domain_type_check(root, type));
@@ -405,11 +372,14 @@ std::vector<Check> host_checks(const fs::path& root, const GlobalConfig& g, bool
         out.push_back(skip("IOMMU usable for vfio-pci",
                            fmt::format("{} domain: Xen's IOMMU confines the device, none is visible here",
                                        guest_kind(type))));
+    auto access = access_checks(root, g, who);
+    out.insert(out.end(), std::make_move_iterator(access.begin()), std::make_move_iterator(access.end()));
     return out;
 }
 
 std::vector<Check> run_doctor(const DoctorOptions& opt) {
     std::vector<Check> out;
+    const Identity who = opt.identity ? *opt.identity : Identity::current();
     GlobalConfig global;
     std::string cfg_path = opt.config_path;
     if (cfg_path.empty() && fs::exists("/etc/netbackd/netbackd.toml"))
@@ -456,8 +426,11 @@ std::vector<Check> run_doctor(const DoctorOptions& opt) {
             }
         }
     } else {
-        out.push_back(device_check(opt.root, "/dev/xen/evtchn", "xen-evtchn"));
-        out.push_back(device_check(opt.root, "/dev/xen/gntdev", "xen-gntdev"));
+        out.push_back(xen_device_check(opt.root, "/dev/xen/evtchn", "xen-evtchn", who));
+        out.push_back(xen_device_check(opt.root, "/dev/xen/gntdev", "xen-gntdev", who));
+        // A driver domain reaches xenstore through xenbus (dom0 through xenstored's socket).
+        if (std::error_code ec; fs::exists(under(opt.root, "/dev/xen/xenbus"), ec))
+            out.push_back(xen_device_check(opt.root, "/dev/xen/xenbus", "xenfs", who));
         try {
             store = platform::open_xs_store("");
             out.push_back(ok("xenstore reachable", "connected"));
@@ -485,7 +458,7 @@ std::vector<Check> run_doctor(const DoctorOptions& opt) {
         out.push_back(skip("backend dirs writable", "no xenstore"));
     }
 
-    auto host = host_checks(opt.root, global, sim);
+    auto host = host_checks(opt.root, global, sim, who);
     out.insert(out.end(), std::make_move_iterator(host.begin()), std::make_move_iterator(host.end()));
     return out;
 }

@@ -2,10 +2,14 @@
 // the fix to apply when it fails. Host paths are read under `root` so tests can fake a host.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include <sys/types.h>
 
 #include "backend/control/config.hpp"
 #include "backend/platform/platform.hpp"
@@ -21,11 +25,21 @@ struct Check {
     std::string fix; // only for fail
 };
 
+// Who netbackd runs as, for the access checks (tests give a made-up one).
+struct Identity {
+    uid_t uid = 0;
+    std::string name;        // user name, or empty
+    std::vector<gid_t> gids; // effective and supplementary groups
+    std::uint64_t caps = 0;  // effective capabilities, bit n = capability n
+    static Identity current();
+};
+
 struct DoctorOptions {
     std::string config_path; // empty: /etc/netbackd/netbackd.toml if it exists
     platform::PlatformOptions platform;
     bool platform_given = false; // otherwise the config's platform
     std::filesystem::path root = "/";
+    std::optional<Identity> identity; // empty: this process's
 };
 
 // What /sys/hypervisor/guest_type says this domain is; xen_unknown: a Xen guest whose kernel
@@ -34,9 +48,11 @@ enum class GuestType { pv, pvh, hvm, xen_unknown, none };
 GuestType guest_type(const std::filesystem::path& root);
 
 // Host checks that need no xenstore: the domain type, the xen-netback module, each port (a PCI
-// NIC's binding as the domain type needs it, a vdev's kernel interface), hugepages, IOMMU. `sim`: the
-// platform is simulated, so kernel Xen modules do not matter.
-std::vector<Check> host_checks(const std::filesystem::path& root, const GlobalConfig& global, bool sim);
+// NIC's binding as the domain type needs it, a vdev's kernel interface), hugepages, IOMMU, and
+// what `who` may use (doctor_access.hpp). `sim`: the platform is simulated, so kernel Xen
+// modules do not matter.
+std::vector<Check> host_checks(const std::filesystem::path& root, const GlobalConfig& global, bool sim,
+                               const Identity& who = Identity::current());
 
 std::vector<Check> run_doctor(const DoctorOptions& options);
 

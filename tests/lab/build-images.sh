@@ -1,17 +1,19 @@
 #!/bin/bash
 # Builds the lab's three busybox initramfs images from the fetch.sh cache and our netbackd:
 #   client.cpio.gz  Linux xen-netfront + busybox (ping, nc) + the console agent
-#   drv.cpio.gz     the driver domain (PV, and HVM for scenario 9): netbackd (Release) + its
-#                   libraries + DPDK PMDs (af_xdp with libxdp's BPF objects, af_packet, e1000),
+#   drv.cpio.gz     the driver domain (PV, and HVM for scenario 9): the netbackd .deb unpacked
+#                   as dpkg would, its Depends and DPDK Recommends (from the cache's .debs, else
+#                   this host's installed copy of the package), the libraries those need, the lab's
+#                   two extra PMDs (af_packet, e1000) and libxdp's BPF objects,
 #                   pcifront, e1000, uio_pci_generic, the Xen device modules; xen-netback and
 #                   bridge only for the baseline, xen-netback blacklisted; no xenstore-* tools,
 #                   no xl devd, no vif scripts
 #   dom0.cpio.gz    the outside host's e1000 and tcpdump, pciback, xenstored, xl, xen-init-dom0,
 #                   xenconsoled, the xl configs, the scenario script, and the guest kernel +
 #                   both images above (+ hvmloader, SeaBIOS, QEMU as device model: LAB_HVM=1)
-# Usage: build-images.sh CACHE OUTDIR NETBACKD_BINARY
+# Usage: build-images.sh CACHE OUTDIR NETBACKD_DEB
 set -euo pipefail
-CACHE=$(cd "$1" && pwd); OUT=$2; NETBACKD=$3
+CACHE=$(cd "$1" && pwd); OUT=$2; NETBACKD_DEB=$(realpath "$3")
 here=$(cd "$(dirname "$0")" && pwd)
 KVER=$(cat "$CACHE/kver")
 MODSRC=$CACHE/kernel/lib/modules/$KVER
@@ -53,19 +55,47 @@ add_modules() {
   "$BUSYBOX" depmod -b "$r" "$KVER"
 }
 
-# Every shared library a binary needs, resolved against the cache's Xen libraries first.
+# Every shared library a binary needs, resolved against the image's own libraries, then the
+# cache's Xen libraries; those the image has already are not copied again.
 add_libs() {
   local r=$1; shift
   local f lib
   for f in "$@"; do
-    LD_LIBRARY_PATH=$TOOLS/usr/lib/x86_64-linux-gnu:$TOOLS/usr/lib/xen-4.17/lib/x86_64-linux-gnu${LAB_LD_PATH:+:$LAB_LD_PATH} \
+    LD_LIBRARY_PATH=$r/usr/lib/x86_64-linux-gnu:$r/lib/x86_64-linux-gnu:$TOOLS/usr/lib/x86_64-linux-gnu:$TOOLS/usr/lib/xen-4.17/lib/x86_64-linux-gnu${LAB_LD_PATH:+:$LAB_LD_PATH} \
       ldd "$f" 2>/dev/null | awk '/=> \//{print $3}' || true   # scripts have no libraries
   done | sort -u | while read -r lib; do
+    [[ $lib == "$r"/* ]] && continue
     cp -L "$lib" "$r/lib/x86_64-linux-gnu/"
   done
   cp -L /lib64/ld-linux-x86-64.so.2 "$r/lib64/"
   # glibc dlopens it for pthread_cancel (xl create aborts without it).
   cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$r/lib/x86_64-linux-gnu/"
+}
+
+# A dependency of the netbackd package, installed as apt would: its .deb from the cache when
+# there (the Xen libraries), else the files of this host's installed copy (the build host is the
+# same Debian 12; only its shared objects and DPDK plugins: no docs, no gconv).
+add_package() {
+  local r=$1 pkg=$2 deb f
+  deb=$(ls "$CACHE/debs/${pkg}_"*_amd64.deb 2>/dev/null | head -1 || true)
+  if [[ -n $deb ]]; then
+    echo "lab images: $pkg from $(basename "$deb")"
+    dpkg-deb -x "$deb" "$r"
+    return
+  fi
+  # A virtual package (libspdlog1.10-fmt9): the installed package that provides it.
+  # (awk reads to the end: an early exit would fail the pipe under pipefail.)
+  [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == 'install ok installed' ]] ||
+    pkg=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package} ${Provides}\n' |
+      awk -v v="$pkg" '$1 == "ii" && !found { for (i = 3; i <= NF; i++) { sub(/,$/, "", $i); if ($i == v) { print $2; found = 1 } } }')
+  [[ -n $pkg ]] ||
+    { echo "lab images: $2 (a dependency of netbackd) is neither in $CACHE/debs nor installed here" >&2; exit 1; }
+  echo "lab images: $pkg from this host's $(dpkg-query -W -f='${Version}' "$pkg")"
+  dpkg -L "$pkg" | grep -E '^(/usr)?/lib/x86_64-linux-gnu/([^/]*\.so[.0-9]*|dpdk/pmds-[^/]*/[^/]*)$' |
+    while read -r f; do
+      mkdir -p "$r$(dirname "$f")"
+      cp -a "$f" "$r$f"
+    done
 }
 
 pack() { (cd "$1" && find . | cpio -o -H newc --quiet | gzip -1 >"$2"); }
@@ -84,18 +114,29 @@ add_modules "$R" xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netbac
 mkdir -p "$R/etc/modprobe.d" "$R/etc/netbackd/clients" "$R/usr/lib/x86_64-linux-gnu/dpdk"
 # netbackd serves the vifs; the kernel's backend must not claim them first.
 echo "blacklist xen_netback" >"$R/etc/modprobe.d/netbackd.conf"
-cp "$NETBACKD" "$R/usr/sbin/netbackd"
+# What an operator installs: the package's files (binaries, unit, conffiles, udev rule), then
+# its Depends and the DPDK libraries of its Recommends (not `dpdk`, the tools). The unit, the
+# user and the udev rule stay unused: this busybox init has no systemd and runs netbackd as root.
+dpkg-deb -x "$NETBACKD_DEB" "$R"
+deps=$(dpkg-deb -f "$NETBACKD_DEB" Depends Recommends | sed 's/^[A-Za-z]*: //' | tr ',' '\n' |
+  sed -E 's/\|.*//; s/\(.*\)//; s/[[:space:]]//g' | grep -v -E '^(systemd|dpdk)$' | grep . | sort -u)
+for p in $deps; do
+  add_package "$R" "$p"
+done
+rm -rf "$R/usr/share/doc" "$R/usr/share/man"
 # iproute2's ip (busybox's knows no XDP): takes a crashed af_xdp port's program off eth0.
 cp /sbin/ip "$R/usr/sbin/ip"
-# EAL dlopens every driver in its PMD directory: ship only the buses, mempool and NICs we use.
+# EAL dlopens every driver in its PMD directory: the package's (buses, mempool, af_xdp) and
+# the two more the lab uses (the af_packet fallback, scenario 9's e1000), no others.
 pmddir=$(ls -d /usr/lib/x86_64-linux-gnu/dpdk/pmds-* | head -1)
-mkdir -p "$R$pmddir"
-pmds=()
-for p in bus_vdev bus_pci mempool_ring net_af_xdp net_af_packet net_e1000; do
+for p in net_af_packet net_e1000; do
   cp -L "$pmddir/librte_$p.so" "$R$pmddir/librte_$p.so"
-  pmds+=("$pmddir/librte_$p.so")
 done
-add_libs "$R" "$R/usr/sbin/netbackd" "$R/usr/sbin/ip" "${pmds[@]}"
+for p in bus_vdev bus_pci mempool_ring net_af_xdp net_af_packet net_e1000; do
+  [[ -e $R$pmddir/librte_$p.so || -e $R$pmddir/librte_$p.so.${pmddir##*pmds-} ]] ||
+    { echo "lab images: no PMD $p in the driver domain" >&2; exit 1; }
+done
+add_libs "$R" "$R/usr/sbin/netbackd" "$R/usr/sbin/ip" "$R$pmddir"/librte_*
 # af_xdp's libxdp loads its default XDP program (and the multi-program dispatcher) from these.
 mkdir -p "$R/usr/lib/x86_64-linux-gnu/bpf"
 cp /usr/lib/x86_64-linux-gnu/bpf/xsk_def_xdp_prog*.o /usr/lib/x86_64-linux-gnu/bpf/xdp-dispatcher.o \

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The real-Xen lab: fetch inputs (cached), build the images, boot Xen 4.17 + dom0 under QEMU
 # (TCG), let dom0 run the scenarios, print one row per scenario.
-#   run.sh NETBACKD_BINARY OUTDIR
+#   run.sh NETBACKD_DEB OUTDIR    (the .deb `make package` builds: the driver domain installs it)
 # Environment:
 #   NETBACKD_LAB_CACHE     fetch cache (default <repo>/.lab-cache)
 #   NETBACKD_LAB_REQUIRE   scenarios that must PASS for exit 0 (default: all of 1-8)
@@ -29,7 +29,7 @@ phase() { echo "lab: $1 $(( $(date +%s) - t0 )) s"; }
 for tool in qemu-system-x86_64 busybox cpio; do
   command -v $tool >/dev/null || { echo "lab: SKIP, $tool is not installed (make lab installs it)"; exit 77; }
 done
-[[ -x $NETBACKD ]] || { echo "lab: no netbackd binary at $NETBACKD"; exit 1; }
+[[ -f $NETBACKD && $NETBACKD == *.deb ]] || { echo "lab: no netbackd package at $NETBACKD"; exit 1; }
 
 t0=$(date +%s)
 bash "$here/fetch.sh"; rc=$?

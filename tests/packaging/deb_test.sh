@@ -37,7 +37,8 @@ for f in ./usr/sbin/netbackd ./usr/bin/xensim ./usr/bin/netbackd-pmd-probe \
     ./lib/systemd/system/netbackd.service ./etc/netbackd/netbackd.toml \
     ./etc/netbackd/clients/example.toml.sample ./usr/share/man/man8/netbackd.8.gz \
     ./usr/share/man/man5/netbackd.toml.5.gz ./usr/share/man/man1/xensim.1.gz \
-    ./usr/share/doc/netbackd/copyright ./usr/share/doc/netbackd/changelog.gz; do
+    ./usr/share/doc/netbackd/copyright ./usr/share/doc/netbackd/changelog.gz \
+    ./lib/udev/rules.d/60-netbackd.rules ./usr/lib/sysusers.d/netbackd.conf; do
     grep -qx -- "$f" <<<"$contents" || fail "package lacks $f"
 done
 
@@ -56,12 +57,12 @@ for s in postinst prerm postrm; do
     [ -x "$tmp/control/$s" ] || fail "$s: not executable"
 done
 
-# The scripts' calls, with deb-systemd-helper/-invoke and systemctl stubbed (each logs its
-# arguments): a first install enables the unit, a disabled unit stays disabled on upgrade,
+# The scripts' calls, with deb-systemd-helper/-invoke, systemctl, systemd-sysusers and udevadm
+# stubbed (each logs its arguments): configure makes the unit's user, a first install enables the unit, a disabled unit stays disabled on upgrade,
 # removal masks it, purge forgets it. (The /run/systemd/system branches, daemon-reload and
 # stop/try-restart, need a running systemd: not exercised here.)
 mkdir -p "$tmp/stubs"
-for tool in deb-systemd-helper deb-systemd-invoke systemctl; do
+for tool in deb-systemd-helper deb-systemd-invoke systemctl systemd-sysusers udevadm; do
     printf '#!/bin/sh\necho "%s $*" >>"$STUB_LOG"\n' "$tool" >"$tmp/stubs/$tool"
     # was-enabled answers from $WAS_ENABLED (0: enabled, as for a unit it never saw).
     [ "$tool" = deb-systemd-helper ] &&
@@ -79,6 +80,7 @@ calls() { # <WAS_ENABLED> <script> <args...>: the stubbed calls the script made
 got=$(calls 0 postinst configure)
 [[ $got == *"deb-systemd-helper enable netbackd.service;"* ]] || fail "first install did not enable: $got"
 [[ $got != *"deb-systemd-invoke"* ]] || fail "first install started the service: $got"
+[[ $got == *"systemd-sysusers netbackd.conf;"* ]] || fail "configure did not make the netbackd user: $got"
 got=$(calls 1 postinst configure 0.0.9)
 [[ $got == *"update-state netbackd.service;"* && $got != *" enable "* ]] ||
     fail "upgrade re-enabled a disabled unit: $got"

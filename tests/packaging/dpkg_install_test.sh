@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # dpkg installs the package for real, maintainer scripts and all, into a copy-on-write view of
 # this Debian system (an overlay over / in a private mount namespace, entered with chroot), so
-# the host is never touched: the unit ends up enabled, the conffiles are registered, the man
+# the host is never touched: the unit ends up enabled, its user netbackd made, the conffiles are registered, the man
 # pages found, the installed netbackd runs; removal masks the unit and keeps /etc/netbackd,
 # purge removes both. Needs root and mount namespaces (else exit 77: skipped), and the
 # package's Depends installed on the host (they are build dependencies).
@@ -35,6 +35,9 @@ out=$(inroot netbackd --version) || true
 case "$out" in "netbackd $VERSION"*) ;; *) fail "installed netbackd --version: '$out'" ;; esac
 [ "$(readlink "$r/etc/systemd/system/multi-user.target.wants/netbackd.service")" = /lib/systemd/system/netbackd.service ] ||
     fail "the unit is not enabled"
+# The unit's user and group, made by the postinst through systemd-sysusers.
+inroot getent passwd netbackd >/dev/null || fail "no user netbackd after install"
+inroot getent group netbackd >/dev/null || fail "no group netbackd after install"
 conffiles=$(inroot dpkg-query -W -f='${Conffiles}' netbackd)
 for f in /etc/netbackd/netbackd.toml /etc/netbackd/clients/example.toml.sample; do
     case "$conffiles" in *"$f "*) ;; *) fail "$f is not a registered conffile: $conffiles" ;; esac

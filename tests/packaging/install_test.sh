@@ -19,6 +19,8 @@ need_exec "$r/usr/bin/netbackd-pmd-probe"
 unit=$r/lib/systemd/system/netbackd.service
 need_file "$unit"
 need_file "$r/etc/netbackd/netbackd.toml"
+need_file "$r/lib/udev/rules.d/60-netbackd.rules"
+need_file "$r/usr/lib/sysusers.d/netbackd.conf"
 need_file "$r/etc/netbackd/clients/example.toml.sample"
 need_file "$r/usr/share/doc/netbackd/README.md"
 need_file "$r/usr/share/man/man8/netbackd.8.gz"
@@ -31,8 +33,8 @@ need_file "$r/usr/share/doc/netbackd/examples/example.toml"
 # Every *.toml in clients/ is live policy: a fresh install must not carry any.
 live=$(find "$r/etc/netbackd/clients" -name '*.toml')
 [ -z "$live" ] || fail "live client policy installed: $live"
-# Nothing outside the prefix but /etc/netbackd and the unit.
-stray=$(cd "$r" && find . -type f | grep -v -E '^\./(usr/|etc/netbackd/|lib/systemd/system/netbackd\.service$)' || true)
+# Nothing outside the prefix but /etc/netbackd, the unit and the udev rule.
+stray=$(cd "$r" && find . -type f | grep -v -E '^\./(usr/|etc/netbackd/|lib/systemd/system/netbackd\.service$|lib/udev/rules\.d/60-netbackd\.rules$)' || true)
 [ -z "$stray" ] || fail "installed outside the expected directories: $stray"
 
 # The unit's commands and condition name installed files (our binaries; /bin/kill is the system's).

@@ -1,9 +1,11 @@
 // netbackd doctor's host checks against a faked /sys and /proc, and the hook runner.
 #include <catch2/catch.hpp>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend/control/doctor.hpp"
@@ -23,6 +25,7 @@ struct FakeRoot {
         write("proc/meminfo", "MemTotal: 1000 kB\nHugePages_Total:     512\nHugePages_Free:      500\n");
         write("proc/mounts",
               "sysfs /sys sysfs rw 0 0\nhugetlbfs /dev/hugepages hugetlbfs rw,pagesize=2M 0 0\n");
+        mkdir("dev/hugepages");
     }
     ~FakeRoot() { fs::remove_all(root); }
     void write(const fs::path& rel, const std::string& text) const {
@@ -83,7 +86,9 @@ TEST_CASE("doctor: a clean host passes", "[control][doctor]") {
     fs::create_directory_symlink("../../../drivers/vfio-pci",
                                  r.root / "sys/bus/pci/devices/0000:03:00.0/driver");
     r.mkdir("sys/kernel/iommu_groups/7");
-    const auto checks = host_checks(r.root, with_port("0000:03:00.0"), false);
+    Identity root;
+    root.caps = ~0ull;
+    const auto checks = host_checks(r.root, with_port("0000:03:00.0"), false, root);
     // Not a Xen guest: the domain type is skipped, every other check passes.
     CHECK(find(checks, "domain type").status == CheckStatus::skip);
     for (const auto& c : checks) {
@@ -292,6 +297,131 @@ TEST_CASE("doctor: on xen without devices, the device checks fail with modprobe 
     CHECK(ev.status == CheckStatus::fail);
     CHECK(ev.fix.find("modprobe xen-evtchn") != std::string::npos);
     CHECK_FALSE(print_doctor(checks, true, stdout));
+}
+
+namespace {
+
+// The user netbackd.service runs as, with no capability unless given. The faked nodes belong to
+// whoever runs the test: `in_group` puts the user in their group, as the udev rule's GROUP= does.
+Identity netbackd_user(std::uint64_t caps = 0, bool in_group = false) {
+    Identity who;
+    who.uid = ::geteuid() == 4242 ? 4343 : 4242;
+    who.name = "netbackd";
+    who.gids = {in_group ? ::getegid() : static_cast<gid_t>(4244)};
+    who.caps = caps;
+    return who;
+}
+
+void set_mode(const fs::path& p, mode_t mode) { REQUIRE(::chmod(p.c_str(), mode) == 0); }
+
+std::string owned(mode_t mode) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "mode %04o, owner %u:%u", static_cast<unsigned>(mode), ::geteuid(),
+                  ::getegid());
+    return buf;
+}
+
+} // namespace
+
+TEST_CASE("doctor: a user that may not open Xen's devices is told the udev rule", "[control][doctor]") {
+    FakeRoot r;
+    for (const char* dev : {"dev/xen/evtchn", "dev/xen/gntdev", "dev/xen/xenbus"}) {
+        r.write(dev, "");
+        set_mode(r.root / dev, 0600);
+    }
+    DoctorOptions o;
+    o.root = r.root;
+    o.platform.kind = netbackd::platform::PlatformKind::xen;
+    o.platform_given = true;
+    o.config_path = "/nonexistent/netbackd.toml";
+    o.identity = netbackd_user();
+    auto checks = run_doctor(o);
+    for (const char* dev : {"/dev/xen/evtchn", "/dev/xen/gntdev", "/dev/xen/xenbus"}) {
+        const auto& c = find(checks, dev);
+        INFO(c.name << ": " << c.detail);
+        CHECK(c.status == CheckStatus::fail);
+        CHECK(contains(c.detail, "(netbackd) may not open it (" + owned(0600) + ")"));
+        CHECK(contains(c.fix, "60-netbackd.rules"));
+    }
+    // What the udev rule does: group netbackd, 0660.
+    for (const char* dev : {"dev/xen/evtchn", "dev/xen/gntdev", "dev/xen/xenbus"})
+        set_mode(r.root / dev, 0660);
+    o.identity = netbackd_user(0, true);
+    checks = run_doctor(o);
+    CHECK(find(checks, "/dev/xen/gntdev").status == CheckStatus::ok);
+    CHECK(find(checks, "/dev/xen/xenbus").status == CheckStatus::ok);
+    // Root may open them whatever their mode.
+    for (const char* dev : {"dev/xen/evtchn", "dev/xen/gntdev", "dev/xen/xenbus"})
+        set_mode(r.root / dev, 0600);
+    o.identity = Identity{};
+    CHECK(find(run_doctor(o), "/dev/xen/evtchn").status == CheckStatus::ok);
+}
+
+TEST_CASE("doctor: a hugetlbfs mount the user may not write fails with the mount options",
+          "[control][doctor]") {
+    FakeRoot r;
+    r.guest("HVM");
+    r.hugepages(256);
+    set_mode(r.root / "dev/hugepages", 0755);
+    auto g = with_port("0000:00:03.0");
+    auto c = find(host_checks(r.root, g, false, netbackd_user()), "hugetlbfs mount writable");
+    CHECK(c.status == CheckStatus::fail);
+    CHECK(contains(c.detail, "/dev/hugepages (" + owned(0755) + ")"));
+    CHECK(contains(c.fix, "gid=netbackd"));
+    CHECK(contains(c.fix, "--in-memory"));
+    set_mode(r.root / "dev/hugepages", 01770);
+    CHECK(find(host_checks(r.root, g, false, netbackd_user(0, true)), "hugetlbfs mount").status ==
+          CheckStatus::ok);
+    // Sticky and world-writable, as some setups mount it, works too.
+    set_mode(r.root / "dev/hugepages", 01777);
+    CHECK(find(host_checks(r.root, g, false, netbackd_user()), "hugetlbfs mount").status == CheckStatus::ok);
+    set_mode(r.root / "dev/hugepages", 0755);
+    g.eal_args = {"--in-memory"};
+    CHECK(find(host_checks(r.root, g, false, netbackd_user()), "hugetlbfs mount").status ==
+          CheckStatus::skip);
+    // The simulated platform runs DPDK too: the mount matters there as well.
+    g.eal_args.clear();
+    CHECK(find(host_checks(r.root, g, true, netbackd_user()), "hugetlbfs mount").status == CheckStatus::fail);
+}
+
+TEST_CASE("doctor: the uplink PMD's capabilities and device nodes, as a user", "[control][doctor]") {
+    FakeRoot r;
+    auto c = find(host_checks(r.root, with_vdev("net_af_xdp0,iface=eth0"), false, netbackd_user()),
+                  "capabilities of port uplink0");
+    CHECK(c.status == CheckStatus::fail);
+    CHECK(contains(c.detail, "lacks CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF"));
+    CHECK(contains(c.fix, "AmbientCapabilities="));
+    // What netbackd.service's AmbientCapabilities= give.
+    const std::uint64_t unit_caps = (1ull << 12) | (1ull << 13) | (1ull << 14) | (1ull << 39);
+    c = find(host_checks(r.root, with_vdev("net_af_xdp0,iface=eth0"), false, netbackd_user(unit_caps)),
+             "capabilities of port uplink0");
+    CHECK(c.status == CheckStatus::ok);
+    c = find(host_checks(r.root, with_vdev("net_af_packet0,iface=eth0"), false, netbackd_user(1ull << 12)),
+             "capabilities of port uplink0");
+    CHECK(contains(c.detail, "(netbackd) lacks CAP_NET_RAW"));
+
+    // uio needs root; vfio needs the group's node.
+    r.bind("0000:00:03.0", "uio_pci_generic");
+    c = find(host_checks(r.root, with_port("0000:00:03.0"), false, netbackd_user(unit_caps)),
+             "device nodes of port uplink0 (0000:00:03.0)");
+    CHECK(c.status == CheckStatus::fail);
+    CHECK(contains(c.fix, "User=root"));
+    r.bind("0000:00:03.0", "vfio-pci");
+    fs::create_directory_symlink("../../../kernel/iommu_groups/7",
+                                 r.root / "sys/bus/pci/devices/0000:00:03.0/iommu_group");
+    r.write("dev/vfio/vfio", "");
+    r.write("dev/vfio/7", "");
+    set_mode(r.root / "dev/vfio/vfio", 0666);
+    set_mode(r.root / "dev/vfio/7", 0600);
+    c = find(host_checks(r.root, with_port("0000:00:03.0"), false, netbackd_user(unit_caps)),
+             "device nodes of port uplink0 (0000:00:03.0)");
+    CHECK(c.status == CheckStatus::fail);
+    CHECK(contains(c.detail, "/dev/vfio/7 (" + owned(0600) + ")"));
+    CHECK_FALSE(contains(c.detail, "/dev/vfio/vfio"));
+    set_mode(r.root / "dev/vfio/7", 0660);
+    c = find(host_checks(r.root, with_port("0000:00:03.0"), false, netbackd_user(unit_caps, true)),
+             "device nodes of port uplink0 (0000:00:03.0)");
+    CHECK(c.status == CheckStatus::ok);
 }
 
 TEST_CASE("hook scripts: output captured, exit code and timeout reported", "[control][hook]") {
