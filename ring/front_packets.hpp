@@ -106,8 +106,9 @@ struct RxFrontPacket {
     std::uint8_t nr_frags = 0;
     std::uint16_t flags = 0; // of the first response
     std::optional<netif_extra_info_t> gso;
-    std::uint32_t length = 0; // sum of the statuses when all are non-negative
-    bool error = false;       // some status was negative
+    std::optional<netif_extra_info_t> hash; // XEN_NETIF_EXTRA_TYPE_HASH, when hashing is on
+    std::uint32_t length = 0;               // sum of the statuses when all are non-negative
+    bool error = false;                     // some status was negative
 
     std::span<const netif_rx_response_t> frags() const noexcept { return {frag_storage.data(), nr_frags}; }
 };
@@ -134,8 +135,12 @@ inline RxReadStep read_rx_packet(FrontRing<RxRing>& front, RxFrontPacket& out) n
     while (extra) {
         if (used >= avail.count) return RxReadStep::pending;
         const auto x = front.copy_response<netif_extra_info_t>(used++);
-        if (x.type != XEN_NETIF_EXTRA_TYPE_GSO) return RxReadStep::malformed;
-        out.gso = x;
+        if (x.type == XEN_NETIF_EXTRA_TYPE_GSO)
+            out.gso = x;
+        else if (x.type == XEN_NETIF_EXTRA_TYPE_HASH)
+            out.hash = x;
+        else
+            return RxReadStep::malformed;
         extra = (x.flags & XEN_NETIF_EXTRA_FLAG_MORE) != 0;
     }
     while (more) {

@@ -7,6 +7,8 @@
 //   tx_assembler.hpp  TxAssembler: one packet per next(); drops and fatal errors per the rules
 //   rx_responder.hpp  RxResponder: reserve() buffers, complete()/fail() with slot-exact responses
 //   front_packets.hpp netfront-side helpers: put_tx_packet(), read_rx_packet()
+//   ctrl_ring.hpp     CtrlRing, HashConfig, CtrlServer: the control ring's hash messages
+//   toeplitz.hpp      toeplitz_hash(), hash_input(): netif.h's hash types over a frame
 //
 // Backend TX loop, in short:
 //   BackRing<TxRing> ring(page); TxAssembler tx(ring); TxPacket p;
@@ -26,9 +28,11 @@
 #pragma once
 
 #include "ring/back_ring.hpp"
+#include "ring/ctrl_ring.hpp"
 #include "ring/front_packets.hpp"
 #include "ring/front_ring.hpp"
 #include "ring/rx_responder.hpp"
 #include "ring/sring.hpp"
+#include "ring/toeplitz.hpp"
 #include "ring/tx_assembler.hpp"
 #include "ring/tx_packet.hpp"

@@ -1,6 +1,6 @@
 // Backend RX side: take the frontend's posted buffers (id, gref) and answer them with one packet's
-// responses: a first slot, an optional GSO extra-info slot, then NETRXF_more_data continuation
-// slots (netif.h "Guest receive").
+// responses: a first slot, optional extra-info slots (GSO, then the hash when the guest enabled
+// hashing on its control ring), then NETRXF_more_data continuation slots (netif.h "Guest receive").
 //
 // Linux netfront ignores the response id and expects each response in the slot of the request it
 // answers; the extra-info slot also uses up a request. So the flow is two steps, strictly in
@@ -12,10 +12,12 @@
 #include <array>
 #include <cassert>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 
 #include "ring/back_ring.hpp"
+#include "ring/toeplitz.hpp"
 #include "ring/tx_packet.hpp"
 
 namespace netbackd::ring {
@@ -30,14 +32,16 @@ struct RxBuffer {
 };
 
 struct RxReservation {
-    // Buffers for the data, in packet order; the GSO extra slot's request is not listed.
+    // Buffers for the data, in packet order; the extra slots' requests are not listed.
     std::array<RxBuffer, kMaxRxSegments> buf_storage;
     std::uint8_t nr_data = 0;
-    bool has_extra = false;
+    bool has_extra = false; // GSO extra
+    bool has_hash = false;  // hash extra
     RingIdx first_index = 0;
 
     std::span<const RxBuffer> buffers() const noexcept { return {buf_storage.data(), nr_data}; }
-    std::uint32_t slots() const noexcept { return std::uint32_t{nr_data} + (has_extra ? 1u : 0u); }
+    std::uint32_t extras() const noexcept { return (has_extra ? 1u : 0u) + (has_hash ? 1u : 0u); }
+    std::uint32_t slots() const noexcept { return std::uint32_t{nr_data} + extras(); }
 };
 
 // Where one chunk of the packet landed inside its buffer page.
@@ -49,7 +53,8 @@ struct RxChunk {
 struct RxMeta {
     bool data_validated = false;
     bool csum_blank = false;
-    std::optional<TxGso> gso; // same fields on both directions
+    std::optional<TxGso> gso;                     // same fields on both directions
+    std::optional<FrameHash> hash = std::nullopt; // XEN_NETIF_EXTRA_TYPE_HASH when set
 };
 
 enum class RxStep : std::uint8_t {
@@ -64,6 +69,11 @@ public:
 
     // Takes data_slots buffers (plus one for the GSO extra when gso) if all are posted.
     RxStep reserve(std::uint32_t data_slots, bool gso, RxReservation& out) noexcept {
+        return reserve(data_slots, gso, false, out);
+    }
+
+    // The same, plus one more for the hash extra when hash.
+    RxStep reserve(std::uint32_t data_slots, bool gso, bool hash, RxReservation& out) noexcept {
         assert(data_slots >= 1 && data_slots <= kMaxRxSegments);
         if (fatal_ != ProdError::none) return RxStep::fatal;
         const Avail avail = ring_.poll();
@@ -71,16 +81,18 @@ public:
             fatal_ = avail.error;
             return RxStep::fatal;
         }
-        const std::uint32_t need = data_slots + (gso ? 1u : 0u);
+        const std::uint32_t extras = (gso ? 1u : 0u) + (hash ? 1u : 0u);
+        const std::uint32_t need = data_slots + extras;
         if (avail.count < need) return RxStep::short_of;
         out.nr_data = static_cast<std::uint8_t>(data_slots);
         out.has_extra = gso;
+        out.has_hash = hash;
         out.first_index = ring_.req_cons();
         RingIdx slot = 0;
         for (std::uint32_t i = 0; i < data_slots; ++i) {
             const netif_rx_request_t req = ring_.copy_request(slot++);
             out.buf_storage[i] = RxBuffer{req.id, req.gref};
-            if (i == 0 && gso) ++slot; // the extra slot's buffer carries no data; only its position matters
+            if (i == 0) slot += extras; // extra slots' buffers carry no data; only their position matters
         }
         ring_.consume(need);
         return RxStep::ok;
@@ -91,17 +103,19 @@ public:
         assert(chunks.size() == r.nr_data);
         assert(r.first_index == ring_.rsp_prod_pvt() && "reservations answered out of order");
         assert(r.has_extra == meta.gso.has_value());
+        assert(r.has_hash == meta.hash.has_value());
         for (std::uint32_t i = 0; i < r.nr_data; ++i) {
             assert(std::uint32_t{chunks[i].offset} + chunks[i].length <= kPageSize);
             std::uint16_t flags = i + 1 < r.nr_data ? NETRXF_more_data : 0;
             if (i == 0) {
                 if (meta.data_validated) flags |= NETRXF_data_validated;
                 if (meta.csum_blank) flags |= NETRXF_csum_blank;
-                if (r.has_extra) flags |= NETRXF_extra_info;
+                if (r.extras() != 0) flags |= NETRXF_extra_info;
             }
             ring_.put_response(netif_rx_response_t{r.buf_storage[i].id, chunks[i].offset, flags,
                                                    static_cast<std::int16_t>(chunks[i].length)});
-            if (i == 0 && r.has_extra) ring_.put_response(gso_extra(*meta.gso));
+            if (i == 0 && r.has_extra) ring_.put_response(gso_extra(*meta.gso, r.has_hash));
+            if (i == 0 && r.has_hash) ring_.put_response(hash_extra(*meta.hash));
         }
     }
 
@@ -112,7 +126,8 @@ public:
         for (std::uint32_t i = 0; i < r.nr_data; ++i) {
             ring_.put_response(netif_rx_response_t{r.buf_storage[i].id, 0, 0, status});
             // The extra slot's request id was not kept; netfront ignores ids on RX anyway.
-            if (i == 0 && r.has_extra) ring_.put_response(netif_rx_response_t{0, 0, 0, status});
+            for (std::uint32_t x = 0; i == 0 && x < r.extras(); ++x)
+                ring_.put_response(netif_rx_response_t{0, 0, 0, status});
         }
     }
 
@@ -121,14 +136,23 @@ public:
     BackRing<RxRing>& ring() noexcept { return ring_; }
 
 private:
-    static netif_extra_info_t gso_extra(const TxGso& g) noexcept {
+    static netif_extra_info_t gso_extra(const TxGso& g, bool more) noexcept {
         netif_extra_info_t x{};
         x.type = XEN_NETIF_EXTRA_TYPE_GSO;
-        x.flags = 0;
+        x.flags = more ? XEN_NETIF_EXTRA_FLAG_MORE : 0;
         x.u.gso.size = g.size;
         x.u.gso.type = g.type;
         x.u.gso.pad = 0;
         x.u.gso.features = g.features;
+        return x;
+    }
+    static netif_extra_info_t hash_extra(const FrameHash& h) noexcept {
+        netif_extra_info_t x{};
+        x.type = XEN_NETIF_EXTRA_TYPE_HASH;
+        x.flags = 0;
+        x.u.hash.type = h.type;
+        x.u.hash.algorithm = XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ;
+        std::memcpy(x.u.hash.value, &h.value, sizeof h.value); // little-endian on the wire (x86)
         return x;
     }
 

@@ -27,7 +27,7 @@ std::optional<VifId> parse_rel(std::string_view rel, std::string_view* rest) {
 
 ControlPlane::ControlPlane(platform::Store& store, platform::Grants& grants, platform::Events& events,
                            DataPlaneSink& sink, std::shared_ptr<const Config> config)
-    : ctx_{store, grants, events, sink, 0, std::move(config)} {}
+    : ctx_{store, grants, events, sink, nullptr, 0, std::move(config)} {}
 
 ControlPlane::~ControlPlane() { release_all(); }
 
@@ -162,6 +162,33 @@ void ControlPlane::tick(std::chrono::steady_clock::time_point now) {
         vif->tick(now);
     }
     reap();
+}
+
+std::optional<int> ControlPlane::ctrl_fd() const {
+    if (ctx_.ctrl_events == nullptr) return std::nullopt;
+    return ctx_.ctrl_events->fd();
+}
+
+bool ControlPlane::serve_ctrl() {
+    if (ctx_.ctrl_events != nullptr) {
+        // Unmask before serving: a request published after the serve below fires again.
+        try {
+            while (const auto port = ctx_.ctrl_events->pending()) ctx_.ctrl_events->unmask(*port);
+        } catch (const platform::PlatformError& e) {
+            spdlog::error("control: control-ring event channels: {}", e.what());
+        }
+    }
+    bool more = false;
+    for (auto& [id, vif] : vifs_) {
+        try {
+            more = vif->serve_ctrl() || more;
+        } catch (const std::exception& e) {
+            // A store failure while failing the vif: the other vifs keep being served.
+            spdlog::error("{}: control ring: {}", id.name(), e.what());
+        }
+    }
+    reap();
+    return more;
 }
 
 std::optional<std::chrono::steady_clock::time_point> ControlPlane::next_deadline() const {

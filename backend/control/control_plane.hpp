@@ -25,6 +25,14 @@ public:
     void process_watches();
     // Periodic work: reports vifs that wait too long on the other end.
     void tick(std::chrono::steady_clock::time_point now);
+    // Control rings get their event channels from `events` (the control thread's own Events;
+    // its fd() is what ctrl_fd() returns). Without it they share the data plane's Events and
+    // are served on every serve_ctrl() call only. Call before start().
+    void set_ctrl_events(platform::Events& events) noexcept { ctx_.ctrl_events = &events; }
+    std::optional<int> ctrl_fd() const;
+    // Takes the fired control-ring channels, then serves every vif's control ring, a bounded
+    // number of requests each. True when some ring has requests left: call again soon.
+    bool serve_ctrl();
     // The earliest deferred work, so the caller's poll wakes up for it.
     std::optional<std::chrono::steady_clock::time_point> next_deadline() const;
     // New config for vifs that probe or connect from now on; connected vifs keep theirs.

@@ -12,6 +12,7 @@
 #include "backend/control/keys.hpp"
 #include "backend/control/vif_id.hpp"
 #include "backend/platform/platform.hpp"
+#include "ring/ctrl_ring.hpp"
 
 namespace netbackd::control {
 
@@ -120,6 +121,10 @@ public:
     // New policy for an attached vif (the toolstack changed `rate`). The default ignores it:
     // the vif keeps the policy it was attached with.
     virtual void update_policy(VifId /*id*/, const VifPolicy& /*policy*/) {}
+    // The guest changed its hash configuration on its control ring. Published configs are
+    // immutable; the data plane holds each as long as it uses it, and returns once frames are
+    // steered by it (the guest is answered after). The default ignores them.
+    virtual void set_hash(VifId /*id*/, std::shared_ptr<const ring::HashConfig> /*hash*/) {}
 };
 
 } // namespace netbackd::control

@@ -40,6 +40,7 @@ std::string flag_list(const DataPlaneFeatures& f, bool split, unsigned queues) {
     if (f.gso_tcpv6) s += " feature-gso-tcpv6";
     if (f.ipv6_csum_offload) s += " feature-ipv6-csum-offload";
     if (split) s += " feature-split-event-channels";
+    s += " feature-ctrl-ring";
     return s + fmt::format(" multi-queue-max-queues={}", queues);
 }
 
@@ -53,6 +54,7 @@ VifControl::~VifControl() { release(); }
 std::string VifControl::frontend_token() const { return fmt::format("nb:fe:{}:{}", id_.frontend, id_.devid); }
 
 void VifControl::release() {
+    ctrl_.reset();
     if (facts_.connected) {
         ctx_.sink.detach(id_);
         facts_.connected = false;
@@ -490,6 +492,7 @@ void VifControl::probe_and_advertise() {
         put("feature-rx-copy", true);
         put("feature-rx-flip", false);
         put("feature-split-event-channels", split_);
+        put("feature-ctrl-ring", true);
         ctx_.store.write(tx, be_ + "/multi-queue-max-queues", std::to_string(max_queues_));
     });
     if (!present) throw BackendGone{};
@@ -599,6 +602,58 @@ QueueRings VifControl::connect_queue(unsigned q, const std::string& dir, bool& s
     return rings;
 }
 
+std::unique_ptr<CtrlChannel> VifControl::connect_ctrl(unsigned queues) {
+    // Optional for frontends (Linux netfront has none); both keys or neither.
+    const std::string ref_path = fe_ + "/ctrl-ring-ref";
+    const std::string port_path = fe_ + "/event-channel-ctrl";
+    const auto ref_text = read_frontend(ref_path);
+    if (!ref_text) return nullptr;
+    const auto ref = parse_grant_ref(*ref_text);
+    if (!ref) fatal(EINVAL, fmt::format("{} = \"{}\": {}", ref_path, *ref_text, ref.error()));
+    const std::string port_text = require_frontend(port_path);
+    const auto port = parse_port(port_text);
+    if (!port) fatal(EINVAL, fmt::format("{} = \"{}\": {}", port_path, port_text, port.error()));
+    std::unique_ptr<platform::GrantMapping> page;
+    try {
+        page = ctx_.grants.map(id_.frontend, *ref, true);
+    } catch (const platform::PlatformError& e) {
+        fatal(errno_of(e), fmt::format("mapping in shared page {} from domain {} ({}): {}", *ref,
+                                       id_.frontend, ref_path, e.what()));
+    }
+    platform::Events& ev = ctx_.ctrl_events != nullptr ? *ctx_.ctrl_events : ctx_.events;
+    BoundPort bound;
+    try {
+        bound = BoundPort(ev, ev.bind_interdomain(id_.frontend, *port));
+    } catch (const platform::PlatformError& e) {
+        fatal(errno_of(e), fmt::format("binding event channel {} of domain {} ({}): {}", *port, id_.frontend,
+                                       port_path, e.what()));
+    }
+    spdlog::info("{}: control ring: ctrl-ring-ref {} event-channel-ctrl {}", id_.name(), *ref, *port);
+    return std::make_unique<CtrlChannel>(std::move(page), std::move(bound), ctx_.grants, ev, id_.frontend,
+                                         queues);
+}
+
+bool VifControl::serve_ctrl() {
+    if (!ctrl_ || !facts_.connected) return false;
+    const CtrlChannel::Served s = ctrl_->serve([&](const ring::HashConfig& h) {
+        spdlog::debug("{}: hash algorithm {} flags {:#x} mapping size {}", id_.name(), h.algorithm, h.flags,
+                      h.mapping_size);
+        ctx_.sink.set_hash(id_, std::make_shared<const ring::HashConfig>(h));
+    });
+    if (s.fatal) {
+        spdlog::error("{}: {}", id_.name(), *s.fatal);
+        ctrl_.reset();
+        fail(Fatal{EIO, *s.fatal});
+        return false;
+    }
+    return s.more;
+}
+
+std::optional<platform::EvtchnPort> VifControl::ctrl_port() const {
+    if (!ctrl_) return std::nullopt;
+    return ctrl_->port();
+}
+
 VifPolicy VifControl::make_policy() const {
     VifPolicy pol;
     pol.guest_mac = client_ && client_->mac ? *client_->mac : toolstack_mac_.value_or(Mac{});
@@ -642,6 +697,7 @@ void VifControl::connect() {
         const std::string dir = queues == 1 ? fe_ : fmt::format("{}/queue-{}", fe_, q);
         handle->queues.push_back(connect_queue(q, dir, handle->features.split_event_channels, summary));
     }
+    auto ctrl = connect_ctrl(queues);
     handle->policy = make_policy();
     run_client_hook();
 
@@ -651,10 +707,12 @@ void VifControl::connect() {
                  id_.name(), queues, summary, nf.rx_notify, nf.sg, nf.gso_tcpv4, nf.gso_tcpv6, nf.ip_csum,
                  nf.ipv6_csum);
     ctx_.sink.attach(std::move(handle));
+    ctrl_ = std::move(ctrl);
     try {
         if (!write_backend_key("hotplug-status", "connected")) throw BackendGone{};
         ctx_.store.rm(0, error_path(ctx_.self, id_));
     } catch (...) {
+        ctrl_.reset();
         ctx_.sink.detach(id_);
         throw;
     }
@@ -662,6 +720,7 @@ void VifControl::connect() {
 }
 
 void VifControl::disconnect() {
+    ctrl_.reset();
     ctx_.sink.detach(id_); // destroying the handle unmaps the rings and unbinds the channels
     spdlog::info("{}: disconnected: rings unmapped, event channels unbound", id_.name());
 }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "backend/control/config.hpp"
+#include "backend/control/ctrl_channel.hpp"
 #include "backend/control/data_plane_sink.hpp"
 #include "backend/control/vif_fsm.hpp"
 #include "backend/control/vif_id.hpp"
@@ -21,6 +22,10 @@ struct ControlContext {
     platform::Grants& grants;
     platform::Events& events;
     DataPlaneSink& sink;
+    // Control rings' event channels are bound here: an Events of the control thread's own, so
+    // the workers (which drain `events`) never take them. Defaults to `events`; the control
+    // rings are then still served on every tick().
+    platform::Events* ctrl_events = nullptr;
     DomId self = 0;
     // Replaced on reload; a vif reads it when it probes and when it connects.
     std::shared_ptr<const Config> config;
@@ -59,6 +64,11 @@ public:
     // Deferred work (the backend dir removal) due at this time, if any.
     std::optional<std::chrono::steady_clock::time_point> deadline() const;
     void tick(std::chrono::steady_clock::time_point now);
+    // Serves the control ring, if the frontend gave one: at most CtrlChannel::kBudget requests.
+    // True when requests are left for another call. A fatal ring error fails the vif.
+    bool serve_ctrl();
+    // The bound event-channel-ctrl port, if any.
+    std::optional<platform::EvtchnPort> ctrl_port() const;
     // Shutdown: give the rings back and stop watching, leaving xenstore as it is, so that a
     // restarted netbackd reconnects to the still-connected frontend.
     void release();
@@ -77,6 +87,7 @@ private:
     std::string require_frontend(const std::string& path);
     unsigned read_queue_count();
     NegotiatedFeatures read_features();
+    std::unique_ptr<CtrlChannel> connect_ctrl(unsigned queues);
     QueueRings connect_queue(unsigned q, const std::string& dir, bool& split_used, std::string& summary);
     VifPolicy make_policy() const;
     // Throws a refused VifFatal when the data plane would not run this vif.
@@ -107,6 +118,7 @@ private:
     unsigned max_queues_ = 1;
     bool split_ = false;
     DataPlaneFeatures advertised_{};
+    std::unique_ptr<CtrlChannel> ctrl_; // while connected with a control ring
 
     static constexpr std::chrono::milliseconds kRemovalGrace{500};
     std::optional<std::chrono::steady_clock::time_point> removal_due_;

@@ -315,6 +315,20 @@ void DataPlane::set_rate(control::VifId id, std::optional<control::Rate> rate) {
          *it->second.runtime);
 }
 
+void DataPlane::set_hash(control::VifId id, std::shared_ptr<const ring::HashConfig> hash) {
+    const auto it = vifs_.find(id);
+    if (it == vifs_.end()) return;
+    using namespace std::chrono_literals;
+    Entry& e = it->second;
+    const std::uint64_t seq = ++e.hash_seq;
+    post(*workers_[e.worker],
+         WorkerMsg{WorkerMsgKind::set_hash, e.runtime.get(), std::nullopt, 0, std::move(hash), seq});
+    // The guest is answered after this returns: let the worker take it first (one iteration;
+    // a wedged worker is reported by the detach path, here the answer just goes out).
+    for (int i = 0; e.runtime->hash_seq.load(std::memory_order_acquire) < seq && i < 20000; ++i)
+        std::this_thread::sleep_for(50us);
+}
+
 void DataPlane::update_policy(control::VifId id, const control::VifPolicy& policy) {
     set_rate(id, policy.rate);
 }

@@ -92,6 +92,8 @@ public:
     std::unique_ptr<control::VifHandle> detach(control::VifId id) override;
     // Only the rate applies at run time; MAC, VLAN and uplink changes need a re-attach.
     void update_policy(control::VifId id, const control::VifPolicy& policy) override;
+    // To the vif's owner worker as a set_hash message.
+    void set_hash(control::VifId id, std::shared_ptr<const ring::HashConfig> hash) override;
 
     // The toolstack's `rate` key changed (nullopt: unlimited).
     void set_rate(control::VifId id, std::optional<control::Rate> rate);
@@ -142,6 +144,7 @@ private:
         bool carrier = true; // as last reported by take_carrier_changes
         std::uint64_t stalls = 0;
         std::shared_ptr<CaptureTap> capture;
+        std::uint64_t hash_seq = 0; // set_hash messages posted
     };
     // Index into config_.uplinks of what a policy names (0 when it names none); nullopt when
     // it names one that does not exist.

@@ -56,7 +56,16 @@ void Worker::vif_enqueue(VifRuntime& vif, rte_mbuf* m) noexcept {
 
 void Worker::backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept {
     const std::size_t nq = vif.queues.size();
-    QueueRuntime& q = *vif.queues[nq == 1 ? 0 : flow_hash(m) % nq];
+    std::size_t qi = 0;
+    if (nq > 1 && vif.hash && vif.hash->enabled()) {
+        // The guest's steering (control ring): its Toeplitz hash through its mapping table; a
+        // frame of no enabled hash type hashes to 0, as in Linux netback.
+        const auto h = vif.guest_hash(m);
+        qi = vif.hash->queue_for(h ? h->value : 0, static_cast<std::uint32_t>(nq));
+    } else if (nq > 1) {
+        qi = flow_hash(m) % nq;
+    }
+    QueueRuntime& q = *vif.queues[qi];
     if (q.backlog.full()) {
         // The guest is not posting buffers fast enough (or at all): its loss, nobody else's.
         drop(m, vif.counters_, Drop::rx_no_buffer);
@@ -163,7 +172,8 @@ Worker::RxBurst Worker::rx_collect(VifRuntime& vif, QueueRuntime& q) noexcept {
             break;
         }
         RxFrame& f = rx_frames_[b.frames];
-        const ring::RxStep step = q.rx.reserve(slots.data, slots.gso_extra, f.res);
+        const std::optional<ring::FrameHash> hash = vif.guest_hash(m);
+        const ring::RxStep step = q.rx.reserve(slots.data, slots.gso_extra, hash.has_value(), f.res);
         if (step == ring::RxStep::short_of) {
             b.short_of = true;
             break;
@@ -175,6 +185,7 @@ Worker::RxBurst Worker::rx_collect(VifRuntime& vif, QueueRuntime& q) noexcept {
         backlog_pop(vif, q);
         vif.rx_bucket.charge(m->pkt_len);
         rx_copy_add(vif.id().frontend, f, m, slots.data);
+        f.meta.hash = hash;
         ++b.frames;
     }
     return b;

@@ -1,6 +1,7 @@
 #include "backend/dataplane/vif_runtime.hpp"
 
 #include <fmt/format.h>
+#include <rte_mbuf.h>
 
 namespace netbackd::dataplane {
 
@@ -51,6 +52,11 @@ std::string VifRuntime::fault_message() const {
     const VifFault f = fault();
     if (f == VifFault::tx_ring) return fmt::format("tx ring: {}", ring::to_string(tx_error()));
     return std::string(to_string(f));
+}
+
+std::optional<ring::FrameHash> VifRuntime::guest_hash(const rte_mbuf* m) const noexcept {
+    if (!hash || !hash->enabled() || hash->flags == 0) return std::nullopt;
+    return hash->hash({rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len});
 }
 
 void VifRuntime::set_rate(std::optional<control::Rate> rate, std::uint64_t now) noexcept {

@@ -22,6 +22,7 @@
 #include "backend/dataplane/l2_switch.hpp"
 #include "backend/dataplane/token_bucket.hpp"
 #include "ring/back_ring.hpp"
+#include "ring/ctrl_ring.hpp"
 #include "ring/rx_responder.hpp"
 #include "ring/tx_assembler.hpp"
 
@@ -148,6 +149,17 @@ public:
     bool gso_v4 = false;
     bool gso_v6 = false;
     bool rx_notify = true;
+    // Shared state: the guest's hash configuration (control ring), built and published by the
+    // control thread, immutable once published. It reaches the owner worker only through a
+    // set_hash message; the worker alone reads and replaces this pointer, so the fast path
+    // reads it without atomics or locks, and a config lives as long as someone holds it.
+    // nullptr: the guest never configured hashing.
+    std::shared_ptr<const ring::HashConfig> hash;
+    // The last set_hash message applied (worker writes, control thread waits for it).
+    std::atomic<std::uint64_t> hash_seq{0};
+    // The guest's hash of a frame (headers read from its first segment), when it enabled
+    // hashing: picks the RX queue and becomes the frame's XEN_NETIF_EXTRA_TYPE_HASH.
+    std::optional<ring::FrameHash> guest_hash(const rte_mbuf* m) const noexcept;
     TokenBucket tx_bucket;
     TokenBucket rx_bucket;
     std::uint64_t tsc_hz;

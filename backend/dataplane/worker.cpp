@@ -146,6 +146,11 @@ void Worker::handle_messages() noexcept {
         case WorkerMsgKind::set_rate: vif.set_rate(msg->rate, now_); break;
         case WorkerMsgKind::attach_remote: attach_remote(vif, msg->owner); break;
         case WorkerMsgKind::detach_remote: detach_remote(vif); break;
+        // The previous config may be freed here: once per control message, never per packet.
+        case WorkerMsgKind::set_hash:
+            vif.hash = std::move(msg->hash);
+            vif.hash_seq.store(msg->seq, std::memory_order_release);
+            break;
         }
     }
 }
@@ -345,7 +350,8 @@ bool Worker::prepare_sleep() noexcept {
             if (q->stalled && q->rx_ring.final_check(1).count != 0) return false;
             if (!q->backlog.empty()) {
                 const rte_mbuf* m = q->backlog.front();
-                const auto slots = static_cast<ring::RingIdx>(rx_slots(m).total());
+                const auto slots =
+                    static_cast<ring::RingIdx>(rx_slots(m).total() + (v->guest_hash(m) ? 1u : 0u));
                 const ring::Avail a = q->rx_ring.final_check(slots);
                 const bool throttled = !v->rx_bucket.available(m->pkt_len, now_);
                 if (!throttled && (a.count >= slots || a.error != ring::ProdError::none)) return false;

@@ -93,13 +93,16 @@ struct WorkerContext {
 
 // attach/detach: a vif this worker runs. attach_remote/detach_remote: a vif another worker
 // (`owner`) runs, entered in this worker's switch so frames for it cross to the owner.
-enum class WorkerMsgKind : std::uint8_t { attach, detach, set_rate, attach_remote, detach_remote };
+// set_hash: the vif's hash configuration from its control ring (see VifRuntime::hash).
+enum class WorkerMsgKind : std::uint8_t { attach, detach, set_rate, attach_remote, detach_remote, set_hash };
 
 struct WorkerMsg {
     WorkerMsgKind kind = WorkerMsgKind::attach;
     VifRuntime* vif = nullptr;
     std::optional<control::Rate> rate;
     std::uint16_t owner = 0;
+    std::shared_ptr<const ring::HashConfig> hash = nullptr;
+    std::uint64_t seq = 0; // set_hash: what VifRuntime::hash_seq becomes once applied
 };
 
 struct WorkerCounters {

@@ -32,6 +32,7 @@ Platform open_platform(const PlatformOptions& options) {
         // Devices first: their absence is the one-line answer to "is this Xen at all?".
         p.grants = std::make_unique<XenGrants>();
         p.events = std::make_unique<XenEvents>();
+        p.control_events = std::make_unique<XenEvents>();
         p.store = open_xs_store("");
         p.open_worker_grants = [] { return std::make_unique<XenGrants>(); };
         return p;
@@ -45,6 +46,9 @@ Platform open_platform(const PlatformOptions& options) {
     // platform rather than corrupting memory only on Xen.
     p.grants = std::make_unique<CheckedGrants>(std::make_unique<xensim::SimGrants>(client));
     p.events = std::make_unique<xensim::SimEvents>(client);
+    // A second connection: its own eventfd, so control-ring events wake only the control thread.
+    p.control_events =
+        std::make_unique<xensim::SimEvents>(xensim::HvClient::connect(options.sim_dir, options.sim_domid));
     p.open_worker_grants = [client] {
         return std::make_unique<CheckedGrants>(std::make_unique<xensim::SimGrants>(client));
     };

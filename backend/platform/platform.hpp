@@ -148,6 +148,9 @@ struct Platform {
     std::unique_ptr<Store> store;   // control thread
     std::unique_ptr<Grants> grants; // control thread: map(), and copy() if it ever copies
     std::unique_ptr<Events> events; // shared by the control thread and every worker
+    // The control thread's own: the vifs' control rings (event-channel-ctrl) are bound here, so
+    // the workers, which drain `events`, never see them. May be null (then `events` is used).
+    std::unique_ptr<Events> control_events;
     GrantsFactory open_worker_grants;
 };
 

@@ -72,6 +72,9 @@ private:
 
 void count_platform(platform::Platform& platform, std::shared_ptr<ResourceCounts> counts) {
     platform.grants = std::make_unique<CountingGrants>(std::move(platform.grants), counts);
+    if (platform.control_events)
+        platform.control_events =
+            std::make_unique<CountingEvents>(std::move(platform.control_events), counts);
     platform.events = std::make_unique<CountingEvents>(std::move(platform.events), std::move(counts));
 }
 

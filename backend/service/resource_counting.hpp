@@ -38,6 +38,9 @@ public:
     }
     void attach(std::unique_ptr<control::VifHandle> vif) override;
     std::unique_ptr<control::VifHandle> detach(control::VifId id) override;
+    void set_hash(control::VifId id, std::shared_ptr<const ring::HashConfig> hash) override {
+        inner_.set_hash(id, std::move(hash));
+    }
     void update_policy(control::VifId id, const control::VifPolicy& policy) override {
         inner_.update_policy(id, policy);
     }

@@ -120,6 +120,7 @@ int run(const RunOptions& opt) {
     const ResourceTelemetry resource_telemetry(held);
     CountingSink sink(dataplane->sink(), held);
     control::ControlPlane cp(*plat.store, *plat.grants, *plat.events, sink, config);
+    if (plat.control_events) cp.set_ctrl_events(*plat.control_events);
     try {
         cp.start();
     } catch (const platform::PlatformError& e) {
@@ -145,18 +146,22 @@ int run(const RunOptions& opt) {
     sd_notifyf(0, "READY=1\nSTATUS=serving %zu vif(s) in domain %u", cp.vif_count(), unsigned{cp.self()});
     spdlog::info("netbackd ready: domain {}, {} vif(s) found", cp.self(), cp.vif_count());
 
+    bool ctrl_more = false;
     for (;;) {
-        pollfd fds[3] = {{cp.watch_fd(), POLLIN, 0},
+        pollfd fds[4] = {{cp.watch_fd(), POLLIN, 0},
                          {sigfd.get(), POLLIN, 0},
-                         {captures ? captures->fd() : -1, POLLIN, 0}};
-        // Data-plane faults and link changes are picked up at least every 100 ms.
-        int timeout_ms = 100;
+                         {captures ? captures->fd() : -1, POLLIN, 0},
+                         {cp.ctrl_fd().value_or(-1), POLLIN, 0}};
+        // Data-plane faults and link changes are picked up at least every 100 ms; control rings
+        // with requests left over from their budget right away, after the other fds.
+        int timeout_ms = ctrl_more ? 0 : 100;
         if (const auto due = cp.next_deadline()) {
             const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                 *due - std::chrono::steady_clock::now());
-            timeout_ms = static_cast<int>(std::clamp<long long>(left.count() + 1, 0, 100));
+            timeout_ms =
+                std::min(timeout_ms, static_cast<int>(std::clamp<long long>(left.count() + 1, 0, 100)));
         }
-        const int n = poll(fds, 3, timeout_ms);
+        const int n = poll(fds, 4, timeout_ms);
         if (n < 0 && errno != EINTR) {
             spdlog::error("poll: {}", std::strerror(errno));
             return 1;
@@ -188,6 +193,7 @@ int run(const RunOptions& opt) {
             if (fds[0].revents & POLLIN) cp.process_watches();
             const auto now = std::chrono::steady_clock::now();
             cp.tick(now);
+            ctrl_more = cp.serve_ctrl();
             dataplane->poll(cp, *plat.store, now);
             if (watchdog) watchdog->tick(now);
             if (captures) {

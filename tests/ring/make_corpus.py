@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora for fuzz_tx_ring and fuzz_rx_responder (formats: see those files).
+"""Writes the seed corpora for fuzz_tx_ring, fuzz_rx_responder and fuzz_ctrl_ring (formats: see those files).
 Run from anywhere: python3 tests/ring/make_corpus.py"""
 import os
 import struct
@@ -68,6 +68,28 @@ RX = {
 }
 
 
+def creq(rid, rtype, d0=0, d1=0, d2=0):
+    return struct.pack("<HHIII", rid, rtype, d0, d1, d2)
+
+
+def ctrl_seed(reqs, start=0, prod=None, budget=63, queues=3):
+    sel = (prod if prod is not None else len(reqs)) & 0xFFFFFFFF
+    return struct.pack("<IIBBH", start, sel, budget, queues, 0) + b"".join(reqs)
+
+
+# types: 1 GET_FLAGS, 2 SET_FLAGS, 3 SET_KEY, 4 GET_MAP_SIZE, 5 SET_MAP_SIZE, 6 SET_MAP, 7 SET_ALG
+CTRL = {
+    "windows": ctrl_seed([creq(1, 7, 1), creq(2, 1), creq(3, 2, 0xF), creq(4, 3, 0, 40), creq(5, 4),
+                          creq(6, 5, 128), creq(7, 6, 0, 4, 0), creq(8, 6, 2, 4, 124)]),
+    "xsa270": ctrl_seed([creq(1, 5, 8), creq(2, 6, 0, 4, 0xFFFFFFFE), creq(3, 6, 0, 0xFFFFFFFF, 1),
+                         creq(4, 5, 0xFFFFFFFF)]),
+    "ungranted": ctrl_seed([creq(1, 7, 1), creq(2, 3, 1, 40), creq(3, 5, 4), creq(4, 6, 3, 4, 0)]),
+    "storm": ctrl_seed([creq(i, 4) for i in range(128)], budget=7),
+    "jump": ctrl_seed([creq(1, 4)], prod=0x80000000 | 129),
+    "wrap": ctrl_seed([creq(i, i % 12) for i in range(40)], start=0xFFFFFFF0),
+}
+
+
 def write(kind, seeds):
     d = os.path.join(HERE, "corpus", kind)
     os.makedirs(d, exist_ok=True)
@@ -78,3 +100,4 @@ def write(kind, seeds):
 
 write("tx", TX)
 write("rx", RX)
+write("ctrl", CTRL)

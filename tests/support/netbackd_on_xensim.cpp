@@ -70,12 +70,16 @@ int reap(pid_t pid) {
 int run(const std::vector<std::string>& argv, const std::string& log) { return reap(spawn(argv, log)); }
 
 xensim::Netfront& Guest::start_netfront(std::uint32_t devid, unsigned queues, bool split) {
-    netfront.reset();
     xensim::NetfrontOptions o;
-    o.self = domid;
     o.devid = devid;
     o.queues = queues;
     o.split_event_channels = split;
+    return start_netfront(o);
+}
+
+xensim::Netfront& Guest::start_netfront(xensim::NetfrontOptions o) {
+    netfront.reset();
+    o.self = domid;
     netfront = std::make_unique<xensim::Netfront>(*store, *events, *memory, o);
     netfront->start();
     return *netfront;

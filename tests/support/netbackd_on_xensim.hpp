@@ -39,6 +39,8 @@ struct Guest {
 
     // Starts (or restarts) the netfront of vif `devid`; returns once it has read its dir.
     xensim::Netfront& start_netfront(std::uint32_t devid, unsigned queues = 1, bool split = true);
+    // The same with every option (self is filled in).
+    xensim::Netfront& start_netfront(xensim::NetfrontOptions options);
 };
 
 // xenstored's quotas for the host (`xensim up`): a driver domain owns ~20 nodes and one watch

@@ -1,6 +1,9 @@
 #include "xensim/netfront/netfront.hpp"
 
 #include <cerrno>
+#include <cstring>
+#include <thread>
+
 #include <poll.h>
 
 #include <fmt/format.h>
@@ -169,7 +172,16 @@ void Netfront::talk_to_netback() {
     features_.csum_offload = read_backend("feature-no-csum-offload") != "1";
 
     release_rings();
+    const bool ctrl = opt_.hash.has_value() && read_backend("feature-ctrl-ring") == "1";
     try {
+        if (ctrl) {
+            const Gfn gfn = memory_.alloc_page();
+            const ring::Page page(memory_.page(gfn).first<ring::kPageSize>());
+            ring::init_shared_ring<ring::CtrlRing>(page);
+            const platform::GrantRef ref = memory_.grant_access(gfn, backend_, false);
+            ctrl_.emplace(
+                Ctrl{gfn, ref, events_.alloc_unbound(backend_), ring::FrontRing<ring::CtrlRing>(page)});
+        }
         for (unsigned q = 0; q < n; ++q) {
             FrontQueue fq;
             fq.tx_gfn = memory_.alloc_page();
@@ -208,6 +220,10 @@ void Netfront::talk_to_netback() {
                 put(dir + "event-channel", std::to_string(fq.tx_port));
             }
         }
+        if (ctrl_) {
+            put("ctrl-ring-ref", std::to_string(ctrl_->ref));
+            put("event-channel-ctrl", std::to_string(ctrl_->port));
+        }
         put("request-rx-copy", "1");
         if (opt_.flavour == NetfrontFlavour::linux_guest) {
             put("feature-rx-notify", "1");
@@ -244,12 +260,90 @@ void Netfront::release_rings() {
         }
     }
     queues_.clear();
+    if (ctrl_) {
+        if (memory_.end_access(ctrl_->ref))
+            memory_.free_page(ctrl_->gfn);
+        else
+            stuck_refs_.emplace_back(ctrl_->ref, ctrl_->gfn);
+        try {
+            events_.unbind(ctrl_->port);
+        } catch (const platform::PlatformError&) {
+            // Already closed.
+        }
+        ctrl_.reset();
+    }
+    for (auto [ref, gfn] : data_pages_) {
+        if (memory_.end_access(ref))
+            memory_.free_page(gfn);
+        else
+            stuck_refs_.emplace_back(ref, gfn);
+    }
+    data_pages_.clear();
     // Retry grants the backend held last time; they may be free by now.
     std::erase_if(stuck_refs_, [&](const std::pair<platform::GrantRef, Gfn>& s) {
         if (!memory_.end_access(s.first)) return false;
         memory_.free_page(s.second);
         return true;
     });
+}
+
+platform::GrantRef Netfront::grant_bytes(std::span<const std::byte> bytes) {
+    const Gfn gfn = memory_.alloc_page();
+    auto page = memory_.page(gfn);
+    std::memset(page.data(), 0, page.size());
+    std::memcpy(page.data(), bytes.data(), std::min(bytes.size(), page.size()));
+    const platform::GrantRef ref = memory_.grant_access(gfn, backend_, true);
+    data_pages_.emplace_back(ref, gfn);
+    return ref;
+}
+
+std::optional<xen_netif_ctrl_response> Netfront::ctrl_call(std::uint16_t type, std::uint32_t d0,
+                                                           std::uint32_t d1, std::uint32_t d2,
+                                                           std::chrono::milliseconds timeout) {
+    if (!ctrl_ || ctrl_->front.full()) return std::nullopt;
+    const std::uint16_t id = next_ctrl_id_++;
+    ctrl_->front.put_request(xen_netif_ctrl_request{id, type, {d0, d1, d2}});
+    if (ctrl_->front.push_and_check_notify()) events_.notify(ctrl_->port);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    // Like the Windows drivers: one request at a time, polled until answered.
+    while (std::chrono::steady_clock::now() < deadline) {
+        const ring::Avail a = ctrl_->front.poll();
+        if (a.error != ring::ProdError::none) return std::nullopt;
+        if (a.count != 0) {
+            const auto rsp = ctrl_->front.copy_response(0);
+            ctrl_->front.consume(1);
+            if (rsp.id == id) return rsp;
+            continue; // an answer to a request someone else put on the ring
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return std::nullopt;
+}
+
+bool Netfront::configure_hash(std::chrono::milliseconds timeout) {
+    if (!ctrl_ || !opt_.hash) return false;
+    const HashOptions& h = *opt_.hash;
+    auto ok = [&](std::uint16_t type, std::uint32_t d0 = 0, std::uint32_t d1 = 0, std::uint32_t d2 = 0) {
+        const auto r = ctrl_call(type, d0, d1, d2, timeout);
+        if (!r || r->status != XEN_NETIF_CTRL_STATUS_SUCCESS) {
+            spdlog::warn("netfront {}: control message {} failed: {}", fe_, type,
+                         r ? fmt::format("status {}", r->status) : std::string("no answer"));
+            return false;
+        }
+        return true;
+    };
+    if (!ok(XEN_NETIF_CTRL_TYPE_SET_HASH_ALGORITHM, XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ)) return false;
+    const platform::GrantRef key = grant_bytes(std::as_bytes(std::span(h.key)));
+    if (!ok(XEN_NETIF_CTRL_TYPE_SET_HASH_KEY, key, static_cast<std::uint32_t>(h.key.size()))) return false;
+    if (!h.mapping.empty()) {
+        if (!ok(XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING_SIZE, static_cast<std::uint32_t>(h.mapping.size())))
+            return false;
+        const platform::GrantRef table = grant_bytes(std::as_bytes(std::span(h.mapping)));
+        if (!ok(XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING, table, static_cast<std::uint32_t>(h.mapping.size()), 0))
+            return false;
+    }
+    // Flags last: hashing starts with the key and table in place.
+    return ok(XEN_NETIF_CTRL_TYPE_SET_HASH_FLAGS, h.flags);
 }
 
 void Netfront::close() {

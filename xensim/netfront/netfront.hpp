@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "backend/platform/platform.hpp"
+#include "ring/ctrl_ring.hpp"
+#include "ring/front_ring.hpp"
 #include "xensim/hypervisor/guest_memory.hpp"
 
 namespace netbackd::xensim {
@@ -25,12 +27,21 @@ enum class NetfrontFlavour {
     closes,      // a driver that gives up at probe: straight to Closed, never connects
 };
 
+// A Windows-style frontend's receive-side scaling: a control ring (when the backend offers
+// feature-ctrl-ring), its own Toeplitz key and mapping table, sent by configure_hash().
+struct HashOptions {
+    std::vector<std::uint8_t> key;      // at most ring::kHashKeyMax octets
+    std::uint32_t flags = 0;            // XEN_NETIF_CTRL_HASH_TYPE_*
+    std::vector<std::uint32_t> mapping; // queue per table entry; empty: hash % queues
+};
+
 struct NetfrontOptions {
     platform::DomId self = 0;
     std::uint32_t devid = 0;
     unsigned queues = 1;              // wanted; the backend's multi-queue-max-queues caps it
     bool split_event_channels = true; // used when the backend offers them
     NetfrontFlavour flavour = NetfrontFlavour::linux_guest;
+    std::optional<HashOptions> hash; // set: provide a control ring
 };
 
 struct FrontQueue {
@@ -86,6 +97,21 @@ public:
     // Grants still mapped by the backend after release (should stay 0).
     std::size_t leaked_grants() const noexcept { return stuck_refs_.size(); }
 
+    // ---- the control ring (options.hash set and the backend offered feature-ctrl-ring)
+    bool has_ctrl_ring() const noexcept { return ctrl_.has_value(); }
+    // One request, answered within `timeout` (nullopt: no answer, or no control ring).
+    std::optional<xen_netif_ctrl_response>
+    ctrl_call(std::uint16_t type, std::uint32_t d0 = 0, std::uint32_t d1 = 0, std::uint32_t d2 = 0,
+              std::chrono::milliseconds timeout = std::chrono::seconds(5));
+    // What the Windows drivers send once connected: Toeplitz, the flags, the key, the mapping
+    // size and the table, each from a page granted for the call. True when all succeeded.
+    bool configure_hash(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+    // Raw access for hostile tests: the front end of the control ring and its channel.
+    ring::FrontRing<ring::CtrlRing>* ctrl_front() noexcept { return ctrl_ ? &ctrl_->front : nullptr; }
+    platform::EvtchnPort ctrl_port() const noexcept { return ctrl_ ? ctrl_->port : 0; }
+    // Grants one page holding `bytes` to the backend; undone by release_rings().
+    platform::GrantRef grant_bytes(std::span<const std::byte> bytes);
+
 private:
     std::optional<std::string> read_backend(const std::string& key);
     void on_backend_state(std::optional<int> bs);
@@ -110,6 +136,15 @@ private:
     BackendFeatures features_;
     std::uint64_t generation_ = 0;
     std::function<void()> release_hook_;
+    struct Ctrl {
+        Gfn gfn = 0;
+        platform::GrantRef ref = 0;
+        platform::EvtchnPort port = 0;
+        ring::FrontRing<ring::CtrlRing> front;
+    };
+    std::optional<Ctrl> ctrl_;
+    std::vector<std::pair<platform::GrantRef, Gfn>> data_pages_; // keys and tables granted
+    std::uint16_t next_ctrl_id_ = 0;
 };
 
 } // namespace netbackd::xensim

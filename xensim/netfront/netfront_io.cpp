@@ -256,6 +256,7 @@ bool NetfrontIo::next_rx(unsigned qi, RxFrame& out) noexcept {
     out.length = 0;
     out.flags = p.flags;
     out.gso = p.gso;
+    out.hash = p.hash;
     out.error = p.error;
     for (const auto& f : p.frags()) {
         if (f.status <= 0) continue;

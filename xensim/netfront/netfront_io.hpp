@@ -56,7 +56,8 @@ struct RxFrame {
     std::uint32_t length = 0;
     std::uint16_t flags = 0; // NETRXF_* of the first response
     std::optional<netif_extra_info_t> gso;
-    bool error = false; // a negative status or a response pointing outside its page
+    std::optional<netif_extra_info_t> hash; // XEN_NETIF_EXTRA_TYPE_HASH (control-ring hashing)
+    bool error = false;                     // a negative status or a response pointing outside its page
 
     std::span<const std::span<const std::byte>> frags() const noexcept {
         return {frag_storage.data(), nr_frags};

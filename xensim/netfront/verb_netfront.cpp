@@ -41,6 +41,7 @@ struct NetfrontCliOptions {
     unsigned queues = 1;
     bool no_split = false;
     std::string flavour = "linux";
+    bool rss = false; // a control ring with a Toeplitz key and table, as the Windows drivers set
     // TAP mode
     std::string tap;
     std::string netns;
@@ -97,6 +98,11 @@ void report(DataMode& d, bool final) {
 // One round of the data mode; returns false when the generator is done (count or seconds).
 bool data_round(DataMode& d, Netfront& nf, const NetfrontCliOptions& o, platform::Store& store, int sigfd) {
     if (d.io.follow(nf)) {
+        if (d.io.attached() && nf.has_ctrl_ring()) {
+            // What the Windows drivers do once connected; the table's entries name our queues.
+            std::printf("rss: %s\n", nf.configure_hash() ? "configured" : "refused by the backend");
+            std::fflush(stdout);
+        }
         if (d.traffic && d.io.attached()) {
             if (const auto why = d.traffic->on_attach()) throw std::runtime_error(*why);
         }
@@ -141,6 +147,16 @@ NetfrontOptions netfront_options(const NetfrontCliOptions& o, platform::DomId do
                    : o.flavour == "windows" ? NetfrontFlavour::windows
                    : o.flavour == "closes"  ? NetfrontFlavour::closes
                                             : NetfrontFlavour::linux_guest;
+    if (o.rss) {
+        // Microsoft's default RSS key; a table spreading its 64 entries over the queues.
+        HashOptions h;
+        h.key = {0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
+                 0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
+                 0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa};
+        h.flags = ring::kHashTypesSupported;
+        for (std::uint32_t i = 0; i < 64; ++i) h.mapping.push_back(i % std::max(1u, o.queues));
+        nopt.hash = std::move(h);
+    }
     return nopt;
 }
 
@@ -317,6 +333,9 @@ void install_netfront(CLI::App& app) {
     nf->add_option("--devid", o->devid, "vif number");
     nf->add_option("--queues", o->queues, "queues wanted (capped by the backend)")->check(CLI::Range(1, 64));
     nf->add_flag("--no-split", o->no_split, "one event channel per queue even if split ones are offered");
+    nf->add_flag(
+        "--rss", o->rss,
+        "use a control ring (if offered): Toeplitz, Microsoft's default key, a table over the queues");
     nf->add_option("--flavour", o->flavour,
                    "linux | unikraft | windows | closes (straight to Closed, never connects)")
         ->check(CLI::IsMember({"linux", "unikraft", "windows", "closes"}));

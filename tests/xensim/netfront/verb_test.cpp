@@ -88,6 +88,22 @@ TEST_CASE("netfront verb: generator/sink prints per-second lines and a final JSO
     CHECK(w.dom0().read(0, W::fe(7, 0) + "/state") == "6");
 }
 
+TEST_CASE("netfront verb: --rss sets Toeplitz, key and table over a control ring",
+          "[xensim][netfront][gen][ctrl]") {
+    SimWorld w;
+    attach(w);
+    const std::string log = w.dir() + "/rss.log";
+    const pid_t nf = spawn({XENSIM_BINARY, "netfront", "web1", "--devid", "0", "--queues", "2", "--rss",
+                            "--sink", "--generate", "64", "--seconds", "1", "--dir", w.host_dir()},
+                           log);
+    CHECK(w.wait_state(W::be(7, 0) + "/state", "4"));
+    REQUIRE(reap(nf) == 0);
+    const std::string text = slurp(log);
+    INFO(text);
+    CHECK(text.find("rss: configured") != std::string::npos);
+    CHECK(w.netbackd_log().find("control ring: ctrl-ring-ref") != std::string::npos);
+}
+
 TEST_CASE("netfront verb: a frame size below the headers is refused", "[xensim][netfront][gen]") {
     SimWorld w;
     w.create_domain("web1", 7);
