@@ -83,6 +83,9 @@ clean:
 # Benchmark, not a test: netbackd against DPDK's vhost-user backend (see bench/README.md).
 # BENCH_ARGS= (empty) runs the full mode; --csv FILE writes the runs.
 BENCH_ARGS ?= --quick
+# dpdk-testpmd (the vhost-user peer) is in dpdk-dev; the bench refuses to run without its peer.
+BENCH_PACKAGES := dpdk-dev
 .PHONY: bench
 bench: build
+	$(MAKE) --no-print-directory deps PACKAGES="$(BENCH_PACKAGES)"
 	$(BUILD)/bench/netbackd-bench $(BENCH_ARGS)

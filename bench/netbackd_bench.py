@@ -31,7 +31,25 @@ FRONTEND_CPU = 0
 DRIVER_DOMID = 1
 HUGE_DIR_PAGES = 700  # 2 MiB pages: two testpmds of -m 512 each, or one netbackd
 
-CSV_COLUMNS = ["scenario", "size", "vifs", "system", "mpps", "gbps"]
+CSV_COLUMNS = ["scenario", "size", "vifs", "system", "hypercall", "mpps", "gbps"]
+
+# Headline points are measured with free grant copies (netbackd's own cost) and with the
+# modelled hypercall (see README: 500 ns per hypercall + 50 ns per segment), interleaved.
+HEADLINE_COSTS = "0+0,500+50"
+
+
+def parse_costs(text):
+    """'0+0,500+50' -> [(0, 0), (500, 50)]: ns per grant-copy hypercall + ns per segment."""
+    out = []
+    for item in text.split(","):
+        batch, _, seg = item.partition("+")
+        out.append((int(batch), int(seg or 0)))
+    return out
+
+
+def cost_name(cost):
+    return f"{cost[0]}+{cost[1]}" if cost else "-"
+
 
 
 def log(msg):
@@ -258,6 +276,14 @@ class NetbackdWorld:
         logpath = os.path.join(self.dir, f"nf-{guest}-{len(os.listdir(self.dir))}.log")
         return Proc([XENSIM, "netfront", guest, "--devid", "0", "--dir", self.host] + args, logpath, cpu=cpu)
 
+    def worker_clock(self):
+        """(seconds, TSC cycles spent in poll rounds that moved nothing, TSC Hz), or None."""
+        try:
+            w = telemetry(self.prefix, "/netbackd/worker")
+            return time.time(), int(w["empty_poll_cycles"]), int(w["tsc_hz"])
+        except (OSError, ValueError, KeyError, AttributeError, TypeError):
+            return None
+
     def counters(self):
         """Data-plane counters summed over vifs: packets, notifications, grant-copy batches/segments."""
         keys = ("tx_packets", "rx_packets", "notifications", "copy_batches", "copy_segments")
@@ -304,15 +330,43 @@ COUNTERS = {}  # (scenario, size, vifs[, ...]) -> summed data-plane counters of 
 WIRE_FRACTION = None  # of the last guest->wire run, see keep_counters
 
 
+def keep_backend_idle(key, before, after):
+    """Adds the backend's idle time over a window: its empty poll rounds against the wall clock."""
+    if before is None or after is None or after[0] <= before[0] or not after[2]:
+        return
+    acc = COUNTERS.setdefault(key, {})
+    acc["be_window_s"] = acc.get("be_window_s", 0) + after[0] - before[0]
+    acc["be_idle_s"] = acc.get("be_idle_s", 0) + (after[1] - before[1]) / after[2]
+
+
+def keep_frontend(key, results):
+    """Adds the netfronts' round counts (ring full when sending, nothing when receiving)."""
+    acc = COUNTERS.setdefault(key, {})
+    for r in results:
+        for k in ("steps", "tx_full_steps", "rx_empty_steps"):
+            acc["fe_" + k] = acc.get("fe_" + k, 0) + int(r.get(k, 0))
+
+
+def bottleneck(c):
+    """'backend idle 3% | frontend ring full 80%, idle 0%': who waited for whom, in rounds."""
+    parts = []
+    if c.get("be_window_s"):
+        parts.append(f"backend polling empty {100.0 * c['be_idle_s'] / c['be_window_s']:.0f}% of the time")
+    if c.get("fe_steps"):
+        parts.append(f"frontend rounds: ring full {100.0 * c['fe_tx_full_steps'] / c['fe_steps']:.0f}%, "
+                     f"nothing received {100.0 * c['fe_rx_empty_steps'] / c['fe_steps']:.0f}%")
+    return "; ".join(parts)
+
+
 def keep_counters(world, key):
     c = world.counters()
     if c:
         # Guest frames answered OKAY that the uplink really sent: the peer is counted there too.
         global WIRE_FRACTION
         WIRE_FRACTION = c["wire_opackets"] / c["tx_packets"] if c["tx_packets"] else None
-        acc = COUNTERS.setdefault(key, dict.fromkeys(c, 0))
+        acc = COUNTERS.setdefault(key, {})
         for k, v in c.items():
-            acc[k] += v
+            acc[k] = acc.get(k, 0) + v
 
 
 def frontend_flags(args):
@@ -331,7 +385,7 @@ def jumbo_mtu(size):
 def netbackd_run(args, huge, scenario, size, vifs, costs=(0, 0), burst=None, key=None):
     """One measured netbackd run; returns packets per second (aggregate over vifs)."""
     secs = args.seconds
-    key = key or (scenario, size, vifs)
+    key = key or (scenario, size, vifs, costs)
     burst = burst or args.burst
     if scenario in ("guest-wire", "scaling"):
         world = NetbackdWorld(args.work, "gw", huge, "net_null0,no-rx=1", vifs, costs=costs, burst=burst,
@@ -346,11 +400,15 @@ def netbackd_run(args, huge, scenario, size, vifs, costs=(0, 0), burst=None, key
                    for g in world.guests]
             # Vifs leave the telemetry as their netfront closes: read the counters while all of
             # them run (starting 64 netfronts takes a while), just before the first one stops.
+            time.sleep(max(0.0, min(0.5, secs / 4) - (time.time() - first)))
+            t0 = world.worker_clock()
             time.sleep(max(0.0, max(time.time() + 0.2, first + secs - 0.4) - time.time()))
+            keep_backend_idle(key, t0, world.worker_clock())
             global WIRE_FRACTION
             WIRE_FRACTION = None
             keep_counters(world, key)
             res = [netfront_result(p, secs + 30) for p in nfs]
+            keep_frontend(key, res)
             answered = sum(r["tx_pkts"] / r["seconds"] for r in res)
             if WIRE_FRACTION is not None and WIRE_FRACTION < 0.99:
                 log(f"  {scenario} {size}B: the uplink sent only {100 * WIRE_FRACTION:.0f}% of the frames netbackd "
@@ -369,9 +427,13 @@ def netbackd_run(args, huge, scenario, size, vifs, costs=(0, 0), burst=None, key
         try:
             nfs = [world.netfront(g, ["--sink", "--seconds", str(secs)] + frontend_flags(args)) for g in world.guests]
             # Vifs leave the telemetry as their netfront closes: read the counters just before.
-            time.sleep(max(0.0, secs - 0.4))
+            time.sleep(min(0.5, secs / 4))
+            t0 = world.worker_clock()
+            time.sleep(max(0.0, secs - 0.4 - min(0.5, secs / 4)))
+            keep_backend_idle(key, t0, world.worker_clock())
             keep_counters(world, key)
             res = [netfront_result(p, secs + 30) for p in nfs]
+            keep_frontend(key, res)
             return sum(r["rx_pkts"] / r["seconds"] for r in res)
         finally:
             world.close()
@@ -383,10 +445,14 @@ def netbackd_run(args, huge, scenario, size, vifs, costs=(0, 0), burst=None, key
             time.sleep(0.5)
             gen = world.netfront(world.guests[0], ["--generate", str(size), "--seconds", str(secs),
                                                    "--dst-mac", dst] + frontend_flags(args))
-            time.sleep(max(0.0, secs - 0.4))
+            time.sleep(min(0.5, secs / 4))
+            t0 = world.worker_clock()
+            time.sleep(max(0.0, secs - 0.4 - min(0.5, secs / 4)))
+            keep_backend_idle(key, t0, world.worker_clock())
             keep_counters(world, key)
             g = netfront_result(gen, secs + 30)
             s = netfront_result(sink, secs + 30)
+            keep_frontend(key, [g])
             # The sink's window is longer than the generator's: rate over the sender's time.
             return s["rx_pkts"] / g["seconds"]
         finally:
@@ -620,12 +686,15 @@ def write_plots(base, table, scaling, copycost):
     term = 'set terminal pngcairo size 900,560 noenhanced font "sans,11"\nset grid\nset key top right\n'
     # Against frame size: one data block per (scenario, system).
     series = {}
-    for sc, size, vifs, a, b, _ in table:
+    peer_seen = set()
+    for sc, size, vifs, cost, a, b, _ in table:
         if sc not in ("guest-wire", "wire-guest", "guest-guest"):
             continue
-        for system, xs in (("netbackd", a), ("vhost-user", b)):
-            if xs:
-                series.setdefault(f"{sc} {system}", []).append((size, statistics.median(xs)))
+        if a:
+            series.setdefault(f"{sc} netbackd {cost_name(cost)}", []).append((size, statistics.median(a)))
+        if b and (sc, size) not in peer_seen:
+            peer_seen.add((sc, size))
+            series.setdefault(f"{sc} vhost-user", []).append((size, statistics.median(b)))
     if series:
         dat = base + "-size.dat"
         with open(dat, "w") as f:
@@ -697,6 +766,9 @@ def main():
                          "or sleep on the event channel like Linux netfront")
     ap.add_argument("--idle-vifs", type=int, default=None, help="idle vifs for the idle report (default 64)")
     ap.add_argument("--idle-seconds", type=float, default=None, help="idle CPU window (default 10; quick 3)")
+    ap.add_argument("--costs", default=HEADLINE_COSTS,
+                    help="simulated grant-copy costs of the headline points, 'ns/hypercall+ns/segment' "
+                         f"comma list (default {HEADLINE_COSTS}: free, and the README's middle row)")
     ap.add_argument("--no-peer", action="store_true", help="measure netbackd only")
     ap.add_argument("--no-huge", action="store_true", help="do not reserve hugepages (implies --no-peer)")
     ap.add_argument("--workdir", default=None, help="where runs keep their files (default: a temp dir)")
@@ -715,8 +787,21 @@ def main():
     if os.cpu_count() is None or os.cpu_count() < 2:
         sys.exit("netbackd-bench needs two CPUs (one backend core, one frontend core)")
 
+    costs = parse_costs(args.costs)
+    want_peer = not args.no_peer and not args.no_huge and any(
+        sc in scenarios for sc in ("guest-wire", "wire-guest", "latency"))
+    # A peer asked for and unable to run fails the bench with its reason: a table without the
+    # peer column would read as a comparison that was never made.
+    if want_peer and not (os.path.exists(TESTPMD) or shutil.which(TESTPMD)):
+        sys.exit(f"netbackd-bench: the vhost-user peer needs dpdk-testpmd ({TESTPMD} not found): install "
+                 "Debian's dpdk-dev (make bench does) or pass --no-peer")
+
     args.work = tempfile.mkdtemp(prefix="netbackd-bench-", dir=args.workdir)
     huge = Hugepages.none() if args.no_huge else Hugepages(HUGE_DIR_PAGES, args.work)
+    if want_peer and huge.dir is None:
+        shutil.rmtree(args.work, ignore_errors=True)
+        sys.exit("netbackd-bench: the vhost-user peer needs 2 MiB hugepages (run as root with "
+                 "/sys/kernel/mm/hugepages/hugepages-2048kB), or pass --no-peer or --no-huge")
 
     def cleanup():
         huge.release()
@@ -741,35 +826,45 @@ def main():
     if writer:
         writer.writerow(CSV_COLUMNS)
 
-    def record(scenario, size, vifs, system, pps):
-        row = [scenario, size, vifs, system, f"{pps / 1e6:.4f}", f"{wire_gbps(pps, size):.4f}"]
+    def record(scenario, size, vifs, system, cost, pps):
+        row = [scenario, size, vifs, system, cost_name(cost), f"{pps / 1e6:.4f}", f"{wire_gbps(pps, size):.4f}"]
         rows.append(row)
         if writer:
             writer.writerow(row)
             csv_file.flush()
 
+    peer_failures = []  # (point, last error) where the peer was asked for and never ran
+
     def point(scenario, size, vifs, with_peer):
-        a, b = [], []
+        a = {cost: [] for cost in costs}
+        b = []
+        last_peer_error = None
         for i in range(args.pairs):
-            sample_load()
-            try:
-                a.append(netbackd_run(args, huge, scenario, size, vifs))
-                record(scenario, size, vifs, "netbackd", a[-1])
-            except Exception as e:  # a failed run is reported, not fatal to the others
-                log(f"{scenario} {size}B netbackd run {i}: {e}")
+            for cost in costs:
+                sample_load()
+                try:
+                    a[cost].append(netbackd_run(args, huge, scenario, size, vifs, costs=cost,
+                                                key=(scenario, size, vifs, cost)))
+                    record(scenario, size, vifs, "netbackd", cost, a[cost][-1])
+                except Exception as e:  # a failed run is reported, not fatal to the others
+                    log(f"{scenario} {size}B netbackd {cost_name(cost)} run {i}: {e}")
             if with_peer:
                 try:
                     b.append(peer_run(args, huge, scenario, size, vifs))
-                    record(scenario, size, vifs, "vhost-user", b[-1])
+                    record(scenario, size, vifs, "vhost-user", None, b[-1])
                 except Exception as e:
+                    last_peer_error = e
                     log(f"{scenario} {size}B vhost-user run {i}: {e}")
-            log(f"  {scenario} {size}B vifs={vifs} pair {i + 1}: netbackd "
-                f"{fmt_rate(a[-1]) if a else '-'} Mpps" + (f", vhost-user {fmt_rate(b[-1]) if b else '-'} Mpps"
-                                                           if with_peer else ""))
-        ratios = [x / y for x, y in zip(a, b) if y > 0]
-        table.append((scenario, size, vifs, a, b, ratios))
+            log(f"  {scenario} {size}B vifs={vifs} pair {i + 1}: netbackd " +
+                ", ".join(f"{cost_name(c)} {fmt_rate(a[c][-1]) if a[c] else '-'}" for c in costs) + " Mpps" +
+                (f", vhost-user {fmt_rate(b[-1]) if b else '-'} Mpps" if with_peer else ""))
+        if with_peer and not b:
+            peer_failures.append((f"{scenario} {size}B", last_peer_error))
+        for cost in costs:
+            ratios = [x / y for x, y in zip(a[cost], b) if y > 0]
+            table.append((scenario, size, vifs, cost, a[cost], b, ratios))
 
-    peer = not args.no_peer and huge.dir is not None
+    peer = want_peer
     latency = []   # (size, system, [LatencyStats dicts])
     copycost = {}
     fmodes = None
@@ -841,12 +936,14 @@ def main():
     print(f"\nnetbackd-bench ({'quick' if q else 'full'}): Mpps median [min-max] over {args.pairs} interleaved "
           f"runs of {args.seconds:g}s; backend on CPU {BACKEND_CPU}, frontend side on CPU {FRONTEND_CPU}; "
           f"netfront in {args.frontend} mode")
-    print(f"{'scenario':<12}{'size':>6}{'vifs':>5}  {'netbackd':>22}  {'vhost-user':>22}  {'Gbit/s nb':>9}"
-          f"  {'ratio med [min-max]':>20}")
-    for sc, size, vifs, a, b, ratios in table:
+    print("hypercall: simulated grant-copy cost, ns per hypercall + ns per segment (gntdev: one hypercall "
+          "per 16 segments); 0+0 is netbackd's own cost, the other rows are the figures closest to Xen")
+    print(f"{'scenario':<12}{'size':>6}{'vifs':>5}{'hypercall':>10}  {'netbackd':>22}  {'vhost-user':>22}"
+          f"  {'Gbit/s nb':>9}  {'ratio med [min-max]':>20}")
+    for sc, size, vifs, cost, a, b, ratios in table:
         gb = f"{wire_gbps(statistics.median(a), size):9.2f}" if a else f"{'-':>9}"
         r = (f"{statistics.median(ratios):6.2f} [{min(ratios):.2f}-{max(ratios):.2f}]" if ratios else "-")
-        print(f"{sc:<12}{size:>6}{vifs:>5}  {cell(a)}  {cell(b)}  {gb}  {r:>20}")
+        print(f"{sc:<12}{size:>6}{vifs:>5}{cost_name(cost):>10}  {cell(a)}  {cell(b)}  {gb}  {r:>20}")
     if latency:
         print("latency (one frame in flight, round trip A -> backend -> B -> backend -> A; "
               "median over runs of each percentile, us):")
@@ -892,25 +989,32 @@ def main():
     plain = {k: v for k, v in COUNTERS.items() if k[0] not in ("copycost", "frontend")}
     if plain:
         print("data-plane counters over all netbackd runs (telemetry /netbackd/vifs):")
-        for (sc, size, vifs), c in plain.items():
+        for (sc, size, vifs, cost), c in plain.items():
             pkts = c["tx_packets"] + c["rx_packets"]
             wire = ""
             if sc in ("guest-wire", "scaling") and c["tx_packets"]:
                 wire = f"  uplink sent {100.0 * c['wire_opackets'] / c['tx_packets']:.0f}% of the guest frames"
-            print(f"  {sc:<12}{size:>6}{vifs:>5}  notifications/packet "
+            print(f"  {sc:<12}{size:>6}{vifs:>5}{cost_name(cost):>9}  notifications/packet "
                   f"{c['notifications'] / pkts if pkts else float('nan'):.4f}  grant-copy segments/batch "
                   f"{c['copy_segments'] / c['copy_batches'] if c['copy_batches'] else float('nan'):.1f}{wire}")
+            if bottleneck(c):
+                print(f"  {'':<12}{'':>6}{'':>5}{'':>9}  {bottleneck(c)}")
     if idle:
         print(f"idle: netbackd {idle['cpu_pct']:.2f}% of one core with {idle['vifs']} connected idle vifs "
               f"over {idle['window_s']:.1f}s; RSS growth {idle['rss_per_vif_kib']:.0f} KiB per vif")
     print(f"machine: {os.cpu_count()} CPUs; 1-min load average during the run {min(load):.2f}-{max(load):.2f} "
           f"(median {statistics.median(load):.2f}); {time.time() - started:.0f} s")
     if base:
-        scaling = [(vifs, statistics.median(a)) for sc, size, vifs, a, b, _ in table if sc == "scaling" and a]
+        scaling = [(vifs, statistics.median(a)) for sc, size, vifs, cost, a, b, _ in table
+                   if sc == "scaling" and a and cost == costs[0]]
         for png in write_plots(base, table, scaling, copycost):
             print(f"plot: {png}")
     if not rows and not latency and not copycost and not idle:
         sys.exit("netbackd-bench: no run succeeded")
+    if peer_failures:
+        for what, e in peer_failures:
+            log(f"netbackd-bench: the vhost-user peer never ran at {what}: {e}")
+        sys.exit("netbackd-bench: the peer failed (see above); pass --no-peer to measure netbackd alone")
 
 
 if __name__ == "__main__":

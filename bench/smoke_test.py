@@ -4,32 +4,45 @@
 No speed is asserted (the benchmark is not a test); only that packets moved and the CSV has
 the columns scripts rely on."""
 import csv
+import os
 import subprocess
 import sys
 import tempfile
 
 bench = sys.argv[1]
 with tempfile.TemporaryDirectory(prefix="nbb-smoke-") as d:
+    # A peer that cannot run fails the bench with its reason, before anything is measured.
+    r = subprocess.run([bench, "--scenarios", "guest-wire", "--sizes", "64", "--pairs", "1", "--seconds", "1",
+                        "--workdir", d], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, TESTPMD_BINARY="/nonexistent/dpdk-testpmd"))
+    if r.returncode == 0 or "dpdk-testpmd" not in r.stderr or "--no-peer" not in r.stderr:
+        sys.exit(f"a missing peer was not refused (exit {r.returncode}):\n{r.stdout}\n{r.stderr}")
+
     out = f"{d}/runs.csv"
     r = subprocess.run([bench, "--no-huge", "--no-peer", "--scenarios", "guest-wire,guest-guest,latency", "--sizes", "64",
-                        "--latency-sizes", "64",
+                        "--latency-sizes", "64", "--costs", "0+0,500+50",
                         "--pairs", "1", "--seconds", "1", "--csv", out, "--workdir", d],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=300)
     print(r.stdout, r.stderr)
     if r.returncode != 0:
         sys.exit(f"netbackd-bench exited {r.returncode}")
     with open(out) as f:
         rows = list(csv.reader(f))
-    if rows[0] != ["scenario", "size", "vifs", "system", "mpps", "gbps"]:
+    if rows[0] != ["scenario", "size", "vifs", "system", "hypercall", "mpps", "gbps"]:
         sys.exit(f"bad header {rows[0]}")
     body = rows[1:]
-    if {row[0] for row in body} != {"guest-wire", "guest-guest"}:
-        sys.exit(f"expected one row per scenario, got {body}")
+    # Every headline point is measured with free grant copies and with the modelled hypercall.
+    if sorted((row[0], row[4]) for row in body) != [("guest-guest", "0+0"), ("guest-guest", "500+50"),
+                                                     ("guest-wire", "0+0"), ("guest-wire", "500+50")]:
+        sys.exit(f"expected one row per scenario and cost, got {body}")
     for row in body:
-        if len(row) != 6 or row[3] != "netbackd" or int(row[1]) != 64 or float(row[4]) <= 0 or float(row[5]) <= 0:
+        if len(row) != 7 or row[3] != "netbackd" or int(row[1]) != 64 or float(row[5]) <= 0 or float(row[6]) <= 0:
             sys.exit(f"bad row {row}")
-    if "scenario" not in r.stdout or "guest-wire" not in r.stdout:
+    if "scenario" not in r.stdout or "guest-wire" not in r.stdout or "500+50" not in r.stdout:
         sys.exit("no table printed")
+    # Each run says who waited for whom: the backend's empty polls and the frontend's full rounds.
+    if "backend polling empty" not in r.stdout or "frontend rounds: ring full" not in r.stdout:
+        sys.exit("no bottleneck line printed")
     with open(f"{d}/runs-latency.csv") as f:
         lat = list(csv.DictReader(f))
     if len(lat) != 1 or lat[0]["system"] != "netbackd" or int(lat[0]["rounds"]) <= 0 or \

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <rte_cycles.h>
 #include <rte_telemetry.h>
 
 #include "backend/dataplane/dataplane.hpp"
@@ -95,19 +96,20 @@ int cmd_vif(const char*, const char* params, rte_tel_data* d) {
 }
 
 struct WorkerSums {
-    std::uint64_t v[13] = {};
+    std::uint64_t v[15] = {};
 };
 
-constexpr const char* kWorkerFields[13] = {
-    "iterations",      "sleeps",        "uplink_rx",   "uplink_tx",     "uplink_tx_dropped",
-    "uplink_unrouted", "cross_out",     "cross_in",    "cross_dropped", "wakeups_event",
-    "wakeups_rx_intr", "wakeups_timer", "wakeups_peer"};
+constexpr const char* kWorkerFields[15] = {
+    "iterations",    "empty_polls",       "empty_poll_cycles", "sleeps",        "uplink_rx",
+    "uplink_tx",     "uplink_tx_dropped", "uplink_unrouted",   "cross_out",     "cross_in",
+    "cross_dropped", "wakeups_event",     "wakeups_rx_intr",   "wakeups_timer", "wakeups_peer"};
 
 WorkerSums read_worker(const WorkerCounters& w) {
-    return WorkerSums{{w.iterations.get(), w.sleeps.get(), w.uplink_rx.get(), w.uplink_tx.get(),
-                       w.uplink_tx_dropped.get(), w.uplink_unrouted.get(), w.cross_out.get(),
-                       w.cross_in.get(), w.cross_dropped.get(), w.wakeups_event.get(),
-                       w.wakeups_rx_intr.get(), w.wakeups_timer.get(), w.wakeups_peer.get()}};
+    return WorkerSums{{w.iterations.get(), w.empty_polls.get(), w.empty_poll_cycles.get(), w.sleeps.get(),
+                       w.uplink_rx.get(), w.uplink_tx.get(), w.uplink_tx_dropped.get(),
+                       w.uplink_unrouted.get(), w.cross_out.get(), w.cross_in.get(), w.cross_dropped.get(),
+                       w.wakeups_event.get(), w.wakeups_rx_intr.get(), w.wakeups_timer.get(),
+                       w.wakeups_peer.get()}};
 }
 
 void fill_worker(rte_tel_data* d, const WorkerSums& s) {
@@ -126,6 +128,7 @@ int cmd_worker(const char*, const char*, rte_tel_data* d) {
     }
     fill_worker(d, total);
     rte_tel_data_add_dict_u64(d, "workers", g_instance->worker_count());
+    rte_tel_data_add_dict_u64(d, "tsc_hz", rte_get_tsc_hz());
     return 0;
 }
 

@@ -286,6 +286,7 @@ std::size_t Worker::poll_once() noexcept {
     counters_.iterations.add();
     handle_messages();
     now_ = rte_get_tsc_cycles();
+    const std::uint64_t started = now_;
     wake_at_ = 0;
     std::size_t work = drain_cross();
     for (const auto& [u, rq] : rx_polled_) work += uplink_rx(u, rq);
@@ -308,6 +309,10 @@ std::size_t Worker::poll_once() noexcept {
     if (now_ - last_age_ > tsc_hz_) {
         last_age_ = now_;
         sw_.age(now_, static_cast<std::uint64_t>(cfg_.mac_age.count()) * tsc_hz_);
+    }
+    if (work == 0) {
+        counters_.empty_polls.add();
+        counters_.empty_poll_cycles.add(rte_get_tsc_cycles() - started);
     }
     return work;
 }

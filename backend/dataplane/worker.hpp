@@ -107,6 +107,8 @@ struct WorkerMsg {
 
 struct WorkerCounters {
     Counter iterations;
+    Counter empty_polls;       // iterations that moved nothing
+    Counter empty_poll_cycles; // TSC cycles they took: the backend's idle share of its time
     Counter sleeps;
     Counter uplink_rx;
     Counter uplink_tx;

@@ -144,7 +144,7 @@ void install_up(CLI::App& app) {
     // Xen does a grant copy in a hypercall; the simulation in-process. These charge the
     // difference (busy-wait in the copying process) so batching can be judged as on Xen.
     sub->add_option("--grant-copy-batch-ns", options->costs.grant_copy_batch_ns,
-                    "simulated cost of one grant-copy hypercall")
+                    "simulated cost of one grant-copy hypercall (gntdev makes one per 16 segments)")
         ->capture_default_str();
     sub->add_option("--grant-copy-segment-ns", options->costs.grant_copy_segment_ns,
                     "simulated cost of each segment in a grant copy")

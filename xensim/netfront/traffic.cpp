@@ -40,6 +40,7 @@ std::optional<std::string> Traffic::on_attach() {
 
 bool Traffic::step() noexcept {
     bool progress = false;
+    bool tx_full = false, rx_empty = true;
     const bool stamped = frame_.size() <= platform::kPageSize;
     for (unsigned q = 0; q < io_.queue_count(); ++q) {
         if (io_.reap_tx(q) != 0) progress = true;
@@ -49,6 +50,7 @@ bool Traffic::step() noexcept {
                                      ? io_.send_stamped(q, static_cast<std::uint16_t>(frame_.size()), flags_)
                                      : io_.send(q, frame_, TxMeta{flags_, std::nullopt, 0});
             if (r == SendResult::refused) blocked_ = true; // on_attach() explained why
+            if (r == SendResult::busy) tx_full = true;
             if (r != SendResult::queued) break;
             ++n;
             ++queued_;
@@ -63,8 +65,12 @@ bool Traffic::step() noexcept {
         if (got) {
             io_.refill(q);
             progress = true;
+            rx_empty = false;
         }
     }
+    ++steps_;
+    if (tx_full) ++tx_full_steps_;
+    if (rx_empty) ++rx_empty_steps_;
     return progress;
 }
 
@@ -103,14 +109,25 @@ bool Traffic::finished() const noexcept {
 
 TrafficStats Traffic::stats() const noexcept {
     const auto& c = io_.counters();
-    return TrafficStats{c.tx_pkts,  c.tx_bytes,  c.rx_pkts,
-                        c.rx_bytes, c.tx_errors, std::chrono::duration<double>(ran_).count()};
+    TrafficStats s;
+    s.tx_pkts = c.tx_pkts;
+    s.tx_bytes = c.tx_bytes;
+    s.rx_pkts = c.rx_pkts;
+    s.rx_bytes = c.rx_bytes;
+    s.tx_errors = c.tx_errors;
+    s.steps = steps_;
+    s.tx_full_steps = tx_full_steps_;
+    s.rx_empty_steps = rx_empty_steps_;
+    s.seconds = std::chrono::duration<double>(ran_).count();
+    return s;
 }
 
 std::string to_json(const TrafficStats& s) {
     return fmt::format(
-        R"({{"tx_pkts":{},"tx_bytes":{},"rx_pkts":{},"rx_bytes":{},"tx_errors":{},"seconds":{:.3f}}})",
-        s.tx_pkts, s.tx_bytes, s.rx_pkts, s.rx_bytes, s.tx_errors, s.seconds);
+        R"({{"tx_pkts":{},"tx_bytes":{},"rx_pkts":{},"rx_bytes":{},"tx_errors":{},"steps":{},"tx_full_steps":{},)"
+        R"("rx_empty_steps":{},"seconds":{:.3f}}})",
+        s.tx_pkts, s.tx_bytes, s.rx_pkts, s.rx_bytes, s.tx_errors, s.steps, s.tx_full_steps, s.rx_empty_steps,
+        s.seconds);
 }
 
 } // namespace netbackd::xensim

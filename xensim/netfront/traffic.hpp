@@ -34,6 +34,11 @@ struct TrafficStats {
     std::uint64_t rx_pkts = 0;
     std::uint64_t rx_bytes = 0;
     std::uint64_t tx_errors = 0;
+    // Where the frontend's time went, in rounds: a generator that often finds its ring full is
+    // waiting for the backend; a sink that often finds nothing is starved by it.
+    std::uint64_t steps = 0;
+    std::uint64_t tx_full_steps = 0;  // the generator wanted to send and had no slot
+    std::uint64_t rx_empty_steps = 0; // nothing arrived
     double seconds = 0;
 };
 
@@ -68,11 +73,13 @@ private:
     std::vector<std::byte> frame_;
     ring::TxFrontFlags flags_{};
     std::uint64_t queued_ = 0;
+    std::uint64_t steps_ = 0, tx_full_steps_ = 0, rx_empty_steps_ = 0;
     bool blocked_ = false;
     std::chrono::steady_clock::duration ran_{};
 };
 
-// The line bench/ parses: {"tx_pkts":..,"tx_bytes":..,"rx_pkts":..,"rx_bytes":..,"tx_errors":..,"seconds":..}
+// The line bench/ parses: {"tx_pkts":..,"tx_bytes":..,"rx_pkts":..,"rx_bytes":..,"tx_errors":..,
+// "steps":..,"tx_full_steps":..,"rx_empty_steps":..,"seconds":..}
 std::string to_json(const TrafficStats& s);
 
 } // namespace netbackd::xensim

@@ -33,8 +33,8 @@ inline constexpr std::size_t kNameMax = 64;
 // Zero by default, so that the figures show the backend's own cost; the bench sets it to show
 // how batching amortises a real GNTTABOP_copy.
 struct CostModel {
-    std::uint32_t grant_copy_batch_ns = 0;   // per copy() call: hypercall entry/exit
-    std::uint32_t grant_copy_segment_ns = 0; // per segment: grant lookup, pin, p2m, unpin
+    std::uint32_t grant_copy_batch_ns = 0;   // per hypercall (one per 16 segments): entry/exit
+    std::uint32_t grant_copy_segment_ns = 0; // per segment: gntdev page pin, grant lookup, p2m
     bool operator==(const CostModel&) const = default;
 };
 

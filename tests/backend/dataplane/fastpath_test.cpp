@@ -672,6 +672,29 @@ private:
 
 } // namespace
 
+TEST_CASE("a poll round that moves nothing counts as an empty poll", "[dataplane][fastpath]") {
+    World world({kA});
+    pmd::Mempool pool = pmd::test::small_pool(4095);
+    pmd::Mempool indirect = pmd::test::small_pool(1023, 0);
+    FullUplink up(64);
+    Netfront a(world, kA);
+    VifRuntime va(a.handle(kMacA, Netfront::default_features(), std::nullopt), 0, rte_get_tsc_hz());
+    Worker worker({}, WorkerContext{world.grants, world.events, pool, indirect, {&up}});
+    REQUIRE(worker.post(WorkerMsg{WorkerMsgKind::attach, &va, std::nullopt}));
+    worker.poll_once();
+    REQUIRE(va.state() == VifState::running);
+    const auto empty = worker.counters().empty_polls.get();
+    worker.poll_once();
+    worker.poll_once();
+    CHECK(worker.counters().empty_polls.get() == empty + 2);
+    CHECK(worker.counters().empty_poll_cycles.get() > 0);
+    a.send(frame(kOutside, kMacA, 100));
+    a.push_tx();
+    worker.poll_once();
+    CHECK(up.taken == 1);
+    CHECK(worker.counters().empty_polls.get() == empty + 2);
+}
+
 TEST_CASE("frames the uplink does not take are dropped and counted against their vif",
           "[dataplane][fastpath]") {
     World world({kA, kB});

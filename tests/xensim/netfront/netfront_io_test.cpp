@@ -361,6 +361,25 @@ void run_until_finished(Traffic& t, const std::vector<std::unique_ptr<Loopback>>
 
 } // namespace
 
+TEST_CASE("traffic: a generator whose backend never answers counts rounds with a full ring",
+          "[xensim][netfront][gen]") {
+    Rig r(all_features(), 1);
+    TrafficOptions o;
+    o.generate = true;
+    o.frame.size = 60;
+    o.poll = true;
+    Traffic t(r.io, o);
+    // No backend thread: nothing is consumed, so once the ring is full every round finds it so.
+    for (int i = 0; i < 20; ++i) t.run_for(std::chrono::microseconds(100));
+    const TrafficStats s = t.stats();
+    CHECK(s.steps >= 20);
+    CHECK(s.tx_full_steps > 0);
+    CHECK(s.tx_full_steps < s.steps); // the first rounds found free slots
+    CHECK(s.rx_empty_steps == s.steps);
+    CHECK(to_json(s).find(R"("tx_full_steps":)" + std::to_string(s.tx_full_steps) + ",") !=
+          std::string::npos);
+}
+
 TEST_CASE("traffic: the generator's frames all come back through the sink", "[xensim][netfront][gen]") {
     const std::size_t size = GENERATE(60, 1514, 9000);
     const unsigned nq = GENERATE(1u, 2u);

@@ -46,10 +46,19 @@ TEST_CASE("cost model packs into one reply word and back", "[simxen][cost]") {
     const wire::CostModel c{2000, 100};
     CHECK(wire::unpack_costs(wire::pack_costs(c)) == c);
     CHECK(wire::unpack_costs(wire::pack_costs({0xffffffffu, 7})) == wire::CostModel{0xffffffffu, 7});
-    CHECK(grant_copy_cost(c, 32) == std::chrono::nanoseconds(2000 + 32 * 100));
     CHECK(grant_copy_cost(c, 1) == std::chrono::nanoseconds(2100));
     CHECK(grant_copy_cost(c, 0) == std::chrono::nanoseconds(0));
     CHECK(grant_copy_cost({}, 64) == std::chrono::nanoseconds(0));
+}
+
+TEST_CASE("a grant copy costs one hypercall per 16 segments, as gntdev splits it", "[simxen][cost]") {
+    const wire::CostModel c{2000, 100};
+    CHECK(gntdev_hypercalls(16) == 1);
+    CHECK(gntdev_hypercalls(17) == 2);
+    CHECK(grant_copy_cost(c, 16) == std::chrono::nanoseconds(2000 + 16 * 100));
+    CHECK(grant_copy_cost(c, 17) == std::chrono::nanoseconds(2 * 2000 + 17 * 100));
+    CHECK(grant_copy_cost(c, 32) == std::chrono::nanoseconds(2 * 2000 + 32 * 100));
+    CHECK(grant_copy_cost(c, 64) == std::chrono::nanoseconds(4 * 2000 + 64 * 100));
 }
 
 TEST_CASE("a process joining a domain learns the host's costs", "[simxen][cost]") {
