@@ -97,7 +97,7 @@ SimWorld::SimWorld(const SimWorldOptions& options) {
              "--quota-watches", std::to_string(options.quota_watches)},
             dir_ + "/xensim.log") == 0);
     host_up_ = true;
-    create_domain("nicdom", kDriverDomain, 16);
+    create_domain("nicdom", kDriverDomain, 16, options.driver_event_channels);
     admin_ = xensim::HvClient::connect_admin(host_dir());
 }
 
@@ -112,10 +112,18 @@ SimWorld::~SimWorld() {
     fs::remove_all(dir_, ec);
 }
 
-void SimWorld::create_domain(const std::string& name, platform::DomId domid, unsigned memory_mib) {
-    REQUIRE(run({XENSIM_BINARY, "domain", "create", name, "--domid", std::to_string(domid), "--memory",
-                 std::to_string(memory_mib), "--dir", host_dir()},
-                dir_ + "/xensim.log") == 0);
+void SimWorld::create_domain(const std::string& name, platform::DomId domid, unsigned memory_mib,
+                             unsigned max_event_channels) {
+    std::vector<std::string> argv{XENSIM_BINARY, "domain",
+                                  "create",      name,
+                                  "--domid",     std::to_string(domid),
+                                  "--memory",    std::to_string(memory_mib),
+                                  "--dir",       host_dir()};
+    if (max_event_channels != 0) {
+        argv.push_back("--max-event-channels");
+        argv.push_back(std::to_string(max_event_channels));
+    }
+    REQUIRE(run(argv, dir_ + "/xensim.log") == 0);
 }
 
 Guest& SimWorld::guest(platform::DomId domid) {

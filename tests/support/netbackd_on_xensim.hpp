@@ -48,6 +48,7 @@ struct Guest {
 struct SimWorldOptions {
     unsigned quota_nodes = 4000;
     unsigned quota_watches = 128;
+    unsigned driver_event_channels = 0; // the nicdom's max_event_channels; 0: libxl's default (1023)
 };
 
 class SimWorld {
@@ -60,7 +61,8 @@ public:
     std::string host_dir() const { return dir_ + "/host"; }
 
     // xensim domain create.
-    void create_domain(const std::string& name, platform::DomId domid, unsigned memory_mib = 8);
+    void create_domain(const std::string& name, platform::DomId domid, unsigned memory_mib = 8,
+                       unsigned max_event_channels = 0);
     Guest& guest(platform::DomId domid);
 
     // The netbackd binary in the driver domain; returns once it notified READY=1.

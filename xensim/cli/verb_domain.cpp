@@ -24,14 +24,16 @@ struct DomainOptions {
     std::string name;
     unsigned domid = 0;
     unsigned memory_mib = 64;
-    std::string target; // name or domid
+    unsigned max_event_channels = 0; // 0: libxl's default
+    std::string target;              // name or domid
 };
 
 void run_create(const DomainOptions& o) {
     if (o.domid == 0 || o.domid >= 0x7ff0)
         throw std::runtime_error(fmt::format("domid {} is not a guest domid", o.domid));
     auto admin = HvClient::connect_admin(o.dir);
-    admin->create_domain(static_cast<DomId>(o.domid), o.name, std::uint64_t{o.memory_mib} << 20);
+    admin->create_domain(static_cast<DomId>(o.domid), o.name, std::uint64_t{o.memory_mib} << 20,
+                         o.max_event_channels);
 }
 
 DomId resolve(HvClient& admin, const std::string& target) {
@@ -78,6 +80,11 @@ void install_domain(CLI::App& app) {
     create->add_option("name", o->name, "domain name (/local/domain/<id>/name)")->required();
     create->add_option("--domid", o->domid, "domain id (1..32751)")->required();
     create->add_option("--memory", o->memory_mib, "guest memory in MiB (sparse)")->check(CLI::Range(1, 1024));
+    create
+        ->add_option("--max-event-channels", o->max_event_channels,
+                     "highest event-channel port the domain may bind, as xl.cfg's max_event_channels "
+                     "(default 1023; a driver domain needs two per vif with split channels)")
+        ->check(CLI::Range(1, 4095));
     create->callback([o] { run_create(*o); });
 
     auto* destroy = domain->add_subcommand(

@@ -58,7 +58,8 @@ Hypervisor::~Hypervisor() { ::unlink(socket_path_.c_str()); }
 
 void Hypervisor::stop() noexcept { platform::signal_eventfd(stop_fd_.get()); }
 
-Hypervisor::Domain& Hypervisor::create_domain(std::uint16_t domid, std::string name, std::uint64_t bytes) {
+Hypervisor::Domain& Hypervisor::create_domain(std::uint16_t domid, std::string name, std::uint64_t bytes,
+                                              std::uint32_t max_event_channels) {
     Domain d;
     d.domid = domid;
     d.name = std::move(name);
@@ -71,6 +72,7 @@ Hypervisor::Domain& Hypervisor::create_domain(std::uint16_t domid, std::string n
     d.state->magic = kStateMagic;
     d.state->domid = domid;
     d.state->nr_pages = static_cast<std::uint32_t>(d.bytes / 4096);
+    d.state->max_port = max_event_channels;
     d.state->alive.store(1, std::memory_order_release);
     d.generation = next_generation_++;
     auto [it, inserted] = domains_.emplace(domid, std::move(d));
@@ -129,11 +131,14 @@ Hypervisor::Outcome Hypervisor::allocate_port(Conn& c, std::uint16_t remote_dom,
             return fail(EINVAL, fmt::format("port {} of domain {} is not offered to domain {}", remote_port,
                                             remote_dom, c.domid));
     }
+    const std::uint32_t end = std::min(kNrPorts, self->state->max_port + 1);
     std::uint32_t port = 1;
-    while (port < kNrPorts &&
-           self->state->ports[port].state.load() != static_cast<std::uint32_t>(PortState::free))
+    while (port < end && self->state->ports[port].state.load() != static_cast<std::uint32_t>(PortState::free))
         ++port;
-    if (port == kNrPorts) return fail(ENOSPC, "out of event channel ports");
+    if (port == end)
+        return fail(ENOSPC, fmt::format("domain {} is out of event channels: all {} ports are bound "
+                                        "(max_event_channels = {} in its xl config; libxl's default is {})",
+                                        c.domid, end - 1, self->state->max_port, kDefaultMaxEventChannels));
 
     EventPort& p = self->state->ports[port];
     p.owner.store(c.token);
@@ -239,8 +244,12 @@ Hypervisor::Outcome Hypervisor::handle(Conn& c, const wire::Request& req, std::v
         for (const auto& [id, d] : domains_)
             if (!name.empty() && d.name == name)
                 return fail(EEXIST, fmt::format("a domain named {} exists ({})", name, id));
+        const std::uint32_t max_evtchn = req.arg0 == 0 ? kDefaultMaxEventChannels : req.arg0;
+        if (max_evtchn >= kNrPorts)
+            return fail(EINVAL, fmt::format("max_event_channels {} is over the 2-level ABI's {} ports",
+                                            max_evtchn, kNrPorts - 1));
         auto domid = static_cast<std::uint16_t>(req.domid);
-        create_domain(domid, name, bytes);
+        create_domain(domid, name, bytes, max_evtchn);
         if (hooks_.created) {
             try {
                 hooks_.created(domid, name);

@@ -84,7 +84,8 @@ private:
     Outcome map_grant(Conn& c, const wire::Request& req);
     Outcome unmap_grant(Conn& c, const wire::Request& req);
 
-    Domain& create_domain(std::uint16_t domid, std::string name, std::uint64_t bytes);
+    Domain& create_domain(std::uint16_t domid, std::string name, std::uint64_t bytes,
+                          std::uint32_t max_event_channels = kDefaultMaxEventChannels);
     void destroy_domain(std::uint16_t domid);
     Domain* find(std::uint32_t domid);
     Outcome allocate_port(Conn& c, std::uint16_t remote_dom, std::uint32_t remote_port, bool interdomain);

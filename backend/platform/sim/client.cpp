@@ -113,9 +113,11 @@ void HvClient::release_eventfd(std::uint32_t token) noexcept {
     if (it != eventfds_.end() && --it->second.users == 0) eventfds_.erase(it);
 }
 
-void HvClient::create_domain(DomId domid, const std::string& name, std::uint64_t bytes) {
+void HvClient::create_domain(DomId domid, const std::string& name, std::uint64_t bytes,
+                             std::uint32_t max_event_channels) {
     wire::Request req = request(wire::Op::create_domain, domid);
     req.arg64 = bytes;
+    req.arg0 = max_event_channels;
     if (name.size() >= wire::kNameMax)
         throw PlatformError(fmt::format("domain name too long: {}", name), EINVAL);
     std::memcpy(req.name, name.data(), name.size());

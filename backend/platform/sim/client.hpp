@@ -65,7 +65,9 @@ public:
     int eventfd_of(std::uint32_t token);
     void release_eventfd(std::uint32_t token) noexcept;
 
-    void create_domain(DomId domid, const std::string& name, std::uint64_t bytes);
+    // max_event_channels: as xl.cfg's, the highest port the domain may bind (0: libxl's default).
+    void create_domain(DomId domid, const std::string& name, std::uint64_t bytes,
+                       std::uint32_t max_event_channels = 0);
     void destroy_domain(DomId domid);
     std::vector<DomainInfo> list_domains();
 

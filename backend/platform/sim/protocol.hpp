@@ -12,7 +12,7 @@ inline constexpr const char* kSocketName = "hypervisor.sock";
 enum class Op : std::uint32_t {
     hello = 1,            // domid; carries the caller's eventfd → val0 = owner token,
                           // arg64 = the host's CostModel (pack_costs)
-    create_domain = 2,    // domid, arg64 = memory bytes, name
+    create_domain = 2,    // domid, arg64 = memory bytes, arg0 = max_event_channels (0: default), name
     destroy_domain = 3,   // domid
     list_domains = 4,     // → text: "<domid> <name> <bytes>\n" per domain
     get_domain = 5,       // domid → fds [memory, state], arg64 = memory bytes

@@ -17,7 +17,12 @@ inline constexpr std::uint32_t kStateMagic = 0x4e425856; // "NBXV"
 inline constexpr std::uint32_t kNrGrants = 8192;
 // Linux keeps refs below 8 for the toolstack (GNTTAB_NR_RESERVED_ENTRIES); so do we.
 inline constexpr std::uint32_t kFirstFreeGrant = 8;
-inline constexpr std::uint32_t kNrPorts = 1024;
+// The 2-level event-channel ABI's limit for a 64-bit domain (64 x 64 bits): the table's size.
+inline constexpr std::uint32_t kNrPorts = 4096;
+// What a domain may use unless its config says otherwise: libxl's default max_event_channels
+// (xl.cfg), the highest port number a domain may bind. A driver domain serving ~500 split-channel
+// vifs needs more, as on Xen.
+inline constexpr std::uint32_t kDefaultMaxEventChannels = 1023;
 inline constexpr std::size_t kMaxDomainPages = 262144; // 1 GiB of guest memory
 inline constexpr std::size_t kDefaultDomainBytes = 64u << 20;
 
@@ -70,6 +75,7 @@ struct DomainState {
     std::uint32_t domid;
     std::uint32_t nr_pages;
     std::atomic<std::uint32_t> alive;
+    std::uint32_t max_port; // highest bindable port (xl.cfg max_event_channels); set at creation
     // Shared allocators for processes running inside the domain (netfront and friends).
     std::atomic<std::uint64_t> page_bitmap[kMaxDomainPages / 64];
     std::atomic<std::uint64_t> grant_bitmap[kNrGrants / 64];

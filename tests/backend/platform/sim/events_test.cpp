@@ -167,3 +167,33 @@ TEST_CASE("a process that exits closes its channels, and so does a destroyed dom
     back.notify(bport); // peer gone: dropped
     CHECK_THROWS_AS(SimEvents(HvClient::connect(w.host.dir(), kFront)), PlatformError);
 }
+
+TEST_CASE("a domain binds at most max_event_channels ports, libxl's 1023 unless its config says more",
+          "[simxen][events]") {
+    testing::HvHost host;
+    auto admin = HvClient::connect_admin(host.dir());
+    admin->create_domain(kFront, "front", 1u << 20);
+    admin->create_domain(kBack, "back", 1u << 20, 40);
+    SimEvents front(HvClient::connect(host.dir(), kFront));
+    SimEvents back(HvClient::connect(host.dir(), kBack));
+    std::vector<platform::EvtchnPort> ports;
+    for (int i = 0; i < 40; ++i) ports.push_back(back.alloc_unbound(kFront));
+    CHECK(ports.back() == 40);
+    try {
+        back.alloc_unbound(kFront);
+        FAIL("port 41 was bound past max_event_channels = 40");
+    } catch (const PlatformError& e) {
+        CHECK(e.code() == ENOSPC);
+        CHECK_THAT(e.what(), Catch::Contains("max_event_channels = 40"));
+    }
+    // The default, as libxl's: ports 1..1023, and no more.
+    std::vector<platform::EvtchnPort> many;
+    for (int i = 0; i < 1023; ++i) many.push_back(front.alloc_unbound(kBack));
+    CHECK(many.back() == 1023);
+    CHECK_THROWS_AS(front.alloc_unbound(kBack), PlatformError);
+    // A domain asking for more than the 2-level ABI has is refused at creation.
+    CHECK_THROWS_AS(admin->create_domain(7, "huge", 1u << 20, 4096), PlatformError);
+    admin->create_domain(8, "big", 1u << 20, 4095);
+    SimEvents big(HvClient::connect(host.dir(), 8));
+    for (int i = 0; i < 2000; ++i) big.alloc_unbound(kFront);
+}
