@@ -4,21 +4,22 @@
 #   run.sh NETBACKD_DEB OUTDIR    (the .deb `make package` builds: the driver domain installs it)
 # Environment:
 #   NETBACKD_LAB_CACHE     fetch cache (default <repo>/.lab-cache)
-#   NETBACKD_LAB_REQUIRE   scenarios that must PASS for exit 0 (default: all of 1-8)
-#   NETBACKD_LAB_SCENARIOS scenarios to run (default 12345678; 9 is opt-in)
+#   NETBACKD_LAB_REQUIRE   scenarios that must PASS for exit 0 (default: all of 0-8)
+#   NETBACKD_LAB_SCENARIOS scenarios to run (default 123456780; 9 is opt-in)
 #   NETBACKD_LAB_UPLINK    af_xdp (default) or af_packet: the PMD over the driver domain's NIC
 #   NETBACKD_LAB_TIMEOUT   seconds QEMU may run (default 600)
 #   NETBACKD_LAB_TRACE     non-empty: dom0 runs the scenarios under sh -x
 #   NETBACKD_LAB_HVM_KERNEL non-empty: scenario 9's HVM domain drives the NIC with its kernel
 #                          driver and af_xdp, as the PV one does (tells HVM from native-PMD trouble)
+#   NETBACKD_LAB_MB0       MiB each of scenario 0's four streams sends (default 2)
 #   NETBACKD_LAB_IDLE      non-empty: after scenario 1, report each domain's CPU seconds over
 #                          20 idle seconds (what netbackd's timer polling costs under TCG)
 # Exit: 0 every required scenario passed; 1 otherwise; 77 QEMU or the cache cannot be had.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 NETBACKD=$1; OUT=$2
-REQUIRE=${NETBACKD_LAB_REQUIRE:-12345678}
-SCEN=${NETBACKD_LAB_SCENARIOS:-12345678}
+REQUIRE=${NETBACKD_LAB_REQUIRE:-123456780}
+SCEN=${NETBACKD_LAB_SCENARIOS:-123456780}
 UPLINK=${NETBACKD_LAB_UPLINK:-af_xdp}
 TIMEOUT=${NETBACKD_LAB_TIMEOUT:-600}
 export NETBACKD_LAB_CACHE=${NETBACKD_LAB_CACHE:-$here/../../.lab-cache}
@@ -53,7 +54,7 @@ xen_args+=" dom0_mem=768M,max:768M dom0_max_vcpus=1 noreboot conring_size=1m"
 nic_args="-device intel-iommu,intremap=on"
 nic_args+=" -netdev hubport,id=wire0,hubid=0 -device e1000,netdev=wire0,addr=0x4,mac=52:54:00:0a:00:01"
 nic_args+=" -netdev hubport,id=wire1,hubid=0 -device e1000,netdev=wire1,addr=0x5,mac=52:54:00:0a:00:02"
-dom0_args="console=hvc0 earlyprintk=xen quiet lab_scenarios=$SCEN lab_uplink=$UPLINK${NETBACKD_LAB_TRACE:+ lab_trace}${NETBACKD_LAB_IDLE:+ lab_idle}${NETBACKD_LAB_HVM_KERNEL:+ lab_hvm_kernel}"
+dom0_args="console=hvc0 earlyprintk=xen quiet lab_scenarios=$SCEN lab_uplink=$UPLINK${NETBACKD_LAB_TRACE:+ lab_trace}${NETBACKD_LAB_IDLE:+ lab_idle}${NETBACKD_LAB_MB0:+ lab_mb0=$NETBACKD_LAB_MB0}${NETBACKD_LAB_HVM_KERNEL:+ lab_hvm_kernel}"
 cpu=qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt
 # Scenario 9's HVM guest: qemu64 has SVM, which TCG emulates; nested paging (NPT) spares Xen
 # its shadow page tables.
@@ -86,11 +87,11 @@ while IFS= read -r line; do
   status[$n]=$st; name[$n]=$nm; detail[$n]=$rest
 done < <(grep -a 'LAB-RESULT ' "$LOG")
 names=([1]=attach-ping [2]=attach-detach-x5 [3]=client-to-client [4]=multiqueue-split [5]=tcp-sg-gso
-       [6]=restart [7]=baseline-netback [8]=outside-host [9]=hvm-native-pmd)
+       [6]=restart [7]=baseline-netback [8]=outside-host [9]=hvm-native-pmd [0]=two-workers)
 echo
 printf '%-2s %-18s %-6s %s\n' '#' scenario result detail
 failed=0
-for n in 1 2 3 4 5 6 7 8 9; do
+for n in 1 2 3 4 5 6 7 8 9 0; do
   [[ $n == 9 && $SCEN != *9* ]] && continue # opt-in, see scenarios.sh
   st=${status[$n]:-}
   if [[ -z $st ]]; then
