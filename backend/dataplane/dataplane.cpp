@@ -233,7 +233,10 @@ void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
         if (worker_load(w) < worker_load(owner)) owner = w;
     {
         std::lock_guard lock(mutex_);
-        vifs_.emplace(id, Entry{std::move(runtime), false, owner, nullptr});
+        Entry entry;
+        entry.runtime = std::move(runtime);
+        entry.worker = owner;
+        vifs_.emplace(id, std::move(entry));
     }
     // The owner first: a frame another worker hands over before the owner took the vif is
     // dropped (the vif is not running yet), never delivered to a vif nobody runs.
@@ -322,7 +325,8 @@ void DataPlane::set_hash(control::VifId id, std::shared_ptr<const ring::HashConf
     Entry& e = it->second;
     const std::uint64_t seq = ++e.hash_seq;
     post(*workers_[e.worker],
-         WorkerMsg{WorkerMsgKind::set_hash, e.runtime.get(), std::nullopt, 0, std::move(hash), seq});
+         WorkerMsg{WorkerMsgKind::set_hash, e.runtime.get(), std::nullopt, 0, std::move(hash), seq},
+         *e.runtime);
     // The guest is answered after this returns: let the worker take it first (one iteration;
     // a wedged worker is reported by the detach path, here the answer just goes out).
     for (int i = 0; e.runtime->hash_seq.load(std::memory_order_acquire) < seq && i < 20000; ++i)

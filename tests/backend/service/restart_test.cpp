@@ -29,10 +29,10 @@ std::string slurp(const std::string& path) {
 // `netbackd stats` of the process `pid`: its output, or nothing while it does not answer.
 std::optional<std::string> stats_of(const std::string& prefix, const std::string& dir) {
     const std::string out = dir + "/restart-stats.txt";
-    const int rc =
-        run({"/bin/sh", "-c",
-             fmt::format("'{}' stats --file-prefix {} > '{}' 2>/dev/null", NETBACKD_BINARY, prefix, out)},
-            dir + "/restart-stats.log");
+    const int rc = run({"/bin/sh", "-c",
+                        fmt::format("timeout 20 '{}' stats --file-prefix {} > '{}' 2>/dev/null",
+                                    NETBACKD_BINARY, prefix, out)},
+                       dir + "/restart-stats.log");
     if (rc != 0) return std::nullopt;
     return slurp(out);
 }
