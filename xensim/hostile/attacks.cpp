@@ -204,6 +204,15 @@ void run_thread(const AttackEnv& env, Body body) {
                [&] { return std::chrono::steady_clock::now() >= end && (!env.finished || env.finished()); });
 }
 
+// Takes the backend's TX answers off the ring (handing each to the test, when it asks for them).
+void reap_tx_responses(HostileFront& f, const AttackEnv& env) {
+    const auto a = f.tx().poll();
+    if (a.error != ring::ProdError::none) return;
+    if (env.on_tx_response)
+        for (ring::RingIdx i = 0; i < a.count; ++i) env.on_tx_response(f.tx().copy_response(i));
+    f.tx().consume(a.count);
+}
+
 void double_fetch(HostileFront& f, const AttackEnv& env) {
     const Bytes frame = double_fetch_frame(env);
     const auto ref = f.page(frame);
@@ -222,12 +231,7 @@ void double_fetch(HostileFront& f, const AttackEnv& env) {
     };
     auto s = f.tx_shared();
     run_thread(env, [&] {
-        const auto a = f.tx().poll();
-        if (a.error == ring::ProdError::none) {
-            if (env.on_tx_response)
-                for (ring::RingIdx i = 0; i < a.count; ++i) env.on_tx_response(f.tx().copy_response(i));
-            f.tx().consume(a.count);
-        }
+        reap_tx_responses(f, env);
         if (f.tx().full()) return;
         f.tx().put_request(req(ref, 0, 0, 1, sizes[1]));
         f.tx().push();
@@ -250,12 +254,7 @@ void malformed_refill(HostileFront& f, const AttackEnv& env) {
     const auto ref = f.page(runt);
     std::uint64_t pushes = 0;
     run_thread(env, [&] {
-        const auto a = f.tx().poll();
-        if (a.error == ring::ProdError::none) {
-            if (env.on_tx_response)
-                for (ring::RingIdx i = 0; i < a.count; ++i) env.on_tx_response(f.tx().copy_response(i));
-            f.tx().consume(a.count);
-        }
+        reap_tx_responses(f, env);
         if (f.tx().full()) return;
         while (!f.tx().full()) f.tx().put_request(req(ref, 0, 0, next_id(f), 9));
         f.tx().push();
