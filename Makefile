@@ -6,7 +6,7 @@
 LAB_PACKAGES := qemu-system-x86 busybox-static cpio
 PACKAGES := build-essential cmake pkg-config libxen-dev libdpdk-dev dpdk catch2 \
             clang-14 libclang-rt-14-dev clang-format-14 xenstore-utils libtomlplusplus-dev libcli11-dev \
-            libfmt-dev libspdlog-dev nlohmann-json3-dev iproute2 procps iputils-ping iperf3 ethtool python3 python3-prometheus-client man-db dpkg-dev file lintian libsystemd-dev libpcap-dev tshark $(LAB_PACKAGES) gnuplot-nox
+            libfmt-dev libspdlog-dev nlohmann-json3-dev iproute2 procps iputils-ping iperf3 ethtool python3 python3-prometheus-client man-db dpkg-dev file lintian libsystemd-dev systemd libpcap-dev tshark $(LAB_PACKAGES) gnuplot-nox
 JOBS       ?= $(shell nproc)
 BUILD      ?= build
 SAN_BUILD  ?= build-sanitize
