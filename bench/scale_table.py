@@ -41,7 +41,7 @@ def per_vif(after, before, n):
 def table(rows):
     out = [
         "| vifs | attach: all InitWait / all Connected | netbackd RSS (own) | own RSS per vif | fds | fds per vif "
-        "| idle CPU (10 s) | driver-domain xenstore nodes per vif | load avg (1 min) |",
+        "| idle CPU | driver-domain xenstore nodes per vif | load avg (1 min) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
