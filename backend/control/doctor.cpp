@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "backend/control/doctor_access.hpp"
+#include "backend/control/doctor_scale.hpp"
 #include "backend/control/doctor_util.hpp"
 #include "backend/control/vif_id.hpp"
 #include "backend/platform/fd.hpp"
@@ -329,6 +330,22 @@ Check backend_write_check(platform::Store& store, DomId self) {
     }
 }
 
+// Vifs under this domain's backend dir whose backend is Connected (they hold their channels).
+unsigned connected_vifs(platform::Store& store, DomId self) {
+    unsigned n = 0;
+    const auto base = backend_base(self);
+    try {
+        if (const auto fes = store.directory(0, base))
+            for (const auto& fe : *fes)
+                if (const auto devs = store.directory(0, base + "/" + fe))
+                    for (const auto& dev : *devs)
+                        n += store.read(0, fmt::format("{}/{}/{}/state", base, fe, dev)) == "4";
+    } catch (const std::exception&) {
+        // backend_write_check reports an unreadable backend dir.
+    }
+    return n;
+}
+
 } // namespace
 
 GuestType guest_type(const fs::path& root) {
@@ -381,6 +398,7 @@ std::vector<Check> run_doctor(const DoctorOptions& opt) {
     std::vector<Check> out;
     const Identity who = opt.identity ? *opt.identity : Identity::current();
     GlobalConfig global;
+    std::optional<unsigned> guests = opt.guests;
     std::string cfg_path = opt.config_path;
     if (cfg_path.empty() && fs::exists("/etc/netbackd/netbackd.toml"))
         cfg_path = "/etc/netbackd/netbackd.toml";
@@ -390,6 +408,7 @@ std::vector<Check> run_doctor(const DoctorOptions& opt) {
         try {
             const Config c = load_config(cfg_path);
             global = c.global;
+            if (!guests && !c.clients.empty()) guests = static_cast<unsigned>(c.clients.size());
             out.push_back(
                 ok("configuration valid", fmt::format("{} ({} client file(s))", cfg_path, c.clients.size())));
         } catch (const ConfigError& e) {
@@ -405,6 +424,10 @@ std::vector<Check> run_doctor(const DoctorOptions& opt) {
     const bool sim = popt.kind == platform::PlatformKind::sim;
 
     std::unique_ptr<platform::Store> store;
+    std::unique_ptr<platform::Events> events;
+    // Where xenstored's quota is asked: on the simulated host dom0's socket is at hand, as
+    // `xenstore-control` in dom0 is on Xen; a driver domain on Xen has only its own connection.
+    std::unique_ptr<platform::Store> dom0_store;
     if (sim) {
         const std::string name = "simulated host reachable";
         std::error_code ec;
@@ -419,6 +442,12 @@ std::vector<Check> run_doctor(const DoctorOptions& opt) {
                 out.push_back(ok(name, fmt::format("{} as domain {} (grants, event channels, xenstore)",
                                                    popt.sim_dir, popt.sim_domid)));
                 store = std::move(p.store);
+                events = std::move(p.events);
+                try {
+                    dom0_store = platform::open_xs_store(platform::sim_store_socket(popt.sim_dir, 0));
+                } catch (const std::exception&) {
+                    // The quota check then asks the domain's own connection and says why not.
+                }
             } catch (const std::exception& e) {
                 out.push_back(fail(name, e.what(),
                                    fmt::format("xensim up --dir {0}; xensim domain create --dir {0} {1} ...",
@@ -440,6 +469,12 @@ std::vector<Check> run_doctor(const DoctorOptions& opt) {
                      "in a driver domain /dev/xen/xenbus must exist (modprobe xenfs; mount -t xenfs "
                      "xenfs /proc/xen); in dom0 start xenstored (systemctl start xenstored)"));
         }
+        try {
+            // The event channels, for the probe of how many this domain may still bind.
+            events = std::move(platform::open_platform(popt).events);
+        } catch (const std::exception&) {
+            // The /dev/xen checks above say why.
+        }
     }
 
     if (store) {
@@ -452,10 +487,20 @@ std::vector<Check> run_doctor(const DoctorOptions& opt) {
                                "the toolstack writes /local/domain/<id>/domid when it creates the domain; "
                                "check the domain was created by xl (xenstore-read domid)"));
         }
-        if (self) out.push_back(backend_write_check(*store, *self));
+        if (self) {
+            out.push_back(backend_write_check(*store, *self));
+            out.push_back(xenstore_quota_check(dom0_store ? *dom0_store : *store, *self, guests));
+            const unsigned connected = connected_vifs(*store, *self);
+            if (events)
+                out.push_back(event_channel_check(*events, *self, guests, connected));
+            else
+                out.push_back(skip("event channels for the guests", "the event channel device did not open"));
+        }
     } else {
         out.push_back(skip("own domain id known", "no xenstore"));
         out.push_back(skip("backend dirs writable", "no xenstore"));
+        out.push_back(skip("xenstore quota for the guests", "no xenstore"));
+        out.push_back(skip("event channels for the guests", "no xenstore"));
     }
 
     auto host = host_checks(opt.root, global, sim, who);

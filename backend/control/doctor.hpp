@@ -40,6 +40,9 @@ struct DoctorOptions {
     bool platform_given = false; // otherwise the config's platform
     std::filesystem::path root = "/";
     std::optional<Identity> identity; // empty: this process's
+    // Guests this domain is to serve, for the xenstore quota and event-channel checks; empty:
+    // the number of client files in the config, if any.
+    std::optional<unsigned> guests;
 };
 
 // What /sys/hypervisor/guest_type says this domain is; xen_unknown: a Xen guest whose kernel

@@ -96,6 +96,12 @@ public:
 
     // The domid this process runs in ("domid" key, as a driver domain learns it).
     virtual DomId self_domid() = 0;
+
+    // xenstored's XS_CONTROL `command` (what `xenstore-control COMMAND` sends), its answer text.
+    // Throws PlatformError with xenstored's errno: EACCES from a domain other than dom0 (C
+    // xenstored answers dom0 only), ENOSYS or EINVAL where the command is not implemented.
+    // Stores that cannot send it throw ENOSYS.
+    virtual std::string control(std::string_view command);
 };
 
 // ---------------------------------------------------------------- grant tables

@@ -38,6 +38,9 @@ int main(int argc, char** argv) {
     doctor->add_option("--config,-c", doc_opt.config_path, "global config file (TOML)");
     netbackd::platform::add_platform_options(*doctor, doc_opt.platform);
     doctor->add_flag("--quiet,-q", quiet, "print failures only");
+    doctor->add_option("--guests", doc_opt.guests,
+                       "guests this domain is to serve, for the xenstore quota and event channel checks "
+                       "(default: the number of client files)");
 
     netbackd::service::StatsOptions stats_opt;
     auto* stats =

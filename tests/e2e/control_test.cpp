@@ -347,6 +347,56 @@ TEST_CASE("e2e: netbackd doctor passes on a healthy simulated host", "[control][
     CHECK(run({NETBACKD_BINARY, "doctor", "--platform", "sim", "--sim-dir", w.dir() + "/nohost"}, log) == 1);
 }
 
+TEST_CASE("e2e: netbackd doctor reads the simulated xenstored's quota and probes the driver domain's "
+          "event channels against the guests expected",
+          "[control][e2e]") {
+    // 1000 nodes and 128 watches: C xenstored's defaults; the nicdom may bind 60 ports.
+    SimWorld w(SimWorldOptions{.quota_nodes = 1000, .quota_watches = 128, .driver_event_channels = 60});
+    w.create_domain("web1", 7);
+    w.start_netbackd("[dpdk]\neal_args = [\"--no-huge\"]\n");
+    connect(w, 7, 0);
+    const int ports = w.driver_ports_in_use();
+    const std::string log = w.dir() + "/doctor.log";
+    const auto doctor = [&](unsigned guests) {
+        const int status = run({NETBACKD_BINARY, "doctor", "--config", w.dir() + "/netbackd.toml", "--guests",
+                                std::to_string(guests)},
+                               log);
+        std::ifstream in(log);
+        return std::pair{status,
+                         std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>())};
+    };
+    {
+        const auto [status, text] = doctor(20);
+        INFO(text);
+        CHECK(status == 0);
+        CHECK(text.find("OK   xenstore quota for the guests: quota nodes 1000, watches 128, transactions 10: "
+                        "room for 39 guest(s), the nodes quota strikes first; 20 expected") !=
+              std::string::npos);
+        CHECK(text.find(
+                  "OK   event channels for the guests: 20 guest(s) expected, 1 connected: 19 more need 38 "
+                  "free event channel(s)") != std::string::npos);
+    }
+    {
+        const auto [status, text] = doctor(40);
+        INFO(text);
+        CHECK(status == 1);
+        CHECK(text.find(
+                  "FAIL xenstore quota for the guests: quota nodes 1000, watches 128, transactions 10: "
+                  "room for 39 guest(s), the nodes quota strikes first; 40 guest(s) need nodes >= 1024") !=
+              std::string::npos);
+        CHECK(text.find("fix: raise C xenstored's quotas in dom0: xenstore-control quota set nodes 1024") !=
+              std::string::npos);
+        // 60 ports, netbackd holds 2 (and the platform's own): 39 more guests need 78.
+        CHECK(text.find(
+                  "FAIL event channels for the guests: 40 guest(s) expected, 1 connected: 39 more need 78 "
+                  "free event channel(s)") != std::string::npos);
+        CHECK(text.find("max_event_channels = 144 in its xl config") != std::string::npos);
+    }
+    // The probe gave every port back.
+    CHECK(w.driver_ports_in_use() == ports);
+    CHECK(w.stop_netbackd(SIGTERM) == 0);
+}
+
 TEST_CASE("e2e: a vif left waiting says what it waits for and on which key", "[control][e2e]") {
     SimWorld w;
     w.create_domain("web1", 7);

@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <charconv>
 
+#include <fmt/format.h>
+
 #include "xensim/xenstored/errors.hpp"
 #include "xensim/xenstored/paths.hpp"
 #include "xensim/xenstored/wire.hpp"
@@ -235,9 +237,27 @@ std::string Core::dispatch(Session& s, const xsd_sockmsg& h, std::string_view pa
         s.watches.clear();
         s.transactions.clear();
         return kOk;
-    case XS_CONTROL: fail(ENOSYS);
+    case XS_CONTROL: {
+        // C xenstored answers CONTROL to dom0 only; of its commands only `quota` (no
+        // arguments: the settings) is modelled, in its output format.
+        need_privilege(s);
+        auto a = strings_of(payload);
+        if (a.empty() || a.front() != "quota") fail(ENOSYS);
+        if (a.size() != 1) fail(ENOSYS);
+        return with_nul(quota_settings());
+    }
     default: fail(EINVAL);
     }
+}
+
+std::string Core::quota_settings() const {
+    const auto line = [](std::string_view name, std::size_t value, std::string_view descr) {
+        return fmt::format("{:<17}: {:>8} {}\n", name, value, descr);
+    };
+    return "Quota settings:\n" + line("nodes", limits_.store.max_nodes_per_domain, "Nodes per domain") +
+           line("watches", limits_.max_watches, "Watches per domain") +
+           line("transactions", limits_.max_transactions, "Transactions per domain") +
+           line("node-size", limits_.store.max_value, "Max. size of a node");
 }
 
 void Core::queue_event(Session& s, const Watch& w, const std::string& path) {

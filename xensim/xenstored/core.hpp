@@ -66,6 +66,8 @@ public:
     Tree& tree() noexcept { return tree_; }
 
 private:
+    // `xenstore-control quota`'s answer, as C xenstored formats it.
+    std::string quota_settings() const;
     std::string dispatch(Session& s, const xsd_sockmsg& header, std::string_view payload);
     View& view_for(Session& s, platform::TxId tx);
     void fire(const std::vector<Change>& changes);

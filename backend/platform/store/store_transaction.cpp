@@ -1,4 +1,4 @@
-// Store::transaction, shared by every Store implementation.
+// Store::transaction and Store::control's default, shared by every Store implementation.
 #include <cerrno>
 #include <string>
 
@@ -23,6 +23,10 @@ void Store::transaction(const std::function<void(TxId)>& body, int max_attempts)
     }
     throw PlatformError(
         "xenstore transaction still conflicting after " + std::to_string(max_attempts) + " attempts", EAGAIN);
+}
+
+std::string Store::control(std::string_view command) {
+    throw PlatformError("xenstore control " + std::string(command) + ": not supported by this store", ENOSYS);
 }
 
 } // namespace netbackd::platform

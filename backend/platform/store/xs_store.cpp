@@ -206,6 +206,13 @@ public:
         return static_cast<DomId>(id);
     }
 
+    std::string control(std::string_view command) override {
+        const std::string cmd(command);
+        Malloced<char> answer(xs_control_command(h_.get(), cmd.c_str(), nullptr, 0));
+        if (!answer) raise("control", cmd);
+        return answer.get();
+    }
+
 private:
     XsHandle h_;
     int watch_fd_;
