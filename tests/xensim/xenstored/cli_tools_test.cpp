@@ -2,7 +2,9 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -71,4 +73,40 @@ TEST_CASE("xenstore-write, xenstore-read and xenstore-ls work against xensim", "
     CHECK(run(dom5, "xenstore-write /tool/demo/a hijack").status != 0);
     CHECK(run(dom0, "xenstore-read /tool/demo/a").out == "hello\n");
     CHECK(run(dom0, "xenstore-read /tool/missing").status != 0);
+}
+
+TEST_CASE("xenstore-control quota shows the quotas to dom0 only, as C xenstored", "[xenstored][cli]") {
+    // Debian's /usr/bin/xenstore-control is a wrapper from xen-utils-common (which a host without
+    // Xen lacks) around xen-utils-4.17's binary; the lab's fetch cache holds that binary too.
+    std::string tool;
+    std::vector<std::filesystem::path> candidates{"/usr/lib/xen-4.17/bin/xenstore-control"};
+    if (const char* cache = std::getenv("NETBACKD_LAB_CACHE"))
+        candidates.emplace_back(std::filesystem::path(cache) / "tools/usr/lib/xen-4.17/bin/xenstore-control");
+    candidates.emplace_back(std::filesystem::path(NETBACKD_SOURCE_DIR) /
+                            ".lab-cache/tools/usr/lib/xen-4.17/bin/xenstore-control");
+    for (const auto& c : candidates)
+        if (std::filesystem::exists(c)) {
+            tool = c.string();
+            break;
+        }
+    if (tool.empty()) {
+        WARN("skipped: no xenstore-control binary (xen-utils-4.17, or the lab's fetch cache)");
+        return;
+    }
+
+    TempDir dir;
+    Xenstored xsd(dir.path(), {.max_nodes_per_domain = 1234, .max_watches_per_connection = 77});
+    xsd.create_domain_home(5, "guest");
+    xsd.introduce(5);
+    xsd.start();
+
+    const auto q = run(Xenstored::socket_path(dir.path(), 0), tool + " quota");
+    CHECK(q.status == 0);
+    CHECK(q.out.rfind("Quota settings:\n", 0) == 0);
+    CHECK(q.out.find("nodes            :     1234 Nodes per domain\n") != std::string::npos);
+    CHECK(q.out.find("watches          :       77 Watches per domain\n") != std::string::npos);
+    CHECK(q.out.find("transactions     :       10 Transactions per domain\n") != std::string::npos);
+
+    // A domain other than dom0 is refused (EACCES), as a driver domain is on Xen.
+    CHECK(run(Xenstored::socket_path(dir.path(), 5), tool + " quota").status != 0);
 }
