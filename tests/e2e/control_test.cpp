@@ -9,6 +9,8 @@
 #include <iterator>
 #include <thread>
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "backend/platform/options.hpp"
@@ -333,7 +335,8 @@ TEST_CASE("e2e: 64 clients attached and detached 20 times leak nothing", "[contr
 TEST_CASE("e2e: netbackd doctor passes on a healthy simulated host", "[control][e2e]") {
     SimWorld w;
     w.create_domain("web1", 7);
-    w.start_netbackd("[dpdk]\neal_args = [\"--no-huge\"]\n");
+    w.start_netbackd(fmt::format("[dpdk]\neal_args = [\"--no-huge\", \"--file-prefix=netbackd-doctor-{}\"]\n",
+                                 ::getpid()));
     connect(w, 7, 0);
     const std::string log = w.dir() + "/doctor.log";
     CHECK(run({NETBACKD_BINARY, "doctor", "--config", w.dir() + "/netbackd.toml"}, log) == 0);
@@ -353,7 +356,8 @@ TEST_CASE("e2e: netbackd doctor reads the simulated xenstored's quota and probes
     // 1000 nodes and 128 watches: C xenstored's defaults; the nicdom may bind 60 ports.
     SimWorld w(SimWorldOptions{.quota_nodes = 1000, .quota_watches = 128, .driver_event_channels = 60});
     w.create_domain("web1", 7);
-    w.start_netbackd("[dpdk]\neal_args = [\"--no-huge\"]\n");
+    w.start_netbackd(fmt::format("[dpdk]\neal_args = [\"--no-huge\", \"--file-prefix=netbackd-doctor-{}\"]\n",
+                                 ::getpid()));
     connect(w, 7, 0);
     const int ports = w.driver_ports_in_use();
     const std::string log = w.dir() + "/doctor.log";
