@@ -102,6 +102,9 @@ struct DataPlaneFeatures {
 struct Refusal {
     int err = 0;
     std::string message;
+    // A MAC refusal: the vif that holds the MAC. A guest migrating to this host has the same
+    // NIC (devid and MAC) on its old domain and its new one for a moment (VifControl::admit).
+    std::optional<VifId> holder = std::nullopt;
 };
 
 class DataPlaneSink {

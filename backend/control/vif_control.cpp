@@ -21,6 +21,10 @@ struct VifFatal {
 // The backend dir vanished while we were about to write into it.
 struct BackendGone {};
 
+// connect() found the vif's NIC still on the old domain of a guest moving here; nothing is
+// mapped yet, tick() tries again.
+struct Postponed {};
+
 [[noreturn]] void fatal(int err, std::string message) { throw VifFatal{Fatal{err, std::move(message)}}; }
 // The attach is refused: hotplug-status=error as well, as after a failing vif script.
 [[noreturn]] void refuse(int err, std::string message) {
@@ -201,9 +205,18 @@ bool VifControl::frontend_exists() {
     }
 }
 
-std::optional<std::chrono::steady_clock::time_point> VifControl::deadline() const { return removal_due_; }
+std::optional<std::chrono::steady_clock::time_point> VifControl::deadline() const {
+    if (removal_due_ && retry_due_) return std::min(*removal_due_, *retry_due_);
+    return removal_due_ ? removal_due_ : retry_due_;
+}
 
 void VifControl::tick(std::chrono::steady_clock::time_point now) {
+    if (retry_due_ && now >= *retry_due_) {
+        retry_due_.reset();
+        // Only a connect postponed in InitWait: a vif failed or detached since stays so.
+        if (!forgotten_ && !removal_due_ && !facts_.connected && facts_.backend == XenbusState::init_wait)
+            run(VifEvent{EventKind::frontend_changed});
+    }
     if (!removal_due_ || now < *removal_due_) return;
     removal_due_.reset();
     try {
@@ -315,6 +328,9 @@ void VifControl::run(const VifEvent& ev) {
             apply(a);
             const Action one[] = {a};
             facts_ = after(facts_, one);
+        } catch (const Postponed&) {
+            retry_due_ = std::chrono::steady_clock::now() + kMoveRetry;
+            return;
         } catch (const BackendGone&) {
             if (ev.kind == EventKind::backend_removed) return;
             spdlog::info("{}: backend dir {} removed under us", id_.name(), be_);
@@ -477,7 +493,7 @@ void VifControl::adopt_advertised() {
 void VifControl::probe_and_advertise() {
     probe();
     // Whatever can be decided now fails the attach before the toolstack sees InitWait.
-    admit();
+    admit(Admission::probe);
     bool present = false;
     ctx_.store.transaction([&](platform::TxId tx) {
         present = ctx_.store.read(tx, be_ + "/state").has_value();
@@ -665,8 +681,34 @@ VifPolicy VifControl::make_policy() const {
     return pol;
 }
 
-void VifControl::admit() const {
-    if (auto r = ctx_.sink.refusal(id_, make_policy())) refuse(r->err, std::move(r->message));
+void VifControl::admit(Admission when) {
+    auto r = ctx_.sink.refusal(id_, make_policy());
+    if (!r) {
+        move_wait_since_.reset();
+        return;
+    }
+    // The same NIC (devid and MAC) on another domain: a guest migrating to this host. libxl
+    // creates the new domain's devices while the old, suspended domain still has its own, and
+    // destroys the old one only after the new one runs; refusing here would fail the migration.
+    // The new vif goes to InitWait and connects once the old one has gone, or is refused after
+    // kMoveWait (two guests given one MAC by mistake). Linux netback, behind a bridge, never
+    // refuses a MAC at all.
+    if (r->holder && r->holder->devid == id_.devid && r->holder->frontend != id_.frontend) {
+        if (when == Admission::probe) {
+            spdlog::info("{}: {}: the same NIC as {}, a guest moving here? It connects once {} has gone",
+                         id_.name(), r->message, r->holder->name(), r->holder->name());
+            return;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (!move_wait_since_) {
+            move_wait_since_ = now;
+            spdlog::info("{}: {}: waiting up to {} s for it to go before connecting", id_.name(), r->message,
+                         kMoveWait.count());
+        }
+        if (now - *move_wait_since_ < kMoveWait) throw Postponed{};
+        r->message += fmt::format(" (waited {} s for it to go)", kMoveWait.count());
+    }
+    refuse(r->err, std::move(r->message));
 }
 
 void VifControl::run_client_hook() {
@@ -682,7 +724,7 @@ void VifControl::run_client_hook() {
 
 void VifControl::connect() {
     // Other vifs may have attached since InitWait: ask again, before anything is mapped.
-    admit();
+    admit(Admission::connect);
     if (client_ && client_->mac && toolstack_mac_ && *client_->mac != *toolstack_mac_)
         spdlog::warn("{}: client file {} allows mac {} but the toolstack assigned {}: the guest's frames "
                      "from {} will be dropped",
@@ -716,6 +758,7 @@ void VifControl::connect() {
         ctx_.sink.detach(id_);
         throw;
     }
+    move_wait_since_.reset();
     spdlog::info("{}: hotplug-status connected", id_.name());
 }
 

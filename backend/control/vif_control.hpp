@@ -90,8 +90,10 @@ private:
     std::unique_ptr<CtrlChannel> connect_ctrl(unsigned queues);
     QueueRings connect_queue(unsigned q, const std::string& dir, bool& split_used, std::string& summary);
     VifPolicy make_policy() const;
-    // Throws a refused VifFatal when the data plane would not run this vif.
-    void admit() const;
+    // Throws a refused VifFatal when the data plane would not run this vif; at connect, throws
+    // Postponed while the vif's NIC is still on the domain of a guest moving here.
+    enum class Admission { probe, connect };
+    void admit(Admission when);
     void run_client_hook();
     void disconnect();
     bool write_backend_key(std::string_view key, std::string_view value);
@@ -122,6 +124,14 @@ private:
 
     static constexpr std::chrono::milliseconds kRemovalGrace{500};
     std::optional<std::chrono::steady_clock::time_point> removal_due_;
+
+    // A guest migrating to this host: the old domain keeps the NIC (same devid and MAC) until
+    // the toolstack destroys it, after the new one runs. The new vif's connect waits for that,
+    // retried every kMoveRetry, and is refused after kMoveWait.
+    static constexpr std::chrono::seconds kMoveWait{30};
+    static constexpr std::chrono::milliseconds kMoveRetry{200};
+    std::optional<std::chrono::steady_clock::time_point> move_wait_since_;
+    std::optional<std::chrono::steady_clock::time_point> retry_due_;
 
     std::chrono::steady_clock::time_point waiting_since_ = std::chrono::steady_clock::now();
     bool wait_reported_ = false;

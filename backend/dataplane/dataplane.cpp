@@ -210,10 +210,12 @@ std::optional<control::Refusal> DataPlane::refusal(control::VifId id,
     for (const auto& [other, e] : vifs_) {
         const VifRuntime& v = *e.runtime;
         if (other == id || v.mac != mac || v.vlan != vlan || v.uplink != uplink) continue;
-        return control::Refusal{
-            EADDRINUSE, fmt::format("MAC {} is already in use by {} on {}{}",
-                                    control::format_mac(policy.guest_mac), other.name(), uplink_name(*uplink),
-                                    vlan != 0 ? fmt::format(" VLAN {}", vlan) : std::string())};
+        return control::Refusal{EADDRINUSE,
+                                fmt::format("MAC {} is already in use by {} on {}{}",
+                                            control::format_mac(policy.guest_mac), other.name(),
+                                            uplink_name(*uplink),
+                                            vlan != 0 ? fmt::format(" VLAN {}", vlan) : std::string()),
+                                other};
     }
     return std::nullopt;
 }

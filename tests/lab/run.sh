@@ -86,12 +86,13 @@ while IFS= read -r line; do
   read -r n nm st rest <<<"$line"
   status[$n]=$st; name[$n]=$nm; detail[$n]=$rest
 done < <(grep -a 'LAB-RESULT ' "$LOG")
-names=([1]=attach-ping [2]=attach-detach-x5 [3]=client-to-client [4]=multiqueue-split [5]=tcp-sg-gso
-       [6]=restart [7]=baseline-netback [8]=outside-host [9]=hvm-native-pmd [0]=two-workers)
+declare -A names=([1]=attach-ping [2]=attach-detach-x5 [3]=client-to-client [4]=multiqueue-split [5]=tcp-sg-gso
+       [6]=restart [a]=save-restore [b]=migrate-local [7]=baseline-netback [8]=outside-host [9]=hvm-native-pmd
+       [0]=two-workers)
 echo
 printf '%-2s %-18s %-6s %s\n' '#' scenario result detail
 failed=0
-for n in 1 2 3 4 5 6 7 8 9 0; do
+for n in 1 2 3 4 5 6 a b 7 8 9 0; do
   [[ $n == 9 && $SCEN != *9* ]] && continue # opt-in, see scenarios.sh
   st=${status[$n]:-}
   if [[ -z $st ]]; then

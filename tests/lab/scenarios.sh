@@ -73,10 +73,10 @@ diagnose() { # client: counters on both sides of a failed transfer
 dump_vif() { xenstore-ls -fp "/local/domain/$DRV/backend/vif" 2>&1 | head -60; }
 
 wanted() { case "$SCEN" in *"$1"*) return 0;; esac; return 1; }
-SCEN=$(sed -n 's/.*lab_scenarios=\([0-9]*\).*/\1/p' /proc/cmdline); [ -n "$SCEN" ] || SCEN=123456780
+SCEN=$(sed -n 's/.*lab_scenarios=\([0-9a-z]*\).*/\1/p' /proc/cmdline); [ -n "$SCEN" ] || SCEN=123456780
 UPLINK=$(sed -n 's/.*lab_uplink=\([a-z_]*\).*/\1/p' /proc/cmdline); [ -n "$UPLINK" ] || UPLINK=af_xdp
 [ "$UPLINK" = af_xdp ] || sed -i "s/^extra = \"\(.*\)\"/extra = \"\\1 lab_uplink=$UPLINK\"/" /etc/xen/netdrv.cfg
-ALL="1 2 3 4 5 6 7 8 0"
+ALL="1 2 3 4 5 6 a b 7 8 0"
 fail_all() { for n in $ALL; do wanted $n && result $n - FAIL "$1"; done; }
 
 # ================================================================== the driver domain's NIC
@@ -319,6 +319,113 @@ if wanted 6 && [ $S1 = PASS ]; then
   if [ -z "$d" ]; then result 6 restart PASS "SIGKILL + restart; client1 pings again after $i retries, frontend untouched"
   else result 6 restart FAIL "$d"; run_in client1 20 "ip neigh; cat /proc/net/dev"; run_in netdrv 60 "ip link show eth0; netbackd stats; nb_log 30"; dump_vif; fi
 elif wanted 6; then result 6 restart SKIP "needs scenario 1"; fi
+
+# ================================================================== a, b: guests that sleep and move
+# Issue 19: `xl save` + `xl restore` (a) and a live migration to this same host (b) of client1
+# while netbackd runs and dom0 pings it. Either way the guest comes back as a new domain: a new
+# domid, a new backend dir, its netfront resumed through Initialising. Traffic must resume
+# (pings, the md5-checked transfer) and netbackd must hold nothing of the old instance: the old
+# backend dir gone, no vif of the old domid in `netbackd stats --json`, and its resources line
+# (vifs, mapped grant pages, bound channels) back to what it was before.
+# `netbackd stats`' resources as "<vifs> <mapped pages> <bound channels>".
+nb_res() {
+  run_in netdrv 30 "netbackd stats | sed -n 's/^resources: \\([0-9]*\\) vif(s), \\([0-9]*\\) mapped grant page(s), \\([0-9]*\\) bound channel(s).*/\\1 \\2 \\3/p'" | tail -1 | tr -d '\r'
+}
+# Backend dirs under netdrv's backend/vif: the vifs the toolstack has.
+live_vifs() {
+  local n f
+  n=0
+  for f in $(xenstore-list "/local/domain/$DRV/backend/vif" 2>/dev/null); do
+    n=$((n + $(xenstore-list "/local/domain/$DRV/backend/vif/$f" 2>/dev/null | wc -l)))
+  done
+  echo $n
+}
+# After the move: old domid OLD, resources RES0 before it; appends to d what netbackd still holds.
+check_released() { # old-domid res0
+  local i res
+  if xenstore-read "/local/domain/$DRV/backend/vif/$1/0/state" >/dev/null 2>&1; then d="$d old backend dir vif/$1 still there"; fi
+  i=0; res=""
+  while [ $i -lt 60 ]; do
+    res=$(nb_res)
+    [ "$res" = "$2" ] && break
+    sleep 1; i=$((i + 1))
+  done
+  [ "$res" = "$2" ] || d="$d netbackd resources '$res' != '$2' before"
+  [ "${res%% *}" = "$(live_vifs)" ] || d="$d netbackd has ${res%% *} vifs, xenstore $(live_vifs) backend dirs"
+  run_in netdrv 30 "netbackd stats --json" | grep -q "\"vif$1_" && d="$d netbackd stats still lists vif$1_*"
+  RES_AFTER=$res
+}
+# dom0's ping (every 0.5 s) to client1 across the move, from its replies' sequence numbers:
+# "<replies> of <last seq + 1>, longest gap <n> (x 0.5 s)".
+ping_counts() {
+  sed -n 's/.*seq=\([0-9]*\).*/\1/p' "$1" | awk 'NR == 1 {p = $1} {if ($1 - p > g) g = $1 - p; p = $1; n++} END {printf "%d replies of %d, longest gap %d", n, p + 1, g}'
+}
+# The guest's console log follows its domain's name at the time xenconsoled first saw it: an
+# incoming migration is "client1--incoming" then. Point client1's log at the live one.
+follow_console() { # name
+  local f
+  f="$CL/guest-$1--incoming.log"
+  if [ -e "$f" ] && [ ! -L "$CL/guest-$1.log" ]; then
+    mv "$CL/guest-$1.log" "$CL/guest-$1-before-migration.log"; ln -s "guest-$1--incoming.log" "$CL/guest-$1.log"
+  fi
+}
+after_move() { # label old-domid res0 ; the common checks, sets d
+  local new
+  new=$(xl domid client1 2>/dev/null)
+  [ -n "$new" ] && [ "$new" != "$2" ] || { d="$d client1 is d${new:-none} after $1 (was d$2)"; return; }
+  follow_console client1
+  agent_open client1
+  wait_key "$(be client1 0)/state" 4 60 || d="$d new backend state $(rd "$(be client1 0)/state")"
+  [ "$(rd "$(be client1 0)/hotplug-status")" = connected ] || d="$d hotplug-status=$(rd "$(be client1 0)/hotplug-status")"
+  [ "$(rd "$(fe client1 0)/state")" = 4 ] || d="$d frontend state $(rd "$(fe client1 0)/state")"
+  i=0; ok=0
+  while [ $i -lt 10 ] && [ -z "$d" ]; do
+    run_in client1 30 "ping -c 2 -W 2 10.0.0.1" >/dev/null && { ok=1; break; }
+    i=$((i + 1))
+  done
+  [ $ok = 1 ] || d="$d no ping from client1 after $1"
+  check_released "$2" "$3"
+  [ -z "$d" ] && { transfer client1 || d="$d transfer: $XFER"; }
+  NEWID=$new
+}
+if wanted a && [ $S1 = PASS ]; then
+  d=""; old=$(xl domid client1); res0=$(nb_res); n0=$(live_vifs)
+  ping -i 0.5 10.0.0.11 >/tmp/ping-a.log 2>&1 &
+  ppid=$!; sleep 2
+  t "scenario a: xl save client1 (d$old), netbackd resources $res0, $n0 backend dirs"
+  rm -f /tmp/client1.save
+  bounded 300 /tmp/save.log xl save client1 /tmp/client1.save || d="xl save failed: $(tail -3 /tmp/save.log | tr '\n' ' ')"
+  t "scenario a: saved ($(ls -l /tmp/client1.save 2>/dev/null | awk '{print $5}') bytes)"
+  # The saved domain is gone: so must its vif be, in xenstore and in netbackd.
+  [ -z "$d" ] && { wait_gone=0; while [ $wait_gone -lt 120 ] && xenstore-read "/local/domain/$DRV/backend/vif/$old/0/state" >/dev/null 2>&1; do sleep 0.25; wait_gone=$((wait_gone + 1)); done; }
+  mid=$(nb_res)
+  [ -z "$d" ] && { bounded 300 /tmp/restore.log xl restore /tmp/client1.save || d="xl restore failed: $(tail -3 /tmp/restore.log | tr '\n' ' ')"; }
+  t "scenario a: restored; netbackd resources while saved: $mid"
+  [ -z "$d" ] && after_move restore "$old" "$res0"
+  kill -INT $ppid 2>/dev/null; wait $ppid 2>/dev/null
+  pc=$(ping_counts /tmp/ping-a.log); rm -f /tmp/client1.save
+  if [ -z "$d" ]; then result a save-restore PASS "client1 d$old -> d$NEWID; while saved netbackd held '$mid' (vifs pages channels), after '$RES_AFTER' = before; old backend dir gone; dom0 pings sent/received across it: $pc; $XFER"
+  else result a save-restore FAIL "$d; dom0 pings $pc"; tail -20 /tmp/save.log; tail -20 /tmp/restore.log; run_in netdrv 60 "netbackd stats; nb_log 30"; dump_vif; fi
+elif wanted a; then result a save-restore SKIP "needs scenario 1"; fi
+
+# Live migration to this host: `xl migrate -s ""` runs the receiver as given, here `xl
+# migrate-receive` in this dom0 over a pipe, what ssh would run on the other end (no sshd in the
+# lab's busybox dom0). The same stream, the same two domains side by side (client1--incoming,
+# client1--migratedaway) as `xl migrate client1 localhost`.
+if wanted b && [ $S1 = PASS ]; then
+  d=""; old=$(xl domid client1); res0=$(nb_res)
+  ping -i 0.5 10.0.0.11 >/tmp/ping-b.log 2>&1 &
+  ppid=$!; sleep 2
+  t "scenario b: xl migrate client1 (d$old) to this host, netbackd resources $res0"
+  bounded 400 /tmp/migrate.log xl migrate -s "" client1 "xl migrate-receive -e" ||
+    d="xl migrate failed: $(grep -a -i 'error\|fail' /tmp/migrate.log | tail -4 | tr '\n' ' ')"
+  t "scenario b: migrate done"
+  [ -z "$d" ] && after_move migration "$old" "$res0"
+  kill -INT $ppid 2>/dev/null; wait $ppid 2>/dev/null
+  pc=$(ping_counts /tmp/ping-b.log)
+  if [ -z "$d" ]; then result b migrate-local PASS "client1 d$old -> d$NEWID by xl migrate (pipe to xl migrate-receive); netbackd resources '$RES_AFTER' = before; old backend dir gone; dom0 pings sent/received across it: $pc; $XFER"
+  else result b migrate-local FAIL "$d; dom0 pings $pc"; tail -30 /tmp/migrate.log; xl list; run_in netdrv 60 "netbackd stats; nb_log 40"; dump_vif; fi
+elif wanted b; then result b migrate-local SKIP "needs scenario 1"; fi
 
 # ================================================================== 0 two workers, two vCPUs
 # Issue 14 item 1 on real Xen: the driver domain gets its second vCPU, netbackd restarts with
