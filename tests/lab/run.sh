@@ -5,7 +5,7 @@
 # Environment:
 #   NETBACKD_LAB_CACHE     fetch cache (default <repo>/.lab-cache)
 #   NETBACKD_LAB_REQUIRE   scenarios that must PASS for exit 0 (default: all of 0-8)
-#   NETBACKD_LAB_SCENARIOS scenarios to run (default 123456780; 9 is opt-in)
+#   NETBACKD_LAB_SCENARIOS scenarios to run (default 123456a780; 9 and b are opt-in)
 #   NETBACKD_LAB_UPLINK    af_xdp (default) or af_packet: the PMD over the driver domain's NIC
 #   NETBACKD_LAB_TIMEOUT   seconds QEMU may run (default 600)
 #   NETBACKD_LAB_TRACE     non-empty: dom0 runs the scenarios under sh -x
@@ -18,8 +18,8 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 NETBACKD=$1; OUT=$2
-REQUIRE=${NETBACKD_LAB_REQUIRE:-123456780}
-SCEN=${NETBACKD_LAB_SCENARIOS:-123456780}
+REQUIRE=${NETBACKD_LAB_REQUIRE:-123456a780}
+SCEN=${NETBACKD_LAB_SCENARIOS:-123456a780}
 UPLINK=${NETBACKD_LAB_UPLINK:-af_xdp}
 TIMEOUT=${NETBACKD_LAB_TIMEOUT:-600}
 export NETBACKD_LAB_CACHE=${NETBACKD_LAB_CACHE:-$here/../../.lab-cache}

@@ -73,7 +73,7 @@ diagnose() { # client: counters on both sides of a failed transfer
 dump_vif() { xenstore-ls -fp "/local/domain/$DRV/backend/vif" 2>&1 | head -60; }
 
 wanted() { case "$SCEN" in *"$1"*) return 0;; esac; return 1; }
-SCEN=$(sed -n 's/.*lab_scenarios=\([0-9a-z]*\).*/\1/p' /proc/cmdline); [ -n "$SCEN" ] || SCEN=123456780
+SCEN=$(sed -n 's/.*lab_scenarios=\([0-9a-z]*\).*/\1/p' /proc/cmdline); [ -n "$SCEN" ] || SCEN=123456a780
 UPLINK=$(sed -n 's/.*lab_uplink=\([a-z_]*\).*/\1/p' /proc/cmdline); [ -n "$UPLINK" ] || UPLINK=af_xdp
 [ "$UPLINK" = af_xdp ] || sed -i "s/^extra = \"\(.*\)\"/extra = \"\\1 lab_uplink=$UPLINK\"/" /etc/xen/netdrv.cfg
 ALL="1 2 3 4 5 6 a b 7 8 0"
