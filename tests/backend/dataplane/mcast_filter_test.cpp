@@ -3,6 +3,7 @@
 // and the one piece of switch state that crosses workers, read while its owner changes it.
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <thread>
 #include <vector>
 
@@ -108,10 +109,13 @@ TEST_CASE("mcast filter: read by other workers while its owner changes it", "[da
     REQUIRE(f.add(stable));
     std::atomic<bool> stop{false};
     std::atomic<std::uint64_t> missed{0}, reads{0};
+    std::atomic<int> started{0};
     std::vector<std::thread> readers;
     for (int r = 0; r < 2; ++r)
         readers.emplace_back([&] {
-            std::uint64_t n = 0;
+            if (!f.accepts(stable)) missed.fetch_add(1);
+            std::uint64_t n = 1;
+            started.fetch_add(1);
             while (!stop.load(std::memory_order_relaxed)) {
                 if (!f.accepts(stable)) missed.fetch_add(1);
                 (void)f.accepts(group(n % 80));
@@ -119,6 +123,10 @@ TEST_CASE("mcast filter: read by other workers while its owner changes it", "[da
             }
             reads.fetch_add(n);
         });
+    // On a loaded machine a reader may start late: churn only once both read.
+    for (int i = 0; started.load() < 2 && i < 60000; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    REQUIRE(started.load() == 2);
     // Churn: fill to the limit around the stable entry, empty again, many times.
     for (int round = 0; round < 2000; ++round) {
         for (unsigned i = 0; i + 1 < McastFilter::kCapacity; ++i) f.add(group(i));
