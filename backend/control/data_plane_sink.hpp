@@ -70,6 +70,10 @@ struct NegotiatedFeatures {
     bool ip_csum = true; // feature-no-csum-offload=0
     bool ipv6_csum = false;
     bool split_event_channels = false;
+    // request-multicast-control as sampled at connect (netif.h): filter multicast to the guest.
+    bool multicast_control = false;
+    // xdp-headroom (Linux netfront since 5.9): bytes left free at the start of each RX buffer.
+    std::uint16_t xdp_headroom = 0;
 };
 
 struct VifPolicy {
@@ -128,6 +132,9 @@ public:
     // immutable; the data plane holds each as long as it uses it, and returns once frames are
     // steered by it (the guest is answered after). The default ignores them.
     virtual void set_hash(VifId /*id*/, std::shared_ptr<const ring::HashConfig> /*hash*/) {}
+    // The guest changed request-multicast-control after connect (feature-dynamic-multicast-
+    // control): multicast filtering on or off for an attached vif. The default ignores it.
+    virtual void set_multicast_control(VifId /*id*/, bool /*on*/) {}
 };
 
 } // namespace netbackd::control

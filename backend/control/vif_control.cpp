@@ -44,7 +44,8 @@ std::string flag_list(const DataPlaneFeatures& f, bool split, unsigned queues) {
     if (f.gso_tcpv6) s += " feature-gso-tcpv6";
     if (f.ipv6_csum_offload) s += " feature-ipv6-csum-offload";
     if (split) s += " feature-split-event-channels";
-    s += " feature-ctrl-ring";
+    s +=
+        " feature-ctrl-ring feature-multicast-control feature-dynamic-multicast-control feature-xdp-headroom";
     return s + fmt::format(" multi-queue-max-queues={}", queues);
 }
 
@@ -56,6 +57,8 @@ VifControl::VifControl(ControlContext& ctx, VifId id)
 VifControl::~VifControl() { release(); }
 
 std::string VifControl::frontend_token() const { return fmt::format("nb:fe:{}:{}", id_.frontend, id_.devid); }
+
+std::string VifControl::mcast_token() const { return fmt::format("nb:mc:{}:{}", id_.frontend, id_.devid); }
 
 void VifControl::release() {
     ctrl_.reset();
@@ -70,6 +73,9 @@ void VifControl::watch_frontend() {
     if (fe_watched_) return;
     ctx_.store.watch(fe_ + "/state", frontend_token());
     fe_watched_ = true;
+    // feature-dynamic-multicast-control: the frontend may flip request-multicast-control at
+    // any time while connected, and we re-sample it on every event (netif.h).
+    ctx_.store.watch(fe_ + "/request-multicast-control", mcast_token());
 }
 
 void VifControl::unwatch_frontend() {
@@ -77,6 +83,7 @@ void VifControl::unwatch_frontend() {
     fe_watched_ = false;
     try {
         ctx_.store.unwatch(fe_ + "/state", frontend_token());
+        ctx_.store.unwatch(fe_ + "/request-multicast-control", mcast_token());
     } catch (const platform::PlatformError& e) {
         spdlog::debug("{}: unwatch {}/state: {}", id_.name(), fe_, e.what());
     }
@@ -509,6 +516,9 @@ void VifControl::probe_and_advertise() {
         put("feature-rx-flip", false);
         put("feature-split-event-channels", split_);
         put("feature-ctrl-ring", true);
+        put("feature-multicast-control", true);
+        put("feature-dynamic-multicast-control", true);
+        put("feature-xdp-headroom", true);
         ctx_.store.write(tx, be_ + "/multi-queue-max-queues", std::to_string(max_queues_));
     });
     if (!present) throw BackendGone{};
@@ -556,7 +566,46 @@ NegotiatedFeatures VifControl::read_features() {
     nf.gso_tcpv6 = flag("feature-gso-tcpv6", false) && advertised_.gso_tcpv6;
     nf.ip_csum = !flag("feature-no-csum-offload", false);
     nf.ipv6_csum = flag("feature-ipv6-csum-offload", false) && advertised_.ipv6_csum_offload;
+    nf.multicast_control = flag("request-multicast-control", false);
+    nf.xdp_headroom = read_xdp_headroom();
     return nf;
+}
+
+std::uint16_t VifControl::read_xdp_headroom() {
+    // Linux netback clamps to XEN_NETIF_MAX_XDP_HEADROOM (0x7fff), more than a page, which
+    // leaves no room for data; we refuse what leaves less than half a page instead.
+    const std::string path = fe_ + "/xdp-headroom";
+    const auto text = read_frontend(path);
+    if (!text) return 0;
+    const auto v = parse_unsigned(*text, UINT32_MAX);
+    if (!v) fatal(EINVAL, fmt::format("{} = \"{}\": {}", path, *text, v.error()));
+    if (*v > kMaxXdpHeadroom)
+        fatal(EINVAL,
+              fmt::format("{} = {}: above the maximum of {} bytes (half a page)", path, *v, kMaxXdpHeadroom));
+    return static_cast<std::uint16_t>(*v);
+}
+
+void VifControl::multicast_control_changed() {
+    if (forgotten_ || removal_due_ || !facts_.connected) return;
+    const std::string path = fe_ + "/request-multicast-control";
+    std::optional<std::string> text;
+    try {
+        text = read_frontend(path);
+    } catch (const platform::PlatformError& e) {
+        spdlog::debug("{}: reading {}: {}", id_.name(), path, e.what());
+        return;
+    }
+    bool on = false;
+    if (text) {
+        const auto f = parse_flag(*text);
+        // As xenbus_read_unsigned(..., 0) in Linux: what is not a flag turns filtering off.
+        if (f)
+            on = *f;
+        else
+            spdlog::warn("{}: {} = \"{}\": {}; multicast filtering off", id_.name(), path, *text, f.error());
+    }
+    spdlog::info("{}: request-multicast-control {}", id_.name(), on ? 1 : 0);
+    ctx_.sink.set_multicast_control(id_, on);
 }
 
 QueueRings VifControl::connect_queue(unsigned q, const std::string& dir, bool& split_used,
@@ -745,9 +794,10 @@ void VifControl::connect() {
 
     const NegotiatedFeatures& nf = handle->features;
     policy_ = handle->policy;
-    spdlog::info("{}: connected {} queue(s){}; rx-notify {} sg {} gso-v4 {} gso-v6 {} csum {} ipv6-csum {}",
+    spdlog::info("{}: connected {} queue(s){}; rx-notify {} sg {} gso-v4 {} gso-v6 {} csum {} ipv6-csum {} "
+                 "multicast-control {} xdp-headroom {}",
                  id_.name(), queues, summary, nf.rx_notify, nf.sg, nf.gso_tcpv4, nf.gso_tcpv6, nf.ip_csum,
-                 nf.ipv6_csum);
+                 nf.ipv6_csum, nf.multicast_control, nf.xdp_headroom);
     ctx_.sink.attach(std::move(handle));
     ctrl_ = std::move(ctrl);
     try {

@@ -41,6 +41,10 @@ public:
     VifId id() const noexcept { return id_; }
     // The token of the watch on the frontend's state node, as passed to Store::watch.
     std::string frontend_token() const;
+    // The token of the watch on the frontend's request-multicast-control node.
+    std::string mcast_token() const;
+    // Most bytes of headroom a frontend may ask for in xdp-headroom.
+    static constexpr std::uint64_t kMaxXdpHeadroom = 2048;
     // Whether this vif is done with: its backend dir is gone or removed by us.
     bool finished() const noexcept { return forgotten_; }
     const VifFacts& facts() const noexcept { return facts_; }
@@ -51,6 +55,9 @@ public:
     void backend_changed();
     // The frontend's state node fired.
     void frontend_changed();
+    // F/request-multicast-control changed (feature-dynamic-multicast-control): re-sampled
+    // while connected and given to the data plane.
+    void multicast_control_changed();
     // B/rate changed: Linux re-reads it on the fly; so do we, without a renegotiation.
     void rate_changed();
     // Something outside the handshake (the data plane) found the vif unusable.
@@ -87,6 +94,7 @@ private:
     std::string require_frontend(const std::string& path);
     unsigned read_queue_count();
     NegotiatedFeatures read_features();
+    std::uint16_t read_xdp_headroom();
     std::unique_ptr<CtrlChannel> connect_ctrl(unsigned queues);
     QueueRings connect_queue(unsigned q, const std::string& dir, bool& split_used, std::string& summary);
     VifPolicy make_policy() const;

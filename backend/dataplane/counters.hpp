@@ -74,6 +74,10 @@ struct alignas(64) VifCounters {
     Counter rx_throttled;  // times delivery paused on the RX token bucket
     Counter tx_throttled;
     Counter rx_stalls; // times the guest's RX stalled (carrier off, backlog purged)
+    // Multicast-control extras on the TX ring (netif.h MCAST_ADD/MCAST_DEL).
+    Counter mcast_added;
+    Counter mcast_deleted;
+    Counter mcast_refused; // ADDs past McastFilter::kCapacity, answered NETIF_RSP_ERROR
     std::array<Counter, kDropReasons> drops;
 
     Counter& drop(Drop d) noexcept { return drops[static_cast<std::size_t>(d)]; }
@@ -85,6 +89,10 @@ struct VifStats {
     std::uint64_t tx_packets = 0, tx_bytes = 0, rx_packets = 0, rx_bytes = 0;
     std::uint64_t notifications = 0, copy_batches = 0, copy_segments = 0;
     std::uint64_t rx_throttled = 0, tx_throttled = 0, rx_stalls = 0;
+    std::uint64_t mcast_added = 0, mcast_deleted = 0, mcast_refused = 0;
+    // From the vif's McastFilter (filled by whoever has it, not by snapshot()).
+    std::uint64_t mcast_filtered = 0, mcast_subscribed = 0;
+    bool mcast_filter = false;
     std::array<std::uint64_t, kDropReasons> drops{};
 
     std::uint64_t dropped(Drop d) const noexcept { return drops[static_cast<std::size_t>(d)]; }
@@ -102,6 +110,9 @@ inline VifStats snapshot(const VifCounters& c) noexcept {
     s.rx_throttled = c.rx_throttled.get();
     s.tx_throttled = c.tx_throttled.get();
     s.rx_stalls = c.rx_stalls.get();
+    s.mcast_added = c.mcast_added.get();
+    s.mcast_deleted = c.mcast_deleted.get();
+    s.mcast_refused = c.mcast_refused.get();
     for (std::size_t i = 0; i < kDropReasons; ++i) s.drops[i] = c.drops[i].get();
     return s;
 }

@@ -335,6 +335,12 @@ void DataPlane::set_hash(control::VifId id, std::shared_ptr<const ring::HashConf
         std::this_thread::sleep_for(50us);
 }
 
+void DataPlane::set_multicast_control(control::VifId id, bool on) {
+    const auto it = vifs_.find(id);
+    if (it == vifs_.end()) return;
+    it->second.runtime->mcast.set_enabled(on);
+}
+
 void DataPlane::update_policy(control::VifId id, const control::VifPolicy& policy) {
     set_rate(id, policy.rate);
 }
@@ -379,7 +385,7 @@ std::vector<VifTelemetry> DataPlane::telemetry_view() const {
     std::lock_guard lock(mutex_);
     std::vector<VifTelemetry> out;
     for (const auto& [id, e] : vifs_)
-        out.push_back(VifTelemetry{id, e.runtime->state(), snapshot(e.runtime->counters()), e.worker});
+        out.push_back(VifTelemetry{id, e.runtime->state(), e.runtime->stats(), e.worker});
     return out;
 }
 

@@ -94,6 +94,8 @@ public:
     void update_policy(control::VifId id, const control::VifPolicy& policy) override;
     // To the vif's owner worker as a set_hash message.
     void set_hash(control::VifId id, std::shared_ptr<const ring::HashConfig> hash) override;
+    // Straight into the vif's McastFilter (one atomic flag every worker's switch reads).
+    void set_multicast_control(control::VifId id, bool on) override;
 
     // The toolstack's `rate` key changed (nullopt: unlimited).
     void set_rate(control::VifId id, std::optional<control::Rate> rate);

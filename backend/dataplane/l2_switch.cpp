@@ -111,14 +111,18 @@ void L2Switch::learn(std::uint16_t vlan, MacAddr src, SwitchPortId port, std::ui
     if (!insert(key, port, true, now)) ++learn_full_;
 }
 
-std::uint16_t L2Switch::flood(SwitchPortId ingress, std::uint16_t uplink, std::uint16_t vlan,
+std::uint16_t L2Switch::flood(SwitchPortId ingress, std::uint16_t uplink, std::uint16_t vlan, MacAddr dst,
                               std::span<SwitchPortId> out) const {
+    // Broadcast always floods; multicast skips vifs that filter and did not subscribe (as Linux
+    // netback drops PACKET_MULTICAST, not PACKET_BROADCAST, in xenvif_start_xmit).
+    const bool multicast = !dst.is_broadcast();
     std::uint16_t n = 0;
     for (std::size_t i = 0; i < ports_end_ && n < out.size(); ++i) {
         const SwitchPort& p = ports_[i];
         if (i == ingress || p.kind == PortKind::unused || p.uplink != uplink) continue;
         // An uplink trunks every VLAN; a vif hears only its own.
         if (p.kind == PortKind::vif && p.vlan != vlan) continue;
+        if (multicast && p.mcast != nullptr && !p.mcast->accepts(dst)) continue;
         out[n++] = static_cast<SwitchPortId>(i);
     }
     return n;
@@ -138,7 +142,7 @@ Decision L2Switch::forward(SwitchPortId ingress, MacAddr dst, MacAddr src, std::
     }
 
     if (dst.is_group()) {
-        return {Verdict::flood, kNoPort, flood(ingress, in.uplink, vlan, flood_out)};
+        return {Verdict::flood, kNoPort, flood(ingress, in.uplink, vlan, dst, flood_out)};
     }
     if (const Entry* e = find(make_key(vlan, dst)); e != nullptr) {
         const SwitchPort& out = ports_[e->port];

@@ -2,7 +2,9 @@
 // flooding within an uplink/VLAN domain, anti-spoofing on vif ingress.
 //
 // Each worker owns its own table (fed by control messages), so lookups take no lock and share no
-// cache line with other cores. Nothing here allocates after construction.
+// cache line with other cores; the one exception is a vif's multicast filter (SwitchPort::mcast),
+// which its owner worker changes while other workers' switches read it. Nothing here allocates after
+// construction.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "backend/dataplane/mac.hpp"
+#include "backend/dataplane/mcast_filter.hpp"
 
 namespace netbackd::dataplane {
 
@@ -30,6 +33,9 @@ struct SwitchPort {
     // A vif's MTU (its `mtu` key): longer frames from other vifs are not forwarded to it, as a
     // bridge port drops them. 0: no limit (uplinks, whose MTU the port itself enforces).
     std::uint16_t mtu = 0;
+    // A vif's multicast filter (its VifRuntime's; owned by the vif's worker, read here from any
+    // worker, see mcast_filter.hpp). nullptr: every multicast frame is flooded to the port.
+    const McastFilter* mcast = nullptr;
 };
 
 enum class Verdict : std::uint8_t {
@@ -92,7 +98,7 @@ private:
     bool insert(std::uint64_t key, SwitchPortId port, bool learned, std::uint64_t now);
     void erase_at(std::size_t slot);
     void learn(std::uint16_t vlan, MacAddr src, SwitchPortId port, std::uint64_t now);
-    std::uint16_t flood(SwitchPortId ingress, std::uint16_t uplink, std::uint16_t vlan,
+    std::uint16_t flood(SwitchPortId ingress, std::uint16_t uplink, std::uint16_t vlan, MacAddr dst,
                         std::span<SwitchPortId> out) const;
 
     std::vector<SwitchPort> ports_;

@@ -159,7 +159,7 @@ Worker::RxBurst Worker::rx_collect(VifRuntime& vif, QueueRuntime& q) noexcept {
     copies_.clear();
     while (b.frames < rx_frames_.size() && !q.backlog.empty()) {
         rte_mbuf* m = q.backlog.front();
-        const RxSlots slots = rx_slots(m);
+        const RxSlots slots = rx_slots(m, vif.xdp_headroom);
         if ((slots.data > 1 && !vif.sg) || slots.data > ring::kMaxRxSegments || m->pkt_len == 0) {
             backlog_pop(vif, q);
             drop(m, c, Drop::rx_too_big);
@@ -184,22 +184,25 @@ Worker::RxBurst Worker::rx_collect(VifRuntime& vif, QueueRuntime& q) noexcept {
         }
         backlog_pop(vif, q);
         vif.rx_bucket.charge(m->pkt_len);
-        rx_copy_add(vif.id().frontend, f, m, slots.data);
+        rx_copy_add(vif.id().frontend, vif.xdp_headroom, f, m, slots.data);
         f.meta.hash = hash;
         ++b.frames;
     }
     return b;
 }
 
-// Fills each reserved guest buffer from the start of its page, following the mbuf chain.
-void Worker::rx_copy_add(platform::DomId dom, RxFrame& f, rte_mbuf* m, std::uint32_t data_slots) noexcept {
+// Fills each reserved guest buffer from `headroom` bytes into its page (the guest's xdp-headroom;
+// every buffer, as Linux netback's xenvif_rx_data_slot), following the mbuf chain; the response
+// carries that offset.
+void Worker::rx_copy_add(platform::DomId dom, std::uint16_t headroom, RxFrame& f, rte_mbuf* m,
+                         std::uint32_t data_slots) noexcept {
     f.m = m;
     f.first_seg = copies_.size();
     const rte_mbuf* seg = m;
     std::uint32_t seg_off = 0;
     std::uint32_t left = m->pkt_len;
     for (std::uint32_t b = 0; b < data_slots; ++b) {
-        const std::uint32_t in_page = std::min<std::uint32_t>(left, ring::kPageSize);
+        const std::uint32_t in_page = std::min<std::uint32_t>(left, ring::kPageSize - headroom);
         std::uint32_t dst_off = 0;
         while (dst_off < in_page) {
             while (seg_off == seg->data_len) {
@@ -208,11 +211,11 @@ void Worker::rx_copy_add(platform::DomId dom, RxFrame& f, rte_mbuf* m, std::uint
             }
             const std::uint32_t take = std::min<std::uint32_t>(in_page - dst_off, seg->data_len - seg_off);
             copies_.add_to_guest(rte_pktmbuf_mtod_offset(seg, char*, seg_off), dom, f.res.buffers()[b].gref,
-                                 dst_off, take);
+                                 headroom + dst_off, take);
             dst_off += take;
             seg_off += take;
         }
-        f.chunks[b] = ring::RxChunk{0, static_cast<std::uint16_t>(in_page)};
+        f.chunks[b] = ring::RxChunk{headroom, static_cast<std::uint16_t>(in_page)};
         left -= in_page;
     }
     f.nsegs = copies_.size() - f.first_seg;

@@ -22,16 +22,17 @@ constexpr std::uint32_t max_buffers_per_packet(std::uint32_t room) noexcept {
 }
 
 // What a frame takes from a guest's RX ring: one request per page of data (each guest buffer is
-// filled from the start of its page), and one more for the GSO extra-info slot.
+// filled from `headroom` bytes into its page: the guest's xdp-headroom, usually 0), and one
+// more for the GSO extra-info slot.
 struct RxSlots {
     std::uint32_t data;
     bool gso_extra;
     std::uint32_t total() const noexcept { return data + (gso_extra ? 1u : 0u); }
 };
 
-inline RxSlots rx_slots(const rte_mbuf* m) noexcept {
-    constexpr auto page = static_cast<std::uint32_t>(ring::kPageSize);
-    return RxSlots{(m->pkt_len + page - 1) / page, (m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) != 0};
+inline RxSlots rx_slots(const rte_mbuf* m, std::uint32_t headroom = 0) noexcept {
+    const std::uint32_t room = static_cast<std::uint32_t>(ring::kPageSize) - headroom;
+    return RxSlots{(m->pkt_len + room - 1) / room, (m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) != 0};
 }
 
 } // namespace netbackd::dataplane

@@ -54,6 +54,12 @@ void fill_vif(rte_tel_data* d, VifState state, const VifStats& s, unsigned worke
     rte_tel_data_add_dict_u64(d, "tx_throttled", s.tx_throttled);
     rte_tel_data_add_dict_u64(d, "rx_throttled", s.rx_throttled);
     rte_tel_data_add_dict_u64(d, "rx_stalls", s.rx_stalls);
+    rte_tel_data_add_dict_u64(d, "mcast_filter", s.mcast_filter ? 1 : 0);
+    rte_tel_data_add_dict_u64(d, "mcast_subscribed", s.mcast_subscribed);
+    rte_tel_data_add_dict_u64(d, "mcast_added", s.mcast_added);
+    rte_tel_data_add_dict_u64(d, "mcast_deleted", s.mcast_deleted);
+    rte_tel_data_add_dict_u64(d, "mcast_refused", s.mcast_refused);
+    rte_tel_data_add_dict_u64(d, "mcast_filtered", s.mcast_filtered);
     for (std::size_t i = 0; i < kDropReasons; ++i)
         rte_tel_data_add_dict_u64(d, fmt::format("drop_{}", to_string(static_cast<Drop>(i))).c_str(),
                                   s.drops[i]);

@@ -65,8 +65,7 @@ Worker::TxBurst Worker::tx_collect(VifRuntime& vif, QueueRuntime& q) noexcept {
             break;
         }
         if (p.is_mcast_control()) {
-            // Multicast filtering is not offered; the guest gets its answer and nothing changes.
-            q.tx.respond(p, NETIF_RSP_OKAY);
+            tx_mcast(vif, q, p);
             continue;
         }
         vif.tx_bucket.charge(p.length);
@@ -77,6 +76,21 @@ Worker::TxBurst Worker::tx_collect(VifRuntime& vif, QueueRuntime& q) noexcept {
         ++b.packets;
     }
     return b;
+}
+
+// A multicast-control request (netif.h, xenvif_tx_build_gops): an ADD wins over a DEL in the same
+// request and is refused when the filter is full; a DEL always succeeds. Neither is a frame.
+void Worker::tx_mcast(VifRuntime& vif, QueueRuntime& q, const ring::TxPacket& p) noexcept {
+    VifCounters& c = vif.counters_;
+    if (p.mcast_add) {
+        const bool ok = vif.mcast.add(MacAddr::from_bytes(std::span<const std::uint8_t, 6>(*p.mcast_add)));
+        (ok ? c.mcast_added : c.mcast_refused).add();
+        q.tx.respond(p, ok ? NETIF_RSP_OKAY : NETIF_RSP_ERROR);
+        return;
+    }
+    vif.mcast.del(MacAddr::from_bytes(std::span<const std::uint8_t, 6>(*p.mcast_del)));
+    c.mcast_deleted.add();
+    q.tx.respond(p, NETIF_RSP_OKAY);
 }
 
 // Every buffer of the burst in one allocation; without them every packet is answered with an

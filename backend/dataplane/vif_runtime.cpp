@@ -44,6 +44,8 @@ VifRuntime::VifRuntime(std::unique_ptr<control::VifHandle> handle, std::optional
     gso_v4 = f.gso_tcpv4 && f.sg;
     gso_v6 = f.gso_tcpv6 && f.sg;
     rx_notify = f.rx_notify;
+    xdp_headroom = f.xdp_headroom;
+    mcast.set_enabled(f.multicast_control);
     queues.reserve(handle_->queues.size());
     for (auto& q : handle_->queues) queues.push_back(std::make_unique<QueueRuntime>(q));
 }

@@ -20,6 +20,7 @@
 #include "backend/dataplane/capture.hpp"
 #include "backend/dataplane/counters.hpp"
 #include "backend/dataplane/l2_switch.hpp"
+#include "backend/dataplane/mcast_filter.hpp"
 #include "backend/dataplane/token_bucket.hpp"
 #include "ring/back_ring.hpp"
 #include "ring/ctrl_ring.hpp"
@@ -126,6 +127,14 @@ public:
     // "tx ring: req_prod_overflow" and the like: what goes into the xenstore error node.
     std::string fault_message() const;
     const VifCounters& counters() const noexcept { return counters_; }
+    // The counters plus the multicast filter's state.
+    VifStats stats() const noexcept {
+        VifStats s = snapshot(counters_);
+        s.mcast_filter = mcast.enabled();
+        s.mcast_subscribed = mcast.subscribed();
+        s.mcast_filtered = mcast.filtered();
+        return s;
+    }
 
     // ---- worker only
     void set_running() noexcept { state_.store(VifState::running, std::memory_order_release); }
@@ -149,6 +158,13 @@ public:
     bool gso_v4 = false;
     bool gso_v6 = false;
     bool rx_notify = true;
+    // Bytes the guest keeps free at the start of every RX buffer (xdp-headroom, validated by
+    // the control plane to leave room for data): RX data starts there, as in Linux netback.
+    std::uint16_t xdp_headroom = 0;
+    // Shared state: the guest's multicast subscriptions and filter switch. Changed by this vif's
+    // worker (TX extras) and the control thread (request-multicast-control), read by every
+    // worker's switch that floods to this vif; see mcast_filter.hpp for why that is safe.
+    McastFilter mcast;
     // Shared state: the guest's hash configuration (control ring), built and published by the
     // control thread, immutable once published. It reaches the owner worker only through a
     // set_hash message; the worker alone reads and replaces this pointer, so the fast path

@@ -166,6 +166,7 @@ SwitchPort switch_port_of(const VifRuntime& vif) noexcept {
     p.vlan = vif.vlan;
     p.allowed_src = vif.mac;
     p.mtu = vif.mtu;
+    p.mcast = &vif.mcast;
     return p;
 }
 
@@ -355,8 +356,8 @@ bool Worker::prepare_sleep() noexcept {
             if (q->stalled && q->rx_ring.final_check(1).count != 0) return false;
             if (!q->backlog.empty()) {
                 const rte_mbuf* m = q->backlog.front();
-                const auto slots =
-                    static_cast<ring::RingIdx>(rx_slots(m).total() + (v->guest_hash(m) ? 1u : 0u));
+                const auto slots = static_cast<ring::RingIdx>(rx_slots(m, v->xdp_headroom).total() +
+                                                              (v->guest_hash(m) ? 1u : 0u));
                 const ring::Avail a = q->rx_ring.final_check(slots);
                 const bool throttled = !v->rx_bucket.available(m->pkt_len, now_);
                 if (!throttled && (a.count >= slots || a.error != ring::ProdError::none)) return false;

@@ -199,6 +199,7 @@ private:
     std::size_t uplink_rx(std::uint16_t u, std::uint16_t queue) noexcept;
     std::size_t tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept;
     TxBurst tx_collect(VifRuntime& vif, QueueRuntime& q) noexcept;
+    void tx_mcast(VifRuntime& vif, QueueRuntime& q, const ring::TxPacket& p) noexcept;
     bool tx_alloc(VifRuntime& vif, QueueRuntime& q, const TxBurst& b) noexcept;
     void tx_build_copies(VifRuntime& vif, const TxBurst& b) noexcept;
     std::size_t tx_complete(VifRuntime& vif, QueueRuntime& q, const TxBurst& b) noexcept;
@@ -218,7 +219,8 @@ private:
     void update_backlog_cap() noexcept;
     std::size_t rx_queue(VifRuntime& vif, QueueRuntime& q) noexcept;
     RxBurst rx_collect(VifRuntime& vif, QueueRuntime& q) noexcept;
-    void rx_copy_add(platform::DomId dom, RxFrame& f, rte_mbuf* m, std::uint32_t data_slots) noexcept;
+    void rx_copy_add(platform::DomId dom, std::uint16_t headroom, RxFrame& f, rte_mbuf* m,
+                     std::uint32_t data_slots) noexcept;
     void rx_complete(VifRuntime& vif, QueueRuntime& q, std::size_t frames) noexcept;
     void notify(VifRuntime& vif, platform::EvtchnPort port) noexcept;
     // A running capture's copies of a burst (worker_capture.cpp): guest TX after tx_complete,

@@ -41,6 +41,7 @@ public:
     void set_hash(control::VifId id, std::shared_ptr<const ring::HashConfig> hash) override {
         inner_.set_hash(id, std::move(hash));
     }
+    void set_multicast_control(control::VifId id, bool on) override { inner_.set_multicast_control(id, on); }
     void update_policy(control::VifId id, const control::VifPolicy& policy) override {
         inner_.update_policy(id, policy);
     }

@@ -152,6 +152,29 @@ void extra_endless(HostileFront& f, const AttackEnv& env) {
     f.push_tx_and_notify();
 }
 
+// Multicast subscriptions past netback's limit of 64 (XEN_NETBK_MCAST_MAX): 31 dummy requests
+// with an MCAST_ADD extra each per play (62 slots; the test plays when 64 are free), each for a
+// new group address. Past the limit they are answered with errors; the vif runs on.
+void mcast_flood(HostileFront& f, const AttackEnv&) {
+    for (int i = 0; i < 31; ++i) {
+        const std::uint32_t n = f.tx().req_prod_pvt();
+        f.tx().put_request(req(0, 0, NETTXF_extra_info, next_id(f), 0));
+        netif_extra_info_t x{};
+        x.type = XEN_NETIF_EXTRA_TYPE_MCAST_ADD;
+        const std::array<std::uint8_t, 6> mac{0x01,
+                                              0x00,
+                                              0x5e,
+                                              static_cast<std::uint8_t>(n >> 16),
+                                              static_cast<std::uint8_t>(n >> 8),
+                                              static_cast<std::uint8_t>(n)};
+        std::copy(mac.begin(), mac.end(), x.u.mcast.addr);
+        std::array<std::byte, sizeof(netif_tx_request_t)> slot{};
+        std::memcpy(slot.data(), &x, sizeof(x));
+        f.tx().put_request(std::bit_cast<netif_tx_request_t>(slot));
+    }
+    f.push_tx_and_notify();
+}
+
 void gso_tiny_mss(HostileFront& f, const AttackEnv& env) {
     const Bytes frame = tcp_frame(env, 65535);
     const std::size_t slots = (frame.size() + ring::kPageSize - 1) / ring::kPageSize;
@@ -308,6 +331,8 @@ constexpr Attack kAttacks[] = {
      extra_endless},
     {"gso_tiny_mss", "a 64 KiB GSO frame with an 8-byte mss", Direction::tx, Verdict::survives, "",
      gso_tiny_mss},
+    {"mcast_flood", "MCAST_ADD extras past the 64-address limit", Direction::tx, Verdict::survives, "",
+     mcast_flood},
     {"zero_frame", "a zero-length frame", Direction::tx, Verdict::errors, "", zero_frame},
     {"runt_frame", "a frame shorter than an Ethernet header", Direction::tx, Verdict::errors, "", runt_frame},
     {"no_rx_buffers", "a guest that never posts RX buffers", Direction::rx, Verdict::survives, "",

@@ -170,6 +170,9 @@ void Netfront::talk_to_netback() {
     features_.gso_tcpv4 = read_backend("feature-gso-tcpv4") == "1";
     features_.gso_tcpv6 = read_backend("feature-gso-tcpv6") == "1";
     features_.csum_offload = read_backend("feature-no-csum-offload") != "1";
+    features_.multicast_control = read_backend("feature-multicast-control") == "1";
+    features_.dynamic_multicast_control = read_backend("feature-dynamic-multicast-control") == "1";
+    features_.xdp_headroom = read_backend("feature-xdp-headroom") == "1";
 
     release_rings();
     const bool ctrl = opt_.hash.has_value() && read_backend("feature-ctrl-ring") == "1";
@@ -232,10 +235,17 @@ void Netfront::talk_to_netback() {
         put("feature-gso-tcpv4", "1");
         put("feature-gso-tcpv6", "1");
         put("feature-ipv6-csum-offload", "1");
+        if (opt_.multicast_control && features_.multicast_control) put("request-multicast-control", "1");
+        if (opt_.xdp_headroom && features_.xdp_headroom)
+            put("xdp-headroom", std::to_string(*opt_.xdp_headroom));
     });
     ++generation_;
     spdlog::info("netfront {}: {} queue(s){}, connecting", fe_, n, split ? ", split event channels" : "");
     set_state(4);
+}
+
+void Netfront::set_multicast_control(bool on) {
+    store_.write(0, fe_ + "/request-multicast-control", on ? "1" : "0");
 }
 
 void Netfront::release_rings() {

@@ -42,6 +42,12 @@ struct NetfrontOptions {
     bool split_event_channels = true; // used when the backend offers them
     NetfrontFlavour flavour = NetfrontFlavour::linux_guest;
     std::optional<HashOptions> hash; // set: provide a control ring
+    // request-multicast-control=1 when the backend offers feature-multicast-control; the
+    // subscriptions themselves go as MCAST_ADD extras on the TX ring (NetfrontIo::send_mcast).
+    bool multicast_control = false;
+    // xdp-headroom written when the backend offers feature-xdp-headroom (not checked here: tests
+    // ask for absurd values on purpose); NetfrontIo::set_rx_headroom() checks received frames.
+    std::optional<std::uint32_t> xdp_headroom;
 };
 
 struct FrontQueue {
@@ -59,7 +65,10 @@ struct BackendFeatures {
     bool sg = false;
     bool gso_tcpv4 = false;
     bool gso_tcpv6 = false;
-    bool csum_offload = true; // unless the backend wrote feature-no-csum-offload=1
+    bool csum_offload = true;               // unless the backend wrote feature-no-csum-offload=1
+    bool multicast_control = false;         // feature-multicast-control
+    bool dynamic_multicast_control = false; // feature-dynamic-multicast-control
+    bool xdp_headroom = false;              // feature-xdp-headroom
 };
 
 class Netfront {
@@ -106,6 +115,9 @@ public:
     // What the Windows drivers send once connected: Toeplitz, the flags, the key, the mapping
     // size and the table, each from a page granted for the call. True when all succeeded.
     bool configure_hash(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+    // Writes request-multicast-control now (after connect it takes effect only with the
+    // backend's feature-dynamic-multicast-control, as netif.h says).
+    void set_multicast_control(bool on);
     // Raw access for hostile tests: the front end of the control ring and its channel.
     ring::FrontRing<ring::CtrlRing>* ctrl_front() noexcept { return ctrl_ ? &ctrl_->front : nullptr; }
     platform::EvtchnPort ctrl_port() const noexcept { return ctrl_ ? ctrl_->port : 0; }

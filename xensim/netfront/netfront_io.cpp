@@ -163,6 +163,21 @@ SendResult NetfrontIo::send(unsigned qi, std::span<const std::byte> frame, const
     return SendResult::queued;
 }
 
+SendResult NetfrontIo::send_mcast(unsigned qi, bool add, const ring::MacAddr& mac) noexcept {
+    if (qi >= queues_.size()) return SendResult::refused;
+    Queue& q = queues_[qi];
+    ring::TxExtras extras;
+    (add ? extras.mcast_add : extras.mcast_del) = mac;
+    if (q.nr_tx_free == 0 || q.tx->free_requests() < ring::tx_slots_needed(1, extras))
+        return SendResult::busy;
+    const std::uint16_t id = take_tx_buffer(q);
+    q.txb[id].mcast = true;
+    // A dummy request: no data, only the extra (netback skips its length checks).
+    const ring::TxFrontSegment seg{q.txb[id].ref, 0, 0, id};
+    (void)ring::put_tx_packet(*q.tx, std::span(&seg, 1), extras);
+    return SendResult::queued;
+}
+
 bool NetfrontIo::stamp_tx_buffers(std::span<const std::byte> frame) noexcept {
     if (frame.empty() || frame.size() > kPage) return false;
     for (auto& q : queues_)
@@ -217,7 +232,10 @@ std::size_t NetfrontIo::reap_tx(unsigned qi) noexcept {
             continue;
         }
         Buffer& b = q.txb[r.id];
-        if (b.head_length != 0) {
+        if (b.mcast) {
+            ++(r.status == NETIF_RSP_OKAY ? counters_.mcast_ok : counters_.mcast_errors);
+            b.mcast = false;
+        } else if (b.head_length != 0) {
             if (r.status == NETIF_RSP_OKAY) {
                 ++counters_.tx_pkts;
                 counters_.tx_bytes += b.head_length;
@@ -258,6 +276,7 @@ bool NetfrontIo::next_rx(unsigned qi, RxFrame& out) noexcept {
     out.gso = p.gso;
     out.hash = p.hash;
     out.error = p.error;
+    out.headroom_error = false;
     for (const auto& f : p.frags()) {
         if (f.status <= 0) continue;
         const std::size_t off = f.offset;
@@ -266,9 +285,11 @@ bool NetfrontIo::next_rx(unsigned qi, RxFrame& out) noexcept {
             out.error = true;
             continue;
         }
+        if (rx_headroom_ && off != *rx_headroom_) out.headroom_error = true;
         out.frag_storage[out.nr_frags++] = std::span<const std::byte>(q.rxb[f.id].data + off, len);
         out.length += static_cast<std::uint32_t>(len);
     }
+    if (out.headroom_error) ++counters_.rx_headroom_errors;
     if (out.error) {
         ++counters_.rx_errors;
     } else {

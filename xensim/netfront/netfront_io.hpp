@@ -58,6 +58,7 @@ struct RxFrame {
     std::optional<netif_extra_info_t> gso;
     std::optional<netif_extra_info_t> hash; // XEN_NETIF_EXTRA_TYPE_HASH (control-ring hashing)
     bool error = false;                     // a negative status or a response pointing outside its page
+    bool headroom_error = false;            // a buffer not starting at the xdp-headroom asked for
 
     std::span<const std::span<const std::byte>> frags() const noexcept {
         return {frag_storage.data(), nr_frags};
@@ -73,8 +74,11 @@ struct IoCounters {
     std::uint64_t rx_errors = 0;
     std::uint64_t tx_notifies = 0; // event channel kicks we sent
     std::uint64_t rx_notifies = 0;
-    std::uint64_t events = 0;          // kicks we received
-    std::uint64_t protocol_errors = 0; // bad response ids, malformed RX, rsp_prod overflow
+    std::uint64_t events = 0;             // kicks we received
+    std::uint64_t protocol_errors = 0;    // bad response ids, malformed RX, rsp_prod overflow
+    std::uint64_t rx_headroom_errors = 0; // frames not placed after the xdp-headroom asked for
+    std::uint64_t mcast_ok = 0;           // multicast-control requests answered OKAY
+    std::uint64_t mcast_errors = 0;       // ... answered with an error (the backend's filter is full)
 };
 
 class NetfrontIo {
@@ -109,6 +113,12 @@ public:
     // copies of it with no per-packet copy. Frames up to one page only.
     bool stamp_tx_buffers(std::span<const std::byte> frame) noexcept;
     SendResult send_stamped(unsigned q, std::uint16_t length, ring::TxFrontFlags flags = {}) noexcept;
+    // Queues a multicast-control request (netif.h): one dummy slot with an MCAST_ADD or
+    // MCAST_DEL extra. The backend answers OKAY (tx_pkts) or ERROR (tx_errors: filter full).
+    SendResult send_mcast(unsigned q, bool add, const ring::MacAddr& mac) noexcept;
+    // The xdp-headroom this guest asked for: every received buffer must start there, or the
+    // frame counts in IoCounters::rx_headroom_errors.
+    void set_rx_headroom(std::uint16_t headroom) noexcept { rx_headroom_ = headroom; }
     // Publishes queued TX requests; kicks the backend only when its req_event asks.
     bool flush(unsigned q) noexcept;
     // Frees the buffers of answered TX requests; returns the responses seen.
@@ -140,6 +150,7 @@ private:
         platform::GrantRef ref = 0;
         std::byte* data = nullptr;
         std::uint32_t head_length = 0; // a packet's first slot: its length; 0 otherwise
+        bool mcast = false;            // a multicast-control request's slot
         bool in_flight = false;
     };
     struct Queue {
@@ -164,6 +175,7 @@ private:
     BackendFeatures features_;
     std::vector<Queue> queues_;
     std::vector<std::pair<platform::GrantRef, Gfn>> stuck_;
+    std::optional<std::uint16_t> rx_headroom_;
     IoCounters counters_;
     Netfront* followed_ = nullptr;
     std::uint64_t seen_generation_ = 0;

@@ -12,6 +12,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include <poll.h>
 #include <sys/signalfd.h>
@@ -42,6 +43,8 @@ struct NetfrontCliOptions {
     bool no_split = false;
     std::string flavour = "linux";
     bool rss = false; // a control ring with a Toeplitz key and table, as the Windows drivers set
+    std::vector<std::string> mcast; // multicast filtering on, subscribed to these (MCAST_ADD)
+    std::optional<std::uint32_t> xdp_headroom;
     // TAP mode
     std::string tap;
     std::string netns;
@@ -84,6 +87,11 @@ void report(DataMode& d, bool final) {
     s.seconds = std::chrono::duration<double>(Clock::now() - d.started).count();
     if (final) {
         std::printf("%s\n", to_json(s).c_str());
+        const IoCounters& c = d.io.counters();
+        std::printf("{\"mcast_ok\":%llu,\"mcast_errors\":%llu,\"rx_headroom_errors\":%llu}\n",
+                    static_cast<unsigned long long>(c.mcast_ok),
+                    static_cast<unsigned long long>(c.mcast_errors),
+                    static_cast<unsigned long long>(c.rx_headroom_errors));
     } else {
         std::printf("t=%.0fs tx_pps=%llu rx_pps=%llu tx_pkts=%llu rx_pkts=%llu tx_errors=%llu\n", s.seconds,
                     static_cast<unsigned long long>(s.tx_pkts - d.last.tx_pkts),
@@ -98,6 +106,22 @@ void report(DataMode& d, bool final) {
 // One round of the data mode; returns false when the generator is done (count or seconds).
 bool data_round(DataMode& d, Netfront& nf, const NetfrontCliOptions& o, platform::Store& store, int sigfd) {
     if (d.io.follow(nf)) {
+        if (d.io.attached() && o.xdp_headroom)
+            d.io.set_rx_headroom(static_cast<std::uint16_t>(*o.xdp_headroom));
+        if (d.io.attached() && !o.mcast.empty()) {
+            // The subscriptions, as a Windows guest sends its multicast list: one MCAST_ADD each.
+            const auto give_up = Clock::now() + std::chrono::seconds(30);
+            for (const auto& text : o.mcast) {
+                const ring::MacAddr mac = need_mac(text, "--mcast");
+                while (d.io.send_mcast(0, true, mac) == SendResult::busy) {
+                    if (Clock::now() > give_up) throw std::runtime_error("--mcast: the TX ring stays full");
+                    d.io.flush(0);
+                    d.io.reap_tx(0);
+                    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                }
+            }
+            d.io.flush(0);
+        }
         if (d.io.attached() && nf.has_ctrl_ring()) {
             // What the Windows drivers do once connected; the table's entries name our queues.
             std::printf("rss: %s\n", nf.configure_hash() ? "configured" : "refused by the backend");
@@ -147,6 +171,8 @@ NetfrontOptions netfront_options(const NetfrontCliOptions& o, platform::DomId do
                    : o.flavour == "windows" ? NetfrontFlavour::windows
                    : o.flavour == "closes"  ? NetfrontFlavour::closes
                                             : NetfrontFlavour::linux_guest;
+    nopt.multicast_control = !o.mcast.empty();
+    nopt.xdp_headroom = o.xdp_headroom;
     if (o.rss) {
         // Microsoft's default RSS key; a table spreading its 64 entries over the queues.
         HashOptions h;
@@ -339,6 +365,11 @@ void install_netfront(CLI::App& app) {
     nf->add_option("--flavour", o->flavour,
                    "linux | unikraft | windows | closes (straight to Closed, never connects)")
         ->check(CLI::IsMember({"linux", "unikraft", "windows", "closes"}));
+    nf->add_option("--mcast", o->mcast,
+                   "multicast filtering: request-multicast-control=1 and one MCAST_ADD per MAC given "
+                   "(repeatable)");
+    nf->add_option("--xdp-headroom", o->xdp_headroom,
+                   "xdp-headroom to ask for (data modes check every received buffer starts there)");
     nf->add_option("--tap", o->tap, "TAP mode: bridge a tap device of this name to the rings");
     nf->add_option("--netns", o->netns, "network namespace for the tap (made if missing)");
     nf->add_option("--mac", o->mac, "the tap's MAC (default: the vif's mac key)");
