@@ -34,6 +34,13 @@ void destroy(SimWorld& w, const std::string& name) {
                 w.dir() + "/destroy.log") == 0);
 }
 
+// The guest's NIC attached by the toolstack and its netfront Connected.
+void attach_connected(SimWorld& w, platform::DomId fe) {
+    xensim::nic_add(w.dom0(), nic(fe));
+    w.guest(fe).start_netfront(0);
+    REQUIRE(w.wait_state(W::be(fe, 0) + "/state", "4"));
+}
+
 } // namespace
 
 TEST_CASE("e2e: save + restore: the restored guest's new vif connects, nothing of the old one stays",
@@ -41,9 +48,7 @@ TEST_CASE("e2e: save + restore: the restored guest's new vif connects, nothing o
     SimWorld w;
     w.create_domain("client1", 7);
     w.start_netbackd();
-    xensim::nic_add(w.dom0(), nic(7));
-    w.guest(7).start_netfront(0);
-    REQUIRE(w.wait_state(W::be(7, 0) + "/state", "4"));
+    attach_connected(w, 7);
     const int ports = w.driver_ports_in_use();
     // xl save: the guest suspends, then the domain is destroyed with its devices.
     w.guest(7).netfront.reset();
@@ -64,9 +69,7 @@ TEST_CASE("e2e: migration to this host: the incoming vif with the same NIC waits
     SimWorld w;
     w.create_domain("client1", 7);
     w.start_netbackd();
-    xensim::nic_add(w.dom0(), nic(7));
-    w.guest(7).start_netfront(0);
-    REQUIRE(w.wait_state(W::be(7, 0) + "/state", "4"));
+    attach_connected(w, 7);
     const int ports = w.driver_ports_in_use();
     // The sender suspends the guest (its vif stays connected) and streams it; the receiver
     // creates the incoming domain and its devices, and fails the migration unless the backend
@@ -95,9 +98,7 @@ TEST_CASE("e2e: a failed migration: the incoming vif goes, the old guest keeps i
     SimWorld w;
     w.create_domain("client1", 7);
     w.start_netbackd();
-    xensim::nic_add(w.dom0(), nic(7));
-    w.guest(7).start_netfront(0);
-    REQUIRE(w.wait_state(W::be(7, 0) + "/state", "4"));
+    attach_connected(w, 7);
     w.create_domain("client1--incoming", 8);
     REQUIRE_NOTHROW(xensim::nic_add(w.dom0(), nic(8)));
     w.guest(8).start_netfront(0);
@@ -115,9 +116,7 @@ TEST_CASE("e2e: the same NIC on two guests that both stay is refused at connect 
     w.create_domain("web1", 7);
     w.create_domain("web2", 8);
     w.start_netbackd();
-    xensim::nic_add(w.dom0(), nic(7));
-    w.guest(7).start_netfront(0);
-    REQUIRE(w.wait_state(W::be(7, 0) + "/state", "4"));
+    attach_connected(w, 7);
     // Two guests configured with one MAC look like a guest moving here until the wait (30 s)
     // is over: then the second is refused, before Connected, as any MAC in use is.
     REQUIRE_NOTHROW(xensim::nic_add(w.dom0(), nic(8)));
