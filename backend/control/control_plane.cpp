@@ -87,12 +87,7 @@ void ControlPlane::process_watches() {
                 std::string rel = ev.token.substr(6);
                 std::replace(rel.begin(), rel.end(), ':', '/');
                 if (const auto id = parse_rel(rel, nullptr); id && vifs_.count(*id))
-                    vifs_[*id]->frontend_changed();
-            } else if (ev.token.rfind("nb:mc:", 0) == 0) {
-                std::string rel = ev.token.substr(6);
-                std::replace(rel.begin(), rel.end(), ':', '/');
-                if (const auto id = parse_rel(rel, nullptr); id && vifs_.count(*id))
-                    vifs_[*id]->multicast_control_changed();
+                    vifs_[*id]->frontend_event(ev.path);
             }
         } catch (const platform::PlatformError& e) {
             // A store failure outside any one vif's actions; the next event retries.

@@ -58,7 +58,6 @@ VifControl::~VifControl() { release(); }
 
 std::string VifControl::frontend_token() const { return fmt::format("nb:fe:{}:{}", id_.frontend, id_.devid); }
 
-std::string VifControl::mcast_token() const { return fmt::format("nb:mc:{}:{}", id_.frontend, id_.devid); }
 
 void VifControl::release() {
     ctrl_.reset();
@@ -71,21 +70,30 @@ void VifControl::release() {
 
 void VifControl::watch_frontend() {
     if (fe_watched_) return;
-    ctx_.store.watch(fe_ + "/state", frontend_token());
+    // One watch on the whole frontend dir rather than one per node (state, and
+    // request-multicast-control for feature-dynamic-multicast-control): a driver domain is
+    // not dom0, xenstored holds it to a watch quota (128 by default), and the sizing in the
+    // README counts one watch per vif. frontend_event() picks out the nodes we act on.
+    ctx_.store.watch(fe_, frontend_token());
     fe_watched_ = true;
-    // feature-dynamic-multicast-control: the frontend may flip request-multicast-control at
-    // any time while connected, and we re-sample it on every event (netif.h).
-    ctx_.store.watch(fe_ + "/request-multicast-control", mcast_token());
+}
+
+void VifControl::frontend_event(std::string_view path) {
+    if (path.size() < fe_.size() || path.substr(0, fe_.size()) != fe_) return;
+    const auto rel = path.substr(fe_.size());
+    if (rel.empty() || rel == "/state")
+        frontend_changed();
+    else if (rel == "/request-multicast-control")
+        multicast_control_changed();
 }
 
 void VifControl::unwatch_frontend() {
     if (!fe_watched_) return;
     fe_watched_ = false;
     try {
-        ctx_.store.unwatch(fe_ + "/state", frontend_token());
-        ctx_.store.unwatch(fe_ + "/request-multicast-control", mcast_token());
+        ctx_.store.unwatch(fe_, frontend_token());
     } catch (const platform::PlatformError& e) {
-        spdlog::debug("{}: unwatch {}/state: {}", id_.name(), fe_, e.what());
+        spdlog::debug("{}: unwatch {}: {}", id_.name(), fe_, e.what());
     }
 }
 

@@ -39,10 +39,8 @@ public:
     VifControl& operator=(const VifControl&) = delete;
 
     VifId id() const noexcept { return id_; }
-    // The token of the watch on the frontend's state node, as passed to Store::watch.
+    // The token of the watch on the frontend's dir, as passed to Store::watch.
     std::string frontend_token() const;
-    // The token of the watch on the frontend's request-multicast-control node.
-    std::string mcast_token() const;
     // Most bytes of headroom a frontend may ask for in xdp-headroom.
     static constexpr std::uint64_t kMaxXdpHeadroom = 2048;
     // Whether this vif is done with: its backend dir is gone or removed by us.
@@ -53,7 +51,10 @@ public:
     void appeared(bool fresh);
     // Something under the backend dir changed (online, state, or the dir itself).
     void backend_changed();
-    // The frontend's state node fired.
+    // The watch on the frontend's dir fired for `path`: state and request-multicast-control
+    // are acted on, other nodes ignored.
+    void frontend_event(std::string_view path);
+    // The frontend's state node (or its dir) fired.
     void frontend_changed();
     // F/request-multicast-control changed (feature-dynamic-multicast-control): re-sampled
     // while connected and given to the data plane.
