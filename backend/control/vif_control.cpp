@@ -58,7 +58,6 @@ VifControl::~VifControl() { release(); }
 
 std::string VifControl::frontend_token() const { return fmt::format("nb:fe:{}:{}", id_.frontend, id_.devid); }
 
-
 void VifControl::release() {
     ctrl_.reset();
     if (facts_.connected) {
