@@ -181,9 +181,11 @@ say "iperf3 client1 -> outside for ${SECONDS_IPERF}s, live per-vif rates (TX+RX 
 ip netns exec "$P-out" iperf3 -s -1 > "$WORK/iperf3-server.log" 2>&1 &
 PIDS+=($!)
 wait_for 5 "the iperf3 server" ip netns exec "$P-out" sh -c "ss -ltn | grep -q 5201"
-ip netns exec "$P-out" python3 "$(dirname "$0")/wirecheck.py" "$P-wire" 00:16:3e:4e:00:01 20000 \
-    "$((SECONDS_IPERF + 3))" "$MTU" > "$WORK/wirecheck.txt" 2>&1 &
+WIRECHECK_READY="$WORK/wirecheck.ready" ip netns exec "$P-out" python3 "$(dirname "$0")/wirecheck.py" \
+    "$P-wire" 00:16:3e:4e:00:01 20000 "$((SECONDS_IPERF + 3))" "$MTU" > "$WORK/wirecheck.txt" 2>&1 &
 WIRECHECK=$!
+# On a loaded host python can take longer to start than iperf3 takes to run.
+wait_for 60 "the wire capture" test -e "$WORK/wirecheck.ready"
 ip netns exec "$P-c1" iperf3 -c "$NET.1" -t "$SECONDS_IPERF" --connect-timeout 3000 -J > "$WORK/iperf3.json" 2>&1 &
 IPERF=$!
 while kill -0 "$IPERF" 2>/dev/null; do rates; done

@@ -2,6 +2,7 @@
 """Captures frames on the demo's outside interface and checks what netbackd put on the wire:
 source MAC is the guest's, IPv4 header and TCP/UDP/ICMP checksums are valid, sizes fit the MTU.
 Usage: wirecheck.py IFACE GUEST_MAC MAX_FRAMES SECONDS [MTU]  (run inside the outside namespace)."""
+import os
 import socket
 import struct
 import sys
@@ -51,6 +52,10 @@ def main() -> int:
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
     s.bind((iface, 0))
     s.settimeout(0.5)
+    ready = os.environ.get("WIRECHECK_READY")
+    if ready:
+        # The caller starts its traffic only once the socket is bound.
+        open(ready, "w").close()
     seen, problems, deadline = 0, [], time.monotonic() + seconds
     while seen < max_frames and time.monotonic() < deadline:
         try:
