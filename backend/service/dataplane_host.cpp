@@ -60,7 +60,7 @@ std::unique_ptr<pmd::Eal> DataPlaneHost::start_eal(const control::GlobalConfig& 
 }
 
 DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Platform& platform,
-                             std::unique_ptr<pmd::Eal> eal)
+                             std::unique_ptr<pmd::Eal> eal, StartClock& clock)
     : eal_(std::move(eal)) {
     const auto eal_config = eal_config_from(config);
 
@@ -110,6 +110,7 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
     // Software GSO only references payload in the frame pool: no data room needed.
     indirect_pool_ = std::make_unique<pmd::Mempool>(
         pmd::MempoolConfig{.name = "nb-indirect", .mbufs = mbufs, .data_room = 0});
+    clock.mark("frame pools");
     dc.pool = pool_.get();
     dc.indirect_pool = indirect_pool_.get();
     spdlog::info("guest RX backlog: at most {} KiB per vif queue, {} KiB per vif, and half of the {} "
@@ -163,10 +164,12 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
             up.port->has_rx_interrupts() ? "RX interrupts" : "no RX interrupts (idle polling on a timer)");
         uplinks_.push_back(std::move(up));
     }
+    if (!uplinks_.empty()) clock.mark("uplink ports");
     for (auto& up : uplinks_) dc.uplinks.push_back({up.name, up.uplink.get()});
     if (uplinks_.empty()) spdlog::warn("no [[dpdk.ports]] configured: vifs switch only among themselves");
 
     dataplane_ = dataplane::make_dataplane(dc, platform);
+    clock.mark("workers");
     spdlog::info("data plane: {} MiB EAL memory, {} frame buffers, {} worker(s), {} polling",
                  eal_config.memory_mb, mbufs, dc.workers, dc.worker.busy_poll ? "busy" : "adaptive");
 }

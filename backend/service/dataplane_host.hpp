@@ -12,6 +12,7 @@
 #include "backend/control/control_plane.hpp"
 #include "backend/dataplane/dataplane.hpp"
 #include "backend/platform/platform.hpp"
+#include "backend/service/start_clock.hpp"
 #include "pmd/eal.hpp"
 #include "pmd/mempool.hpp"
 #include "pmd/port.hpp"
@@ -23,9 +24,9 @@ public:
     // EAL alone, first of all: its telemetry socket lets `netbackd stats` say "starting" while
     // the rest comes up. Throws pmd::EalError.
     static std::unique_ptr<pmd::Eal> start_eal(const control::GlobalConfig& config);
-    // The rest on top of that EAL: pools, ports, workers.
+    // The rest on top of that EAL: pools, ports, workers; each step marked on `clock`.
     DataPlaneHost(const control::GlobalConfig& config, platform::Platform& platform,
-                  std::unique_ptr<pmd::Eal> eal);
+                  std::unique_ptr<pmd::Eal> eal, StartClock& clock);
     ~DataPlaneHost();
     DataPlaneHost(const DataPlaneHost&) = delete;
     DataPlaneHost& operator=(const DataPlaneHost&) = delete;

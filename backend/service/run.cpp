@@ -12,6 +12,7 @@
 
 #include <rte_eal.h>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
@@ -22,6 +23,7 @@
 #include "backend/service/dataplane_host.hpp"
 #include "backend/service/resource_counting.hpp"
 #include "backend/service/resource_telemetry.hpp"
+#include "backend/service/start_clock.hpp"
 #include "backend/service/start_phase.hpp"
 #include "backend/service/watchdog.hpp"
 
@@ -62,6 +64,7 @@ platform::Fd block_signals_to_fd() {
 } // namespace
 
 int run(const RunOptions& opt) {
+    StartClock clock;
     std::shared_ptr<const Config> config;
     try {
         config = std::make_shared<const Config>(control::load_config(opt.config_path));
@@ -96,6 +99,7 @@ int run(const RunOptions& opt) {
         spdlog::error("cannot start the data plane: {}", e.what());
         return 1;
     }
+    clock.mark("EAL");
 
     platform::Platform plat;
     try {
@@ -108,10 +112,11 @@ int run(const RunOptions& opt) {
     // `netbackd stats` reports what we hold; counting wraps the platform before anyone uses it.
     const auto held = std::make_shared<ResourceCounts>();
     count_platform(plat, held);
+    clock.mark("platform");
 
     std::unique_ptr<DataPlaneHost> dataplane;
     try {
-        dataplane = std::make_unique<DataPlaneHost>(config->global, plat, std::move(eal));
+        dataplane = std::make_unique<DataPlaneHost>(config->global, plat, std::move(eal), clock);
     } catch (const std::exception& e) {
         spdlog::error("cannot start the data plane: {}", e.what());
         return 1;
@@ -128,6 +133,7 @@ int run(const RunOptions& opt) {
         return 1;
     }
     set_phase(Phase::running);
+    clock.mark(fmt::format("re-adopting {} vif(s)", cp.vif_count()));
     // WatchdogSec= in the unit: pinged below, only while every worker makes progress.
     std::optional<Watchdog> watchdog;
     if (const auto interval = Watchdog::interval_from_environment()) {
@@ -144,6 +150,7 @@ int run(const RunOptions& opt) {
         spdlog::warn("netbackd capture will not work: {}", e.what());
     }
     sd_notifyf(0, "READY=1\nSTATUS=serving %zu vif(s) in domain %u", cp.vif_count(), unsigned{cp.self()});
+    clock.mark("ready");
     spdlog::info("netbackd ready: domain {}, {} vif(s) found", cp.self(), cp.vif_count());
 
     bool ctrl_more = false;
