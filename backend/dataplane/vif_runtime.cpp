@@ -45,7 +45,10 @@ VifRuntime::VifRuntime(std::unique_ptr<control::VifHandle> handle, std::optional
     gso_v6 = f.gso_tcpv6 && f.sg;
     rx_notify = f.rx_notify;
     queues.reserve(handle_->queues.size());
-    for (auto& q : handle_->queues) queues.push_back(std::make_unique<QueueRuntime>(q));
+    for (auto& q : handle_->queues) {
+        queues.push_back(std::make_unique<QueueRuntime>(q));
+        queues.back()->index = static_cast<std::uint32_t>(queues.size() - 1);
+    }
 }
 
 std::string VifRuntime::fault_message() const {

@@ -41,6 +41,10 @@ public:
     void set_hash(control::VifId id, std::shared_ptr<const ring::HashConfig> hash) override {
         inner_.set_hash(id, std::move(hash));
     }
+    bool set_staging(control::VifId id, std::shared_ptr<const control::StagedPages> pages, unsigned queue,
+                     std::span<const platform::GrantRef> removed) override {
+        return inner_.set_staging(id, std::move(pages), queue, removed);
+    }
     void update_policy(control::VifId id, const control::VifPolicy& policy) override {
         inner_.update_policy(id, policy);
     }

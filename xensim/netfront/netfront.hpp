@@ -42,6 +42,9 @@ struct NetfrontOptions {
     bool split_event_channels = true; // used when the backend offers them
     NetfrontFlavour flavour = NetfrontFlavour::linux_guest;
     std::optional<HashOptions> hash; // set: provide a control ring
+    // Provide a control ring for staging grants (netif.h ADD_GREF_MAPPING): the data half's
+    // pre-granted buffers can then be mapped by the backend once (NetfrontIo::stage_buffers).
+    bool staging = false;
 };
 
 struct FrontQueue {
@@ -109,8 +112,19 @@ public:
     // Raw access for hostile tests: the front end of the control ring and its channel.
     ring::FrontRing<ring::CtrlRing>* ctrl_front() noexcept { return ctrl_ ? &ctrl_->front : nullptr; }
     platform::EvtchnPort ctrl_port() const noexcept { return ctrl_ ? ctrl_->port : 0; }
-    // Grants one page holding `bytes` to the backend; undone by release_rings().
-    platform::GrantRef grant_bytes(std::span<const std::byte> bytes);
+    // Grants one page holding `bytes` to the backend (writable: it may write back, as the
+    // gref-mapping lists' statuses); undone by release_rings().
+    platform::GrantRef grant_bytes(std::span<const std::byte> bytes, bool writable = false);
+    // The page behind a grant_bytes() ref, as the backend left it (empty: not one of ours).
+    std::span<const std::byte> granted_page(platform::GrantRef ref) const;
+
+    // Staging grants: one ADD_GREF_MAPPING or DEL_GREF_MAPPING (type) of `entries` on queue q,
+    // through a list page granted writable. The answer (nullopt: none), and in `statuses` each
+    // entry's status as the backend wrote it back.
+    std::optional<xen_netif_ctrl_response>
+    gref_call(std::uint16_t type, unsigned q, std::span<const xen_netif_gref> entries,
+              std::vector<std::uint16_t>* statuses = nullptr,
+              std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
 private:
     std::optional<std::string> read_backend(const std::string& key);
