@@ -7,6 +7,7 @@
 #include <thread>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include "tests/support/guest_fleet.hpp"
 #include "tests/support/held_resources.hpp"
