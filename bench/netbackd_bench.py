@@ -286,7 +286,7 @@ class NetbackdWorld:
 
     def counters(self):
         """Data-plane counters summed over vifs: packets, notifications, grant-copy batches/segments."""
-        keys = ("tx_packets", "rx_packets", "notifications", "copy_batches", "copy_segments")
+        keys = ("tx_packets", "rx_packets", "notifications", "copy_batches", "copy_segments", "staged_copies")
         total = dict.fromkeys(keys, 0)
         try:
             for v in all_vifs(self.prefix).values():
@@ -373,7 +373,9 @@ def frontend_flags(args):
     # poll: the netfront busy-polls and asks for no events, as virtio-user does (the default,
     # for a like-for-like comparison); event: it sleeps on its event channel when idle, as
     # Linux netfront does, so the backend pays a wake-up kick per batch.
-    return ["--poll"] if args.frontend == "poll" else []
+    # staging: the netfronts have netbackd map their buffer pools once (ADD_GREF_MAPPING), so
+    # their frames are copied with memcpy instead of grant copies (netif staging grants).
+    return (["--poll"] if args.frontend == "poll" else []) + (["--staging"] if args.staging else [])
 
 
 def jumbo_mtu(size):
@@ -769,6 +771,9 @@ def main():
     ap.add_argument("--costs", default=HEADLINE_COSTS,
                     help="simulated grant-copy costs of the headline points, 'ns/hypercall+ns/segment' "
                          f"comma list (default {HEADLINE_COSTS}: free, and the README's middle row)")
+    ap.add_argument("--staging", action="store_true",
+                    help="netfronts use staging grants: netbackd maps their buffers once and copies with "
+                         "memcpy, no grant copy (the headline rows are then labelled 'staging')")
     ap.add_argument("--no-peer", action="store_true", help="measure netbackd only")
     ap.add_argument("--no-huge", action="store_true", help="do not reserve hugepages (implies --no-peer)")
     ap.add_argument("--workdir", default=None, help="where runs keep their files (default: a temp dir)")
@@ -817,7 +822,7 @@ def main():
     started = time.time()
     log(f"netbackd-bench: backend on CPU {BACKEND_CPU}, frontend side on CPU {FRONTEND_CPU}; "
         f"{'hugepages' if huge.dir else 'no hugepages (peer skipped)'}; {args.pairs} pairs x {args.seconds}s; "
-        f"netfront {args.frontend} mode")
+        f"netfront {args.frontend} mode{' with staging grants' if args.staging else ''}")
     rows = []      # csv rows
     table = []     # printed last
     base = os.path.splitext(args.csv)[0] if args.csv else None
@@ -845,7 +850,8 @@ def main():
                 try:
                     a[cost].append(netbackd_run(args, huge, scenario, size, vifs, costs=cost,
                                                 key=(scenario, size, vifs, cost)))
-                    record(scenario, size, vifs, "netbackd", cost, a[cost][-1])
+                    record(scenario, size, vifs, "netbackd+staging" if args.staging else "netbackd", cost,
+                           a[cost][-1])
                 except Exception as e:  # a failed run is reported, not fatal to the others
                     log(f"{scenario} {size}B netbackd {cost_name(cost)} run {i}: {e}")
             if with_peer:
@@ -996,7 +1002,8 @@ def main():
                 wire = f"  uplink sent {100.0 * c['wire_opackets'] / c['tx_packets']:.0f}% of the guest frames"
             print(f"  {sc:<12}{size:>6}{vifs:>5}{cost_name(cost):>9}  notifications/packet "
                   f"{c['notifications'] / pkts if pkts else float('nan'):.4f}  grant-copy segments/batch "
-                  f"{c['copy_segments'] / c['copy_batches'] if c['copy_batches'] else float('nan'):.1f}{wire}")
+                  f"{c['copy_segments'] / c['copy_batches'] if c['copy_batches'] else float('nan'):.1f}"
+                  f"  grant-copy calls {c['copy_batches']}  memcpy'd segments {c.get('staged_copies', 0)}{wire}")
             if bottleneck(c):
                 print(f"  {'':<12}{'':>6}{'':>5}{'':>9}  {bottleneck(c)}")
     if idle:

@@ -9,6 +9,10 @@
 // page, false when the grant cannot be read. Limits are Linux netback's (hash.c): a 40-byte key, a
 // 128-entry mapping table. A bad req_prod stops the server for good (fatal()).
 //
+// The gref-mapping messages (GET_GREF_MAPPING_SIZE, ADD/DEL_GREF_MAPPING: staging grants) need
+// grant mappings and the data plane, so the server hands them to the caller's GrefHandler:
+// xen_netif_ctrl_response(const xen_netif_ctrl_request&). Without one they get NOT_SUPPORTED.
+//
 // Pure header code: no I/O, no allocation, no exceptions.
 #pragma once
 
@@ -89,6 +93,19 @@ struct CtrlResult {
     ProdError fatal = ProdError::none;
 };
 
+// Whether a type is one of the gref-mapping (staging grant) messages.
+constexpr bool is_gref_message(std::uint16_t type) noexcept {
+    return type == XEN_NETIF_CTRL_TYPE_GET_GREF_MAPPING_SIZE ||
+           type == XEN_NETIF_CTRL_TYPE_ADD_GREF_MAPPING || type == XEN_NETIF_CTRL_TYPE_DEL_GREF_MAPPING;
+}
+
+// The GrefHandler of a backend that offers no staging grants.
+struct NoGrefMapping {
+    xen_netif_ctrl_response operator()(const xen_netif_ctrl_request& req) const noexcept {
+        return xen_netif_ctrl_response{req.id, req.type, XEN_NETIF_CTRL_STATUS_NOT_SUPPORTED, 0};
+    }
+};
+
 class CtrlServer {
 public:
     // queues: the vif's multi-queue-num-queues, the bound of every mapping entry.
@@ -96,6 +113,11 @@ public:
 
     template <class ReadGrant>
     CtrlResult serve(HashConfig& cfg, RingIdx budget, ReadGrant&& read) noexcept {
+        return serve(cfg, budget, read, NoGrefMapping{});
+    }
+
+    template <class ReadGrant, class GrefHandler>
+    CtrlResult serve(HashConfig& cfg, RingIdx budget, ReadGrant&& read, GrefHandler&& gref) noexcept {
         CtrlResult r;
         if (fatal_ != ProdError::none) {
             r.fatal = fatal_;
@@ -110,6 +132,13 @@ public:
         for (RingIdx i = 0; i < n; ++i) {
             const xen_netif_ctrl_request req = ring_.copy_request(0);
             ring_.consume(1);
+            if (is_gref_message(req.type)) {
+                xen_netif_ctrl_response rsp = gref(req);
+                rsp.id = req.id; // the answer names the request, whatever the handler wrote
+                rsp.type = req.type;
+                ring_.put_response(rsp);
+                continue;
+            }
             const HashConfig before = cfg;
             ring_.put_response(handle(req, cfg, read));
             r.changed = r.changed || !(before == cfg);

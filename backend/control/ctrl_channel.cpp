@@ -21,7 +21,7 @@ std::string_view to_string(ring::ProdError e) {
 
 CtrlChannel::CtrlChannel(std::unique_ptr<platform::GrantMapping> page, BoundPort port,
                          platform::Grants& grants, platform::Events& events, platform::DomId frontend,
-                         unsigned queues)
+                         unsigned queues, std::unique_ptr<StagingTable> staging)
     : page_(std::move(page)),
       port_(std::move(port)),
       grants_(grants),
@@ -29,7 +29,8 @@ CtrlChannel::CtrlChannel(std::unique_ptr<platform::GrantMapping> page, BoundPort
       frontend_(frontend),
       // Where the last backend left off (restart with reconnect), as for the data rings.
       ring_(page_of(*page_), ring::BackRing<ring::CtrlRing>::attach_index(page_of(*page_))),
-      server_(ring_, queues) {}
+      server_(ring_, queues),
+      staging_(std::move(staging)) {}
 
 bool CtrlChannel::read_grant(grant_ref_t gref, std::span<std::byte> out) {
     platform::CopySegment cs{};
@@ -47,7 +48,10 @@ bool CtrlChannel::read_grant(grant_ref_t gref, std::span<std::byte> out) {
 CtrlChannel::Served CtrlChannel::serve(const Publish& publish, std::uint32_t budget) {
     Served s;
     auto read = [this](grant_ref_t gref, std::span<std::byte> out) { return read_grant(gref, out); };
-    const ring::CtrlResult r = server_.serve(cfg_, budget, read);
+    auto gref = [this](const xen_netif_ctrl_request& req) {
+        return staging_ ? staging_->handle(req) : ring::NoGrefMapping{}(req);
+    };
+    const ring::CtrlResult r = server_.serve(cfg_, budget, read, gref);
     if (r.fatal != ring::ProdError::none) {
         s.fatal = fmt::format("ctrl ring: {}", to_string(r.fatal));
         return s;

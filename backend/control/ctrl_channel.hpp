@@ -5,7 +5,8 @@
 // with one grant copy each, through the control thread's Grants.
 //
 // What the data plane sees is a copy, published through serve()'s callback
-// (DataPlaneSink::set_hash) before the answers that changed it reach the guest.
+// (DataPlaneSink::set_hash) before the answers that changed it reach the guest. The gref-mapping
+// messages (staging grants) go to the channel's StagingTable, which publishes its own set.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +16,7 @@
 #include <string>
 
 #include "backend/control/data_plane_sink.hpp"
+#include "backend/control/staging_table.hpp"
 #include "backend/platform/platform.hpp"
 #include "ring/ctrl_ring.hpp"
 
@@ -28,7 +30,8 @@ public:
     // page: the mapped ctrl-ring-ref; port: event-channel-ctrl, bound. queues: the vif's queue
     // count, which every mapping entry must stay below.
     CtrlChannel(std::unique_ptr<platform::GrantMapping> page, BoundPort port, platform::Grants& grants,
-                platform::Events& events, platform::DomId frontend, unsigned queues);
+                platform::Events& events, platform::DomId frontend, unsigned queues,
+                std::unique_ptr<StagingTable> staging = nullptr);
     CtrlChannel(const CtrlChannel&) = delete;
     CtrlChannel& operator=(const CtrlChannel&) = delete;
 
@@ -46,6 +49,8 @@ public:
     const ring::HashConfig& config() const noexcept { return cfg_; }
     platform::EvtchnPort port() const noexcept { return port_.port(); }
     std::uint64_t answered() const noexcept { return answered_; }
+    // Pages mapped as staging grants, all queues.
+    std::size_t staged_pages() const noexcept { return staging_ ? staging_->pages() : 0; }
 
 private:
     bool read_grant(grant_ref_t gref, std::span<std::byte> out);
@@ -59,6 +64,8 @@ private:
     ring::CtrlServer server_;
     ring::HashConfig cfg_;
     std::uint64_t answered_ = 0;
+    // Destroyed first (members go in reverse): it tells the data plane to let go, then unmaps.
+    std::unique_ptr<StagingTable> staging_;
 };
 
 } // namespace netbackd::control

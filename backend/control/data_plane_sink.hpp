@@ -6,10 +6,12 @@
 
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "backend/control/keys.hpp"
+#include "backend/control/staged_pages.hpp"
 #include "backend/control/vif_id.hpp"
 #include "backend/platform/platform.hpp"
 #include "ring/ctrl_ring.hpp"
@@ -135,6 +137,16 @@ public:
     // The guest changed request-multicast-control after connect (feature-dynamic-multicast-
     // control): multicast filtering on or off for an attached vif. The default ignores it.
     virtual void set_multicast_control(VifId /*id*/, bool /*on*/) {}
+    // The guest's staging grants changed (ADD/DEL_GREF_MAPPING; see staged_pages.hpp). Returns
+    // true once the vif's owner worker uses `pages` (nullptr: none) and has let go of the previous
+    // set, so the pages left out may be unmapped. `removed`, on queue `queue`, are the grefs about
+    // to be unmapped: false, with `pages` not applied, when one of them is in flight (named by a
+    // request on the guest's ring the worker has not answered) or the worker did not answer in
+    // time. The default, a sink that never touches the pages, accepts everything.
+    virtual bool set_staging(VifId /*id*/, std::shared_ptr<const StagedPages> /*pages*/, unsigned /*queue*/,
+                             std::span<const platform::GrantRef> /*removed*/) {
+        return true;
+    }
 };
 
 } // namespace netbackd::control

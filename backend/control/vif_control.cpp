@@ -701,8 +701,15 @@ std::unique_ptr<CtrlChannel> VifControl::connect_ctrl(unsigned queues) {
                                        port_path, e.what()));
     }
     spdlog::info("{}: control ring: ctrl-ring-ref {} event-channel-ctrl {}", id_.name(), *ref, *port);
+    const unsigned per_queue = ctx_.config->global.staging_pages_per_vif / std::max(1u, queues);
+    auto staging =
+        std::make_unique<StagingTable>(ctx_.grants, id_.frontend, queues, per_queue,
+                                       [this](std::shared_ptr<const StagedPages> pages, unsigned q,
+                                              std::span<const platform::GrantRef> removed) {
+                                           return ctx_.sink.set_staging(id_, std::move(pages), q, removed);
+                                       });
     return std::make_unique<CtrlChannel>(std::move(page), std::move(bound), ctx_.grants, ev, id_.frontend,
-                                         queues);
+                                         queues, std::move(staging));
 }
 
 bool VifControl::serve_ctrl() {

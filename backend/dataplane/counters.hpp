@@ -17,6 +17,8 @@ public:
         v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
     }
     std::uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
+    // A gauge: only the owning worker sets it.
+    void set(std::uint64_t n) noexcept { v_.store(n, std::memory_order_relaxed); }
 
 private:
     std::atomic<std::uint64_t> v_{0};
@@ -71,6 +73,8 @@ struct alignas(64) VifCounters {
     Counter notifications; // event-channel notifies sent to the frontend
     Counter copy_batches;  // grant-copy calls
     Counter copy_segments; // segments in those calls
+    Counter staged_copies; // segments copied with memcpy through a staging grant, no grant copy
+    Counter staged_pages;  // pages mapped as staging grants now (set by the worker per set)
     Counter rx_throttled;  // times delivery paused on the RX token bucket
     Counter tx_throttled;
     Counter rx_stalls; // times the guest's RX stalled (carrier off, backlog purged)
@@ -87,7 +91,7 @@ struct alignas(64) VifCounters {
 // A plain copy of the counters, for the control thread.
 struct VifStats {
     std::uint64_t tx_packets = 0, tx_bytes = 0, rx_packets = 0, rx_bytes = 0;
-    std::uint64_t notifications = 0, copy_batches = 0, copy_segments = 0;
+    std::uint64_t notifications = 0, copy_batches = 0, copy_segments = 0, staged_copies = 0, staged_pages = 0;
     std::uint64_t rx_throttled = 0, tx_throttled = 0, rx_stalls = 0;
     std::uint64_t mcast_added = 0, mcast_deleted = 0, mcast_refused = 0;
     // From the vif's McastFilter (filled by whoever has it, not by snapshot()).
@@ -107,6 +111,8 @@ inline VifStats snapshot(const VifCounters& c) noexcept {
     s.notifications = c.notifications.get();
     s.copy_batches = c.copy_batches.get();
     s.copy_segments = c.copy_segments.get();
+    s.staged_copies = c.staged_copies.get();
+    s.staged_pages = c.staged_pages.get();
     s.rx_throttled = c.rx_throttled.get();
     s.tx_throttled = c.tx_throttled.get();
     s.rx_stalls = c.rx_stalls.get();

@@ -341,6 +341,36 @@ void DataPlane::set_multicast_control(control::VifId id, bool on) {
     it->second.runtime->mcast.set_enabled(on);
 }
 
+bool DataPlane::set_staging(control::VifId id, std::shared_ptr<const control::StagedPages> pages,
+                            unsigned queue, std::span<const platform::GrantRef> removed) {
+    const auto it = vifs_.find(id);
+    if (it == vifs_.end()) return true; // no worker holds the vif: nobody uses the pages
+    using namespace std::chrono_literals;
+    Entry& e = it->second;
+    const std::uint64_t seq = ++e.staging_seq;
+    try {
+        auto update = std::make_shared<const StagingUpdate>(StagingUpdate{
+            std::move(pages), queue, std::vector<platform::GrantRef>(removed.begin(), removed.end())});
+        WorkerMsg msg{WorkerMsgKind::set_staging, e.runtime.get(), std::nullopt, 0, nullptr, seq};
+        msg.staging = std::move(update);
+        post(*workers_[e.worker], msg, *e.runtime);
+    } catch (const std::exception& ex) {
+        spdlog::error("{}: staging grants not handed to the data plane: {}", id.name(), ex.what());
+        return false;
+    }
+    // Unmapping waits for this answer, so wait as long as for any control message.
+    const auto deadline = std::chrono::steady_clock::now() + config_.control_wait;
+    while (e.runtime->staging_seq.load(std::memory_order_acquire) < seq) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            spdlog::error("{}: worker {} did not take the staging grants in {} ms", id.name(), e.worker,
+                          config_.control_wait.count());
+            return false;
+        }
+        std::this_thread::sleep_for(50us);
+    }
+    return e.runtime->staging_ok.load(std::memory_order_relaxed);
+}
+
 void DataPlane::update_policy(control::VifId id, const control::VifPolicy& policy) {
     set_rate(id, policy.rate);
 }

@@ -96,6 +96,9 @@ public:
     void set_hash(control::VifId id, std::shared_ptr<const ring::HashConfig> hash) override;
     // Straight into the vif's McastFilter (one atomic flag every worker's switch reads).
     void set_multicast_control(control::VifId id, bool on) override;
+    // To the vif's owner worker as a set_staging message; waits for its answer (control_wait).
+    bool set_staging(control::VifId id, std::shared_ptr<const control::StagedPages> pages, unsigned queue,
+                     std::span<const platform::GrantRef> removed) override;
 
     // The toolstack's `rate` key changed (nullopt: unlimited).
     void set_rate(control::VifId id, std::optional<control::Rate> rate);
@@ -146,7 +149,8 @@ private:
         bool carrier = true; // as last reported by take_carrier_changes
         std::uint64_t stalls = 0;
         std::shared_ptr<CaptureTap> capture;
-        std::uint64_t hash_seq = 0; // set_hash messages posted
+        std::uint64_t hash_seq = 0;    // set_hash messages posted
+        std::uint64_t staging_seq = 0; // set_staging messages posted
     };
     // Index into config_.uplinks of what a policy names (0 when it names none); nullopt when
     // it names one that does not exist.

@@ -2,6 +2,7 @@
 // buffers; each iteration copies a burst of them into the guest's pages with one batched grant
 // copy and answers the reservations in order.
 #include <algorithm>
+#include <cstring>
 
 #include <rte_mbuf.h>
 
@@ -140,7 +141,8 @@ std::size_t Worker::rx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
     const RxBurst b = rx_collect(vif, q);
     if (b.frames != 0) {
         q.rx_progress = now_;
-        copies_.flush(grants_, vif.counters_);
+        // Nothing left for a grant copy when every buffer was a staged page.
+        if (copies_.size() != 0) copies_.flush(grants_, vif.counters_);
         if (vif.capture.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
             capture_rx(vif, q, b.frames);
         rx_complete(vif, q, b.frames);
@@ -184,18 +186,23 @@ Worker::RxBurst Worker::rx_collect(VifRuntime& vif, QueueRuntime& q) noexcept {
         }
         backlog_pop(vif, q);
         vif.rx_bucket.charge(m->pkt_len);
-        rx_copy_add(vif.id().frontend, vif.xdp_headroom, f, m, slots.data);
+        rx_copy_add(vif, q, f, m, slots.data);
         f.meta.hash = hash;
         ++b.frames;
     }
     return b;
 }
 
-// Fills each reserved guest buffer from `headroom` bytes into its page (the guest's xdp-headroom;
-// every buffer, as Linux netback's xenvif_rx_data_slot), following the mbuf chain; the response
-// carries that offset.
-void Worker::rx_copy_add(platform::DomId dom, std::uint16_t headroom, RxFrame& f, rte_mbuf* m,
+// Fills each reserved guest buffer from the guest's xdp-headroom on (every buffer, as Linux
+// netback's xenvif_rx_data_slot; the response carries that offset), following the mbuf chain. A
+// buffer whose gref the guest staged writable (ADD_GREF_MAPPING) is filled here with memcpy into
+// the mapped page; the others get grant-copy segments. Every piece stays within the page:
+// headroom + in_page <= kPageSize.
+void Worker::rx_copy_add(VifRuntime& vif, const QueueRuntime& q, RxFrame& f, rte_mbuf* m,
                          std::uint32_t data_slots) noexcept {
+    const platform::DomId dom = vif.id().frontend;
+    const std::uint16_t headroom = vif.xdp_headroom;
+    std::uint64_t staged = 0;
     f.m = m;
     f.first_seg = copies_.size();
     const rte_mbuf* seg = m;
@@ -204,14 +211,21 @@ void Worker::rx_copy_add(platform::DomId dom, std::uint16_t headroom, RxFrame& f
     for (std::uint32_t b = 0; b < data_slots; ++b) {
         const std::uint32_t in_page = std::min<std::uint32_t>(left, ring::kPageSize - headroom);
         std::uint32_t dst_off = 0;
+        const platform::GrantRef gref = f.res.buffers()[b].gref;
+        const control::StagedPage* sp = vif.staged(q.index, gref, true);
         while (dst_off < in_page) {
             while (seg_off == seg->data_len) {
                 seg = seg->next;
                 seg_off = 0;
             }
             const std::uint32_t take = std::min<std::uint32_t>(in_page - dst_off, seg->data_len - seg_off);
-            copies_.add_to_guest(rte_pktmbuf_mtod_offset(seg, char*, seg_off), dom, f.res.buffers()[b].gref,
-                                 headroom + dst_off, take);
+            const char* src = rte_pktmbuf_mtod_offset(seg, const char*, seg_off);
+            if (sp != nullptr) {
+                std::memcpy(sp->page + headroom + dst_off, src, take);
+                ++staged;
+            } else {
+                copies_.add_to_guest(const_cast<char*>(src), dom, gref, headroom + dst_off, take);
+            }
             dst_off += take;
             seg_off += take;
         }
@@ -219,6 +233,7 @@ void Worker::rx_copy_add(platform::DomId dom, std::uint16_t headroom, RxFrame& f
         left -= in_page;
     }
     f.nsegs = copies_.size() - f.first_seg;
+    if (staged != 0) vif.counters_.staged_copies.add(staged);
     f.meta = ring::RxMeta{checksums_validated(m), false, gso_of(m)};
 }
 

@@ -51,6 +51,8 @@ void fill_vif(rte_tel_data* d, VifState state, const VifStats& s, unsigned worke
     rte_tel_data_add_dict_u64(d, "notifications", s.notifications);
     rte_tel_data_add_dict_u64(d, "copy_batches", s.copy_batches);
     rte_tel_data_add_dict_u64(d, "copy_segments", s.copy_segments);
+    rte_tel_data_add_dict_u64(d, "staged_copies", s.staged_copies);
+    rte_tel_data_add_dict_u64(d, "staged_pages", s.staged_pages);
     rte_tel_data_add_dict_u64(d, "tx_throttled", s.tx_throttled);
     rte_tel_data_add_dict_u64(d, "rx_throttled", s.rx_throttled);
     rte_tel_data_add_dict_u64(d, "rx_stalls", s.rx_stalls);

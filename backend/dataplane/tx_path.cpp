@@ -3,6 +3,7 @@
 // Also the uplink side: RX bursts switched to vifs, TX buffers flushed once per iteration.
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include <rte_mbuf.h>
 #include <rte_net.h>
@@ -20,8 +21,9 @@ std::size_t Worker::tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
     const TxBurst b = tx_collect(vif, q);
     std::size_t nout = 0;
     if (b.packets != 0 && tx_alloc(vif, q, b)) {
-        tx_build_copies(vif, b);
-        copies_.flush(grants_, vif.counters_);
+        tx_build_copies(vif, q, b);
+        // Nothing left for a grant copy when every piece came from a staged page.
+        if (copies_.size() != 0) copies_.flush(grants_, vif.counters_);
         nout = tx_complete(vif, q, b);
     }
     if (vif.capture.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
@@ -104,10 +106,15 @@ bool Worker::tx_alloc(VifRuntime& vif, QueueRuntime& q, const TxBurst& b) noexce
 }
 
 // Chains each packet's buffers and adds one copy segment per (guest slot x destination buffer)
-// piece, for the whole burst (netback's xenvif_tx_build_gops).
-void Worker::tx_build_copies(VifRuntime& vif, const TxBurst& b) noexcept {
+// piece, for the whole burst (netback's xenvif_tx_build_gops). A piece whose gref the guest
+// staged (ADD_GREF_MAPPING) is copied here with memcpy from the mapped page instead: the guest
+// may still write it, but what lands in the mbuf is the one copy the frame is parsed from, as
+// with a grant copy. Its bounds were checked by the assembler (offset + size within the page)
+// and are checked again here before the page is read.
+void Worker::tx_build_copies(VifRuntime& vif, const QueueRuntime& q, const TxBurst& b) noexcept {
     const platform::DomId dom = vif.id().frontend;
     copies_.clear();
+    std::uint64_t staged = 0;
     std::size_t mi = 0;
     for (std::size_t i = 0; i < b.packets; ++i) {
         const ring::TxPacket& p = txpkts_[i];
@@ -127,14 +134,21 @@ void Worker::tx_build_copies(VifRuntime& vif, const TxBurst& b) noexcept {
         for (const ring::TxSegment& s : p.segments()) {
             std::uint32_t off = s.offset;
             std::uint32_t size = s.size;
+            const control::StagedPage* sp = vif.staged(q.index, s.gref, false);
+            if (sp != nullptr && std::uint64_t{off} + size > ring::kPageSize) sp = nullptr;
             while (size != 0) {
                 if (coff == room_) {
                     ++cj;
                     coff = 0;
                 }
                 const std::uint32_t take = std::min(size, room_ - coff);
-                copies_.add_from_guest(dom, s.gref, off, rte_pktmbuf_mtod_offset(chain[cj], char*, coff),
-                                       take);
+                char* dest = rte_pktmbuf_mtod_offset(chain[cj], char*, coff);
+                if (sp != nullptr) {
+                    std::memcpy(dest, sp->page + off, take);
+                    ++staged;
+                } else {
+                    copies_.add_from_guest(dom, s.gref, off, dest, take);
+                }
                 off += take;
                 size -= take;
                 coff += take;
@@ -143,6 +157,7 @@ void Worker::tx_build_copies(VifRuntime& vif, const TxBurst& b) noexcept {
         mi += k;
     }
     seg_first_[b.packets] = copies_.size();
+    if (staged != 0) vif.counters_.staged_copies.add(staged);
 }
 
 // Answers each packet by its copy statuses (netback's xenvif_tx_check_gop) and lines up the

@@ -47,7 +47,10 @@ VifRuntime::VifRuntime(std::unique_ptr<control::VifHandle> handle, std::optional
     xdp_headroom = f.xdp_headroom;
     mcast.set_enabled(f.multicast_control);
     queues.reserve(handle_->queues.size());
-    for (auto& q : handle_->queues) queues.push_back(std::make_unique<QueueRuntime>(q));
+    for (auto& q : handle_->queues) {
+        queues.push_back(std::make_unique<QueueRuntime>(q));
+        queues.back()->index = static_cast<std::uint32_t>(queues.size() - 1);
+    }
 }
 
 std::string VifRuntime::fault_message() const {

@@ -88,6 +88,7 @@ struct QueueRuntime {
     // backlog was last empty; stalled: purged for want of buffers, waiting for one to be posted.
     std::uint64_t rx_progress = 0;
     bool stalled = false;
+    std::uint32_t index = 0; // the vif's queue number (staging grants are per queue)
 };
 
 enum class VifState : std::uint8_t {
@@ -173,6 +174,23 @@ public:
     std::shared_ptr<const ring::HashConfig> hash;
     // The last set_hash message applied (worker writes, control thread waits for it).
     std::atomic<std::uint64_t> hash_seq{0};
+    // Shared state: the guest's staging grants (control/staged_pages.hpp), built and published by
+    // the control thread, immutable once published, owned and unmapped by the control thread.
+    // Like `hash`, it reaches the owner worker only through a set_staging message, applied
+    // between bursts; the worker alone reads and replaces this pointer, so the TX/RX paths look
+    // pages up without atomics or locks. nullptr: no staging grants.
+    std::shared_ptr<const control::StagedPages> staging;
+    // The last set_staging message answered (worker writes with release, after staging_ok), and
+    // whether it was applied (false: a gref it removes was in flight on the guest's rings).
+    std::atomic<std::uint64_t> staging_seq{0};
+    std::atomic<bool> staging_ok{false};
+    // The page staged for ref on queue q (for RX: writable ones only), or nullptr.
+    const control::StagedPage* staged(std::uint32_t q, platform::GrantRef ref, bool for_rx) const noexcept {
+        if (staging == nullptr) [[likely]]
+            return nullptr;
+        const control::StagedPage* p = staging->find(q, ref);
+        return p != nullptr && (!for_rx || p->writable) ? p : nullptr;
+    }
     // The guest's hash of a frame (headers read from its first segment), when it enabled
     // hashing: picks the RX queue and becomes the frame's XEN_NETIF_EXTRA_TYPE_HASH.
     std::optional<ring::FrameHash> guest_hash(const rte_mbuf* m) const noexcept;

@@ -151,8 +151,41 @@ void Worker::handle_messages() noexcept {
             vif.hash = std::move(msg->hash);
             vif.hash_seq.store(msg->seq, std::memory_order_release);
             break;
+        // A quiescent point: no burst of this vif is running, so once the pointer is replaced
+        // no page of the previous set is touched again, and the control thread may unmap what
+        // the new set leaves out as soon as it sees staging_seq.
+        case WorkerMsgKind::set_staging: {
+            const bool ok = msg->staging == nullptr || !staging_in_flight(vif, *msg->staging);
+            if (ok) {
+                vif.staging = msg->staging ? msg->staging->pages : nullptr;
+                vif.counters_.staged_pages.set(vif.staging ? vif.staging->pages() : 0);
+            }
+            vif.staging_ok.store(ok, std::memory_order_relaxed);
+            vif.staging_seq.store(msg->seq, std::memory_order_release);
+            break;
+        }
         }
     }
+}
+
+// The requests the guest published and this worker has not taken yet, on both rings of the
+// update's queue, each slot copied once (bounded by the ring size). Requests taken are answered
+// within the same burst, so nothing else is in flight at a quiescent point.
+bool Worker::staging_in_flight(VifRuntime& vif, const StagingUpdate& u) noexcept {
+    if (u.removed.empty() || u.queue >= vif.queues.size()) return false;
+    QueueRuntime& q = *vif.queues[u.queue];
+    const auto named = [&](platform::GrantRef ref) {
+        return std::find(u.removed.begin(), u.removed.end(), ref) != u.removed.end();
+    };
+    auto& txr = q.tx_ring;
+    auto& rxr = q.rx_ring;
+    const ring::Avail tx = txr.poll();
+    for (ring::RingIdx i = 0; tx.error == ring::ProdError::none && i < tx.count; ++i)
+        if (named(txr.copy_request<netif_tx_request>(i).gref)) return true;
+    const ring::Avail rx = rxr.poll();
+    for (ring::RingIdx i = 0; rx.error == ring::ProdError::none && i < rx.count; ++i)
+        if (named(rxr.copy_request<netif_rx_request>(i).gref)) return true;
+    return false;
 }
 
 namespace {

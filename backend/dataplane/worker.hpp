@@ -94,7 +94,24 @@ struct WorkerContext {
 // attach/detach: a vif this worker runs. attach_remote/detach_remote: a vif another worker
 // (`owner`) runs, entered in this worker's switch so frames for it cross to the owner.
 // set_hash: the vif's hash configuration from its control ring (see VifRuntime::hash).
-enum class WorkerMsgKind : std::uint8_t { attach, detach, set_rate, attach_remote, detach_remote, set_hash };
+// set_staging: the vif's staging grants (see VifRuntime::staging and StagingUpdate).
+enum class WorkerMsgKind : std::uint8_t {
+    attach,
+    detach,
+    set_rate,
+    attach_remote,
+    detach_remote,
+    set_hash,
+    set_staging
+};
+
+// A new set of staging grants, and the grefs of one queue it leaves out to be unmapped: refused
+// (not applied) when one of those is named by a request on that queue's rings not yet answered.
+struct StagingUpdate {
+    std::shared_ptr<const control::StagedPages> pages;
+    std::uint32_t queue = 0;
+    std::vector<platform::GrantRef> removed;
+};
 
 struct WorkerMsg {
     WorkerMsgKind kind = WorkerMsgKind::attach;
@@ -102,7 +119,8 @@ struct WorkerMsg {
     std::optional<control::Rate> rate;
     std::uint16_t owner = 0;
     std::shared_ptr<const ring::HashConfig> hash = nullptr;
-    std::uint64_t seq = 0; // set_hash: what VifRuntime::hash_seq becomes once applied
+    std::uint64_t seq = 0; // set_hash/set_staging: what VifRuntime::hash_seq/staging_seq becomes
+    std::shared_ptr<const StagingUpdate> staging = nullptr;
 };
 
 struct WorkerCounters {
@@ -201,7 +219,7 @@ private:
     TxBurst tx_collect(VifRuntime& vif, QueueRuntime& q) noexcept;
     void tx_mcast(VifRuntime& vif, QueueRuntime& q, const ring::TxPacket& p) noexcept;
     bool tx_alloc(VifRuntime& vif, QueueRuntime& q, const TxBurst& b) noexcept;
-    void tx_build_copies(VifRuntime& vif, const TxBurst& b) noexcept;
+    void tx_build_copies(VifRuntime& vif, const QueueRuntime& q, const TxBurst& b) noexcept;
     std::size_t tx_complete(VifRuntime& vif, QueueRuntime& q, const TxBurst& b) noexcept;
     void forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept;
     void uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint16_t vlan,
@@ -219,8 +237,10 @@ private:
     void update_backlog_cap() noexcept;
     std::size_t rx_queue(VifRuntime& vif, QueueRuntime& q) noexcept;
     RxBurst rx_collect(VifRuntime& vif, QueueRuntime& q) noexcept;
-    void rx_copy_add(platform::DomId dom, std::uint16_t headroom, RxFrame& f, rte_mbuf* m,
+    void rx_copy_add(VifRuntime& vif, const QueueRuntime& q, RxFrame& f, rte_mbuf* m,
                      std::uint32_t data_slots) noexcept;
+    // set_staging: whether a gref the update removes is named by an unanswered request.
+    static bool staging_in_flight(VifRuntime& vif, const StagingUpdate& u) noexcept;
     void rx_complete(VifRuntime& vif, QueueRuntime& q, std::size_t frames) noexcept;
     void notify(VifRuntime& vif, platform::EvtchnPort port) noexcept;
     // A running capture's copies of a burst (worker_capture.cpp): guest TX after tx_complete,

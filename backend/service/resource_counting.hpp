@@ -42,6 +42,10 @@ public:
         inner_.set_hash(id, std::move(hash));
     }
     void set_multicast_control(control::VifId id, bool on) override { inner_.set_multicast_control(id, on); }
+    bool set_staging(control::VifId id, std::shared_ptr<const control::StagedPages> pages, unsigned queue,
+                     std::span<const platform::GrantRef> removed) override {
+        return inner_.set_staging(id, std::move(pages), queue, removed);
+    }
     void update_policy(control::VifId id, const control::VifPolicy& policy) override {
         inner_.update_policy(id, policy);
     }

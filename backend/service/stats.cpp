@@ -172,18 +172,23 @@ int print_stats(const StatsOptions& o, std::FILE* out) {
             fmt::print(out, "{}", prometheus_text(all));
             return 0;
         }
-        fmt::print(out, "{:<12} {:<9} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>10}\n", "VIF", "STATE",
-                   "TX PKTS", "TX BYTES", "RX PKTS", "RX BYTES", "DROPS", "NOTIFY", "SEGS/COPY");
+        // COPIES: grant-copy calls; MEMCPY: segments copied through staging grants instead;
+        // STAGED: guest pages mapped as staging grants now.
+        fmt::print(out, "{:<12} {:<9} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7}\n",
+                   "VIF", "STATE", "TX PKTS", "TX BYTES", "RX PKTS", "RX BYTES", "DROPS", "NOTIFY",
+                   "SEGS/COPY", "COPIES", "MEMCPY", "STAGED");
         for (const auto& [key, v] : vifs.items()) {
             const auto batches = v.value("copy_batches", std::uint64_t{0});
             const auto segs = v.value("copy_segments", std::uint64_t{0});
-            fmt::print(out, "{:<12} {:<9} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>10}\n", vif_name(key),
-                       v.value("state", std::string("?")), v.value("tx_packets", std::uint64_t{0}),
-                       v.value("tx_bytes", std::uint64_t{0}), v.value("rx_packets", std::uint64_t{0}),
-                       v.value("rx_bytes", std::uint64_t{0}), sum_drops(v),
-                       v.value("notifications", std::uint64_t{0}),
-                       batches == 0 ? std::string("-")
-                                    : fmt::format("{:.1f}", double(segs) / double(batches)));
+            fmt::print(
+                out, "{:<12} {:<9} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7}\n",
+                vif_name(key), v.value("state", std::string("?")), v.value("tx_packets", std::uint64_t{0}),
+                v.value("tx_bytes", std::uint64_t{0}), v.value("rx_packets", std::uint64_t{0}),
+                v.value("rx_bytes", std::uint64_t{0}), sum_drops(v),
+                v.value("notifications", std::uint64_t{0}),
+                batches == 0 ? std::string("-") : fmt::format("{:.1f}", double(segs) / double(batches)),
+                batches, v.value("staged_copies", std::uint64_t{0}),
+                v.value("staged_pages", std::uint64_t{0}));
         }
         if (phase == "starting")
             fmt::print(out, "(starting: re-adopting the vifs in xenstore)\n");

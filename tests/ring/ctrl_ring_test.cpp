@@ -344,6 +344,36 @@ TEST_CASE("ctrl: unknown and unimplemented types are answered NOT_SUPPORTED", "[
     CHECK(c.cfg == HashConfig{});
 }
 
+TEST_CASE("ctrl: the gref-mapping messages go to the GrefHandler, answered under their own id and type",
+          "[ring][ctrl][staging]") {
+    Ctrl c;
+    std::vector<std::uint16_t> seen;
+    // A handler that gets the id and type wrong: the server answers the request it took anyway.
+    auto gref = [&](const xen_netif_ctrl_request& req) {
+        seen.push_back(req.type);
+        return xen_netif_ctrl_response{999, 0, XEN_NETIF_CTRL_STATUS_SUCCESS, req.data[0] + 1};
+    };
+    for (std::uint16_t t : {std::uint16_t{XEN_NETIF_CTRL_TYPE_GET_GREF_MAPPING_SIZE},
+                            std::uint16_t{XEN_NETIF_CTRL_TYPE_ADD_GREF_MAPPING},
+                            std::uint16_t{XEN_NETIF_CTRL_TYPE_DEL_GREF_MAPPING},
+                            std::uint16_t{XEN_NETIF_CTRL_TYPE_SET_HASH_ALGORITHM}}) {
+        c.p.front.put_request(xen_netif_ctrl_request{7, t, {41, 0, 0}});
+        c.p.front.push();
+        REQUIRE(c.server.serve(c.cfg, 64, c.grants, gref).served == 1);
+        c.p.back.push();
+        REQUIRE(c.p.front.poll().count == 1);
+        const auto rsp = c.p.front.copy_response(0);
+        c.p.front.consume(1);
+        CHECK(rsp.id == 7);
+        CHECK(rsp.type == t);
+        if (t != XEN_NETIF_CTRL_TYPE_SET_HASH_ALGORITHM) CHECK(rsp.data == 42);
+    }
+    // The hash message never reached the handler.
+    CHECK(seen == std::vector<std::uint16_t>{XEN_NETIF_CTRL_TYPE_GET_GREF_MAPPING_SIZE,
+                                             XEN_NETIF_CTRL_TYPE_ADD_GREF_MAPPING,
+                                             XEN_NETIF_CTRL_TYPE_DEL_GREF_MAPPING});
+}
+
 TEST_CASE("ctrl: a storm is served a budget at a time, every message answered", "[ring][ctrl]") {
     Ctrl c(4, 0xffffff80u); // across 2^32
     int answered = 0;

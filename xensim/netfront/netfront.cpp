@@ -175,7 +175,7 @@ void Netfront::talk_to_netback() {
     features_.xdp_headroom = read_backend("feature-xdp-headroom") == "1";
 
     release_rings();
-    const bool ctrl = opt_.hash.has_value() && read_backend("feature-ctrl-ring") == "1";
+    const bool ctrl = (opt_.hash.has_value() || opt_.staging) && read_backend("feature-ctrl-ring") == "1";
     try {
         if (ctrl) {
             const Gfn gfn = memory_.alloc_page();
@@ -297,14 +297,38 @@ void Netfront::release_rings() {
     });
 }
 
-platform::GrantRef Netfront::grant_bytes(std::span<const std::byte> bytes) {
+platform::GrantRef Netfront::grant_bytes(std::span<const std::byte> bytes, bool writable) {
     const Gfn gfn = memory_.alloc_page();
     auto page = memory_.page(gfn);
     std::memset(page.data(), 0, page.size());
     std::memcpy(page.data(), bytes.data(), std::min(bytes.size(), page.size()));
-    const platform::GrantRef ref = memory_.grant_access(gfn, backend_, true);
+    const platform::GrantRef ref = memory_.grant_access(gfn, backend_, !writable);
     data_pages_.emplace_back(ref, gfn);
     return ref;
+}
+
+std::span<const std::byte> Netfront::granted_page(platform::GrantRef ref) const {
+    for (const auto& [r, gfn] : data_pages_)
+        if (r == ref) return memory_.page(gfn);
+    return {};
+}
+
+std::optional<xen_netif_ctrl_response> Netfront::gref_call(std::uint16_t type, unsigned q,
+                                                           std::span<const xen_netif_gref> entries,
+                                                           std::vector<std::uint16_t>* statuses,
+                                                           std::chrono::milliseconds timeout) {
+    const platform::GrantRef list = grant_bytes(std::as_bytes(entries), true);
+    const auto r = ctrl_call(type, q, list, static_cast<std::uint32_t>(entries.size()), timeout);
+    if (statuses != nullptr) {
+        statuses->clear();
+        const auto page = granted_page(list);
+        for (std::size_t i = 0; i < entries.size(); ++i) {
+            xen_netif_gref e{};
+            std::memcpy(&e, page.data() + i * sizeof(e), sizeof(e));
+            statuses->push_back(e.status);
+        }
+    }
+    return r;
 }
 
 std::optional<xen_netif_ctrl_response> Netfront::ctrl_call(std::uint16_t type, std::uint32_t d0,

@@ -48,6 +48,9 @@ struct NetfrontOptions {
     // xdp-headroom written when the backend offers feature-xdp-headroom (not checked here: tests
     // ask for absurd values on purpose); NetfrontIo::set_rx_headroom() checks received frames.
     std::optional<std::uint32_t> xdp_headroom;
+    // Provide a control ring for staging grants (netif.h ADD_GREF_MAPPING): the data half's
+    // pre-granted buffers can then be mapped by the backend once (NetfrontIo::stage_buffers).
+    bool staging = false;
 };
 
 struct FrontQueue {
@@ -121,8 +124,19 @@ public:
     // Raw access for hostile tests: the front end of the control ring and its channel.
     ring::FrontRing<ring::CtrlRing>* ctrl_front() noexcept { return ctrl_ ? &ctrl_->front : nullptr; }
     platform::EvtchnPort ctrl_port() const noexcept { return ctrl_ ? ctrl_->port : 0; }
-    // Grants one page holding `bytes` to the backend; undone by release_rings().
-    platform::GrantRef grant_bytes(std::span<const std::byte> bytes);
+    // Grants one page holding `bytes` to the backend (writable: it may write back, as the
+    // gref-mapping lists' statuses); undone by release_rings().
+    platform::GrantRef grant_bytes(std::span<const std::byte> bytes, bool writable = false);
+    // The page behind a grant_bytes() ref, as the backend left it (empty: not one of ours).
+    std::span<const std::byte> granted_page(platform::GrantRef ref) const;
+
+    // Staging grants: one ADD_GREF_MAPPING or DEL_GREF_MAPPING (type) of `entries` on queue q,
+    // through a list page granted writable. The answer (nullopt: none), and in `statuses` each
+    // entry's status as the backend wrote it back.
+    std::optional<xen_netif_ctrl_response>
+    gref_call(std::uint16_t type, unsigned q, std::span<const xen_netif_gref> entries,
+              std::vector<std::uint16_t>* statuses = nullptr,
+              std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
 private:
     std::optional<std::string> read_backend(const std::string& key);

@@ -34,6 +34,35 @@ void NetfrontIo::make_pool(std::array<Buffer, kBuffers>& pool, bool readonly) {
     }
 }
 
+std::vector<platform::GrantRef> NetfrontIo::buffer_refs(unsigned q, bool tx) const {
+    std::vector<platform::GrantRef> out;
+    if (q >= queues_.size()) return out;
+    for (const Buffer& b : tx ? queues_[q].txb : queues_[q].rxb) out.push_back(b.ref);
+    return out;
+}
+
+std::size_t NetfrontIo::stage_buffers(Netfront& nf, unsigned q) {
+    if (q >= queues_.size() || !nf.has_ctrl_ring()) return 0;
+    const auto size = nf.ctrl_call(XEN_NETIF_CTRL_TYPE_GET_GREF_MAPPING_SIZE, q);
+    if (!size || size->status != XEN_NETIF_CTRL_STATUS_SUCCESS) return 0;
+    std::size_t room = size->data;
+    std::size_t staged = 0;
+    for (const bool tx : {true, false}) {
+        std::vector<xen_netif_gref> entries;
+        for (const platform::GrantRef ref : buffer_refs(q, tx)) {
+            if (entries.size() == room) break;
+            entries.push_back(
+                xen_netif_gref{ref, static_cast<std::uint16_t>(tx ? XEN_NETIF_CTRLF_GREF_readonly : 0), 0});
+        }
+        if (entries.empty()) break;
+        const auto r = nf.gref_call(XEN_NETIF_CTRL_TYPE_ADD_GREF_MAPPING, q, entries);
+        if (!r || r->status != XEN_NETIF_CTRL_STATUS_SUCCESS) break;
+        staged += entries.size();
+        room -= entries.size();
+    }
+    return staged;
+}
+
 void NetfrontIo::release_pool(std::array<Buffer, kBuffers>& pool) noexcept {
     for (auto& b : pool) {
         if (b.data == nullptr) continue;

@@ -104,6 +104,13 @@ public:
     bool follow(Netfront& nf);
 
     unsigned queue_count() const noexcept { return static_cast<unsigned>(queues_.size()); }
+
+    // Staging grants: asks the backend, through nf's control ring (NetfrontOptions::staging), to
+    // map queue q's pre-granted buffers for good: TX pages read-only, then RX pages writable, as
+    // many as GET_GREF_MAPPING_SIZE allows, one ADD_GREF_MAPPING each. Returns the pages mapped.
+    std::size_t stage_buffers(Netfront& nf, unsigned q);
+    // The grant refs of queue q's TX or RX buffer pool.
+    std::vector<platform::GrantRef> buffer_refs(unsigned q, bool tx) const;
     const BackendFeatures& features() const noexcept { return features_; }
 
     // Copies one frame into free TX buffers and queues it (single slot when it fits the first

@@ -45,6 +45,7 @@ struct NetfrontCliOptions {
     bool rss = false; // a control ring with a Toeplitz key and table, as the Windows drivers set
     std::vector<std::string> mcast; // multicast filtering on, subscribed to these (MCAST_ADD)
     std::optional<std::uint32_t> xdp_headroom;
+    bool staging = false; // a control ring; the backend maps the buffer pools (staging grants)
     // TAP mode
     std::string tap;
     std::string netns;
@@ -122,9 +123,17 @@ bool data_round(DataMode& d, Netfront& nf, const NetfrontCliOptions& o, platform
             }
             d.io.flush(0);
         }
-        if (d.io.attached() && nf.has_ctrl_ring()) {
+        if (d.io.attached() && nf.has_ctrl_ring() && o.rss) {
             // What the Windows drivers do once connected; the table's entries name our queues.
             std::printf("rss: %s\n", nf.configure_hash() ? "configured" : "refused by the backend");
+            std::fflush(stdout);
+        }
+        if (d.io.attached() && o.staging) {
+            // Before any traffic: the pools are granted once, so they can be mapped once.
+            std::size_t pages = 0;
+            for (unsigned q = 0; q < d.io.queue_count(); ++q) pages += d.io.stage_buffers(nf, q);
+            std::printf("staging: %zu buffer pages mapped by the backend%s\n", pages,
+                        nf.has_ctrl_ring() ? "" : " (no control ring offered)");
             std::fflush(stdout);
         }
         if (d.traffic && d.io.attached()) {
@@ -167,6 +176,7 @@ NetfrontOptions netfront_options(const NetfrontCliOptions& o, platform::DomId do
     nopt.devid = devid;
     nopt.queues = o.queues;
     nopt.split_event_channels = !o.no_split;
+    nopt.staging = o.staging;
     nopt.flavour = o.flavour == "unikraft"  ? NetfrontFlavour::unikraft
                    : o.flavour == "windows" ? NetfrontFlavour::windows
                    : o.flavour == "closes"  ? NetfrontFlavour::closes
@@ -362,6 +372,9 @@ void install_netfront(CLI::App& app) {
     nf->add_flag(
         "--rss", o->rss,
         "use a control ring (if offered): Toeplitz, Microsoft's default key, a table over the queues");
+    nf->add_flag("--staging", o->staging,
+                 "use a control ring (if offered) to have the backend map the buffer pools once "
+                 "(staging grants: ADD_GREF_MAPPING), so it copies with memcpy, not grant copies");
     nf->add_option("--flavour", o->flavour,
                    "linux | unikraft | windows | closes (straight to Closed, never connects)")
         ->check(CLI::IsMember({"linux", "unikraft", "windows", "closes"}));

@@ -97,7 +97,9 @@ TEST_CASE("ctrl e2e: netbackd advertises feature-ctrl-ring and answers each mess
     CHECK(call(XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING_SIZE, 16).status == XEN_NETIF_CTRL_STATUS_SUCCESS);
     const auto table = nf.grant_bytes(std::as_bytes(std::span(kTable)));
     CHECK(call(XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING, table, 16, 0).status == XEN_NETIF_CTRL_STATUS_SUCCESS);
-    CHECK(call(XEN_NETIF_CTRL_TYPE_ADD_GREF_MAPPING, table, 1).status == XEN_NETIF_CTRL_STATUS_NOT_SUPPORTED);
+    // Staging grants are offered now: a queue index past the vif's queues is refused.
+    CHECK(call(XEN_NETIF_CTRL_TYPE_ADD_GREF_MAPPING, kQueues, table, 1).status ==
+          XEN_NETIF_CTRL_STATUS_INVALID_PARAMETER);
 
     SECTION("hostile: SET_HASH_MAPPING out of range (XSA-270), an entry past the queues") {
         CHECK(call(XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING, table, 16, 1).status ==
