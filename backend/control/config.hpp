@@ -50,6 +50,8 @@ struct GlobalConfig {
     std::uint32_t rx_vif_bytes = 1024 * 1024;  // per vif, all queues
     // Guest RX stalled this long: backlog dropped, carrier off until buffers return. 0: never.
     unsigned rx_stall_timeout_ms = 60000;
+    // Wire TCP segments merged into GSO frames for guests that take them (dataplane rx_merge).
+    bool rx_merge = true;
     bool split_event_channels = true;
     std::vector<std::string> eal_args;
     std::vector<DpdkPort> ports;

@@ -219,7 +219,9 @@ void Worker::rx_copy_add(platform::DomId dom, std::uint16_t headroom, RxFrame& f
         left -= in_page;
     }
     f.nsegs = copies_.size() - f.first_seg;
-    f.meta = ring::RxMeta{checksums_validated(m), false, gso_of(m)};
+    // As netback answers CHECKSUM_PARTIAL: csum_blank with data_validated.
+    const bool blank = checksum_blank(m);
+    f.meta = ring::RxMeta{blank || checksums_validated(m), blank, gso_of(m)};
 }
 
 // Answers each reservation by its copy statuses, in the order taken, frees the frames, and
