@@ -1,5 +1,6 @@
 #include "backend/dataplane/rx_merge.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -8,6 +9,8 @@
 
 #include "backend/dataplane/frame_util.hpp"
 #include "pmd/checksum.hpp"
+#include "ring/rx_responder.hpp"
+#include "ring/sring.hpp"
 
 namespace netbackd::dataplane {
 
@@ -116,7 +119,12 @@ bool same_headers(const rte_mbuf* a, const rte_mbuf* b, const Seg& s, std::uint1
 
 } // namespace
 
-void RxMerge::offer(std::uint32_t dest, bool v4, bool v6, rte_mbuf* m) noexcept {
+std::uint32_t RxMerge::max_bytes(std::uint16_t headroom) noexcept {
+    const std::uint32_t room = headroom < ring::kPageSize ? ring::kPageSize - headroom : 0;
+    return std::min<std::uint32_t>(kMaxBytes, static_cast<std::uint32_t>(ring::kMaxRxSegments) * room);
+}
+
+void RxMerge::offer(std::uint32_t dest, bool v4, bool v6, std::uint32_t limit, rte_mbuf* m) noexcept {
     const std::optional<Seg> s = candidate(m, v4, v6);
     if (!s) {
         pass(dest, m);
@@ -126,9 +134,8 @@ void RxMerge::offer(std::uint32_t dest, bool v4, bool v6, rte_mbuf* m) noexcept 
         Open& o = open_[i];
         if (o.dest != dest || o.v6 != s->v6 || !same_flow(o.head, m, *s)) continue;
         const bool follows = s->seq == o.next_seq && s->payload <= o.mss && o.segs < kMaxSegments &&
-                             o.head->pkt_len + s->payload <= kMaxBytes &&
-                             (o.atomic || s->ip_id == o.next_id) && o.atomic == s->atomic &&
-                             same_headers(o.head, m, *s, o.hdr_len);
+                             o.head->pkt_len + s->payload <= o.limit && (o.atomic || s->ip_id == o.next_id) &&
+                             o.atomic == s->atomic && same_headers(o.head, m, *s, o.hdr_len);
         if (!follows) {
             close(i); // the flow's earlier data goes first; this segment may start a new frame
             break;
@@ -149,15 +156,14 @@ void RxMerge::offer(std::uint32_t dest, bool v4, bool v6, rte_mbuf* m) noexcept 
         if (s->payload < o.mss || s->psh) close(i);
         return;
     }
-    if (s->psh || s->payload < kMinMss) {
+    if (s->psh || s->payload < kMinMss || m->pkt_len + s->payload > limit) {
         emit(dest, m); // nothing can follow it: as it came
         return;
     }
     if (nopen_ == kMaxOpen) close(0); // the oldest
     open_[nopen_++] =
-        Open{m,          m, dest,       s->seq + s->payload, static_cast<std::uint16_t>(s->ip_id + 1),
-             s->payload, 1, s->hdr_len, s->l3_len,           s->v6,
-             s->atomic};
+        Open{m,          m, dest,       s->seq + s->payload, limit, static_cast<std::uint16_t>(s->ip_id + 1),
+             s->payload, 1, s->hdr_len, s->l3_len,           s->v6, s->atomic};
 }
 
 void RxMerge::pass(std::uint32_t dest, rte_mbuf* m) noexcept {

@@ -50,9 +50,16 @@ public:
         rte_mbuf* m;
     };
 
+    // The largest merged frame a guest can take: 64 KiB, and no more than the RX slots a
+    // netfront accepts for one frame (XEN_NETIF_NR_SLOTS_MIN) hold when each of its buffers keeps
+    // `headroom` bytes free (xdp-headroom; up to half a page, so as little as 36 KiB).
+    static std::uint32_t max_bytes(std::uint16_t headroom) noexcept;
+
     // A frame for destination `dest` (a switch port whose guest takes GSO frames over IPv4
-    // when v4, over IPv6 when v6). It is merged, held open, or lined up in ready().
-    void offer(std::uint32_t dest, bool v4, bool v6, rte_mbuf* m) noexcept;
+    // when v4, over IPv6 when v6, of at most `limit` bytes, see max_bytes). It is merged, held
+    // open, or lined up in ready(). The caller delivers and clears ready() after every call
+    // (it holds what one call can line up: kMaxOpen + 1 frames).
+    void offer(std::uint32_t dest, bool v4, bool v6, std::uint32_t limit, rte_mbuf* m) noexcept;
     // A frame for `dest` that is not to be merged: dest's open frames go first.
     void pass(std::uint32_t dest, rte_mbuf* m) noexcept;
     // End of the burst: every open frame to ready().
@@ -72,6 +79,7 @@ private:
         rte_mbuf* tail;
         std::uint32_t dest;
         std::uint32_t next_seq;
+        std::uint32_t limit;   // bytes the whole frame may reach (max_bytes of dest's headroom)
         std::uint16_t next_id; // IPv4 without DF: the ID the next segment must carry
         std::uint16_t mss;
         std::uint16_t segs;

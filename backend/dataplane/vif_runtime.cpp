@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <rte_mbuf.h>
 
+#include "backend/dataplane/rx_merge.hpp"
+
 namespace netbackd::dataplane {
 
 namespace {
@@ -47,6 +49,7 @@ VifRuntime::VifRuntime(std::unique_ptr<control::VifHandle> handle, std::optional
     merge_v6 = gso_v6 && f.ipv6_csum;
     rx_notify = f.rx_notify;
     xdp_headroom = f.xdp_headroom;
+    merge_limit = RxMerge::max_bytes(xdp_headroom);
     mcast.set_enabled(f.multicast_control);
     queues.reserve(handle_->queues.size());
     for (auto& q : handle_->queues) queues.push_back(std::make_unique<QueueRuntime>(q));
