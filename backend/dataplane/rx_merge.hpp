@@ -14,9 +14,9 @@
 // checksums verified (by the port or here); a segment continues an open frame when every header
 // byte but the sequence number, IP length/ID/checksum, PSH, window and TCP checksum is the
 // same, its sequence number follows, the IPv4 ID follows (unless DF), its payload is at most the
-// first segment's, and the frame stays within 64 KiB and kMaxSegments buffers. A segment shorter
-// than the MSS, or with PSH, closes the frame. A frame that cannot be merged flushes the open
-// frames of its destination before it goes, so each guest sees its frames in arrival order
+// first segment's, and the frame stays within 64 KiB (less with xdp-headroom: max_bytes) and kMaxSegments
+// buffers. A segment shorter than the MSS, or with PSH, closes the frame. A frame that cannot be merged
+// flushes the open frames of its destination before it goes, so each guest sees its frames in arrival order
 // except that frames of different flows may pass each other (as with GRO).
 //
 // Nothing is allocated: the segments' own buffers are chained (headers of all but the first
@@ -28,6 +28,7 @@
 #pragma once
 
 #include <array>
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -89,7 +90,10 @@ private:
         bool atomic; // IPv4 DF set (or IPv6): IDs are not compared
     };
 
-    void emit(std::uint32_t dest, rte_mbuf* m) noexcept { ready_[nready_++] = Ready{dest, m}; }
+    void emit(std::uint32_t dest, rte_mbuf* m) noexcept {
+        assert(nready_ < ready_.size()); // the caller drains ready() after every call
+        ready_[nready_++] = Ready{dest, m};
+    }
     void close(std::size_t i) noexcept; // open frame i to ready(), removed from the table
     void close_dest(std::uint32_t dest) noexcept;
     void finish(Open& o) noexcept; // headers and flags of a merged frame
