@@ -53,6 +53,8 @@ struct GlobalConfig {
     // Guest pages a vif may keep mapped as staging grants (ADD_GREF_MAPPING), split evenly
     // between its queues; 0: staging grants not offered.
     unsigned staging_pages_per_vif = 1024;
+    // Wire TCP segments merged into GSO frames for guests that take them (dataplane rx_merge).
+    bool rx_merge = true;
     bool split_event_channels = true;
     std::vector<std::string> eal_args;
     std::vector<DpdkPort> ports;

@@ -36,6 +36,12 @@ inline void mark_checksums_good(rte_mbuf* m) noexcept {
     m->ol_flags = (m->ol_flags & ~kCsumMask) | kCsumGood;
 }
 
+// The L4 checksum field holds only the pseudo-header sum and the data is verified (DPDK's
+// meaning of RX_L4_CKSUM_NONE; a merged frame, rx_merge.hpp): the guest's csum_blank.
+inline bool checksum_blank(const rte_mbuf* m) noexcept {
+    return (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_NONE;
+}
+
 // May a guest be told data_validated? Flags first; software when nobody looked yet.
 inline bool checksums_validated(const rte_mbuf* m) noexcept {
     const std::uint64_t ip = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;

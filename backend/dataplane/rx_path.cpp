@@ -234,7 +234,9 @@ void Worker::rx_copy_add(VifRuntime& vif, const QueueRuntime& q, RxFrame& f, rte
     }
     f.nsegs = copies_.size() - f.first_seg;
     if (staged != 0) vif.counters_.staged_copies.add(staged);
-    f.meta = ring::RxMeta{checksums_validated(m), false, gso_of(m)};
+    // As netback answers CHECKSUM_PARTIAL: csum_blank with data_validated.
+    const bool blank = checksum_blank(m);
+    f.meta = ring::RxMeta{blank || checksums_validated(m), blank, gso_of(m)};
 }
 
 // Answers each reservation by its copy statuses, in the order taken, frees the frames, and

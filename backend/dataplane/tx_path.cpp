@@ -330,15 +330,35 @@ std::size_t Worker::uplink_rx(std::uint16_t u, std::uint16_t queue) noexcept {
             vlan = m->vlan_tci & 0x0fff;
         const Decision d = sw_.forward(uplink_port_[u], mac_at(m, 0), mac_at(m, 6), vlan, now_, flood_);
         if (d.verdict == Verdict::unicast && ports_[d.port].vif != nullptr) {
-            deliver(d.port, m);
+            // merge_v4/v6/limit are fixed before attach (another worker's vif is read too).
+            const VifRuntime& to = *ports_[d.port].vif;
+            if (cfg_.rx_merge && (to.merge_v4 || to.merge_v6)) {
+                merge_.offer(d.port, to.merge_v4, to.merge_v6, to.merge_limit, m);
+                deliver_merged();
+            } else {
+                deliver(d.port, m);
+            }
         } else if (d.verdict == Verdict::flood && d.flood_count != 0) {
+            // What was merged so far arrived first: it goes first, to every destination.
+            if (!merge_.idle()) {
+                merge_.flush();
+                deliver_merged();
+            }
             if (d.flood_count > 1) add_references(m, static_cast<std::int16_t>(d.flood_count - 1));
             for (std::uint16_t f = 0; f < d.flood_count; ++f) deliver(flood_[f], m);
         } else {
             drop(m, counters_.uplink_unrouted);
         }
     }
+    // Frames of other flows may have passed the open ones; nothing waits past the burst.
+    merge_.flush();
+    deliver_merged();
     return n;
+}
+
+void Worker::deliver_merged() noexcept {
+    for (const RxMerge::Ready& r : merge_.ready()) deliver(static_cast<SwitchPortId>(r.dest), r.m);
+    merge_.clear_ready();
 }
 
 } // namespace netbackd::dataplane

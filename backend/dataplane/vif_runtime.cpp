@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <rte_mbuf.h>
 
+#include "backend/dataplane/rx_merge.hpp"
+
 namespace netbackd::dataplane {
 
 namespace {
@@ -43,8 +45,11 @@ VifRuntime::VifRuntime(std::unique_ptr<control::VifHandle> handle, std::optional
     // Whole GSO frames need several slots: without SG they are cut up instead.
     gso_v4 = f.gso_tcpv4 && f.sg;
     gso_v6 = f.gso_tcpv6 && f.sg;
+    merge_v4 = gso_v4 && f.ip_csum;
+    merge_v6 = gso_v6 && f.ipv6_csum;
     rx_notify = f.rx_notify;
     xdp_headroom = f.xdp_headroom;
+    merge_limit = RxMerge::max_bytes(xdp_headroom);
     mcast.set_enabled(f.multicast_control);
     queues.reserve(handle_->queues.size());
     for (auto& q : handle_->queues) {

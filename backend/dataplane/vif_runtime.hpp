@@ -158,6 +158,11 @@ public:
     bool sg = false;
     bool gso_v4 = false;
     bool gso_v6 = false;
+    // Merged uplink TCP segments may go to it (rx_merge.hpp): GSO frames whose TCP checksum is
+    // left to the guest (csum_blank), which netback sends only with checksum offload on.
+    bool merge_v4 = false;
+    bool merge_v6 = false;
+    std::uint32_t merge_limit = 0; // bytes of a merged frame, RxMerge::max_bytes(xdp_headroom)
     bool rx_notify = true;
     // Bytes the guest keeps free at the start of every RX buffer (xdp-headroom, validated by
     // the control plane to leave room for data): RX data starts there, as in Linux netback.

@@ -26,6 +26,7 @@
 #include "backend/dataplane/copy_batch.hpp"
 #include "backend/dataplane/l2_switch.hpp"
 #include "backend/dataplane/mesh.hpp"
+#include "backend/dataplane/rx_merge.hpp"
 #include "backend/dataplane/spsc_queue.hpp"
 #include "backend/dataplane/uplink.hpp"
 #include "backend/dataplane/vif_runtime.hpp"
@@ -78,6 +79,9 @@ struct WorkerConfig {
     // purged, and the vif's carrier goes off (frames for it dropped, rx_stalled) until buffers
     // come back: netback's rx_stall_timeout. 0: never.
     std::chrono::milliseconds rx_stall_timeout{60000};
+    // Merge TCP segments from the wire into GSO frames for guests that take them (rx_merge.hpp;
+    // the config's [vif] rx_merge).
+    bool rx_merge = true;
 };
 
 struct WorkerContext {
@@ -130,15 +134,17 @@ struct WorkerCounters {
     Counter sleeps;
     Counter uplink_rx;
     Counter uplink_tx;
-    Counter uplink_tx_dropped; // the port refused them
-    Counter uplink_unrouted;   // wire frames for nobody here
-    Counter cross_out;         // frames handed to another worker's vif
-    Counter cross_in;          // frames taken from other workers
-    Counter cross_dropped;     // a ring to another worker was full
-    Counter wakeups_event;     // sleeps ended by an event channel (or another worker's event)
-    Counter wakeups_rx_intr;   // sleeps ended by a port RX interrupt
-    Counter wakeups_timer;     // sleeps ended by the poll timer (ports without RX interrupts)
-    Counter wakeups_peer;      // sleeps ended by another worker's frames or the control thread
+    Counter uplink_tx_dropped;  // the port refused them
+    Counter uplink_unrouted;    // wire frames for nobody here
+    Counter cross_out;          // frames handed to another worker's vif
+    Counter cross_in;           // frames taken from other workers
+    Counter cross_dropped;      // a ring to another worker was full
+    Counter wakeups_event;      // sleeps ended by an event channel (or another worker's event)
+    Counter wakeups_rx_intr;    // sleeps ended by a port RX interrupt
+    Counter wakeups_timer;      // sleeps ended by the poll timer (ports without RX interrupts)
+    Counter wakeups_peer;       // sleeps ended by another worker's frames or the control thread
+    Counter rx_merged;          // GSO frames merged from wire segments (rx_merge.hpp)
+    Counter rx_merged_segments; // the segments in them
 };
 
 class Worker {
@@ -215,6 +221,7 @@ private:
     void setup_rx_interrupts() noexcept;
 
     std::size_t uplink_rx(std::uint16_t u, std::uint16_t queue) noexcept;
+    void deliver_merged() noexcept;
     std::size_t tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept;
     TxBurst tx_collect(VifRuntime& vif, QueueRuntime& q) noexcept;
     void tx_mcast(VifRuntime& vif, QueueRuntime& q, const ring::TxPacket& p) noexcept;
@@ -318,6 +325,7 @@ private:
     std::uint64_t wake_at_ = 0;     // earliest tick a throttled vif regains credit; 0: none
     std::uint64_t interval_us_ = 0; // current polling sleep, see poll_interval
     WorkerCounters counters_;
+    RxMerge merge_{counters_.rx_merged, counters_.rx_merged_segments};
 };
 
 } // namespace netbackd::dataplane

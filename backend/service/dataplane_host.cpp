@@ -75,6 +75,7 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
     dc.worker.rx_queue_bytes = config.rx_queue_bytes;
     dc.worker.rx_vif_bytes = config.rx_vif_bytes;
     dc.worker.rx_stall_timeout = std::chrono::milliseconds(config.rx_stall_timeout_ms);
+    dc.worker.rx_merge = config.rx_merge;
     // Room for every vif's MAC at 3/4 load plus as many learned from the wire.
     dc.worker.mac_table = std::max<std::size_t>(dc.worker.mac_table, std::size_t{4} * config.max_vifs);
 
