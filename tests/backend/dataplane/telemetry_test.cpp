@@ -79,6 +79,12 @@ TEST_CASE("vif and worker counters are readable over the telemetry socket", "[da
         for (int i = 0; i < 1000 && dp->stats({kA, 0})->tx_packets < 3; ++i) std::this_thread::sleep_for(5ms);
 
         TelemetryClient client;
+        // The worker counts a frame at the vif when the guest's burst completes and at the
+        // uplink only after forwarding it: wait for the uplink's count too.
+        for (int i = 0; i < 1000; ++i) {
+            if (client.query("/netbackd/worker").at("/netbackd/worker").at("uplink_tx") == 3) break;
+            std::this_thread::sleep_for(5ms);
+        }
         const auto vifs = client.query("/netbackd/vifs");
         INFO(vifs.dump());
         const auto& v = vifs.at("/netbackd/vifs").at("vif31_0");
