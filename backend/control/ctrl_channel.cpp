@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "backend/control/guest_page_copy.hpp"
+
 namespace netbackd::control {
 
 namespace {
@@ -33,16 +35,7 @@ CtrlChannel::CtrlChannel(std::unique_ptr<platform::GrantMapping> page, BoundPort
       staging_(std::move(staging)) {}
 
 bool CtrlChannel::read_grant(grant_ref_t gref, std::span<std::byte> out) {
-    platform::CopySegment cs{};
-    cs.source.foreign.ref = gref;
-    cs.source.foreign.offset = 0;
-    cs.source.foreign.domid = frontend_;
-    cs.dest.virt = out.data();
-    cs.len = static_cast<std::uint16_t>(out.size());
-    cs.flags = GNTCOPY_source_gref;
-    cs.status = GNTST_general_error;
-    grants_.copy(std::span(&cs, 1));
-    return cs.status == GNTST_okay;
+    return copy_from_guest(grants_, frontend_, gref, out);
 }
 
 CtrlChannel::Served CtrlChannel::serve(const Publish& publish, std::uint32_t budget) {

@@ -6,6 +6,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "backend/control/guest_page_copy.hpp"
+
 namespace netbackd::control {
 
 StagingTable::StagingTable(platform::Grants& grants, platform::DomId frontend, unsigned queues,
@@ -70,31 +72,12 @@ xen_netif_ctrl_response StagingTable::handle(const xen_netif_ctrl_request& req) 
 }
 
 bool StagingTable::read_list(grant_ref_t list, std::span<xen_netif_gref> out) {
-    if (out.empty()) return true;
-    platform::CopySegment cs{};
-    cs.source.foreign.ref = list;
-    cs.source.foreign.offset = 0;
-    cs.source.foreign.domid = frontend_;
-    cs.dest.virt = out.data();
-    cs.len = static_cast<std::uint16_t>(out.size_bytes());
-    cs.flags = GNTCOPY_source_gref;
-    cs.status = GNTST_general_error;
-    grants_.copy(std::span(&cs, 1));
-    return cs.status == GNTST_okay;
+    return out.empty() || copy_from_guest(grants_, frontend_, list, std::as_writable_bytes(out));
 }
 
 void StagingTable::write_list(grant_ref_t list, std::span<const xen_netif_gref> entries) {
-    if (entries.empty()) return;
-    platform::CopySegment cs{};
-    cs.source.virt = const_cast<xen_netif_gref*>(entries.data());
-    cs.dest.foreign.ref = list;
-    cs.dest.foreign.offset = 0;
-    cs.dest.foreign.domid = frontend_;
-    cs.len = static_cast<std::uint16_t>(entries.size_bytes());
-    cs.flags = GNTCOPY_dest_gref;
-    cs.status = GNTST_general_error;
     // A list granted read-only gets no statuses; the response's status still says it all.
-    grants_.copy(std::span(&cs, 1));
+    if (!entries.empty()) copy_to_guest(grants_, frontend_, list, std::as_bytes(entries));
 }
 
 std::shared_ptr<const StagedPages> StagingTable::snapshot(const std::vector<Queue>& tables) const {
