@@ -35,15 +35,13 @@ void connect(SimWorld& w, platform::DomId fe, std::uint32_t devid, std::string m
     REQUIRE(w.wait_state(W::be(fe, devid) + "/state", "4"));
 }
 
-bool closing_or_closed(const std::optional<std::string>& state) { return state == "5" || state == "6"; }
-
 // The refusal as the toolstack sees it, and that the vif never reached Connected.
 void check_refused(SimWorld& w, platform::DomId fe, std::uint32_t devid, const std::string& error) {
     // Refused: hotplug-status=error and Closing; a netfront that was waiting answers Closing with
     // Closed, and the backend may be Closed before a poll of its state sees 5.
     // hotplug-status comes first, then the error node, then the state: wait for the last.
     CHECK(w.wait_state(W::be(fe, devid) + "/hotplug-status", "error", std::chrono::seconds(60)));
-    CHECK(w.wait_node(W::be(fe, devid) + "/state", closing_or_closed));
+    CHECK(w.wait_closing_or_closed(W::be(fe, devid) + "/state"));
     CHECK(w.dom0().read(0, W::error_node(fe, devid)) == error);
     const auto log = w.netbackd_log();
     CHECK(log.find(fmt::format("vif {}.{}: backend state 4", fe, devid)) == std::string::npos);
@@ -116,7 +114,7 @@ TEST_CASE("e2e: a frontend state outside the xenbus range writes Linux's error a
     connect(w, 7, 0);
     w.guest(7).store->write(0, W::fe(7, 0) + "/state", "42");
     // Closing, or already Closed when the netfront answered Closing before a poll saw 5.
-    CHECK(w.wait_node(W::be(7, 0) + "/state", closing_or_closed));
+    CHECK(w.wait_closing_or_closed(W::be(7, 0) + "/state"));
     CHECK(w.dom0().read(0, W::error_node(7, 0)) == fmt::format("{} saw state 42 at frontend", EINVAL));
     CHECK(w.driver_ports_in_use() == 0);
 }

@@ -227,6 +227,11 @@ bool SimWorld::wait_state(const std::string& path, const std::string& want,
         path, [&](const std::optional<std::string>& v) { return v == want; }, timeout);
 }
 
+bool SimWorld::wait_closing_or_closed(const std::string& state_path, std::chrono::milliseconds timeout) {
+    return wait_node(
+        state_path, [](const std::optional<std::string>& v) { return v == "5" || v == "6"; }, timeout);
+}
+
 int SimWorld::driver_ports_in_use() {
     auto view = admin_->domain(kDriverDomain);
     REQUIRE(view);

@@ -86,6 +86,10 @@ public:
                    std::chrono::milliseconds timeout = std::chrono::seconds(10));
     bool wait_state(const std::string& path, const std::string& want,
                     std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    // A failed vif's backend `state_path`: Closing, or already Closed when its netfront answered
+    // Closing before a poll saw 5.
+    bool wait_closing_or_closed(const std::string& state_path,
+                                std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
     // Event channels of the driver domain in use (interdomain or unbound).
     int driver_ports_in_use();

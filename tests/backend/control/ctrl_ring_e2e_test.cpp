@@ -283,8 +283,5 @@ TEST_CASE("ctrl e2e: a producer jump on the control ring writes the vif's error 
             return v && v->find("ctrl ring: req_prod_overflow") != std::string::npos;
         },
         120s));
-    // Closing, or already Closed if the netfront answered Closing before a poll saw 5.
-    CHECK(t.w.wait_node(
-        W::be(kWin, 0) + "/state", [](const std::optional<std::string>& v) { return v == "5" || v == "6"; },
-        120s));
+    CHECK(t.w.wait_closing_or_closed(W::be(kWin, 0) + "/state", 120s));
 }
