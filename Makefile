@@ -6,12 +6,17 @@
 LAB_PACKAGES := qemu-system-x86 busybox-static cpio
 PACKAGES := build-essential cmake pkg-config libxen-dev libdpdk-dev dpdk catch2 \
             clang-14 libclang-rt-14-dev clang-format-14 xenstore-utils libtomlplusplus-dev libcli11-dev \
-            libfmt-dev libspdlog-dev nlohmann-json3-dev iproute2 procps iputils-ping iperf3 ethtool python3 python3-prometheus-client man-db dpkg-dev file lintian libsystemd-dev systemd libpcap-dev tshark $(LAB_PACKAGES) gnuplot-nox
+            libfmt-dev libspdlog-dev nlohmann-json3-dev iproute2 procps iputils-ping iperf3 ethtool python3 python3-prometheus-client man-db dpkg-dev file lintian ccache libsystemd-dev systemd libpcap-dev tshark $(LAB_PACKAGES) gnuplot-nox
 JOBS       ?= $(shell nproc)
 BUILD      ?= build
 SAN_BUILD  ?= build-sanitize
 TSAN_BUILD ?= build-tsan
 FUZZ_SECONDS ?= 60
+# ccache keyed on paths relative to the checkout, so a fresh clone reuses what an earlier
+# build of the same sources compiled (CI builds three trees from scratch on every run).
+LAUNCHER   := -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
 
 .PHONY: deps build check check-format check-fast check-lab check-sanitize check-tsan demo lab clean package
 
@@ -32,7 +37,7 @@ deps:
 	fi
 
 build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(LAUNCHER)
 	cmake --build $(BUILD) -j $(JOBS)
 
 # The whole suite: the format check, Release build with gcc, the real-Xen lab once (on that
@@ -53,15 +58,15 @@ check-lab: build
 	ctest --test-dir $(BUILD) -L lab -V
 
 check-sanitize: deps
-	CC=clang-14 CXX=clang++-14 cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=Debug $(LAUNCHER) \
 	  -DNETBACKD_SANITIZE=address,undefined -DNETBACKD_FUZZ=ON -DNETBACKD_FUZZ_SECONDS=$(FUZZ_SECONDS)
 	cmake --build $(SAN_BUILD) -j $(JOBS)
-	ctest --test-dir $(SAN_BUILD) --output-on-failure -j $(JOBS) -LE lab
+	ctest --test-dir $(SAN_BUILD) --output-on-failure -j $(JOBS) -LE 'lab|package'
 
 # ThreadSanitizer over the tests labelled `threads` (netbackd_add_test THREADS): builds those
 # binaries and what they link, nothing else.
 check-tsan: deps
-	CC=clang-14 CXX=clang++-14 cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Release -DNETBACKD_SANITIZE=thread
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Release $(LAUNCHER) -DNETBACKD_SANITIZE=thread
 	cmake --build $(TSAN_BUILD) -j $(JOBS) --target netbackd_thread_tests
 	ctest --test-dir $(TSAN_BUILD) --output-on-failure -j $(JOBS) -L threads
 
