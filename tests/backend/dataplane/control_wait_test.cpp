@@ -14,6 +14,9 @@
 #include "backend/dataplane/dataplane.hpp"
 #include "tests/support/dataplane_world.hpp"
 #include "tests/support/dpdk_eal.hpp"
+#include "tests/support/eventually.hpp"
+
+using netbackd::testing::eventually;
 
 using namespace netbackd;
 using namespace netbackd::dataplane;
@@ -54,15 +57,6 @@ private:
     std::unique_ptr<platform::Grants> inner_;
     Gate& gate_;
 };
-
-template <class F>
-bool eventually(F&& done) {
-    for (int i = 0; i < 4000; ++i) {
-        if (done()) return true;
-        std::this_thread::sleep_for(5ms);
-    }
-    return done();
-}
 
 bool logged(const std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt>& sink, const std::string& what) {
     for (const auto& line : sink->last_formatted())

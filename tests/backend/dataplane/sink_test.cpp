@@ -15,6 +15,9 @@
 #include "pmd/vdev.hpp"
 #include "tests/support/dataplane_world.hpp"
 #include "tests/support/dpdk_eal.hpp"
+#include "tests/support/eventually.hpp"
+
+using netbackd::testing::eventually;
 
 using namespace netbackd;
 using namespace netbackd::dataplane;
@@ -29,16 +32,6 @@ constexpr platform::DomId kC = 23;
 const MacAddr kMacA = mac(0xa);
 const MacAddr kMacB = mac(0xb);
 const MacAddr kMacC = mac(0xc);
-
-// Waits for a condition the worker thread brings about; a deadlock guard, not a speed check.
-template <class F>
-bool eventually(F&& done) {
-    for (int i = 0; i < 1000; ++i) {
-        if (done()) return true;
-        std::this_thread::sleep_for(5ms);
-    }
-    return done();
-}
 
 struct SinkRig {
     explicit SinkRig(std::vector<platform::DomId> guests, bool with_uplink = true, std::size_t max_vifs = 64,

@@ -12,6 +12,9 @@
 #include "backend/dataplane/dataplane.hpp"
 #include "tests/support/dataplane_world.hpp"
 #include "tests/support/dpdk_eal.hpp"
+#include "tests/support/eventually.hpp"
+
+using netbackd::testing::eventually;
 
 using namespace netbackd;
 using namespace netbackd::dataplane;
@@ -23,15 +26,6 @@ namespace {
 constexpr platform::DomId kA = 41;
 const MacAddr kMacA = mac(0xa);
 const MacAddr kOutside = mac(0x99);
-
-template <class F>
-bool eventually(F&& done) {
-    for (int i = 0; i < 4000; ++i) {
-        if (done()) return true;
-        std::this_thread::sleep_for(5ms);
-    }
-    return done();
-}
 
 struct Rig {
     Rig()

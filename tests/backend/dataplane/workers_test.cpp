@@ -15,6 +15,9 @@
 #include "pmd/checksum.hpp"
 #include "tests/support/dataplane_world.hpp"
 #include "tests/support/dpdk_eal.hpp"
+#include "tests/support/eventually.hpp"
+
+using netbackd::testing::eventually;
 
 using namespace netbackd;
 using namespace netbackd::dataplane;
@@ -31,16 +34,6 @@ const MacAddr kMacB = mac(0xb);
 const MacAddr kMacC = mac(0xc);
 const MacAddr kOutside = mac(0x99);
 const MacAddr kBroadcast{0xffff'ffff'ffffULL};
-
-// Waits for a condition the worker threads bring about; a deadlock guard, not a speed check.
-template <class F>
-bool eventually(F&& done) {
-    for (int i = 0; i < 2000; ++i) {
-        if (done()) return true;
-        std::this_thread::sleep_for(5ms);
-    }
-    return done();
-}
 
 struct TwoWorkers {
     // grants: what the data plane opens per worker, given the world (default: World's own).

@@ -7,8 +7,11 @@
 #include "backend/dataplane/dataplane.hpp"
 #include "tests/support/dataplane_world.hpp"
 #include "tests/support/dpdk_eal.hpp"
+#include "tests/support/eventually.hpp"
 #include "tests/support/netfront_loopback.hpp"
 #include "xensim/netfront/traffic.hpp"
+
+using netbackd::testing::eventually;
 
 using namespace netbackd;
 using namespace netbackd::xensim;
@@ -17,16 +20,6 @@ namespace dpt = netbackd::dataplane::test;
 namespace {
 
 constexpr platform::DomId kA = 21;
-
-// A deadlock guard, not a speed expectation.
-template <class F>
-bool eventually(F&& done) {
-    for (int i = 0; i < 2000; ++i) {
-        if (done()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return done();
-}
 
 } // namespace
 
