@@ -534,7 +534,11 @@ if wanted b && [ $S1 = PASS ]; then
   [ -z "$d" ] && after_move migration "$old" "$res0"
   kill -INT $ppid 2>/dev/null; wait $ppid 2>/dev/null
   pc=$(ping_counts /tmp/ping-b.log)
-  if [ -z "$d" ]; then result b migrate-local PASS "client1 d$old -> d$NEWID by xl migrate (pipe to xl migrate-receive); netbackd resources '$RES_AFTER' = before; old backend dir gone; dom0 pings sent/received across it: $pc; $XFER"
+  # Debian's xen-hypervisor-4.17 is built without CONFIG_SHADOW_PAGING; PV log-dirty then comes
+  # from xen/arch/x86/mm/shadow/none.c, which answers EOPNOTSUPP: no PV guest migrates live on it.
+  if [ -n "$d" ] && grep -aq 'Failed to enable logdirty: 95' /tmp/migrate.log; then
+    result b migrate-local SKIP "this Xen has no PV log-dirty (built without CONFIG_SHADOW_PAGING: libxc 'Failed to enable logdirty: 95'); xl migrate aborted before netbackd was involved; the guest kept its vif, dom0 pings $pc"
+  elif [ -z "$d" ]; then result b migrate-local PASS "client1 d$old -> d$NEWID by xl migrate (pipe to xl migrate-receive); netbackd resources '$RES_AFTER' = before; old backend dir gone; dom0 pings sent/received across it: $pc; $XFER"
   else result b migrate-local FAIL "$d; dom0 pings $pc"; tail -30 /tmp/migrate.log; xl list; run_in netdrv 60 "netbackd stats; nb_log 40"; dump_vif; fi
 elif wanted b; then result b migrate-local SKIP "needs scenario 1"; fi
 
