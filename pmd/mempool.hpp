@@ -57,6 +57,10 @@ std::uint64_t mbuf_footprint(std::uint16_t data_room, std::uint64_t page_size = 
 // with --no-huge. 0 before EAL starts.
 std::uint64_t eal_page_size();
 
+// The page a buffer of a Mempool must not straddle, for mbuf_footprint: 0 when EAL runs with
+// IOVA as VA (the pools then pack buffers across pages), else eal_page_size(). After EAL starts.
+std::uint64_t pool_page_size();
+
 // EAL heap memory free now on all sockets (rte_malloc_get_socket_stats). With -m or --no-huge
 // that is all EAL will ever have; with hugepages and no -m EAL grows on demand, so the free
 // hugepages of the system are added.
