@@ -1,7 +1,6 @@
 #include "pmd/mempool.hpp"
 
 #include <algorithm>
-#include <bit>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -83,11 +82,10 @@ std::uint32_t mbufs_needed(const MempoolSizing& s) {
     const std::uint64_t vifs = std::uint64_t{s.vifs} * s.queues_per_vif * s.vif_ring_slots * 2;
     const std::uint64_t work = std::uint64_t{s.lcores} * (s.cache * 3ull / 2 + 2ull * s.burst);
     const std::uint64_t total = (nic + vifs) * std::max<std::uint32_t>(1, s.segs_per_packet) + work;
-    const std::uint64_t rounded = std::bit_ceil(total + 1) - 1;
-    if (rounded > std::numeric_limits<std::uint32_t>::max()) {
+    if (total > std::numeric_limits<std::uint32_t>::max()) {
         throw std::length_error("mbufs_needed: configuration needs more than 2^32 buffers");
     }
-    return static_cast<std::uint32_t>(rounded);
+    return static_cast<std::uint32_t>(total);
 }
 
 std::uint64_t mbuf_footprint(std::uint16_t data_room, std::uint64_t page_size) {
@@ -135,9 +133,7 @@ std::uint32_t frame_pool_size(std::uint32_t wanted, std::uint64_t budget_bytes, 
     if (bytes_per_mbuf == 0) return wanted;
     const std::uint64_t fit = budget_bytes / bytes_per_mbuf;
     if (fit >= wanted) return wanted;
-    // 2^k - 1 below `fit`: what a mempool's ring holds best (see mbufs_needed).
-    const std::uint64_t rounded = fit < 1 ? 0 : std::bit_floor(fit + 1) - 1;
-    return static_cast<std::uint32_t>(std::max<std::uint64_t>(rounded, std::min(floor, wanted)));
+    return static_cast<std::uint32_t>(std::max<std::uint64_t>(fit, std::min(floor, wanted)));
 }
 
 std::uint16_t data_room_for_mtu(std::uint32_t mtu) {
