@@ -32,10 +32,12 @@ struct MempoolSizing {
 //                                                       cache fills to 1.5x its size before it
 //                                                       flushes), and an rx plus a tx burst in
 //                                                       hand
-//   total = (nic + vifs) * segs_per_packet + work, rounded up to 2^k - 1
+//   total = (nic + vifs) * segs_per_packet + work
 //
-// The 2^k - 1 rounding is what the ring under a mempool holds best (a ring of 2^k slots keeps
-// one free).
+// Not rounded up to 2^k - 1 (DPDK's advice for the ring under a pool, whose 2^k slots keep one
+// free): the ring costs 8 bytes a slot whatever the count, a buffer 2.4 KiB, and creating a pool
+// costs a page fault per page of buffers, so rounding 35,264 up to 65,535 nearly doubled
+// netbackd's start-up on a restart (issue 19).
 std::uint32_t mbufs_needed(const MempoolSizing& s);
 
 // What a frame adds to its MTU: Ethernet header, two VLAN tags and the CRC (which some NICs
@@ -57,14 +59,18 @@ std::uint64_t mbuf_footprint(std::uint16_t data_room, std::uint64_t page_size = 
 // with --no-huge. 0 before EAL starts.
 std::uint64_t eal_page_size();
 
+// The page a buffer of a Mempool must not straddle, for mbuf_footprint: 0 when EAL runs with
+// IOVA as VA (the pools then pack buffers across pages), else eal_page_size(). After EAL starts.
+std::uint64_t pool_page_size();
+
 // EAL heap memory free now on all sockets (rte_malloc_get_socket_stats). With -m or --no-huge
 // that is all EAL will ever have; with hugepages and no -m EAL grows on demand, so the free
 // hugepages of the system are added.
 std::uint64_t eal_free_memory(bool grows_on_demand);
 
 // The frame pool's size at start, from what EAL actually has: `wanted` (mbufs_needed), unless
-// `budget_bytes` cannot hold that many buffers of `bytes_per_mbuf`; then the largest 2^k - 1
-// that fits, and never below `floor` (the pool creation then fails with EAL's own reason).
+// `budget_bytes` cannot hold that many buffers of `bytes_per_mbuf`; then as many as fit, and
+// never below `floor` (the pool creation then fails with EAL's own reason).
 // Pure, so that the start-up never has to try, fail and retry in a small EAL memory.
 std::uint32_t frame_pool_size(std::uint32_t wanted, std::uint64_t budget_bytes, std::uint64_t bytes_per_mbuf,
                               std::uint32_t floor = 4095);

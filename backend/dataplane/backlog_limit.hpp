@@ -21,9 +21,9 @@ inline constexpr std::uint32_t kMinVifBacklogMbufs = 66;
 //
 //   cap = min(configured, max(kMinVifBacklogMbufs, pool_mbufs / 2 / workers / vifs))
 //
-// The floor wins only past pool_mbufs / 2 / workers / kMinVifBacklogMbufs vifs per worker (496
-// for one worker and the default 65,535-buffer pool); the backlogs then hold at most
-// vifs * kMinVifBacklogMbufs, still short of the whole pool up to 992 vifs per worker.
+// The floor wins only past pool_mbufs / 2 / workers / kMinVifBacklogMbufs vifs per worker (267
+// for one worker and the default 35,264-buffer pool); the backlogs then hold at most
+// vifs * kMinVifBacklogMbufs, still short of the whole pool up to 534 vifs per worker.
 // pool_mbufs is the pool's real capacity, whatever start-up made of it.
 constexpr std::uint32_t vif_backlog_mbufs(std::uint32_t pool_mbufs, std::size_t workers, std::size_t vifs,
                                           std::uint32_t configured) noexcept {

@@ -91,7 +91,7 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
     // retry (each took seconds in the lab's EAL memory, all of it outage on a restart).
     const std::uint32_t wanted = pmd::mbufs_needed(sizing);
     const std::uint64_t free = pmd::eal_free_memory(eal_config.hugepages && eal_config.memory_mb == 0);
-    const std::uint64_t page = pmd::eal_page_size();
+    const std::uint64_t page = pmd::pool_page_size();
     std::uint64_t jumbo_bytes = 0;
     for (const auto& p : config.ports) {
         if (p.mtu && pmd::data_room_for_mtu(*p.mtu) > pmd::kDefaultDataRoom)

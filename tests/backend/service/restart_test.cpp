@@ -150,7 +150,7 @@ TEST_CASE("restart: the outage of a SIGKILL and an immediate restart under traff
     SimWorld w;
     w.create_domain("a", 7);
     w.create_domain("b", 8);
-    w.start_netbackd(); // the default EAL memory (512 MiB): the full 65,535-buffer frame pool
+    w.start_netbackd(); // the default EAL memory (512 MiB): the full 35,264-buffer frame pool
     GuestFleet fleet(w);
     FleetGuest& a = fleet.add(7, 0, guest_mac(8));
     FleetGuest& b = fleet.add(8, 0, guest_mac(7));
