@@ -76,6 +76,7 @@ void ControlPlane::scan(bool at_start) {
 }
 
 void ControlPlane::process_watches() {
+    changed();
     const auto base = backend_base(ctx_.self);
     for (const auto& ev : ctx_.store.read_watches()) {
         try {
@@ -135,6 +136,7 @@ void ControlPlane::on_backend_event(std::string_view path) {
 bool ControlPlane::fail_vif(VifId id, const Fatal& reason) {
     auto it = vifs_.find(id);
     if (it == vifs_.end()) return false;
+    changed();
     it->second->fail(reason);
     reap();
     return true;
@@ -156,12 +158,26 @@ void ControlPlane::reap() {
 }
 
 void ControlPlane::tick(std::chrono::steady_clock::time_point now) {
+    if (due_known_ && (!due_ || now < *due_)) return;
     const auto after = std::chrono::seconds(ctx_.config->global.wait_report_seconds);
     for (auto& [id, vif] : vifs_) {
         vif->report_wait(now, after);
         vif->tick(now);
     }
     reap();
+    ctrl_walk_ = true; // a tick may have run a vif's handshake on
+    compute_due();
+}
+
+void ControlPlane::compute_due() {
+    const auto after = std::chrono::seconds(ctx_.config->global.wait_report_seconds);
+    due_.reset();
+    deadline_.reset();
+    for (const auto& [id, vif] : vifs_) {
+        if (auto d = vif->next_due(after); d && (!due_ || *d < *due_)) due_ = d;
+        if (auto d = vif->deadline(); d && (!deadline_ || *d < *deadline_)) deadline_ = d;
+    }
+    due_known_ = true;
 }
 
 std::optional<int> ControlPlane::ctrl_fd() const {
@@ -170,14 +186,24 @@ std::optional<int> ControlPlane::ctrl_fd() const {
 }
 
 bool ControlPlane::serve_ctrl() {
+    bool fired = false;
     if (ctx_.ctrl_events != nullptr) {
         // Unmask before serving: a request published after the serve below fires again.
         try {
-            while (const auto port = ctx_.ctrl_events->pending()) ctx_.ctrl_events->unmask(*port);
+            while (const auto port = ctx_.ctrl_events->pending()) {
+                ctx_.ctrl_events->unmask(*port);
+                fired = true;
+            }
         } catch (const platform::PlatformError& e) {
             spdlog::error("control: control-ring event channels: {}", e.what());
+            fired = true;
         }
+        // With channels of their own, the rings are looked at only when one fired, one had
+        // requests left, or a vif may have connected one; without, on every call.
+        if (!fired && !ctrl_more_ && !ctrl_walk_) return false;
     }
+    ctrl_walk_ = false;
+    due_known_ = false; // serving may fail a vif
     bool more = false;
     for (auto& [id, vif] : vifs_) {
         try {
@@ -188,18 +214,18 @@ bool ControlPlane::serve_ctrl() {
         }
     }
     reap();
+    ctrl_more_ = more;
     return more;
 }
 
-std::optional<std::chrono::steady_clock::time_point> ControlPlane::next_deadline() const {
-    std::optional<std::chrono::steady_clock::time_point> best;
-    for (const auto& [id, vif] : vifs_)
-        if (auto d = vif->deadline(); d && (!best || *d < *best)) best = d;
-    return best;
+std::optional<std::chrono::steady_clock::time_point> ControlPlane::next_deadline() {
+    if (!due_known_) compute_due();
+    return deadline_;
 }
 
 void ControlPlane::reload(std::shared_ptr<const Config> config) {
     ctx_.config = std::move(config);
+    changed();
     spdlog::info("control: configuration reloaded ({} client file(s)); connected vifs keep their policy",
                  ctx_.config->clients.size());
 }

@@ -34,7 +34,7 @@ public:
     // number of requests each. True when some ring has requests left: call again soon.
     bool serve_ctrl();
     // The earliest deferred work, so the caller's poll wakes up for it.
-    std::optional<std::chrono::steady_clock::time_point> next_deadline() const;
+    std::optional<std::chrono::steady_clock::time_point> next_deadline();
     // New config for vifs that probe or connect from now on; connected vifs keep theirs.
     void reload(std::shared_ptr<const Config> config);
     // Shutdown without touching xenstore state: every vif is taken back from the data plane
@@ -56,10 +56,26 @@ private:
     void on_release_domain();
     VifControl& add(VifId id);
     void reap();
+    // Something may have changed a vif's timers or connected a control ring: the next tick()
+    // and serve_ctrl() look at every vif again.
+    void changed() noexcept {
+        due_known_ = false;
+        ctrl_walk_ = true;
+    }
+    void compute_due();
 
     ControlContext ctx_;
     std::map<VifId, std::unique_ptr<VifControl>> vifs_;
     bool started_ = false;
+    // An idle host's control loop must not walk every vif on each wake-up (10 a second): the
+    // earliest time any vif's tick() or wait report has work is kept until an event changes it,
+    // and control rings are looked at only when a channel fired, a ring had requests left, or
+    // something changed.
+    bool due_known_ = false;
+    std::optional<std::chrono::steady_clock::time_point> due_;      // tick() or a wait report
+    std::optional<std::chrono::steady_clock::time_point> deadline_; // deferred work only
+    bool ctrl_walk_ = true;
+    bool ctrl_more_ = false;
 };
 
 } // namespace netbackd::control

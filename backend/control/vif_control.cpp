@@ -224,6 +224,15 @@ std::optional<std::chrono::steady_clock::time_point> VifControl::deadline() cons
     return removal_due_ ? removal_due_ : retry_due_;
 }
 
+std::optional<std::chrono::steady_clock::time_point> VifControl::next_due(std::chrono::seconds after) const {
+    auto due = deadline();
+    if (!forgotten_ && !wait_reported_) {
+        const auto report = waiting_since_ + after;
+        if (!due || report < *due) due = report;
+    }
+    return due;
+}
+
 void VifControl::tick(std::chrono::steady_clock::time_point now) {
     if (retry_due_ && now >= *retry_due_) {
         retry_due_.reset();

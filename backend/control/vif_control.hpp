@@ -71,6 +71,8 @@ public:
     void report_wait(std::chrono::steady_clock::time_point now, std::chrono::seconds after);
     // Deferred work (the backend dir removal) due at this time, if any.
     std::optional<std::chrono::steady_clock::time_point> deadline() const;
+    // When tick() or report_wait(…, after) next has something to do, if ever (until an event).
+    std::optional<std::chrono::steady_clock::time_point> next_due(std::chrono::seconds after) const;
     void tick(std::chrono::steady_clock::time_point now);
     // Serves the control ring, if the frontend gave one: at most CtrlChannel::kBudget requests.
     // True when requests are left for another call. A fatal ring error fails the vif.

@@ -1,12 +1,13 @@
 #include "xensim/hypervisor/hypervisor.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <exception>
 #include <new>
 
-#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -43,6 +44,18 @@ Hypervisor::Outcome value(std::uint32_t v) {
 
 std::uint64_t round_to_pages(std::uint64_t bytes) { return (bytes + 4095) & ~std::uint64_t{4095}; }
 
+// epoll data of the stop eventfd and the listener; connections use their token (from 1, 32-bit).
+constexpr std::uint64_t kStopKey = 0;
+constexpr std::uint64_t kListenerKey = UINT64_MAX;
+
+void epoll_add(int epoll_fd, int fd, std::uint64_t key) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = key;
+    if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        throw PlatformError(fmt::format("epoll_ctl: {}", std::strerror(errno)), errno);
+}
+
 } // namespace
 
 Hypervisor::Hypervisor(std::string dir, wire::CostModel costs)
@@ -50,7 +63,11 @@ Hypervisor::Hypervisor(std::string dir, wire::CostModel costs)
       costs_(costs),
       socket_path_(dir_ + "/" + wire::kSocketName),
       listener_(listen_seqpacket(socket_path_)),
-      stop_fd_(platform::make_eventfd()) {
+      stop_fd_(platform::make_eventfd()),
+      epoll_(::epoll_create1(EPOLL_CLOEXEC)) {
+    if (!epoll_) throw PlatformError(fmt::format("epoll_create1: {}", std::strerror(errno)), errno);
+    epoll_add(epoll_.get(), stop_fd_.get(), kStopKey);
+    epoll_add(epoll_.get(), listener_.get(), kListenerKey);
     create_domain(0, "Domain-0", kDom0Bytes);
 }
 
@@ -165,6 +182,7 @@ void Hypervisor::accept_conn() {
     Fd sock(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!sock) return;
     std::uint32_t token = next_token_++;
+    epoll_add(epoll_.get(), sock.get(), token);
     Conn c;
     c.sock = std::move(sock);
     c.token = token;
@@ -345,27 +363,24 @@ bool Hypervisor::serve(Conn& c) {
 }
 
 void Hypervisor::run() {
-    std::vector<pollfd> fds;
-    std::vector<std::uint32_t> tokens;
+    std::array<epoll_event, 64> events{};
     for (;;) {
-        fds.clear();
-        tokens.clear();
-        fds.push_back({stop_fd_.get(), POLLIN, 0});
-        fds.push_back({listener_.get(), POLLIN, 0});
-        for (auto& [token, c] : conns_) {
-            fds.push_back({c.sock.get(), POLLIN, 0});
-            tokens.push_back(token);
-        }
-        if (::poll(fds.data(), fds.size(), -1) < 0) {
+        const int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), -1);
+        if (n < 0) {
             if (errno == EINTR) continue;
-            throw PlatformError(fmt::format("poll: {}", std::strerror(errno)), errno);
+            throw PlatformError(fmt::format("epoll_wait: {}", std::strerror(errno)), errno);
         }
-        if (fds[0].revents != 0) return;
-        if (fds[1].revents & POLLIN) accept_conn();
-        for (std::size_t i = 0; i < tokens.size(); ++i) {
-            if (fds[i + 2].revents == 0) continue;
-            auto it = conns_.find(tokens[i]);
+        for (int i = 0; i < n; ++i) {
+            const std::uint64_t key = events[static_cast<std::size_t>(i)].data.u64;
+            if (key == kStopKey) return;
+            if (key == kListenerKey) {
+                accept_conn();
+                continue;
+            }
+            auto it = conns_.find(static_cast<std::uint32_t>(key));
+            if (it == conns_.end()) continue;
             if (!serve(it->second)) {
+                (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.sock.get(), nullptr);
                 drop(it->second);
                 conns_.erase(it);
             }

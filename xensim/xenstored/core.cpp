@@ -75,6 +75,7 @@ void Core::handle(Session& s, const xsd_sockmsg& header, std::string_view payloa
         append_message(s.out, XS_ERROR, header.req_id, header.tx_id,
                        with_nul(std::string(errno_name(e.code()))));
     }
+    note_output(s);
     fire(changes_);
     for (auto& [session, watch] : initial_events_) queue_event(*session, watch, watch.path);
     changes_.clear();
@@ -167,12 +168,14 @@ std::string Core::dispatch(Session& s, const xsd_sockmsg& h, std::string_view pa
                                [&](const Watch& x) { return x.path == w.path && x.token == w.token; });
         if (h.type == XS_UNWATCH) {
             if (it == s.watches.end()) fail(ENOENT);
+            unindex(s, *it);
             s.watches.erase(it);
             return kOk;
         }
         if (it != s.watches.end()) fail(EEXIST);
         if (s.watches.size() >= limits_.max_watches) fail(E2BIG);
         s.watches.push_back(w);
+        watch_index_.emplace(w.path, IndexedWatch{&s, next_watch_seq_++, w});
         // Every watch fires once when set, so clients need not read the initial state apart.
         initial_events_.emplace_back(&s, std::move(w));
         return kOk;
@@ -234,6 +237,7 @@ std::string Core::dispatch(Session& s, const xsd_sockmsg& h, std::string_view pa
     }
     case XS_GET_DOMAIN_PATH: return with_nul(domain_home(domid_arg(one_arg(payload))));
     case XS_RESET_WATCHES:
+        for (const auto& w : s.watches) unindex(s, w);
         s.watches.clear();
         s.transactions.clear();
         return kOk;
@@ -267,16 +271,65 @@ void Core::queue_event(Session& s, const Watch& w, const std::string& path) {
     payload += w.token;
     payload += '\0';
     append_message(s.out, XS_WATCH_EVENT, 0, 0, payload);
+    note_output(s);
+}
+
+void Core::note_output(Session& s) {
+    if (s.has_new_output) return;
+    s.has_new_output = true;
+    with_output_.push_back(&s);
+}
+
+std::vector<Session*> Core::take_sessions_with_output() {
+    std::vector<Session*> out;
+    out.swap(with_output_);
+    for (Session* s : out) s->has_new_output = false;
+    return out;
+}
+
+void Core::detach(Session& s) {
+    for (const auto& w : s.watches) unindex(s, w);
+    sessions_.erase(&s);
+    std::erase(with_output_, &s);
+}
+
+void Core::unindex(const Session& s, const Watch& w) {
+    auto [first, last] = watch_index_.equal_range(w.path);
+    for (auto it = first; it != last; ++it)
+        if (it->second.session == &s && it->second.watch.token == w.token) {
+            watch_index_.erase(it);
+            return;
+        }
 }
 
 void Core::fire(const std::vector<Change>& changes) {
+    std::vector<const IndexedWatch*> hits;
+    const auto look_up = [&](const std::string& path) {
+        auto [first, last] = watch_index_.equal_range(path);
+        for (auto it = first; it != last; ++it) {
+            ++watches_examined_;
+            hits.push_back(&it->second);
+        }
+    };
     for (const auto& c : changes) {
-        for (Session* s : sessions_) {
-            if (!(access_for(s->caller, c.perms) & kRead)) continue;
-            for (const auto& w : s->watches) {
-                bool hit = (c.exact || is_special(c.path)) ? w.path == c.path : is_under(c.path, w.path);
-                if (hit) queue_event(*s, w, c.path);
+        hits.clear();
+        // A watch hears about its own path and everything beneath it; the descendants of a
+        // removed node and the special paths fire only watches on exactly their path.
+        if (c.exact || is_special(c.path)) {
+            look_up(c.path);
+        } else {
+            for (std::string p = c.path;; p = parent_of(p)) {
+                look_up(p);
+                if (p == "/" || p.empty()) break;
             }
+        }
+        std::sort(hits.begin(), hits.end(), [](const IndexedWatch* a, const IndexedWatch* b) {
+            return a->session != b->session ? std::less<>{}(a->session, b->session) : a->seq < b->seq;
+        });
+        for (const IndexedWatch* h : hits) {
+            if (!sessions_.contains(h->session)) continue;
+            if (!(access_for(h->session->caller, c.perms) & kRead)) continue;
+            queue_event(*h->session, h->watch, c.path);
         }
     }
 }

@@ -30,7 +30,8 @@ struct Session {
     Caller caller;
     std::vector<Watch> watches;
     std::map<platform::TxId, std::unique_ptr<Transaction>> transactions;
-    std::string out; // replies and watch events not yet written to the socket
+    std::string out;             // replies and watch events not yet written to the socket
+    bool has_new_output = false; // listed for Core::take_sessions_with_output()
 };
 
 struct CoreLimits {
@@ -49,7 +50,7 @@ public:
     explicit Core(Hooks hooks, CoreLimits limits = {});
 
     void attach(Session& s) { sessions_.insert(&s); }
-    void detach(Session& s) { sessions_.erase(&s); }
+    void detach(Session& s);
 
     // Handles one complete request and queues the reply (and any watch events) on the sessions.
     void handle(Session& s, const xsd_sockmsg& header, std::string_view payload);
@@ -64,6 +65,11 @@ public:
     void make_home(platform::DomId id, std::string_view name);
 
     Tree& tree() noexcept { return tree_; }
+    // Watches looked at so far by changes: a change looks only at the watches on its path and
+    // its ancestors, never at every watch of every connection (a test counts this).
+    std::uint64_t watches_examined() const noexcept { return watches_examined_; }
+    // Every session gets the sessions with output since the last call (each once).
+    std::vector<Session*> take_sessions_with_output();
 
 private:
     // `xenstore-control quota`'s answer, as C xenstored formats it.
@@ -73,6 +79,8 @@ private:
     void fire(const std::vector<Change>& changes);
     void fire_special(const std::string& path);
     void queue_event(Session& s, const Watch& w, const std::string& path);
+    void unindex(const Session& s, const Watch& w);
+    void note_output(Session& s);
 
     std::vector<Change>& changes_for(Session& s, platform::TxId tx);
 
@@ -83,6 +91,19 @@ private:
     std::vector<std::pair<Session*, Watch>> initial_events_;
     Tree tree_;
     std::set<Session*> sessions_;
+    // Every session's watches by their path. C xenstored walks all connections' watches for
+    // each change; with a watch per vif in the driver domain and a connection per guest, that
+    // made a host's attach quadratic in its guests. Who hears what, and in which order, is
+    // unchanged: a change's hits are delivered per session in the order the watches were set.
+    struct IndexedWatch {
+        Session* session;
+        std::uint64_t seq; // registration order
+        Watch watch;
+    };
+    std::multimap<std::string, IndexedWatch> watch_index_;
+    std::uint64_t next_watch_seq_ = 1;
+    std::uint64_t watches_examined_ = 0;
+    std::vector<Session*> with_output_;
     std::set<platform::DomId> domains_;
     std::map<platform::DomId, platform::DomId> targets_;
     platform::TxId next_tx_ = 1;

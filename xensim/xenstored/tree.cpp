@@ -20,12 +20,27 @@ const Node* Tree::find(const std::string& path) const {
     return it == nodes_.end() ? nullptr : &it->second;
 }
 
-void Tree::put(const std::string& path, Node node) {
-    node.generation = ++generation_;
-    nodes_.insert_or_assign(path, std::move(node));
+void Tree::count_owner(const Node& node, int delta) {
+    if (node.perms.empty()) return;
+    auto& n = owned_[node.perms.front().domid];
+    n = delta > 0 ? n + 1 : n - 1;
+    if (n == 0) owned_.erase(node.perms.front().domid);
 }
 
-void Tree::erase(const std::string& path) { nodes_.erase(path); }
+void Tree::put(const std::string& path, Node node) {
+    node.generation = ++generation_;
+    count_owner(node, +1);
+    auto [it, fresh] = nodes_.try_emplace(path);
+    if (!fresh) count_owner(it->second, -1);
+    it->second = std::move(node);
+}
+
+void Tree::erase(const std::string& path) {
+    auto it = nodes_.find(path);
+    if (it == nodes_.end()) return;
+    count_owner(it->second, -1);
+    nodes_.erase(it);
+}
 
 std::uint64_t Tree::generation_of(const std::string& path) const {
     const Node* n = find(path);
@@ -33,6 +48,11 @@ std::uint64_t Tree::generation_of(const std::string& path) const {
 }
 
 std::size_t Tree::owned_by(platform::DomId domid) const {
+    auto it = owned_.find(domid);
+    return it == owned_.end() ? 0 : it->second;
+}
+
+std::size_t Tree::count_owned_by(platform::DomId domid) const {
     std::size_t count = 0;
     for (const auto& [path, node] : nodes_)
         if (!node.perms.empty() && node.perms.front().domid == domid) ++count;

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -99,6 +100,8 @@ struct Xenstored::Impl {
     std::map<platform::DomId, Listener> listeners;
     std::map<int, platform::DomId> listener_domid;
     std::map<int, std::unique_ptr<Conn>> conns;
+    std::map<const xs::Session*, int> fd_of;
+    std::set<int> backlogged; // connections whose socket was full at the last flush
     std::thread thread;
 };
 
@@ -167,6 +170,8 @@ void Xenstored::Impl::drop(int fd) {
     auto it = conns.find(fd);
     if (it == conns.end()) return;
     core.detach(it->second->session);
+    fd_of.erase(&it->second->session);
+    backlogged.erase(fd);
     conns.erase(it); // closing the fd also removes it from the epoll set
 }
 
@@ -178,6 +183,7 @@ void Xenstored::Impl::accept_from(int listen_fd, platform::DomId id) {
         auto c = std::make_unique<Conn>(std::move(fd), id);
         watch_fd(raw, EPOLLIN, EPOLL_CTL_ADD);
         core.attach(c->session);
+        fd_of[&c->session] = raw;
         conns.emplace(raw, std::move(c));
     }
 }
@@ -209,8 +215,17 @@ void Xenstored::Impl::read_from(Conn& c) {
 }
 
 void Xenstored::Impl::flush_all() {
+    // Only the connections with something to send: those given replies or events since the last
+    // flush and those whose socket was full then. Walking every connection after each request
+    // made every request cost as much as there are guests.
+    std::set<int> due = backlogged;
+    for (const xs::Session* s : core.take_sessions_with_output())
+        if (auto it = fd_of.find(s); it != fd_of.end()) due.insert(it->second);
     std::vector<int> doomed;
-    for (auto& [fd, c] : conns) {
+    for (const int fd : due) {
+        auto found = conns.find(fd);
+        if (found == conns.end()) continue;
+        auto& c = found->second;
         std::string& out = c->session.out;
         std::size_t sent = 0;
         bool broken = false;
@@ -235,6 +250,10 @@ void Xenstored::Impl::flush_all() {
             watch_fd(fd, want_out ? EPOLLIN | EPOLLOUT : EPOLLIN, EPOLL_CTL_MOD);
             c->polling_out = want_out;
         }
+        if (want_out)
+            backlogged.insert(fd);
+        else
+            backlogged.erase(fd);
     }
     for (int fd : doomed) drop(fd);
 }

@@ -88,6 +88,47 @@ TEST_CASE("quotas: value size and nodes per domain", "[xenstored][ops]") {
     CHECK(error_of([&] { write(t, kDom0, "/q/c", "", lim, ch); }) == 0); // dom0 has no quota
 }
 
+// The quota's count is kept as nodes change rather than counted on each write (a whole-tree walk
+// per guest write made a host's attach quadratic in its guests); it must always equal the count.
+TEST_CASE("quotas: the per-domain node count follows writes, owner changes, removals and commits",
+          "[xenstored][ops]") {
+    Tree t;
+    std::vector<Change> ch;
+    const Limits lim{.max_nodes_per_domain = 4};
+    const auto agree = [&] {
+        for (const netbackd::platform::DomId d : {0, 7, 8})
+            if (t.owned_by(d) != t.count_owned_by(d)) return false;
+        return true;
+    };
+    write(t, kDom0, "/h7", "", lim, ch);
+    set_perms(t, kDom0, "/h7", {{7, PermKind::none}}, ch);
+    write(t, Caller{7, {}}, "/h7/a/b", "x", lim, ch); // two nodes
+    write(t, Caller{7, {}}, "/h7/a/b", "y", lim, ch); // a rewrite adds none
+    CHECK(t.owned_by(7) == 3);
+    CHECK(agree());
+    set_perms(t, kDom0, "/h7/a", {{8, PermKind::none}}, ch); // handed to domain 8
+    CHECK(t.owned_by(7) == 2);
+    CHECK(t.owned_by(8) == 1);
+    CHECK(agree());
+    write(t, Caller{7, {}}, "/h7/c", "", lim, ch);
+    write(t, Caller{7, {}}, "/h7/d", "", lim, ch);
+    CHECK(error_of([&] { write(t, Caller{7, {}}, "/h7/e", "", lim, ch); }) == ENOSPC);
+    rm(t, Caller{7, {}}, "/h7/c", ch); // frees one: the next write fits again
+    CHECK(error_of([&] { write(t, Caller{7, {}}, "/h7/e", "", lim, ch); }) == 0);
+    CHECK(agree());
+    Transaction tx(t);
+    rm(tx, kDom0, "/h7/a", tx.pending());
+    write(tx, kDom0, "/h0/x", "", lim, tx.pending());
+    CHECK(t.owned_by(8) == 1); // nothing applied before the commit
+    std::vector<Change> fired;
+    REQUIRE(tx.commit(fired));
+    CHECK(t.owned_by(8) == 0);
+    CHECK(agree());
+    rm(t, kDom0, "/h7", ch);
+    CHECK(t.owned_by(7) == 0);
+    CHECK(agree());
+}
+
 TEST_CASE("tree transactions: isolation, commit, conflict", "[xenstored][ops][tx]") {
     Tree t;
     std::vector<Change> ch;
