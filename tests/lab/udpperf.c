@@ -73,8 +73,12 @@ static int do_recv(int port, double wait) {
     enum { kBatch = 64 };
     static char bufs[kBatch][2048];
     int s = socket(AF_INET, SOCK_DGRAM, 0);
+    /* A receiver starved for a few ms under TCG must not drop at its own socket: a 64 B
+     * datagram costs ~1 KiB of buffer, and SO_RCVBUF stops at rmem_max (~200 KiB). FORCE (root,
+     * as in the lab) goes past it; SO_RCVBUF is the fallback. */
     int big = 4 << 20;
-    (void)setsockopt(s, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    if (setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) != 0)
+        (void)setsockopt(s, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
     struct sockaddr_in me = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
     if (s < 0 || bind(s, (struct sockaddr*)&me, sizeof me) != 0) {
         perror("bind");
