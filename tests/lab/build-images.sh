@@ -1,6 +1,6 @@
 #!/bin/bash
 # Builds the lab's three busybox initramfs images from the fetch.sh cache and our netbackd:
-#   client.cpio.gz  Linux xen-netfront + busybox (ping, nc) + the console agent
+#   client.cpio.gz  Linux xen-netfront + busybox (ping, nc) + udpperf + the console agent
 #   drv.cpio.gz     the driver domain (PV, and HVM for scenario 9): the netbackd .deb unpacked
 #                   as dpkg would, its Depends and DPDK Recommends (from the cache's .debs, else
 #                   this host's installed copy of the package), the libraries those need, the lab's
@@ -8,7 +8,7 @@
 #                   pcifront, e1000, uio_pci_generic, the Xen device modules; xen-netback and
 #                   bridge only for the baseline, xen-netback blacklisted; no xenstore-* tools,
 #                   no xl devd, no vif scripts
-#   dom0.cpio.gz    the outside host's e1000 and tcpdump, pciback, xenstored, xl, xen-init-dom0,
+#   dom0.cpio.gz    the outside host's e1000, tcpdump and udpperf, pciback, xenstored, xl, xen-init-dom0,
 #                   xenconsoled, the xl configs, the scenario script, and the guest kernel +
 #                   both images above (+ hvmloader, SeaBIOS, QEMU as device model: LAB_HVM=1)
 # Usage: build-images.sh CACHE OUTDIR NETBACKD_DEB
@@ -100,9 +100,13 @@ add_package() {
 
 pack() { (cd "$1" && find . | cpio -o -H newc --quiet | gzip -1 >"$2"); }
 
+# The UDP packet-rate probe of scenario 7 (busybox has none), static: the clients carry no libc.
+gcc -static -O2 -Wall -Wextra -Werror -o "$OUT/udpperf" "$here/udpperf.c"
+
 ######## client: Linux's own netfront
 R=$OUT/client-root
 skeleton "$R"
+cp "$OUT/udpperf" "$R/usr/bin/udpperf"
 add_modules "$R" xen-netfront
 cp "$here/init/client-init" "$R/init"; chmod +x "$R/init"
 pack "$R" "$OUT/client.cpio.gz"
@@ -160,6 +164,7 @@ for b in xl xenstored xenconsoled xen-init-dom0 libxl-save-helper xenconsole; do
   ln -sf "/usr/lib/xen-4.17/bin/$b" "$R/usr/sbin/$b"
 done
 cp "$TOOLS/usr/bin/tcpdump" "$R/usr/sbin/"
+cp "$OUT/udpperf" "$R/usr/bin/udpperf"
 add_libs "$R" "$R"/usr/lib/xen-4.17/bin/* "$R"/usr/bin/xenstore* "$R/usr/sbin/tcpdump"
 # Scenario 9's HVM driver domain (LAB_HVM=1, run.sh sets it when 9 is selected): hvmloader,
 # SeaBIOS and QEMU as the device model, with the libraries the host's QEMU resolves.

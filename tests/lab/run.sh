@@ -12,6 +12,7 @@
 #   NETBACKD_LAB_HVM_KERNEL non-empty: scenario 9's HVM domain drives the NIC with its kernel
 #                          driver and af_xdp, as the PV one does (tells HVM from native-PMD trouble)
 #   NETBACKD_LAB_MB0       MiB each of scenario 0's four streams sends (default 2)
+#   NETBACKD_LAB_PAIRS     interleaved netbackd/netback pairs scenario 7 measures (default 3)
 #   NETBACKD_LAB_IDLE      non-empty: after scenario 1, report each domain's CPU seconds over
 #                          20 idle seconds (what netbackd's timer polling costs under TCG)
 # Exit: 0 every required scenario passed; 1 otherwise; 77 QEMU or the cache cannot be had.
@@ -54,7 +55,7 @@ xen_args+=" dom0_mem=768M,max:768M dom0_max_vcpus=1 noreboot conring_size=1m"
 nic_args="-device intel-iommu,intremap=on"
 nic_args+=" -netdev hubport,id=wire0,hubid=0 -device e1000,netdev=wire0,addr=0x4,mac=52:54:00:0a:00:01"
 nic_args+=" -netdev hubport,id=wire1,hubid=0 -device e1000,netdev=wire1,addr=0x5,mac=52:54:00:0a:00:02"
-dom0_args="console=hvc0 earlyprintk=xen quiet lab_scenarios=$SCEN lab_uplink=$UPLINK${NETBACKD_LAB_TRACE:+ lab_trace}${NETBACKD_LAB_IDLE:+ lab_idle}${NETBACKD_LAB_MB0:+ lab_mb0=$NETBACKD_LAB_MB0}${NETBACKD_LAB_HVM_KERNEL:+ lab_hvm_kernel}"
+dom0_args="console=hvc0 earlyprintk=xen quiet lab_scenarios=$SCEN lab_uplink=$UPLINK${NETBACKD_LAB_TRACE:+ lab_trace}${NETBACKD_LAB_IDLE:+ lab_idle}${NETBACKD_LAB_MB0:+ lab_mb0=$NETBACKD_LAB_MB0}${NETBACKD_LAB_PAIRS:+ lab_pairs=$NETBACKD_LAB_PAIRS}${NETBACKD_LAB_HVM_KERNEL:+ lab_hvm_kernel}"
 cpu=qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt
 # Scenario 9's HVM guest: qemu64 has SVM, which TCG emulates; nested paging (NPT) spares Xen
 # its shadow page tables.

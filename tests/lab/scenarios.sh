@@ -504,7 +504,9 @@ if wanted a && [ $S1 = PASS ]; then
   ping -i 0.5 10.0.0.11 >/tmp/ping-a.log 2>&1 &
   ppid=$!; sleep 2
   t "scenario a: xl save client1 (d$old), netbackd resources $res0, $n0 backend dirs"
-  rm -f /tmp/client1.save
+  # dom0's / is the initramfs' tmpfs, half its 768 MB: the ~200 MB image only just fits (one
+  # run failed with ENOSPC at 201 MB). The transfers' blobs (5, 0) go first; 7 makes its own.
+  rm -f /tmp/client1.save /tmp/tx /tmp/rx /tmp/tx[0-9] /tmp/rx[0-9]
   bounded 300 /tmp/save.log xl save client1 /tmp/client1.save || d="xl save failed: $(tail -3 /tmp/save.log | tr '\n' ' ')"
   t "scenario a: saved ($(ls -l /tmp/client1.save 2>/dev/null | awk '{print $5}') bytes)"
   # The saved domain is gone: so must its vif be, in xenstore and in netbackd.
@@ -545,20 +547,73 @@ elif wanted b; then result b migrate-local SKIP "needs scenario 1"; fi
 if { wanted a || wanted b; } && wanted 0; then run_in netdrv 60 '/usr/sbin/ip link set dev eth0 gro_max_size 65536' >/dev/null; fi
 
 # ================================================================== 7 baseline: in-kernel xen-netback
-if wanted 7 && [ -n "$NB_RATES" ]; then
-  XFER=""; d=""
-  for c in client1 client2 client3; do bounded 60 /tmp/destroy.log xl destroy $c; done
-  # The same NIC the same way: a Linux bridge over its interface and netback's vif, what the
-  # usual driver domain does. A clean stop takes af_xdp's XDP program off eth0.
-  run_in netdrv 60 "nb_stop && modprobe xen-netback && modprobe bridge && brctl addbr br0 && brctl addif br0 eth0 && ip link set br0 up && echo ok" >/dev/null ||
-    d="netbackd stop, xen-netback or the bridge failed"
-  # What xl devd + the vif script would do in the driver domain, done from dom0 instead:
-  # netback connects only once hotplug-status says so.
-  # xenconsoled appends to a same-named guest's log: start the new client1 on a clean one.
-  mv "$CL/guest-client1.log" "$CL/guest-client1-netbackd.log"
+# Issue 17 section 1: netbackd against Linux's own xen-netback in the same driver domain over
+# the same passed-through NIC (netback behind a Linux bridge over eth0, what the usual driver
+# domain does), in interleaved pairs. The order is ABBA (netbackd, netback | netback, netbackd |
+# netbackd, netback): each pair is still side by side in time, with the fewest switches. A switch
+# stops one backend, starts the other (netbackd with the one-worker config, or xen-netback and
+# the bridge) and boots client1 anew. Each leg: the md5-checked TCP transfer both ways
+# (`transfer`) and 64-byte UDP packets per second both ways (udpperf: the sender sends as fast
+# as its socket takes them for UDP_SECS s, the receiver counts from its first to its last
+# datagram). Prints every leg and the median over pairs of each netbackd/netback ratio; asserts
+# no rate (TCG). lab_pairs=N on dom0's command line (NETBACKD_LAB_PAIRS) changes the pair count.
+UDP_SECS=2
+PAIRS=$(sed -n 's/.*lab_pairs=\([0-9]*\).*/\1/p' /proc/cmdline); [ -n "$PAIRS" ] || PAIRS=3
+# pps from udpperf's "recv <count> <seconds> <pps>", empty unless some datagram arrived.
+pps_of() { echo "$1" | awk '$1 == "recv" && $2 > 0 {print $4}'; }
+# 64 B UDP both ways between client1 (10.0.0.11) and the outside host: sets UDPR "<tx> <rx>"
+# (pps; tx = guest -> outside) and UDPX (each way's sent and received counts).
+udp_pps() {
+  local tx rx stx srx
+  udpperf recv 5003 30 >/tmp/utx 2>&1 &
+  upid=$!; sleep 1
+  stx=$(run_in client1 60 "/usr/bin/udpperf send 10.0.0.1 5003 18 $UDP_SECS" | tail -1 | tr -d '\r')
+  wait_pid $upid 60
+  tx=$(tail -1 /tmp/utx)
+  [ -n "$(pps_of "$tx")" ] || { UDPX="guest -> outside: $stx; receiver: $tx"; return 1; }
+  # The guest's receiver runs in the background, so that dom0 can send meanwhile.
+  run_in client1 20 "rm -f /tmp/urx; /usr/bin/udpperf recv 5004 30 >/tmp/urx 2>&1 &" >/dev/null
+  sleep 1
+  srx=$(udpperf send 10.0.0.11 5004 18 $UDP_SECS 2>&1)
+  rx=$(run_in client1 60 'i=0; while [ ! -s /tmp/urx ] && [ $i -lt 200 ]; do sleep 0.2; i=$((i + 1)); done; cat /tmp/urx' | tail -1 | tr -d '\r')
+  [ -n "$(pps_of "$rx")" ] || { UDPX="outside -> guest: $srx; receiver: $rx"; return 1; }
+  UDPR="$(pps_of "$tx") $(pps_of "$rx")"
+  UDPX="guest->outside sent ${stx#sent }, got $(echo "$tx" | awk '{print $2 " in " $3}') s; outside->guest sent ${srx#sent }, got $(echo "$rx" | awk '{print $2 " in " $3}') s"
+}
+# One leg on the backend in place: sets LEG "<tcp tx> <tcp rx> <udp tx> <udp rx>" (MiB/s, pps).
+leg() { # label
+  local t0
+  t0=$(now)
+  transfer client1 || { LEGX="TCP: $XFER"; return 1; }
+  udp_pps || { LEGX="UDP 64 B: $UDPX"; return 1; }
+  LEG="$RATES $UDPR"
+  t "scenario 7: leg $1: TCP tx/rx $RATES MiB/s; UDP 64 B tx/rx $UDPR pps; $UDPX; $(echo "$t0 $(now)" | awk '{printf "%.0f", $2 - $1}') s"
+}
+# Before a switch: client1 gone, its console log kept aside (xenconsoled appends to a
+# same-named guest's log, and CLIENT-READY must come from the new one).
+drop_client1() { # leg
+  bounded 60 /tmp/destroy.log xl destroy client1
+  [ -e "$CL/guest-client1.log" ] && mv "$CL/guest-client1.log" "$CL/guest-client1-leg$1.log"
+}
+on_netbackd() { # leg ; sets SWX on failure
+  drop_client1 "$1"
+  # netback's device goes when libxl removes the destroyed guest's backend dir: until then the
+  # module is busy. It must be gone before netbackd starts, or both would claim the next vif.
+  run_in netdrv 180 "ip link set br0 down 2>/dev/null; brctl delbr br0 2>/dev/null; i=0; while grep -q '^xen_netback ' /proc/modules && ! rmmod xen-netback 2>/dev/null && [ \$i -lt 60 ]; do sleep 0.5; i=\$((i + 1)); done; ! grep -q '^xen_netback ' /proc/modules || { echo 'xen-netback still loaded'; exit 1; }; nb_stop && nb_start" >/tmp/sw7.log ||
+    { SWX="netbackd start: $(tail -3 /tmp/sw7.log | tr '\n' ' ')"; return 1; }
+  start_client client1 || { SWX="client1 on netbackd did not come up"; return 1; }
+  wait_key "$(be client1 0)/state" 4 60 && run_in client1 60 "ping -c 3 -W 3 10.0.0.1" >/dev/null ||
+    { SWX="client1 on netbackd: backend state $(rd "$(be client1 0)/state"), no ping"; return 1; }
+}
+on_netback() { # leg ; sets SWX on failure
+  local i C B
+  drop_client1 "$1"
+  run_in netdrv 60 "nb_stop && modprobe xen-netback && modprobe bridge && brctl addbr br0 && brctl addif br0 eth0 && ip link set br0 up && echo ok" >/tmp/sw7.log ||
+    { SWX="netbackd stop, xen-netback or the bridge failed: $(tail -3 /tmp/sw7.log | tr '\n' ' ')"; return 1; }
+  # What xl devd + the vif script would do in the driver domain, done from dom0 instead: netback
+  # connects only once hotplug-status says so. libxl writes an empty hotplug-status with the
+  # backend dir: keep saying "connected" until netback has read it and gone to Connected.
   xl create /etc/xen/client1.cfg >/tmp/create7.log 2>&1 &
-  # libxl writes an empty hotplug-status with the backend dir: keep saying "connected" until
-  # netback has read it and gone to Connected.
   i=0; C=""
   while [ $i -lt 480 ]; do
     C=$(xl domid client1 2>/dev/null)
@@ -569,19 +624,62 @@ if wanted 7 && [ -n "$NB_RATES" ]; then
     fi
     sleep 0.25; i=$((i + 1))
   done
-  [ -n "$C" ] || d="$d client1 not created: $(tail -2 /tmp/create7.log)"
-  if [ -z "$d" ] && waitlog "$CL/guest-client1.log" CLIENT-READY 120 && agent_open client1 &&
-     wait_key "/local/domain/$DRV/backend/vif/$C/0/state" 4 60 &&
-     run_in netdrv 30 "brctl addif br0 vif$C.0 && ip link set vif$C.0 up" >/dev/null &&
-     run_in client1 60 "ping -c 3 -W 3 10.0.0.1" >/dev/null && transfer client1; then
-    ratio=$(echo "$NB_RATES $RATES" | awk '{printf "tx %.2f rx %.2f", $1 / $3, $2 / $4}')
-    result 7 baseline-netback PASS "xen-netback + bridge over the same NIC: $XFER; netbackd/netback ratio $ratio"
+  [ -n "$C" ] || { SWX="client1 not created: $(tail -2 /tmp/create7.log)"; return 1; }
+  waitlog "$CL/guest-client1.log" CLIENT-READY 120 && agent_open client1 &&
+    wait_key "/local/domain/$DRV/backend/vif/$C/0/state" 4 60 &&
+    run_in netdrv 30 "brctl addif br0 vif$C.0 && ip link set vif$C.0 up" >/dev/null &&
+    run_in client1 60 "ping -c 3 -W 3 10.0.0.1" >/dev/null ||
+    { SWX="no connection through netback (client1 d$C, backend state $(rd "/local/domain/$DRV/backend/vif/$C/0/state"))"; return 1; }
+}
+# "<pair 1>;<pair 2>;..." of both backends -> the medians of the four ratios and each
+# backend's figures per pair.
+summary7() {
+  echo "$1|$2" | awk -F'|' '{
+    np = split($1, A, ";") - 1; split($2, B, ";")
+    for (m = 1; m <= 4; m++) {
+      la = ""; lb = ""
+      for (p = 1; p <= np; p++) {
+        split(A[p], x, " "); split(B[p], y, " ")
+        r[p] = y[m] > 0 ? x[m] / y[m] : 0
+        la = la (p > 1 ? "/" : "") x[m]; lb = lb (p > 1 ? "/" : "") y[m]
+      }
+      for (i = 2; i <= np; i++) { v = r[i]; for (j = i - 1; j >= 1 && r[j] > v; j--) r[j + 1] = r[j]; r[j + 1] = v }
+      med[m] = np % 2 ? r[(np + 1) / 2] : (r[np / 2] + r[np / 2 + 1]) / 2
+      fa[m] = la; fb[m] = lb
+    }
+    printf "netbackd/netback median ratio: TCP tx %.2f rx %.2f, UDP 64 B pps tx %.2f rx %.2f; ", med[1], med[2], med[3], med[4]
+    printf "netbackd TCP tx %s rx %s MiB/s, pps tx %s rx %s; ", fa[1], fa[2], fa[3], fa[4]
+    printf "netback TCP tx %s rx %s MiB/s, pps tx %s rx %s", fb[1], fb[2], fb[3], fb[4]
+  }'
+}
+if wanted 7 && [ $S1 = PASS ]; then
+  d=""; t7=$(now); NBL=""; KBL=""; cur=""; n=0; p=1
+  for c in client2 client3; do bounded 60 /tmp/destroy.log xl destroy $c; done
+  vcpus=$(run_in netdrv 30 'grep -c ^processor /proc/cpuinfo' | tail -1 | tr -d '\r')
+  order=""
+  while [ $p -le "$PAIRS" ]; do
+    if [ $((p % 2)) = 1 ]; then order="$order nb kb"; else order="$order kb nb"; fi
+    p=$((p + 1))
+  done
+  for b in $order; do
+    n=$((n + 1))
+    if [ "$b" != "$cur" ]; then
+      t "scenario 7: switch to $b for leg $n"
+      if [ $b = nb ]; then on_netbackd $n; else on_netback $n; fi || { d="leg $n ($b): $SWX"; break; }
+      cur=$b
+    fi
+    leg "$n $b" || { d="leg $n ($b): $LEGX"; break; }
+    if [ $b = nb ]; then NBL="$NBL$LEG;"; else KBL="$KBL$LEG;"; fi
+  done
+  took=$(echo "$t7 $(now)" | awk '{printf "%.0f", $2 - $1}')
+  if [ -z "$d" ]; then
+    result 7 baseline-netback PASS "$PAIRS pairs (ABBA), xen-netback + bridge over the same NIC, netdrv ${vcpus:-?} vCPU(s), UDP ${UDP_SECS} s each way; $(summary7 "$NBL" "$KBL"); took $took s"
   else
-    result 7 baseline-netback FAIL "in-kernel netback path:$d ${XFER:-no connection (client1 d$C, backend state $(rd "/local/domain/$DRV/backend/vif/$C/0/state"))}"
-    run_in netdrv 30 "ip link; ls /sys/class/net/br0/brif; dmesg | tail -20"
+    result 7 baseline-netback FAIL "$d; after $took s"
+    run_in netdrv 30 "ip link; ls /sys/class/net/br0/brif; lsmod; dmesg | tail -20; nb_log 20"
     xenstore-ls -fp "/local/domain/$DRV/backend/vif" | head -30
   fi
-elif wanted 7; then result 7 baseline-netback SKIP "needs scenario 5's netbackd rates"; fi
+elif wanted 7; then result 7 baseline-netback SKIP "needs scenario 1"; fi
 
 # ================================================================== 9 HVM driver domain, DPDK's own e1000 PMD
 # Scenario B (opt-in, run.sh gives dom0 the device model only when 9 is selected): the same NIC
