@@ -53,7 +53,7 @@ check-format: deps
 check-fast: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE lab
 
-# The lab; its required scenarios (1-8) are in tests/lab/CMakeLists.txt; `make lab` is the same run.
+# The lab; its required scenarios are in tests/lab/CMakeLists.txt.
 # One netbackd/netback pair in scenario 7 (about 70 s) instead of `make lab`'s three (3.5 min):
 # the suite checks that the comparison runs; `make lab` measures it.
 check-lab: build
