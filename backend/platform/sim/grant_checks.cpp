@@ -1,8 +1,38 @@
 #include "backend/platform/sim/grant_checks.hpp"
 
+#include <cerrno>
+#include <thread>
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
 namespace netbackd::xensim {
 
 namespace {
+
+// getpid() is a system call in glibc >= 2.25; the lock takes it once per process (a forked
+// child starts over).
+std::atomic<std::uint32_t> g_pid{0};
+
+std::uint32_t own_pid() noexcept {
+    std::uint32_t pid = g_pid.load(std::memory_order_relaxed);
+    if (pid == 0) {
+        static const int registered = ::pthread_atfork(nullptr, nullptr, [] { g_pid.store(0); });
+        (void)registered;
+        pid = static_cast<std::uint32_t>(::getpid());
+        g_pid.store(pid, std::memory_order_relaxed);
+    }
+    return pid;
+}
+
+bool process_gone(std::uint32_t pid) noexcept {
+    return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
+// Spins between liveness checks of the holder: the check is a system call, and a live holder
+// keeps the lock for a few hundred nanoseconds.
+constexpr int kSpinsPerCheck = 4096;
 
 // Xen retries a moving entry a few times, then blames the guest.
 constexpr int kCmpxchgRetries = 5;
@@ -35,6 +65,24 @@ void clear_flags(GrantEntry& e, const ActiveGrant& a) noexcept {
 }
 
 } // namespace
+
+ActiveLock::ActiveLock(ActiveGrant& a) noexcept : a_(a) {
+    const std::uint32_t me = own_pid();
+    std::uint32_t free = 0;
+    while (!a_.lock.compare_exchange_weak(free, me, std::memory_order_acquire, std::memory_order_relaxed)) {
+        // Two cores, possibly more processes than cores: let a preempted holder run.
+        for (int spin = 0; free != 0; ++spin) {
+            std::this_thread::yield();
+            if (spin == kSpinsPerCheck) {
+                if (process_gone(free) && a_.lock.compare_exchange_strong(free, me, std::memory_order_acquire,
+                                                                          std::memory_order_relaxed))
+                    return;
+                spin = 0;
+            }
+            free = a_.lock.load(std::memory_order_relaxed);
+        }
+    }
+}
 
 Pin pin_grant(DomainState& st, std::uint32_t ref, std::uint16_t caller, bool readonly,
               bool mapping) noexcept {

@@ -7,7 +7,6 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
-#include <thread>
 
 #include <xen/grant_table.h>
 
@@ -49,11 +48,11 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 // Snapshot of domid and frame taken at first pin, so a guest rewriting its entry while the
 // grant is in use cannot redirect an existing pin.
 struct ActiveGrant {
-    std::atomic<std::uint32_t> lock;
-    std::uint16_t read_pins;  // guarded by lock
-    std::uint16_t write_pins; // guarded by lock
-    std::uint32_t frame;      // guarded by lock
-    std::uint16_t domid;      // guarded by lock
+    std::atomic<std::uint32_t> lock; // 0, or the holder's pid (ActiveLock)
+    std::uint16_t read_pins;         // guarded by lock
+    std::uint16_t write_pins;        // guarded by lock
+    std::uint32_t frame;             // guarded by lock
+    std::uint16_t domid;             // guarded by lock
     std::uint16_t pad;
 };
 
@@ -87,14 +86,15 @@ struct DomainState {
 inline constexpr std::size_t kStateBytes = (sizeof(DomainState) + 4095) & ~std::size_t{4095};
 
 // Spinlock on an ActiveGrant; held only for a handful of instructions.
+// The active entry's spinlock. It lives in memory shared between processes, and on Xen no
+// process can die halfway through a hypercall, but here a SIGKILLed netbackd can die holding it
+// (a restart under traffic did, and its successor spun forever). So the lock word holds the
+// holder's pid, and a waiter that has spun a while takes over the lock of a holder that no
+// longer exists. Its pin counts may then be one off, as they may be for copies the dead
+// process had in flight; the guest's grant keeps GTF_reading for those, a leak a test can see.
 class ActiveLock {
 public:
-    explicit ActiveLock(ActiveGrant& a) noexcept : a_(a) {
-        while (a_.lock.exchange(1, std::memory_order_acquire) != 0) {
-            // Two cores, possibly more processes than cores: let a preempted holder run.
-            while (a_.lock.load(std::memory_order_relaxed) != 0) std::this_thread::yield();
-        }
-    }
+    explicit ActiveLock(ActiveGrant& a) noexcept;
     ~ActiveLock() { a_.lock.store(0, std::memory_order_release); }
     ActiveLock(const ActiveLock&) = delete;
     ActiveLock& operator=(const ActiveLock&) = delete;

@@ -1,6 +1,9 @@
 // Grant tables on the simulated hypervisor: who may map/copy what, with Xen's status codes.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <memory>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -8,6 +11,7 @@
 #include "backend/platform/gntst.hpp"
 #include "backend/platform/sim/client.hpp"
 #include "backend/platform/sim/sim_grants.hpp"
+#include "tests/support/eventually.hpp"
 #include "tests/support/sim_hypervisor.hpp"
 #include "xensim/hypervisor/guest_memory.hpp"
 
@@ -23,7 +27,7 @@ constexpr DomId kBack = 7;
 constexpr DomId kOther = 9;
 
 struct World {
-    testing::HvHost host;
+    xensim::testing::HvHost host;
     std::shared_ptr<HvClient> admin = HvClient::connect_admin(host.dir());
     World() {
         admin->create_domain(kFront, "front", 4u << 20);
@@ -242,9 +246,9 @@ TEST_CASE("a process that dies with a grant mapped releases it", "[simxen][grant
     GuestMemory front(HvClient::connect(w.host.dir(), kFront));
     Gfn gfn = front.alloc_page();
     auto ref = front.grant_access(gfn, kBack, false);
-    testing::Channel mapped;
-    testing::Channel may_exit;
-    pid_t child = testing::spawn([&] {
+    xensim::testing::Channel mapped;
+    xensim::testing::Channel may_exit;
+    pid_t child = xensim::testing::spawn([&] {
         SimGrants back(HvClient::connect(w.host.dir(), kBack));
         auto mapping = back.map(kFront, ref, true);
         mapped.send(1);
@@ -256,10 +260,56 @@ TEST_CASE("a process that dies with a grant mapped releases it", "[simxen][grant
     CHECK(front.in_use(ref));
     CHECK_FALSE(front.end_access(ref));
     may_exit.send(1);
-    REQUIRE(testing::join(child) == 0);
+    REQUIRE(xensim::testing::join(child) == 0);
     // One round-trip after the hang-up: the hypervisor has processed it by then.
     w.admin->list_domains();
     w.admin->list_domains();
     CHECK_FALSE(front.in_use(ref));
+    CHECK(front.end_access(ref));
+}
+
+// A restart under traffic found this: netbackd SIGKILLed while it held a grant's active-entry
+// lock (shared memory) left it held, and the next netbackd's worker spun on it forever.
+TEST_CASE("a grant's active-entry lock held by a dead process is taken over, a live holder's is not",
+          "[simxen][grants]") {
+    World w;
+    GuestMemory front(HvClient::connect(w.host.dir(), kFront));
+    auto back = std::make_shared<SimGrants>(HvClient::connect(w.host.dir(), kBack));
+    Gfn gfn = front.alloc_page();
+    auto ref = front.grant_access(gfn, kBack, false);
+    auto view = w.admin->domain(kFront);
+    REQUIRE(view);
+    std::atomic<std::uint32_t>& lock = view->state->active[ref].lock;
+
+    // A copy in a thread of its own: without the take-over it never returns (the thread is
+    // left behind, the check fails).
+    auto copy_in_thread = [&] {
+        auto status = std::make_shared<std::atomic<int>>(1);
+        std::thread([back, status, ref] {
+            std::vector<char> buf(64);
+            CopySegment s = from_grant(kFront, ref, 0, buf.data(), 64);
+            back->copy({&s, 1});
+            status->store(s.status);
+        }).detach();
+        return status;
+    };
+
+    // A live holder (this process) keeps its lock: the copy waits until it lets go.
+    lock.store(static_cast<std::uint32_t>(::getpid()));
+    auto waiting = copy_in_thread();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(waiting->load() == 1);
+    lock.store(0);
+    CHECK(netbackd::testing::eventually([&] { return waiting->load() != 1; }));
+    CHECK(waiting->load() == GNTST_okay);
+
+    // A holder that no longer exists: its lock is taken over.
+    const pid_t gone = xensim::testing::spawn([] { return 0; });
+    REQUIRE(xensim::testing::join(gone) == 0);
+    lock.store(static_cast<std::uint32_t>(gone));
+    auto status = copy_in_thread();
+    CHECK(netbackd::testing::eventually([&] { return status->load() != 1; }));
+    CHECK(status->load() == GNTST_okay);
+    CHECK(lock.load() == 0);
     CHECK(front.end_access(ref));
 }
