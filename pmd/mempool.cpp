@@ -145,10 +145,6 @@ std::uint16_t data_room_for_mtu(std::uint32_t mtu) {
 }
 
 namespace {
-// rte_pktmbuf_pool_create, plus RTE_MEMPOOL_F_NO_IOVA_CONTIG where buffers may straddle pages
-// (see pool_page_size): on 4 KiB pages (--no-huge) that packs 1.7 frame buffers per page instead
-// of one, and writing the pool's pages (a page fault and, in a VM, a shadow page-table fill each)
-// is what creating it costs: 0.9 -> 0.5 s for 65,535 buffers here. Null with rte_errno set.
 // rte_pktmbuf_init, giving each buffer its IO address first where the pool's memory has none:
 // DPDK takes a chunk's address from its memzone, which --no-huge leaves without one, and only
 // looks pages up one by one (which gives the virtual address as IOVA) for page-bound pools.
@@ -159,6 +155,10 @@ void init_mbuf(rte_mempool* mp, void* arg, void* obj, unsigned index) {
     rte_pktmbuf_init(mp, arg, obj, index);
 }
 
+// rte_pktmbuf_pool_create, plus RTE_MEMPOOL_F_NO_IOVA_CONTIG where buffers may straddle pages
+// (see pool_page_size): on 4 KiB pages (--no-huge) that packs 1.7 frame buffers per page instead
+// of one, and writing the pool's pages (a page fault and, in a VM, a shadow page-table fill each)
+// is what creating it costs: 0.9 -> 0.5 s for 65,535 buffers here. Null with rte_errno set.
 rte_mempool* create_pktmbuf_pool(const std::string& name, std::uint32_t n, std::uint32_t cache,
                                  std::uint16_t data_room, int socket) {
     rte_pktmbuf_pool_private priv{};

@@ -85,9 +85,9 @@ struct DomainState {
 
 inline constexpr std::size_t kStateBytes = (sizeof(DomainState) + 4095) & ~std::size_t{4095};
 
-// Spinlock on an ActiveGrant; held only for a handful of instructions.
-// The active entry's spinlock. It lives in memory shared between processes, and on Xen no
-// process can die halfway through a hypercall, but here a SIGKILLed netbackd can die holding it
+// The active entry's spinlock, held only for a handful of instructions. It lives in memory
+// shared between processes, and on Xen no process can die halfway through a hypercall, but
+// here a SIGKILLed netbackd can die holding it
 // (a restart under traffic did, and its successor spun forever). So the lock word holds the
 // holder's pid, and a waiter that has spun a while takes over the lock of a holder that no
 // longer exists. Its pin counts may then be one off, as they may be for copies the dead
