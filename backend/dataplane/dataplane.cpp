@@ -17,8 +17,6 @@ namespace {
 
 WorkerContext context_of(const DataPlaneConfig& c, platform::Grants& grants, platform::Events& events,
                          std::uint16_t index, WorkerMesh* mesh) {
-    if (c.pool == nullptr || c.indirect_pool == nullptr)
-        throw std::invalid_argument("dataplane: pool and indirect_pool are required");
     std::vector<Uplink*> ups;
     for (const auto& u : c.uplinks) {
         // Two workers on one TX queue would race inside the PMD.
@@ -27,7 +25,7 @@ WorkerContext context_of(const DataPlaneConfig& c, platform::Grants& grants, pla
                                                     u.name, u.uplink->tx_queues(), c.workers));
         ups.push_back(u.uplink);
     }
-    return WorkerContext{grants, events, *c.pool, *c.indirect_pool, std::move(ups), index, mesh};
+    return WorkerContext{grants, events, *c.pools, std::move(ups), index, mesh};
 }
 
 void pin_to(unsigned cpu) {
@@ -47,6 +45,12 @@ DataPlane::DataPlane(const DataPlaneConfig& config, const platform::GrantsFactor
     if (config_.workers > 64) throw std::invalid_argument("dataplane: at most 64 workers");
     if (config_.worker.max_vifs + config_.uplinks.size() + 1 >= kNoPort)
         throw std::invalid_argument("dataplane: max_vifs too large for 16-bit switch ports");
+    if (config_.pools == nullptr) {
+        if (config_.pool == nullptr || config_.indirect_pool == nullptr)
+            throw std::invalid_argument("dataplane: pool and indirect_pool are required");
+        own_pools_ = std::make_unique<FramePools>(*config_.pool, *config_.indirect_pool);
+        config_.pools = own_pools_.get();
+    }
     if (config_.workers > 1) mesh_ = std::make_unique<WorkerMesh>(config_.workers);
     for (unsigned i = 0; i < config_.workers; ++i) {
         WorkerConfig wc = config_.worker;
@@ -227,6 +231,8 @@ void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
         throw std::invalid_argument("dataplane: " + vif->id.name() + " attached twice");
     const std::optional<std::uint16_t> uplink = uplink_of(vif->policy);
     const control::VifId id = vif->id;
+    // Before the workers hear of the vif: they take up new pools as they attach it.
+    if (config_.grow_pools) config_.grow_pools(vifs_.size() + 1);
     auto runtime = std::make_unique<VifRuntime>(std::move(vif), uplink, rte_get_tsc_hz());
     VifRuntime* raw = runtime.get();
     // Least loaded by vif count: traffic per vif is unknown at attach time.

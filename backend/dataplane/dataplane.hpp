@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,6 +21,7 @@
 #include "backend/control/data_plane_sink.hpp"
 #include "backend/dataplane/capture.hpp"
 #include "backend/dataplane/counters.hpp"
+#include "backend/dataplane/frame_pools.hpp"
 #include "backend/dataplane/uplink.hpp"
 #include "backend/dataplane/vif_runtime.hpp"
 #include "backend/dataplane/worker.hpp"
@@ -43,9 +45,13 @@ struct DataPlaneConfig {
     // The first is the default for vifs whose policy names none. Empty: guest-to-guest only.
     std::vector<UplinkBinding> uplinks;
     // Both must outlive the data plane. pool: buffers for guest frames; indirect_pool: software
-    // GSO payload references (data room 0 is enough).
+    // GSO payload references (data room 0 is enough). Ignored when `pools` is set.
     const pmd::Mempool* pool = nullptr;
     const pmd::Mempool* indirect_pool = nullptr;
+    // Pools that grow with the vifs (must outlive the data plane): before each attach,
+    // grow_pools(vifs attached with it) may add pools for them (frame_pools.hpp).
+    FramePools* pools = nullptr;
+    std::function<void(std::size_t vifs)> grow_pools;
     // How long the control thread waits on a worker (an answer to a detach, room in its
     // mailbox) before it logs an error and goes on without it; see DataPlane::detach().
     std::chrono::milliseconds control_wait{5000};
@@ -177,6 +183,8 @@ private:
     void reap_quarantine();
 
     DataPlaneConfig config_;
+    // config_.pool and indirect_pool as the one pool, when config_.pools is not given.
+    std::unique_ptr<FramePools> own_pools_;
     std::unique_ptr<WorkerMesh> mesh_;
     std::vector<std::unique_ptr<platform::Grants>> worker_grants_; // [i]: worker i's alone
     std::vector<std::unique_ptr<Worker>> workers_;

@@ -75,8 +75,11 @@ void Worker::backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept {
     // What the frame keeps out of the shared pool until the guest takes it.
     const std::uint32_t bytes = m->pkt_len;
     const std::uint32_t mbufs = m->nb_segs;
+    // The uplink ports receive into the first pool: stalled guests must not drain it.
+    const std::uint32_t base = m->pool == base_pool_ ? mbufs : 0;
     if (q.backlog.bytes() + bytes > cfg_.rx_queue_bytes || q.backlog.mbufs() + mbufs > cfg_.rx_queue_mbufs ||
-        vif.backlog_bytes + bytes > cfg_.rx_vif_bytes || vif.backlog_mbufs + mbufs > vif_backlog_mbufs_) {
+        vif.backlog_bytes + bytes > cfg_.rx_vif_bytes || vif.backlog_mbufs + mbufs > vif_backlog_mbufs_ ||
+        base_backlog_mbufs_ + base > base_backlog_cap_) {
         drop(m, vif.counters_, Drop::rx_over_backlog);
         return;
     }
@@ -84,6 +87,7 @@ void Worker::backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept {
     q.backlog.push(m, bytes, mbufs);
     vif.backlog_bytes += bytes;
     vif.backlog_mbufs += mbufs;
+    base_backlog_mbufs_ += base;
 }
 
 rte_mbuf* Worker::backlog_pop(VifRuntime& vif, QueueRuntime& q) noexcept {
@@ -91,6 +95,7 @@ rte_mbuf* Worker::backlog_pop(VifRuntime& vif, QueueRuntime& q) noexcept {
     const auto [bytes, mbufs] = q.backlog.pop();
     vif.backlog_bytes -= bytes;
     vif.backlog_mbufs -= mbufs;
+    if (m->pool == base_pool_) base_backlog_mbufs_ -= mbufs;
     return m;
 }
 

@@ -98,8 +98,7 @@ void Worker::tx_mcast(VifRuntime& vif, QueueRuntime& q, const ring::TxPacket& p)
 // Every buffer of the burst in one allocation; without them every packet is answered with an
 // error.
 bool Worker::tx_alloc(VifRuntime& vif, QueueRuntime& q, const TxBurst& b) noexcept {
-    if (rte_pktmbuf_alloc_bulk(pool_.get(), tx_mbufs_.data(), static_cast<unsigned>(b.bufs)) == 0)
-        return true;
+    if (alloc_frames(std::span(tx_mbufs_).first(b.bufs))) return true;
     for (std::size_t i = 0; i < b.packets; ++i) q.tx.respond(txpkts_[i], NETIF_RSP_ERROR);
     vif.counters_.drop(Drop::tx_no_mbuf).add(b.packets);
     return false;
@@ -242,7 +241,7 @@ void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint
     const bool hw_tso = gso && hw.tx_tcp_tso && hw.tx_l4_cksum();
     if ((vlan != 0 || hw_tso) && !exclusively_owned(m)) {
         // Both rewrite headers, which other destinations of a flooded frame must not see.
-        rte_mbuf* copy = rte_pktmbuf_copy(m, pool_.get(), 0, UINT32_MAX);
+        rte_mbuf* copy = copy_frame(m);
         if (copy == nullptr) {
             drop(m, counters_.uplink_tx_dropped);
             return;

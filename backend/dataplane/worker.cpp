@@ -30,10 +30,11 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
     : cfg_(config),
       grants_(ctx.grants),
       events_(ctx.events),
-      pool_(ctx.pool),
+      pools_(ctx.pools),
+      base_pool_(ctx.pools.base().get()),
       uplinks_(std::move(ctx.uplinks)),
-      gso_(ctx.pool, ctx.indirect_pool),
-      room_(data_room_of(ctx.pool)),
+      gso_(*ctx.pools[0].frames, *ctx.pools[0].indirect),
+      room_(data_room_of(ctx.pools.base())),
       tsc_hz_(rte_get_tsc_hz()),
       sw_(config.max_vifs + uplinks_.size() + 1, config.mac_table),
       ports_(config.max_vifs + uplinks_.size() + 1, PortEntry{nullptr, -1, ctx.index}),
@@ -87,14 +88,40 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
     }
     setup_rx_interrupts();
     stall_ticks_ = static_cast<std::uint64_t>(cfg_.rx_stall_timeout.count()) * tsc_hz_ / 1000;
-    update_backlog_cap();
+    adopt_pools();
     now_ = rte_get_tsc_cycles();
     last_age_ = now_;
 }
 
 void Worker::update_backlog_cap() noexcept {
-    vif_backlog_mbufs_ = vif_backlog_mbufs(pool_.capacity(), mesh_ != nullptr ? mesh_->size() : 1,
-                                           vifs_.size(), cfg_.rx_vif_mbufs);
+    const std::size_t workers = mesh_ != nullptr ? mesh_->size() : 1;
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < pools_seen_; ++i) total += alloc_order_[i]->size;
+    vif_backlog_mbufs_ =
+        vif_backlog_mbufs(static_cast<std::uint32_t>(std::min<std::uint64_t>(total, UINT32_MAX)), workers,
+                          vifs_.size(), cfg_.rx_vif_mbufs);
+    base_backlog_cap_ = std::uint64_t{base_pool_->size} / 2 / workers;
+}
+
+void Worker::adopt_pools() noexcept {
+    const std::size_t n = pools_.count();
+    if (n == pools_seen_) return;
+    for (std::size_t i = 0; i < n; ++i) alloc_order_[i] = pools_[n - 1 - i].frames->get();
+    pools_seen_ = n;
+    update_backlog_cap();
+}
+
+bool Worker::alloc_frames(std::span<rte_mbuf*> out) noexcept {
+    for (std::size_t i = 0; i < pools_seen_; ++i)
+        if (rte_pktmbuf_alloc_bulk(alloc_order_[i], out.data(), static_cast<unsigned>(out.size())) == 0)
+            return true;
+    return false;
+}
+
+rte_mbuf* Worker::copy_frame(const rte_mbuf* m) noexcept {
+    for (std::size_t i = 0; i < pools_seen_; ++i)
+        if (rte_mbuf* copy = rte_pktmbuf_copy(m, alloc_order_[i], 0, UINT32_MAX)) return copy;
+    return nullptr;
 }
 
 void Worker::setup_rx_interrupts() noexcept {
@@ -207,6 +234,7 @@ SwitchPort switch_port_of(const VifRuntime& vif) noexcept {
 
 void Worker::attach(VifRuntime& vif) noexcept {
     vifs_.push_back(&vif);
+    adopt_pools();
     update_backlog_cap();
     vif.set_rate(vif.handle().policy.rate, now_);
     if (!vif.uplink || (!uplinks_.empty() && *vif.uplink >= uplinks_.size())) {
@@ -225,6 +253,7 @@ void Worker::attach(VifRuntime& vif) noexcept {
 }
 
 void Worker::attach_remote(VifRuntime& vif, std::uint16_t owner) noexcept {
+    adopt_pools();
     // The owner refuses (and reports) a vif it cannot run; here it is simply left out.
     if (!vif.uplink || (!uplinks_.empty() && *vif.uplink >= uplinks_.size()) || owner == index_) return;
     const SwitchPortId id = sw_.add_port(switch_port_of(vif));

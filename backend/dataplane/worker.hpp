@@ -15,6 +15,7 @@
 // (platform, uplink) happen once per burst.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -24,6 +25,7 @@
 
 #include "backend/control/data_plane_sink.hpp"
 #include "backend/dataplane/copy_batch.hpp"
+#include "backend/dataplane/frame_pools.hpp"
 #include "backend/dataplane/l2_switch.hpp"
 #include "backend/dataplane/mesh.hpp"
 #include "backend/dataplane/rx_merge.hpp"
@@ -87,9 +89,8 @@ struct WorkerConfig {
 struct WorkerContext {
     platform::Grants& grants;
     platform::Events& events;
-    const pmd::Mempool& pool;          // guest TX frames are copied into these buffers
-    const pmd::Mempool& indirect_pool; // software GSO payload references
-    std::vector<Uplink*> uplinks;      // index = uplink number used by VifRuntime::uplink
+    const FramePools& pools;      // guest TX frames are copied into these buffers
+    std::vector<Uplink*> uplinks; // index = uplink number used by VifRuntime::uplink
     // Several workers: this one's index and what they share (nullptr: the only worker).
     std::uint16_t index = 0;
     WorkerMesh* mesh = nullptr;
@@ -240,8 +241,13 @@ private:
     std::size_t backlog_purge(VifRuntime& vif, QueueRuntime& q, std::optional<Drop> why) noexcept;
     std::size_t rx_stall(VifRuntime& vif, QueueRuntime& q) noexcept;
     void rx_ready(VifRuntime& vif, QueueRuntime& q) noexcept;
-    // Recomputes vif_backlog_mbufs_ for the vifs this worker runs now.
+    // Recomputes vif_backlog_mbufs_ and base_backlog_cap_ for the vifs and pools of now.
     void update_backlog_cap() noexcept;
+    // Takes up pools the control thread added since (before it posts the attach they are for).
+    void adopt_pools() noexcept;
+    // From the newest pool, else from older ones: all of `out` or nothing.
+    bool alloc_frames(std::span<rte_mbuf*> out) noexcept;
+    rte_mbuf* copy_frame(const rte_mbuf* m) noexcept;
     std::size_t rx_queue(VifRuntime& vif, QueueRuntime& q) noexcept;
     RxBurst rx_collect(VifRuntime& vif, QueueRuntime& q) noexcept;
     void rx_copy_add(VifRuntime& vif, const QueueRuntime& q, RxFrame& f, rte_mbuf* m,
@@ -259,7 +265,14 @@ private:
     WorkerConfig cfg_;
     platform::Grants& grants_;
     platform::Events& events_;
-    const pmd::Mempool& pool_;
+    const FramePools& pools_;
+    // The pools as this worker last read them (adopt_pools), newest first, and the first one's:
+    // uplink frames come from it, so the backlogs may hold at most half of it.
+    std::array<rte_mempool*, FramePools::kMaxPools> alloc_order_{};
+    std::size_t pools_seen_ = 0;
+    rte_mempool* base_pool_ = nullptr;
+    std::uint64_t base_backlog_mbufs_ = 0; // in this worker's backlogs
+    std::uint64_t base_backlog_cap_ = 0;   // see update_backlog_cap
     std::vector<Uplink*> uplinks_;
     // What each uplink offers, read once: per-packet decisions make no virtual call.
     struct UplinkTraits {
@@ -270,7 +283,7 @@ private:
     };
     std::vector<UplinkTraits> uplink_traits_;
     pmd::SoftwareGso gso_;
-    std::uint32_t room_;                  // data bytes per buffer of pool_
+    std::uint32_t room_;                  // data bytes per buffer of every frame pool
     std::uint32_t vif_backlog_mbufs_ = 0; // see update_backlog_cap
     std::uint64_t stall_ticks_ = 0;       // rx_stall_timeout in TSC ticks; 0: never
     std::uint64_t tsc_hz_;

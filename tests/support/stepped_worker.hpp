@@ -15,14 +15,13 @@ namespace netbackd::dataplane::test {
 
 struct Rig {
     explicit Rig(std::vector<platform::DomId> guests, pmd::Offloads hw = pmd::Offloads::none(),
-                 WorkerConfig cfg = {}, std::uint16_t uplink_mtu = 1500)
+                 WorkerConfig cfg = {}, std::uint16_t uplink_mtu = 1500, std::uint32_t pool_mbufs = 16383)
         : world(std::move(guests)),
-          pool(pmd::test::small_pool(16383)),
+          pool(pmd::test::small_pool(pool_mbufs)),
           indirect(pmd::test::small_pool(8191, 0)),
+          pools(pool, indirect),
           up(pool, hw, uplink_mtu),
-          worker(std::make_unique<Worker>(cfg,
-                                          WorkerContext{world.grants, world.events, pool, indirect, {&up}})) {
-    }
+          worker(std::make_unique<Worker>(cfg, WorkerContext{world.grants, world.events, pools, {&up}})) {}
 
     ~Rig() { worker.reset(); } // before the vifs it points to
 
@@ -45,6 +44,7 @@ struct Rig {
     World world;
     pmd::Mempool pool;
     pmd::Mempool indirect;
+    FramePools pools;
     RingUplink up;
     std::vector<std::unique_ptr<VifRuntime>> vifs;
     std::unique_ptr<Worker> worker;

@@ -679,7 +679,8 @@ TEST_CASE("a poll round that moves nothing counts as an empty poll", "[dataplane
     FullUplink up(64);
     Netfront a(world, kA);
     VifRuntime va(a.handle(kMacA, Netfront::default_features(), std::nullopt), 0, rte_get_tsc_hz());
-    Worker worker({}, WorkerContext{world.grants, world.events, pool, indirect, {&up}});
+    FramePools pools(pool, indirect);
+    Worker worker({}, WorkerContext{world.grants, world.events, pools, {&up}});
     REQUIRE(worker.post(WorkerMsg{WorkerMsgKind::attach, &va, std::nullopt}));
     worker.poll_once();
     REQUIRE(va.state() == VifState::running);
@@ -705,7 +706,8 @@ TEST_CASE("frames the uplink does not take are dropped and counted against their
     Netfront b(world, kB);
     VifRuntime va(a.handle(kMacA, Netfront::default_features(), std::nullopt), 0, rte_get_tsc_hz());
     VifRuntime vb(b.handle(kMacB, Netfront::default_features(), std::nullopt), 0, rte_get_tsc_hz());
-    Worker worker({}, WorkerContext{world.grants, world.events, pool, indirect, {&up}});
+    FramePools pools(pool, indirect);
+    Worker worker({}, WorkerContext{world.grants, world.events, pools, {&up}});
     REQUIRE(worker.post(WorkerMsg{WorkerMsgKind::attach, &va, std::nullopt}));
     REQUIRE(worker.post(WorkerMsg{WorkerMsgKind::attach, &vb, std::nullopt}));
     worker.poll_once();

@@ -159,7 +159,8 @@ TEST_CASE("a guest broadcast goes out of a real net_ring port and comes back in"
     pmd::Port port(dev.name(), {}, pool);
     PortUplink up(port);
     std::vector<std::unique_ptr<VifRuntime>> vifs;
-    Worker w({}, WorkerContext{world.grants, world.events, pool, indirect, {&up}});
+    FramePools pools(pool, indirect);
+    Worker w({}, WorkerContext{world.grants, world.events, pools, {&up}});
     Netfront a(world, kA);
     Netfront b(world, kB);
     for (auto [nf, m] : {std::pair{&a, kMacA}, std::pair{&b, kMacB}}) {

@@ -127,7 +127,8 @@ TEST_CASE("an event storm does not keep a worker draining before it sleeps", "[d
     RingUplink up(pool);
     constexpr std::uint64_t kStorm = 1'000'000;
     StormEvents storm(world.events, kStorm);
-    Worker w(WorkerConfig{}, WorkerContext{world.grants, storm, pool, indirect, {&up}});
+    FramePools pools(pool, indirect);
+    Worker w(WorkerConfig{}, WorkerContext{world.grants, storm, pools, {&up}});
     w.poll_once();
     const bool sleep = w.prepare_sleep();
     INFO("pending() called " << storm.pending_calls << " times in one prepare_sleep");

@@ -312,3 +312,56 @@ TEST_CASE("two workers: vifs detach and attach while traffic flows, nothing leak
     // vif's queue.
     CHECK(rte_mempool_avail_count(rig.pool.get()) == pool_size);
 }
+
+// Issue 19: the control thread adds a pool as a vif attaches (as netbackd run's growing pools
+// do); both workers take it up with the attach and allocate from it, the older one as fallback.
+TEST_CASE("two workers: a pool added at an attach is taken up by both workers",
+          "[dataplane][workers][pools]") {
+    World world({kA, kB}, 64u << 20);
+    pmd::Mempool pool = pmd::test::small_pool(4095);
+    pmd::Mempool indirect = pmd::test::small_pool(1023, 0);
+    pmd::Mempool more = pmd::test::small_pool(4095);
+    pmd::Mempool more_indirect = pmd::test::small_pool(1023, 0);
+    RingUplink up(pool);
+    FramePools pools(pool, indirect);
+    std::vector<std::size_t> asked;
+    DataPlaneConfig c;
+    c.workers = 2;
+    c.pools = &pools;
+    c.grow_pools = [&](std::size_t vifs) {
+        asked.push_back(vifs);
+        if (vifs == 2) REQUIRE(pools.add(more, more_indirect));
+    };
+    c.uplinks.push_back(UplinkBinding{"up0", &up});
+    c.worker.idle_before_sleep = 100us;
+    auto dp = std::make_unique<DataPlane>(c, world.worker_grants(), world.events);
+    Netfront a(world, kA);
+    Netfront b(world, kB);
+    dp->attach(a.handle(kMacA));
+    dp->attach(b.handle(kMacB));
+    CHECK(asked == std::vector<std::size_t>{1, 2});
+    REQUIRE(dp->worker_of({kA, 0}) != dp->worker_of({kB, 0}));
+    a.post_rx_buffers(64);
+    b.post_rx_buffers(64);
+
+    for (std::uint8_t i = 0; i < 10; ++i) {
+        a.send(with_checksums(frame(kOutside, kMacA, 300, 4, i)));
+        b.send(with_checksums(frame(kOutside, kMacB, 300, 4, i)));
+    }
+    a.push_tx();
+    b.push_tx();
+    std::vector<pmd::MbufPtr> wire;
+    eventually([&] {
+        for (auto& m : up.sent_mbufs()) wire.push_back(std::move(m));
+        return wire.size() >= 20;
+    });
+    REQUIRE(wire.size() == 20);
+    for (const auto& m : wire) CHECK(m->pool == more.get());
+    const Bytes ab = with_checksums(frame(kMacB, kMacA, 400, 4, 1));
+    a.send(ab);
+    a.push_tx();
+    CHECK(receive_n(b, 1) == std::vector<Bytes>{ab});
+    wire.clear();
+    for (auto id : {kA, kB}) CHECK(dp->detach({id, 0}) != nullptr);
+    dp.reset();
+}
