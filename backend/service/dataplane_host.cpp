@@ -79,45 +79,35 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
     // Room for every vif's MAC at 3/4 load plus as many learned from the wire.
     dc.worker.mac_table = std::max<std::size_t>(dc.worker.mac_table, std::size_t{4} * config.max_vifs);
 
-    pmd::MempoolSizing sizing;
-    // Not max_vifs: a pool for 1,024 full rings would take gigabytes, most never in flight.
-    // Vifs beyond 64 busy ones share these buffers (a dry pool drops, counted as tx_no_mbuf).
-    sizing.vifs = std::min(64u, config.max_vifs);
-    // Queues of one vif share its traffic, so pool for one queue's worth per vif: the full
-    // formula for 64 vifs x 4 queues asks for 570 MB, most of it never in flight.
-    sizing.queues_per_vif = 1;
-    sizing.nic_queues = static_cast<std::uint32_t>(std::max<std::size_t>(1, config.ports.size()));
-    // Sized once from the memory EAL has: a small -m costs buffers, never a failed try and a
-    // retry (each took seconds in the lab's EAL memory, all of it outage on a restart).
-    const std::uint32_t wanted = pmd::mbufs_needed(sizing);
+    // Pools for the vifs attached, grown as more attach (growing_frame_pools.hpp), up to 64:
+    // a pool for 1,024 full rings would take gigabytes, most never in flight, so vifs beyond
+    // 64 busy ones share these buffers (a dry pool drops, counted as tx_no_mbuf). Queues of
+    // one vif share its traffic, so one queue's worth per vif.
+    FramePoolPlan plan;
+    plan.per_vif.queues_per_vif = 1;
+    plan.nic_queues = static_cast<std::uint32_t>(std::max<std::size_t>(1, config.ports.size()));
+    plan.vif_cap = std::min(64u, config.max_vifs);
+    // Sized from the memory EAL has: a small -m costs buffers, never a failed try and a retry
+    // (each took seconds in the lab's EAL memory, all of it outage on a restart).
     const std::uint64_t free = pmd::eal_free_memory(eal_config.hugepages && eal_config.memory_mb == 0);
-    const std::uint64_t page = pmd::pool_page_size();
+    plan.eal_grows_on_demand = eal_config.hugepages && eal_config.memory_mb == 0;
+    plan.page_size = pmd::pool_page_size();
     std::uint64_t jumbo_bytes = 0;
     for (const auto& p : config.ports) {
         if (p.mtu && pmd::data_room_for_mtu(*p.mtu) > pmd::kDefaultDataRoom)
             jumbo_bytes += std::uint64_t{pmd::mbufs_needed(jumbo_rx_sizing(dc))} *
-                           pmd::mbuf_footprint(pmd::data_room_for_mtu(*p.mtu), page);
+                           pmd::mbuf_footprint(pmd::data_room_for_mtu(*p.mtu), plan.page_size);
     }
     // A quarter of what is left stays for ports' rings, workers' queues and EAL itself.
-    const std::uint64_t budget = free > jumbo_bytes ? (free - jumbo_bytes) / 4 * 3 : 0;
-    const std::uint64_t per_mbuf =
-        pmd::mbuf_footprint(pmd::kDefaultDataRoom, page) + pmd::mbuf_footprint(0, page);
-    const std::uint32_t mbufs = pmd::frame_pool_size(wanted, budget, per_mbuf);
-    spdlog::info("frame pool: {} buffers ({} MiB with their GSO references), sized from {} MiB of free EAL "
-                 "memory{}",
-                 mbufs, std::uint64_t{mbufs} * per_mbuf >> 20, free >> 20,
-                 mbufs < wanted ? fmt::format("; {} wanted (raise the EAL -m for more)", wanted) : "");
-    pool_ = std::make_unique<pmd::Mempool>(pmd::MempoolConfig{.name = "nb-frames", .mbufs = mbufs});
-    // Software GSO only references payload in the frame pool: no data room needed.
-    indirect_pool_ = std::make_unique<pmd::Mempool>(
-        pmd::MempoolConfig{.name = "nb-indirect", .mbufs = mbufs, .data_room = 0});
+    const std::uint64_t quarter = free > jumbo_bytes ? (free - jumbo_bytes) / 4 : 0;
+    plan.keep_free_bytes = jumbo_bytes + quarter;
+    pools_ = std::make_unique<GrowingFramePools>(plan);
     clock.mark("frame pools");
-    dc.pool = pool_.get();
-    dc.indirect_pool = indirect_pool_.get();
-    spdlog::info("guest RX backlog: at most {} KiB per vif queue, {} KiB per vif, and half of the {} "
+    dc.pools = &pools_->pools();
+    dc.grow_pools = [pools = pools_.get()](std::size_t vifs) { pools->reserve_for(vifs); };
+    spdlog::info("guest RX backlog: at most {} KiB per vif queue, {} KiB per vif, and half of the frame "
                  "buffers shared by the vifs; stalled after {} ms without buffers",
-                 config.rx_queue_bytes / 1024, config.rx_vif_bytes / 1024, pool_->capacity(),
-                 config.rx_stall_timeout_ms);
+                 config.rx_queue_bytes / 1024, config.rx_vif_bytes / 1024, config.rx_stall_timeout_ms);
 
     for (const auto& p : config.ports) {
         UplinkPort up;
@@ -129,12 +119,13 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
         pc.tx_queues = static_cast<std::uint16_t>(dc.workers);
         pc.rx_queues = static_cast<std::uint16_t>(dc.workers);
         pc.mtu = p.mtu;
-        if (p.mtu && pmd::data_room_for_mtu(*p.mtu) > pool_->data_room()) {
+        if (p.mtu && pmd::data_room_for_mtu(*p.mtu) > pools_->base().data_room()) {
             up.rx_pool = std::make_unique<pmd::Mempool>(jumbo_rx_pool(uplinks_.size(), *p.mtu, dc));
             spdlog::info("uplink {}: MTU {}: {} RX buffers of {} bytes", p.name, *p.mtu,
                          up.rx_pool->capacity(), up.rx_pool->data_room());
         }
-        const pmd::Mempool& rx_pool = up.rx_pool ? *up.rx_pool : *pool_;
+        // The first pool: the one whose buffers the RX backlogs may hold only half of.
+        const pmd::Mempool& rx_pool = up.rx_pool ? *up.rx_pool : pools_->base();
         try {
             up.port = std::make_unique<pmd::Port>(ethdev, pc, rx_pool);
         } catch (const pmd::MtuError& e) {
@@ -166,13 +157,16 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
         uplinks_.push_back(std::move(up));
     }
     if (!uplinks_.empty()) clock.mark("uplink ports");
+    pools_->keep_free(quarter); // the jumbo pools are made
     for (auto& up : uplinks_) dc.uplinks.push_back({up.name, up.uplink.get()});
     if (uplinks_.empty()) spdlog::warn("no [[dpdk.ports]] configured: vifs switch only among themselves");
 
     dataplane_ = dataplane::make_dataplane(dc, platform);
     clock.mark("workers");
-    spdlog::info("data plane: {} MiB EAL memory, {} frame buffers, {} worker(s), {} polling",
-                 eal_config.memory_mb, mbufs, dc.workers, dc.worker.busy_poll ? "busy" : "adaptive");
+    spdlog::info(
+        "data plane: {} MiB EAL memory, {} frame buffers for {} vif(s) so far, {} worker(s), {} polling",
+        eal_config.memory_mb, pools_->capacity(), pools_->vifs_provided(), dc.workers,
+        dc.worker.busy_poll ? "busy" : "adaptive");
 }
 
 DataPlaneHost::~DataPlaneHost() = default;

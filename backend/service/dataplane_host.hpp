@@ -12,6 +12,7 @@
 #include "backend/control/control_plane.hpp"
 #include "backend/dataplane/dataplane.hpp"
 #include "backend/platform/platform.hpp"
+#include "backend/service/growing_frame_pools.hpp"
 #include "backend/service/start_clock.hpp"
 #include "pmd/eal.hpp"
 #include "pmd/mempool.hpp"
@@ -53,8 +54,7 @@ private:
 
     // Declaration order is destruction order in reverse: the data plane goes first, EAL last.
     std::unique_ptr<pmd::Eal> eal_;
-    std::unique_ptr<pmd::Mempool> pool_;
-    std::unique_ptr<pmd::Mempool> indirect_pool_;
+    std::unique_ptr<GrowingFramePools> pools_;
     std::vector<UplinkPort> uplinks_;
     std::unique_ptr<dataplane::DataPlane> dataplane_;
     std::chrono::steady_clock::time_point next_link_check_{};

@@ -49,4 +49,13 @@ Held netbackd_stats(const std::string& prefix, const std::string& log) {
     return h;
 }
 
+bool same_mbufs_held(const Held& before, const Held& now) {
+    if (now.mbufs_in_use.size() < before.mbufs_in_use.size()) return false;
+    for (const auto& [pool, n] : now.mbufs_in_use) {
+        const auto it = before.mbufs_in_use.find(pool);
+        if (n != (it == before.mbufs_in_use.end() ? 0 : it->second)) return false;
+    }
+    return true;
+}
+
 } // namespace netbackd::testing

@@ -31,6 +31,9 @@ struct Held {
 Held netbackd_stats(pid_t pid, const std::string& log);
 // The same for the instance with EAL --file-prefix `prefix`.
 Held netbackd_stats(const std::string& prefix, const std::string& log);
+// Whether `now` holds the buffers `before` did: each pool of both the same in use, and each pool
+// made since (the frame pools grow as vifs attach) none.
+bool same_mbufs_held(const Held& before, const Held& now);
 // Sum of every drop_* counter of one vif ("vif<domid>_<devid>") in a stats reply; 0 if absent.
 std::uint64_t vif_drops(const Held& h, platform::DomId domid, std::uint32_t devid = 0);
 

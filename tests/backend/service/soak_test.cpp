@@ -362,7 +362,7 @@ void check_no_leak(const Quiet& qbase, const Quiet& qnow, std::size_t new_domain
     CHECK(now.vifs == base.vifs);
     CHECK(now.mapped_pages == base.mapped_pages);
     CHECK(now.bound_ports == base.bound_ports);
-    CHECK(now.mbufs_in_use == base.mbufs_in_use);
+    CHECK(same_mbufs_held(base, now));
     INFO("fds " << base.open_fds << " -> " << now.open_fds << ", of which xensim's cache " << qbase.sim_fds
                 << " -> " << qnow.sim_fds);
     CHECK(qnow.own_fds() == qbase.own_fds());
