@@ -668,10 +668,13 @@ class OvsSwitch:
         self.vsctl("init", wait=False)
         mask = hex(1 << BACKEND_CPU)
         # DPDK in the hugetlbfs the bench reserved, 512 MiB as each testpmd gets, in memory
-        # (no files, no shared config: several runs never meet), no PCI scan.
+        # (no files, no shared config: several runs never meet), no PCI scan. Per-port mbuf
+        # pools sized for each port's queues: OVS's default shared pool fills what it can of the
+        # 512 MiB, and a second vhost-user port (latency) then fails to allocate its vrings.
         self.vsctl("set", "Open_vSwitch", ".", "other_config:dpdk-init=true",
                    f"other_config:dpdk-lcore-mask={mask}", f"other_config:pmd-cpu-mask={mask}",
                    "other_config:dpdk-socket-mem=512", "other_config:dpdk-socket-limit=512",
+                   "other_config:per-port-memory=true",
                    f"other_config:dpdk-hugepage-dir={huge.dir}",
                    f"other_config:dpdk-extra=--in-memory --no-pci --no-telemetry --file-prefix=bov{tag}",
                    wait=False)
@@ -783,7 +786,37 @@ def ovs_run(args, huge, scenario, size, vifs):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def ovs_latency(args, huge, size):
+    """Scenario 5 on OVS: netbackd-pingpong's two virtio-user ports on two dpdkvhostuser ports of
+    the NORMAL bridge, each MAC a static entry on its port (pingpong sends 02:..:0a -> 02:..:0b
+    and the answer back with the addresses swapped)."""
+    if not huge.dir:
+        raise RuntimeError("the ovs-dpdk peer needs hugepages (run as root)")
+    d = tempfile.mkdtemp(prefix="ovslat-", dir=args.work)
+    tag = f"{os.getpid()}{int(time.time() * 1000) % 100000}"
+    sw = None
+    try:
+        sw = OvsSwitch(d, huge, tag)
+        for i, mac in enumerate(("02:00:00:00:00:0a", "02:00:00:00:00:0b")):
+            sw.add_port(f"vhu{i}", i + 1, "type=dpdkvhostuser")
+            sw.appctl("fdb/add", "br0", f"vhu{i}", "0", mac)
+        pp = Proc([PINGPONG, "-l", str(FRONTEND_CPU)] + peer_mem(huge) + [f"--file-prefix=blo{tag}"] +
+                  [f"--vdev=net_virtio_user{i},path={d}/vhu{i},queues=1" for i in range(2)] +
+                  ["--", "--size", str(size), "--seconds", str(args.seconds)], os.path.join(d, "pingpong.log"))
+        r = json_line(pp, args.seconds + 40, "rounds")
+        if not r["rounds"]:
+            with open(os.path.join(d, "ovs-vswitchd.log")) as f:
+                raise RuntimeError(f"no frame came back through ovs-dpdk ({r['lost']} lost):\n{pp.text()[-1000:]}\n"
+                                   f"{sw.appctl('dpctl/dump-flows')}\n{f.read()[-3000:]}")
+        return r
+    finally:
+        if sw:
+            sw.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 PEERS = {"vhost-user": peer_run, "ovs-dpdk": ovs_run}
+LATENCY_PEERS = {"vhost-user": peer_latency, "ovs-dpdk": ovs_latency}
 
 
 def idle_report(args, huge, vifs):
@@ -1098,23 +1131,25 @@ def main():
                 point("scaling", 64, v, False)
         elif sc == "latency":
             for size in [int(x) for x in args.latency_sizes.split(",")]:
-                nb, pr = [], []
+                nb, pr = [], {p: [] for p in peers}
                 for i in range(args.pairs):
                     sample_load()
                     try:
                         nb.append(netbackd_latency(args, huge, size))
                     except Exception as e:
                         log(f"latency {size}B netbackd run {i}: {e}")
-                    if "vhost-user" in peers:
+                    for p in peers:
                         try:
-                            pr.append(peer_latency(args, huge, size))
+                            pr[p].append(LATENCY_PEERS[p](args, huge, size))
                         except Exception as e:
-                            log(f"latency {size}B vhost-user run {i}: {e}")
-                    log(f"  latency {size}B pair {i + 1}: netbackd p50 "
-                        f"{nb[-1]['p50_us'] if nb else '-'} us, vhost-user p50 {pr[-1]['p50_us'] if pr else '-'} us")
+                            log(f"latency {size}B {p} run {i}: {e}")
+                    log(f"  latency {size}B pair {i + 1}: netbackd p50 {nb[-1]['p50_us'] if nb else '-'} us" +
+                        "".join(f", {p} p50 {pr[p][-1]['p50_us'] if pr[p] else '-'} us" for p in peers))
                 latency.append((size, "netbackd", nb))
-                if "vhost-user" in peers:
-                    latency.append((size, "vhost-user", pr))
+                for p in peers:
+                    latency.append((size, p, pr[p]))
+                    if not pr[p]:
+                        peer_failures.append((p, f"latency {size}B", "no run succeeded (see the log above)"))
         elif sc == "frontend-modes":
             sample_load()
             fmodes = frontend_modes(args, huge)
@@ -1167,8 +1202,6 @@ def main():
             f"  {(f'{statistics.median(ratios[p]):6.2f} [{min(ratios[p]):.2f}-{max(ratios[p]):.2f}]' if ratios.get(p) else '-'):>26}"
             for p in peers)
         print(f"{sc:<12}{size:>6}{vifs:>5}{cost_name(cost):>10}  {cell(a)}{peer_cells}  {gb}{ratio_cells}")
-    if latency and "ovs-dpdk" in peers:
-        print("latency: ovs-dpdk not measured (the bench has no OVS latency setup yet)")
     if latency:
         print("latency (one frame in flight, round trip A -> backend -> B -> backend -> A; "
               "median over runs of each percentile, us):")

@@ -1,8 +1,9 @@
 // netbackd-pingpong: the vhost-user peer's side of the latency scenario. One process plays both
 // guests, as xensim's latency mode does: two virtio-user ports (guest A's and guest B's NIC),
 // both attached to one testpmd vhost-user backend forwarding port 0 <-> port 1 (io mode). A
-// frame goes A -> backend -> B, B sends it straight back, and A times the round trip with the
-// TSC; both ends busy-poll, as DPDK drivers do. Prints the same JSON line as
+// frame goes A -> backend -> B, B sends it straight back (its MACs swapped, so that a switching
+// backend such as Open vSwitch's NORMAL action sends it to A), and A times the round trip with
+// the TSC; both ends busy-poll, as DPDK drivers do. Prints the same JSON line as
 // `xensim netfront --latency-peer`.
 //
 // Usage: netbackd-pingpong <EAL args with two net_virtio_user vdevs> -- --size N --seconds S
@@ -15,11 +16,13 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_ethdev.h>
+#include <rte_ether.h>
 #include <rte_mbuf.h>
 
 namespace {
@@ -92,6 +95,12 @@ std::vector<std::uint8_t> make_frame(std::size_t size) {
                                  17};
     std::memcpy(f.data(), head, sizeof head);
     return f;
+}
+
+// The answer goes back to the sender: a switch forwards by destination MAC.
+void swap_macs(rte_mbuf* m) {
+    auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
+    std::swap(eth->dst_addr, eth->src_addr);
 }
 
 // Sends the one frame; false when the port will not take it before `deadline` (TSC).
@@ -172,6 +181,7 @@ int run(int argc, char** argv) {
         bool ok = send(a.id, m, deadline);
         if (ok) {
             Mbuf at_b = receive(b.id, deadline);
+            if (at_b) swap_macs(at_b.get());
             ok = at_b && send(b.id, at_b, deadline) && (back = receive(a.id, deadline));
         }
         if (!ok) {
