@@ -119,6 +119,24 @@ Mbuf receive(std::uint16_t port, std::uint64_t deadline) {
     return Mbuf(raw);
 }
 
+// Each round's number rides in the UDP payload: a frame that arrives after its round timed out
+// (a process descheduled mid-round) is dropped, not taken as the answer of a later round.
+constexpr std::size_t seq_offset = 14 + 20 + 8;
+
+std::uint64_t seq_of(const rte_mbuf* m) {
+    std::uint64_t seq = 0;
+    if (rte_pktmbuf_data_len(m) >= seq_offset + sizeof seq)
+        std::memcpy(&seq, rte_pktmbuf_mtod_offset(m, const char*, seq_offset), sizeof seq);
+    return seq;
+}
+
+Mbuf receive_round(std::uint16_t port, std::uint64_t seq, std::uint64_t deadline) {
+    for (;;) {
+        Mbuf m = receive(port, deadline);
+        if (!m || seq_of(m.get()) == seq) return m;
+    }
+}
+
 double percentile_us(const std::vector<double>& sorted_us, double p) {
     if (sorted_us.empty()) return 0;
     const auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(sorted_us.size())));
@@ -165,6 +183,7 @@ int run(int argc, char** argv) {
     // Warm-up as in xensim's latency mode: the first 300 ms are not counted.
     const std::uint64_t warm = rte_rdtsc() + 3 * hz / 10;
     const std::uint64_t end = warm + static_cast<std::uint64_t>(seconds * static_cast<double>(hz));
+    std::uint64_t seq = 0;
     for (bool counting = false;;) {
         const std::uint64_t t0 = rte_rdtsc();
         if (t0 >= end) break;
@@ -176,13 +195,16 @@ int run(int argc, char** argv) {
         const std::uint64_t deadline = t0 + loss_timeout;
         Mbuf m(rte_pktmbuf_alloc(pool.get()));
         if (!m) throw std::runtime_error("out of mbufs");
-        std::memcpy(rte_pktmbuf_append(m.get(), static_cast<std::uint16_t>(size)), frame.data(), size);
+        auto* data = rte_pktmbuf_append(m.get(), static_cast<std::uint16_t>(size));
+        std::memcpy(data, frame.data(), size);
+        ++seq;
+        std::memcpy(data + seq_offset, &seq, sizeof seq);
         Mbuf back;
         bool ok = send(a.id, m, deadline);
         if (ok) {
-            Mbuf at_b = receive(b.id, deadline);
+            Mbuf at_b = receive_round(b.id, seq, deadline);
             if (at_b) swap_macs(at_b.get());
-            ok = at_b && send(b.id, at_b, deadline) && (back = receive(a.id, deadline));
+            ok = at_b && send(b.id, at_b, deadline) && (back = receive_round(a.id, seq, deadline));
         }
         if (!ok) {
             ++lost;
