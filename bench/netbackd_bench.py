@@ -716,6 +716,7 @@ class OvsSwitch:
 
 
 OVS_LAST_FLOWS = {}  # (scenario, size) -> the datapath flows of the last ovs-dpdk run
+OVS_PMD_IDLE = {}  # (scenario, size) -> the PMD thread's idle share (%) over each run's window
 
 
 def ovs_run(args, huge, scenario, size, vifs):
@@ -757,6 +758,7 @@ def ovs_run(args, huge, scenario, size, vifs):
                     raise RuntimeError(f"no traffic through ovs-dpdk:\n{frontend.text()[-1500:]}")
                 time.sleep(0.5)
             time.sleep(1)
+            sw.appctl("dpif-netdev/pmd-stats-clear")
             t0, c0 = time.time(), sw.tx_packets("wire")
             time.sleep(args.seconds)
             t1, c1 = time.time(), sw.tx_packets("wire")
@@ -771,12 +773,17 @@ def ovs_run(args, huge, scenario, size, vifs):
                     raise RuntimeError(f"no traffic through ovs-dpdk:\n{frontend.text()[-1500:]}")
                 time.sleep(0.5)
                 first = next((i for i, x in enumerate(testpmd_rates(frontend.text(), 0, "Rx")) if x > 0), None)
-            time.sleep(args.seconds + 1.5)
+            time.sleep(1)
+            sw.appctl("dpif-netdev/pmd-stats-clear")
+            time.sleep(args.seconds + 0.5)
             samples = testpmd_rates(frontend.text(), 0, "Rx")[first + 1:first + 1 + int(args.seconds)]
             if not samples:
                 raise RuntimeError(f"no virtio-user statistics:\n{frontend.text()[-1500:]}")
             rate = statistics.median(samples)
         OVS_LAST_FLOWS[(scenario, size)] = sw.appctl("dpctl/dump-flows").strip()
+        m = re.search(r"idle cycles: \d+ \(([\d.]+)%\)", sw.appctl("dpif-netdev/pmd-stats-show"))
+        if m:
+            OVS_PMD_IDLE.setdefault((scenario, size), []).append(float(m.group(1)))
         return rate
     finally:
         if frontend:
@@ -1258,6 +1265,15 @@ def main():
                   f"  grant-copy calls {c['copy_batches']}  memcpy'd segments {c.get('staged_copies', 0)}{wire}")
             if bottleneck(c):
                 print(f"  {'':<12}{'':>6}{'':>5}{'':>9}  {bottleneck(c)}")
+    if OVS_PMD_IDLE:
+        # Who waited for whom on the OVS side: a PMD idle most of its cycles waited for its guest.
+        print("ovs-dpdk PMD thread (CPU 1) idle share of its cycles over each run's window "
+              "(pmd-stats-show), and the last run's datapath flow:")
+        for (sc, size), xs in OVS_PMD_IDLE.items():
+            print(f"  {sc:<12}{size:>6}  idle {statistics.median(xs):5.1f}% median [{min(xs):.1f}-{max(xs):.1f}]")
+            for line in OVS_LAST_FLOWS.get((sc, size), "").splitlines():
+                if line.startswith("recirc_id"):
+                    print(f"  {'':<18}{line}")
     if idle:
         print(f"idle: netbackd {idle['cpu_pct']:.2f}% of one core with {idle['vifs']} connected idle vifs "
               f"over {idle['window_s']:.1f}s; RSS growth {idle['rss_per_vif_kib']:.0f} KiB per vif")
