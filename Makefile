@@ -90,8 +90,10 @@ clean:
 # Benchmark, not a test: netbackd against DPDK's vhost-user backend (see bench/README.md).
 # BENCH_ARGS= (empty) runs the full mode; --csv FILE writes the runs.
 BENCH_ARGS ?= --quick
-# dpdk-testpmd (the vhost-user peer) is in dpdk-dev; the bench refuses to run without its peer.
-BENCH_PACKAGES := dpdk-dev
+# dpdk-testpmd (the vhost-user peer, and both peers' virtio-user guest) is in dpdk-dev; the
+# ovs-dpdk peer's ovs-vswitchd-dpdk in openvswitch-switch-dpdk (the bench runs a private
+# instance, the system's service is not used). The bench refuses to run without its peers.
+BENCH_PACKAGES := dpdk-dev openvswitch-switch-dpdk
 .PHONY: bench
 bench: build
 	$(MAKE) --no-print-directory deps PACKAGES="$(BENCH_PACKAGES)"

@@ -23,6 +23,10 @@ NETBACKD = os.environ.get("NETBACKD_BINARY", "@NETBACKD_BINARY@")
 XENSIM = os.environ.get("XENSIM_BINARY", "@XENSIM_BINARY@")
 PINGPONG = os.environ.get("PINGPONG_BINARY", "@PINGPONG_BINARY@")
 TESTPMD = os.environ.get("TESTPMD_BINARY", shutil.which("dpdk-testpmd") or "dpdk-testpmd")
+# Debian's openvswitch-switch-dpdk: the DPDK build of ovs-vswitchd, run directly (the system's
+# service and its alternatives are left alone).
+OVS_VSWITCHD = os.environ.get("OVS_VSWITCHD_BINARY", "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk")
+OVS_SCHEMA = os.environ.get("OVS_SCHEMA", "/usr/share/openvswitch/vswitch.ovsschema")
 
 # One core for the backend (netbackd's process / testpmd's forwarding lcore), the other for the
 # frontend side (netfront generator or sink / virtio-user's forwarding lcore).
@@ -527,35 +531,56 @@ def testpmd_rates(text, port, key):
     return out
 
 
+def frontend_segments(scenario, size):
+    """(txonly segment flags of the virtio-user generator, backend testpmd's mbuf flags)."""
+    if size <= 1514:
+        return [f"--txpkts={size}"], []
+    # 9000 B with SG. guest->wire: txonly builds each frame from 2 KiB segments, which the
+    # virtio-user driver sends as a descriptor chain and vhost dequeues into chained mbufs.
+    # wire->guest: the pcap port cannot chain on RX without the scatter offload, which
+    # testpmd can only switch on for every port and the vhost port refuses; so the backend's
+    # mbufs hold a whole 9000 B frame, and vhost spreads it over the guest's 2 KiB buffers
+    # with mergeable RX buffers (virtio-user's mrg_rxbuf, on by default).
+    segs = [2048] * (size // 2048) + ([size % 2048] if size % 2048 else [])
+    return ["--txpkts=" + ",".join(map(str, segs))], ([f"--mbuf-size={size + 256}"] if scenario == "wire-guest" else [])
+
+
+# Where the virtio-user generator addresses its frames (testpmd txonly --eth-peer): a MAC the
+# switching peer has on its wire port.
+WIRE_PEER_MAC = "02:00:00:00:00:02"
+
+
+def peer_mem(huge):
+    return ["--in-memory", "--single-file-segments", "--huge-dir", huge.dir, "-m", "512", "--no-pci",
+            "--no-telemetry", "--log-level", "*:error"]
+
+
+def virtio_user_frontend(args, huge, d, sock, scenario, size, tag):
+    """The peers' guest: testpmd with one net_virtio_user port, txonly or rxonly on FRONTEND_CPU."""
+    mode = "txonly" if scenario == "guest-wire" else "rxonly"
+    return Proc([TESTPMD, "-l", f"{BACKEND_CPU},{FRONTEND_CPU}", "--main-lcore", str(BACKEND_CPU)] + peer_mem(huge) +
+                [f"--file-prefix=bvu{tag}", f"--vdev=net_virtio_user0,path={sock},queues=1", "--",
+                 f"--forward-mode={mode}", "--nb-cores=1", "--auto-start", f"--eth-peer=0,{WIRE_PEER_MAC}",
+                 "--stats-period=1", "--total-num-mbufs=16384"] + frontend_segments(scenario, size)[0],
+                os.path.join(d, "frontend.log"))
+
+
 def peer_run(args, huge, scenario, size, vifs):
     """testpmd net_vhost backend (io-fwd with net_null) fed by net_virtio_user; pps."""
     if not huge.dir:
         raise RuntimeError("the vhost-user peer needs hugepages (run as root)")
     d = tempfile.mkdtemp(prefix="peer-", dir=args.work)
     sock = os.path.join(d, "vhost.sock")
-    mem = ["--in-memory", "--single-file-segments", "--huge-dir", huge.dir, "-m", "512", "--no-pci",
-           "--no-telemetry", "--log-level", "*:error"]
     tag = f"{os.getpid()}{int(time.time() * 1000) % 100000}"
-    jumbo = []
-    seg_args = [f"--txpkts={size}"]
-    if size > 1514:
-        # 9000 B with SG. guest->wire: txonly builds each frame from 2 KiB segments, which the
-        # virtio-user driver sends as a descriptor chain and vhost dequeues into chained mbufs.
-        # wire->guest: the pcap port cannot chain on RX without the scatter offload, which
-        # testpmd can only switch on for every port and the vhost port refuses; so the backend's
-        # mbufs hold a whole 9000 B frame, and vhost spreads it over the guest's 2 KiB buffers
-        # with mergeable RX buffers (virtio-user's mrg_rxbuf, on by default).
-        segs = [2048] * (size // 2048) + ([size % 2048] if size % 2048 else [])
-        seg_args = ["--txpkts=" + ",".join(map(str, segs))]
-        if scenario == "wire-guest":
-            jumbo = [f"--mbuf-size={size + 256}"]
+    jumbo = frontend_segments(scenario, size)[1]
     if scenario == "guest-wire":
         wire = "net_null0,no-rx=1"
     else:
         pcap = os.path.join(d, "wire.pcap")
         write_pcap(pcap, size, [mac_of(10)])
         wire = f"net_pcap0,rx_pcap={pcap},infinite_rx=1"
-    backend = Proc([TESTPMD, "-l", f"{FRONTEND_CPU},{BACKEND_CPU}", "--main-lcore", str(FRONTEND_CPU)] + mem +
+    backend = Proc([TESTPMD, "-l", f"{FRONTEND_CPU},{BACKEND_CPU}", "--main-lcore", str(FRONTEND_CPU)] +
+                   peer_mem(huge) +
                    [f"--file-prefix=bvh{tag}", f"--vdev=net_vhost0,iface={sock},queues=1", f"--vdev={wire}",
                     "--", "--forward-mode=io", "--nb-cores=1", "--auto-start", "--stats-period=1",
                     "--total-num-mbufs=16384", "--rxd=1024", "--txd=1024", "--no-flush-rx"] + jumbo,
@@ -566,12 +591,7 @@ def peer_run(args, huge, scenario, size, vifs):
             if os.path.exists(sock):
                 break
             time.sleep(0.1)
-        mode = "txonly" if scenario == "guest-wire" else "rxonly"
-        frontend = Proc([TESTPMD, "-l", f"{BACKEND_CPU},{FRONTEND_CPU}", "--main-lcore", str(BACKEND_CPU)] + mem +
-                        [f"--file-prefix=bvu{tag}", f"--vdev=net_virtio_user0,path={sock},queues=1", "--",
-                         f"--forward-mode={mode}", "--nb-cores=1", "--auto-start",
-                         "--stats-period=1", "--total-num-mbufs=16384"] + seg_args,
-                        os.path.join(d, "frontend.log"))
+        frontend = virtio_user_frontend(args, huge, d, sock, scenario, size, tag)
         # Counted where netbackd's figure is counted: what reached the wire (net_null, port 1,
         # TX) or what the backend put into the guest's ring (vhost, port 0, TX); virtio-user's
         # own per-second figures jump around. The window opens at the first second with
@@ -596,6 +616,214 @@ def peer_run(args, huge, scenario, size, vifs):
             frontend.stop(signal.SIGINT, grace=10)
         backend.stop(signal.SIGINT, grace=10)
         shutil.rmtree(d, ignore_errors=True)
+
+
+class OvsSwitch:
+    """A private Open vSwitch with DPDK: its own ovsdb-server and ovs-vswitchd under `d`, never
+    the system's service. ovs-vswitchd (every thread of it, its one PMD thread included) runs on
+    BACKEND_CPU like netbackd's process; ovsdb-server, idle once the bridge is built, on
+    FRONTEND_CPU like testpmd's main lcores. One bridge `br0` (netdev datapath) whose only flow
+    is NORMAL: OVS's MAC-learning switch, as netbackd's is."""
+
+    def __init__(self, d, huge, tag):
+        self.d = d
+        self.db = os.path.join(d, "conf.db")
+        self.sock = os.path.join(d, "db.sock")
+        self.ctl = os.path.join(d, "ovs-vswitchd.ctl")
+        self.log = os.path.join(d, "ovs.log")
+        # ovs-ofctl finds br0.mgmt and ovs-appctl the pidfiles under OVS_RUNDIR.
+        self.env = dict(os.environ, OVS_RUNDIR=d, OVS_DBDIR=d, OVS_LOGDIR=d)
+        self.dbserver = self.vswitchd = None
+        try:
+            self._start(huge, tag)
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, argv, timeout=60):
+        with open(self.log, "a") as out:
+            r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=out, timeout=timeout, env=self.env, text=True)
+        if r.returncode != 0:
+            with open(self.log) as f:
+                raise RuntimeError(f"{' '.join(argv)} failed ({r.returncode}):\n{f.read()[-2000:]}")
+        return r.stdout
+
+    def vsctl(self, *argv, wait=True):
+        return self.run(["ovs-vsctl", f"--db=unix:{self.sock}", "--timeout=60"] + ([] if wait else ["--no-wait"]) +
+                        list(argv))
+
+    def appctl(self, *argv):
+        return self.run(["ovs-appctl", "-t", self.ctl] + list(argv))
+
+    def _start(self, huge, tag):
+        self.run(["ovsdb-tool", "create", self.db, OVS_SCHEMA])
+        self.dbserver = Proc(["ovsdb-server", self.db, f"--remote=punix:{self.sock}",
+                              f"--pidfile={self.d}/ovsdb-server.pid", f"--unixctl={self.d}/ovsdb-server.ctl",
+                              f"--log-file={self.d}/ovsdb-server.log"], os.path.join(self.d, "ovsdb-server.out"),
+                             cpu=FRONTEND_CPU, env=self.env)
+        for _ in range(100):
+            if os.path.exists(self.sock):
+                break
+            time.sleep(0.1)
+        self.vsctl("init", wait=False)
+        mask = hex(1 << BACKEND_CPU)
+        # DPDK in the hugetlbfs the bench reserved, 512 MiB as each testpmd gets, in memory
+        # (no files, no shared config: several runs never meet), no PCI scan. Per-port mbuf
+        # pools sized for each port's queues: OVS's default shared pool fills what it can of the
+        # 512 MiB, and a second vhost-user port (latency) then fails to allocate its vrings.
+        self.vsctl("set", "Open_vSwitch", ".", "other_config:dpdk-init=true",
+                   f"other_config:dpdk-lcore-mask={mask}", f"other_config:pmd-cpu-mask={mask}",
+                   "other_config:dpdk-socket-mem=512", "other_config:dpdk-socket-limit=512",
+                   "other_config:per-port-memory=true",
+                   f"other_config:dpdk-hugepage-dir={huge.dir}",
+                   f"other_config:dpdk-extra=--in-memory --no-pci --no-telemetry --file-prefix=bov{tag}",
+                   wait=False)
+        self.vswitchd = Proc([OVS_VSWITCHD, f"unix:{self.sock}", f"--pidfile={self.d}/ovs-vswitchd.pid",
+                              f"--unixctl={self.ctl}", f"--log-file={self.d}/ovs-vswitchd.log"],
+                             os.path.join(self.d, "ovs-vswitchd.out"), cpu=BACKEND_CPU, env=self.env)
+        # Without --no-wait, ovs-vsctl returns once ovs-vswitchd has applied the change.
+        self.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev", "fail_mode=secure")
+        self.run(["ovs-ofctl", "del-flows", "br0"])
+        self.run(["ovs-ofctl", "add-flow", "br0", "actions=NORMAL"])
+
+    def add_port(self, name, ofport, *options):
+        self.vsctl("add-port", "br0", name, "--", "set", "Interface", name, f"ofport_request={ofport}", *options)
+        st = self.vsctl("get", "Interface", name, "error").strip()
+        if st and st != "[]":
+            raise RuntimeError(f"ovs-dpdk port {name}: {st}")
+
+    def tx_packets(self, port):
+        """The port's TX counter now, straight from ovs-vswitchd (the database's copy lags 5 s)."""
+        out = self.run(["ovs-ofctl", "dump-ports", "br0", port])
+        m = re.search(r"tx pkts=(\d+|\?)", out)
+        if not m:
+            raise RuntimeError(f"no tx pkts for {port}:\n{out}")
+        # '?': a vhost-user port whose guest has not connected yet.
+        return 0 if m.group(1) == "?" else int(m.group(1))
+
+    def close(self):
+        if self.vswitchd:
+            try:
+                self.appctl("exit", "--cleanup")
+                self.vswitchd.wait(15)
+            except (RuntimeError, subprocess.TimeoutExpired):
+                pass
+            self.vswitchd.stop()
+            self.vswitchd = None
+        if self.dbserver:
+            self.dbserver.stop()
+            self.dbserver = None
+
+
+OVS_LAST_FLOWS = {}  # (scenario, size) -> the datapath flows of the last ovs-dpdk run
+OVS_PMD_IDLE = {}  # (scenario, size) -> the PMD thread's idle share (%) over each run's window
+
+
+def ovs_run(args, huge, scenario, size, vifs):
+    """Open vSwitch with DPDK, NORMAL action, fed by net_virtio_user on a vhost-user port; pps.
+
+    The guest is a dpdkvhostuser port (OVS the vhost-user server, as the testpmd peer's net_vhost),
+    the wire the same DPDK vdev as the testpmd peer's, attached as an OVS dpdk port. The MAC each
+    run's frames go to is a static entry in the bridge's MAC table, on the egress port: every
+    frame is switched by that lookup, no flooding (OVS caches the NORMAL decision per flow in its
+    datapath, whose exact-match cache then looks up every packet)."""
+    if not huge.dir:
+        raise RuntimeError("the ovs-dpdk peer needs hugepages (run as root)")
+    d = tempfile.mkdtemp(prefix="ovs-", dir=args.work)
+    tag = f"{os.getpid()}{int(time.time() * 1000) % 100000}"
+    sw = frontend = None
+    try:
+        sw = OvsSwitch(d, huge, tag)
+        mtu = [f"mtu_request={jumbo_mtu(size)}"] if jumbo_mtu(size) else []
+        sw.add_port("vhu0", 1, "type=dpdkvhostuser", *mtu)
+        if scenario == "guest-wire":
+            wire = "net_null0,no-rx=1"
+        else:
+            # The guest's MAC is known before the wire starts replaying: no frame is flooded.
+            sw.appctl("fdb/add", "br0", "vhu0", "0", mac_of(10))
+            pcap = os.path.join(d, "wire.pcap")
+            write_pcap(pcap, size, [mac_of(10)])
+            wire = f"net_pcap0,rx_pcap={pcap},infinite_rx=1"
+        sw.add_port("wire", 2, "type=dpdk", f"options:dpdk-devargs={wire}", *mtu)
+        if scenario == "guest-wire":
+            sw.appctl("fdb/add", "br0", "wire", "0", WIRE_PEER_MAC)
+        frontend = virtio_user_frontend(args, huge, d, os.path.join(d, "vhu0"), scenario, size, tag)
+        deadline = time.time() + 30
+        if scenario == "guest-wire":
+            # Counted where the testpmd peer is counted: what reached net_null (the OVS port's
+            # TX, read from ovs-vswitchd itself: the database's copy lags 5 s), over a window
+            # that opens a second after the first packet (start-up on a loaded machine is slow).
+            while sw.tx_packets("wire") == 0:
+                if time.time() > deadline:
+                    raise RuntimeError(f"no traffic through ovs-dpdk:\n{frontend.text()[-1500:]}")
+                time.sleep(0.5)
+            time.sleep(1)
+            sw.appctl("dpif-netdev/pmd-stats-clear")
+            t0, c0 = time.time(), sw.tx_packets("wire")
+            time.sleep(args.seconds)
+            t1, c1 = time.time(), sw.tx_packets("wire")
+            rate = (c1 - c0) / (t1 - t0)
+        else:
+            # OVS 3.1 reports no counters for a dpdkvhostuser port ('?' in dump-ports), so what
+            # it put into the guest's ring is counted by the guest: virtio-user's per-second
+            # Rx-pps, the steady seconds after the first one with traffic.
+            first = None
+            while first is None:
+                if time.time() > deadline:
+                    raise RuntimeError(f"no traffic through ovs-dpdk:\n{frontend.text()[-1500:]}")
+                time.sleep(0.5)
+                first = next((i for i, x in enumerate(testpmd_rates(frontend.text(), 0, "Rx")) if x > 0), None)
+            time.sleep(1)
+            sw.appctl("dpif-netdev/pmd-stats-clear")
+            time.sleep(args.seconds + 0.5)
+            samples = testpmd_rates(frontend.text(), 0, "Rx")[first + 1:first + 1 + int(args.seconds)]
+            if not samples:
+                raise RuntimeError(f"no virtio-user statistics:\n{frontend.text()[-1500:]}")
+            rate = statistics.median(samples)
+        OVS_LAST_FLOWS[(scenario, size)] = sw.appctl("dpctl/dump-flows").strip()
+        m = re.search(r"idle cycles: \d+ \(([\d.]+)%\)", sw.appctl("dpif-netdev/pmd-stats-show"))
+        if m:
+            OVS_PMD_IDLE.setdefault((scenario, size), []).append(float(m.group(1)))
+        return rate
+    finally:
+        if frontend:
+            frontend.stop(signal.SIGINT, grace=10)
+        if sw:
+            sw.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def ovs_latency(args, huge, size):
+    """Scenario 5 on OVS: netbackd-pingpong's two virtio-user ports on two dpdkvhostuser ports of
+    the NORMAL bridge, each MAC a static entry on its port (pingpong sends 02:..:0a -> 02:..:0b
+    and the answer back with the addresses swapped)."""
+    if not huge.dir:
+        raise RuntimeError("the ovs-dpdk peer needs hugepages (run as root)")
+    d = tempfile.mkdtemp(prefix="ovslat-", dir=args.work)
+    tag = f"{os.getpid()}{int(time.time() * 1000) % 100000}"
+    sw = None
+    try:
+        sw = OvsSwitch(d, huge, tag)
+        for i, mac in enumerate(("02:00:00:00:00:0a", "02:00:00:00:00:0b")):
+            sw.add_port(f"vhu{i}", i + 1, "type=dpdkvhostuser")
+            sw.appctl("fdb/add", "br0", f"vhu{i}", "0", mac)
+        pp = Proc([PINGPONG, "-l", str(FRONTEND_CPU)] + peer_mem(huge) + [f"--file-prefix=blo{tag}"] +
+                  [f"--vdev=net_virtio_user{i},path={d}/vhu{i},queues=1" for i in range(2)] +
+                  ["--", "--size", str(size), "--seconds", str(args.seconds)], os.path.join(d, "pingpong.log"))
+        r = json_line(pp, args.seconds + 40, "rounds")
+        if not r["rounds"]:
+            with open(os.path.join(d, "ovs-vswitchd.log")) as f:
+                raise RuntimeError(f"no frame came back through ovs-dpdk ({r['lost']} lost):\n{pp.text()[-1000:]}\n"
+                                   f"{sw.appctl('dpctl/dump-flows')}\n{f.read()[-3000:]}")
+        return r
+    finally:
+        if sw:
+            sw.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+PEERS = {"vhost-user": peer_run, "ovs-dpdk": ovs_run}
+LATENCY_PEERS = {"vhost-user": peer_latency, "ovs-dpdk": ovs_latency}
 
 
 def idle_report(args, huge, vifs):
@@ -694,9 +922,10 @@ def write_plots(base, table, scaling, copycost):
             continue
         if a:
             series.setdefault(f"{sc} netbackd {cost_name(cost)}", []).append((size, statistics.median(a)))
-        if b and (sc, size) not in peer_seen:
-            peer_seen.add((sc, size))
-            series.setdefault(f"{sc} vhost-user", []).append((size, statistics.median(b)))
+        for p, xs in b.items():
+            if xs and (sc, size, p) not in peer_seen:
+                peer_seen.add((sc, size, p))
+                series.setdefault(f"{sc} {p}", []).append((size, statistics.median(xs)))
     if series:
         dat = base + "-size.dat"
         with open(dat, "w") as f:
@@ -708,7 +937,7 @@ def write_plots(base, table, scaling, copycost):
         for what, col, ylabel in (("mpps", 2, "Mpps (median)"), ("gbps", 3, "Gbit/s on the wire (median)")):
             png = f"{base}-{what}-size.png"
             script = (term + f'set output "{png}"\nset logscale x 2\nset xlabel "frame size (bytes)"\n'
-                      f'set ylabel "{ylabel}"\nset title "netbackd vs vhost-user: {ylabel} by frame size"\n'
+                      f'set ylabel "{ylabel}"\nset title "netbackd vs its peers: {ylabel} by frame size"\n'
                       f'plot for [i=0:{len(series) - 1}] "{dat}" index i using 1:{col} with linespoints '
                       f'lw 2 pt 7 title columnheader(1)\n')
             subprocess.run([gp], input=script, text=True, check=False)
@@ -774,6 +1003,10 @@ def main():
     ap.add_argument("--staging", action="store_true",
                     help="netfronts use staging grants: netbackd maps their buffers once and copies with "
                          "memcpy, no grant copy (the headline rows are then labelled 'staging')")
+    ap.add_argument("--peers", default=None,
+                    help="comma list of the peers run against netbackd: vhost-user (testpmd io-fwd), "
+                         "ovs-dpdk (Open vSwitch with DPDK, NORMAL action); default both, or vhost-user "
+                         "alone when openvswitch-switch-dpdk is not installed")
     ap.add_argument("--no-peer", action="store_true", help="measure netbackd only")
     ap.add_argument("--no-huge", action="store_true", help="do not reserve hugepages (implies --no-peer)")
     ap.add_argument("--workdir", default=None, help="where runs keep their files (default: a temp dir)")
@@ -795,17 +1028,32 @@ def main():
     costs = parse_costs(args.costs)
     want_peer = not args.no_peer and not args.no_huge and any(
         sc in scenarios for sc in ("guest-wire", "wire-guest", "latency"))
+    ovs_installed = os.access(OVS_VSWITCHD, os.X_OK) and bool(shutil.which("ovs-vsctl"))
+    if args.peers:
+        peers = args.peers.split(",")
+        for p in peers:
+            if p not in PEERS:
+                sys.exit(f"netbackd-bench: unknown peer {p} (known: {', '.join(PEERS)})")
+    else:
+        peers = ["vhost-user"] + (["ovs-dpdk"] if ovs_installed else [])
+    peers = peers if want_peer else []
     # A peer asked for and unable to run fails the bench with its reason: a table without the
     # peer column would read as a comparison that was never made.
-    if want_peer and not (os.path.exists(TESTPMD) or shutil.which(TESTPMD)):
-        sys.exit(f"netbackd-bench: the vhost-user peer needs dpdk-testpmd ({TESTPMD} not found): install "
+    if peers and not (os.path.exists(TESTPMD) or shutil.which(TESTPMD)):
+        sys.exit(f"netbackd-bench: the {' and '.join(peers)} peer needs dpdk-testpmd ({TESTPMD} not found): install "
                  "Debian's dpdk-dev (make bench does) or pass --no-peer")
+    if "ovs-dpdk" in peers:
+        missing = [b for b in (OVS_VSWITCHD, OVS_SCHEMA) if not os.path.exists(b)] + \
+            [b for b in ("ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ovsdb-server", "ovsdb-tool") if not shutil.which(b)]
+        if missing:
+            sys.exit(f"netbackd-bench: the ovs-dpdk peer needs Debian's openvswitch-switch-dpdk ({', '.join(missing)} "
+                     "not found; make bench installs it), or pass --peers vhost-user or --no-peer")
 
     args.work = tempfile.mkdtemp(prefix="netbackd-bench-", dir=args.workdir)
     huge = Hugepages.none() if args.no_huge else Hugepages(HUGE_DIR_PAGES, args.work)
-    if want_peer and huge.dir is None:
+    if peers and huge.dir is None:
         shutil.rmtree(args.work, ignore_errors=True)
-        sys.exit("netbackd-bench: the vhost-user peer needs 2 MiB hugepages (run as root with "
+        sys.exit("netbackd-bench: the peers need 2 MiB hugepages (run as root with "
                  "/sys/kernel/mm/hugepages/hugepages-2048kB), or pass --no-peer or --no-huge")
 
     def cleanup():
@@ -821,7 +1069,8 @@ def main():
 
     started = time.time()
     log(f"netbackd-bench: backend on CPU {BACKEND_CPU}, frontend side on CPU {FRONTEND_CPU}; "
-        f"{'hugepages' if huge.dir else 'no hugepages (peer skipped)'}; {args.pairs} pairs x {args.seconds}s; "
+        f"{'hugepages' if huge.dir else 'no hugepages (peer skipped)'}; peers {', '.join(peers) or 'none'}; "
+        f"{args.pairs} pairs x {args.seconds}s; "
         f"netfront {args.frontend} mode{' with staging grants' if args.staging else ''}")
     rows = []      # csv rows
     table = []     # printed last
@@ -838,12 +1087,13 @@ def main():
             writer.writerow(row)
             csv_file.flush()
 
-    peer_failures = []  # (point, last error) where the peer was asked for and never ran
+    peer_failures = []  # (peer, point, last error) where a peer was asked for and never ran
 
     def point(scenario, size, vifs, with_peer):
         a = {cost: [] for cost in costs}
-        b = []
-        last_peer_error = None
+        run_peers = peers if with_peer else []
+        b = {p: [] for p in run_peers}
+        last_peer_error = {}
         for i in range(args.pairs):
             for cost in costs:
                 sample_load()
@@ -854,23 +1104,25 @@ def main():
                            a[cost][-1])
                 except Exception as e:  # a failed run is reported, not fatal to the others
                     log(f"{scenario} {size}B netbackd {cost_name(cost)} run {i}: {e}")
-            if with_peer:
+            # Each peer in its turn, in every pair: all systems see the same stretch of load.
+            for p in run_peers:
                 try:
-                    b.append(peer_run(args, huge, scenario, size, vifs))
-                    record(scenario, size, vifs, "vhost-user", None, b[-1])
+                    b[p].append(PEERS[p](args, huge, scenario, size, vifs))
+                    record(scenario, size, vifs, p, None, b[p][-1])
                 except Exception as e:
-                    last_peer_error = e
-                    log(f"{scenario} {size}B vhost-user run {i}: {e}")
+                    last_peer_error[p] = e
+                    log(f"{scenario} {size}B {p} run {i}: {e}")
             log(f"  {scenario} {size}B vifs={vifs} pair {i + 1}: netbackd " +
                 ", ".join(f"{cost_name(c)} {fmt_rate(a[c][-1]) if a[c] else '-'}" for c in costs) + " Mpps" +
-                (f", vhost-user {fmt_rate(b[-1]) if b else '-'} Mpps" if with_peer else ""))
-        if with_peer and not b:
-            peer_failures.append((f"{scenario} {size}B", last_peer_error))
+                "".join(f", {p} {fmt_rate(b[p][-1]) if b[p] else '-'} Mpps" for p in run_peers))
+        for p in run_peers:
+            if not b[p]:
+                peer_failures.append((p, f"{scenario} {size}B", last_peer_error.get(p)))
         for cost in costs:
-            ratios = [x / y for x, y in zip(a[cost], b) if y > 0]
+            ratios = {p: [x / y for x, y in zip(a[cost], b[p]) if y > 0] for p in run_peers}
             table.append((scenario, size, vifs, cost, a[cost], b, ratios))
 
-    peer = want_peer
+    peer = bool(peers)
     latency = []   # (size, system, [LatencyStats dicts])
     copycost = {}
     fmodes = None
@@ -886,23 +1138,25 @@ def main():
                 point("scaling", 64, v, False)
         elif sc == "latency":
             for size in [int(x) for x in args.latency_sizes.split(",")]:
-                nb, pr = [], []
+                nb, pr = [], {p: [] for p in peers}
                 for i in range(args.pairs):
                     sample_load()
                     try:
                         nb.append(netbackd_latency(args, huge, size))
                     except Exception as e:
                         log(f"latency {size}B netbackd run {i}: {e}")
-                    if peer:
+                    for p in peers:
                         try:
-                            pr.append(peer_latency(args, huge, size))
+                            pr[p].append(LATENCY_PEERS[p](args, huge, size))
                         except Exception as e:
-                            log(f"latency {size}B vhost-user run {i}: {e}")
-                    log(f"  latency {size}B pair {i + 1}: netbackd p50 "
-                        f"{nb[-1]['p50_us'] if nb else '-'} us, vhost-user p50 {pr[-1]['p50_us'] if pr else '-'} us")
+                            log(f"latency {size}B {p} run {i}: {e}")
+                    log(f"  latency {size}B pair {i + 1}: netbackd p50 {nb[-1]['p50_us'] if nb else '-'} us" +
+                        "".join(f", {p} p50 {pr[p][-1]['p50_us'] if pr[p] else '-'} us" for p in peers))
                 latency.append((size, "netbackd", nb))
-                if peer:
-                    latency.append((size, "vhost-user", pr))
+                for p in peers:
+                    latency.append((size, p, pr[p]))
+                    if not pr[p]:
+                        peer_failures.append((p, f"latency {size}B", "no run succeeded (see the log above)"))
         elif sc == "frontend-modes":
             sample_load()
             fmodes = frontend_modes(args, huge)
@@ -944,12 +1198,17 @@ def main():
           f"netfront in {args.frontend} mode")
     print("hypercall: simulated grant-copy cost, ns per hypercall + ns per segment (gntdev: one hypercall "
           "per 16 segments); 0+0 is netbackd's own cost, the other rows are the figures closest to Xen")
-    print(f"{'scenario':<12}{'size':>6}{'vifs':>5}{'hypercall':>10}  {'netbackd':>22}  {'vhost-user':>22}"
-          f"  {'Gbit/s nb':>9}  {'ratio med [min-max]':>20}")
+    print(f"{'scenario':<12}{'size':>6}{'vifs':>5}{'hypercall':>10}  {'netbackd':>22}" +
+          "".join(f"  {p:>22}" for p in peers) + f"  {'Gbit/s nb':>9}" +
+          "".join(f"  {'nb/' + p + ' med [min-max]':>26}" for p in peers))
     for sc, size, vifs, cost, a, b, ratios in table:
         gb = f"{wire_gbps(statistics.median(a), size):9.2f}" if a else f"{'-':>9}"
-        r = (f"{statistics.median(ratios):6.2f} [{min(ratios):.2f}-{max(ratios):.2f}]" if ratios else "-")
-        print(f"{sc:<12}{size:>6}{vifs:>5}{cost_name(cost):>10}  {cell(a)}  {cell(b)}  {gb}  {r:>20}")
+        # A point without peers (guest-guest, scaling) has none to compare with, by design.
+        peer_cells = "".join(f"  {cell(b[p]) if p in b else 'no peer scenario':>22}" for p in peers)
+        ratio_cells = "".join(
+            f"  {(f'{statistics.median(ratios[p]):6.2f} [{min(ratios[p]):.2f}-{max(ratios[p]):.2f}]' if ratios.get(p) else '-'):>26}"
+            for p in peers)
+        print(f"{sc:<12}{size:>6}{vifs:>5}{cost_name(cost):>10}  {cell(a)}{peer_cells}  {gb}{ratio_cells}")
     if latency:
         print("latency (one frame in flight, round trip A -> backend -> B -> backend -> A; "
               "median over runs of each percentile, us):")
@@ -1006,6 +1265,15 @@ def main():
                   f"  grant-copy calls {c['copy_batches']}  memcpy'd segments {c.get('staged_copies', 0)}{wire}")
             if bottleneck(c):
                 print(f"  {'':<12}{'':>6}{'':>5}{'':>9}  {bottleneck(c)}")
+    if OVS_PMD_IDLE:
+        # Who waited for whom on the OVS side: a PMD idle most of its cycles waited for its guest.
+        print("ovs-dpdk PMD thread (CPU 1) idle share of its cycles over each run's window "
+              "(pmd-stats-show), and the last run's datapath flow:")
+        for (sc, size), xs in OVS_PMD_IDLE.items():
+            print(f"  {sc:<12}{size:>6}  idle {statistics.median(xs):5.1f}% median [{min(xs):.1f}-{max(xs):.1f}]")
+            for line in OVS_LAST_FLOWS.get((sc, size), "").splitlines():
+                if line.startswith("recirc_id"):
+                    print(f"  {'':<18}{line}")
     if idle:
         print(f"idle: netbackd {idle['cpu_pct']:.2f}% of one core with {idle['vifs']} connected idle vifs "
               f"over {idle['window_s']:.1f}s; RSS growth {idle['rss_per_vif_kib']:.0f} KiB per vif")
@@ -1019,8 +1287,8 @@ def main():
     if not rows and not latency and not copycost and not idle:
         sys.exit("netbackd-bench: no run succeeded")
     if peer_failures:
-        for what, e in peer_failures:
-            log(f"netbackd-bench: the vhost-user peer never ran at {what}: {e}")
+        for p, what, e in peer_failures:
+            log(f"netbackd-bench: the {p} peer never ran at {what}: {e}")
         sys.exit("netbackd-bench: the peer failed (see above); pass --no-peer to measure netbackd alone")
 
 

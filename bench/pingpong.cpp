@@ -1,8 +1,9 @@
 // netbackd-pingpong: the vhost-user peer's side of the latency scenario. One process plays both
 // guests, as xensim's latency mode does: two virtio-user ports (guest A's and guest B's NIC),
 // both attached to one testpmd vhost-user backend forwarding port 0 <-> port 1 (io mode). A
-// frame goes A -> backend -> B, B sends it straight back, and A times the round trip with the
-// TSC; both ends busy-poll, as DPDK drivers do. Prints the same JSON line as
+// frame goes A -> backend -> B, B sends it straight back (its MACs swapped, so that a switching
+// backend such as Open vSwitch's NORMAL action sends it to A), and A times the round trip with
+// the TSC; both ends busy-poll, as DPDK drivers do. Prints the same JSON line as
 // `xensim netfront --latency-peer`.
 //
 // Usage: netbackd-pingpong <EAL args with two net_virtio_user vdevs> -- --size N --seconds S
@@ -15,11 +16,13 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_ethdev.h>
+#include <rte_ether.h>
 #include <rte_mbuf.h>
 
 namespace {
@@ -94,6 +97,12 @@ std::vector<std::uint8_t> make_frame(std::size_t size) {
     return f;
 }
 
+// The answer goes back to the sender: a switch forwards by destination MAC.
+void swap_macs(rte_mbuf* m) {
+    auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
+    std::swap(eth->dst_addr, eth->src_addr);
+}
+
 // Sends the one frame; false when the port will not take it before `deadline` (TSC).
 bool send(std::uint16_t port, Mbuf& m, std::uint64_t deadline) {
     rte_mbuf* raw = m.get();
@@ -108,6 +117,24 @@ Mbuf receive(std::uint16_t port, std::uint64_t deadline) {
     while (rte_eth_rx_burst(port, 0, &raw, 1) == 0)
         if (rte_rdtsc() > deadline) return nullptr;
     return Mbuf(raw);
+}
+
+// Each round's number rides in the UDP payload: a frame that arrives after its round timed out
+// (a process descheduled mid-round) is dropped, not taken as the answer of a later round.
+constexpr std::size_t seq_offset = 14 + 20 + 8;
+
+std::uint64_t seq_of(const rte_mbuf* m) {
+    std::uint64_t seq = 0;
+    if (rte_pktmbuf_data_len(m) >= seq_offset + sizeof seq)
+        std::memcpy(&seq, rte_pktmbuf_mtod_offset(m, const char*, seq_offset), sizeof seq);
+    return seq;
+}
+
+Mbuf receive_round(std::uint16_t port, std::uint64_t seq, std::uint64_t deadline) {
+    for (;;) {
+        Mbuf m = receive(port, deadline);
+        if (!m || seq_of(m.get()) == seq) return m;
+    }
 }
 
 double percentile_us(const std::vector<double>& sorted_us, double p) {
@@ -156,6 +183,7 @@ int run(int argc, char** argv) {
     // Warm-up as in xensim's latency mode: the first 300 ms are not counted.
     const std::uint64_t warm = rte_rdtsc() + 3 * hz / 10;
     const std::uint64_t end = warm + static_cast<std::uint64_t>(seconds * static_cast<double>(hz));
+    std::uint64_t seq = 0;
     for (bool counting = false;;) {
         const std::uint64_t t0 = rte_rdtsc();
         if (t0 >= end) break;
@@ -167,12 +195,16 @@ int run(int argc, char** argv) {
         const std::uint64_t deadline = t0 + loss_timeout;
         Mbuf m(rte_pktmbuf_alloc(pool.get()));
         if (!m) throw std::runtime_error("out of mbufs");
-        std::memcpy(rte_pktmbuf_append(m.get(), static_cast<std::uint16_t>(size)), frame.data(), size);
+        auto* data = rte_pktmbuf_append(m.get(), static_cast<std::uint16_t>(size));
+        std::memcpy(data, frame.data(), size);
+        ++seq;
+        std::memcpy(data + seq_offset, &seq, sizeof seq);
         Mbuf back;
         bool ok = send(a.id, m, deadline);
         if (ok) {
-            Mbuf at_b = receive(b.id, deadline);
-            ok = at_b && send(b.id, at_b, deadline) && (back = receive(a.id, deadline));
+            Mbuf at_b = receive_round(b.id, seq, deadline);
+            if (at_b) swap_macs(at_b.get());
+            ok = at_b && send(b.id, at_b, deadline) && (back = receive_round(a.id, seq, deadline));
         }
         if (!ok) {
             ++lost;

@@ -18,6 +18,14 @@ with tempfile.TemporaryDirectory(prefix="nbb-smoke-") as d:
     if r.returncode == 0 or "dpdk-testpmd" not in r.stderr or "--no-peer" not in r.stderr:
         sys.exit(f"a missing peer was not refused (exit {r.returncode}):\n{r.stdout}\n{r.stderr}")
 
+    # The same for the ovs-dpdk peer asked for and not installed.
+    r = subprocess.run([bench, "--scenarios", "guest-wire", "--sizes", "64", "--pairs", "1", "--seconds", "1",
+                        "--peers", "vhost-user,ovs-dpdk", "--workdir", d], capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ, OVS_VSWITCHD_BINARY="/nonexistent/ovs-vswitchd-dpdk",
+                                                 TESTPMD_BINARY="/bin/true"))
+    if r.returncode == 0 or "openvswitch-switch-dpdk" not in r.stderr or "--no-peer" not in r.stderr:
+        sys.exit(f"a missing ovs-dpdk peer was not refused (exit {r.returncode}):\n{r.stdout}\n{r.stderr}")
+
     out = f"{d}/runs.csv"
     r = subprocess.run([bench, "--no-huge", "--no-peer", "--scenarios", "guest-wire,guest-guest,latency", "--sizes", "64",
                         "--latency-sizes", "64", "--costs", "0+0,500+50",
