@@ -22,7 +22,7 @@ std::string pool_name(const std::string& prefix, const char* what, std::size_t i
 
 GrowingFramePools::GrowingFramePools(const FramePoolPlan& plan) : plan_(plan) {
     plan_.vif_cap = std::max(1u, plan_.vif_cap);
-    if (!add(1, plan_.nic_queues))
+    if (!add(std::clamp(plan_.first_vifs, 1u, plan_.vif_cap), plan_.nic_queues))
         throw pmd::DpdkError("frame pool: EAL has no memory for the first pool", ENOMEM);
 }
 

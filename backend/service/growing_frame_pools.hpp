@@ -24,6 +24,7 @@ struct FramePoolPlan {
     pmd::MempoolSizing per_vif;        // vifs and nic_queues are set per pool
     std::uint32_t nic_queues = 1;      // in the first pool only: ports receive into it
     std::uint32_t vif_cap = 64;        // vifs the pools grow for, at most
+    std::uint32_t first_vifs = 1;      // vifs the first pool holds buffers for (a restart: those to re-adopt)
     std::uint64_t keep_free_bytes = 0; // EAL memory no pool may take
     bool eal_grows_on_demand = false;  // see pmd::eal_free_memory
     std::uint64_t page_size = 0;       // see pmd::pool_page_size

@@ -63,3 +63,19 @@ TEST_CASE("frame pools that EAL has no memory for leave the vifs sharing, asked 
     CHECK(g.pools().count() == 1);
     CHECK(g.vifs_provided() == 1);
 }
+
+TEST_CASE("frame pools made at a restart hold the vifs to re-adopt in one pool", "[service][pools]") {
+    FramePoolPlan p = plan(64);
+    p.first_vifs = 3;
+    GrowingFramePools g(p);
+    pmd::MempoolSizing three;
+    three.vifs = 3;
+    CHECK(g.pools().count() == 1);
+    CHECK(g.vifs_provided() == 3);
+    CHECK(g.base().capacity() == pmd::mbufs_needed(three));
+    g.reserve_for(3);
+    CHECK(g.pools().count() == 1);
+    g.reserve_for(4); // doubles: room for 6
+    CHECK(g.pools().count() == 2);
+    CHECK(g.vifs_provided() == 6);
+}
