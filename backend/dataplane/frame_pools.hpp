@@ -9,7 +9,7 @@
 // their descriptors.
 //
 // Threads: the constructor and add() on the control thread only, the rest from any thread.
-// Shared: `slots_`, each written once before `count_` is raised with release and never
+// Shared: `frames_`, each slot written once before `count_` is raised with release and never
 // again; a reader loads `count_` with acquire and reads only the slots below it.
 #pragma once
 
@@ -28,42 +28,42 @@ public:
     // Enough for doubling from one vif to 1,024 several times over.
     static constexpr std::size_t kMaxPools = 16;
 
-    struct Slot {
-        const pmd::Mempool* frames = nullptr;   // guest frames
-        const pmd::Mempool* indirect = nullptr; // software GSO payload references
-    };
-
-    // Both must outlive every reader.
-    FramePools(const pmd::Mempool& frames, const pmd::Mempool& indirect) { add(frames, indirect); }
+    // The first pool and software GSO's payload references into it (data room 0 is enough).
+    // Both, and every pool added, must outlive every reader.
+    FramePools(const pmd::Mempool& frames, const pmd::Mempool& indirect) : indirect_(&indirect) {
+        add(frames);
+    }
     FramePools(const FramePools&) = delete;
     FramePools& operator=(const FramePools&) = delete;
 
     // Control thread. Every pool's buffers must have the first pool's data room, since workers
     // size their copies by it; false when kMaxPools are in use.
-    bool add(const pmd::Mempool& frames, const pmd::Mempool& indirect) {
+    bool add(const pmd::Mempool& frames) {
         const std::size_t n = count_.load(std::memory_order_relaxed);
-        if (n > 0 && frames.data_room() != slots_[0].frames->data_room())
+        if (n > 0 && frames.data_room() != frames_[0]->data_room())
             throw std::invalid_argument("frame pools: every pool needs the first one's data room");
         if (n == kMaxPools) return false;
-        slots_[n] = Slot{&frames, &indirect};
+        frames_[n] = &frames;
         count_.store(n + 1, std::memory_order_release);
         return true;
     }
 
     std::size_t count() const noexcept { return count_.load(std::memory_order_acquire); }
     // i < count().
-    const Slot& operator[](std::size_t i) const noexcept { return slots_[i]; }
-    const pmd::Mempool& base() const noexcept { return *slots_[0].frames; }
+    const pmd::Mempool& operator[](std::size_t i) const noexcept { return *frames_[i]; }
+    const pmd::Mempool& base() const noexcept { return *frames_[0]; }
+    const pmd::Mempool& base_indirect() const noexcept { return *indirect_; }
 
     // Buffers of every pool published so far.
     std::uint64_t capacity() const noexcept {
         std::uint64_t total = 0;
-        for (std::size_t i = 0, n = count(); i < n; ++i) total += slots_[i].frames->capacity();
+        for (std::size_t i = 0, n = count(); i < n; ++i) total += frames_[i]->capacity();
         return total;
     }
 
 private:
-    std::array<Slot, kMaxPools> slots_{};
+    std::array<const pmd::Mempool*, kMaxPools> frames_{};
+    const pmd::Mempool* indirect_;
     std::atomic<std::size_t> count_{0};
 };
 

@@ -33,7 +33,7 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
       pools_(ctx.pools),
       base_pool_(ctx.pools.base().get()),
       uplinks_(std::move(ctx.uplinks)),
-      gso_(*ctx.pools[0].frames, *ctx.pools[0].indirect),
+      gso_(ctx.pools.base(), ctx.pools.base_indirect()),
       room_(data_room_of(ctx.pools.base())),
       tsc_hz_(rte_get_tsc_hz()),
       sw_(config.max_vifs + uplinks_.size() + 1, config.mac_table),
@@ -106,7 +106,7 @@ void Worker::update_backlog_cap() noexcept {
 void Worker::adopt_pools() noexcept {
     const std::size_t n = pools_.count();
     if (n == pools_seen_) return;
-    for (std::size_t i = 0; i < n; ++i) alloc_order_[i] = pools_[n - 1 - i].frames->get();
+    for (std::size_t i = 0; i < n; ++i) alloc_order_[i] = pools_[n - 1 - i].get();
     pools_seen_ = n;
     update_backlog_cap();
 }

@@ -31,11 +31,12 @@ bool GrowingFramePools::add(std::uint32_t vifs, std::uint32_t nic_queues) {
     sizing.vifs = vifs;
     sizing.nic_queues = nic_queues;
     const std::uint32_t wanted = pmd::mbufs_needed(sizing);
-    const std::uint64_t per_mbuf =
-        pmd::mbuf_footprint(pmd::kDefaultDataRoom, plan_.page_size) + pmd::mbuf_footprint(0, plan_.page_size);
+    const bool first = frames_.empty();
+    // Software GSO's segments (payload references) come from the first pool's twin only.
+    const std::uint64_t per_mbuf = pmd::mbuf_footprint(pmd::kDefaultDataRoom, plan_.page_size) +
+                                   (first ? pmd::mbuf_footprint(0, plan_.page_size) : 0);
     const std::uint64_t free = pmd::eal_free_memory(plan_.eal_grows_on_demand);
     const std::uint64_t budget = free > plan_.keep_free_bytes ? free - plan_.keep_free_bytes : 0;
-    const bool first = frames_.empty();
     // The first pool never goes below pmd::frame_pool_size's floor (EAL then says why it
     // cannot); a later one is only made where it fits.
     const std::uint32_t mbufs =
@@ -53,21 +54,20 @@ bool GrowingFramePools::add(std::uint32_t vifs, std::uint32_t nic_queues) {
     try {
         auto frames = std::make_unique<pmd::Mempool>(pmd::MempoolConfig{
             .name = pool_name(plan_.name, "frames", index), .mbufs = mbufs, .cache = sizing.cache});
-        // Software GSO only references payload in the frame pool: no data room needed.
-        auto indirect = std::make_unique<pmd::Mempool>(
-            pmd::MempoolConfig{.name = pool_name(plan_.name, "indirect", index),
-                               .mbufs = mbufs,
-                               .cache = sizing.cache,
-                               .data_room = 0});
         if (first) {
-            pools_ = std::make_unique<dataplane::FramePools>(*frames, *indirect);
-        } else if (!pools_->add(*frames, *indirect)) {
+            // Software GSO only references payload in the frame pool: no data room needed.
+            indirect_ = std::make_unique<pmd::Mempool>(
+                pmd::MempoolConfig{.name = pool_name(plan_.name, "indirect", 0),
+                                   .mbufs = mbufs,
+                                   .cache = sizing.cache,
+                                   .data_room = 0});
+            pools_ = std::make_unique<dataplane::FramePools>(*frames, *indirect_);
+        } else if (!pools_->add(*frames)) {
             spdlog::warn("frame pool: {} pools in use, the most there can be; further vifs share them",
                          dataplane::FramePools::kMaxPools);
             return false;
         }
         frames_.push_back(std::move(frames));
-        indirect_.push_back(std::move(indirect));
     } catch (const pmd::DpdkError& e) {
         if (first) throw;
         spdlog::warn("frame pool: {}; the vifs beyond {} share the {} buffers there are", e.what(),
@@ -78,9 +78,8 @@ bool GrowingFramePools::add(std::uint32_t vifs, std::uint32_t nic_queues) {
     const auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
     spdlog::info(
-        "frame pool {}: {} buffers ({} MiB with their GSO references) for {} vif(s){} in {} ms; {} MiB of "
-        "EAL memory were free{}",
-        index, mbufs, std::uint64_t{mbufs} * per_mbuf >> 20, vifs,
+        "frame pool {}: {} buffers ({} MiB{}) for {} vif(s){} in {} ms; {} MiB of EAL memory were free{}",
+        index, mbufs, std::uint64_t{mbufs} * per_mbuf >> 20, first ? " with their GSO references" : "", vifs,
         nic_queues != 0 ? fmt::format(" and {} port queue(s)", nic_queues) : std::string(), ms, free >> 20,
         mbufs < wanted ? fmt::format("; {} wanted (raise the EAL -m for more)", wanted) : "");
     return true;

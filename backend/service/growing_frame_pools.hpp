@@ -50,13 +50,13 @@ public:
     std::uint64_t capacity() const noexcept { return pools_->capacity(); }
 
 private:
-    // A frame pool and its GSO reference pool for `vifs` more vifs (and `nic_queues` ports'
-    // descriptors); false when EAL has no room for it.
+    // A frame pool for `vifs` more vifs (the first also for `nic_queues` ports' descriptors, and
+    // with the GSO reference pool); false when EAL has no room for it.
     bool add(std::uint32_t vifs, std::uint32_t nic_queues);
 
     FramePoolPlan plan_;
     std::vector<std::unique_ptr<pmd::Mempool>> frames_;
-    std::vector<std::unique_ptr<pmd::Mempool>> indirect_;
+    std::unique_ptr<pmd::Mempool> indirect_; // the first pool's GSO references
     std::unique_ptr<dataplane::FramePools> pools_;
     std::uint32_t vifs_provided_ = 0;
     bool exhausted_ = false; // EAL said no once: not asked again

@@ -34,8 +34,7 @@ TEST_CASE("a worker takes up a pool added before an attach and falls back to old
           "[dataplane][pools]") {
     Rig rig({kA});
     pmd::Mempool more = pmd::test::small_pool(511);
-    pmd::Mempool more_indirect = pmd::test::small_pool(255, 0);
-    REQUIRE(rig.pools.add(more, more_indirect));
+    REQUIRE(rig.pools.add(more));
     CHECK(rig.pools.count() == 2);
     CHECK(rig.pools.capacity() == rig.pool.capacity() + more.capacity());
 
@@ -60,7 +59,7 @@ TEST_CASE("a pool of another data room is refused", "[dataplane][pools]") {
     pmd::Mempool indirect = pmd::test::small_pool(255, 0);
     pmd::Mempool jumbo = pmd::test::small_pool(255, pmd::data_room_for_mtu(9000));
     FramePools pools(frames, indirect);
-    CHECK_THROWS_AS(pools.add(jumbo, indirect), std::invalid_argument);
+    CHECK_THROWS_AS(pools.add(jumbo), std::invalid_argument);
     CHECK(pools.count() == 1);
 }
 
@@ -70,8 +69,7 @@ TEST_CASE("stalled guests' backlogs hold at most half of the pool the uplink rec
     // (512, its configured cap) would let wire frames take every buffer of the first.
     Rig rig({kA}, pmd::Offloads::none(), WorkerConfig{}, 1500, 255);
     pmd::Mempool more = pmd::test::small_pool(4095);
-    pmd::Mempool more_indirect = pmd::test::small_pool(1023, 0);
-    REQUIRE(rig.pools.add(more, more_indirect));
+    REQUIRE(rig.pools.add(more));
     Netfront a(rig.world, kA);
     VifRuntime& va = rig.attach(a, kMacA);
 

@@ -321,7 +321,6 @@ TEST_CASE("two workers: a pool added at an attach is taken up by both workers",
     pmd::Mempool pool = pmd::test::small_pool(4095);
     pmd::Mempool indirect = pmd::test::small_pool(1023, 0);
     pmd::Mempool more = pmd::test::small_pool(4095);
-    pmd::Mempool more_indirect = pmd::test::small_pool(1023, 0);
     RingUplink up(pool);
     FramePools pools(pool, indirect);
     std::vector<std::size_t> asked;
@@ -330,7 +329,7 @@ TEST_CASE("two workers: a pool added at an attach is taken up by both workers",
     c.pools = &pools;
     c.grow_pools = [&](std::size_t vifs) {
         asked.push_back(vifs);
-        if (vifs == 2) REQUIRE(pools.add(more, more_indirect));
+        if (vifs == 2) REQUIRE(pools.add(more));
     };
     c.uplinks.push_back(UplinkBinding{"up0", &up});
     c.worker.idle_before_sleep = 100us;
