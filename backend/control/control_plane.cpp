@@ -4,6 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "backend/control/backend_dirs.hpp"
+
 namespace netbackd::control {
 namespace {
 
@@ -53,24 +55,17 @@ VifControl& ControlPlane::add(VifId id) {
 }
 
 void ControlPlane::scan(bool at_start) {
-    const auto base = backend_base(ctx_.self);
-    const auto fes = ctx_.store.directory(0, base);
-    if (!fes) return;
-    for (const auto& fe_name : *fes) {
-        const auto devids = ctx_.store.directory(0, base + "/" + fe_name);
-        if (!devids) continue;
-        for (const auto& dev_name : *devids) {
-            const auto id = parse_rel(fe_name + "/" + dev_name, nullptr);
-            if (!id) {
-                spdlog::warn("control: ignoring {}/{}/{}: not <domid>/<devid>", base, fe_name, dev_name);
-                continue;
-            }
-            if (vifs_.count(*id)) continue;
-            const auto state = ctx_.store.read(0, backend_path(ctx_.self, *id) + "/state");
-            if (!state) continue;
-            const bool fresh = !at_start && *state == "1";
-            add(*id).appeared(fresh);
+    for (const auto& rel : backend_vif_dirs(ctx_.store, ctx_.self)) {
+        const auto id = parse_rel(rel, nullptr);
+        if (!id) {
+            spdlog::warn("control: ignoring {}/{}: not <domid>/<devid>", backend_base(ctx_.self), rel);
+            continue;
         }
+        if (vifs_.count(*id)) continue;
+        const auto state = ctx_.store.read(0, backend_path(ctx_.self, *id) + "/state");
+        if (!state) continue;
+        const bool fresh = !at_start && *state == "1";
+        add(*id).appeared(fresh);
     }
     reap();
 }

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/control/backend_dirs.hpp"
 #include "backend/control/doctor_access.hpp"
 #include "backend/control/doctor_scale.hpp"
 #include "backend/control/doctor_util.hpp"
@@ -302,13 +303,8 @@ Check backend_write_check(platform::Store& store, DomId self) {
     const auto base = backend_base(self);
     std::optional<std::string> vif_dir;
     try {
-        if (const auto fes = store.directory(0, base))
-            for (const auto& fe : *fes) {
-                if (const auto devs = store.directory(0, base + "/" + fe); devs && !devs->empty()) {
-                    vif_dir = fmt::format("{}/{}/{}", base, fe, devs->front());
-                    break;
-                }
-            }
+        if (const auto dirs = backend_vif_dirs(store, self); !dirs.empty())
+            vif_dir = fmt::format("{}/{}", base, dirs.front());
     } catch (const std::exception& e) {
         return fail(name, fmt::format("cannot list {}: {}", base, e.what()), fix);
     }
@@ -335,11 +331,8 @@ unsigned connected_vifs(platform::Store& store, DomId self) {
     unsigned n = 0;
     const auto base = backend_base(self);
     try {
-        if (const auto fes = store.directory(0, base))
-            for (const auto& fe : *fes)
-                if (const auto devs = store.directory(0, base + "/" + fe))
-                    for (const auto& dev : *devs)
-                        n += store.read(0, fmt::format("{}/{}/{}/state", base, fe, dev)) == "4";
+        for (const auto& rel : backend_vif_dirs(store, self))
+            n += store.read(0, fmt::format("{}/{}/state", base, rel)) == "4";
     } catch (const std::exception&) {
         // backend_write_check reports an unreadable backend dir.
     }

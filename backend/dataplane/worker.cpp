@@ -95,11 +95,9 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
 
 void Worker::update_backlog_cap() noexcept {
     const std::size_t workers = mesh_ != nullptr ? mesh_->size() : 1;
-    std::uint64_t total = 0;
-    for (std::size_t i = 0; i < pools_seen_; ++i) total += alloc_order_[i]->size;
     vif_backlog_mbufs_ =
-        vif_backlog_mbufs(static_cast<std::uint32_t>(std::min<std::uint64_t>(total, UINT32_MAX)), workers,
-                          vifs_.size(), cfg_.rx_vif_mbufs);
+        vif_backlog_mbufs(static_cast<std::uint32_t>(std::min<std::uint64_t>(pools_.capacity(), UINT32_MAX)),
+                          workers, vifs_.size(), cfg_.rx_vif_mbufs);
     base_backlog_cap_ = std::uint64_t{base_pool_->size} / 2 / workers;
 }
 

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "backend/control/backend_dirs.hpp"
 #include "backend/control/vif_id.hpp"
 #include "pmd/carrier.hpp"
 #include "pmd/error.hpp"
@@ -56,11 +57,7 @@ pmd::Mempool jumbo_rx_pool(std::size_t port_index, std::uint32_t mtu, const data
 // Backend vif dirs this driver domain has in xenstore now (a restart's vifs to re-adopt).
 std::size_t vifs_in_store(platform::Store& store) {
     try {
-        const std::string base = control::backend_base(store.self_domid());
-        std::size_t n = 0;
-        for (const auto& fe : store.directory(0, base).value_or(std::vector<std::string>{}))
-            n += store.directory(0, base + "/" + fe).value_or(std::vector<std::string>{}).size();
-        return n;
+        return control::backend_vif_dirs(store, store.self_domid()).size();
     } catch (const platform::PlatformError&) {
         return 0; // the control plane reports the store; the pools then grow as vifs attach
     }
