@@ -176,7 +176,7 @@ GlobalConfig parse_global(std::string_view text, const std::string& source_name)
     if (const auto* t = c.table(root, "vif")) {
         c.only(*t, "vif",
                {"max_queues", "split_event_channels", "max_vifs", "rx_queue_bytes", "rx_vif_bytes",
-                "rx_stall_timeout_ms", "staging_pages_per_vif", "rx_merge"});
+                "rx_stall_timeout_ms", "rx_wait_ms", "staging_pages_per_vif", "rx_merge"});
         if (auto v = c.integer(*t, "max_queues", 1, 64)) g.max_queues = static_cast<unsigned>(*v);
         // Switch port ids are 16 bits wide, and every worker's switch holds every vif.
         if (auto v = c.integer(*t, "max_vifs", 1, 16384)) g.max_vifs = static_cast<unsigned>(*v);
@@ -188,6 +188,7 @@ GlobalConfig parse_global(std::string_view text, const std::string& source_name)
             g.rx_vif_bytes = static_cast<std::uint32_t>(*v);
         if (auto v = c.integer(*t, "rx_stall_timeout_ms", 0, 3'600'000))
             g.rx_stall_timeout_ms = static_cast<unsigned>(*v);
+        if (auto v = c.integer(*t, "rx_wait_ms", 0, 1000)) g.rx_wait_ms = static_cast<unsigned>(*v);
         if (auto v = c.integer(*t, "staging_pages_per_vif", 0, 65536))
             g.staging_pages_per_vif = static_cast<unsigned>(*v);
         if (auto v = c.boolean(*t, "rx_merge")) g.rx_merge = *v;

@@ -50,6 +50,8 @@ struct GlobalConfig {
     std::uint32_t rx_vif_bytes = 1024 * 1024;  // per vif, all queues
     // Guest RX stalled this long: backlog dropped, carrier off until buffers return. 0: never.
     unsigned rx_stall_timeout_ms = 60000;
+    // How long a frame from another vif waits for room in a vif's full backlog (back-pressure).
+    unsigned rx_wait_ms = 20;
     // Guest pages a vif may keep mapped as staging grants (ADD_GREF_MAPPING), split evenly
     // between its queues; 0: staging grants not offered.
     unsigned staging_pages_per_vif = 1024;

@@ -78,6 +78,8 @@ struct alignas(64) VifCounters {
     Counter rx_throttled;  // times delivery paused on the RX token bucket
     Counter tx_throttled;
     Counter rx_stalls; // times the guest's RX stalled (carrier off, backlog purged)
+    Counter tx_held;   // frames that waited for room in another vif's backlog (back-pressure)
+    Counter rx_waits_over; // times a sender's frame waited rx_wait for room here in vain
     // Multicast-control extras on the TX ring (netif.h MCAST_ADD/MCAST_DEL).
     Counter mcast_added;
     Counter mcast_deleted;
@@ -92,7 +94,7 @@ struct alignas(64) VifCounters {
 struct VifStats {
     std::uint64_t tx_packets = 0, tx_bytes = 0, rx_packets = 0, rx_bytes = 0;
     std::uint64_t notifications = 0, copy_batches = 0, copy_segments = 0, staged_copies = 0, staged_pages = 0;
-    std::uint64_t rx_throttled = 0, tx_throttled = 0, rx_stalls = 0;
+    std::uint64_t rx_throttled = 0, tx_throttled = 0, rx_stalls = 0, tx_held = 0, rx_waits_over = 0;
     std::uint64_t mcast_added = 0, mcast_deleted = 0, mcast_refused = 0;
     // From the vif's McastFilter (filled by whoever has it, not by snapshot()).
     std::uint64_t mcast_filtered = 0, mcast_subscribed = 0;
@@ -116,6 +118,8 @@ inline VifStats snapshot(const VifCounters& c) noexcept {
     s.rx_throttled = c.rx_throttled.get();
     s.tx_throttled = c.tx_throttled.get();
     s.rx_stalls = c.rx_stalls.get();
+    s.tx_held = c.tx_held.get();
+    s.rx_waits_over = c.rx_waits_over.get();
     s.mcast_added = c.mcast_added.get();
     s.mcast_deleted = c.mcast_deleted.get();
     s.mcast_refused = c.mcast_refused.get();

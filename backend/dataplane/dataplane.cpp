@@ -234,6 +234,7 @@ void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
     // Before the workers hear of the vif: they take up new pools as they attach it.
     if (config_.grow_pools) config_.grow_pools(vifs_.size() + 1);
     auto runtime = std::make_unique<VifRuntime>(std::move(vif), uplink, rte_get_tsc_hz());
+    runtime->held.reserve(config_.worker.tx_burst);
     VifRuntime* raw = runtime.get();
     // Least loaded by vif count: traffic per vif is unknown at attach time.
     unsigned owner = 0;

@@ -55,7 +55,7 @@ void Worker::vif_enqueue(VifRuntime& vif, rte_mbuf* m) noexcept {
     backlog_push(vif, m);
 }
 
-void Worker::backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept {
+QueueRuntime& Worker::backlog_queue(VifRuntime& vif, const rte_mbuf* m) noexcept {
     const std::size_t nq = vif.queues.size();
     std::size_t qi = 0;
     if (nq > 1 && vif.hash && vif.hash->enabled()) {
@@ -66,7 +66,20 @@ void Worker::backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept {
     } else if (nq > 1) {
         qi = flow_hash(m) % nq;
     }
-    QueueRuntime& q = *vif.queues[qi];
+    return *vif.queues[qi];
+}
+
+bool Worker::backlog_fits(const VifRuntime& vif, const QueueRuntime& q, std::uint64_t bytes,
+                          std::uint64_t mbufs, bool base) const noexcept {
+    return !q.backlog.full() && q.backlog.bytes() + bytes <= cfg_.rx_queue_bytes &&
+           q.backlog.mbufs() + mbufs <= cfg_.rx_queue_mbufs && vif.backlog_bytes + bytes <= cfg_.rx_vif_bytes &&
+           vif.backlog_mbufs + mbufs <= vif_backlog_mbufs_ &&
+           // The uplink ports receive into the first pool: stalled guests must not drain it.
+           (!base || base_backlog_mbufs_ + mbufs <= base_backlog_cap_);
+}
+
+void Worker::backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept {
+    QueueRuntime& q = backlog_queue(vif, m);
     if (q.backlog.full()) {
         // The guest is not posting buffers fast enough (or at all): its loss, nobody else's.
         drop(m, vif.counters_, Drop::rx_no_buffer);
@@ -75,11 +88,8 @@ void Worker::backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept {
     // What the frame keeps out of the shared pool until the guest takes it.
     const std::uint32_t bytes = m->pkt_len;
     const std::uint32_t mbufs = m->nb_segs;
-    // The uplink ports receive into the first pool: stalled guests must not drain it.
-    const std::uint32_t base = m->pool == base_pool_ ? mbufs : 0;
-    if (q.backlog.bytes() + bytes > cfg_.rx_queue_bytes || q.backlog.mbufs() + mbufs > cfg_.rx_queue_mbufs ||
-        vif.backlog_bytes + bytes > cfg_.rx_vif_bytes || vif.backlog_mbufs + mbufs > vif_backlog_mbufs_ ||
-        base_backlog_mbufs_ + base > base_backlog_cap_) {
+    const bool base = m->pool == base_pool_;
+    if (!backlog_fits(vif, q, bytes, mbufs, base)) {
         drop(m, vif.counters_, Drop::rx_over_backlog);
         return;
     }
@@ -87,7 +97,7 @@ void Worker::backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept {
     q.backlog.push(m, bytes, mbufs);
     vif.backlog_bytes += bytes;
     vif.backlog_mbufs += mbufs;
-    base_backlog_mbufs_ += base;
+    if (base) base_backlog_mbufs_ += mbufs;
 }
 
 rte_mbuf* Worker::backlog_pop(VifRuntime& vif, QueueRuntime& q) noexcept {

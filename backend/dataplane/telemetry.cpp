@@ -56,6 +56,8 @@ void fill_vif(rte_tel_data* d, VifState state, const VifStats& s, unsigned worke
     rte_tel_data_add_dict_u64(d, "tx_throttled", s.tx_throttled);
     rte_tel_data_add_dict_u64(d, "rx_throttled", s.rx_throttled);
     rte_tel_data_add_dict_u64(d, "rx_stalls", s.rx_stalls);
+    rte_tel_data_add_dict_u64(d, "tx_held", s.tx_held);
+    rte_tel_data_add_dict_u64(d, "rx_waits_over", s.rx_waits_over);
     rte_tel_data_add_dict_u64(d, "mcast_filter", s.mcast_filter ? 1 : 0);
     rte_tel_data_add_dict_u64(d, "mcast_subscribed", s.mcast_subscribed);
     rte_tel_data_add_dict_u64(d, "mcast_added", s.mcast_added);

@@ -30,8 +30,58 @@ std::size_t Worker::tx_queue(VifRuntime& vif, QueueRuntime& q) noexcept {
         capture_tx(vif, q, nout);
     // One push per burst (it also carries the error answers of dropped packets).
     if (q.tx_ring.push_and_check_notify()) notify(vif, q.tx_port);
-    for (std::size_t i = 0; i < nout; ++i) forward_from_vif(vif, tx_out_[i]);
+    for (std::size_t i = 0; i < nout; ++i) {
+        const TxOut& out = tx_out_[i];
+        // Behind a waiting frame, the rest of the burst waits too: a flow's order is kept.
+        const Wait wait = vif.held.capacity() != 0 ? Wait::may : Wait::no;
+        if (!vif.held.empty() || !forward_from_vif(vif, out, wait)) {
+            if (vif.held.empty()) vif.held.until = now_ + rx_wait_ticks_;
+            if (vif.held.push(out))
+                vif.counters_.tx_held.add();
+            else
+                (void)forward_from_vif(vif, out, Wait::no); // never fuller than a burst
+        }
+    }
     return b.work;
+}
+
+std::size_t Worker::release_held(VifRuntime& vif) noexcept {
+    std::size_t n = 0;
+    while (!vif.held.empty()) {
+        // Past its wait, the first frame goes whatever room there is (dropped if none), and the
+        // vif it went to stops making senders wait (rx_wait_off).
+        const bool waited_out = now_ >= vif.held.until;
+        if (!forward_from_vif(vif, vif.held.front(), waited_out ? Wait::over : Wait::may)) break;
+        vif.held.pop();
+        vif.held.until = now_ + rx_wait_ticks_;
+        ++n;
+    }
+    return n;
+}
+
+bool Worker::must_wait(SwitchPortId id, const rte_mbuf* m, const TxOut& out) noexcept {
+    const PortEntry& port = ports_[id];
+    // Only a vif this worker runs: its backlog is ours to read, and the wire never waits.
+    if (rx_wait_ticks_ == 0 || port.vif == nullptr || port.owner != index_) return false;
+    VifRuntime& to = *port.vif;
+    if (!to.running() || to.stalled_queues != 0) return false;
+    if (to.rx_wait_off) {
+        if (to.backlog_mbufs != 0) return false;
+        to.rx_wait_off = false;
+    }
+    // A frame that would not fit even an empty backlog gains nothing by waiting.
+    if (to.backlog_mbufs == 0) return false;
+    std::uint64_t bytes = m->pkt_len;
+    std::uint64_t mbufs = m->nb_segs;
+    const bool v6 = out.gso && out.gso->type == XEN_NETIF_GSO_TYPE_TCPV6;
+    if (out.gso && !(v6 ? to.gso_v6 : to.gso_v4) && out.gso->size != 0) {
+        // Cut to its MTU on the way in (vif_enqueue): one or more buffers per segment.
+        const std::uint64_t segments = m->pkt_len / out.gso->size + 1;
+        bytes += segments * 128; // each segment's own headers, at most
+        mbufs = segments * buffers_per_packet(std::uint32_t{out.gso->size} + 128, room_);
+    }
+    QueueRuntime& q = backlog_queue(to, m);
+    return !backlog_fits(to, q, bytes, mbufs, m->pool == base_pool_);
 }
 
 // Takes packets while the burst's scratch has room for a worst-case one and the vif's credit
@@ -187,24 +237,33 @@ std::size_t Worker::tx_complete(VifRuntime& vif, QueueRuntime& q, const TxBurst&
     return nout;
 }
 
-void Worker::forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept {
+bool Worker::forward_from_vif(VifRuntime& vif, const TxOut& out, Wait wait) noexcept {
     rte_mbuf* m = out.m;
     VifCounters& c = vif.counters_;
     const Decision d = sw_.forward(vif.switch_port, mac_at(m, 0), mac_at(m, 6), 0, now_, flood_);
     std::span<const SwitchPortId> dests;
     switch (d.verdict) {
-    case Verdict::drop_spoofed: drop(m, c, Drop::tx_spoofed); return;
-    case Verdict::drop_local: drop(m, c, Drop::tx_no_route); return;
-    case Verdict::unicast: dests = std::span(&d.port, 1); break;
+    case Verdict::drop_spoofed: drop(m, c, Drop::tx_spoofed); return true;
+    case Verdict::drop_local: drop(m, c, Drop::tx_no_route); return true;
+    case Verdict::unicast:
+        // Before anything below changes the frame: a waiting one is sent again as it came.
+        if (wait != Wait::no && must_wait(d.port, m, out)) {
+            if (wait == Wait::may) return false;
+            VifRuntime& to = *ports_[d.port].vif;
+            to.rx_wait_off = true;
+            to.counters_.rx_waits_over.add();
+        }
+        dests = std::span(&d.port, 1);
+        break;
     case Verdict::flood: dests = std::span(flood_.data(), d.flood_count); break;
     }
     if (dests.empty()) {
         rte_pktmbuf_free(m); // a flood with nobody else on the segment: delivered to all of none
-        return;
+        return true;
     }
     if (out.gso && !pmd::SoftwareGso::mark_tso(m, out.gso->size)) {
         drop(m, c, Drop::tx_bad_gso);
-        return;
+        return true;
     }
     bool csum_blank = out.csum_blank;
     const bool uplink_only = dests.size() == 1 && ports_[dests[0]].uplink >= 0;
@@ -225,6 +284,7 @@ void Worker::forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept {
             deliver(id, m);
         }
     }
+    return true;
 }
 
 void Worker::uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint16_t vlan,

@@ -19,6 +19,7 @@
 #include "backend/control/data_plane_sink.hpp"
 #include "backend/dataplane/capture.hpp"
 #include "backend/dataplane/counters.hpp"
+#include "backend/dataplane/held_frames.hpp"
 #include "backend/dataplane/l2_switch.hpp"
 #include "backend/dataplane/mcast_filter.hpp"
 #include "backend/dataplane/token_bucket.hpp"
@@ -207,6 +208,12 @@ public:
     std::uint64_t backlog_mbufs = 0;
     // Queues stalled; carrier is off while any is (as netback's stalled_queues).
     std::uint32_t stalled_queues = 0;
+    // This vif's TX frames waiting for room at another vif (worker only; held_frames.hpp).
+    HeldFrames held;
+    // A frame waited out rx_wait for room here: frames for this vif wait no more until its
+    // backlog has emptied, so a guest that takes slowly holds up each sender once, not per
+    // frame (worker only).
+    bool rx_wait_off = false;
     bool carrier() const noexcept { return carrier_.load(std::memory_order_relaxed); }
     void set_carrier(bool on) noexcept { carrier_.store(on, std::memory_order_relaxed); }
 

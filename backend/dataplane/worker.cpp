@@ -88,6 +88,7 @@ Worker::Worker(const WorkerConfig& config, WorkerContext ctx)
     }
     setup_rx_interrupts();
     stall_ticks_ = static_cast<std::uint64_t>(cfg_.rx_stall_timeout.count()) * tsc_hz_ / 1000;
+    rx_wait_ticks_ = static_cast<std::uint64_t>(cfg_.rx_wait.count()) * tsc_hz_ / 1'000'000;
     adopt_pools();
     now_ = rte_get_tsc_cycles();
     last_age_ = now_;
@@ -329,6 +330,7 @@ void Worker::detach(VifRuntime& vif) noexcept {
         vif.switch_port = kNoPort;
     }
     for (auto& q : vif.queues) backlog_purge(vif, *q, std::nullopt);
+    for (; !vif.held.empty(); vif.held.pop()) rte_pktmbuf_free(vif.held.front().m);
     // The mailbox back is as large as the one in: it cannot be full while detaches are paired.
     (void)detached_.push(&vif);
 }
@@ -353,6 +355,10 @@ std::size_t Worker::poll_once() noexcept {
     for (const auto& [u, rq] : rx_polled_) work += uplink_rx(u, rq);
     for (VifRuntime* v : vifs_) {
         if (!v->running()) continue;
+        if (!v->held.empty()) {
+            work += release_held(*v);
+            if (!v->held.empty()) continue; // still waiting: its TX rings stay unread
+        }
         for (auto& q : v->queues) {
             work += tx_queue(*v, *q);
             if (!v->running()) break;
@@ -408,7 +414,8 @@ bool Worker::prepare_sleep() noexcept {
         if (!v->running()) continue;
         for (auto& q : v->queues) {
             const bool tx_throttled = v->tx_bucket.exhausted() && now_ < v->tx_bucket.next_refill();
-            if (!tx_throttled) {
+            // A vif whose frames wait leaves its TX ring unread: the receiver's buffers wake us.
+            if (!tx_throttled && v->held.empty()) {
                 const ring::Avail a = q->tx_ring.final_check();
                 if (a.count != 0 || a.error != ring::ProdError::none) return false;
             }
@@ -463,6 +470,8 @@ void Worker::sleep() noexcept {
         }
         if (v->tx_bucket.exhausted())
             until = until == 0 ? v->tx_bucket.next_refill() : std::min(until, v->tx_bucket.next_refill());
+        // Wake when a waiting frame's time is up, whether or not the receiver took anything.
+        if (!v->held.empty()) until = until == 0 ? v->held.until : std::min(until, v->held.until);
     }
     std::uint64_t timeout_us = UINT64_MAX;
     if (polled) {

@@ -81,6 +81,11 @@ struct WorkerConfig {
     // purged, and the vif's carrier goes off (frames for it dropped, rx_stalled) until buffers
     // come back: netback's rx_stall_timeout. 0: never.
     std::chrono::milliseconds rx_stall_timeout{60000};
+    // A frame from another vif of the same worker that finds this vif's backlog full waits this
+    // long for room before it is dropped, and its sender's TX rings are not read meanwhile
+    // (held_frames.hpp): guest-to-guest TCP slows down instead of losing segments. Frames from
+    // the wire or from another worker's vif never wait. 0: drop at once.
+    std::chrono::microseconds rx_wait{20000};
     // Merge TCP segments from the wire into GSO frames for guests that take them (rx_merge.hpp;
     // the config's [vif] rx_merge).
     bool rx_merge = true;
@@ -180,12 +185,6 @@ public:
     static constexpr std::size_t kMaxEventsPerSleep = 1024;
 
 private:
-    struct TxOut {
-        rte_mbuf* m;
-        bool csum_blank;
-        bool data_validated;
-        std::optional<ring::TxGso> gso;
-    };
     struct RxFrame {
         rte_mbuf* m;
         ring::RxReservation res;
@@ -229,13 +228,28 @@ private:
     bool tx_alloc(VifRuntime& vif, QueueRuntime& q, const TxBurst& b) noexcept;
     void tx_build_copies(VifRuntime& vif, const QueueRuntime& q, const TxBurst& b) noexcept;
     std::size_t tx_complete(VifRuntime& vif, QueueRuntime& q, const TxBurst& b) noexcept;
-    void forward_from_vif(VifRuntime& vif, const TxOut& out) noexcept;
+    // Whether a frame for a full backlog may wait (held_frames.hpp): `no` for a vif that cannot
+    // hold it, `over` for one that waited rx_wait already (the receiver then stops making
+    // senders wait, rx_wait_off).
+    enum class Wait : std::uint8_t { may, no, over };
+    // false: the frame must wait for room at the vif it goes to (only with Wait::may), and was
+    // left as it was.
+    bool forward_from_vif(VifRuntime& vif, const TxOut& out, Wait wait) noexcept;
+    // Whether a frame to switch port `id` should wait for room there rather than be dropped.
+    bool must_wait(SwitchPortId id, const rte_mbuf* m, const TxOut& out) noexcept;
+    // Sends the vif's held frames on while there is room (or their wait is over); how many.
+    std::size_t release_held(VifRuntime& vif) noexcept;
     void uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint16_t vlan,
                     VifCounters& c) noexcept;
     void uplink_push(std::uint16_t u, rte_mbuf* m, VifCounters& from) noexcept;
     void flush_uplinks() noexcept;
     void vif_enqueue(VifRuntime& vif, rte_mbuf* m) noexcept;
     void backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept;
+    // The vif queue a frame for the vif goes to (the guest's hash steering, else a flow hash).
+    QueueRuntime& backlog_queue(VifRuntime& vif, const rte_mbuf* m) noexcept;
+    // Whether a frame of this size fits the backlog caps of the vif and its queue q.
+    bool backlog_fits(const VifRuntime& vif, const QueueRuntime& q, std::uint64_t bytes, std::uint64_t mbufs,
+                      bool base) const noexcept;
     rte_mbuf* backlog_pop(VifRuntime& vif, QueueRuntime& q) noexcept;
     // Frees every frame of q's backlog, counting them as `why` (none: not counted).
     std::size_t backlog_purge(VifRuntime& vif, QueueRuntime& q, std::optional<Drop> why) noexcept;
@@ -286,6 +300,7 @@ private:
     std::uint32_t room_;                  // data bytes per buffer of every frame pool
     std::uint32_t vif_backlog_mbufs_ = 0; // see update_backlog_cap
     std::uint64_t stall_ticks_ = 0;       // rx_stall_timeout in TSC ticks; 0: never
+    std::uint64_t rx_wait_ticks_ = 0;     // rx_wait in TSC ticks; 0: frames never wait
     std::uint64_t tsc_hz_;
 
     L2Switch sw_;

@@ -85,6 +85,7 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
     dc.worker.rx_queue_bytes = config.rx_queue_bytes;
     dc.worker.rx_vif_bytes = config.rx_vif_bytes;
     dc.worker.rx_stall_timeout = std::chrono::milliseconds(config.rx_stall_timeout_ms);
+    dc.worker.rx_wait = std::chrono::milliseconds(config.rx_wait_ms);
     dc.worker.rx_merge = config.rx_merge;
     // Room for every vif's MAC at 3/4 load plus as many learned from the wire.
     dc.worker.mac_table = std::max<std::size_t>(dc.worker.mac_table, std::size_t{4} * config.max_vifs);
@@ -119,8 +120,10 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
     dc.pools = &pools_->pools();
     dc.grow_pools = [pools = pools_.get()](std::size_t vifs) { pools->reserve_for(vifs); };
     spdlog::info("guest RX backlog: at most {} KiB per vif queue, {} KiB per vif, and half of the frame "
-                 "buffers shared by the vifs; stalled after {} ms without buffers",
-                 config.rx_queue_bytes / 1024, config.rx_vif_bytes / 1024, config.rx_stall_timeout_ms);
+                 "buffers shared by the vifs; other guests' frames wait up to {} ms for room; stalled after {} ms "
+                 "without buffers",
+                 config.rx_queue_bytes / 1024, config.rx_vif_bytes / 1024, config.rx_wait_ms,
+                 config.rx_stall_timeout_ms);
 
     for (const auto& p : config.ports) {
         UplinkPort up;

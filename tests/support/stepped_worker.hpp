@@ -21,6 +21,7 @@ struct Rig {
           indirect(pmd::test::small_pool(8191, 0)),
           pools(pool, indirect),
           up(pool, hw, uplink_mtu),
+          tx_burst(cfg.tx_burst),
           worker(std::make_unique<Worker>(cfg, WorkerContext{world.grants, world.events, pools, {&up}})) {}
 
     ~Rig() { worker.reset(); } // before the vifs it points to
@@ -32,6 +33,7 @@ struct Rig {
 
     VifRuntime& attach(std::unique_ptr<control::VifHandle> h) {
         vifs.push_back(std::make_unique<VifRuntime>(std::move(h), 0, rte_get_tsc_hz()));
+        vifs.back()->held.reserve(tx_burst); // as DataPlane::attach does
         REQUIRE(worker->post(WorkerMsg{WorkerMsgKind::attach, vifs.back().get(), std::nullopt}));
         worker->poll_once();
         return *vifs.back();
@@ -46,6 +48,7 @@ struct Rig {
     pmd::Mempool indirect;
     FramePools pools;
     RingUplink up;
+    std::size_t tx_burst;
     std::vector<std::unique_ptr<VifRuntime>> vifs;
     std::unique_ptr<Worker> worker;
 };

@@ -190,3 +190,10 @@ TEST_CASE("the vif limit is a [vif] key, 1024 by default, range-checked", "[cont
     CHECK(error_of([] { parse_global("[vif]\nmax_vifs = 70000\n", "g.toml"); }) ==
           "g.toml:2: 'max_vifs' = 70000 outside 1..16384");
 }
+
+TEST_CASE("the back-pressure wait is a [vif] key, 20 ms by default, range-checked", "[control][config]") {
+    CHECK(parse_global("", "g.toml").rx_wait_ms == 20);
+    CHECK(parse_global("[vif]\nrx_wait_ms = 0\n", "g.toml").rx_wait_ms == 0);
+    CHECK(error_of([] { parse_global("[vif]\nrx_wait_ms = 5000\n", "g.toml"); }) ==
+          "g.toml:2: 'rx_wait_ms' = 5000 outside 0..1000");
+}
