@@ -119,11 +119,12 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
     clock.mark("frame pools");
     dc.pools = &pools_->pools();
     dc.grow_pools = [pools = pools_.get()](std::size_t vifs) { pools->reserve_for(vifs); };
-    spdlog::info("guest RX backlog: at most {} KiB per vif queue, {} KiB per vif, and half of the frame "
-                 "buffers shared by the vifs; other guests' frames wait up to {} ms for room; stalled after {} ms "
-                 "without buffers",
-                 config.rx_queue_bytes / 1024, config.rx_vif_bytes / 1024, config.rx_wait_ms,
-                 config.rx_stall_timeout_ms);
+    spdlog::info(
+        "guest RX backlog: at most {} KiB per vif queue, {} KiB per vif, and half of the frame "
+        "buffers shared by the vifs; other guests' frames wait up to {} ms for room; stalled after {} ms "
+        "without buffers",
+        config.rx_queue_bytes / 1024, config.rx_vif_bytes / 1024, config.rx_wait_ms,
+        config.rx_stall_timeout_ms);
 
     for (const auto& p : config.ports) {
         UplinkPort up;
