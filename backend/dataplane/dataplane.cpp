@@ -235,6 +235,7 @@ void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
     if (config_.grow_pools) config_.grow_pools(vifs_.size() + 1);
     auto runtime = std::make_unique<VifRuntime>(std::move(vif), uplink, rte_get_tsc_hz());
     runtime->held.reserve(config_.worker.tx_burst);
+    runtime->reports = &reports_;
     VifRuntime* raw = runtime.get();
     // Least loaded by vif count: traffic per vif is unknown at attach time.
     unsigned owner = 0;
@@ -385,6 +386,10 @@ void DataPlane::update_policy(control::VifId id, const control::VifPolicy& polic
 std::vector<VifFaultReport> DataPlane::take_faults() {
     reap_quarantine(); // the control loop's tick: late answers release quarantined vifs
     std::vector<VifFaultReport> out;
+    // acquire: pairs with the worker's bump, which follows its state store.
+    const std::uint64_t reports = reports_.load(std::memory_order_acquire);
+    if (reports == faults_walked_) return out;
+    faults_walked_ = reports;
     for (auto& [id, e] : vifs_) {
         if (e.fault_reported || e.runtime->state() != VifState::disabled) continue;
         e.fault_reported = true;
@@ -395,6 +400,9 @@ std::vector<VifFaultReport> DataPlane::take_faults() {
 
 std::vector<CarrierChange> DataPlane::take_carrier_changes() {
     std::vector<CarrierChange> out;
+    const std::uint64_t reports = reports_.load(std::memory_order_acquire);
+    if (reports == carriers_walked_) return out;
+    carriers_walked_ = reports;
     for (auto& [id, e] : vifs_) {
         const bool on = e.runtime->carrier();
         const std::uint64_t stalls = e.runtime->counters().rx_stalls.get();
@@ -410,6 +418,13 @@ std::optional<VifStats> DataPlane::stats(control::VifId id) const {
     const auto it = vifs_.find(id);
     if (it == vifs_.end()) return std::nullopt;
     return snapshot(it->second.runtime->counters());
+}
+
+std::vector<control::VifId> DataPlane::vif_ids() const {
+    std::vector<control::VifId> out;
+    out.reserve(vifs_.size());
+    for (const auto& [id, e] : vifs_) out.push_back(id);
+    return out;
 }
 
 std::vector<std::pair<control::VifId, VifStats>> DataPlane::all_stats() const {

@@ -116,6 +116,9 @@ public:
     std::vector<CarrierChange> take_carrier_changes();
     std::optional<VifStats> stats(control::VifId id) const;
     std::vector<std::pair<control::VifId, VifStats>> all_stats() const;
+    // The vifs attached (control thread).
+    std::size_t vif_count() const noexcept { return vifs_.size(); }
+    std::vector<control::VifId> vif_ids() const;
     // Detached vifs still waiting for a late worker answer (see detach()). Late answers are
     // collected on every control-thread call that waits on a worker and in take_faults().
     std::size_t quarantined() const noexcept { return quarantine_.size(); }
@@ -189,6 +192,13 @@ private:
     std::vector<std::unique_ptr<platform::Grants>> worker_grants_; // [i]: worker i's alone
     std::vector<std::unique_ptr<Worker>> workers_;
     std::map<control::VifId, Entry> vifs_;
+    // Shared state: bumped by the workers after a vif fault or carrier change (VifRuntime::
+    // reports), read by the control thread, which walks vifs_ in take_faults and
+    // take_carrier_changes only when it moved since their last walk: an idle host with a
+    // thousand vifs is not scanned ten times a second for nothing.
+    std::atomic<std::uint64_t> reports_{0};
+    std::uint64_t faults_walked_ = 0;
+    std::uint64_t carriers_walked_ = 0;
     std::vector<Quarantined> quarantine_; // control thread only
     // Guards vifs_ against the telemetry thread: taken by the control thread when it changes
     // the map and by readers from other threads; never by the worker.

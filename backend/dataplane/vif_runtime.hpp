@@ -145,6 +145,7 @@ public:
         tx_error_.store(e, std::memory_order_relaxed);
         // release: fault and error are visible to whoever sees the state change.
         state_.store(VifState::disabled, std::memory_order_release);
+        tell_control();
     }
     bool running() const noexcept { return state_.load(std::memory_order_relaxed) == VifState::running; }
     void set_rate(std::optional<control::Rate> rate, std::uint64_t now) noexcept;
@@ -215,7 +216,14 @@ public:
     // frame (worker only).
     bool rx_wait_off = false;
     bool carrier() const noexcept { return carrier_.load(std::memory_order_relaxed); }
-    void set_carrier(bool on) noexcept { carrier_.store(on, std::memory_order_relaxed); }
+    void set_carrier(bool on) noexcept {
+        carrier_.store(on, std::memory_order_relaxed);
+        tell_control();
+    }
+    // Shared state: the data plane's count of vif faults and carrier changes (DataPlane::
+    // reports_), bumped by the worker after each, so that the control thread scans the vifs
+    // only when it moved. nullptr: nobody collects them (a worker driven by a test).
+    std::atomic<std::uint64_t>* reports = nullptr;
 
     // Shared between threads: a running `netbackd capture` on this vif (nullptr: none; the
     // worker's one per-burst branch). The control thread publishes and clears it; the worker
@@ -225,6 +233,11 @@ public:
     std::atomic<CaptureTap*> capture_busy{nullptr};
 
 private:
+    void tell_control() noexcept {
+        // release: the state and carrier stored before are visible to a scan that sees this.
+        if (reports != nullptr) reports->fetch_add(1, std::memory_order_release);
+    }
+
     std::unique_ptr<control::VifHandle> handle_;
     std::atomic<VifState> state_{VifState::attaching};
     std::atomic<VifFault> fault_{VifFault::none};

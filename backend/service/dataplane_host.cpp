@@ -198,8 +198,7 @@ void DataPlaneHost::publish_link(control::ControlPlane& cp, platform::Store& sto
     }
     up.last_link_up = link.up;
     std::vector<std::string> dirs;
-    for (const auto& [id, stats] : dataplane_->all_stats())
-        dirs.push_back(control::backend_path(cp.self(), id));
+    for (const auto& id : dataplane_->vif_ids()) dirs.push_back(control::backend_path(cp.self(), id));
     pmd::publish_carrier(store, dirs, link);
 }
 
@@ -221,7 +220,7 @@ void DataPlaneHost::poll(control::ControlPlane& cp, platform::Store& store,
     // the event. Newly attached vifs get the current carrier on the same tick.
     if (now < next_link_check_) return;
     next_link_check_ = now + std::chrono::seconds(1);
-    const std::size_t vifs = dataplane_->all_stats().size();
+    const std::size_t vifs = dataplane_->vif_count();
     const bool new_vifs = vifs != carrier_vifs_;
     carrier_vifs_ = vifs;
     for (auto& up : uplinks_) publish_link(cp, store, up, new_vifs);
