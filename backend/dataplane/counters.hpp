@@ -77,8 +77,8 @@ struct alignas(64) VifCounters {
     Counter staged_pages;  // pages mapped as staging grants now (set by the worker per set)
     Counter rx_throttled;  // times delivery paused on the RX token bucket
     Counter tx_throttled;
-    Counter rx_stalls; // times the guest's RX stalled (carrier off, backlog purged)
-    Counter tx_held;   // frames that waited for room in another vif's backlog (back-pressure)
+    Counter rx_stalls;     // times the guest's RX stalled (carrier off, backlog purged)
+    Counter tx_held;       // frames that waited for room in another vif's backlog (back-pressure)
     Counter rx_waits_over; // times a sender's frame waited rx_wait for room here in vain
     // Multicast-control extras on the TX ring (netif.h MCAST_ADD/MCAST_DEL).
     Counter mcast_added;

@@ -72,7 +72,8 @@ QueueRuntime& Worker::backlog_queue(VifRuntime& vif, const rte_mbuf* m) noexcept
 bool Worker::backlog_fits(const VifRuntime& vif, const QueueRuntime& q, std::uint64_t bytes,
                           std::uint64_t mbufs, bool base) const noexcept {
     return !q.backlog.full() && q.backlog.bytes() + bytes <= cfg_.rx_queue_bytes &&
-           q.backlog.mbufs() + mbufs <= cfg_.rx_queue_mbufs && vif.backlog_bytes + bytes <= cfg_.rx_vif_bytes &&
+           q.backlog.mbufs() + mbufs <= cfg_.rx_queue_mbufs &&
+           vif.backlog_bytes + bytes <= cfg_.rx_vif_bytes &&
            vif.backlog_mbufs + mbufs <= vif_backlog_mbufs_ &&
            // The uplink ports receive into the first pool: stalled guests must not drain it.
            (!base || base_backlog_mbufs_ + mbufs <= base_backlog_cap_);
