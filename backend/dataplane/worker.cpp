@@ -353,6 +353,13 @@ std::size_t Worker::poll_once() noexcept {
     wake_at_ = 0;
     std::size_t work = drain_cross();
     for (const auto& [u, rq] : rx_polled_) work += uplink_rx(u, rq);
+    if (quiet_ && work == 0) {
+        counters_.quiet_polls.add();
+        counters_.empty_polls.add();
+        counters_.empty_poll_cycles.add(rte_get_tsc_cycles() - started);
+        return 0;
+    }
+    quiet_ = false;
     for (VifRuntime* v : vifs_) {
         if (!v->running()) continue;
         if (!v->held.empty()) {
@@ -385,6 +392,12 @@ std::size_t Worker::poll_once() noexcept {
 }
 
 bool Worker::prepare_sleep() noexcept {
+    if (quiet_) {
+        // Nothing was touched since the last full check: the rings are armed, and an event or
+        // message since is pending on the fds the sleep waits on.
+        handle_messages();
+        return mesh_ == nullptr || !mesh_->inbound_pending(index_);
+    }
     // A delivered port stays masked until unmasked: re-open them all before the final checks, so
     // a request published after the check still wakes us.
     // The event-channel fd is shared by every worker: a port another worker's vif owns is
@@ -451,28 +464,35 @@ bool Worker::owns_port(platform::EvtchnPort port) const noexcept {
     return false;
 }
 
-void Worker::sleep() noexcept {
-    counters_.sleeps.add();
-    // Ports without RX interrupts can only be polled; with them the worker sleeps until a frame.
-    bool polled = !rx_polled_.empty() && !intr_ok_;
+void Worker::walk_vif_deadlines() noexcept {
+    bool polled = false;
     std::uint64_t until = 0;
+    const auto earliest = [&until](std::uint64_t at) { until = until == 0 ? at : std::min(until, at); };
     for (VifRuntime* v : vifs_) {
         if (!v->running()) continue;
         for (auto& q : v->queues) {
-            if (!q->backlog.empty() && !v->rx_notify) polled = true;
-            if (!q->backlog.empty() && !v->rx_bucket.unlimited())
-                until = until == 0 ? v->rx_bucket.next_refill() : std::min(until, v->rx_bucket.next_refill());
+            if (q->backlog.empty()) continue;
+            if (!v->rx_notify) polled = true;
+            if (!v->rx_bucket.unlimited()) earliest(v->rx_bucket.next_refill());
             // Wake to purge a backlog the guest leaves stalled.
-            if (!q->backlog.empty() && stall_ticks_ != 0) {
-                const std::uint64_t stall_at = q->rx_progress + stall_ticks_ + 1;
-                until = until == 0 ? stall_at : std::min(until, stall_at);
-            }
+            if (stall_ticks_ != 0) earliest(q->rx_progress + stall_ticks_ + 1);
         }
-        if (v->tx_bucket.exhausted())
-            until = until == 0 ? v->tx_bucket.next_refill() : std::min(until, v->tx_bucket.next_refill());
+        if (v->tx_bucket.exhausted()) earliest(v->tx_bucket.next_refill());
         // Wake when a waiting frame's time is up, whether or not the receiver took anything.
-        if (!v->held.empty()) until = until == 0 ? v->held.until : std::min(until, v->held.until);
+        if (!v->held.empty()) earliest(v->held.until);
     }
+    vif_polled_ = polled;
+    vif_wake_at_ = until;
+}
+
+void Worker::sleep() noexcept {
+    counters_.sleeps.add();
+    // Ports without RX interrupts can only be polled; with them the worker sleeps until a frame.
+    const bool ports_polled = !rx_polled_.empty() && !intr_ok_;
+    if (!quiet_) walk_vif_deadlines();
+    const bool polled = ports_polled || vif_polled_;
+    const std::uint64_t until = vif_wake_at_;
+
     std::uint64_t timeout_us = UINT64_MAX;
     if (polled) {
         timeout_us = interval_us_;
@@ -492,6 +512,7 @@ void Worker::sleep() noexcept {
         tsp = &ts;
     }
     const int ready = ::ppoll(fds, intr_ok_ ? 3 : 2, tsp, nullptr);
+    quiet_ = ready == 0 && !vif_polled_ && (until == 0 || rte_get_tsc_cycles() < until);
     if (fds[1].revents != 0) platform::drain_eventfd(wake_.get());
     if (intr_ok_) {
         if (fds[2].revents != 0) {

@@ -149,6 +149,7 @@ struct WorkerCounters {
     Counter wakeups_rx_intr;    // sleeps ended by a port RX interrupt
     Counter wakeups_timer;      // sleeps ended by the poll timer (ports without RX interrupts)
     Counter wakeups_peer;       // sleeps ended by another worker's frames or the control thread
+    Counter quiet_polls;        // rounds after a timer wake that found the ports empty: vifs left alone
     Counter rx_merged;          // GSO frames merged from wire segments (rx_merge.hpp)
     Counter rx_merged_segments; // the segments in them
 };
@@ -275,6 +276,8 @@ private:
     void capture_tx(VifRuntime& vif, const QueueRuntime& q, std::size_t nout) noexcept;
     void capture_rx(VifRuntime& vif, const QueueRuntime& q, std::size_t frames) noexcept;
     void sleep() noexcept;
+    // Sets vif_wake_at_ and vif_polled_ from every vif's backlogs, buckets and waiting frames.
+    void walk_vif_deadlines() noexcept;
 
     WorkerConfig cfg_;
     platform::Grants& grants_;
@@ -350,7 +353,16 @@ private:
 
     std::uint64_t now_ = 0;
     std::uint64_t last_age_ = 0;
-    std::uint64_t wake_at_ = 0;     // earliest tick a throttled vif regains credit; 0: none
+    std::uint64_t wake_at_ = 0; // earliest tick a throttled vif regains credit; 0: none
+    // The last sleep was ended by the ports' poll timer alone, before any vif's deadline: every
+    // vif ring is armed as the sleep left it (a guest's request since would have fired its
+    // event), so until a port or another worker brings a frame, rounds skip the walk over the
+    // vifs, and an idle host's timer wake-ups cost the same with one vif or a thousand.
+    bool quiet_ = false;
+    // What the last full walk in sleep() found: the earliest vif deadline (0: none) and whether
+    // a vif can only be polled (a backlog for a guest without feature-rx-notify).
+    std::uint64_t vif_wake_at_ = 0;
+    bool vif_polled_ = false;
     std::uint64_t interval_us_ = 0; // current polling sleep, see poll_interval
     WorkerCounters counters_;
     RxMerge merge_{counters_.rx_merged, counters_.rx_merged_segments};

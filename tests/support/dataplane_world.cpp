@@ -195,6 +195,8 @@ std::vector<netif_tx_response_t> Netfront::tx_responses() {
     return out;
 }
 
+void Netfront::notify() { events_.notify(port_); }
+
 void Netfront::post_rx_buffers(std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) {
         const xensim::Gfn g = mem_.alloc_page();

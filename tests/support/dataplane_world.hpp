@@ -136,6 +136,8 @@ public:
 
     // Backend -> this guest notifications seen (and acknowledged).
     std::size_t drain_notifications();
+    // Kicks the backend without publishing anything (after writing the shared ring directly).
+    void notify();
 
     platform::DomId domid() const { return domid_; }
     ring::FrontRing<ring::TxRing>& tx() { return *tx_; }
