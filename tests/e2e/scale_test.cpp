@@ -16,6 +16,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -79,17 +80,18 @@ Rss rss_split(pid_t pid) {
     return r;
 }
 
-// utime + stime of a process, in seconds.
+// CPU time of a process's threads, in seconds: the scheduler's own nanoseconds (schedstat).
+// utime + stime count whole clock ticks, and a thread that wakes on a timer aligned with the
+// tick is charged a full tick for a few microseconds of work (1.5% against 0.2% by perf here).
 double cpu_seconds(pid_t pid) {
-    std::ifstream f(fmt::format("/proc/{}/stat", pid));
-    std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    std::istringstream in(stat.substr(stat.rfind(')') + 2));
-    std::string field;
-    unsigned long ticks = 0;
-    for (int i = 3; i <= 15 && in >> field; ++i)
-        if (i == 14 || i == 15) ticks += std::stoul(field);
-    return static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    std::uint64_t ns = 0;
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
+        std::ifstream f(task.path() / "schedstat");
+        std::uint64_t on_cpu = 0;
+        if (f >> on_cpu) ns += on_cpu;
+    }
+    return static_cast<double>(ns) / 1e9;
 }
 
 // Nodes under `path` owned by `domid` (the owner is the first permission, as xenstored's quota
