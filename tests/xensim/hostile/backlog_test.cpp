@@ -2,17 +2,20 @@
 // stream, and the third guest sends them 60 KiB GSO frames (30 buffers each, kept whole for a GSO
 // guest). Without caps the two stalled vifs' backlogs (2 queues x 256 frames each) hold more
 // buffers than the whole pool. Counted in frames and poll rounds only: never a rate or a time
-// window, so a busy host cannot fail it.
+// window, so a busy host cannot fail it. The last case lets the third guest's frames wait for
+// room (back-pressure) and checks that the two cost it one wait each.
 #include <thread>
 
 #include <catch2/catch.hpp>
 #include <rte_mempool.h>
 
+#include "tests/support/eventually.hpp"
 #include "tests/support/stepped_worker.hpp"
 
 using namespace netbackd;
 using namespace netbackd::dataplane;
 using namespace netbackd::dataplane::test;
+using netbackd::testing::eventually;
 
 namespace {
 
@@ -119,6 +122,15 @@ struct Stream {
             rig.up.inject(frame(kMacB, kOutside, 1000, 4, static_cast<std::uint8_t>(i)));
         }
         rig.poll(2);
+        collect();
+        ++rounds;
+    }
+    // One poll round more, and what it brought.
+    void drain() {
+        rig.poll();
+        collect();
+    }
+    void collect() {
         min_free = std::min(min_free, rte_mempool_avail_count(rig.pool.get()));
         wire_out += rig.up.discard();
         c_received += c.nf.receive().size();
@@ -126,7 +138,6 @@ struct Stream {
             c_tx_okay += r.status == NETIF_RSP_OKAY ? 1 : 0;
             c_tx_error += r.status == NETIF_RSP_ERROR ? 1 : 0;
         }
-        ++rounds;
     }
 };
 
@@ -136,6 +147,7 @@ TEST_CASE("two guests that take no RX cannot drain the pool while a third stream
           "[hostile][backlog]") {
     WorkerConfig cfg;
     cfg.rx_stall_timeout = std::chrono::milliseconds(0); // the caps alone (stalls: next case)
+    cfg.rx_wait = std::chrono::microseconds(0);          // drop at once (back-pressure: the last case)
     Rig rig({kA, kB, kC}, pmd::Offloads::none(), cfg);
     TwoQueueGuest a(rig, kA, kMacA);
     TwoQueueGuest b(rig, kB, kMacB);
@@ -184,6 +196,7 @@ TEST_CASE("two guests whose RX stalls lose their backlog and carrier while a thi
           "[hostile][backlog]") {
     WorkerConfig cfg;
     cfg.rx_stall_timeout = std::chrono::milliseconds(1);
+    cfg.rx_wait = std::chrono::microseconds(0); // drop at once (back-pressure: the last case)
     Rig rig({kA, kB, kC}, pmd::Offloads::none(), cfg);
     TwoQueueGuest a(rig, kA, kMacA);
     TwoQueueGuest b(rig, kB, kMacB);
@@ -223,4 +236,40 @@ TEST_CASE("two guests whose RX stalls lose their backlog and carrier while a thi
     CHECK(a.receive() == 4);
     CHECK(b.receive() == 4);
     rig.up.discard();
+}
+
+TEST_CASE("two guests that take no RX hold up a guest sending to them once each, then it streams on",
+          "[hostile][backlog]") {
+    WorkerConfig cfg;
+    cfg.rx_stall_timeout = std::chrono::milliseconds(0);
+    cfg.rx_wait = std::chrono::milliseconds(1);
+    Rig rig({kA, kB, kC}, pmd::Offloads::none(), cfg);
+    TwoQueueGuest a(rig, kA, kMacA);
+    TwoQueueGuest b(rig, kB, kMacB);
+    Healthy c(rig);
+    Stream s{rig, c, a, b};
+    const unsigned pool = rig.pool.capacity();
+    constexpr std::size_t kSlotsPerRound = 2 * kGsoPerVif * 16 + kWireOut;
+    for (int i = 0; i < 32; ++i) {
+        // C's frames wait while A's or B's backlog is full, and C's ring with them: C sends a
+        // round only once its ring has room for it (the wait's bound is a lower bound in time,
+        // so a busy host only takes longer).
+        REQUIRE(eventually([&] {
+            s.drain();
+            return c.nf.tx().free_requests() >= kSlotsPerRound;
+        }));
+        s.round();
+    }
+    REQUIRE(eventually([&] {
+        s.drain();
+        return s.wire_out == s.rounds * kWireOut;
+    }));
+    CHECK(s.c_tx_error == 0);
+    CHECK(s.c_received == s.rounds * kWireIn);
+    CHECK(s.min_free > pool / 4);
+    CHECK(snapshot(c.vif->counters()).tx_held > 0);
+    // Each let one wait run out, and nobody waited for it again while its backlog stayed full.
+    CHECK(snapshot(a.vif->counters()).rx_waits_over == 1);
+    CHECK(snapshot(b.vif->counters()).rx_waits_over == 1);
+    for (VifRuntime* v : {a.vif, b.vif}) CHECK(v->backlog_mbufs <= 512);
 }
