@@ -512,7 +512,11 @@ void Worker::sleep() noexcept {
         tsp = &ts;
     }
     const int ready = ::ppoll(fds, intr_ok_ ? 3 : 2, tsp, nullptr);
-    quiet_ = ready == 0 && !vif_polled_ && (until == 0 || rte_get_tsc_cycles() < until);
+    // Not with several workers: they share the event-channel fd, and an event for one of our vifs
+    // that another worker drains while we are awake reaches us only through prepare_sleep's
+    // final check of our rings (it wakes only a worker that sleeps). The real-Xen lab lost a
+    // guest's pings that way.
+    quiet_ = mesh_ == nullptr && ready == 0 && !vif_polled_ && (until == 0 || rte_get_tsc_cycles() < until);
     if (fds[1].revents != 0) platform::drain_eventfd(wake_.get());
     if (intr_ok_) {
         if (fds[2].revents != 0) {

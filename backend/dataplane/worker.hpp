@@ -357,7 +357,8 @@ private:
     // The last sleep was ended by the ports' poll timer alone, before any vif's deadline: every
     // vif ring is armed as the sleep left it (a guest's request since would have fired its
     // event), so until a port or another worker brings a frame, rounds skip the walk over the
-    // vifs, and an idle host's timer wake-ups cost the same with one vif or a thousand.
+    // vifs, and an idle host's timer wake-ups cost the same with one vif or a thousand. Only for
+    // a worker alone (see sleep()).
     bool quiet_ = false;
     // What the last full walk in sleep() found: the earliest vif deadline (0: none) and whether
     // a vif can only be polled (a backlog for a guest without feature-rx-notify).
