@@ -16,11 +16,13 @@
 #include "backend/dataplane/dataplane.hpp"
 #include "tests/support/dataplane_world.hpp"
 #include "tests/support/dpdk_eal.hpp"
+#include "tests/support/eventually.hpp"
 
 using namespace netbackd;
 using namespace netbackd::dataplane;
 using namespace netbackd::dataplane::test;
 using namespace std::chrono_literals;
+using netbackd::testing::eventually;
 
 namespace {
 
@@ -132,6 +134,12 @@ TEST_CASE("/netbackd/vifs pages 16 vifs at a time, so no reply outgrows DPDK's 1
             fronts.push_back(std::make_unique<Netfront>(world, kA, v));
             dp->attach(fronts.back()->handle(mac(static_cast<std::uint8_t>(0x10 + v))));
         }
+        // Attaching is asynchronous: the two reads of page one below must see the same states.
+        REQUIRE(eventually([&] {
+            for (const auto& v : dp->telemetry_view())
+                if (v.state != VifState::running) return false;
+            return true;
+        }));
         TelemetryClient client;
         const auto first = client.query("/netbackd/vifs").at("/netbackd/vifs");
         CHECK(first.size() == kVifsPerPage);
