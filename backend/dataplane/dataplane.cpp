@@ -235,6 +235,7 @@ void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
     if (config_.grow_pools) config_.grow_pools(vifs_.size() + 1);
     auto runtime = std::make_unique<VifRuntime>(std::move(vif), uplink, rte_get_tsc_hz());
     runtime->held.reserve(config_.worker.tx_burst);
+    if (workers_.size() > 1) runtime->cross_room.reserve(workers_.size());
     runtime->reports = &reports_;
     VifRuntime* raw = runtime.get();
     // Least loaded by vif count: traffic per vif is unknown at attach time.

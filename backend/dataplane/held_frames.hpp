@@ -16,6 +16,8 @@ struct rte_mbuf;
 
 namespace netbackd::dataplane {
 
+class CrossRoom;
+
 // A guest frame on its way to the switch, with what its TX request said of it.
 struct TxOut {
     rte_mbuf* m;
@@ -47,6 +49,10 @@ public:
 
     // TSC tick at which the first frame stops waiting and takes its chances (worker only).
     std::uint64_t until = 0;
+    // When the first frame waits for a vif on another worker: that vif's published room and
+    // the word last read from it (cross_room.hpp); a change means poll again instead of sleeping.
+    const CrossRoom* room = nullptr;
+    std::uint64_t seen = 0;
 
 private:
     std::vector<TxOut> frames_;

@@ -106,14 +106,14 @@ int cmd_vif(const char*, const char* params, rte_tel_data* d) {
 }
 
 struct WorkerSums {
-    std::uint64_t v[18] = {};
+    std::uint64_t v[19] = {};
 };
 
-constexpr const char* kWorkerFields[18] = {
-    "iterations",    "empty_polls",        "empty_poll_cycles", "sleeps",        "uplink_rx",
-    "uplink_tx",     "uplink_tx_dropped",  "uplink_unrouted",   "cross_out",     "cross_in",
-    "cross_dropped", "wakeups_event",      "wakeups_rx_intr",   "wakeups_timer", "wakeups_peer",
-    "rx_merged",     "rx_merged_segments", "quiet_polls"};
+constexpr const char* kWorkerFields[19] = {
+    "iterations",    "empty_polls",        "empty_poll_cycles", "sleeps",          "uplink_rx",
+    "uplink_tx",     "uplink_tx_dropped",  "uplink_unrouted",   "cross_out",       "cross_in",
+    "cross_dropped", "wakeups_event",      "wakeups_rx_intr",   "wakeups_timer",   "wakeups_peer",
+    "rx_merged",     "rx_merged_segments", "quiet_polls",       "cross_waits_over"};
 
 WorkerSums read_worker(const WorkerCounters& w) {
     return WorkerSums{{w.iterations.get(), w.empty_polls.get(), w.empty_poll_cycles.get(), w.sleeps.get(),
@@ -121,7 +121,7 @@ WorkerSums read_worker(const WorkerCounters& w) {
                        w.uplink_unrouted.get(), w.cross_out.get(), w.cross_in.get(), w.cross_dropped.get(),
                        w.wakeups_event.get(), w.wakeups_rx_intr.get(), w.wakeups_timer.get(),
                        w.wakeups_peer.get(), w.rx_merged.get(), w.rx_merged_segments.get(),
-                       w.quiet_polls.get()}};
+                       w.quiet_polls.get(), w.cross_waits_over.get()}};
 }
 
 void fill_worker(rte_tel_data* d, const WorkerSums& s) {

@@ -59,10 +59,12 @@ std::size_t Worker::release_held(VifRuntime& vif) noexcept {
     return n;
 }
 
-bool Worker::must_wait(SwitchPortId id, const rte_mbuf* m, const TxOut& out) noexcept {
+bool Worker::must_wait(SwitchPortId id, const rte_mbuf* m, const TxOut& out, HeldFrames& held) noexcept {
     const PortEntry& port = ports_[id];
-    // Only a vif this worker runs: its backlog is ours to read, and the wire never waits.
-    if (rx_wait_ticks_ == 0 || port.vif == nullptr || port.owner != index_) return false;
+    held.room = nullptr;
+    // The wire never waits.
+    if (rx_wait_ticks_ == 0 || port.vif == nullptr) return false;
+    if (port.owner != index_) return must_wait_remote(id, m, out, held);
     VifRuntime& to = *port.vif;
     if (!to.running() || to.stalled_queues != 0) return false;
     if (to.rx_wait_off) {
@@ -71,17 +73,46 @@ bool Worker::must_wait(SwitchPortId id, const rte_mbuf* m, const TxOut& out) noe
     }
     // A frame that would not fit even an empty backlog gains nothing by waiting.
     if (to.backlog_mbufs == 0) return false;
-    std::uint64_t bytes = m->pkt_len;
-    std::uint64_t mbufs = m->nb_segs;
+    const Need need = backlog_need(to, m, out);
+    QueueRuntime& q = backlog_queue(to, m);
+    return !backlog_fits(to, q, need.bytes, need.mbufs, m->pool == base_pool_);
+}
+
+// Another worker's vif: its backlog is not ours to read, only the room its owner published.
+bool Worker::must_wait_remote(SwitchPortId id, const rte_mbuf* m, const TxOut& out,
+                              HeldFrames& held) noexcept {
+    PortEntry& port = ports_[id];
+    const std::uint64_t word = port.vif->cross_room.word(index_);
+    const BacklogRoom room = BacklogRoom::unpack(word);
+    if (!room.waits) return false;
+    if (port.wait_off) {
+        if (!room.empty) return false;
+        port.wait_off = false;
+    }
+    // What we handed over that the owner has not taken yet will take room first.
+    const std::uint64_t in_flight = (port.sent - room.taken) & BacklogRoom::kTakenMask;
+    if (room.empty && in_flight == 0) return false;
+    const Need need = backlog_need(*port.vif, m, out);
+    const bool fits = in_flight + need.mbufs <= room.mbufs && in_flight * room_ + need.bytes <= room.bytes;
+    if (fits) return false;
+    // Registered before prepare_sleep reads the word again: a change after `word` either shows
+    // there, or its owner sees this request and wakes us.
+    port.vif->cross_room.wake_me(index_);
+    held.room = &port.vif->cross_room;
+    held.seen = word;
+    return true;
+}
+
+Worker::Need Worker::backlog_need(const VifRuntime& to, const rte_mbuf* m, const TxOut& out) const noexcept {
+    Need need{m->pkt_len, m->nb_segs};
     const bool v6 = out.gso && out.gso->type == XEN_NETIF_GSO_TYPE_TCPV6;
     if (out.gso && !(v6 ? to.gso_v6 : to.gso_v4) && out.gso->size != 0) {
         // Cut to its MTU on the way in (vif_enqueue): one or more buffers per segment.
         const std::uint64_t segments = m->pkt_len / out.gso->size + 1;
-        bytes += segments * 128; // each segment's own headers, at most
-        mbufs = segments * buffers_per_packet(std::uint32_t{out.gso->size} + 128, room_);
+        need.bytes += segments * 128; // each segment's own headers, at most
+        need.mbufs = segments * buffers_per_packet(std::uint32_t{out.gso->size} + 128, room_);
     }
-    QueueRuntime& q = backlog_queue(to, m);
-    return !backlog_fits(to, q, bytes, mbufs, m->pool == base_pool_);
+    return need;
 }
 
 // Takes packets while the burst's scratch has room for a worst-case one and the vif's credit
@@ -247,11 +278,16 @@ bool Worker::forward_from_vif(VifRuntime& vif, const TxOut& out, Wait wait) noex
     case Verdict::drop_local: drop(m, c, Drop::tx_no_route); return true;
     case Verdict::unicast:
         // Before anything below changes the frame: a waiting one is sent again as it came.
-        if (wait != Wait::no && must_wait(d.port, m, out)) {
+        if (wait != Wait::no && must_wait(d.port, m, out, vif.held)) {
+            PortEntry& port = ports_[d.port];
             if (wait == Wait::may) return false;
-            VifRuntime& to = *ports_[d.port].vif;
-            to.rx_wait_off = true;
-            to.counters_.rx_waits_over.add();
+            if (port.owner != index_) {
+                port.wait_off = true; // the receiver's counters are its owner's to write
+                counters_.cross_waits_over.add();
+            } else {
+                port.vif->rx_wait_off = true;
+                port.vif->counters_.rx_waits_over.add();
+            }
         }
         dests = std::span(&d.port, 1);
         break;

@@ -19,6 +19,7 @@
 #include "backend/control/data_plane_sink.hpp"
 #include "backend/dataplane/capture.hpp"
 #include "backend/dataplane/counters.hpp"
+#include "backend/dataplane/cross_room.hpp"
 #include "backend/dataplane/held_frames.hpp"
 #include "backend/dataplane/l2_switch.hpp"
 #include "backend/dataplane/mcast_filter.hpp"
@@ -215,6 +216,9 @@ public:
     // backlog has emptied, so a guest that takes slowly holds up each sender once, not per
     // frame (worker only).
     bool rx_wait_off = false;
+    // Shared state: the room left in this vif's backlog, published by its worker for senders on
+    // other workers, and their requests to be woken when it changes (cross_room.hpp).
+    CrossRoom cross_room;
     bool carrier() const noexcept { return carrier_.load(std::memory_order_relaxed); }
     void set_carrier(bool on) noexcept {
         carrier_.store(on, std::memory_order_relaxed);

@@ -257,8 +257,7 @@ void Worker::attach_remote(VifRuntime& vif, std::uint16_t owner) noexcept {
     if (!vif.uplink || (!uplinks_.empty() && *vif.uplink >= uplinks_.size()) || owner == index_) return;
     const SwitchPortId id = sw_.add_port(switch_port_of(vif));
     if (id == kNoPort) return;
-    ports_[id].vif = &vif;
-    ports_[id].owner = owner;
+    ports_[id] = PortEntry{&vif, -1, owner, 0, false};
     remote_.emplace_back(&vif, id);
 }
 
@@ -271,6 +270,10 @@ void Worker::detach_remote(VifRuntime& vif) noexcept {
         remote_.erase(it);
         break;
     }
+    // A sender's frames waiting for it are switched again (and go nowhere); nothing may look
+    // at its room once it is gone.
+    for (VifRuntime* v : vifs_)
+        if (v->held.room == &vif.cross_room) v->held.room = nullptr;
     // From here on nothing this worker sends can name the vif; what it sent before is in the
     // owner's ring, ahead of the owner's own detach (see detach()).
     (void)detached_.push(&vif);
@@ -283,6 +286,7 @@ std::size_t Worker::drain_cross() noexcept {
         if (from == index_) continue;
         auto& r = mesh_->ring(from, index_);
         while (auto f = r.pop()) {
+            f->to->cross_room.took(from, f->m->nb_segs);
             vif_enqueue(*f->to, f->m);
             ++n;
         }
@@ -303,12 +307,36 @@ void Worker::deliver(SwitchPortId id, rte_mbuf* m) noexcept {
         vif_enqueue(*to, m);
         return;
     }
+    const std::uint16_t mbufs = m->nb_segs; // the owner may free m as soon as it is pushed
     if (!mesh_->ring(index_, owner).push(CrossFrame{m, to})) {
         drop(m, counters_.cross_dropped);
         return;
     }
+    ports_[id].sent += mbufs;
     counters_.cross_out.add();
     cross_touched_ |= std::uint64_t{1} << (owner & 63);
+}
+
+BacklogRoom Worker::backlog_room(const VifRuntime& vif) const noexcept {
+    BacklogRoom room;
+    if (rx_wait_ticks_ == 0 || !vif.running() || vif.stalled_queues != 0) return room;
+    const auto left = [](std::uint64_t cap, std::uint64_t used) { return cap > used ? cap - used : 0; };
+    room.waits = true;
+    room.empty = vif.backlog_mbufs == 0;
+    room.mbufs = left(vif_backlog_mbufs_, vif.backlog_mbufs);
+    room.bytes = left(cfg_.rx_vif_bytes, vif.backlog_bytes);
+    // The fullest queue: a frame may hash to it. A frame takes a buffer at least, so free
+    // entries bound the buffers too.
+    for (const auto& q : vif.queues) {
+        room.mbufs = std::min(
+            {room.mbufs, left(cfg_.rx_queue_mbufs, q->backlog.mbufs()), left(kRxBacklog, q->backlog.size())});
+        room.bytes = std::min(room.bytes, left(cfg_.rx_queue_bytes, q->backlog.bytes()));
+    }
+    return room;
+}
+
+void Worker::publish_room(VifRuntime& vif) noexcept {
+    cross_touched_ |= vif.cross_room.publish(backlog_room(vif), index_);
 }
 
 void Worker::wake_peers() noexcept {
@@ -373,11 +401,13 @@ std::size_t Worker::poll_once() noexcept {
     }
     flush_uplinks();
     for (VifRuntime* v : vifs_) {
-        if (!v->running()) continue;
-        for (auto& q : v->queues) {
-            work += rx_queue(*v, *q);
-            if (!v->running()) break;
+        if (v->running()) {
+            for (auto& q : v->queues) {
+                work += rx_queue(*v, *q);
+                if (!v->running()) break;
+            }
         }
+        if (mesh_ != nullptr) publish_room(*v);
     }
     if (mesh_ != nullptr) wake_peers();
     if (now_ - last_age_ > tsc_hz_) {
@@ -427,7 +457,10 @@ bool Worker::prepare_sleep() noexcept {
         if (!v->running()) continue;
         for (auto& q : v->queues) {
             const bool tx_throttled = v->tx_bucket.exhausted() && now_ < v->tx_bucket.next_refill();
-            // A vif whose frames wait leaves its TX ring unread: the receiver's buffers wake us.
+            // A vif whose frames wait leaves its TX ring unread: the receiver's buffers wake us
+            // (on another worker: the room its owner publishes, or the owner itself).
+            if (!v->held.empty() && v->held.room != nullptr && v->held.room->word(index_) != v->held.seen)
+                return false;
             if (!tx_throttled && v->held.empty()) {
                 const ring::Avail a = q->tx_ring.final_check();
                 if (a.count != 0 || a.error != ring::ProdError::none) return false;

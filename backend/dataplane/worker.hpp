@@ -145,6 +145,7 @@ struct WorkerCounters {
     Counter cross_out;          // frames handed to another worker's vif
     Counter cross_in;           // frames taken from other workers
     Counter cross_dropped;      // a ring to another worker was full
+    Counter cross_waits_over;   // a frame for another worker's vif waited rx_wait in vain
     Counter wakeups_event;      // sleeps ended by an event channel (or another worker's event)
     Counter wakeups_rx_intr;    // sleeps ended by a port RX interrupt
     Counter wakeups_timer;      // sleeps ended by the poll timer (ports without RX interrupts)
@@ -236,8 +237,19 @@ private:
     // false: the frame must wait for room at the vif it goes to (only with Wait::may), and was
     // left as it was.
     bool forward_from_vif(VifRuntime& vif, const TxOut& out, Wait wait) noexcept;
-    // Whether a frame to switch port `id` should wait for room there rather than be dropped.
-    bool must_wait(SwitchPortId id, const rte_mbuf* m, const TxOut& out) noexcept;
+    // Whether a frame to switch port `id` should wait for room there rather than be dropped;
+    // notes in `held` what a wait for another worker's vif watches.
+    bool must_wait(SwitchPortId id, const rte_mbuf* m, const TxOut& out, HeldFrames& held) noexcept;
+    bool must_wait_remote(SwitchPortId id, const rte_mbuf* m, const TxOut& out, HeldFrames& held) noexcept;
+    // The room a frame takes in `to`'s backlog, cut to its MTU there if it must be.
+    struct Need {
+        std::uint64_t bytes;
+        std::uint64_t mbufs;
+    };
+    Need backlog_need(const VifRuntime& to, const rte_mbuf* m, const TxOut& out) const noexcept;
+    // What `vif`'s backlog has room for, for senders on other workers (cross_room.hpp).
+    BacklogRoom backlog_room(const VifRuntime& vif) const noexcept;
+    void publish_room(VifRuntime& vif) noexcept;
     // Sends the vif's held frames on while there is room (or their wait is over); how many.
     std::size_t release_held(VifRuntime& vif) noexcept;
     void uplink_out(std::uint16_t u, rte_mbuf* m, bool csum_blank, std::uint16_t vlan,
@@ -313,6 +325,10 @@ private:
         VifRuntime* vif = nullptr; // a vif (this worker's or another's), else nullptr
         std::int32_t uplink = -1;  // an uplink's index, else -1
         std::uint16_t owner = 0;   // the worker running the vif
+        // Another worker's vif: buffers handed to it (mod 2^23, cross_room.hpp), and whether
+        // frames for it wait no more until its backlog has emptied (as VifRuntime::rx_wait_off).
+        std::uint32_t sent = 0;
+        bool wait_off = false;
     };
     std::vector<PortEntry> ports_;
     std::vector<SwitchPortId> uplink_port_;                    // uplink -> switch port

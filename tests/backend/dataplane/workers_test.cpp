@@ -16,6 +16,7 @@
 #include "tests/support/dataplane_world.hpp"
 #include "tests/support/dpdk_eal.hpp"
 #include "tests/support/eventually.hpp"
+#include "tests/support/two_workers.hpp"
 
 using netbackd::testing::eventually;
 
@@ -34,29 +35,6 @@ const MacAddr kMacB = mac(0xb);
 const MacAddr kMacC = mac(0xc);
 const MacAddr kOutside = mac(0x99);
 const MacAddr kBroadcast{0xffff'ffff'ffffULL};
-
-struct TwoWorkers {
-    // grants: what the data plane opens per worker, given the world (default: World's own).
-    using GrantsOf = std::function<platform::GrantsFactory(World&)>;
-    explicit TwoWorkers(std::vector<platform::DomId> guests, const GrantsOf& grants = {})
-        : world(std::move(guests), 64u << 20),
-          pool(pmd::test::small_pool(8191)),
-          indirect(pmd::test::small_pool(4095, 0)),
-          up(pool) {
-        DataPlaneConfig c;
-        c.workers = 2;
-        c.pool = &pool;
-        c.indirect_pool = &indirect;
-        c.uplinks.push_back(UplinkBinding{"up0", &up});
-        c.worker.idle_before_sleep = 100us;
-        dp = std::make_unique<DataPlane>(c, grants ? grants(world) : world.worker_grants(), world.events);
-    }
-    World world;
-    pmd::Mempool pool;
-    pmd::Mempool indirect;
-    RingUplink up;
-    std::unique_ptr<DataPlane> dp;
-};
 
 // Collects frames arriving at a guest until `n` have come (or the guard runs out).
 std::vector<Bytes> receive_n(Netfront& nf, std::size_t n) {

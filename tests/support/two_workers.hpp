@@ -1,0 +1,41 @@
+// A data plane of two worker threads over the simulated world, one ring uplink ("up0"): what
+// tests of frames crossing between workers start from.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "backend/dataplane/dataplane.hpp"
+#include "tests/support/dataplane_world.hpp"
+#include "tests/support/dpdk_eal.hpp"
+
+namespace netbackd::dataplane::test {
+
+struct TwoWorkers {
+    // grants: what the data plane opens per worker, given the world (default: World's own).
+    using GrantsOf = std::function<platform::GrantsFactory(World&)>;
+    explicit TwoWorkers(std::vector<platform::DomId> guests, const GrantsOf& grants = {},
+                        const std::function<void(WorkerConfig&)>& tune = {})
+        : world(std::move(guests), 64u << 20),
+          pool(pmd::test::small_pool(8191)),
+          indirect(pmd::test::small_pool(4095, 0)),
+          up(pool) {
+        DataPlaneConfig c;
+        c.workers = 2;
+        c.pool = &pool;
+        c.indirect_pool = &indirect;
+        c.uplinks.push_back(UplinkBinding{"up0", &up});
+        c.worker.idle_before_sleep = std::chrono::microseconds(100);
+        if (tune) tune(c.worker);
+        dp = std::make_unique<DataPlane>(c, grants ? grants(world) : world.worker_grants(), world.events);
+    }
+    World world;
+    pmd::Mempool pool;
+    pmd::Mempool indirect;
+    RingUplink up;
+    std::unique_ptr<DataPlane> dp;
+};
+
+} // namespace netbackd::dataplane::test
