@@ -218,6 +218,11 @@ std::optional<std::chrono::steady_clock::time_point> ControlPlane::next_deadline
     return deadline_;
 }
 
+std::optional<std::chrono::steady_clock::time_point> ControlPlane::next_due() {
+    if (!due_known_) compute_due();
+    return due_;
+}
+
 void ControlPlane::reload(std::shared_ptr<const Config> config) {
     ctx_.config = std::move(config);
     changed();

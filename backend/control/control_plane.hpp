@@ -35,6 +35,8 @@ public:
     bool serve_ctrl();
     // The earliest deferred work, so the caller's poll wakes up for it.
     std::optional<std::chrono::steady_clock::time_point> next_deadline();
+    // The earliest time tick() has anything to do: a deadline or a wait to report.
+    std::optional<std::chrono::steady_clock::time_point> next_due();
     // New config for vifs that probe or connect from now on; connected vifs keep theirs.
     void reload(std::shared_ptr<const Config> config);
     // Shutdown without touching xenstore state: every vif is taken back from the data plane

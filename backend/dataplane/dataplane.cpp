@@ -237,6 +237,7 @@ void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
     runtime->held.reserve(config_.worker.tx_burst);
     if (workers_.size() > 1) runtime->cross_room.reserve(workers_.size());
     runtime->reports = &reports_;
+    runtime->reports_fd = reports_bell_.get();
     VifRuntime* raw = runtime.get();
     // Least loaded by vif count: traffic per vif is unknown at attach time.
     unsigned owner = 0;

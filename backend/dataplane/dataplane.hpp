@@ -114,6 +114,10 @@ public:
     // Carrier transitions of the vifs' guest RX (rx_stall_timeout) since the last call, each
     // reported once: a stall and recovery both between two calls show as a new stall count.
     std::vector<CarrierChange> take_carrier_changes();
+    // Readable once a vif fault or carrier change waits for the two above, so the control
+    // thread sleeps on it instead of asking ten times a second; the reader drains it
+    // (platform::drain_eventfd).
+    int reports_fd() const noexcept { return reports_bell_.get(); }
     std::optional<VifStats> stats(control::VifId id) const;
     std::vector<std::pair<control::VifId, VifStats>> all_stats() const;
     // The vifs attached (control thread).
@@ -197,6 +201,7 @@ private:
     // take_carrier_changes only when it moved since their last walk: an idle host with a
     // thousand vifs is not scanned ten times a second for nothing.
     std::atomic<std::uint64_t> reports_{0};
+    platform::Fd reports_bell_ = platform::make_eventfd(); // readable once reports_ moved
     std::uint64_t faults_walked_ = 0;
     std::uint64_t carriers_walked_ = 0;
     std::vector<Quarantined> quarantine_; // control thread only

@@ -24,6 +24,7 @@
 #include "backend/dataplane/l2_switch.hpp"
 #include "backend/dataplane/mcast_filter.hpp"
 #include "backend/dataplane/token_bucket.hpp"
+#include "backend/platform/fd.hpp"
 #include "ring/back_ring.hpp"
 #include "ring/ctrl_ring.hpp"
 #include "ring/rx_responder.hpp"
@@ -226,8 +227,11 @@ public:
     }
     // Shared state: the data plane's count of vif faults and carrier changes (DataPlane::
     // reports_), bumped by the worker after each, so that the control thread scans the vifs
-    // only when it moved. nullptr: nobody collects them (a worker driven by a test).
+    // only when it moved, and the eventfd that wakes the control thread for it (one write per
+    // fault or carrier change, never per packet). nullptr / -1: nobody collects them (a worker
+    // driven by a test).
     std::atomic<std::uint64_t>* reports = nullptr;
+    int reports_fd = -1;
 
     // Shared between threads: a running `netbackd capture` on this vif (nullptr: none; the
     // worker's one per-burst branch). The control thread publishes and clears it; the worker
@@ -240,6 +244,7 @@ private:
     void tell_control() noexcept {
         // release: the state and carrier stored before are visible to a scan that sees this.
         if (reports != nullptr) reports->fetch_add(1, std::memory_order_release);
+        if (reports_fd >= 0) platform::signal_eventfd(reports_fd);
     }
 
     std::unique_ptr<control::VifHandle> handle_;

@@ -36,8 +36,12 @@ public:
     dataplane::DataPlane& dataplane() noexcept { return *dataplane_; }
 
     // Control-thread housekeeping, called from the service loop: faults the worker reported
-    // become `error` nodes, link changes become every vif's `carrier`.
+    // become `error` nodes, link changes become every vif's `carrier`. The loop calls it when
+    // reports_fd() is readable (it drains it first) and by next_poll() at the latest.
     void poll(control::ControlPlane& cp, platform::Store& store, std::chrono::steady_clock::time_point now);
+    int reports_fd() const noexcept { return dataplane_->reports_fd(); }
+    // The next link check: some PMDs never raise a link event, so links are polled once a second.
+    std::chrono::steady_clock::time_point next_poll() const noexcept { return next_link_check_; }
 
 private:
     struct UplinkPort {

@@ -61,6 +61,27 @@ platform::Fd block_signals_to_fd() {
     return platform::Fd(fd);
 }
 
+// How long the service loop may sleep: everything else wakes it through its fds (xenstore
+// watches, signals, control rings, data-plane reports, capture clients). An idle host with a
+// thousand vifs so wakes about once a second, for the link check, not ten times.
+int loop_timeout_ms(control::ControlPlane& cp, const DataPlaneHost& dataplane,
+                    const std::optional<Watchdog>& watchdog, const CaptureServer* captures, bool ctrl_more) {
+    // Control rings with requests left over from their budget: right away, after the other fds.
+    if (ctrl_more) return 0;
+    auto wake = dataplane.next_poll();
+    if (const auto due = cp.next_due()) wake = std::min(wake, *due);
+    if (watchdog) wake = std::min(wake, watchdog->next());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(wake - std::chrono::steady_clock::now())
+            .count();
+    int timeout_ms = static_cast<int>(std::clamp<long long>(left + 1, 0, 1000));
+    // A capture's end is seen by looking at its session; without channels of their own, the
+    // control rings are served only by this loop.
+    if ((captures != nullptr && captures->sessions() != 0) || !cp.ctrl_fd())
+        timeout_ms = std::min(timeout_ms, 100);
+    return timeout_ms;
+}
+
 } // namespace
 
 int run(const RunOptions& opt) {
@@ -155,20 +176,12 @@ int run(const RunOptions& opt) {
 
     bool ctrl_more = false;
     for (;;) {
-        pollfd fds[4] = {{cp.watch_fd(), POLLIN, 0},
+        pollfd fds[5] = {{cp.watch_fd(), POLLIN, 0},
                          {sigfd.get(), POLLIN, 0},
                          {captures ? captures->fd() : -1, POLLIN, 0},
-                         {cp.ctrl_fd().value_or(-1), POLLIN, 0}};
-        // Data-plane faults and link changes are picked up at least every 100 ms; control rings
-        // with requests left over from their budget right away, after the other fds.
-        int timeout_ms = ctrl_more ? 0 : 100;
-        if (const auto due = cp.next_deadline()) {
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                *due - std::chrono::steady_clock::now());
-            timeout_ms =
-                std::min(timeout_ms, static_cast<int>(std::clamp<long long>(left.count() + 1, 0, 100)));
-        }
-        const int n = poll(fds, 4, timeout_ms);
+                         {cp.ctrl_fd().value_or(-1), POLLIN, 0},
+                         {dataplane->reports_fd(), POLLIN, 0}};
+        const int n = poll(fds, 5, loop_timeout_ms(cp, *dataplane, watchdog, captures.get(), ctrl_more));
         if (n < 0 && errno != EINTR) {
             spdlog::error("poll: {}", std::strerror(errno));
             return 1;
@@ -196,6 +209,7 @@ int run(const RunOptions& opt) {
                 }
             }
         }
+        if (fds[4].revents & POLLIN) platform::drain_eventfd(fds[4].fd);
         try {
             if (fds[0].revents & POLLIN) cp.process_watches();
             const auto now = std::chrono::steady_clock::now();

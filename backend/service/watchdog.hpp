@@ -30,8 +30,9 @@ public:
 
     Watchdog(dataplane::DataPlane& dp, std::chrono::microseconds interval);
 
-    // Called from the service loop (at least every 100 ms); checks once per interval.
+    // Called from the service loop, by next() at the latest; checks once per interval.
     void tick(Clock::time_point now);
+    Clock::time_point next() const noexcept { return next_; }
 
     std::chrono::microseconds interval() const noexcept { return interval_; }
     // The workers found wedged at the last check (empty: all answered).
