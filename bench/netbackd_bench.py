@@ -35,7 +35,11 @@ FRONTEND_CPU = 0
 DRIVER_DOMID = 1
 HUGE_DIR_PAGES = 700  # 2 MiB pages: two testpmds of -m 512 each, or one netbackd
 
-CSV_COLUMNS = ["scenario", "size", "vifs", "system", "hypercall", "mpps", "gbps"]
+# The last two say who waited for whom in that run (netbackd rows only; empty for a peer): the
+# share of its time netbackd polled empty, and the share of the frontends' rounds that found
+# their TX ring full (see bottleneck()).
+CSV_COLUMNS = ["scenario", "size", "vifs", "system", "hypercall", "mpps", "gbps",
+               "backend_empty_pct", "frontend_ring_full_pct"]
 
 # Headline points are measured with free grant copies (netbackd's own cost) and with the
 # modelled hypercall (see README: 500 ns per hypercall + 50 ns per segment), interleaved.
@@ -349,6 +353,14 @@ def keep_frontend(key, results):
     for r in results:
         for k in ("steps", "tx_full_steps", "rx_empty_steps"):
             acc["fe_" + k] = acc.get("fe_" + k, 0) + int(r.get(k, 0))
+
+
+def run_bottleneck(before, after):
+    """The two bottleneck shares (percent, or '') of one run: the counters it added to COUNTERS."""
+    d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    be = f"{100.0 * d['be_idle_s'] / d['be_window_s']:.1f}" if d.get("be_window_s") else ""
+    fe = f"{100.0 * d['fe_tx_full_steps'] / d['fe_steps']:.1f}" if d.get("fe_steps") else ""
+    return [be, fe]
 
 
 def bottleneck(c):
@@ -1080,8 +1092,9 @@ def main():
     if writer:
         writer.writerow(CSV_COLUMNS)
 
-    def record(scenario, size, vifs, system, cost, pps):
-        row = [scenario, size, vifs, system, cost_name(cost), f"{pps / 1e6:.4f}", f"{wire_gbps(pps, size):.4f}"]
+    def record(scenario, size, vifs, system, cost, pps, waits=("", "")):
+        row = [scenario, size, vifs, system, cost_name(cost), f"{pps / 1e6:.4f}", f"{wire_gbps(pps, size):.4f}",
+               *waits]
         rows.append(row)
         if writer:
             writer.writerow(row)
@@ -1097,11 +1110,12 @@ def main():
         for i in range(args.pairs):
             for cost in costs:
                 sample_load()
+                key = (scenario, size, vifs, cost)
+                before = dict(COUNTERS.get(key, {}))
                 try:
-                    a[cost].append(netbackd_run(args, huge, scenario, size, vifs, costs=cost,
-                                                key=(scenario, size, vifs, cost)))
+                    a[cost].append(netbackd_run(args, huge, scenario, size, vifs, costs=cost, key=key))
                     record(scenario, size, vifs, "netbackd+staging" if args.staging else "netbackd", cost,
-                           a[cost][-1])
+                           a[cost][-1], run_bottleneck(before, COUNTERS.get(key, {})))
                 except Exception as e:  # a failed run is reported, not fatal to the others
                     log(f"{scenario} {size}B netbackd {cost_name(cost)} run {i}: {e}")
             # Each peer in its turn, in every pair: all systems see the same stretch of load.

@@ -36,7 +36,8 @@ with tempfile.TemporaryDirectory(prefix="nbb-smoke-") as d:
         sys.exit(f"netbackd-bench exited {r.returncode}")
     with open(out) as f:
         rows = list(csv.reader(f))
-    if rows[0] != ["scenario", "size", "vifs", "system", "hypercall", "mpps", "gbps"]:
+    if rows[0] != ["scenario", "size", "vifs", "system", "hypercall", "mpps", "gbps", "backend_empty_pct",
+                   "frontend_ring_full_pct"]:
         sys.exit(f"bad header {rows[0]}")
     body = rows[1:]
     # Every headline point is measured with free grant copies and with the modelled hypercall.
@@ -44,8 +45,11 @@ with tempfile.TemporaryDirectory(prefix="nbb-smoke-") as d:
                                                      ("guest-wire", "0+0"), ("guest-wire", "500+50")]:
         sys.exit(f"expected one row per scenario and cost, got {body}")
     for row in body:
-        if len(row) != 7 or row[3] != "netbackd" or int(row[1]) != 64 or float(row[5]) <= 0 or float(row[6]) <= 0:
+        if len(row) != 9 or row[3] != "netbackd" or int(row[1]) != 64 or float(row[5]) <= 0 or float(row[6]) <= 0:
             sys.exit(f"bad row {row}")
+        # Who waited for whom, per run: both shares are percentages.
+        if not all(0 <= float(x) <= 100 for x in row[7:9]):
+            sys.exit(f"bad bottleneck columns {row}")
     if "scenario" not in r.stdout or "guest-wire" not in r.stdout or "500+50" not in r.stdout:
         sys.exit("no table printed")
     # Each run says who waited for whom: the backend's empty polls and the frontend's full rounds.
