@@ -56,13 +56,12 @@ struct BacklogRoom {
 class CrossRoom {
 public:
     // Sized when the vif is created (control thread), for every worker of the data plane.
-    // Until its owner first publishes, the room is unknown: senders wait, and that first
-    // publication (one round after the owner takes the vif) wakes them.
-    void reserve(std::size_t workers) {
+    // `first` stands until the owner first publishes (one round after it takes the vif): an
+    // empty backlog's room from the configured caps, which the owner may lower.
+    void reserve(std::size_t workers, BacklogRoom first) {
         taken_.assign(workers, 0);
         words_ = std::make_unique<Word[]>(workers);
-        const std::uint64_t unknown = BacklogRoom{true, false, 0, 0, 0}.pack();
-        for (std::size_t w = 0; w < workers; ++w) words_[w].v.store(unknown, std::memory_order_relaxed);
+        for (std::size_t w = 0; w < workers; ++w) words_[w].v.store(first.pack(), std::memory_order_relaxed);
         workers_ = workers;
     }
 

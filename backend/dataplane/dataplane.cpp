@@ -224,6 +224,16 @@ std::optional<control::Refusal> DataPlane::refusal(control::VifId id,
     return std::nullopt;
 }
 
+BacklogRoom DataPlane::first_room() const noexcept {
+    const WorkerConfig& c = config_.worker;
+    BacklogRoom room;
+    room.waits = c.rx_wait.count() != 0;
+    room.empty = true;
+    room.mbufs = std::min<std::uint64_t>({c.rx_vif_mbufs, c.rx_queue_mbufs, kRxBacklog});
+    room.bytes = std::min(c.rx_vif_bytes, c.rx_queue_bytes);
+    return room;
+}
+
 void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
     if (!vif || vif->queues.empty()) throw std::invalid_argument("dataplane: vif without queues");
     reap_quarantine();
@@ -235,7 +245,7 @@ void DataPlane::attach(std::unique_ptr<control::VifHandle> vif) {
     if (config_.grow_pools) config_.grow_pools(vifs_.size() + 1);
     auto runtime = std::make_unique<VifRuntime>(std::move(vif), uplink, rte_get_tsc_hz());
     runtime->held.reserve(config_.worker.tx_burst);
-    if (workers_.size() > 1) runtime->cross_room.reserve(workers_.size());
+    if (workers_.size() > 1) runtime->cross_room.reserve(workers_.size(), first_room());
     runtime->reports = &reports_;
     runtime->reports_fd = reports_bell_.get();
     VifRuntime* raw = runtime.get();

@@ -187,6 +187,8 @@ private:
     bool take_answers(unsigned w, const VifRuntime* want);
     // Releases the quarantined vifs every worker let go of (after the owner's fence, if due).
     void settle_quarantine();
+    // What senders on other workers take a new vif's backlog to hold until its owner publishes.
+    BacklogRoom first_room() const noexcept;
     void reap_quarantine();
 
     DataPlaneConfig config_;

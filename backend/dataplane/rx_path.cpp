@@ -24,7 +24,7 @@ std::optional<ring::TxGso> gso_of(const rte_mbuf* m) noexcept {
 
 } // namespace
 
-void Worker::vif_enqueue(VifRuntime& vif, rte_mbuf* m) noexcept {
+void Worker::vif_enqueue(VifRuntime& vif, rte_mbuf* m, QueueRuntime* queue) noexcept {
     if (!vif.running()) {
         rte_pktmbuf_free(m);
         return;
@@ -47,12 +47,12 @@ void Worker::vif_enqueue(VifRuntime& vif, rte_mbuf* m) noexcept {
                 rte_mbuf* s = gso_out_[static_cast<std::size_t>(i)];
                 s->ol_flags &= ~RTE_MBUF_F_TX_TCP_SEG;
                 mark_checksums_good(s);
-                backlog_push(vif, s);
+                backlog_push(vif, s, queue); // a segment hashes as the frame it was cut from
             }
             return;
         }
     }
-    backlog_push(vif, m);
+    backlog_push(vif, m, queue);
 }
 
 QueueRuntime& Worker::backlog_queue(VifRuntime& vif, const rte_mbuf* m) noexcept {
@@ -79,8 +79,8 @@ bool Worker::backlog_fits(const VifRuntime& vif, const QueueRuntime& q, std::uin
            (!base || base_backlog_mbufs_ + mbufs <= base_backlog_cap_);
 }
 
-void Worker::backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept {
-    QueueRuntime& q = backlog_queue(vif, m);
+void Worker::backlog_push(VifRuntime& vif, rte_mbuf* m, QueueRuntime* queue) noexcept {
+    QueueRuntime& q = queue != nullptr ? *queue : backlog_queue(vif, m);
     if (q.backlog.full()) {
         // The guest is not posting buffers fast enough (or at all): its loss, nobody else's.
         drop(m, vif.counters_, Drop::rx_no_buffer);

@@ -59,7 +59,8 @@ std::size_t Worker::release_held(VifRuntime& vif) noexcept {
     return n;
 }
 
-bool Worker::must_wait(SwitchPortId id, const rte_mbuf* m, const TxOut& out, HeldFrames& held) noexcept {
+bool Worker::must_wait(SwitchPortId id, const rte_mbuf* m, const TxOut& out, HeldFrames& held,
+                       QueueRuntime*& queue) noexcept {
     const PortEntry& port = ports_[id];
     held.room = nullptr;
     // The wire never waits.
@@ -74,8 +75,8 @@ bool Worker::must_wait(SwitchPortId id, const rte_mbuf* m, const TxOut& out, Hel
     // A frame that would not fit even an empty backlog gains nothing by waiting.
     if (to.backlog_mbufs == 0) return false;
     const Need need = backlog_need(to, m, out);
-    QueueRuntime& q = backlog_queue(to, m);
-    return !backlog_fits(to, q, need.bytes, need.mbufs, m->pool == base_pool_);
+    queue = &backlog_queue(to, m);
+    return !backlog_fits(to, *queue, need.bytes, need.mbufs, m->pool == base_pool_);
 }
 
 // Another worker's vif: its backlog is not ours to read, only the room its owner published.
@@ -85,13 +86,15 @@ bool Worker::must_wait_remote(SwitchPortId id, const rte_mbuf* m, const TxOut& o
     const std::uint64_t word = port.vif->cross_room.word(index_);
     const BacklogRoom room = BacklogRoom::unpack(word);
     if (!room.waits) return false;
-    if (port.wait_off) {
-        if (!room.empty) return false;
-        port.wait_off = false;
-    }
     // What we handed over that the owner has not taken yet will take room first.
     const std::uint64_t in_flight = (port.sent - room.taken) & BacklogRoom::kTakenMask;
-    if (room.empty && in_flight == 0) return false;
+    if (room.empty && in_flight == 0) {
+        // Emptied: frames for it may wait again. A frame that would not fit even an empty
+        // backlog gains nothing by waiting.
+        port.wait_off = false;
+        return false;
+    }
+    if (port.wait_off) return false;
     const Need need = backlog_need(*port.vif, m, out);
     const bool fits = in_flight + need.mbufs <= room.mbufs && in_flight * room_ + need.bytes <= room.bytes;
     if (fits) return false;
@@ -273,12 +276,13 @@ bool Worker::forward_from_vif(VifRuntime& vif, const TxOut& out, Wait wait) noex
     VifCounters& c = vif.counters_;
     const Decision d = sw_.forward(vif.switch_port, mac_at(m, 0), mac_at(m, 6), 0, now_, flood_);
     std::span<const SwitchPortId> dests;
+    QueueRuntime* queue = nullptr; // the receiver's, when must_wait picked it
     switch (d.verdict) {
     case Verdict::drop_spoofed: drop(m, c, Drop::tx_spoofed); return true;
     case Verdict::drop_local: drop(m, c, Drop::tx_no_route); return true;
     case Verdict::unicast:
         // Before anything below changes the frame: a waiting one is sent again as it came.
-        if (wait != Wait::no && must_wait(d.port, m, out, vif.held)) {
+        if (wait != Wait::no && must_wait(d.port, m, out, vif.held, queue)) {
             PortEntry& port = ports_[d.port];
             if (wait == Wait::may) return false;
             if (port.owner != index_) {
@@ -317,7 +321,7 @@ bool Worker::forward_from_vif(VifRuntime& vif, const TxOut& out, Wait wait) noex
         } else if ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) == 0 && !sw_.fits_mtu(id, m->pkt_len)) {
             drop(m, c, Drop::tx_over_vif_mtu); // a bridge port drops what exceeds its MTU
         } else {
-            deliver(id, m);
+            deliver(id, m, queue);
         }
     }
     return true;

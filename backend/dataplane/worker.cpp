@@ -295,7 +295,7 @@ std::size_t Worker::drain_cross() noexcept {
     return n;
 }
 
-void Worker::deliver(SwitchPortId id, rte_mbuf* m) noexcept {
+void Worker::deliver(SwitchPortId id, rte_mbuf* m, QueueRuntime* queue) noexcept {
     const PortEntry& port = ports_[id];
     VifRuntime* to = port.vif;
     if (to == nullptr) {
@@ -304,7 +304,7 @@ void Worker::deliver(SwitchPortId id, rte_mbuf* m) noexcept {
     }
     const std::uint16_t owner = port.owner;
     if (owner == index_) {
-        vif_enqueue(*to, m);
+        vif_enqueue(*to, m, queue);
         return;
     }
     const std::uint16_t mbufs = m->nb_segs; // the owner may free m as soon as it is pushed

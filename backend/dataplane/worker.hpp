@@ -217,7 +217,9 @@ private:
     // Frames other workers switched to this worker's vifs.
     std::size_t drain_cross() noexcept;
     // To the vif behind switch port `id`, here or through the owner's ring.
-    void deliver(SwitchPortId id, rte_mbuf* m) noexcept;
+    // queue: the receiver's backlog queue when already picked for this frame (must_wait), so
+    // that it is not hashed twice; nullptr: picked on the way in.
+    void deliver(SwitchPortId id, rte_mbuf* m, QueueRuntime* queue = nullptr) noexcept;
     void wake_peers() noexcept;
     bool owns_port(platform::EvtchnPort port) const noexcept;
     void setup_rx_interrupts() noexcept;
@@ -238,8 +240,10 @@ private:
     // left as it was.
     bool forward_from_vif(VifRuntime& vif, const TxOut& out, Wait wait) noexcept;
     // Whether a frame to switch port `id` should wait for room there rather than be dropped;
-    // notes in `held` what a wait for another worker's vif watches.
-    bool must_wait(SwitchPortId id, const rte_mbuf* m, const TxOut& out, HeldFrames& held) noexcept;
+    // notes in `held` what a wait for another worker's vif watches, and in `queue` the backlog
+    // queue of this worker's vif it looked at.
+    bool must_wait(SwitchPortId id, const rte_mbuf* m, const TxOut& out, HeldFrames& held,
+                   QueueRuntime*& queue) noexcept;
     bool must_wait_remote(SwitchPortId id, const rte_mbuf* m, const TxOut& out, HeldFrames& held) noexcept;
     // The room a frame takes in `to`'s backlog, cut to its MTU there if it must be.
     struct Need {
@@ -256,8 +260,8 @@ private:
                     VifCounters& c) noexcept;
     void uplink_push(std::uint16_t u, rte_mbuf* m, VifCounters& from) noexcept;
     void flush_uplinks() noexcept;
-    void vif_enqueue(VifRuntime& vif, rte_mbuf* m) noexcept;
-    void backlog_push(VifRuntime& vif, rte_mbuf* m) noexcept;
+    void vif_enqueue(VifRuntime& vif, rte_mbuf* m, QueueRuntime* queue = nullptr) noexcept;
+    void backlog_push(VifRuntime& vif, rte_mbuf* m, QueueRuntime* queue = nullptr) noexcept;
     // The vif queue a frame for the vif goes to (the guest's hash steering, else a flow hash).
     QueueRuntime& backlog_queue(VifRuntime& vif, const rte_mbuf* m) noexcept;
     // Whether a frame of this size fits the backlog caps of the vif and its queue q.

@@ -26,10 +26,10 @@ TEST_CASE("a published room reads back whole, rounded down, and 'no waiting' is 
 
 TEST_CASE("each sender reads what the owner took from its own ring", "[dataplane][cross_room]") {
     CrossRoom r;
-    r.reserve(3);
-    // Unknown until the owner (worker 1) publishes: senders wait.
+    r.reserve(3, BacklogRoom{true, true, 0, 7, 1 << 20});
+    // Until the owner (worker 1) publishes, senders see the room they were given.
     CHECK(BacklogRoom::unpack(r.word(0)).waits);
-    CHECK(BacklogRoom::unpack(r.word(0)).mbufs == 0);
+    CHECK(BacklogRoom::unpack(r.word(0)).mbufs == 7);
     r.took(0, 4);
     r.took(2, 1);
     r.took(2, 2);
@@ -42,9 +42,8 @@ TEST_CASE("each sender reads what the owner took from its own ring", "[dataplane
 TEST_CASE("the owner wakes a waiting sender once, and only when the room changed",
           "[dataplane][cross_room]") {
     CrossRoom r;
-    r.reserve(4);
     const BacklogRoom full{true, false, 0, 0, 0};
-    (void)r.publish(full, 0);
+    r.reserve(4, full);
     r.wake_me(2);
     r.wake_me(3);
     CHECK(r.publish(full, 0) == 0); // nothing changed: nobody is woken, the requests stay
