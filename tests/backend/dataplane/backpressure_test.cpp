@@ -6,9 +6,9 @@
 
 #include <catch2/catch.hpp>
 
+#include "tests/support/dataplane_rig.hpp"
 #include "tests/support/eventually.hpp"
 #include "tests/support/stepped_worker.hpp"
-#include "tests/support/two_workers.hpp"
 
 using namespace netbackd;
 using namespace netbackd::dataplane;
@@ -189,14 +189,27 @@ TEST_CASE("a worker whose guest waits sleeps, and the receiver's buffers wake it
 // publishes (cross_room.hpp), and the owner's publication wakes it.
 namespace {
 
-TwoWorkers across_workers(std::chrono::microseconds wait) {
-    return TwoWorkers({kA, kB}, {}, [wait](WorkerConfig& c) {
-        c.rx_vif_mbufs = kBacklog;
-        c.rx_wait = wait;
-    });
-}
+// A on worker 0 sends, B on worker 1 (backlog kBacklog) receives.
+struct AcrossWorkers {
+    explicit AcrossWorkers(std::chrono::microseconds wait)
+        : rig({kA, kB}, 2, {},
+              [wait](WorkerConfig& c) {
+                  c.rx_vif_mbufs = kBacklog;
+                  c.rx_wait = wait;
+              }),
+          a(rig.world, kA),
+          b(rig.world, kB) {
+        rig.dp->attach(a.handle(kMacA));
+        rig.dp->attach(b.handle(kMacB));
+        REQUIRE(rig.dp->worker_of({kA, 0}) == 0u);
+        REQUIRE(rig.dp->worker_of({kB, 0}) == 1u);
+    }
+    DataPlaneRig rig;
+    Netfront a;
+    Netfront b;
+};
 
-VifStats stats_of(const TwoWorkers& rig, platform::DomId dom) {
+VifStats stats_of(const DataPlaneRig& rig, platform::DomId dom) {
     const auto s = rig.dp->stats({dom, 0});
     REQUIRE(s);
     return *s;
@@ -207,13 +220,8 @@ VifStats stats_of(const TwoWorkers& rig, platform::DomId dom) {
 TEST_CASE("a guest sending to a guest on another worker whose backlog is full waits, and nothing "
           "is lost",
           "[dataplane][backpressure][workers]") {
-    TwoWorkers rig = across_workers(std::chrono::seconds(30));
-    Netfront a(rig.world, kA);
-    Netfront b(rig.world, kB);
-    rig.dp->attach(a.handle(kMacA));
-    rig.dp->attach(b.handle(kMacB));
-    REQUIRE(rig.dp->worker_of({kA, 0}) == 0u);
-    REQUIRE(rig.dp->worker_of({kB, 0}) == 1u);
+    AcrossWorkers w(std::chrono::seconds(30));
+    auto& [rig, a, b] = w;
     constexpr int kFrames = 60;
     for (int i = 0; i < kFrames; ++i) a.send(to_b(i));
     a.push_tx();
@@ -243,12 +251,8 @@ TEST_CASE("a guest sending to a guest on another worker whose backlog is full wa
 TEST_CASE("a frame for a guest on another worker that waits rx_wait in vain is dropped, and the "
           "sender stops waiting for that guest",
           "[dataplane][backpressure][workers]") {
-    TwoWorkers rig = across_workers(std::chrono::milliseconds(1));
-    Netfront a(rig.world, kA);
-    Netfront b(rig.world, kB);
-    rig.dp->attach(a.handle(kMacA));
-    rig.dp->attach(b.handle(kMacB));
-    REQUIRE(rig.dp->worker_of({kB, 0}) == 1u);
+    AcrossWorkers w(std::chrono::milliseconds(1));
+    auto& [rig, a, b] = w;
     for (int i = 0; i < 20; ++i) a.send(to_b(i));
     for (int i = 0; i < 5; ++i) a.send(frame(kOutside, kMacA, 60, 4, static_cast<std::uint8_t>(i)));
     a.push_tx();

@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include "backend/dataplane/dataplane.hpp"
+#include "tests/support/dataplane_rig.hpp"
 #include "tests/support/dataplane_world.hpp"
 #include "tests/support/dpdk_eal.hpp"
 #include "tests/support/eventually.hpp"
@@ -27,25 +28,8 @@ constexpr platform::DomId kA = 41;
 const MacAddr kMacA = mac(0xa);
 const MacAddr kOutside = mac(0x99);
 
-struct Rig {
-    Rig()
-        : world({kA}, 32u << 20),
-          pool(pmd::test::small_pool(8191)),
-          indirect(pmd::test::small_pool(4095, 0)),
-          up(pool) {
-        DataPlaneConfig c;
-        c.workers = 1;
-        c.pool = &pool;
-        c.indirect_pool = &indirect;
-        c.uplinks.push_back(UplinkBinding{"up0", &up});
-        c.worker.idle_before_sleep = 100us;
-        dp = std::make_unique<DataPlane>(c, world.worker_grants(), world.events);
-    }
-    World world;
-    pmd::Mempool pool;
-    pmd::Mempool indirect;
-    RingUplink up;
-    std::unique_ptr<DataPlane> dp;
+struct Rig : DataPlaneRig {
+    Rig() : DataPlaneRig({kA}, 1) {}
 };
 
 std::shared_ptr<const control::StagedPages> staged(platform::GrantRef ref, platform::GrantMapping& m) {

@@ -13,10 +13,10 @@
 
 #include "backend/dataplane/dataplane.hpp"
 #include "pmd/checksum.hpp"
+#include "tests/support/dataplane_rig.hpp"
 #include "tests/support/dataplane_world.hpp"
 #include "tests/support/dpdk_eal.hpp"
 #include "tests/support/eventually.hpp"
-#include "tests/support/two_workers.hpp"
 
 using netbackd::testing::eventually;
 
@@ -92,7 +92,7 @@ TEST_CASE("two workers: each copies through a Grants of its own, never shared be
           "[dataplane][workers][threads]") {
     // Issue 14 item 1: one Grants shared by every worker raced on the gntdev wrapper's scratch.
     std::vector<ThreadRecordingGrants*> opened;
-    TwoWorkers rig({kA, kB}, [&](World& w) -> platform::GrantsFactory {
+    DataPlaneRig rig({kA, kB}, 2, [&](World& w) -> platform::GrantsFactory {
         return [&opened, back = w.back]() -> std::unique_ptr<platform::Grants> {
             auto g = std::make_unique<ThreadRecordingGrants>(std::make_unique<xensim::SimGrants>(back));
             opened.push_back(g.get());
@@ -132,7 +132,7 @@ TEST_CASE("two workers: each copies through a Grants of its own, never shared be
 
 TEST_CASE("two workers: vifs spread, guest-to-guest, floods and the wire cross between them",
           "[dataplane][workers]") {
-    TwoWorkers rig({kA, kB, kC});
+    DataPlaneRig rig({kA, kB, kC});
     REQUIRE(rig.dp->worker_count() == 2);
     Netfront a(rig.world, kA);
     Netfront b(rig.world, kB);
@@ -223,7 +223,7 @@ TEST_CASE("two workers: vifs spread, guest-to-guest, floods and the wire cross b
 }
 
 TEST_CASE("two workers: vifs detach and attach while traffic flows, nothing leaks", "[dataplane][workers]") {
-    TwoWorkers rig({kA, kB, kC});
+    DataPlaneRig rig({kA, kB, kC});
     const unsigned pool_size = rte_mempool_avail_count(rig.pool.get());
     {
         Netfront a(rig.world, kA);

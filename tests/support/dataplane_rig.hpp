@@ -1,5 +1,6 @@
-// A data plane of two worker threads over the simulated world, one ring uplink ("up0"): what
-// tests of frames crossing between workers start from.
+// A data plane running its own worker threads over the simulated world, with one ring uplink
+// ("up0"): what tests of the threaded data plane (several workers, frames crossing between
+// them, staging) start from. tests/support/stepped_worker.hpp steps one worker by hand instead.
 #pragma once
 
 #include <chrono>
@@ -13,17 +14,19 @@
 
 namespace netbackd::dataplane::test {
 
-struct TwoWorkers {
-    // grants: what the data plane opens per worker, given the world (default: World's own).
+struct DataPlaneRig {
+    // grants: what the data plane opens per worker, given the world (default: World's own);
+    // tune: changes to the workers' configuration.
     using GrantsOf = std::function<platform::GrantsFactory(World&)>;
-    explicit TwoWorkers(std::vector<platform::DomId> guests, const GrantsOf& grants = {},
-                        const std::function<void(WorkerConfig&)>& tune = {})
+    using Tune = std::function<void(WorkerConfig&)>;
+    explicit DataPlaneRig(std::vector<platform::DomId> guests, unsigned workers = 2,
+                          const GrantsOf& grants = {}, const Tune& tune = {})
         : world(std::move(guests), 64u << 20),
           pool(pmd::test::small_pool(8191)),
           indirect(pmd::test::small_pool(4095, 0)),
           up(pool) {
         DataPlaneConfig c;
-        c.workers = 2;
+        c.workers = workers;
         c.pool = &pool;
         c.indirect_pool = &indirect;
         c.uplinks.push_back(UplinkBinding{"up0", &up});
