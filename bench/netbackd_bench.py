@@ -35,9 +35,10 @@ FRONTEND_CPU = 0
 DRIVER_DOMID = 1
 HUGE_DIR_PAGES = 700  # 2 MiB pages: two testpmds of -m 512 each, or one netbackd
 
-# The last two say who waited for whom in that run (netbackd rows only; empty for a peer): the
-# share of its time netbackd polled empty, and the share of the frontends' rounds that found
-# their TX ring full (see bottleneck()).
+# The last two say who waited for whom in that run: the backend's idle share (netbackd: its
+# time polling empty; ovs-dpdk: its PMD's idle cycles; empty for vhost-user, whose testpmd
+# reports none), and the share of netbackd's frontends' rounds that found their TX ring full
+# (see bottleneck()).
 CSV_COLUMNS = ["scenario", "size", "vifs", "system", "hypercall", "mpps", "gbps",
                "backend_empty_pct", "frontend_ring_full_pct"]
 
@@ -1121,8 +1122,11 @@ def main():
             # Each peer in its turn, in every pair: all systems see the same stretch of load.
             for p in run_peers:
                 try:
+                    idle_runs = len(OVS_PMD_IDLE.get((scenario, size), []))
                     b[p].append(PEERS[p](args, huge, scenario, size, vifs))
-                    record(scenario, size, vifs, p, None, b[p][-1])
+                    idle = OVS_PMD_IDLE.get((scenario, size), [])
+                    record(scenario, size, vifs, p, None, b[p][-1],
+                           (f"{idle[-1]:.1f}" if len(idle) > idle_runs else "", ""))
                 except Exception as e:
                     last_peer_error[p] = e
                     log(f"{scenario} {size}B {p} run {i}: {e}")
