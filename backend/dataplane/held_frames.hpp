@@ -1,4 +1,5 @@
-// Frames of one vif's TX waiting for room in the backlog of another vif on the same worker.
+// Frames of one vif's TX waiting for room in the backlog of another vif: one this worker runs
+// (read directly), or one on another worker (the room its owner publishes, cross_room.hpp).
 //
 // Back-pressure between guests: while any of its frames wait, the worker reads none of that
 // vif's TX rings, so its guest's ring fills and its netfront stops the queue, as a bridge port
