@@ -94,11 +94,24 @@ struct Healthy {
     std::uint16_t id = 0;
 };
 
+// The three guests on one stepped worker, and what C's stream brought so far.
 struct Stream {
-    Rig& rig;
-    Healthy& c;
-    TwoQueueGuest& a;
-    TwoQueueGuest& b;
+    // stall, wait: the workers' rx_stall_timeout and rx_wait (0: off).
+    Stream(std::chrono::milliseconds stall, std::chrono::microseconds wait)
+        : rig({kA, kB, kC}, pmd::Offloads::none(), config(stall, wait)),
+          a(rig, kA, kMacA),
+          b(rig, kB, kMacB),
+          c(rig) {}
+    static WorkerConfig config(std::chrono::milliseconds stall, std::chrono::microseconds wait) {
+        WorkerConfig cfg;
+        cfg.rx_stall_timeout = stall;
+        cfg.rx_wait = wait;
+        return cfg;
+    }
+    Rig rig;
+    TwoQueueGuest a;
+    TwoQueueGuest b;
+    Healthy c;
     std::size_t rounds = 0;
     std::size_t wire_out = 0;       // C's frames that reached the wire
     std::size_t c_received = 0;     // wire frames C received
@@ -125,6 +138,17 @@ struct Stream {
         collect();
         ++rounds;
     }
+    // Once A and B post buffers again: four wire frames each reach them.
+    void check_wire_reaches_a_and_b() {
+        for (int i = 0; i < 4; ++i) {
+            rig.up.inject(frame(kMacA, kOutside, 1000, 4, static_cast<std::uint8_t>(i)));
+            rig.up.inject(frame(kMacB, kOutside, 1000, 4, static_cast<std::uint8_t>(i)));
+        }
+        rig.poll(2);
+        CHECK(a.receive() == 4);
+        CHECK(b.receive() == 4);
+        rig.up.discard();
+    }
     // One poll round more, and what it brought.
     void drain() {
         rig.poll();
@@ -145,15 +169,9 @@ struct Stream {
 
 TEST_CASE("two guests that take no RX cannot drain the pool while a third streams on and they recover",
           "[hostile][backlog]") {
-    WorkerConfig cfg;
-    cfg.rx_stall_timeout = std::chrono::milliseconds(0); // the caps alone (stalls: next case)
-    cfg.rx_wait = std::chrono::microseconds(0);          // drop at once (back-pressure: the last case)
-    Rig rig({kA, kB, kC}, pmd::Offloads::none(), cfg);
-    TwoQueueGuest a(rig, kA, kMacA);
-    TwoQueueGuest b(rig, kB, kMacB);
-    Healthy c(rig);
-    Stream s{rig, c, a, b};
-    const unsigned pool = rig.pool.capacity();
+    // The caps alone (stalls: next case); drop at once (back-pressure: the last case).
+    Stream s(std::chrono::milliseconds(0), std::chrono::microseconds(0));
+    const unsigned pool = s.rig.pool.capacity();
 
     // 96 rounds: 576 GSO frames (17,280 buffers) to each stalled guest, more than the pool.
     for (int i = 0; i < 96; ++i) s.round();
@@ -164,44 +182,31 @@ TEST_CASE("two guests that take no RX cannot drain the pool while a third stream
     CHECK(s.c_tx_error == 0);
     CHECK(s.c_received == rounds * kWireIn);
     CHECK(s.min_free > pool / 4);
-    for (VifRuntime* v : {a.vif, b.vif, c.vif}) {
+    for (VifRuntime* v : {s.a.vif, s.b.vif, s.c.vif}) {
         const VifStats st = snapshot(v->counters());
         CHECK(st.dropped(Drop::tx_no_mbuf) == 0);
         CHECK(v->backlog_mbufs <= 512);
     }
-    CHECK(snapshot(a.vif->counters()).dropped(Drop::rx_over_backlog) > 0);
-    CHECK(snapshot(b.vif->counters()).dropped(Drop::rx_over_backlog) > 0);
-    CHECK(snapshot(c.vif->counters()).rx_packets == rounds * kWireIn);
+    CHECK(snapshot(s.a.vif->counters()).dropped(Drop::rx_over_backlog) > 0);
+    CHECK(snapshot(s.b.vif->counters()).dropped(Drop::rx_over_backlog) > 0);
+    CHECK(snapshot(s.c.vif->counters()).rx_packets == rounds * kWireIn);
 
     // A and B post buffers: what they held arrives, and new frames follow.
-    a.post(200);
-    b.post(200);
-    rig.poll(4);
-    CHECK(a.receive() > 0);
-    CHECK(b.receive() > 0);
-    a.post(16);
-    b.post(16);
-    for (int i = 0; i < 4; ++i) {
-        rig.up.inject(frame(kMacA, kOutside, 1000, 4, static_cast<std::uint8_t>(i)));
-        rig.up.inject(frame(kMacB, kOutside, 1000, 4, static_cast<std::uint8_t>(i)));
-    }
-    rig.poll(2);
-    CHECK(a.receive() == 4);
-    CHECK(b.receive() == 4);
-    rig.up.discard();
+    s.a.post(200);
+    s.b.post(200);
+    s.rig.poll(4);
+    CHECK(s.a.receive() > 0);
+    CHECK(s.b.receive() > 0);
+    s.a.post(16);
+    s.b.post(16);
+    s.check_wire_reaches_a_and_b();
 }
 
 TEST_CASE("two guests whose RX stalls lose their backlog and carrier while a third streams on and they "
           "recover when they post buffers",
           "[hostile][backlog]") {
-    WorkerConfig cfg;
-    cfg.rx_stall_timeout = std::chrono::milliseconds(1);
-    cfg.rx_wait = std::chrono::microseconds(0); // drop at once (back-pressure: the last case)
-    Rig rig({kA, kB, kC}, pmd::Offloads::none(), cfg);
-    TwoQueueGuest a(rig, kA, kMacA);
-    TwoQueueGuest b(rig, kB, kMacB);
-    Healthy c(rig);
-    Stream s{rig, c, a, b};
+    // Drop at once (back-pressure: the last case).
+    Stream s(std::chrono::milliseconds(1), std::chrono::microseconds(0));
 
     for (int i = 0; i < 16; ++i) s.round();
     // Past the stall timeout (a lower bound: a busy host only waits longer), then on.
@@ -212,7 +217,7 @@ TEST_CASE("two guests whose RX stalls lose their backlog and carrier while a thi
     CHECK(s.c_received == rounds * kWireIn);
     CHECK(s.c_tx_error == 0);
     CHECK(s.min_free > 0);
-    for (TwoQueueGuest* g : {&a, &b}) {
+    for (TwoQueueGuest* g : {&s.a, &s.b}) {
         const VifStats st = snapshot(g->vif->counters());
         CHECK(st.rx_stalls >= 1);
         CHECK(st.dropped(Drop::rx_stalled) > 0);
@@ -220,35 +225,21 @@ TEST_CASE("two guests whose RX stalls lose their backlog and carrier while a thi
         CHECK_FALSE(g->vif->carrier());
         CHECK(g->vif->backlog_mbufs == 0);
     }
-    CHECK(snapshot(c.vif->counters()).rx_stalls == 0);
+    CHECK(snapshot(s.c.vif->counters()).rx_stalls == 0);
 
     // Buffers back: carrier on, frames flow.
-    a.post(64);
-    b.post(64);
-    rig.poll();
-    CHECK(a.vif->carrier());
-    CHECK(b.vif->carrier());
-    for (int i = 0; i < 4; ++i) {
-        rig.up.inject(frame(kMacA, kOutside, 1000, 4, static_cast<std::uint8_t>(i)));
-        rig.up.inject(frame(kMacB, kOutside, 1000, 4, static_cast<std::uint8_t>(i)));
-    }
-    rig.poll(2);
-    CHECK(a.receive() == 4);
-    CHECK(b.receive() == 4);
-    rig.up.discard();
+    s.a.post(64);
+    s.b.post(64);
+    s.rig.poll();
+    CHECK(s.a.vif->carrier());
+    CHECK(s.b.vif->carrier());
+    s.check_wire_reaches_a_and_b();
 }
 
 TEST_CASE("two guests that take no RX hold up a guest sending to them once each, then it streams on",
           "[hostile][backlog]") {
-    WorkerConfig cfg;
-    cfg.rx_stall_timeout = std::chrono::milliseconds(0);
-    cfg.rx_wait = std::chrono::milliseconds(1);
-    Rig rig({kA, kB, kC}, pmd::Offloads::none(), cfg);
-    TwoQueueGuest a(rig, kA, kMacA);
-    TwoQueueGuest b(rig, kB, kMacB);
-    Healthy c(rig);
-    Stream s{rig, c, a, b};
-    const unsigned pool = rig.pool.capacity();
+    Stream s(std::chrono::milliseconds(0), std::chrono::milliseconds(1));
+    const unsigned pool = s.rig.pool.capacity();
     constexpr std::size_t kSlotsPerRound = 2 * kGsoPerVif * 16 + kWireOut;
     for (int i = 0; i < 32; ++i) {
         // C's frames wait while A's or B's backlog is full, and C's ring with them: C sends a
@@ -256,7 +247,7 @@ TEST_CASE("two guests that take no RX hold up a guest sending to them once each,
         // so a busy host only takes longer).
         REQUIRE(eventually([&] {
             s.drain();
-            return c.nf.tx().free_requests() >= kSlotsPerRound;
+            return s.c.nf.tx().free_requests() >= kSlotsPerRound;
         }));
         s.round();
     }
@@ -267,9 +258,9 @@ TEST_CASE("two guests that take no RX hold up a guest sending to them once each,
     CHECK(s.c_tx_error == 0);
     CHECK(s.c_received == s.rounds * kWireIn);
     CHECK(s.min_free > pool / 4);
-    CHECK(snapshot(c.vif->counters()).tx_held > 0);
+    CHECK(snapshot(s.c.vif->counters()).tx_held > 0);
     // Each let one wait run out, and nobody waited for it again while its backlog stayed full.
-    CHECK(snapshot(a.vif->counters()).rx_waits_over == 1);
-    CHECK(snapshot(b.vif->counters()).rx_waits_over == 1);
-    for (VifRuntime* v : {a.vif, b.vif}) CHECK(v->backlog_mbufs <= 512);
+    CHECK(snapshot(s.a.vif->counters()).rx_waits_over == 1);
+    CHECK(snapshot(s.b.vif->counters()).rx_waits_over == 1);
+    for (VifRuntime* v : {s.a.vif, s.b.vif}) CHECK(v->backlog_mbufs <= 512);
 }
