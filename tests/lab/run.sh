@@ -5,7 +5,7 @@
 # Environment:
 #   NETBACKD_LAB_CACHE     fetch cache (default <repo>/.lab-cache)
 #   NETBACKD_LAB_REQUIRE   scenarios that must PASS for exit 0 (default: all of 0-8)
-#   NETBACKD_LAB_SCENARIOS scenarios to run (default 123456a780; 9 and b are opt-in)
+#   NETBACKD_LAB_SCENARIOS scenarios to run (default 123456ab780; 9 is opt-in)
 #   NETBACKD_LAB_UPLINK    af_xdp (default) or af_packet: the PMD over the driver domain's NIC
 #   NETBACKD_LAB_TIMEOUT   seconds QEMU may run (default 600)
 #   NETBACKD_LAB_TRACE     non-empty: dom0 runs the scenarios under sh -x
@@ -19,8 +19,8 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 NETBACKD=$1; OUT=$2
-REQUIRE=${NETBACKD_LAB_REQUIRE:-123456a780}
-SCEN=${NETBACKD_LAB_SCENARIOS:-123456a780}
+REQUIRE=${NETBACKD_LAB_REQUIRE:-123456ab780}
+SCEN=${NETBACKD_LAB_SCENARIOS:-123456ab780}
 UPLINK=${NETBACKD_LAB_UPLINK:-af_xdp}
 TIMEOUT=${NETBACKD_LAB_TIMEOUT:-600}
 export NETBACKD_LAB_CACHE=${NETBACKD_LAB_CACHE:-$here/../../.lab-cache}
@@ -57,13 +57,13 @@ nic_args+=" -netdev hubport,id=wire0,hubid=0 -device e1000,netdev=wire0,addr=0x4
 nic_args+=" -netdev hubport,id=wire1,hubid=0 -device e1000,netdev=wire1,addr=0x5,mac=52:54:00:0a:00:02"
 dom0_args="console=hvc0 earlyprintk=xen quiet lab_scenarios=$SCEN lab_uplink=$UPLINK${NETBACKD_LAB_TRACE:+ lab_trace}${NETBACKD_LAB_IDLE:+ lab_idle}${NETBACKD_LAB_MB0:+ lab_mb0=$NETBACKD_LAB_MB0}${NETBACKD_LAB_PAIRS:+ lab_pairs=$NETBACKD_LAB_PAIRS}${NETBACKD_LAB_HVM_KERNEL:+ lab_hvm_kernel}"
 cpu=qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt
-# Scenario 9's HVM guest: qemu64 has SVM, which TCG emulates; nested paging (NPT) spares Xen
-# its shadow page tables.
-[[ $SCEN == *9* ]] && cpu+=",+npt"
+# Scenario 9's HVM guest and scenario b's PVH client: qemu64 has SVM, which TCG emulates;
+# nested paging (NPT) spares Xen its shadow page tables, which Debian's Xen is built without.
+[[ $SCEN == *9* || $SCEN == *b* ]] && cpu+=",+npt"
 # TCG answers 0 to the VMX EPT capability MSR, so Xen takes these AMD nested page tables for
 # EPT-compatible and shares them with QEMU's Intel VT-d ("Shared EPT tables enabled"): give
 # the IOMMU its own.
-[[ $SCEN == *9* ]] && xen_args+=" iommu=no-sharept"
+[[ $SCEN == *9* || $SCEN == *b* ]] && xen_args+=" iommu=no-sharept"
 timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi -machine q35 -cpu $cpu -smp 2 -m 3072 \
   -nographic -monitor none -serial stdio -no-reboot $nic_args \
   -kernel "$OUT/images/xen-4.17" -append "$xen_args" \
