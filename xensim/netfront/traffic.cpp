@@ -1,6 +1,8 @@
 #include "xensim/netfront/traffic.hpp"
 
+#include <algorithm>
 #include <stdexcept>
+#include <thread>
 
 #include <poll.h>
 #include <sched.h>
@@ -38,7 +40,31 @@ std::optional<std::string> Traffic::on_attach() {
     return std::nullopt;
 }
 
+std::uint64_t Traffic::frames_due(Clock::time_point now) noexcept {
+    if (opt_.pps <= 0) return UINT64_MAX;
+    if (!pace_from_) pace_from_ = now;
+    const auto per_frame = std::chrono::duration<double>(1.0 / opt_.pps);
+    auto due = static_cast<std::uint64_t>(std::chrono::duration<double>(now - *pace_from_) / per_frame) + 1;
+    // Slots missed while the ring was full are given up, all but one batch of them.
+    if (due > queued_ + opt_.batch) {
+        const auto skipped = due - (queued_ + opt_.batch);
+        *pace_from_ += std::chrono::duration_cast<Clock::duration>(per_frame * static_cast<double>(skipped));
+        due -= skipped;
+    }
+    return due;
+}
+
+std::optional<Traffic::Clock::time_point> Traffic::next_due() const noexcept {
+    if (opt_.pps <= 0 || !pace_from_ || !opt_.generate || blocked_ ||
+        (opt_.count != 0 && queued_ >= opt_.count))
+        return std::nullopt;
+    const auto per_frame = std::chrono::duration<double>(1.0 / opt_.pps);
+    return *pace_from_ +
+           std::chrono::duration_cast<Clock::duration>(per_frame * static_cast<double>(queued_));
+}
+
 bool Traffic::step() noexcept {
+    allowed_ = frames_due(Clock::now());
     bool progress = false;
     bool tx_full = false, rx_empty = true;
     const bool stamped = frame_.size() <= platform::kPageSize;
@@ -82,6 +108,14 @@ void Traffic::run_for(std::chrono::nanoseconds budget) {
         const auto now = std::chrono::steady_clock::now();
         if ((finished() && !opt_.sink) || now >= deadline) break;
         if (progress) continue;
+        auto wake = deadline;
+        // A frame overdue is held back by the full ring: that wakes us as without a pace.
+        if (const auto due = next_due(); due && *due > now) wake = std::min(wake, *due);
+        if (opt_.poll && wake < deadline) {
+            // Paced: nothing is due before the next frame, and a polling driver asks for no events.
+            std::this_thread::sleep_until(wake);
+            continue;
+        }
         if (opt_.poll) {
             // Nothing to do until the backend answers: let other guests sharing this core run
             // (the scaling scenario puts every generator on one CPU).
@@ -92,10 +126,12 @@ void Traffic::run_for(std::chrono::nanoseconds budget) {
         bool work = false;
         for (unsigned q = 0; q < io_.queue_count(); ++q) work = io_.prepare_to_sleep(q) || work;
         if (work) continue;
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
-        pollfd p{io_.event_fd(), POLLIN, 0};
+        const auto left = std::chrono::duration_cast<std::chrono::microseconds>(wake - Clock::now()).count();
         // Bounded, so a caller that also watches the store gets its turn.
-        ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 100)));
+        const auto us = std::clamp<long long>(left, 0, 100'000);
+        const timespec ts{static_cast<time_t>(us / 1'000'000), static_cast<long>(us % 1'000'000) * 1000};
+        pollfd p{io_.event_fd(), POLLIN, 0};
+        ::ppoll(&p, 1, &ts, nullptr);
         io_.drain_events();
     }
     ran_ += std::chrono::steady_clock::now() - start;

@@ -26,6 +26,10 @@ struct TrafficOptions {
     // sends none. This is how a polling guest driver runs (DPDK's virtio-user sets
     // VRING_AVAIL_F_NO_INTERRUPT the same way), and the fair match for the vhost-user peer.
     bool poll = false;
+    // Frames per second the generator sends at most, evenly spaced (0: as fast as the ring
+    // takes them). A generator held back by a full ring catches up by at most one batch, so a
+    // stall does not turn into a burst.
+    double pps = 0;
 };
 
 struct TrafficStats {
@@ -63,9 +67,15 @@ public:
     std::span<const std::byte> frame() const noexcept { return frame_; }
 
 private:
+    using Clock = std::chrono::steady_clock;
+
     bool want_more() const noexcept {
-        return opt_.generate && !blocked_ && (opt_.count == 0 || queued_ < opt_.count);
+        return opt_.generate && !blocked_ && (opt_.count == 0 || queued_ < opt_.count) && queued_ < allowed_;
     }
+    // How many frames the pace allows by `now` (all when unpaced); starts the pace's clock.
+    std::uint64_t frames_due(Clock::time_point now) noexcept;
+    // When the pace allows the next frame; nullopt when unpaced or the generator is done.
+    std::optional<Clock::time_point> next_due() const noexcept;
     bool step() noexcept;
 
     NetfrontIo& io_;
@@ -75,6 +85,8 @@ private:
     std::uint64_t queued_ = 0;
     std::uint64_t steps_ = 0, tx_full_steps_ = 0, rx_empty_steps_ = 0;
     bool blocked_ = false;
+    std::uint64_t allowed_ = UINT64_MAX;         // frames_due() at this step
+    std::optional<Clock::time_point> pace_from_; // when frame 0 was due
     std::chrono::steady_clock::duration ran_{};
 };
 

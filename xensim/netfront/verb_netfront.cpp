@@ -53,6 +53,7 @@ struct NetfrontCliOptions {
     // generator/sink mode
     std::size_t generate = 0;
     std::uint64_t count = 0;
+    double pps = 0;
     std::string dst_mac;
     double seconds = 0;
     bool sink = false;
@@ -315,6 +316,7 @@ void run_netfront(const NetfrontCliOptions& o) {
             t.frame.src = vif_mac.value_or(ring::MacAddr{0x02, 0, 0, 0, 0, 0x02});
             if (!o.dst_mac.empty()) t.frame.dst = need_mac(o.dst_mac, "--dst-mac");
             t.count = o.count;
+            t.pps = o.pps;
             t.csum_offload = o.csum_offload;
             t.batch = o.batch;
             t.sink = o.sink;
@@ -389,6 +391,10 @@ void install_netfront(CLI::App& app) {
     nf->add_option("--generate", o->generate, "generator mode: send IPv4/UDP frames of SIZE bytes")
         ->check(CLI::Range(std::size_t{kUdpFrameHeaders}, std::size_t{65535}));
     nf->add_option("--count", o->count, "frames to send (default: no limit)");
+    nf->add_option(
+          "--pps", o->pps,
+          "frames per second the generator sends, evenly spaced (default: as fast as the ring takes them)")
+        ->check(CLI::PositiveNumber);
     nf->add_option("--dst-mac", o->dst_mac, "destination MAC of generated frames");
     nf->add_option("--seconds", o->seconds, "stop after this long (default: count or signal)");
     nf->add_flag("--sink", o->sink, "post RX buffers and count what comes back");

@@ -412,6 +412,52 @@ TEST_CASE("traffic: the generator's frames all come back through the sink", "[xe
     }
 }
 
+TEST_CASE("traffic: --pps spaces the generator's frames", "[xensim][netfront][gen]") {
+    Rig r(all_features(), 1);
+    TrafficOptions o;
+    o.generate = true;
+    o.frame.size = 60;
+    o.sink = true;
+    o.pps = 200; // one frame every 5 ms
+    SECTION("never ahead of the pace: at most one frame per 5 ms since the first") {
+        Traffic t(r.io, o);
+        BackendThread bt(r.backs);
+        // Slowness (a loaded host) only lowers the count; a missing pace would send thousands.
+        const auto start = std::chrono::steady_clock::now();
+        t.run_for(std::chrono::milliseconds(50));
+        const double ran_ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+        CHECK(t.queued() >= 1);
+        CHECK(static_cast<double>(t.queued()) <= ran_ms / 5.0 + 1.0);
+    }
+    SECTION("a count takes at least its spacing, and all of it arrives") {
+        o.count = 20;
+        Traffic t(r.io, o);
+        const auto start = std::chrono::steady_clock::now();
+        {
+            BackendThread bt(r.backs);
+            run_until_finished(t, r.backs, 20);
+        }
+        REQUIRE(t.finished());
+        CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(19 * 5));
+        CHECK(t.stats().tx_pkts == 20);
+    }
+    SECTION("a stall is not made up as a burst: at most one batch beyond the pace") {
+        o.batch = 4;
+        Traffic t(r.io, o);
+        t.run_for(std::chrono::microseconds(10));                    // frame 0 starts the pace
+        std::this_thread::sleep_for(std::chrono::milliseconds(100)); // 20 frames' worth
+        const auto before = t.queued();
+        const auto start = std::chrono::steady_clock::now();
+        t.run_for(std::chrono::microseconds(10));
+        const double ran_ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+        // One batch for the 20 missed slots, plus what the pace allows while this ran.
+        CHECK(static_cast<double>(t.queued() - before) <= 4.0 + ran_ms / 5.0 + 1.0);
+        CHECK(t.queued() - before >= 1);
+    }
+}
+
 TEST_CASE("traffic: the generator follows the backend's offloads", "[xensim][netfront][gen]") {
     SECTION("csum offload offered: partial checksum, csum_blank|data_validated") {
         Rig r;

@@ -88,6 +88,26 @@ TEST_CASE("netfront verb: generator/sink prints per-second lines and a final JSO
     CHECK(w.dom0().read(0, W::fe(7, 0) + "/state") == "6");
 }
 
+TEST_CASE("netfront verb: --pps paces the generator through netbackd", "[xensim][netfront][gen]") {
+    SimWorld w;
+    attach(w);
+    const std::string log = w.dir() + "/pps.log";
+    const pid_t nf = spawn({XENSIM_BINARY, "netfront", "web1", "--devid", "0", "--generate", "64", "--pps",
+                            "100", "--seconds", "1", "--dir", w.host_dir()},
+                           log);
+    REQUIRE(reap(nf) == 0);
+    const std::string text = slurp(log);
+    INFO(text);
+    const auto brace = text.rfind("{\"tx_pkts\"");
+    REQUIRE(brace != std::string::npos);
+    const auto j = nlohmann::json::parse(text.substr(brace, text.find('\n', brace) - brace));
+    // At most one frame per 10 ms of the run (unpaced, this is hundreds of thousands); a loaded
+    // host only sends fewer.
+    const auto sent = j.at("tx_pkts").get<std::uint64_t>();
+    CHECK(sent >= 1);
+    CHECK(static_cast<double>(sent) <= j.at("seconds").get<double>() * 100.0 + 1.0);
+}
+
 TEST_CASE("netfront verb: --rss sets Toeplitz, key and table over a control ring",
           "[xensim][netfront][gen][ctrl]") {
     SimWorld w;
@@ -112,6 +132,9 @@ TEST_CASE("netfront verb: a frame size below the headers is refused", "[xensim][
     CHECK(slurp(log).find("--generate") != std::string::npos);
     CHECK(run({XENSIM_BINARY, "netfront", "web1", "--tap", "x", "--sink", "--dir", w.host_dir()}, log) != 0);
     CHECK(slurp(log).find("exclude each other") != std::string::npos);
+    CHECK(run({XENSIM_BINARY, "netfront", "web1", "--generate", "64", "--pps", "0", "--dir", w.host_dir()},
+              log) != 0);
+    CHECK(slurp(log).find("--pps") != std::string::npos);
 }
 
 TEST_CASE("netfront verb: TAP mode makes the guest's device in its namespace, with the vif's MAC, up",
