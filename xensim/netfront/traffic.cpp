@@ -43,7 +43,7 @@ std::optional<std::string> Traffic::on_attach() {
 std::uint64_t Traffic::frames_due(Clock::time_point now) noexcept {
     if (opt_.pps <= 0) return UINT64_MAX;
     if (!pace_from_) pace_from_ = now;
-    const auto per_frame = std::chrono::duration<double>(1.0 / opt_.pps);
+    const auto per_frame = frame_gap();
     auto due = static_cast<std::uint64_t>(std::chrono::duration<double>(now - *pace_from_) / per_frame) + 1;
     // Slots missed while the ring was full are given up, all but one batch of them.
     if (due > queued_ + opt_.batch) {
@@ -58,9 +58,8 @@ std::optional<Traffic::Clock::time_point> Traffic::next_due() const noexcept {
     if (opt_.pps <= 0 || !pace_from_ || !opt_.generate || blocked_ ||
         (opt_.count != 0 && queued_ >= opt_.count))
         return std::nullopt;
-    const auto per_frame = std::chrono::duration<double>(1.0 / opt_.pps);
     return *pace_from_ +
-           std::chrono::duration_cast<Clock::duration>(per_frame * static_cast<double>(queued_));
+           std::chrono::duration_cast<Clock::duration>(frame_gap() * static_cast<double>(queued_));
 }
 
 bool Traffic::step() noexcept {

@@ -72,6 +72,9 @@ private:
     bool want_more() const noexcept {
         return opt_.generate && !blocked_ && (opt_.count == 0 || queued_ < opt_.count) && queued_ < allowed_;
     }
+    std::chrono::duration<double> frame_gap() const noexcept {
+        return std::chrono::duration<double>(1.0 / opt_.pps);
+    }
     // How many frames the pace allows by `now` (all when unpaced); starts the pace's clock.
     std::uint64_t frames_due(Clock::time_point now) noexcept;
     // When the pace allows the next frame; nullopt when unpaced or the generator is done.
