@@ -60,6 +60,7 @@ DataPlane::DataPlane(const DataPlaneConfig& config, const platform::GrantsFactor
             std::make_unique<Worker>(wc, context_of(config_, *worker_grants_.back(), events,
                                                     static_cast<std::uint16_t>(i), mesh_.get())));
     }
+    held_.store(config_.start_held, std::memory_order_relaxed);
     for (unsigned i = 0; i < config_.workers; ++i) {
         const std::optional<unsigned> cpu =
             i < config_.worker_cpus.size() ? std::optional(config_.worker_cpus[i]) : std::nullopt;
@@ -67,11 +68,17 @@ DataPlane::DataPlane(const DataPlaneConfig& config, const platform::GrantsFactor
             if (cpu) pin_to(*cpu);
             // An lcore id gives the worker a mempool cache; without one it still works, slower.
             (void)rte_thread_register();
+            workers_[i]->serve_messages_while(held_, stop_);
             workers_[i]->run(stop_);
             rte_thread_unregister();
         });
     }
     publish_telemetry(this);
+}
+
+void DataPlane::release() {
+    held_.store(false, std::memory_order_release);
+    for (auto& w : workers_) w->wake();
 }
 
 DataPlane::~DataPlane() {

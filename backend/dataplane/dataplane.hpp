@@ -55,6 +55,10 @@ struct DataPlaneConfig {
     // How long the control thread waits on a worker (an answer to a detach, room in its
     // mailbox) before it logs an error and goes on without it; see DataPlane::detach().
     std::chrono::milliseconds control_wait{5000};
+    // Workers take the vifs attached to them but serve none until release(): a restarted
+    // netbackd re-adopts every vif first, so a frame a guest queued while no netbackd ran finds
+    // its receiver in the switch instead of being dropped as unknown.
+    bool start_held = false;
 };
 
 struct VifTelemetry {
@@ -92,6 +96,8 @@ public:
     std::optional<control::Refusal> refusal(control::VifId id,
                                             const control::VifPolicy& policy) const override;
     void attach(std::unique_ptr<control::VifHandle> vif) override;
+    // Lets workers started held (config.start_held) serve their vifs; idempotent.
+    void release();
     // Bounded by config.control_wait per worker answer. A worker that does not answer in time
     // may still touch the vif: it is logged and quarantined (rings stay mapped, the runtime
     // stays allocated) until every late answer arrived, and nullptr is returned.
@@ -211,6 +217,8 @@ private:
     // the map and by readers from other threads; never by the worker.
     mutable std::mutex mutex_;
     std::atomic<bool> stop_{false};
+    // Shared with every worker: set from the constructor (config.start_held) until release().
+    std::atomic<bool> held_{false};
     std::vector<std::thread> threads_;
 };
 

@@ -570,6 +570,17 @@ void Worker::sleep() noexcept {
         counters_.wakeups_peer.add();
 }
 
+void Worker::serve_messages_while(const std::atomic<bool>& held, const std::atomic<bool>& stop) noexcept {
+    while (held.load(std::memory_order_acquire) && !stop.load(std::memory_order_relaxed)) {
+        now_ = rte_get_tsc_cycles();
+        handle_messages();
+        // A message and the release both signal wake_: neither is missed between the check
+        // above and this wait.
+        pollfd p{wake_.get(), POLLIN, 0};
+        if (::poll(&p, 1, 100) > 0) platform::drain_eventfd(wake_.get());
+    }
+}
+
 void Worker::run(const std::atomic<bool>& stop) noexcept {
     const std::uint64_t idle_ticks =
         static_cast<std::uint64_t>(cfg_.idle_before_sleep.count()) * tsc_hz_ / 1'000'000;

@@ -181,6 +181,9 @@ public:
     std::size_t poll_once() noexcept;
     // Polls until stop is set, sleeping when idle.
     void run(const std::atomic<bool>& stop) noexcept;
+    // Until `held` clears (or stop is set): takes the control thread's messages (vifs attached
+    // and detached) and serves no ring and no port; DataPlane::release() clears it.
+    void serve_messages_while(const std::atomic<bool>& held, const std::atomic<bool>& stop) noexcept;
     // Re-arms every ring's event index; false when work showed up meanwhile (don't sleep), or
     // when kMaxEventsPerSleep fired ports were drained and more may follow (an event storm).
     bool prepare_sleep() noexcept;

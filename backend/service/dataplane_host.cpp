@@ -89,6 +89,8 @@ DataPlaneHost::DataPlaneHost(const control::GlobalConfig& config, platform::Plat
     dc.worker.rx_merge = config.rx_merge;
     // Room for every vif's MAC at 3/4 load plus as many learned from the wire.
     dc.worker.mac_table = std::max<std::size_t>(dc.worker.mac_table, std::size_t{4} * config.max_vifs);
+    // The vifs in xenstore are re-adopted before any is served: run() releases the workers.
+    dc.start_held = true;
 
     // Pools for the vifs attached, grown as more attach (growing_frame_pools.hpp), up to 64:
     // a pool for 1,024 full rings would take gigabytes, most never in flight, so vifs beyond

@@ -153,6 +153,8 @@ int run(const RunOptions& opt) {
         spdlog::error("cannot start the control plane: {}", e.what());
         return 1;
     }
+    // Every vif is in the switch now: frames the guests queued while no netbackd ran may move.
+    dataplane->dataplane().release();
     set_phase(Phase::running);
     clock.mark(fmt::format("re-adopting {} vif(s)", cp.vif_count()));
     // WatchdogSec= in the unit: pinged below, only while every worker makes progress.

@@ -16,11 +16,11 @@ namespace netbackd::dataplane::test {
 
 struct DataPlaneRig {
     // grants: what the data plane opens per worker, given the world (default: World's own);
-    // tune: changes to the workers' configuration.
+    // tune: changes to the workers' configuration; held: DataPlaneConfig::start_held.
     using GrantsOf = std::function<platform::GrantsFactory(World&)>;
     using Tune = std::function<void(WorkerConfig&)>;
     explicit DataPlaneRig(std::vector<platform::DomId> guests, unsigned workers = 2,
-                          const GrantsOf& grants = {}, const Tune& tune = {})
+                          const GrantsOf& grants = {}, const Tune& tune = {}, bool held = false)
         : world(std::move(guests), 64u << 20),
           pool(pmd::test::small_pool(8191)),
           indirect(pmd::test::small_pool(4095, 0)),
@@ -32,6 +32,7 @@ struct DataPlaneRig {
         c.uplinks.push_back(UplinkBinding{"up0", &up});
         c.worker.idle_before_sleep = std::chrono::microseconds(100);
         if (tune) tune(c.worker);
+        c.start_held = held;
         dp = std::make_unique<DataPlane>(c, grants ? grants(world) : world.worker_grants(), world.events);
     }
     World world;
