@@ -55,9 +55,7 @@ std::uint64_t Traffic::frames_due(Clock::time_point now) noexcept {
 }
 
 std::optional<Traffic::Clock::time_point> Traffic::next_due() const noexcept {
-    if (opt_.pps <= 0 || !pace_from_ || !opt_.generate || blocked_ ||
-        (opt_.count != 0 && queued_ >= opt_.count))
-        return std::nullopt;
+    if (opt_.pps <= 0 || !pace_from_ || !generating()) return std::nullopt;
     return *pace_from_ +
            std::chrono::duration_cast<Clock::duration>(frame_gap() * static_cast<double>(queued_));
 }

@@ -69,9 +69,11 @@ public:
 private:
     using Clock = std::chrono::steady_clock;
 
-    bool want_more() const noexcept {
-        return opt_.generate && !blocked_ && (opt_.count == 0 || queued_ < opt_.count) && queued_ < allowed_;
+    // The generator has frames left to send (its count, if any, not reached).
+    bool generating() const noexcept {
+        return opt_.generate && !blocked_ && (opt_.count == 0 || queued_ < opt_.count);
     }
+    bool want_more() const noexcept { return generating() && queued_ < allowed_; }
     std::chrono::duration<double> frame_gap() const noexcept {
         return std::chrono::duration<double>(1.0 / opt_.pps);
     }

@@ -61,6 +61,13 @@ std::string capture(const std::string& cmd) {
     return out;
 }
 
+// The generator's final JSON line in its output (bench/ parses the same line).
+nlohmann::json final_json(const std::string& text) {
+    const auto brace = text.rfind("{\"tx_pkts\"");
+    REQUIRE(brace != std::string::npos);
+    return nlohmann::json::parse(text.substr(brace, text.find('\n', brace) - brace));
+}
+
 } // namespace
 
 TEST_CASE("netfront verb: generator/sink prints per-second lines and a final JSON line",
@@ -77,9 +84,7 @@ TEST_CASE("netfront verb: generator/sink prints per-second lines and a final JSO
     INFO(text);
     CHECK(text.find("state 4") != std::string::npos);
     CHECK(text.find("t=1s tx_pps=") != std::string::npos);
-    const auto brace = text.rfind("{\"tx_pkts\"");
-    REQUIRE(brace != std::string::npos);
-    const auto j = nlohmann::json::parse(text.substr(brace, text.find('\n', brace) - brace));
+    const auto j = final_json(text);
     for (const char* k : {"tx_pkts", "tx_bytes", "rx_pkts", "rx_bytes", "tx_errors"})
         CHECK(j.at(k).is_number_unsigned());
     CHECK(j.at("seconds").get<double>() >= 2.0);
@@ -98,9 +103,7 @@ TEST_CASE("netfront verb: --pps paces the generator through netbackd", "[xensim]
     REQUIRE(reap(nf) == 0);
     const std::string text = slurp(log);
     INFO(text);
-    const auto brace = text.rfind("{\"tx_pkts\"");
-    REQUIRE(brace != std::string::npos);
-    const auto j = nlohmann::json::parse(text.substr(brace, text.find('\n', brace) - brace));
+    const auto j = final_json(text);
     // At most one frame per 10 ms of the run (unpaced, this is hundreds of thousands); a loaded
     // host only sends fewer.
     const auto sent = j.at("tx_pkts").get<std::uint64_t>();
